@@ -1,0 +1,33 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "repl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "repl", targets: ["repl"]),
+        .executable(name: "orbctl-sim", targets: ["orbctl-sim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "ReplCore",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "OrbSim", dependencies: ["ReplCore"]),
+        .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim"]),
+        .executableTarget(
+            name: "repl",
+            dependencies: [
+                "ReplCore", "OrbSim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
+        .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

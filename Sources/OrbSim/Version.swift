@@ -1,0 +1,1 @@
+public enum OrbSimVersion { public static let version = "2.2.3" }

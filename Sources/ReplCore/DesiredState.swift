@@ -1,0 +1,230 @@
+import Foundation
+
+/// A run's id: the `manifest_id` part of its machines' names.
+public typealias RunID = UInt64
+/// An instance's (or snapshot's) id: the `instance_id` part of a machine name.
+public typealias InstanceID = UInt64
+
+/// Where one instance of a run is in its lifecycle.
+public enum InstancePhase: String, Sendable, Codable, CaseIterable, Comparable {
+    /// Wanted, no machine requested yet.
+    case pending = "Pending"
+    /// Machine requested (created or cloned), command not yet started.
+    case provisioning = "Provisioning"
+    /// Wrapper launched; bootstrap script running.
+    case bootstrapping = "Bootstrapping"
+    /// Command running (or, without a command, machine up).
+    case running = "Running"
+    case succeeded = "Succeeded"
+    case failed = "Failed"
+    case timedOut = "TimedOut"
+    case cancelled = "Cancelled"
+
+    public var isTerminal: Bool {
+        switch self {
+        case .succeeded, .failed, .timedOut, .cancelled: return true
+        default: return false
+        }
+    }
+
+    var order: Int { InstancePhase.allCases.firstIndex(of: self)! }
+    public static func < (a: InstancePhase, b: InstancePhase) -> Bool { a.order < b.order }
+}
+
+/// One instance as the store records it.
+public struct InstanceState: Hashable, Sendable, Codable {
+    public var id: InstanceID
+    public var generation: Int
+    public var phase: InstancePhase
+    /// No longer wanted (scaled down); its machine is deleted and it stays as history.
+    public var retired: Bool
+    /// When its machine was first requested; the deadline counts from here.
+    public var createdAt: Date?
+    /// When the command (the wrapper) was launched.
+    public var startedAt: Date?
+    /// When it reached a terminal phase; `hold` counts from here.
+    public var finishedAt: Date?
+    public var exitCode: Int?
+    /// Whether its run log has been copied to the state directory.
+    public var logsCollected: Bool
+    /// Why it is in its phase, when that needs saying (an error, a timeout).
+    public var reason: String?
+
+    public init(id: InstanceID, generation: Int, phase: InstancePhase = .pending, retired: Bool = false,
+                createdAt: Date? = nil, startedAt: Date? = nil, finishedAt: Date? = nil, exitCode: Int? = nil,
+                logsCollected: Bool = false, reason: String? = nil) {
+        self.id = id
+        self.generation = generation
+        self.phase = phase
+        self.retired = retired
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.exitCode = exitCode
+        self.logsCollected = logsCollected
+        self.reason = reason
+    }
+}
+
+/// A run as the controller wants it: its manifest, generation and instances.
+public struct DesiredRun: Hashable, Sendable {
+    public var id: RunID
+    public var manifest: RunManifest
+    /// Bumped whenever source, bootstrap, command or env change.
+    public var generation: Int
+    /// Cancelled (or deleted) runs want no machines.
+    public var cancelled: Bool
+    /// Every instance ever made for this run, history included, by ascending id.
+    public var instances: [InstanceState]
+
+    public init(id: RunID, manifest: RunManifest, generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = []) {
+        self.id = id
+        self.manifest = manifest
+        self.generation = generation
+        self.cancelled = cancelled
+        self.instances = instances
+    }
+
+    /// Whether an instance is still wanted: current generation, not retired, run not cancelled.
+    public func wants(_ instance: InstanceState) -> Bool {
+        !cancelled && !instance.retired && instance.generation == generation
+    }
+
+    /// The run's phase, derived from its wanted instances (or all, once none is wanted).
+    public var phase: InstancePhase {
+        let current = instances.filter { $0.generation == generation && !$0.retired }
+        if cancelled && instances.allSatisfy({ $0.phase.isTerminal }) { return .cancelled }
+        guard !current.isEmpty else { return cancelled ? .cancelled : (manifest.replicas == 0 ? .succeeded : .pending) }
+        if let active = current.filter({ !$0.phase.isTerminal }).map(\.phase).min() { return active }
+        if current.contains(where: { $0.phase == .failed }) { return .failed }
+        if current.contains(where: { $0.phase == .timedOut }) { return .timedOut }
+        if current.contains(where: { $0.phase == .cancelled }) { return .cancelled }
+        return .succeeded
+    }
+}
+
+/// A snapshot as the controller wants it.
+public struct DesiredSnapshot: Hashable, Sendable {
+    public var id: RunID
+    public var name: String
+    /// The run whose first wanted instance is cloned.
+    public var fromRun: String
+    /// The instance id of the snapshot's machine (from the shared sequence).
+    public var instanceID: InstanceID
+    /// Marked for deletion: its machine is deleted and then the row dropped.
+    public var deleted: Bool
+    /// The run is ready to clone from once the snapshot's machine was made.
+    public var createdAt: Date?
+
+    public init(id: RunID, name: String, fromRun: String, instanceID: InstanceID, deleted: Bool = false, createdAt: Date? = nil) {
+        self.id = id
+        self.name = name
+        self.fromRun = fromRun
+        self.instanceID = instanceID
+        self.deleted = deleted
+        self.createdAt = createdAt
+    }
+}
+
+/// Everything the controller wants to exist, read fresh from the store every tick.
+public struct DesiredState: Hashable, Sendable {
+    public var runs: [DesiredRun]
+    public var snapshots: [DesiredSnapshot]
+    /// The next free id of the shared instance/snapshot sequence.
+    public var nextInstanceID: InstanceID
+
+    public init(runs: [DesiredRun] = [], snapshots: [DesiredSnapshot] = [], nextInstanceID: InstanceID = 1) {
+        self.runs = runs
+        self.snapshots = snapshots
+        self.nextInstanceID = nextInstanceID
+    }
+}
+
+/// A machine's state as `orbctl list` reports it.
+public enum MachineState: Hashable, Sendable, Codable, CustomStringConvertible {
+    case creating, starting, running, stopping, stopped, deleting
+    case other(String)
+
+    public init(_ text: String) {
+        switch text {
+        case "creating": self = .creating
+        case "starting": self = .starting
+        case "running": self = .running
+        case "stopping": self = .stopping
+        case "stopped": self = .stopped
+        case "deleting": self = .deleting
+        default: self = .other(text)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .creating: return "creating"
+        case .starting: return "starting"
+        case .running: return "running"
+        case .stopping: return "stopping"
+        case .stopped: return "stopped"
+        case .deleting: return "deleting"
+        case .other(let s): return s
+        }
+    }
+
+    public init(from decoder: Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// One machine as observed in `orbctl list`.
+public struct ObservedMachine: Hashable, Sendable {
+    /// OrbStack's ULID id (its first characters carry the creation time).
+    public var id: String
+    public var name: String
+    public var state: MachineState
+    public var distro: String
+    public var version: String
+    public var arch: String
+
+    public init(id: String, name: String, state: MachineState, distro: String = "ubuntu", version: String = "noble", arch: String = Spec.hostArch) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.distro = distro
+        self.version = version
+        self.arch = arch
+    }
+
+    /// Creation time from the ULID id; `nil` when the id is not a ULID.
+    public var createdAt: Date? { ULID.timestamp(of: id) }
+}
+
+/// The result of one `orbctl list`: the machines, or why there are none to trust.
+public enum Observation: Hashable, Sendable {
+    case machines([ObservedMachine])
+    /// The list failed, timed out or did not parse. Never read as "no machines".
+    case failed(String)
+}
+
+/// What a read of `/var/lib/repl/status` inside a machine said.
+public enum ProbeResult: Hashable, Sendable {
+    case bootstrapping
+    case running
+    case exited(Int)
+    case timedOut
+    /// The status could not be read (the machine is busy, the file is missing).
+    case unreadable(String)
+
+    /// Parses the status file's text: `bootstrapping`, `running`, `exited N` or `timedout`.
+    public init(statusText: String) {
+        let t = statusText.trimmingCharacters(in: .whitespacesAndNewlines)
+        switch t {
+        case "bootstrapping": self = .bootstrapping
+        case "running": self = .running
+        case "timedout": self = .timedOut
+        default:
+            if t.hasPrefix("exited "), let code = Int(t.dropFirst(7)) { self = .exited(code) }
+            else { self = .unreadable("unexpected status \"\(t.prefix(40))\"") }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+
+/// What a run's machines are made from: a fresh machine of a spec, or a clone of a snapshot.
+public enum RunSource: Hashable, Sendable, Codable, CustomStringConvertible {
+    case spec(Spec)
+    case snapshot(String)
+
+    public var description: String {
+        switch self {
+        case .spec(let s): return s.description
+        case .snapshot(let n): return "snapshot \(n)"
+        }
+    }
+}
+
+/// A `kind: Run` document: N machines (replicas) of one spec, each running the
+/// same command once. Keys mirror the flags of `repl run` one to one.
+public struct RunManifest: Hashable, Sendable, Codable {
+    public var name: String
+    /// Always `orbstack` today.
+    public var provider: String
+    public var source: RunSource
+    /// Without a command the machine stays up until deleted or `maxDuration`.
+    public var command: String?
+    /// No deadline when `nil`.
+    public var maxDuration: TimeSpan?
+    /// Run as root before the command; failures are logged, not fatal.
+    public var bootstrap: String?
+    public var replicas: Int
+    /// How long a machine is kept after its command ends.
+    public var hold: TimeSpan
+    public var env: [String: String]
+    public var labels: [String: String]
+
+    public init(name: String, provider: String = "orbstack", source: RunSource = .spec(.defaultSpec),
+                command: String? = nil, maxDuration: TimeSpan? = nil, bootstrap: String? = nil,
+                replicas: Int = 1, hold: TimeSpan = .zero, env: [String: String] = [:], labels: [String: String] = [:]) {
+        self.name = name
+        self.provider = provider
+        self.source = source
+        self.command = command
+        self.maxDuration = maxDuration
+        self.bootstrap = bootstrap
+        self.replicas = replicas
+        self.hold = hold
+        self.env = env
+        self.labels = labels
+    }
+
+    /// The part of the manifest whose change replaces the machines (a new
+    /// generation): source, bootstrap, command and env. Replicas, hold,
+    /// maxDuration and labels change in place.
+    public var generationFingerprint: String {
+        let envText = env.keys.sorted().map { "\($0)=\(env[$0]!.debugDescription)" }.joined(separator: ",")
+        return [source.description, bootstrap?.debugDescription ?? "-", command?.debugDescription ?? "-", envText]
+            .joined(separator: "\u{1F}")
+    }
+}
+
+/// A `kind: Snapshot` document: a stopped clone of a run's first instance, kept as a
+/// base for fast clones.
+public struct SnapshotManifest: Hashable, Sendable, Codable {
+    public var name: String
+    /// The name of the run whose first instance is cloned.
+    public var from: String
+    public var labels: [String: String]
+
+    public init(name: String, from: String, labels: [String: String] = [:]) {
+        self.name = name
+        self.from = from
+        self.labels = labels
+    }
+}
+
+/// One YAML document.
+public enum Manifest: Hashable, Sendable {
+    case run(RunManifest)
+    case snapshot(SnapshotManifest)
+
+    public var name: String {
+        switch self {
+        case .run(let r): return r.name
+        case .snapshot(let s): return s.name
+        }
+    }
+
+    public var kind: ManifestKind {
+        switch self {
+        case .run: return .run
+        case .snapshot: return .snapshot
+        }
+    }
+}
+
+public enum ManifestKind: String, Sendable, Codable, CaseIterable {
+    case run = "Run"
+    case snapshot = "Snapshot"
+}
+
+/// Where a document came from, for messages.
+public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+    /// `file:line:column`, or just `file` for problems with the file as a whole (line 0).
+    public var description: String { line > 0 ? "\(file):\(line):\(column)" : file }
+}
+
+/// A manifest with the place it was read from.
+public struct LocatedManifest: Hashable, Sendable {
+    public var manifest: Manifest
+    public var location: SourceLocation
+}
+
+/// The documents of one apply, validated together: names unique per kind and
+/// every `from` resolved.
+public struct ManifestSet: Sendable, Equatable {
+    public var documents: [LocatedManifest]
+
+    public var runs: [RunManifest] {
+        documents.compactMap { if case .run(let r) = $0.manifest { return r } else { return nil } }
+    }
+    public var snapshots: [SnapshotManifest] {
+        documents.compactMap { if case .snapshot(let s) = $0.manifest { return s } else { return nil } }
+    }
+}
+
+/// One problem found in a manifest, with its exact place and how to fix it.
+public struct ManifestDiagnostic: Hashable, Sendable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var message: String
+    public init(_ location: SourceLocation, _ message: String) {
+        self.location = location
+        self.message = message
+    }
+    /// `file:line:column: message`
+    public var description: String { "\(location): \(message)" }
+}
+
+/// Every problem found in a set of manifests; when thrown, nothing was applied.
+public struct ManifestError: Error, Sendable, CustomStringConvertible, Equatable {
+    public var diagnostics: [ManifestDiagnostic]
+    public init(_ diagnostics: [ManifestDiagnostic]) { self.diagnostics = diagnostics }
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}

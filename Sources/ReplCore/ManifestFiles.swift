@@ -1,0 +1,67 @@
+import Foundation
+
+/// Reads the manifest sources named on a command line: files, directories
+/// (their `*.yaml` and `*.yml`, sorted, not recursive) and `-` for standard input.
+public enum ManifestFiles {
+    /// Manifest files larger than this are refused rather than read.
+    public static let maxFileSize = 16 * 1024 * 1024
+
+    /// Loads every source, reporting every unreadable path at once.
+    public static func load(_ paths: [String], readStandardInput: () -> Data = { FileHandle.standardInput.readDataToEndOfFile() })
+        throws(ManifestError) -> [ManifestSource] {
+        var sources: [ManifestSource] = []
+        var problems: [ManifestDiagnostic] = []
+        func problem(_ path: String, _ message: String) {
+            problems.append(ManifestDiagnostic(SourceLocation(file: path, line: 0, column: 0), message))
+        }
+        let fm = FileManager.default
+        for path in paths {
+            if path == "-" {
+                let data = readStandardInput()
+                if let text = decode(data) { sources.append(ManifestSource(name: "<stdin>", text: text)) }
+                else { problem("<stdin>", "standard input is not UTF-8 text") }
+                continue
+            }
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                problem(path, "no such file or directory")
+                continue
+            }
+            var files: [String] = []
+            if isDirectory.boolValue {
+                guard let entries = try? fm.contentsOfDirectory(atPath: path) else {
+                    problem(path, "cannot read the directory (permission denied?)")
+                    continue
+                }
+                files = entries.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+                    .map { (path as NSString).appendingPathComponent($0) }
+                if files.isEmpty { problem(path, "the directory holds no *.yaml or *.yml files") }
+            } else {
+                files = [path]
+            }
+            for file in files {
+                if let size = (try? fm.attributesOfItem(atPath: file))?[.size] as? NSNumber, size.intValue > maxFileSize {
+                    problem(file, "is \(size.intValue / 1_048_576) MB; manifests larger than \(maxFileSize / 1_048_576) MB are refused")
+                    continue
+                }
+                guard let data = fm.contents(atPath: file) else {
+                    problem(file, "cannot read the file (permission denied?)")
+                    continue
+                }
+                guard let text = decode(data) else {
+                    problem(file, "is not UTF-8 text")
+                    continue
+                }
+                sources.append(ManifestSource(name: file, text: text))
+            }
+        }
+        guard problems.isEmpty else { throw ManifestError(problems) }
+        return sources
+    }
+
+    static func decode(_ data: Data) -> String? {
+        var bytes = data
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }  // UTF-8 byte order mark
+        return String(data: bytes, encoding: .utf8)
+    }
+}

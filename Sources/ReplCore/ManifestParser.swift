@@ -1,0 +1,436 @@
+import Foundation
+import Yams
+
+/// One manifest file's text and the name used for it in messages
+/// (its path as given, or `<stdin>`).
+public struct ManifestSource: Sendable, Equatable {
+    public var name: String
+    public var text: String
+    public init(name: String, text: String) {
+        self.name = name
+        self.text = text
+    }
+}
+
+/// Turns YAML text into validated manifests, reporting every problem in every
+/// file with its file, line and column and how to fix it.
+public struct ManifestParser: Sendable {
+    /// What the target provider can do; keys it cannot honour are errors.
+    public var capabilities: ProviderCapabilities
+    /// Runs already in the store, so a snapshot may name one applied earlier.
+    public var knownRuns: Set<String>
+    /// Snapshots already in the store, so a run may clone one applied earlier.
+    public var knownSnapshots: Set<String>
+
+    public init(capabilities: ProviderCapabilities = .orbstack, knownRuns: Set<String> = [], knownSnapshots: Set<String> = []) {
+        self.capabilities = capabilities
+        self.knownRuns = knownRuns
+        self.knownSnapshots = knownSnapshots
+    }
+
+    static let runKeys = ["kind", "name", "provider", "spec", "from", "command", "maxDuration",
+                          "bootstrap", "replicas", "hold", "env", "labels"]
+    static let snapshotKeys = ["kind", "name", "from", "labels"]
+    public static let maxReplicas = 1000
+    public static let maxNameLength = 40
+
+    /// Parses and validates all sources together. Throws ``ManifestError`` with
+    /// every diagnostic when anything is wrong; then nothing may be applied.
+    public func parse(_ sources: [ManifestSource]) throws(ManifestError) -> ManifestSet {
+        var diagnostics: [ManifestDiagnostic] = []
+        var documents: [LocatedManifest] = []
+        var declared: [ManifestKind: Set<String>] = [:]
+        for source in sources {
+            let (docs, diags, names) = parseFile(source)
+            documents += docs
+            diagnostics += diags
+            for (kind, name) in names { declared[kind, default: []].insert(name) }
+        }
+        diagnostics += crossCheck(documents, declared: declared)
+        guard diagnostics.isEmpty else { throw ManifestError(diagnostics) }
+        if documents.isEmpty {
+            let where_ = SourceLocation(file: sources.first?.name ?? "<input>", line: 1, column: 1)
+            throw ManifestError([ManifestDiagnostic(where_, "no manifests found (expected documents with kind: Run or kind: Snapshot)")])
+        }
+        return ManifestSet(documents: documents)
+    }
+
+    /// Convenience for one text.
+    public func parse(_ text: String, file: String) throws(ManifestError) -> ManifestSet {
+        try parse([ManifestSource(name: file, text: text)])
+    }
+
+    // MARK: - Files and documents
+
+    /// The valid documents of one file, its problems, and the (kind, name) of every
+    /// document that has both, valid or not, so one bad document does not make
+    /// references to it look dangling too.
+    func parseFile(_ source: ManifestSource) -> ([LocatedManifest], [ManifestDiagnostic], [(ManifestKind, String)]) {
+        var documents: [LocatedManifest] = []
+        var diagnostics: [ManifestDiagnostic] = []
+        var declared: [(ManifestKind, String)] = []
+        if source.text.utf8.contains(0) {
+            return ([], [ManifestDiagnostic(SourceLocation(file: source.name, line: 1, column: 1),
+                                            "the file contains NUL bytes; a manifest is UTF-8 text")], [])
+        }
+        do {
+            let parser = try Parser(yaml: source.text)
+            while let root = try parser.nextRoot() {
+                var context = DocumentContext(file: source.name, capabilities: capabilities)
+                if let manifest = context.manifest(from: root) {
+                    documents.append(manifest)
+                }
+                if let d = context.declared { declared.append(d) }
+                diagnostics += context.diagnostics
+            }
+        } catch let error as YamlError {
+            diagnostics.append(Self.diagnostic(for: error, file: source.name))
+        } catch {
+            diagnostics.append(ManifestDiagnostic(SourceLocation(file: source.name, line: 1, column: 1),
+                                                  "cannot read YAML: \(error)"))
+        }
+        return (documents, diagnostics, declared)
+    }
+
+    static func diagnostic(for error: YamlError, file: String) -> ManifestDiagnostic {
+        func at(_ mark: Mark) -> SourceLocation { SourceLocation(file: file, line: max(1, mark.line), column: max(1, mark.column)) }
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            let detail = context.map { "\(problem) \($0.text)" } ?? problem
+            return ManifestDiagnostic(at(mark), "invalid YAML: \(detail)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            let key = duplicates.first ?? "?"
+            return ManifestDiagnostic(at(context.mark), "\(key): key appears more than once in the same document; keep one")
+        case let .reader(problem, offset, _, _):
+            return ManifestDiagnostic(SourceLocation(file: file, line: 1, column: 1),
+                                      "cannot read the file as UTF-8 text: \(problem)\(offset.map { " at byte \($0)" } ?? "")")
+        default:
+            return ManifestDiagnostic(SourceLocation(file: file, line: 1, column: 1), "invalid YAML: \(error)")
+        }
+    }
+
+    // MARK: - Checks across documents
+
+    func crossCheck(_ documents: [LocatedManifest], declared: [ManifestKind: Set<String>]) -> [ManifestDiagnostic] {
+        var diagnostics: [ManifestDiagnostic] = []
+        var seen: [ManifestKind: [String: SourceLocation]] = [:]
+        for doc in documents {
+            let kind = doc.manifest.kind
+            if let first = seen[kind]?[doc.manifest.name] {
+                diagnostics.append(ManifestDiagnostic(doc.location,
+                    "name: \(kind.rawValue) \"\(doc.manifest.name)\" is already defined at \(first); names are unique per kind"))
+            } else {
+                seen[kind, default: [:]][doc.manifest.name] = doc.location
+            }
+        }
+        let runs = declared[.run, default: []].union(knownRuns)
+        let snapshots = declared[.snapshot, default: []].union(knownSnapshots)
+        for doc in documents {
+            switch doc.manifest {
+            case .run(let run):
+                if case .snapshot(let from) = run.source, !snapshots.contains(from) {
+                    let hint = runs.contains(from) ? " (\"\(from)\" is a Run; make a Snapshot of it first)" : Self.suggestion(from, among: snapshots).map { " (did you mean \"\($0)\"?)" } ?? ""
+                    diagnostics.append(ManifestDiagnostic(doc.location, "from: no Snapshot named \"\(from)\"\(hint)"))
+                }
+            case .snapshot(let snap):
+                if !runs.contains(snap.from) {
+                    let hint = Self.suggestion(snap.from, among: runs).map { " (did you mean \"\($0)\"?)" } ?? ""
+                    diagnostics.append(ManifestDiagnostic(doc.location, "from: no Run named \"\(snap.from)\"\(hint)"))
+                }
+            }
+        }
+        return diagnostics
+    }
+
+    /// The closest candidate within edit distance 2, for did-you-mean hints.
+    static func suggestion(_ word: String, among candidates: some Sequence<String>) -> String? {
+        var best: (String, Int)?
+        for c in candidates {
+            let d = editDistance(word.lowercased(), c.lowercased())
+            if d <= max(1, min(2, word.count / 3)), best == nil || d < best!.1 { best = (c, d) }
+        }
+        return best?.0
+    }
+
+    /// Optimal string alignment distance: insertions, deletions, substitutions and
+    /// swaps of neighbours each cost 1 (`bsae` is one step from `base`).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+                }
+            }
+        }
+        return d[a.count][b.count]
+    }
+}
+
+/// Validation of one document, collecting every problem.
+struct DocumentContext {
+    let file: String
+    let capabilities: ProviderCapabilities
+    var diagnostics: [ManifestDiagnostic] = []
+    /// The document's kind and name when both are readable, even if it is invalid.
+    var declared: (ManifestKind, String)?
+
+    init(file: String, capabilities: ProviderCapabilities) {
+        self.file = file
+        self.capabilities = capabilities
+    }
+
+    func location(_ node: Node) -> SourceLocation {
+        guard let mark = node.mark else { return SourceLocation(file: file, line: 1, column: 1) }
+        return SourceLocation(file: file, line: mark.line, column: mark.column)
+    }
+
+    mutating func error(_ node: Node, _ message: String) {
+        diagnostics.append(ManifestDiagnostic(location(node), message))
+    }
+
+    static func isNull(_ node: Node) -> Bool {
+        if case .scalar(let s) = node { return s.resolvedTagName == .null || (s.string.isEmpty && s.style == .plain) }
+        return false
+    }
+
+    mutating func manifest(from root: Node) -> LocatedManifest? {
+        if Self.isNull(root) { return nil }  // an empty document, e.g. after a trailing `---`
+        guard case .mapping(let mapping) = root else {
+            error(root, "a manifest must be a mapping of keys (kind, name, …), not \(Self.describe(root))")
+            return nil
+        }
+        var fields: [String: (key: Node, value: Node)] = [:]
+        for (key, value) in mapping {
+            guard case .scalar(let k) = key, !Self.isNull(key) else {
+                error(key, "keys must be plain words, not \(Self.describe(key))")
+                continue
+            }
+            fields[k.string] = (key, value)
+        }
+        guard let kindField = fields["kind"] else {
+            error(root, "kind: missing; add `kind: Run` or `kind: Snapshot`")
+            return nil
+        }
+        guard let kindText = string(kindField.value, key: "kind") else { return nil }
+        guard let kind = ManifestKind(rawValue: kindText) else {
+            let hint = ManifestParser.suggestion(kindText, among: ManifestKind.allCases.map(\.rawValue))
+                .map { "did you mean \($0)?" } ?? "use Run or Snapshot"
+            error(kindField.value, "kind: unknown kind \"\(kindText)\"; \(hint)")
+            return nil
+        }
+        let allowed = kind == .run ? ManifestParser.runKeys : ManifestParser.snapshotKeys
+        for (key, (keyNode, _)) in fields.sorted(by: { ($0.value.key.mark?.line ?? 0) < ($1.value.key.mark?.line ?? 0) })
+        where !allowed.contains(key) {
+            if let reason = capabilities.unsupportedKeyReason(key) {
+                error(keyNode, "\(key): not supported: \(reason); remove this key")
+            } else if let guess = ManifestParser.suggestion(key, among: allowed) {
+                error(keyNode, "\(key): unknown key; did you mean \(guess)?")
+            } else if kind == .snapshot, ManifestParser.runKeys.contains(key) {
+                error(keyNode, "\(key): not a Snapshot key (a Snapshot has only \(ManifestParser.snapshotKeys.dropFirst().joined(separator: ", ")))")
+            } else {
+                error(keyNode, "\(key): unknown key (known keys: \(allowed.dropFirst().joined(separator: ", ")))")
+            }
+        }
+        let here = location(root)
+        let name = self.name(fields["name"], document: root)
+        if let name { declared = (kind, name) }
+        switch kind {
+        case .snapshot:
+            let from = fields["from"].flatMap { f in string(f.value, key: "from").flatMap { checkReference($0, node: f.value, key: "from") } }
+            if fields["from"] == nil { error(root, "from: missing; a Snapshot needs the name of the Run to clone") }
+            let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
+            guard let name, let from, diagnostics.isEmpty else { return nil }
+            return LocatedManifest(manifest: .snapshot(SnapshotManifest(name: name, from: from, labels: labels)), location: here)
+        case .run:
+            var provider = "orbstack"
+            if let f = fields["provider"], let p = string(f.value, key: "provider") {
+                if p == capabilities.name { provider = p } else {
+                    error(f.value, "provider: unknown provider \"\(p)\" (supported: \(capabilities.name))")
+                }
+            }
+            var source = RunSource.spec(.defaultSpec)
+            let specField = fields["spec"].flatMap { Self.isNull($0.value) ? nil : $0 }
+            let fromField = fields["from"].flatMap { Self.isNull($0.value) ? nil : $0 }
+            if let s = specField, let f = fromField {
+                error(f.key, "from: cannot be combined with spec (line \(s.key.mark?.line ?? 0)); a clone takes its spec from the snapshot, so remove one of them")
+            } else if let f = fromField {
+                if let from = string(f.value, key: "from").flatMap({ checkReference($0, node: f.value, key: "from") }) {
+                    source = .snapshot(from)
+                }
+            } else if let s = specField, let text = string(s.value, key: "spec") {
+                do { source = .spec(try Spec(parsing: text)) } catch {
+                    self.error(s.value, "spec: \(error.description)")
+                }
+            }
+            let command = optionalString(fields["command"], key: "command")
+            if let c = fields["command"], let command, command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                error(c.value, "command: is empty; give a command or remove the key to keep the machine up")
+            }
+            let bootstrap = optionalString(fields["bootstrap"], key: "bootstrap")
+            let maxDuration = duration(fields["maxDuration"], key: "maxDuration", allowZero: false)
+            let hold = duration(fields["hold"], key: "hold", allowZero: true) ?? .zero
+            let replicas = integer(fields["replicas"], key: "replicas", range: 0...ManifestParser.maxReplicas) ?? 1
+            let env = stringMap(fields["env"], key: "env", keyRule: .environment)
+            let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
+            guard let name, diagnostics.isEmpty else { return nil }
+            return LocatedManifest(manifest: .run(RunManifest(
+                name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
+                bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels)), location: here)
+        }
+    }
+
+    // MARK: - Field readers
+
+    static func describe(_ node: Node) -> String {
+        switch node {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        case .scalar(let s):
+            switch s.resolvedTagName {
+            case .int: return "a number (\(s.string))"
+            case .float: return "a number (\(s.string))"
+            case .bool: return "a boolean (\(s.string))"
+            case .null: return "empty"
+            default: return "the text \"\(s.string.prefix(40))\""
+            }
+        }
+    }
+
+    mutating func name(_ field: (key: Node, value: Node)?, document: Node) -> String? {
+        guard let field else {
+            error(document, "name: missing; add a name of lowercase letters, digits and '-'")
+            return nil
+        }
+        guard let text = string(field.value, key: "name") else { return nil }
+        return checkReference(text, node: field.value, key: "name")
+    }
+
+    /// Names of runs and snapshots: `[a-z0-9-]`, 1–40 characters, starting with a letter or digit.
+    mutating func checkReference(_ text: String, node: Node, key: String) -> String? {
+        if let problem = DocumentContext.nameProblem(text) {
+            error(node, "\(key): \"\(text.prefix(60))\" \(problem)")
+            return nil
+        }
+        return text
+    }
+
+    /// Why a run or snapshot name is invalid, or `nil` when it is fine.
+    public static func nameProblem(_ text: String) -> String? {
+        if text.isEmpty { return "is empty; use lowercase letters, digits and '-'" }
+        if text.count > ManifestParser.maxNameLength {
+            return "is \(text.count) characters long; use at most \(ManifestParser.maxNameLength)"
+        }
+        if !text.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
+            let lowered = text.lowercased()
+            if lowered != text, nameProblem(lowered) == nil { return "has uppercase letters; use \"\(lowered)\"" }
+            return "may only contain lowercase letters, digits and '-'"
+        }
+        if text.hasPrefix("-") { return "must start with a letter or digit" }
+        return nil
+    }
+
+    mutating func string(_ node: Node, key: String) -> String? {
+        guard case .scalar(let s) = node, s.resolvedTagName == .str || s.style != .plain else {
+            if case .scalar(let s) = node, s.resolvedTagName != .null {
+                error(node, "\(key): expected text, got \(Self.describe(node)); quote it: \(key): \"\(s.string)\"")
+            } else {
+                error(node, "\(key): expected text, got \(Self.describe(node))")
+            }
+            return nil
+        }
+        return s.string
+    }
+
+    mutating func optionalString(_ field: (key: Node, value: Node)?, key: String) -> String? {
+        guard let field, !Self.isNull(field.value) else { return nil }
+        return string(field.value, key: key)
+    }
+
+    mutating func duration(_ field: (key: Node, value: Node)?, key: String, allowZero: Bool) -> TimeSpan? {
+        guard let field, !Self.isNull(field.value) else { return nil }
+        guard case .scalar(let s) = field.value, s.resolvedTagName == .int || s.resolvedTagName == .str || s.style != .plain else {
+            error(field.value, "\(key): expected a duration, got \(Self.describe(field.value)) (use 300s, 5m or 300000)")
+            return nil
+        }
+        guard let span = TimeSpan(parsing: s.string) else {
+            let tooLong = s.string.allSatisfy(\.isASCIIDigit) || s.string.contains(where: \.isASCIIDigit)
+            let suffix = tooLong && Int64(s.string.filter(\.isASCIIDigit).prefix(18)).map({ $0 > TimeSpan.maximum.milliseconds }) == true
+                ? "; at most \(TimeSpan.maximum) is accepted" : ""
+            error(field.value, "\(key): \"\(s.string.prefix(40))\" is not a duration (use 300s, 5m or 300000)\(suffix)")
+            return nil
+        }
+        if !allowZero && span == .zero {
+            error(field.value, "\(key): must be longer than 0 (remove the key for no deadline)")
+            return nil
+        }
+        return span
+    }
+
+    mutating func integer(_ field: (key: Node, value: Node)?, key: String, range: ClosedRange<Int>) -> Int? {
+        guard let field, !Self.isNull(field.value) else { return nil }
+        guard case .scalar(let s) = field.value, s.resolvedTagName == .int, let value = Int(s.string) else {
+            error(field.value, "\(key): expected a whole number, got \(Self.describe(field.value))")
+            return nil
+        }
+        guard range.contains(value) else {
+            error(field.value, "\(key): \(value) is out of range (\(range.lowerBound)–\(range.upperBound))")
+            return nil
+        }
+        return value
+    }
+
+    enum KeyRule { case environment, label }
+
+    mutating func stringMap(_ field: (key: Node, value: Node)?, key: String, keyRule: KeyRule) -> [String: String] {
+        guard let field, !Self.isNull(field.value) else { return [:] }
+        guard case .mapping(let mapping) = field.value else {
+            error(field.value, "\(key): expected a mapping such as {NAME: value}, got \(Self.describe(field.value))")
+            return [:]
+        }
+        var out: [String: String] = [:]
+        for (k, v) in mapping {
+            guard case .scalar(let ks) = k else {
+                error(k, "\(key): keys must be words, not \(Self.describe(k))")
+                continue
+            }
+            switch keyRule {
+            case .environment:
+                let ok = !ks.string.isEmpty && ks.string.unicodeScalars.enumerated().allSatisfy { i, c in
+                    c == "_" || ("A"..."Z").contains(c) || ("a"..."z").contains(c) || (i > 0 && ("0"..."9").contains(c))
+                }
+                if !ok {
+                    error(k, "\(key): \"\(ks.string.prefix(40))\" is not a valid variable name (letters, digits and _, not starting with a digit)")
+                    continue
+                }
+            case .label:
+                if ks.string.isEmpty || ks.string.count > 63 {
+                    error(k, "\(key): label names are 1–63 characters")
+                    continue
+                }
+            }
+            guard case .scalar(let vs) = v, vs.resolvedTagName != .null else {
+                error(v, "\(key).\(ks.string): expected a value such as text or a number, got \(Self.describe(v))")
+                continue
+            }
+            if vs.string.unicodeScalars.contains("\0") {
+                error(v, "\(key).\(ks.string): contains a NUL byte")
+                continue
+            }
+            out[ks.string] = vs.string
+        }
+        return out
+    }
+}
+
+extension Node.Scalar {
+    /// The scalar's tag after YAML's implicit resolution (`!!int` for `3`, `!!str` for `"3"`).
+    var resolvedTagName: Tag.Name { Tag.Name(rawValue: Node.scalar(self).tag.rawValue) }
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+/// The 6-character `[0-9a-z]` id that marks which installation owns a machine.
+public struct ControlID: Hashable, Sendable, CustomStringConvertible, Codable, Comparable {
+    public let rawValue: String
+
+    /// Accepts exactly 6 characters of `[0-9a-z]`.
+    public init?(_ text: String) {
+        guard text.utf8.count == 6, text.utf8.allSatisfy(Base36.isDigit) else { return nil }
+        rawValue = text
+    }
+
+    /// A new id from the system's cryptographic random source.
+    public static func generate() -> ControlID {
+        var rng = SystemRandomNumberGenerator()  // arc4random_buf / getrandom: cryptographic
+        return generate(using: &rng)
+    }
+
+    /// A new id from the given generator (tests pass a seeded one).
+    public static func generate<G: RandomNumberGenerator>(using rng: inout G) -> ControlID {
+        let alphabet = Array(Base36.alphabet)
+        let text = String((0..<6).map { _ in alphabet[Int.random(in: 0..<36, using: &rng)] })
+        return ControlID(text)!
+    }
+
+    public var description: String { rawValue }
+    public static func < (a: ControlID, b: ControlID) -> Bool { a.rawValue < b.rawValue }
+
+    public init(from decoder: Decoder) throws {
+        let s = try decoder.singleValueContainer().decode(String.self)
+        guard let id = ControlID(s) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a control id: \(s)"))
+        }
+        self = id
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+/// Lowercase base 36, the alphabet of ids in machine names.
+public enum Base36 {
+    public static let alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+    static func isDigit(_ b: UInt8) -> Bool { (b >= 48 && b <= 57) || (b >= 97 && b <= 122) }
+
+    public static func encode(_ value: UInt64) -> String { String(value, radix: 36) }
+
+    /// Decodes canonical base 36: lowercase, no leading zeros (except `0` itself),
+    /// so every id has exactly one spelling and names round-trip.
+    public static func decode(_ text: Substring) -> UInt64? {
+        guard !text.isEmpty, text.utf8.allSatisfy(isDigit) else { return nil }
+        if text.count > 1 && text.first == "0" { return nil }
+        return UInt64(text, radix: 36)
+    }
+}
+
+/// A machine name of ours: `repl-{control_id}-{manifest_id}-{instance_id}`.
+///
+/// Ids are base 36; `manifestID` is `nil` (spelled `none`) for a machine made
+/// without a manifest id. Snapshots share the instance id sequence, so no two
+/// resources ever share a name. Parsing is exact:
+/// `^repl-([0-9a-z]{6})-([0-9a-z]+|none)-([0-9a-z]+)$` with canonical ids.
+public struct MachineName: Hashable, Sendable, CustomStringConvertible {
+    public let controlID: ControlID
+    public let manifestID: UInt64?
+    public let instanceID: UInt64
+
+    public static let prefix = "repl-"
+
+    public init(controlID: ControlID, manifestID: UInt64?, instanceID: UInt64) {
+        self.controlID = controlID
+        self.manifestID = manifestID
+        self.instanceID = instanceID
+    }
+
+    /// Parses a machine name; `nil` for anything that is not exactly our pattern.
+    public init?(parsing name: String) {
+        guard name.hasPrefix(MachineName.prefix) else { return nil }
+        let parts = name.dropFirst(MachineName.prefix.count).split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, let cid = ControlID(String(parts[0])),
+              let instance = Base36.decode(parts[2]) else { return nil }
+        let manifest: UInt64?
+        if parts[1] == "none" {
+            manifest = nil
+        } else {
+            guard let m = Base36.decode(parts[1]) else { return nil }
+            manifest = m
+        }
+        self.init(controlID: cid, manifestID: manifest, instanceID: instance)
+    }
+
+    public var description: String {
+        "repl-\(controlID.rawValue)-\(manifestID.map(Base36.encode) ?? "none")-\(Base36.encode(instanceID))"
+    }
+
+    /// Whether a name merely looks like ours (`repl-` prefix) without parsing.
+    public static func hasOurPrefix(_ name: String) -> Bool { name.hasPrefix(prefix) }
+}
+
+/// ULID decoding: the first 10 Crockford base-32 characters of a machine's `id`
+/// are its creation time in Unix milliseconds, so age is readable without a database.
+public enum ULID {
+    private static let crockford: [UInt8: UInt8] = {
+        var map: [UInt8: UInt8] = [:]
+        for (i, c) in "0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8.enumerated() {
+            map[c] = UInt8(i)
+            if c >= UInt8(ascii: "A") { map[c + 32] = UInt8(i) }  // lowercase is accepted too
+        }
+        for (alias, value) in [("I", 1), ("L", 1), ("O", 0), ("i", 1), ("l", 1), ("o", 0)] {
+            map[alias.utf8.first!] = UInt8(value)
+        }
+        return map
+    }()
+
+    /// The creation time encoded in a ULID, or `nil` when `id` is not a ULID.
+    public static func timestamp(of id: String) -> Date? {
+        let bytes = Array(id.utf8)
+        guard bytes.count == 26 else { return nil }
+        var ms: UInt64 = 0
+        for b in bytes[0..<10] {
+            guard let v = crockford[b] else { return nil }
+            ms = ms << 5 | UInt64(v)
+        }
+        for b in bytes[10...] where crockford[b] == nil { return nil }
+        guard ms < (1 << 48) else { return nil }
+        return Date(timeIntervalSince1970: TimeInterval(ms) / 1000)
+    }
+
+    /// A ULID for the given time with random low bits (used by the emulator).
+    public static func make<G: RandomNumberGenerator>(at date: Date, using rng: inout G) -> String {
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+        var ms = UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded(.down)))
+        var time = [UInt8](repeating: 0, count: 10)
+        for i in stride(from: 9, through: 0, by: -1) {
+            time[i] = alphabet[Int(ms & 31)]
+            ms >>= 5
+        }
+        let random = (0..<16).map { _ in alphabet[Int.random(in: 0..<32, using: &rng)] }
+        return String(decoding: time + random, as: UTF8.self)
+    }
+}

@@ -1,0 +1,2 @@
+import OrbSim
+print(OrbSimVersion.version)

@@ -1,0 +1,165 @@
+import Testing
+@testable import ReplCore
+
+/// Every invalid manifest with the exact text a user sees.
+struct ManifestErrorTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        let yaml: String
+        let errors: [String]
+        var testDescription: String { errors.first ?? "?" }
+    }
+
+    static let cases: [Case] = [
+        Case(yaml: "kind: Run\nname: a\ncomand: echo hi\n",
+             errors: ["run.yaml:3:1: comand: unknown key; did you mean command?"]),
+        Case(yaml: "kind: Run\nname: a\nmaxDuraton: 5m\n",
+             errors: ["run.yaml:3:1: maxDuraton: unknown key; did you mean maxDuration?"]),
+        Case(yaml: "kind: Run\nname: a\nfoo: 1\n",
+             errors: ["run.yaml:3:1: foo: unknown key (known keys: name, provider, spec, from, command, maxDuration, bootstrap, replicas, hold, env, labels)"]),
+        Case(yaml: "kind: Run\nname: a\nmaxDuration: 5 minutes\n",
+             errors: ["run.yaml:3:14: maxDuration: \"5 minutes\" is not a duration (use 300s, 5m or 300000)"]),
+        Case(yaml: "kind: Run\nname: a\nmaxDuration: 0\n",
+             errors: ["run.yaml:3:14: maxDuration: must be longer than 0 (remove the key for no deadline)"]),
+        Case(yaml: "kind: Run\nname: a\nmaxDuration: -5s\n",
+             errors: ["run.yaml:3:14: maxDuration: \"-5s\" is not a duration (use 300s, 5m or 300000)"]),
+        Case(yaml: "kind: Run\nname: a\nhold: 10y\n",
+             errors: ["run.yaml:3:7: hold: \"10y\" is not a duration (use 300s, 5m or 300000)"]),
+        Case(yaml: "kind: Run\nname: a\nmaxDuration: 400d\n",
+             errors: ["run.yaml:3:14: maxDuration: \"400d\" is not a duration (use 300s, 5m or 300000)"]),
+        Case(yaml: "kind: Run\nname: a\nmaxDuration: [1]\n",
+             errors: ["run.yaml:3:14: maxDuration: expected a duration, got a list (use 300s, 5m or 300000)"]),
+        Case(yaml: "kind: Run\nname: Hello\n",
+             errors: ["run.yaml:2:7: name: \"Hello\" has uppercase letters; use \"hello\""]),
+        Case(yaml: "kind: Run\nname: my_run\n",
+             errors: ["run.yaml:2:7: name: \"my_run\" may only contain lowercase letters, digits and '-'"]),
+        Case(yaml: "kind: Run\nname: \"\"\n",
+             errors: ["run.yaml:2:7: name: \"\" is empty; use lowercase letters, digits and '-'"]),
+        Case(yaml: "kind: Run\nname: \(String(repeating: "a", count: 41))\n",
+             errors: ["run.yaml:2:7: name: \"\(String(repeating: "a", count: 41))\" is 41 characters long; use at most 40"]),
+        Case(yaml: "kind: Run\nname: -lead\n",
+             errors: ["run.yaml:2:7: name: \"-lead\" must start with a letter or digit"]),
+        Case(yaml: "kind: Run\nname: 42\n",
+             errors: ["run.yaml:2:7: name: expected text, got a number (42); quote it: name: \"42\""]),
+        Case(yaml: "kind: Run\ncommand: echo\n",
+             errors: ["run.yaml:1:1: name: missing; add a name of lowercase letters, digits and '-'"]),
+        Case(yaml: "name: a\n",
+             errors: ["run.yaml:1:1: kind: missing; add `kind: Run` or `kind: Snapshot`"]),
+        Case(yaml: "kind: run\nname: a\n",
+             errors: ["run.yaml:1:7: kind: unknown kind \"run\"; did you mean Run?"]),
+        Case(yaml: "kind: Job\nname: a\n",
+             errors: ["run.yaml:1:7: kind: unknown kind \"Job\"; use Run or Snapshot"]),
+        Case(yaml: "- kind: Run\n",
+             errors: ["run.yaml:1:1: a manifest must be a mapping of keys (kind, name, …), not a list"]),
+        Case(yaml: "kind: Run\nname: a\nreplicas: three\n",
+             errors: ["run.yaml:3:11: replicas: expected a whole number, got the text \"three\""]),
+        Case(yaml: "kind: Run\nname: a\nreplicas: \"3\"\n",
+             errors: ["run.yaml:3:11: replicas: expected a whole number, got the text \"3\""]),
+        Case(yaml: "kind: Run\nname: a\nreplicas: -1\n",
+             errors: ["run.yaml:3:11: replicas: -1 is out of range (0–1000)"]),
+        Case(yaml: "kind: Run\nname: a\nreplicas: 5000\n",
+             errors: ["run.yaml:3:11: replicas: 5000 is out of range (0–1000)"]),
+        Case(yaml: "kind: Run\nname: a\nspec: debian:bookworm\n",
+             errors: ["run.yaml:3:7: spec: distro \"debian\" is not supported on OrbStack (supported: ubuntu)"]),
+        Case(yaml: "kind: Run\nname: a\nspec: ubuntu:oracular\n",
+             errors: ["run.yaml:3:7: spec: version \"oracular\" is not supported on OrbStack (supported: noble (24.04), jammy (22.04), focal (20.04))"]),
+        Case(yaml: "kind: Run\nname: a\nspec: ubuntu:noble:riscv64\n",
+             errors: ["run.yaml:3:7: spec: arch \"riscv64\" is not supported on OrbStack (supported: arm64, amd64)"]),
+        Case(yaml: "kind: Run\nname: a\nspec: ubuntu:noble:arm64:extra\n",
+             errors: ["run.yaml:3:7: spec: spec \"ubuntu:noble:arm64:extra\" has 4 parts; use distro:version:arch, e.g. ubuntu:noble:\(Spec.hostArch)"]),
+        Case(yaml: "kind: Run\nname: a\nspot: true\n",
+             errors: ["run.yaml:3:1: spot: not supported: OrbStack has no spot instances; remove this key"]),
+        Case(yaml: "kind: Run\nname: a\nregion: us-east-1\n",
+             errors: ["run.yaml:3:1: region: not supported: OrbStack has no regions: it runs only on this Mac; remove this key"]),
+        Case(yaml: "kind: Run\nname: a\nvolumes: [data]\n",
+             errors: ["run.yaml:3:1: volumes: not supported: OrbStack has no persistent volumes: each machine is independent; remove this key"]),
+        Case(yaml: "kind: Run\nname: a\ngpu: 1\n",
+             errors: ["run.yaml:3:1: gpu: not supported: OrbStack machines have no GPUs; remove this key"]),
+        Case(yaml: "kind: Run\nname: a\nprovider: aws\n",
+             errors: ["run.yaml:3:11: provider: unknown provider \"aws\" (supported: orbstack)"]),
+        Case(yaml: "kind: Run\nname: a\ncommand: true\n",
+             errors: ["run.yaml:3:10: command: expected text, got a boolean (true); quote it: command: \"true\""]),
+        Case(yaml: "kind: Run\nname: a\ncommand: \"  \"\n",
+             errors: ["run.yaml:3:10: command: is empty; give a command or remove the key to keep the machine up"]),
+        Case(yaml: "kind: Run\nname: a\nenv: [A]\n",
+             errors: ["run.yaml:3:6: env: expected a mapping such as {NAME: value}, got a list"]),
+        Case(yaml: "kind: Run\nname: a\nenv:\n  1BAD: x\n",
+             errors: ["run.yaml:4:3: env: \"1BAD\" is not a valid variable name (letters, digits and _, not starting with a digit)"]),
+        Case(yaml: "kind: Run\nname: a\nenv:\n  A: {b: c}\n",
+             errors: ["run.yaml:4:6: env.A: expected a value such as text or a number, got a mapping"]),
+        Case(yaml: "kind: Run\nname: a\nspec: ubuntu\nfrom: snap\n---\nkind: Snapshot\nname: snap\nfrom: a\n",
+             errors: ["run.yaml:4:1: from: cannot be combined with spec (line 3); a clone takes its spec from the snapshot, so remove one of them"]),
+        Case(yaml: "kind: Run\nname: a\nfrom: nowhere\n",
+             errors: ["run.yaml:1:1: from: no Snapshot named \"nowhere\""]),
+        Case(yaml: "kind: Run\nname: a\n---\nkind: Run\nname: b\nfrom: a\n",
+             errors: ["run.yaml:4:1: from: no Snapshot named \"a\" (\"a\" is a Run; make a Snapshot of it first)"]),
+        Case(yaml: "kind: Run\nname: base\n---\nkind: Snapshot\nname: snap\nfrom: bsae\n",
+             errors: ["run.yaml:4:1: from: no Run named \"bsae\" (did you mean \"base\"?)"]),
+        Case(yaml: "kind: Snapshot\nname: snap\n",
+             errors: ["run.yaml:1:1: from: missing; a Snapshot needs the name of the Run to clone"]),
+        Case(yaml: "kind: Run\nname: a\n---\nkind: Snapshot\nname: s\nfrom: a\ncommand: x\n",
+             errors: ["run.yaml:7:1: command: not a Snapshot key (a Snapshot has only name, from, labels)"]),
+        Case(yaml: "kind: Run\nname: a\n---\nkind: Run\nname: a\n",
+             errors: ["run.yaml:4:1: name: Run \"a\" is already defined at run.yaml:1:1; names are unique per kind"]),
+        Case(yaml: "kind: Run\nname: a\nname: b\n",
+             errors: ["run.yaml:2:1: name: key appears more than once in the same document; keep one"]),
+        Case(yaml: "kind: Run\nname: a\ncommand: \"unterminated\n",
+             errors: ["run.yaml:4:1: invalid YAML: found unexpected end of stream while scanning a quoted scalar"]),
+        Case(yaml: "kind: Run\n  name: a\n",
+             errors: ["run.yaml:2:7: invalid YAML: mapping values are not allowed in this context"]),
+        // Every error of a document is reported, not only the first.
+        Case(yaml: "kind: Run\nname: A_B\ncomand: x\nreplicas: many\nmaxDuration: soon\n",
+             errors: ["run.yaml:3:1: comand: unknown key; did you mean command?",
+                      "run.yaml:2:7: name: \"A_B\" may only contain lowercase letters, digits and '-'",
+                      "run.yaml:5:14: maxDuration: \"soon\" is not a duration (use 300s, 5m or 300000)",
+                      "run.yaml:4:11: replicas: expected a whole number, got the text \"many\""]),
+        // And every document's errors, across documents.
+        Case(yaml: "kind: Run\nname: ok\n---\nkind: Run\nname: x\nspot: 1\n---\nkind: Run\nname: y\nhold: nope\n",
+             errors: ["run.yaml:6:1: spot: not supported: OrbStack has no spot instances; remove this key",
+                      "run.yaml:10:7: hold: \"nope\" is not a duration (use 300s, 5m or 300000)"]),
+    ]
+
+    @Test(arguments: cases)
+    func invalidManifestIsRejectedWithExactText(_ c: Case) {
+        #expect(throws: ManifestError(c.errors.map { Self.diagnostic($0) })) {
+            try ManifestParser().parse(c.yaml, file: "run.yaml")
+        }
+        do {
+            _ = try ManifestParser().parse(c.yaml, file: "run.yaml")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == c.errors)
+        }
+    }
+
+    @Test func atLeastThirtyInvalidManifestsAreCovered() {
+        #expect(Self.cases.count >= 30)
+    }
+
+    /// An invalid document anywhere means nothing is returned at all.
+    @Test func oneBadDocumentRejectsTheWholeSet() {
+        let yaml = "kind: Run\nname: good\ncommand: echo\n---\nkind: Run\nname: bad\nreplicas: x\n"
+        #expect(throws: ManifestError.self) { try ManifestParser().parse(yaml, file: "a.yaml") }
+    }
+
+    @Test func errorsInSeveralFilesAreAllReported() {
+        let sources = [ManifestSource(name: "a.yaml", text: "kind: Run\nname: a\nspot: true\n"),
+                       ManifestSource(name: "b.yaml", text: "kind: Run\nname: b\nreplicas: x\n")]
+        do {
+            _ = try ManifestParser().parse(sources)
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.diagnostics.map(\.location.file) == ["a.yaml", "b.yaml"])
+        }
+    }
+
+    @Test func emptyInputSaysSo() {
+        #expect(throws: ManifestError([Self.diagnostic("e.yaml:1:1: no manifests found (expected documents with kind: Run or kind: Snapshot)")])) {
+            try ManifestParser().parse("# nothing here\n", file: "e.yaml")
+        }
+    }
+
+    static func diagnostic(_ text: String) -> ManifestDiagnostic {
+        let parts = text.split(separator: ":", maxSplits: 3)
+        return ManifestDiagnostic(SourceLocation(file: String(parts[0]), line: Int(parts[1])!, column: Int(parts[2])!),
+                                  String(parts[3].dropFirst()))
+    }
+}
