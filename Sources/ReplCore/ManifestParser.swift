@@ -361,10 +361,11 @@ struct DocumentContext {
             return nil
         }
         guard let span = TimeSpan(parsing: s.string) else {
-            let tooLong = s.string.allSatisfy(\.isASCIIDigit) || s.string.contains(where: \.isASCIIDigit)
-            let suffix = tooLong && Int64(s.string.filter(\.isASCIIDigit).prefix(18)).map({ $0 > TimeSpan.maximum.milliseconds }) == true
-                ? "; at most \(TimeSpan.maximum) is accepted" : ""
-            error(field.value, "\(key): \"\(s.string.prefix(40))\" is not a duration (use 300s, 5m or 300000)\(suffix)")
+            if TimeSpan(parsing: s.string, limit: .max) != nil {
+                error(field.value, "\(key): \"\(s.string)\" is longer than the maximum of \(TimeSpan.maximum)")
+            } else {
+                error(field.value, "\(key): \"\(s.string.prefix(40))\" is not a duration (use 300s, 5m or 300000)")
+            }
             return nil
         }
         if !allowZero && span == .zero {

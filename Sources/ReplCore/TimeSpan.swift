@@ -28,10 +28,15 @@ public struct TimeSpan: Hashable, Comparable, Sendable, CustomStringConvertible,
     /// Parses the manifest/CLI spelling; `nil` when it is not a duration at all
     /// or exceeds ``maximum``.
     public init?(parsing text: String) {
+        self.init(parsing: text, limit: TimeSpan.maximum.milliseconds)
+    }
+
+    /// Parses with a custom upper bound in milliseconds (used to tell "too long" from "not a duration").
+    public init?(parsing text: String, limit: Int64) {
         let s = text.trimmingCharacters(in: .whitespaces)
         guard !s.isEmpty, s.count <= 40 else { return nil }
         if s.allSatisfy(\.isASCIIDigit) {
-            guard let ms = Int64(s), ms <= TimeSpan.maximum.milliseconds else { return nil }
+            guard let ms = Int64(s), ms <= limit else { return nil }
             self.init(milliseconds: ms)
             return
         }
@@ -47,9 +52,10 @@ public struct TimeSpan: Hashable, Comparable, Sendable, CustomStringConvertible,
             guard let (factor, rank) = TimeSpan.units[String(unitText)], rank < lastUnitRank else { return nil }
             lastUnitRank = rank
             let (product, overflow) = value.multipliedReportingOverflow(by: factor)
-            guard !overflow else { return nil }
-            total += product
-            guard total <= TimeSpan.maximum.milliseconds else { return nil }
+            let (sum, overflow2) = total.addingReportingOverflow(product)
+            guard !overflow, !overflow2 else { return nil }
+            total = sum
+            guard total <= limit else { return nil }
         }
         self.init(milliseconds: total)
     }

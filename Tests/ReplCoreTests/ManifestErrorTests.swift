@@ -25,7 +25,7 @@ struct ManifestErrorTests {
         Case(yaml: "kind: Run\nname: a\nhold: 10y\n",
              errors: ["run.yaml:3:7: hold: \"10y\" is not a duration (use 300s, 5m or 300000)"]),
         Case(yaml: "kind: Run\nname: a\nmaxDuration: 400d\n",
-             errors: ["run.yaml:3:14: maxDuration: \"400d\" is not a duration (use 300s, 5m or 300000)"]),
+             errors: ["run.yaml:3:14: maxDuration: \"400d\" is longer than the maximum of 365d"]),
         Case(yaml: "kind: Run\nname: a\nmaxDuration: [1]\n",
              errors: ["run.yaml:3:14: maxDuration: expected a duration, got a list (use 300s, 5m or 300000)"]),
         Case(yaml: "kind: Run\nname: Hello\n",

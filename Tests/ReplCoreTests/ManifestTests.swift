@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+@testable import ReplCore
+
+struct ManifestTests {
+    @Test func defaultsAreFilledIn() throws {
+        let set = try ManifestParser().parse("kind: Run\nname: hello\n", file: "a.yaml")
+        #expect(set.runs == [RunManifest(name: "hello")])
+        let run = set.runs[0]
+        #expect(run.provider == "orbstack")
+        #expect(run.source == .spec(Spec(distro: "ubuntu", version: "noble", arch: Spec.hostArch)))
+        #expect(run.replicas == 1 && run.hold == .zero && run.maxDuration == nil && run.command == nil)
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let yaml = """
+        kind: Run
+        name: full
+        provider: orbstack
+        spec: ubuntu:jammy:amd64
+        command: echo hello
+        maxDuration: 60000
+        bootstrap: |
+          apt-get update
+        replicas: 3
+        hold: 90s
+        env: {FOO: bar, N: 3}
+        labels: {team: ml}
+        """
+        let run = try #require(try ManifestParser().parse(yaml, file: "f.yaml").runs.first)
+        #expect(run == RunManifest(name: "full", source: .spec(Spec(distro: "ubuntu", version: "jammy", arch: "amd64")),
+                                   command: "echo hello", maxDuration: .seconds(60), bootstrap: "apt-get update\n",
+                                   replicas: 3, hold: .seconds(90), env: ["FOO": "bar", "N": "3"], labels: ["team": "ml"]))
+    }
+
+    @Test func severalDocumentsAndSnapshots() throws {
+        let yaml = "kind: Run\nname: base\n---\nkind: Snapshot\nname: snap\nfrom: base\n---\nkind: Run\nname: fast\nfrom: snap\ncommand: ./job.sh\n---\n"
+        let set = try ManifestParser().parse(yaml, file: "s.yaml")
+        #expect(set.runs.map(\.name) == ["base", "fast"])
+        #expect(set.snapshots == [SnapshotManifest(name: "snap", from: "base")])
+        #expect(set.runs[1].source == .snapshot("snap"))
+        #expect(set.documents.map(\.location.line) == [1, 4, 8])
+    }
+
+    @Test func referencesMayNameWhatTheStoreAlreadyHas() throws {
+        let parser = ManifestParser(knownRuns: ["old"], knownSnapshots: ["snap"])
+        let set = try parser.parse("kind: Run\nname: a\nfrom: snap\n---\nkind: Snapshot\nname: s2\nfrom: old\n", file: "x.yaml")
+        #expect(set.documents.count == 2)
+    }
+
+    @Test(arguments: [
+        ("60000", 60_000), ("90s", 90_000), ("10m", 600_000), ("2h", 7_200_000), ("1d", 86_400_000),
+        ("250ms", 250), ("1h30m", 5_400_000), ("0", 0), ("0s", 0),
+    ] as [(String, Int64)])
+    func durations(_ text: String, _ ms: Int64) {
+        #expect(TimeSpan(parsing: text)?.milliseconds == ms)
+        // The printed form reads back to the same span.
+        #expect(TimeSpan(parsing: TimeSpan(milliseconds: ms).description)?.milliseconds == ms)
+    }
+
+    @Test(arguments: ["", "5 minutes", "-1s", "1.5h", "10y", "m", "1m1h", "s5", "1e3", "366d", "99999999999999999999"])
+    func notDurations(_ text: String) {
+        #expect(TimeSpan(parsing: text) == nil)
+    }
+
+    @Test(arguments: [
+        ("", "ubuntu:noble:\(Spec.hostArch)"), ("ubuntu", "ubuntu:noble:\(Spec.hostArch)"),
+        ("ubuntu:jammy", "ubuntu:jammy:\(Spec.hostArch)"), ("::amd64", "ubuntu:noble:amd64"),
+        ("ubuntu:24.04:arm64", "ubuntu:noble:arm64"), ("ubuntu:20.04", "ubuntu:focal:\(Spec.hostArch)"),
+        ("UBUNTU:Noble:ARM64", "ubuntu:noble:arm64"), ("ubuntu:noble:x86_64", "ubuntu:noble:amd64"),
+    ])
+    func specs(_ text: String, _ expected: String) throws {
+        #expect(try Spec(parsing: text).description == expected)
+    }
+
+    @Test func directoriesReadTheirYamlFilesInOrder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "kind: Run\nname: b\n".write(to: dir.appendingPathComponent("b.yml"), atomically: true, encoding: .utf8)
+        try "kind: Run\nname: a\n".write(to: dir.appendingPathComponent("a.yaml"), atomically: true, encoding: .utf8)
+        try "not a manifest".write(to: dir.appendingPathComponent("notes.txt"), atomically: true, encoding: .utf8)
+        let sources = try ManifestFiles.load([dir.path])
+        #expect(sources.map { ($0.name as NSString).lastPathComponent } == ["a.yaml", "b.yml"])
+        #expect(try ManifestParser().parse(sources).runs.map(\.name) == ["a", "b"])
+    }
+
+    @Test func dashMeansStandardInput() throws {
+        let sources = try ManifestFiles.load(["-"], readStandardInput: { Data("kind: Run\nname: piped\n".utf8) })
+        #expect(sources == [ManifestSource(name: "<stdin>", text: "kind: Run\nname: piped\n")])
+    }
+
+    @Test func missingFilesAreAllNamed() {
+        #expect(throws: ManifestError([
+            ManifestDiagnostic(SourceLocation(file: "/nonexistent/a.yaml", line: 0, column: 0), "no such file or directory"),
+            ManifestDiagnostic(SourceLocation(file: "/nonexistent/b.yaml", line: 0, column: 0), "no such file or directory"),
+        ])) {
+            try ManifestFiles.load(["/nonexistent/a.yaml", "/nonexistent/b.yaml"])
+        }
+    }
+
+    @Test func generationFingerprintIgnoresInPlaceFields() {
+        let a = RunManifest(name: "a", command: "echo", replicas: 1)
+        var b = a
+        b.replicas = 5
+        b.hold = .seconds(30)
+        b.maxDuration = .minutes(1)
+        b.labels = ["x": "y"]
+        #expect(a.generationFingerprint == b.generationFingerprint)
+        var c = a
+        c.env = ["A": "1"]
+        #expect(a.generationFingerprint != c.generationFingerprint)
+        var d = a
+        d.command = "echo 2"
+        #expect(a.generationFingerprint != d.generationFingerprint)
+    }
+}
