@@ -464,7 +464,7 @@ private struct PlanBuilder {
         let deletable = created.adding(grace)
         entry.deletableAt = deletable
         if now >= deletable {
-            if entry.machine.state != .deleting {
+            if entry.machine.state != .deleting && !input.inFlight.contains(entry.machine.name) {
                 actions.append(.delete(machine: entry.machine.name, reason: reason))
             }
         } else {
