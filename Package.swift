@@ -26,6 +26,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
         .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore"]),
     ],
