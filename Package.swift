@@ -28,7 +28,7 @@ let package = Package(
         ),
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
-        .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore"]),
+        .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]
 )
