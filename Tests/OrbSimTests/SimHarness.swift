@@ -52,41 +52,10 @@ final class SimHarness: @unchecked Sendable {
     /// Runs the binary; `timeout` kills it (SIGKILL) and reports exit 137.
     @discardableResult
     func run(_ args: [String], stdin: String? = nil, environment extra: [String: String] = [:], timeout: TimeInterval = 60) throws -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: orbctl)
-        process.arguments = args
-        process.environment = environment.merging(extra) { $1 }
-        let outURL = home.appendingPathComponent("out-\(UUID().uuidString)")
-        let errURL = home.appendingPathComponent("err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL)
-        let err = try FileHandle(forWritingTo: errURL)
-        defer {
-            try? out.close()
-            try? err.close()
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        process.standardOutput = out
-        process.standardError = err
-        if let stdin {
-            let inURL = home.appendingPathComponent("in-\(UUID().uuidString)")
-            try Data(stdin.utf8).write(to: inURL)
-            process.standardInput = try FileHandle(forReadingFrom: inURL)
-        } else {
-            process.standardInput = FileHandle.nullDevice
-        }
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(2_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return Output(exitCode: 137, stdout: read(outURL), stderr: read(errURL))
-        }
-        process.waitUntilExit()
-        return Output(exitCode: process.terminationStatus, stdout: read(outURL), stderr: read(errURL))
+        let result = try ChildProcess.run(orbctl, args, environment: environment.merging(extra) { $1 },
+                                          stdin: stdin.map { Data($0.utf8) }, scratch: home, timeout: timeout)
+        return Output(exitCode: result.status, stdout: String(decoding: result.stdout, as: UTF8.self),
+                      stderr: String(decoding: result.stderr, as: UTF8.self))
     }
 
     private func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
@@ -121,4 +90,54 @@ final class SimHarness: @unchecked Sendable {
     }
 
     func store() -> SimStore { SimStore(home: simHome) }
+}
+
+/// posix_spawn and waitpid, without Foundation's Process (whose exit monitoring
+/// can miss a child's exit while other children come and go).
+enum ChildProcess {
+    struct Result {
+        var status: Int32
+        var stdout: Data
+        var stderr: Data
+    }
+
+    static func run(_ path: String, _ args: [String], environment: [String: String], stdin: Data?, scratch: URL,
+                    timeout: TimeInterval) throws -> Result {
+        let id = UUID().uuidString
+        let inPath = scratch.appendingPathComponent("in-\(id)").path
+        let outPath = scratch.appendingPathComponent("out-\(id)").path
+        let errPath = scratch.appendingPathComponent("err-\(id)").path
+        try (stdin ?? Data()).write(to: URL(fileURLWithPath: inPath))
+        defer { for p in [inPath, outPath, errPath] { unlink(p) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin == nil ? "/dev/null" : inPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv { free(p) }; for p in envp { free(p) } }
+        var pid = pid_t()
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard rc == 0 else { throw NSError(domain: "spawn", code: Int(rc)) }
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        var killed = false
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { break }
+            if !killed && Date() >= deadline {
+                kill(pid, SIGKILL)
+                killed = true
+            }
+            usleep(1_000)
+        }
+        let out = FileManager.default.contents(atPath: outPath) ?? Data()
+        let err = FileManager.default.contents(atPath: errPath) ?? Data()
+        let signal = status & 0x7f
+        let code: Int32 = killed ? 137 : (signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+        return Result(status: code, stdout: out, stderr: err)
+    }
 }

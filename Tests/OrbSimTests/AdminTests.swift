@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+@testable import OrbSim
+import ReplCore
+
+/// `orbctl-sim admin`: fault injection and inspection.
+@Suite(.serialized) struct AdminTests {
+    @Test func failMakesTheNextCallsFail() throws {
+        let sim = try SimHarness()
+        try sim.run(["admin", "fail", "list", "--times", "2", "--message", "[-32098] boom"])
+        for _ in 0..<2 {
+            let out = try sim.run(["list", "-f", "json"])
+            #expect(out.exitCode == 1 && out.stderr == "[-32098] boom\n" && out.stdout.isEmpty)
+        }
+        #expect(try sim.run(["list", "-f", "json"]).exitCode == 0)
+        try sim.run(["admin", "fail", "create"])
+        let create = try sim.run(["create", "ubuntu", "m1"])
+        #expect(create.exitCode == 1 && create.stderr.hasPrefix("[-32098] create:"))
+        #expect(try sim.machines().isEmpty)
+    }
+
+    @Test func hangNeverReturns() throws {
+        let sim = try SimHarness()
+        try sim.run(["admin", "hang", "list"])
+        let start = Date()
+        let out = try sim.run(["list"], timeout: 1)
+        #expect(out.exitCode == 137)
+        #expect(Date().timeIntervalSince(start) >= 1)
+        #expect(try sim.run(["list"], timeout: 5).exitCode == 0)  // only the next call
+    }
+
+    @Test func latencySlowsAVerb() throws {
+        let sim = try SimHarness()
+        try sim.run(["admin", "latency", "list", "400"])
+        let start = Date()
+        try sim.run(["list"])
+        #expect(Date().timeIntervalSince(start) >= 0.4)
+    }
+
+    @Test func clockAdvanceAgesMachinesAndExpiresLeases() throws {
+        let sim = try SimHarness()
+        try sim.run(["admin", "ip-pool", "1", "--lease", "1h"])
+        try sim.run(["create", "ubuntu", "m1"])
+        try sim.run(["delete", "-f", "m1"])  // killed while running: the lease stays
+        #expect(try sim.run(["create", "ubuntu", "m2"]).exitCode == 1)
+        try sim.run(["admin", "clock", "advance", "61m"])
+        #expect(try sim.run(["create", "ubuntu", "m2"]).exitCode == 0)
+        let id = try #require(try sim.machines().first?["id"] as? String)
+        let created = try #require(ULID.timestamp(of: id))
+        #expect(created.timeIntervalSinceNow > 3600)  // the emulator's clock is an hour ahead
+    }
+
+    @Test func callsAreCountedPerVerb() throws {
+        let sim = try SimHarness()
+        try sim.run(["admin", "calls", "--reset"])
+        try sim.run(["create", "ubuntu", "m1"])
+        try sim.run(["list"])
+        try sim.run(["ls", "-q"])
+        try sim.run(["info", "ghost"])
+        let out = try sim.run(["admin", "calls", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]
+        #expect(json?["total"] as? Int == 4)
+        #expect(json?["verbs"] as? [String: Int] == ["create": 1, "list": 2, "info": 1])
+        let calls = sim.store().calls()
+        #expect(calls.map(\.exitCode) == [0, 0, 0, 1])
+        #expect(calls.first?.argv == ["create", "ubuntu", "m1"])
+        try sim.run(["admin", "calls", "--reset"])
+        #expect(sim.store().calls().isEmpty)
+    }
+
+    @Test func resetForgetsEverything() throws {
+        let sim = try SimHarness()
+        try sim.run(["create", "ubuntu", "m1"])
+        try sim.run(["admin", "latency", "list", "999"])
+        try sim.run(["admin", "reset"])
+        #expect(try sim.machines().isEmpty)
+        #expect(try sim.store().read().latencies["list"] == SimState.fastLatencies["list"])
+    }
+}
