@@ -17,6 +17,7 @@ let package = Package(
             name: "ReplCore",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
+        .target(name: "OrbStack", dependencies: ["ReplCore"]),
         .target(name: "OrbSim", dependencies: ["ReplCore"]),
         .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim"]),
         .executableTarget(
@@ -28,6 +29,7 @@ let package = Package(
         ),
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
+        .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
         .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,253 @@
+import Foundation
+import ReplCore
+
+/// How to invoke orbctl: directly, or as `mac orbctl` from inside an OrbStack machine.
+public struct OrbctlCommand: Sendable, Equatable {
+    public var executable: String
+    public var prefix: [String]
+
+    public init(executable: String, prefix: [String] = []) {
+        self.executable = executable
+        self.prefix = prefix
+    }
+
+    /// `orbctl` on PATH, else `mac orbctl` (inside a machine), else nil.
+    public static func locate(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> OrbctlCommand? {
+        if let orbctl = findExecutable("orbctl", path: path) { return OrbctlCommand(executable: orbctl) }
+        if let mac = findExecutable("mac", path: path) { return OrbctlCommand(executable: mac, prefix: ["orbctl"]) }
+        return nil
+    }
+}
+
+/// The version `orbctl version` reports.
+public struct OrbctlVersion: Sendable, Equatable, CustomStringConvertible {
+    public var version: String
+    public var number: Int
+    public var description: String { version }
+
+    /// Parses `Version: 2.2.3 (2020300)` from the command's output.
+    public init?(output: String) {
+        guard let match = output.firstMatch(of: /Version: ([0-9][0-9A-Za-z.+-]*) \(([0-9]+)\)/),
+              let number = Int(match.output.2) else { return nil }
+        version = String(match.output.1)
+        self.number = number
+    }
+}
+
+/// Bounded waits for each kind of call.
+public struct OrbctlTimeouts: Sendable {
+    public var quick: TimeInterval = 15        // version, list, info, probe
+    public var create: TimeInterval = 180      // a first create downloads the image
+    public var lifecycle: TimeInterval = 60    // start, stop, delete, clone
+    public var command: TimeInterval = 60      // orbctl run for our own short scripts
+    /// How long create waits for `info` to say running.
+    public var running: TimeInterval = 90
+    public init() {}
+}
+
+/// Every orbctl call `repl` makes: machine-readable output, decoded, with errors
+/// classified. Never runs a host shell; never stops or deletes without a name.
+public struct OrbctlClient: Sendable {
+    public let command: OrbctlCommand
+    public let runner: any ProcessRunner
+    public var timeouts = OrbctlTimeouts()
+    /// Pause between a graceful stop and the delete, for OrbStack's DHCP to take the address back.
+    public var deleteGrace: TimeInterval = 1.0
+    public var pollInterval: TimeInterval = 0.25
+
+    public init(command: OrbctlCommand, runner: any ProcessRunner = SystemProcessRunner()) {
+        self.command = command
+        self.runner = runner
+    }
+
+    /// Runs one orbctl call and classifies failures.
+    @discardableResult
+    public func call(_ arguments: [String], input: Data? = nil, timeout: TimeInterval, allowFailure: Bool = false)
+        async throws(ProviderError) -> ProcessResult {
+        let argv = command.prefix + arguments
+        let result: ProcessResult
+        do {
+            result = try await runner.run(command.executable, argv, input: input, timeout: timeout)
+        } catch let error as RunnerError {
+            throw ProviderError(error.notFound ? .unavailable : .failed, error.description, arguments: arguments)
+        } catch {
+            throw ProviderError(.failed, "\(error)", arguments: arguments)
+        }
+        if result.timedOut {
+            throw ProviderError(.timedOut, "orbctl \(arguments.prefix(3).joined(separator: " ")) did not answer within \(Int(timeout)) s and was stopped",
+                                arguments: arguments, exitStatus: result.status)
+        }
+        if result.status != 0 && !allowFailure { throw OrbctlClient.classify(result, arguments: arguments) }
+        return result
+    }
+
+    /// Turns a failed call into a ``ProviderError`` carrying argv, status and stderr's first line.
+    public static func classify(_ result: ProcessResult, arguments: [String]) -> ProviderError {
+        let stderr = result.stderrText
+        let first = stderr.split(separator: "\n").first.map(String.init) ?? "exit status \(result.status)"
+        let kind: ProviderError.Kind
+        if stderr.contains("missing IP address") { kind = .addressExhausted }
+        else if stderr.contains("machine not found") { kind = .notFound }
+        else if stderr.contains("already exists") { kind = .alreadyExists }
+        else if stderr.contains("$HOME is not defined") { kind = .unavailable }
+        else { kind = .failed }
+        let verb = arguments.first ?? ""
+        let message = kind == .addressExhausted ? first : "orbctl \(verb) failed (exit \(result.status)): \(first)"
+        return ProviderError(kind, message, arguments: arguments, exitStatus: result.status)
+    }
+
+    // MARK: - Reading
+
+    public func version() async throws(ProviderError) -> OrbctlVersion {
+        let result = try await call(["version"], timeout: timeouts.quick)
+        guard let version = OrbctlVersion(output: result.stdoutText) else {
+            throw ProviderError(.unavailable, "cannot read the version from `orbctl version` (got \"\(result.stdoutText.prefix(80))\")", arguments: ["version"])
+        }
+        return version
+    }
+
+    public func list() async throws(ProviderError) -> [ObservedMachine] {
+        let result = try await call(["list", "--format", "json"], timeout: timeouts.quick)
+        return try OrbctlClient.decodeList(result.stdout)
+    }
+
+    /// Decodes `list --format json`: tolerant of unknown keys, strict about `id`,
+    /// `name` and `state`, and never reading `null` or garbage as "no machines".
+    public static func decodeList(_ data: Data) throws(ProviderError) -> [ObservedMachine] {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            throw ProviderError(.malformedOutput, "orbctl list printed something that is not JSON: \"\(String(decoding: data.prefix(80), as: UTF8.self))\"", arguments: ["list"])
+        }
+        guard let records = parsed as? [Any] else {
+            throw ProviderError(.malformedOutput, "orbctl list printed \(parsed is NSNull ? "null" : "a non-array") instead of a list of machines", arguments: ["list"])
+        }
+        var machines: [ObservedMachine] = []
+        var ids = Set<String>()
+        for (i, any) in records.enumerated() {
+            guard let record = any as? [String: Any] else {
+                throw ProviderError(.malformedOutput, "orbctl list: record \(i) is not an object", arguments: ["list"])
+            }
+            guard let id = record["id"] as? String, !id.isEmpty, let name = record["name"] as? String, !name.isEmpty,
+                  let state = record["state"] as? String else {
+                throw ProviderError(.malformedOutput, "orbctl list: record \(i) lacks id, name or state", arguments: ["list"])
+            }
+            guard ids.insert(id).inserted else {
+                throw ProviderError(.malformedOutput, "orbctl list: id \(id) appears twice", arguments: ["list"])
+            }
+            let image = record["image"] as? [String: Any]
+            machines.append(ObservedMachine(id: id, name: name, state: MachineState(state),
+                                            distro: image?["distro"] as? String ?? "", version: image?["version"] as? String ?? "",
+                                            arch: image?["arch"] as? String ?? ""))
+        }
+        return machines
+    }
+
+    /// `info NAME --format json`: the machine's state and IPv4 address (absent when stopped).
+    public func info(_ name: String) async throws(ProviderError) -> (state: MachineState, ip4: String?) {
+        let result = try await call(["info", name, "--format", "json"], timeout: timeouts.quick)
+        guard let object = (try? JSONSerialization.jsonObject(with: result.stdout)) as? [String: Any],
+              let record = object["record"] as? [String: Any], let state = record["state"] as? String else {
+            throw ProviderError(.malformedOutput, "orbctl info \(name) printed no machine record", arguments: ["info", name])
+        }
+        return (MachineState(state), object["ip4"] as? String)
+    }
+
+    // MARK: - Lifecycle
+
+    /// `create distro:version NAME -a arch`, then `info` until running. A machine that
+    /// already exists under the name (a retried or interrupted create) is adopted.
+    public func create(name: String, spec: Spec) async throws(ProviderError) {
+        do {
+            try await call(["create", "\(spec.distro):\(spec.version)", name, "-a", spec.arch], timeout: timeouts.create)
+        } catch where error.kind == .alreadyExists {
+            // Adopt it: names are ours and deterministic.
+        }
+        try await waitUntilRunning(name)
+    }
+
+    public func waitUntilRunning(_ name: String) async throws(ProviderError) {
+        let deadline = Date().addingTimeInterval(timeouts.running)
+        while true {
+            let (state, _) = try await info(name)
+            if state == .running { return }
+            if state == .stopped { try await call(["start", name], timeout: timeouts.lifecycle) }
+            guard Date() < deadline else {
+                throw ProviderError(.timedOut, "machine \(name) is still \(state) after \(Int(timeouts.running)) s", arguments: ["info", name])
+            }
+            try? await Task.sleep(nanoseconds: UInt64(pollInterval * 1e9))
+        }
+    }
+
+    public func start(_ name: String) async throws(ProviderError) {
+        precondition(!name.isEmpty, "start needs a machine name")
+        try await call(["start", name], timeout: timeouts.lifecycle)
+    }
+
+    /// Stops one machine. Never called without a name: a bare `orbctl stop` stops all of OrbStack.
+    public func stop(_ name: String) async throws(ProviderError) {
+        precondition(!name.isEmpty, "stop needs a machine name")
+        try await call(["stop", name], timeout: timeouts.lifecycle)
+    }
+
+    /// Graceful stop, a short grace, then `delete -f NAME` (by name: delete by id crashes 2.2.3).
+    /// A machine that is already gone counts as deleted.
+    public func delete(_ name: String) async throws(ProviderError) {
+        precondition(!name.isEmpty, "delete needs a machine name")
+        do {
+            try await stop(name)
+        } catch where error.kind == .notFound {
+            return
+        } catch where error.kind == .timedOut {
+            // A machine that will not stop is deleted anyway (killed).
+        }
+        if deleteGrace > 0 { try? await Task.sleep(nanoseconds: UInt64(deleteGrace * 1e9)) }
+        do {
+            try await call(["delete", "-f", name], timeout: timeouts.lifecycle)
+        } catch where error.kind == .notFound {
+            return
+        }
+    }
+
+    /// `clone SOURCE NAME`: the clone is stopped.
+    public func clone(_ source: String, _ name: String) async throws(ProviderError) {
+        do {
+            try await call(["clone", source, name], timeout: timeouts.lifecycle)
+        } catch where error.kind == .alreadyExists {
+            // Adopt an earlier, interrupted clone.
+        }
+    }
+
+    // MARK: - Inside the machine
+
+    /// `orbctl run -m NAME -u USER ARGV…`: argv is passed as words, never through a host shell.
+    public func run(_ name: String, user: String = "root", _ argv: [String], input: Data? = nil, timeout: TimeInterval? = nil)
+        async throws(ProviderError) -> ProcessResult {
+        try await call(["run", "-m", name, "-u", user] + argv, input: input, timeout: timeout ?? timeouts.command, allowFailure: true)
+    }
+
+    /// The three-step address discovery: `info`'s ip4, then DNS `NAME.orb.local`,
+    /// then `hostname -I` inside the machine.
+    public func address(_ name: String, resolve: @Sendable (String) -> String? = OrbctlClient.resolveIPv4) async throws(ProviderError) -> String? {
+        if let ip = try? await info(name).ip4, !ip.isEmpty { return ip }
+        if let ip = resolve("\(name).orb.local") { return ip }
+        let result = try await run(name, user: "root", ["hostname", "-I"], timeout: timeouts.quick)
+        guard result.status == 0 else { return nil }
+        return result.stdoutText.split(separator: " ").first.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+            .flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Looks a host name up through the system resolver (IPv4 only).
+    public static func resolveIPv4(_ host: String) -> String? {
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        guard let sockaddr = first.pointee.ai_addr else { return nil }
+        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(sockaddr, first.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 else { return nil }
+        return String(cString: buffer)
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+
+/// What the controller asks of a machine provider. The planner and controller
+/// see only this, never orbctl specifics, so other providers can be added.
+public protocol Provider: Sendable {
+    var capabilities: ProviderCapabilities { get }
+    /// Every machine. Throws rather than ever returning an empty list on failure.
+    func list() async throws(ProviderError) -> [ObservedMachine]
+    /// Creates a machine and waits until it runs. A machine of that name that
+    /// already exists is adopted (spawn is idempotent by name).
+    func spawn(name: String, spec: Spec) async throws(ProviderError)
+    /// Clones a stopped snapshot machine into a new machine and starts it.
+    func clone(snapshot: String, name: String) async throws(ProviderError)
+    func start(name: String) async throws(ProviderError)
+    /// Stops gracefully (so the address is returned), then deletes. Idempotent.
+    func terminate(name: String) async throws(ProviderError)
+    /// A stopped clone of `source` named `name`.
+    func snapshot(source: String, name: String) async throws(ProviderError)
+    /// Stops a machine (never without a name).
+    func stop(name: String) async throws(ProviderError)
+    /// Launches the run wrapper inside the machine, detached.
+    func startRun(name: String, payload: RunPayload) async throws(ProviderError)
+    /// Reads the run's status file.
+    func probe(name: String) async throws(ProviderError) -> ProbeResult
+    /// The run's output (`run.log`) or the bootstrap log.
+    func logs(name: String, bootstrap: Bool) async throws(ProviderError) -> Data
+    /// The machine's address, through the provider's discovery chain.
+    func address(name: String) async throws(ProviderError) -> String?
+}
+
+/// Everything the in-machine wrapper needs to run an instance.
+public struct RunPayload: Sendable, Equatable {
+    public var command: String?
+    public var bootstrap: String?
+    public var env: [String: String]
+    /// Seconds the command may still run; `nil` for no deadline.
+    public var remaining: TimeInterval?
+    /// How long the machine is kept after the command (for the dead man's switch).
+    public var hold: TimeInterval
+    /// A copy of the manifest written to `/etc/repl/manifest.yaml`, for recovery.
+    public var manifestYAML: String
+    /// The machine powers itself off this long after its deadline (the controller
+    /// normally deletes it first).
+    public var deadlineMargin: TimeInterval
+    /// …and this long after the run ended plus `hold`, when no controller deleted it.
+    public var abandonedAfter: TimeInterval
+
+    public init(command: String?, bootstrap: String?, env: [String: String], remaining: TimeInterval?, hold: TimeInterval,
+                manifestYAML: String, deadlineMargin: TimeInterval = 15, abandonedAfter: TimeInterval = 600) {
+        self.command = command
+        self.bootstrap = bootstrap
+        self.env = env
+        self.remaining = remaining
+        self.hold = hold
+        self.manifestYAML = manifestYAML
+        self.deadlineMargin = deadlineMargin
+        self.abandonedAfter = abandonedAfter
+    }
+}
+
+/// A failed provider call, with what a caller needs to decide: its kind, whether a
+/// retry may help, and a message a person can act on.
+public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Equatable {
+        case notFound, alreadyExists, addressExhausted, unavailable, timedOut, malformedOutput, failed
+    }
+    public var kind: Kind
+    public var message: String
+    /// The argv of the failed call, when there was one.
+    public var arguments: [String]
+    public var exitStatus: Int32?
+
+    public init(_ kind: Kind, _ message: String, arguments: [String] = [], exitStatus: Int32? = nil) {
+        self.kind = kind
+        self.message = message
+        self.arguments = arguments
+        self.exitStatus = exitStatus
+    }
+
+    /// Whether trying again later may succeed. Exhaustion is retried only through
+    /// the circuit breaker; an unusable orbctl needs a person.
+    public var isRetryable: Bool {
+        switch kind {
+        case .timedOut, .failed, .malformedOutput, .alreadyExists, .notFound: return true
+        case .addressExhausted, .unavailable: return false
+        }
+    }
+
+    public static let resetAdvice = "run `bash scaffold/scripts/orbstack-reset-networking.sh` on the macOS host (not inside a machine), then try again"
+    public static let installAdvice = "install or relaunch OrbStack from https://orbstack.dev (launching it once puts orbctl on PATH)"
+
+    public var description: String {
+        switch kind {
+        case .addressExhausted:
+            return "OrbStack ran out of machine addresses (\(message)); \(ProviderError.resetAdvice)"
+        case .unavailable:
+            return "orbctl is not usable: \(message); \(ProviderError.installAdvice)"
+        default:
+            return message
+        }
+    }
+}

@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+@testable import OrbStack
+import ReplCore
+
+/// The same contract, against the emulator binary and the in-process model.
+@Suite(.serialized) struct ContractTests {
+    @Test(arguments: Backend.allCases)
+    func spawnReturnsARunningMachineWithAnAddress(_ backend: Backend) async throws {
+        let h = try ClientHarness(backend)
+        try await h.provider.spawn(name: "repl-abc123-1-1", spec: Spec(distro: "ubuntu", version: "jammy", arch: "amd64"))
+        #expect(try h.state("repl-abc123-1-1") == "running")
+        let address = try await h.provider.address(name: "repl-abc123-1-1")
+        #expect(address == "192.168.139.10")
+        let m = try #require(try await h.provider.list().first)
+        #expect(m.version == "jammy" && m.arch == "amd64")
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deleteIsIdempotent(_ backend: Backend) async throws {
+        let h = try ClientHarness(backend)
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        try await h.provider.terminate(name: "m1")
+        try await h.provider.terminate(name: "m1")
+        try await h.provider.terminate(name: "never-existed")
+        #expect(try await h.provider.list().isEmpty)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func createAdoptsAnExistingMachineOfTheSameName(_ backend: Backend) async throws {
+        let h = try ClientHarness(backend)
+        try h.sim(["create", "ubuntu", "m1"])
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        #expect(try await h.provider.list().map(\.name) == ["m1"])
+        // Also when the existing one is stopped: it is started.
+        try h.sim(["stop", "m1"])
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        #expect(try h.state("m1") == "running")
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aSnapshotEndsStoppedAndAClonedRunStarts(_ backend: Backend) async throws {
+        let h = try ClientHarness(backend)
+        try await h.provider.spawn(name: "src", spec: .defaultSpec)
+        try await h.provider.snapshot(source: "src", name: "snap")
+        #expect(try h.state("snap") == "stopped")
+        try await h.provider.clone(snapshot: "snap", name: "copy")
+        #expect(try h.state("copy") == "running")
+    }
+
+    @Test func listIgnoresUnknownKeysAndRejectsBadOutput() throws {
+        let good = #"[{"id":"01KTK0Z32XA8Y4R8MVY2F4TZKN","name":"a","state":"running","future":{"x":1},"image":{"arch":"arm64"}}]"#
+        let machines = try OrbctlClient.decodeList(Data(good.utf8))
+        #expect(machines.map(\.name) == ["a"] && machines[0].arch == "arm64")
+        #expect(try OrbctlClient.decodeList(Data("[]\n".utf8)).isEmpty)
+        let bad = ["null", "", "garbage", "{}", #"[{"name":"a","state":"running"}]"#, #"[{"id":"x","name":"a"}]"#,
+                   #"[{"id":"x","name":"a","state":"running"},{"id":"x","name":"b","state":"running"}]"#, "[1]"]
+        for text in bad {
+            #expect(throws: ProviderError.self, "accepted \(text)") { try OrbctlClient.decodeList(Data(text.utf8)) }
+            do { _ = try OrbctlClient.decodeList(Data(text.utf8)) } catch { #expect(error.kind == .malformedOutput) }
+        }
+    }
+
+    /// Each step of address discovery, by forcing the earlier ones to fail.
+    @Test func addressDiscoveryFallsBackStepByStep() async throws {
+        let h = try ClientHarness()
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        #expect(try await h.client.address("m1", resolve: { _ in nil }) == "192.168.139.10")       // 1: info's ip4
+        try h.sim(["admin", "fail", "info"])
+        #expect(try await h.client.address("m1", resolve: { host in host == "m1.orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
+        try h.sim(["admin", "fail", "info"])
+        #expect(try await h.client.address("m1", resolve: { _ in nil }) == "192.168.139.10")       // 3: hostname -I
+    }
+
+    @Test func versionIsParsedAndGarbageRefused() async throws {
+        let h = try ClientHarness()
+        #expect(try await h.client.version() == OrbctlVersion(output: "Version: 2.2.3 (2020300)\n"))
+        #expect(OrbctlVersion(output: "Version: 2.2.3 (2020300)\nCommit: x (v2.2.3)")?.number == 2_020_300)
+        #expect(OrbctlVersion(output: "orbctl something else") == nil)
+    }
+}
+
+/// Faults injected through the emulator's admin interface.
+@Suite(.serialized) struct FaultTests {
+    @Test func aFailingListRaisesAndIsNeverEmpty() async throws {
+        let h = try ClientHarness()
+        try h.sim(["create", "ubuntu", "m1"])
+        try h.sim(["admin", "fail", "list"])
+        await #expect(throws: ProviderError.self) { try await h.provider.list() }
+        #expect(try await h.provider.list().count == 1)
+    }
+
+    @Test func aHangingCallIsKilledAtItsTimeout() async throws {
+        let h = try ClientHarness()
+        var client = h.client
+        client.timeouts.quick = 0.5
+        try h.sim(["admin", "hang", "list"])
+        let start = Date()
+        do {
+            _ = try await client.list()
+            Issue.record("a hung list returned")
+        } catch {
+            #expect(error.kind == .timedOut)
+            #expect(error.description.contains("did not answer within"))
+        }
+        #expect(Date().timeIntervalSince(start) < 5)
+    }
+
+    @Test func exhaustionIsRecognisedWithTheResetAdvice() async throws {
+        let h = try ClientHarness()
+        try h.sim(["admin", "ip-pool", "1"])
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        do {
+            try await h.provider.spawn(name: "m2", spec: .defaultSpec)
+            Issue.record("no exhaustion")
+        } catch {
+            #expect(error.kind == .addressExhausted && !error.isRetryable)
+            #expect(error.description.contains("bash scaffold/scripts/orbstack-reset-networking.sh"))
+        }
+    }
+
+    @Test func aMissingOrbctlGivesTheInstallAdvice() async throws {
+        let client = OrbctlClient(command: OrbctlCommand(executable: "/nonexistent/orbctl"))
+        do {
+            _ = try await client.version()
+            Issue.record("no error")
+        } catch {
+            #expect(error.kind == .unavailable)
+            #expect(error.description.contains("https://orbstack.dev"))
+        }
+        #expect(OrbctlCommand.locate(path: "/nonexistent") == nil)
+    }
+
+    @Test func insideAMachineMacOrbctlIsUsed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("macbin-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        FileManager.default.createFile(atPath: dir.appendingPathComponent("mac").path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        #expect(OrbctlCommand.locate(path: dir.path) == OrbctlCommand(executable: dir.appendingPathComponent("mac").path, prefix: ["orbctl"]))
+    }
+}
+
+/// The in-machine wrapper, run for real in the emulator.
+@Suite(.serialized) struct WrapperTests {
+    static let hostile = "it's \"quoted\" $(echo SUBST) `echo TICK` \\n ünïcødé ✓\nsecond line"
+
+    func waitForStatus(_ h: ClientHarness, _ name: String, until: (ProbeResult) -> Bool, seconds: Double = 20) async throws -> ProbeResult {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = ProbeResult.unreadable("never read")
+        while Date() < deadline {
+            last = try await h.provider.probe(name: name)
+            if until(last) { return last }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        return last
+    }
+
+    @Test func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
+        let h = try ClientHarness()
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        let payload = RunPayload(command: "sleep 0.5; echo done; exit 7", bootstrap: nil, env: [:], remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
+        try await h.provider.startRun(name: "m1", payload: payload)
+        let first = try await h.provider.probe(name: "m1")
+        #expect(first == .running || first == .bootstrapping)
+        let final = try await waitForStatus(h, "m1") { if case .exited = $0 { return true } else { return false } }
+        #expect(final == .exited(7))
+        #expect(String(decoding: try await h.provider.logs(name: "m1", bootstrap: false), as: UTF8.self) == "done\n")
+    }
+
+    @Test func commandBootstrapAndEnvArriveByteForByte() async throws {
+        let h = try ClientHarness()
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        let payload = RunPayload(command: "printf '%s' \"$HOSTILE\"; printf '\\n---\\n'; cat /tmp/from-bootstrap",
+                                 bootstrap: "printf '%s' '\(Self.hostile.replacingOccurrences(of: "'", with: "'\\''"))' > /tmp/from-bootstrap",
+                                 env: ["HOSTILE": Self.hostile], remaining: nil, hold: 0, manifestYAML: "x")
+        try await h.provider.startRun(name: "m1", payload: payload)
+        _ = try await waitForStatus(h, "m1") { if case .exited = $0 { return true } else { return false } }
+        let log = String(decoding: try await h.provider.logs(name: "m1", bootstrap: false), as: UTF8.self)
+        #expect(log == Self.hostile + "\n---\n" + Self.hostile)
+    }
+
+    @Test func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
+        let h = try ClientHarness()
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        let payload = RunPayload(command: "echo ran", bootstrap: "echo setting up; exit 3", env: [:], remaining: nil, hold: 0, manifestYAML: "x")
+        try await h.provider.startRun(name: "m1", payload: payload)
+        let final = try await waitForStatus(h, "m1") { if case .exited = $0 { return true } else { return false } }
+        #expect(final == .exited(0))
+        let boot = String(decoding: try await h.provider.logs(name: "m1", bootstrap: true), as: UTF8.self)
+        #expect(boot == "setting up\nrepl: bootstrap exited 3 (not fatal: the command still runs)\n")
+    }
+
+    @Test func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
+        let h = try ClientHarness()
+        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 1)
+        try await h.provider.startRun(name: "m1", payload: payload)
+        let final = try await waitForStatus(h, "m1") { $0 == .timedOut }
+        #expect(final == .timedOut)
+        // The dead man's switch: a second after the deadline the machine stops itself.
+        let deadline = Date().addingTimeInterval(15)
+        while try h.state("m1") != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000) }
+        #expect(try h.state("m1") == "stopped")
+    }
+
+    @Test func theWrapperEmbedsTextOnlyAsBase64() {
+        let payload = RunPayload(command: "rm -rf / # $(evil)", bootstrap: "`evil`", env: ["K": "'; evil; '"], remaining: 5, hold: 0, manifestYAML: "m")
+        let script = RunWrapper.script(payload)
+        #expect(!script.contains("evil"))
+        #expect(!script.contains("/usr/sbin/poweroff") && !script.contains("/sbin/poweroff"))
+        #expect(script.contains("poweroff"))
+    }
+}
