@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         .target(
@@ -19,12 +20,15 @@ let package = Package(
         ),
         .target(name: "OrbStack", dependencies: ["ReplCore"]),
         .target(name: "OrbSim", dependencies: ["ReplCore"]),
+        .target(name: "ReplStore", dependencies: ["ReplCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack"]),
         .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim"]),
         .executableTarget(
             name: "repl",
             dependencies: [
-                "ReplCore", "OrbSim",
+                "ReplCore", "OrbSim", "OrbStack", "ReplStore", "ReplController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),

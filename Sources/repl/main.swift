@@ -1,1 +1,86 @@
-print("repl")
+import ArgumentParser
+import Foundation
+import OrbSim
+import ReplCore
+
+typealias ReplCoreManifestError = ManifestError
+
+struct Repl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repl",
+        abstract: "Keep local OrbStack VMs exactly as your manifests declare.",
+        discussion: """
+        Try it anywhere with the built-in emulator:
+          repl --orbctl sim apply -f examples/hello.yaml --wait
+        Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
+        """,
+        subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, SnapshotCommand.self,
+                      Orphans.self, Doctor.self])
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let invokedAs = (CommandLine.arguments[0] as NSString).lastPathComponent
+
+// `--orbctl sim`: this binary is the emulator when called as `orbctl`, and runs
+// the emulator's machine helpers.
+if invokedAs == "orbctl" || invokedAs == "orbctl-sim" || arguments.first == "__enter" || arguments.first == "__shim" {
+    let env = ProcessInfo.processInfo.environment
+    let sim = OrbSim(home: OrbSim.defaultHome(environment: env),
+                     executable: OrbSimExecutable.path(argv0: CommandLine.arguments[0], environment: env), environment: env)
+    exit(sim.main(arguments, io: .standard))
+}
+
+/// Global options may come before the subcommand (`repl --orbctl sim apply …`): move them after it.
+func reorder(_ args: [String]) -> [String] {
+    let withValue: Set<String> = ["--orbctl", "--state-dir"]
+    let flags: Set<String> = ["--json", "--quiet", "-q"]
+    var globals: [String] = []
+    var rest: [String] = []
+    var i = 0
+    var seenCommand = false
+    while i < args.count {
+        let a = args[i]
+        if !seenCommand && withValue.contains(a) && i + 1 < args.count {
+            globals += [a, args[i + 1]]
+            i += 2
+            continue
+        }
+        if !seenCommand && (flags.contains(a) || withValue.contains(where: { a.hasPrefix($0 + "=") })) {
+            globals.append(a)
+        } else {
+            if !a.hasPrefix("-") { seenCommand = true }
+            rest.append(a)
+        }
+        i += 1
+    }
+    return rest + globals
+}
+
+/// Parses and runs the command; the one place errors become exit codes.
+func runCommand(_ args: [String]) async throws {
+    var command = try Repl.parseAsRoot(args)
+    if var asyncCommand = command as? AsyncParsableCommand {
+        try await asyncCommand.run()
+    } else {
+        try command.run()
+    }
+}
+
+do {
+    try await runCommand(reorder(arguments))
+} catch let error as CLIError {
+    FileHandle.standardError.write(Data("repl: \(error.description)\n".utf8))
+    exit(error.code)
+} catch let error as ExitCode2 {
+    exit(error.code)
+} catch let error as ReplCoreManifestError {
+    FileHandle.standardError.write(Data("\(error.description)\n".utf8))
+    exit(2)
+} catch {
+    let code = Repl.exitCode(for: error)
+    if code == .success {
+        Repl.exit(withError: error)  // --help, --version
+    }
+    FileHandle.standardError.write(Data("repl: \(Repl.fullMessage(for: error))\n".utf8))
+    exit(code == .validationFailure ? 2 : (code.rawValue == 0 ? 0 : 1))
+}

@@ -1,0 +1,341 @@
+import Foundation
+import ReplCore
+import ReplStore
+
+/// Knobs of the controller loop.
+public struct ControllerSettings: Sendable {
+    /// Orbctl actions in flight at once (`--concurrency`).
+    public var concurrency: Int = 4
+    /// At most one status read per instance per this interval.
+    public var probeInterval: TimeInterval = 2
+    public var orphanGrace: TimeSpan = .minutes(2)
+    public var includeForeign = false
+    /// Where collected run logs go (`$REPL_HOME/logs`).
+    public var logsDirectory: URL
+    /// Dead man's switch margins passed to the wrapper.
+    public var deadlineMargin: TimeInterval = 15
+    public var abandonedAfter: TimeInterval = 600
+    /// Plan and report, but change nothing (`--dry-run`).
+    public var dryRun = false
+
+    public init(logsDirectory: URL) {
+        self.logsDirectory = logsDirectory
+    }
+}
+
+/// What one tick saw and did.
+public struct TickReport: Sendable {
+    /// Set when the list could not be trusted: the tick did nothing.
+    public var observationError: String?
+    public var plan: Plan?
+    /// Actions carried out, with their error when they failed.
+    public var outcomes: [(action: Action, error: ProviderError?)] = []
+    /// Actions held back, with why (backoff, circuit breaker).
+    public var deferred: [(action: Action, why: String)] = []
+    public var breaker: Breaker?
+    public var duration: TimeInterval = 0
+
+    public var failed: Bool { observationError != nil || outcomes.contains { $0.error != nil } }
+    public var didSomething: Bool { !outcomes.isEmpty }
+}
+
+/// The controller: observe, probe, plan, act. Level-triggered and idempotent: every
+/// tick re-reads all desired state and all machines.
+public final class Controller: @unchecked Sendable {
+    public let store: Store
+    public let provider: any Provider
+    public var settings: ControllerSettings
+    /// Called with each action's outcome as it happens (for live views).
+    public var onOutcome: (@Sendable (Action, ProviderError?) -> Void)?
+
+    public init(store: Store, provider: any Provider, settings: ControllerSettings) {
+        self.store = store
+        self.provider = provider
+        self.settings = settings
+    }
+
+    /// One full tick.
+    public func tick(now: Date = Date()) async -> TickReport {
+        let started = Date()
+        var report = TickReport()
+        defer { report.duration = Date().timeIntervalSince(started) }
+        do {
+            let cid = try store.controlID()
+            // 1. Observe: exactly one list. A failed list is never read as "no machines".
+            let machines: [ObservedMachine]
+            do {
+                machines = try await provider.list()
+            } catch {
+                report.observationError = error.description
+                store.event("observe-failed", error.description)
+                return report
+            }
+            // Open intents from a crashed process are resolved against the list before planning.
+            try resolveIntents(observed: machines)
+            let desired = try store.desiredState()
+            // 2. Probe instances whose command is executing, at most once per interval.
+            let probes = try await probe(desired: desired, machines: machines, cid: cid, now: now)
+            // 3. Plan: a pure function.
+            let whitelist = Set(try store.whitelist(now: now).map(\.name))
+            let planner = PlannerSettings(controlID: cid, orphanGrace: settings.orphanGrace,
+                                          includeForeign: settings.includeForeign, whitelist: whitelist)
+            let plan = Planner.plan(PlanInput(desired: desired, observation: .machines(machines), probes: probes,
+                                              inFlight: [], now: now, settings: planner))
+            report.plan = plan
+            if settings.dryRun { return report }
+            // 4. Act.
+            try await act(plan.actions, desired: desired, report: &report, now: now)
+            report.breaker = try store.breaker()
+        } catch {
+            report.observationError = "\(error)"
+        }
+        return report
+    }
+
+    /// Closes intents left by a process that died mid-action. A create whose machine
+    /// exists is adopted (the planner sees it as the instance's machine); one whose
+    /// machine does not exist never happened and is planned again.
+    func resolveIntents(observed: [ObservedMachine]) throws(StoreError) {
+        let names = Set(observed.map(\.name))
+        for intent in try store.openIntents() {
+            let outcome = names.contains(intent.machine) ? "machine exists: adopted" : "machine absent: will be planned again"
+            store.event("intent-resolved", machine: intent.machine, "\(intent.action) interrupted; \(outcome)")
+            try store.closeIntent(intent.id)
+        }
+    }
+
+    func probe(desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date) async throws(StoreError) -> [String: ProbeResult] {
+        let running = Set(machines.filter { $0.state == .running }.map(\.name))
+        let last = try store.lastProbes()
+        var targets: [(InstanceID, String)] = []
+        for run in desired.runs {
+            for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
+                let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                // Never probe a stopped machine: `orbctl run` would start it.
+                guard running.contains(name) else { continue }
+                if let at = last[instance.id], now.timeIntervalSince(at) < settings.probeInterval { continue }
+                targets.append((instance.id, name))
+            }
+        }
+        let provider = self.provider
+        let results = await Self.forEach(targets, concurrency: settings.concurrency) { target -> (InstanceID, String, ProbeResult?) in
+            (target.0, target.1, try? await provider.probe(name: target.1))
+        }
+        var probes: [String: ProbeResult] = [:]
+        for (instance, name, result) in results {
+            try store.recordProbe(instance: instance, at: now)
+            if let result { probes[name] = result }
+        }
+        return probes
+    }
+
+    func act(_ actions: [Action], desired: DesiredState, report: inout TickReport, now: Date) async throws(StoreError) {
+        // Store-only actions first, in order: they are the bookkeeping the machine actions rely on.
+        for action in actions where action.machine == nil {
+            try store.record(action, now: now)
+            if case let .markPhase(run, instance, phase, code, reason) = action {
+                store.event("phase", run: run, "instance \(Base36.encode(instance)) is \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
+            }
+        }
+        // Machine actions grouped per machine, in order; groups run concurrently.
+        var groups: [String: [Action]] = [:]
+        var order: [String] = []
+        for action in actions {
+            guard let machine = action.machine else { continue }
+            if groups[machine] == nil { order.append(machine) }
+            groups[machine, default: []].append(action)
+        }
+        let backoffs = try store.backoffs()
+        var breaker = try store.breaker()
+        var runnable: [[Action]] = []
+        for machine in order {
+            let group = groups[machine]!
+            if let b = backoffs[machine], b.nextAttempt > now {
+                for a in group { report.deferred.append((a, "retrying after \(Int(b.nextAttempt.timeIntervalSince(now)) + 1) s: \(b.lastError)")) }
+                continue
+            }
+            if group.contains(where: Self.needsAddress), breaker.isOpen(at: now) {
+                for a in group { report.deferred.append((a, "circuit breaker open: \(ProviderError.resetAdvice)")) }
+                continue
+            }
+            runnable.append(group)
+        }
+        // While the breaker is half-open (cool-down over), let only one create through to test the pool.
+        if breaker.failures > 0, !breaker.isOpen(at: now) {
+            var allowed = false
+            runnable = runnable.filter { group in
+                guard group.contains(where: Self.needsAddress) else { return true }
+                if allowed {
+                    for a in group { report.deferred.append((a, "circuit breaker half-open: one create at a time")) }
+                    return false
+                }
+                allowed = true
+                return true
+            }
+        }
+        let runsByID = Dictionary(uniqueKeysWithValues: desired.runs.map { ($0.id, $0) })
+        let results = await Self.forEach(runnable, concurrency: settings.concurrency) { group in
+            await self.perform(group, runs: runsByID)
+        }
+        for outcomes in results {
+            for (action, error) in outcomes {
+                report.outcomes.append((action, error))
+                if let error, error.kind == .addressExhausted {
+                    breaker = try store.tripBreaker(error.message, now: Date())
+                    store.event("breaker-open", machine: action.machine, "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
+                } else if error == nil, Self.needsAddress(action), breaker.failures > 0 {
+                    try store.resetBreaker()
+                    breaker = try store.breaker()
+                    store.event("breaker-closed", machine: action.machine, "a create succeeded; circuit breaker closed")
+                }
+            }
+        }
+    }
+
+    /// Whether an action needs a new address from the pool (held back while the breaker is open).
+    public static func needsAddress(_ action: Action) -> Bool {
+        switch action {
+        case .create, .clone, .start: return true
+        default: return false
+        }
+    }
+
+    /// Carries out one machine's actions in order, stopping at the first failure.
+    func perform(_ group: [Action], runs: [RunID: DesiredRun]) async -> [(Action, ProviderError?)] {
+        var outcomes: [(Action, ProviderError?)] = []
+        for action in group {
+            let machine = action.machine!
+            do {
+                let intent = try store.openIntent(machine: machine, action: "\(action)")
+                do {
+                    try await execute(action, runs: runs)
+                    try store.record(action)
+                    try store.closeIntent(intent)
+                    try store.clearFailure(machine: machine)
+                    store.event(Self.kind(action), machine: machine, run: action.instance?.run, "\(action)")
+                    outcomes.append((action, nil))
+                    onOutcome?(action, nil)
+                } catch {
+                    let error = (error as? ProviderError) ?? ProviderError(.failed, "\(error)")
+                    try store.closeIntent(intent)
+                    try store.recordFailure(machine: machine, error: error.description)
+                    store.event("error", machine: machine, run: action.instance?.run, "\(action) failed: \(error.description)")
+                    outcomes.append((action, error))
+                    onOutcome?(action, error)
+                    break
+                }
+            } catch {
+                outcomes.append((action, ProviderError(.failed, "\(error)")))
+                break
+            }
+        }
+        return outcomes
+    }
+
+    static func kind(_ action: Action) -> String {
+        switch action {
+        case .create: return "created"
+        case .clone: return "cloned"
+        case .start: return "started"
+        case .stop: return "stopped"
+        case .startRun: return "run-started"
+        case .collectLogs: return "logs-collected"
+        case .delete(_, .orphan): return "deleted-orphan"
+        case .delete(_, .foreign): return "deleted-foreign"
+        case .delete: return "deleted"
+        case .takeSnapshot: return "snapshot"
+        default: return "recorded"
+        }
+    }
+
+    func execute(_ action: Action, runs: [RunID: DesiredRun]) async throws {
+        switch action {
+        case let .create(_, instance, machine, spec):
+            try store.markRequested(instance: instance, at: Date())
+            try await provider.spawn(name: machine, spec: spec)
+        case let .clone(_, instance, machine, snapshot):
+            try store.markRequested(instance: instance, at: Date())
+            try await provider.clone(snapshot: snapshot, name: machine)
+        case let .start(machine):
+            try await provider.start(name: machine)
+        case let .stop(machine):
+            try await provider.stop(name: machine)
+        case let .startRun(run, instance, machine):
+            guard let run = runs[run], let state = run.instances.first(where: { $0.id == instance }) else { return }
+            try await provider.startRun(name: machine, payload: payload(run, state))
+        case let .collectLogs(run, instance, machine):
+            guard let run = runs[run] else { return }
+            let output = try await provider.logs(name: machine, bootstrap: false)
+            let boot = (try? await provider.logs(name: machine, bootstrap: true)) ?? Data()
+            try saveLogs(run: run.manifest.name, instance: instance, output: output, bootstrap: boot)
+        case let .delete(machine, _):
+            try await provider.terminate(name: machine)
+        case let .takeSnapshot(_, source, machine):
+            try await provider.snapshot(source: source, name: machine)
+        case .addInstance, .retireInstance, .markPhase:
+            break
+        }
+    }
+
+    func payload(_ run: DesiredRun, _ instance: InstanceState) -> RunPayload {
+        let m = run.manifest
+        let remaining = m.maxDuration.map { max(1, (instance.createdAt ?? Date()).adding($0).timeIntervalSinceNow) }
+        return RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: remaining, hold: m.hold.seconds,
+                          manifestYAML: ManifestCopy.yaml(run: run, instance: instance),
+                          deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
+    }
+
+    /// `logs/RUN-INSTANCE.log` (and `.bootstrap.log`) under the state directory.
+    public static func logFile(_ directory: URL, run: String, instance: InstanceID, bootstrap: Bool = false) -> URL {
+        directory.appendingPathComponent("\(run)-\(Base36.encode(instance))\(bootstrap ? ".bootstrap" : "").log")
+    }
+
+    func saveLogs(run: String, instance: InstanceID, output: Data, bootstrap: Data) throws {
+        try FileManager.default.createDirectory(at: settings.logsDirectory, withIntermediateDirectories: true)
+        try output.write(to: Self.logFile(settings.logsDirectory, run: run, instance: instance))
+        try bootstrap.write(to: Self.logFile(settings.logsDirectory, run: run, instance: instance, bootstrap: true))
+    }
+
+    /// Runs `body` over `items` with at most `concurrency` at once, keeping the order of results.
+    static func forEach<T: Sendable, R: Sendable>(_ items: [T], concurrency: Int, _ body: @escaping @Sendable (T) async -> R) async -> [R] {
+        guard !items.isEmpty else { return [] }
+        return await withTaskGroup(of: (Int, R).self) { group in
+            var results = [R?](repeating: nil, count: items.count)
+            var next = 0
+            for _ in 0..<min(max(1, concurrency), items.count) {
+                let i = next
+                group.addTask { (i, await body(items[i])) }
+                next += 1
+            }
+            for await (i, r) in group {
+                results[i] = r
+                if next < items.count {
+                    let j = next
+                    group.addTask { (j, await body(items[j])) }
+                    next += 1
+                }
+            }
+            return results.map { $0! }
+        }
+    }
+}
+
+/// The copy of a run's manifest written into each machine (`/etc/repl/manifest.yaml`),
+/// so `repl recover` can rebuild the run after the database is lost. JSON is valid YAML.
+public enum ManifestCopy {
+    public static func yaml(run: DesiredRun, instance: InstanceState) -> String {
+        let m = run.manifest
+        var doc: [String: Any] = ["kind": "Run", "name": m.name, "replicas": m.replicas, "hold": m.hold.description]
+        switch m.source {
+        case .spec(let spec): doc["spec"] = spec.description
+        case .snapshot(let snap): doc["from"] = snap
+        }
+        if let c = m.command { doc["command"] = c }
+        if let b = m.bootstrap { doc["bootstrap"] = b }
+        if let d = m.maxDuration { doc["maxDuration"] = d.description }
+        if !m.env.isEmpty { doc["env"] = m.env }
+        if !m.labels.isEmpty { doc["labels"] = m.labels }
+        let json = (try? JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .prettyPrinted])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return "# repl run \(Base36.encode(run.id)) generation \(run.generation) instance \(Base36.encode(instance.id))\n\(json)\n"
+    }
+}

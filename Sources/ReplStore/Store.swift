@@ -1,0 +1,515 @@
+import Foundation
+import GRDB
+import ReplCore
+
+/// Why the store cannot be used, said so a person can act on it.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One recorded event: an action and its outcome, with time.
+public struct StoreEvent: Sendable, Equatable {
+    public var at: Date
+    public var kind: String
+    public var machine: String?
+    public var runID: RunID?
+    public var message: String
+}
+
+/// A run row as the CLI shows it.
+public struct RunRecord: Sendable {
+    public var run: DesiredRun
+    public var deleted: Bool
+    public var createdAt: Date
+    /// The last error of an action on one of its machines, if the action still retries.
+    public var lastError: String?
+}
+
+/// The per-machine retry state of failed actions.
+public struct Backoff: Sendable, Equatable {
+    public var attempts: Int
+    public var nextAttempt: Date
+    public var lastError: String
+}
+
+/// The circuit breaker on address exhaustion.
+public struct Breaker: Sendable, Equatable {
+    public var openUntil: Date?
+    public var failures: Int
+    public var message: String?
+    public func isOpen(at now: Date) -> Bool { openUntil.map { now < $0 } ?? false }
+}
+
+/// Who may act: one process at a time.
+public struct LeaseHolder: Sendable, Equatable, CustomStringConvertible {
+    public var holder: String
+    public var pid: Int32
+    public var expiresAt: Date
+    public var description: String { "\(holder) (pid \(pid)), until \(expiresAt)" }
+}
+
+/// The state store: SQLite through GRDB at `$REPL_HOME/state.db`, in WAL mode,
+/// with versioned migrations. A file from a newer schema or a corrupt one is
+/// refused, never overwritten.
+public final class Store: @unchecked Sendable {
+    public let path: String
+    let db: DatabasePool
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+            CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+            CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+            CREATE TABLE runs (
+              id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, manifest TEXT NOT NULL,
+              fingerprint TEXT NOT NULL, generation INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
+              deleted INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+            CREATE TABLE instances (
+              id INTEGER PRIMARY KEY NOT NULL, run_id INTEGER NOT NULL REFERENCES runs(id), generation INTEGER NOT NULL,
+              phase TEXT NOT NULL, retired INTEGER NOT NULL DEFAULT 0, created_at REAL, started_at REAL, finished_at REAL,
+              exit_code INTEGER, logs_collected INTEGER NOT NULL DEFAULT 0, reason TEXT, last_probe_at REAL);
+            CREATE INDEX instances_run ON instances(run_id);
+            CREATE TABLE snapshots (
+              id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, from_run TEXT NOT NULL, instance_id INTEGER NOT NULL,
+              deleted INTEGER NOT NULL DEFAULT 0, created_at REAL, applied_at REAL NOT NULL);
+            CREATE TABLE intents (
+              id INTEGER PRIMARY KEY AUTOINCREMENT, machine TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL);
+            CREATE TABLE events (
+              id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, machine TEXT, run_id INTEGER, message TEXT NOT NULL);
+            CREATE TABLE whitelist (name TEXT PRIMARY KEY NOT NULL, reason TEXT NOT NULL, expires_at REAL);
+            CREATE TABLE backoff (machine TEXT PRIMARY KEY NOT NULL, attempts INTEGER NOT NULL, next_at REAL NOT NULL, last_error TEXT NOT NULL);
+            CREATE TABLE breaker (id INTEGER PRIMARY KEY CHECK (id = 1), open_until REAL, failures INTEGER NOT NULL, message TEXT);
+            CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, expires_at REAL NOT NULL);
+            INSERT INTO counters VALUES ('manifest', 1), ('instance', 1);
+            """)
+        }
+        return m
+    }
+
+    /// The schema version this build writes.
+    public static let schemaVersion = "v1"
+
+    /// Opens (creating when absent) the store at `directory/state.db`.
+    public init(directory: URL) throws(StoreError) {
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError("cannot create the state directory \(directory.path): \(Store.reason(error)); choose another with --state-dir or REPL_HOME")
+        }
+        guard fm.isWritableFile(atPath: directory.path) else {
+            throw StoreError("the state directory \(directory.path) is not writable; choose another with --state-dir or REPL_HOME")
+        }
+        path = directory.appendingPathComponent("state.db").path
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.foreignKeysEnabled = true
+        do {
+            db = try DatabasePool(path: path, configuration: config)
+            let migrator = Store.migrator
+            if try db.read({ try migrator.hasBeenSuperseded($0) }) {
+                throw StoreError("\(path) was written by a newer version of repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "?")); upgrade repl, or move the file away to start afresh")
+            }
+            try migrator.migrate(db)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError("\(path) cannot be used: \(Store.reason(error)). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
+        }
+    }
+
+    static func reason(_ error: Error) -> String {
+        if let e = error as? DatabaseError {
+            if e.resultCode == .SQLITE_NOTADB || e.resultCode == .SQLITE_CORRUPT { return "it is not a valid repl database (corrupt or truncated)" }
+            return e.message ?? "\(e.resultCode)"
+        }
+        if let e = error as? CocoaError { return e.localizedDescription }
+        return "\(error)"
+    }
+
+    func write<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+        do { return try db.write(body) } catch let e as StoreError { throw e } catch { throw StoreError("state store write failed: \(Store.reason(error))") }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+        do { return try db.read(body) } catch let e as StoreError { throw e } catch { throw StoreError("state store read failed: \(Store.reason(error))") }
+    }
+
+    /// A throwaway copy of this store, for previews (`plan`, `apply --dry-run`).
+    public func scratchCopy() throws(StoreError) -> Store {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-preview-\(UUID().uuidString)")
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let copy = try DatabaseQueue(path: dir.appendingPathComponent("state.db").path)
+            try db.backup(to: copy)
+        } catch {
+            throw StoreError("cannot copy the state for a preview: \(Store.reason(error))")
+        }
+        return try Store(directory: dir)
+    }
+
+    // MARK: - Control id
+
+    /// The installation's control id, made on first use.
+    public func controlID() throws(StoreError) -> ControlID {
+        try write { db in
+            if let text = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'"), let id = ControlID(text) {
+                return id
+            }
+            let id = ControlID.generate()
+            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('control_id', ?)", arguments: [id.rawValue])
+            return id
+        }
+    }
+
+    /// Adopts another control id (recovery).
+    public func setControlID(_ id: ControlID) throws(StoreError) {
+        try write { db in try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('control_id', ?)", arguments: [id.rawValue]) }
+    }
+
+    // MARK: - Manifests
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    /// What applying a set changed, per document.
+    public enum ApplyChange: Sendable, Equatable {
+        case created(String), replaced(String, generation: Int), updated(String), unchanged(String)
+    }
+
+    /// Records a validated set of manifests atomically: new runs, new generations for
+    /// changed ones, in-place updates of replicas/hold/maxDuration/labels, new snapshots.
+    @discardableResult
+    public func apply(_ set: ManifestSet, now: Date = Date()) throws(StoreError) -> [ApplyChange] {
+        try write { db in
+            var changes: [ApplyChange] = []
+            for run in set.runs {
+                let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)
+                let fingerprint = run.generationFingerprint
+                if let row = try Row.fetchOne(db, sql: "SELECT id, manifest, fingerprint, generation, cancelled, deleted FROM runs WHERE name = ?", arguments: [run.name]) {
+                    let id: Int64 = row["id"]
+                    let generation: Int = row["generation"]
+                    let revived = (row["cancelled"] as Int) != 0 || (row["deleted"] as Int) != 0
+                    if row["fingerprint"] as String != fingerprint || revived {
+                        try db.execute(sql: "UPDATE runs SET manifest = ?, fingerprint = ?, generation = ?, cancelled = 0, deleted = 0, updated_at = ? WHERE id = ?",
+                                       arguments: [json, fingerprint, generation + 1, now.timeIntervalSince1970, id])
+                        changes.append(.replaced(run.name, generation: generation + 1))
+                    } else if row["manifest"] as String != json {
+                        try db.execute(sql: "UPDATE runs SET manifest = ?, updated_at = ? WHERE id = ?", arguments: [json, now.timeIntervalSince1970, id])
+                        changes.append(.updated(run.name))
+                    } else {
+                        changes.append(.unchanged(run.name))
+                    }
+                } else {
+                    let id = try Store.next(db, "manifest")
+                    try db.execute(sql: "INSERT INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                                   arguments: [id, run.name, json, fingerprint, now.timeIntervalSince1970, now.timeIntervalSince1970])
+                    changes.append(.created(run.name))
+                }
+            }
+            for snap in set.snapshots {
+                if let row = try Row.fetchOne(db, sql: "SELECT id, deleted FROM snapshots WHERE name = ?", arguments: [snap.name]) {
+                    if (row["deleted"] as Int) == 0 { changes.append(.unchanged(snap.name)); continue }
+                    try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row["id"] as Int64])
+                }
+                let id = try Store.next(db, "manifest")
+                let instance = try Store.next(db, "instance")
+                try db.execute(sql: "INSERT INTO snapshots (id, name, from_run, instance_id, applied_at) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [id, snap.name, snap.from, instance, now.timeIntervalSince1970])
+                changes.append(.created(snap.name))
+            }
+            return changes
+        }
+    }
+
+    static func next(_ db: Database, _ counter: String) throws -> Int64 {
+        let value = try Int64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = ?", arguments: [counter]) ?? 1
+        try db.execute(sql: "UPDATE counters SET value = ? WHERE name = ?", arguments: [value + 1, counter])
+        return value
+    }
+
+    /// Names of runs and snapshots that are not deleted, for validating references.
+    public func knownNames() throws(StoreError) -> (runs: Set<String>, snapshots: Set<String>) {
+        try read { db in
+            (Set(try String.fetchAll(db, sql: "SELECT name FROM runs WHERE deleted = 0")),
+             Set(try String.fetchAll(db, sql: "SELECT name FROM snapshots WHERE deleted = 0")))
+        }
+    }
+
+    // MARK: - Desired state
+
+    static func date(_ row: Row, _ column: String) -> Date? {
+        (row[column] as Double?).map { Date(timeIntervalSince1970: $0) }
+    }
+
+    static func instance(_ row: Row) -> InstanceState {
+        InstanceState(id: InstanceID(row["id"] as Int64), generation: row["generation"],
+                      phase: InstancePhase(rawValue: row["phase"]) ?? .failed, retired: (row["retired"] as Int) != 0,
+                      createdAt: date(row, "created_at"), startedAt: date(row, "started_at"), finishedAt: date(row, "finished_at"),
+                      exitCode: row["exit_code"], logsCollected: (row["logs_collected"] as Int) != 0, reason: row["reason"])
+    }
+
+    /// Every run (deleted ones included, with their history) and snapshot, read fresh.
+    public func runs(includeDeleted: Bool = true) throws(StoreError) -> [RunRecord] {
+        try read { db in
+            var instancesByRun: [Int64: [InstanceState]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM instances ORDER BY id") {
+                instancesByRun[row["run_id"], default: []].append(Store.instance(row))
+            }
+            let errors = Dictionary(try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
+                                    uniquingKeysWith: { a, _ in a })
+            let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
+            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(includeDeleted ? "" : "WHERE deleted = 0") ORDER BY id").compactMap { row in
+                guard let manifest = try? JSONDecoder().decode(RunManifest.self, from: Data((row["manifest"] as String).utf8)) else { return nil }
+                let id: Int64 = row["id"]
+                let deleted = (row["deleted"] as Int) != 0
+                let run = DesiredRun(id: RunID(id), manifest: manifest, generation: row["generation"],
+                                     cancelled: (row["cancelled"] as Int) != 0 || deleted, instances: instancesByRun[id] ?? [])
+                let lastError = cid.flatMap { cid in
+                    run.instances.lazy.compactMap { errors[MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description] }.first
+                }
+                return RunRecord(run: run, deleted: deleted, createdAt: Store.date(row, "created_at") ?? Date(), lastError: lastError)
+            }
+        }
+    }
+
+    public func snapshots() throws(StoreError) -> [DesiredSnapshot] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM snapshots ORDER BY id").map { row in
+                DesiredSnapshot(id: RunID(row["id"] as Int64), name: row["name"], fromRun: row["from_run"],
+                                instanceID: InstanceID(row["instance_id"] as Int64), deleted: (row["deleted"] as Int) != 0,
+                                createdAt: Store.date(row, "created_at"))
+            }
+        }
+    }
+
+    /// Desired state for the planner.
+    public func desiredState() throws(StoreError) -> DesiredState {
+        let runs = try runs().map(\.run)
+        let snapshots = try snapshots()
+        let next = try read { db in try Int64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'instance'") ?? 1 }
+        return DesiredState(runs: runs, snapshots: snapshots, nextInstanceID: InstanceID(next))
+    }
+
+    // MARK: - Recording actions
+
+    /// Applies a store-only action (or the store part of an action that succeeded).
+    public func record(_ action: Action, now: Date = Date()) throws(StoreError) {
+        try write { db in
+            let t = now.timeIntervalSince1970
+            switch action {
+            case let .addInstance(run, instance, generation):
+                try db.execute(sql: "INSERT OR IGNORE INTO instances (id, run_id, generation, phase) VALUES (?, ?, ?, 'Pending')",
+                               arguments: [Int64(instance), Int64(run), generation])
+                try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(instance) + 1])
+            case let .retireInstance(_, instance, _):
+                try db.execute(sql: "UPDATE instances SET retired = 1 WHERE id = ?", arguments: [Int64(instance)])
+            case let .markPhase(_, instance, phase, code, reason):
+                try db.execute(sql: "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END WHERE id = ?",
+                               arguments: [phase.rawValue, code, reason, phase.isTerminal, t, Int64(instance)])
+            case let .create(_, instance, _, _), let .clone(_, instance, _, _):
+                try db.execute(sql: "UPDATE instances SET phase = CASE WHEN phase = 'Pending' THEN 'Provisioning' ELSE phase END, created_at = COALESCE(created_at, ?) WHERE id = ?",
+                               arguments: [t, Int64(instance)])
+            case let .startRun(_, instance, _):
+                try db.execute(sql: "UPDATE instances SET phase = 'Bootstrapping', started_at = ? WHERE id = ? AND phase IN ('Pending', 'Provisioning')",
+                               arguments: [t, Int64(instance)])
+            case let .collectLogs(_, instance, _):
+                try db.execute(sql: "UPDATE instances SET logs_collected = 1 WHERE id = ?", arguments: [Int64(instance)])
+            case let .takeSnapshot(name, _, _):
+                try db.execute(sql: "UPDATE snapshots SET created_at = COALESCE(created_at, ?) WHERE name = ?", arguments: [t, name])
+            case .delete(let machine, .snapshotDeleted):
+                if let parsed = MachineName(parsing: machine) {
+                    try db.execute(sql: "DELETE FROM snapshots WHERE instance_id = ? AND deleted = 1", arguments: [Int64(parsed.instanceID)])
+                }
+            case .start, .stop, .delete:
+                break
+            }
+        }
+    }
+
+    /// Marks when an instance's machine was first requested (before the orbctl call).
+    public func markRequested(instance: InstanceID, at now: Date) throws(StoreError) {
+        try write { db in
+            try db.execute(sql: "UPDATE instances SET created_at = COALESCE(created_at, ?) WHERE id = ?", arguments: [now.timeIntervalSince1970, Int64(instance)])
+        }
+    }
+
+    public func recordProbe(instance: InstanceID, at now: Date) throws(StoreError) {
+        try write { db in try db.execute(sql: "UPDATE instances SET last_probe_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, Int64(instance)]) }
+    }
+
+    public func lastProbes() throws(StoreError) -> [InstanceID: Date] {
+        try read { db in
+            var out: [InstanceID: Date] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT id, last_probe_at FROM instances WHERE last_probe_at IS NOT NULL") {
+                out[InstanceID(row["id"] as Int64)] = Date(timeIntervalSince1970: row["last_probe_at"])
+            }
+            return out
+        }
+    }
+
+    // MARK: - Intents
+
+    /// Records an intent before the orbctl call; returns its id.
+    public func openIntent(machine: String, action: String, now: Date = Date()) throws(StoreError) -> Int64 {
+        try write { db in
+            try db.execute(sql: "INSERT INTO intents (machine, action, pid, at) VALUES (?, ?, ?, ?)",
+                           arguments: [machine, action, Int64(getpid()), now.timeIntervalSince1970])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func closeIntent(_ id: Int64) throws(StoreError) {
+        try write { db in try db.execute(sql: "DELETE FROM intents WHERE id = ?", arguments: [id]) }
+    }
+
+    /// Intents left open (by a process that crashed or is still acting).
+    public func openIntents() throws(StoreError) -> [(id: Int64, machine: String, action: String, pid: Int32)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM intents ORDER BY id").map { ($0["id"], $0["machine"], $0["action"], Int32($0["pid"] as Int64)) }
+        }
+    }
+
+    // MARK: - Events, backoff, breaker, whitelist
+
+    public func event(_ kind: String, machine: String? = nil, run: RunID? = nil, _ message: String, now: Date = Date()) {
+        _ = try? write { db in
+            try db.execute(sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [now.timeIntervalSince1970, kind, machine, run.map { Int64($0) }, message])
+        }
+    }
+
+    public func events(limit: Int = 50, run: RunID? = nil) throws(StoreError) -> [StoreEvent] {
+        try read { db in
+            let filter = run.map { "WHERE run_id = \(Int64($0))" } ?? ""
+            return try Row.fetchAll(db, sql: "SELECT * FROM events \(filter) ORDER BY id DESC LIMIT ?", arguments: [limit]).reversed().map {
+                StoreEvent(at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"], machine: $0["machine"],
+                           runID: ($0["run_id"] as Int64?).map { RunID($0) }, message: $0["message"])
+            }
+        }
+    }
+
+    public func backoffs() throws(StoreError) -> [String: Backoff] {
+        try read { db in
+            var out: [String: Backoff] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM backoff") {
+                out[row["machine"]] = Backoff(attempts: row["attempts"], nextAttempt: Date(timeIntervalSince1970: row["next_at"]), lastError: row["last_error"])
+            }
+            return out
+        }
+    }
+
+    /// Records a failure: the next attempt waits 2, 4, 8 … seconds, at most 5 minutes.
+    public func recordFailure(machine: String, error: String, now: Date = Date()) throws(StoreError) {
+        try write { db in
+            let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM backoff WHERE machine = ?", arguments: [machine]) ?? 0) + 1
+            let delay = min(300, pow(2.0, Double(attempts)))
+            try db.execute(sql: "INSERT OR REPLACE INTO backoff (machine, attempts, next_at, last_error) VALUES (?, ?, ?, ?)",
+                           arguments: [machine, attempts, now.timeIntervalSince1970 + delay, error])
+        }
+    }
+
+    public func clearFailure(machine: String) throws(StoreError) {
+        try write { db in try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine]) }
+    }
+
+    public func breaker() throws(StoreError) -> Breaker {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1") else { return Breaker(openUntil: nil, failures: 0, message: nil) }
+            return Breaker(openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"])
+        }
+    }
+
+    /// Opens the breaker after an exhaustion: no creates for 30 s, doubling each time, at most 10 minutes.
+    public func tripBreaker(_ message: String, now: Date = Date()) throws(StoreError) -> Breaker {
+        try write { db in
+            let failures = (try Int.fetchOne(db, sql: "SELECT failures FROM breaker WHERE id = 1") ?? 0) + 1
+            let cooldown = min(600, 30 * pow(2.0, Double(failures - 1)))
+            try db.execute(sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message) VALUES (1, ?, ?, ?)",
+                           arguments: [now.timeIntervalSince1970 + cooldown, failures, message])
+            return Breaker(openUntil: now.addingTimeInterval(cooldown), failures: failures, message: message)
+        }
+    }
+
+    public func resetBreaker() throws(StoreError) {
+        try write { db in try db.execute(sql: "DELETE FROM breaker") }
+    }
+
+    public func whitelist(now: Date = Date()) throws(StoreError) -> [(name: String, reason: String, expires: Date?)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM whitelist WHERE expires_at IS NULL OR expires_at > ? ORDER BY name", arguments: [now.timeIntervalSince1970])
+                .map { ($0["name"], $0["reason"], Store.date($0, "expires_at")) }
+        }
+    }
+
+    public func addToWhitelist(_ name: String, reason: String, expires: Date?) throws(StoreError) {
+        try write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO whitelist (name, reason, expires_at) VALUES (?, ?, ?)",
+                           arguments: [name, reason, expires?.timeIntervalSince1970])
+        }
+    }
+
+    @discardableResult
+    public func removeFromWhitelist(_ name: String) throws(StoreError) -> Bool {
+        try write { db in
+            try db.execute(sql: "DELETE FROM whitelist WHERE name = ?", arguments: [name])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: - Desired-state changes from the CLI
+
+    /// Cancels a run (its machines are deleted by the controller); with `delete`, it is also hidden.
+    public func cancel(run: RunID, delete: Bool = false) throws(StoreError) {
+        try write { db in
+            try db.execute(sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END WHERE id = ?", arguments: [delete, Int64(run)])
+        }
+    }
+
+    /// Marks a snapshot for deletion; the controller deletes its machine.
+    @discardableResult
+    public func deleteSnapshot(named name: String) throws(StoreError) -> Bool {
+        try write { db in
+            try db.execute(sql: "UPDATE snapshots SET deleted = 1 WHERE name = ?", arguments: [name])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: - Lease
+
+    /// Takes or renews the lease; returns the other live holder when it cannot.
+    public func acquireLease(holder: String, duration: TimeInterval = 30, now: Date = Date()) throws(StoreError) -> LeaseHolder? {
+        try write { db in
+            let me = getpid()
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") {
+                let pid = Int32(row["pid"] as Int64)
+                let expires = Date(timeIntervalSince1970: row["expires_at"])
+                if pid != me && expires > now && Store.isAlive(pid) {
+                    return LeaseHolder(holder: row["holder"], pid: pid, expiresAt: expires)
+                }
+            }
+            try db.execute(sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at) VALUES (1, ?, ?, ?)",
+                           arguments: [holder, Int64(me), now.timeIntervalSince1970 + duration])
+            return nil
+        }
+    }
+
+    public func releaseLease() {
+        _ = try? write { db in try db.execute(sql: "DELETE FROM lease WHERE id = 1 AND pid = ?", arguments: [Int64(getpid())]) }
+    }
+
+    public func leaseHolder(now: Date = Date()) throws(StoreError) -> LeaseHolder? {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") else { return nil }
+            let holder = LeaseHolder(holder: row["holder"], pid: Int32(row["pid"] as Int64), expiresAt: Date(timeIntervalSince1970: row["expires_at"]))
+            return holder.expiresAt > now && Store.isAlive(holder.pid) ? holder : nil
+        }
+    }
+
+    static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import ReplCore
+import ReplController
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record manifests as desired state and converge until their commands have started.",
+        discussion: """
+        Files, directories (their *.yaml and *.yml) and `-` for standard input. A set with any invalid \
+        document applies nothing. With --wait, goes on until the runs finish, prints their output and \
+        exits with the command's exit code (124 when the deadline ended it).
+
+        Example: repl apply -f examples/hello.yaml --wait
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+    var file: [String] = []
+    @Flag(help: "Show what would change and change nothing.")
+    var dryRun = false
+    @Flag(help: "Wait for the runs to finish and exit with the command's exit code.")
+    var wait = false
+
+    func validate() throws {
+        if file.isEmpty { throw ValidationError("give at least one manifest with -f PATH") }
+    }
+
+    func run() async throws {
+        let context = Context(global)
+        let set = try context.manifests(file)
+        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun)
+        if code != 0 { throw ExitCode2(code: code) }
+    }
+}
+
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show what apply would do, like `terraform plan`, and change nothing.",
+        discussion: "Example: repl plan -f examples/replicas.yaml")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .shortAndLong, help: "A manifest file, a directory, or - (repeatable).")
+    var file: [String] = []
+
+    func validate() throws {
+        if file.isEmpty { throw ValidationError("give at least one manifest with -f PATH") }
+    }
+
+    func run() async throws {
+        let context = Context(global)
+        let set = try context.manifests(file)
+        let controller = try await context.controller { $0.dryRun = true }
+        _ = try await PlanPrinter(context: context).show(set: set, controller: controller)
+    }
+}
+
+/// Prints a plan over the desired state the manifests would make, in a scratch copy of the store.
+struct PlanPrinter {
+    let context: Context
+
+    func show(set: ManifestSet, controller: Controller) async throws -> Int32 {
+        let scratch = try context.store().scratchCopy()
+        defer { try? FileManager.default.removeItem(atPath: (scratch.path as NSString).deletingLastPathComponent) }
+        let changes = try scratch.apply(set)
+        let preview = Controller(store: scratch, provider: controller.provider, settings: controller.settings)
+        let report = await preview.tick()
+        if let error = report.observationError { throw CLIError.failure("cannot plan: \(error)") }
+        let plan = report.plan!
+        var lines: [String] = []
+        var items: [[String: String]] = []
+        func add(_ sign: String, _ verb: String, _ what: String, _ why: String) {
+            lines.append("\(sign) \(verb) \(what)  (\(why))")
+            items.append(["action": verb, "target": what, "reason": why])
+        }
+        for change in changes {
+            if case .replaced(let n, let g) = change { add("~", "replace", "run \(n)", "changed: generation \(g)") }
+        }
+        let runs = try scratch.runs()
+        func runName(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.name ?? Base36.encode(id) }
+        for action in plan.actions {
+            switch action {
+            case let .create(run, _, machine, spec): add("+", "create", machine, "run \(runName(run)), \(spec)")
+            case let .clone(run, _, machine, snap): add("+", "clone", machine, "run \(runName(run)) from \(snap)")
+            case let .delete(machine, reason): add("-", "delete", machine, reason.rawValue)
+            case let .takeSnapshot(s, src, machine): add("+", "snapshot", machine, "snapshot \(s) of \(src)")
+            case let .startRun(run, _, machine): add("~", "start", machine, "run \(runName(run))")
+            case let .start(machine): add("~", "start", machine, "stopped but wanted")
+            case let .stop(machine): add("~", "stop", machine, "a snapshot is kept stopped")
+            default: break
+            }
+        }
+        if context.json {
+            context.printJSON(["changes": items, "nothingToDo": items.isEmpty])
+        } else if lines.isEmpty {
+            print("Nothing to do: machines match the manifests.")
+        } else {
+            print(lines.joined(separator: "\n"))
+            let counts = ["+", "~", "-"].map { s in lines.filter { $0.hasPrefix(s) }.count }
+            print("\nPlan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete.")
+        }
+        return 0
+    }
+}

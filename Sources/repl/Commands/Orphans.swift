@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import ReplController
+import ReplCore
+
+struct Orphans: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Machines with our name that nothing wants (orphans) and other installations' (foreign).",
+        subcommands: [OrphansList.self, OrphansSweep.self, OrphansWhitelist.self, OrphansUnwhitelist.self],
+        defaultSubcommand: OrphansList.self)
+}
+
+struct SweepOptions: ParsableArguments {
+    @Option(help: "Orphans younger than this are kept (default 2m).") var orphanGrace: String = "2m"
+    @Flag(help: "Also delete other installations' machines (foreign).") var includeForeign = false
+
+    func grace() throws -> TimeSpan {
+        guard let span = TimeSpan(parsing: orphanGrace) else { throw CLIError.input("--orphan-grace: \"\(orphanGrace)\" is not a duration (use 90s, 2m or 120000)") }
+        return span
+    }
+}
+
+struct OrphansList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List orphans and foreign machines, with state, age and why.",
+                                                    discussion: "Example: repl orphans --json")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var sweep: SweepOptions
+
+    func run() async throws {
+        let context = Context(global)
+        let grace = try sweep.grace()
+        let controller = try await context.controller {
+            $0.dryRun = true
+            $0.orphanGrace = grace
+            $0.includeForeign = sweep.includeForeign
+        }
+        let report = await controller.tick()
+        if let e = report.observationError { throw CLIError.failure("cannot list machines: \(e)") }
+        let machines = report.plan!.machines.filter { [.orphan, .foreign, .whitelisted].contains($0.machineClass) }
+        if context.json {
+            context.printJSON(["machines": machines.map { m in
+                ["name": m.machine.name, "class": m.machineClass.rawValue, "state": m.machine.state.description,
+                 "ageSeconds": m.age.map { Int($0) } as Any, "why": m.why,
+                 "deletableAt": m.deletableAt.map { ISO8601DateFormatter().string(from: $0) } as Any] as [String: Any]
+            }])
+            return
+        }
+        if machines.isEmpty { print("No orphans or foreign machines."); return }
+        for cls in [MachineClass.orphan, .whitelisted, .foreign] {
+            let group = machines.filter { $0.machineClass == cls }
+            guard !group.isEmpty else { continue }
+            print("\(cls.rawValue.capitalized) (\(group.count)):")
+            print(Table.render(["  NAME", "STATE", "AGE", "WHY"], group.map {
+                ["  " + $0.machine.name, $0.machine.state.description, $0.age.map { Table.age($0) } ?? "?", $0.why]
+            }))
+        }
+    }
+}
+
+struct OrphansSweep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep", abstract: "One full unattended tick for cron: deadlines, finished runs and orphans.",
+        discussion: "Exit 0 when the world is as it should be, 1 when something failed.\nExample: repl orphans sweep --quiet")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var sweep: SweepOptions
+    @Flag(help: "Show what would be deleted and delete nothing.") var dryRun = false
+
+    func run() async throws {
+        let context = Context(global)
+        let grace = try sweep.grace()
+        let store = try context.store()
+        if !dryRun, let holder = try store.acquireLease(holder: "sweep") {
+            if context.json { context.printJSON(["skipped": true, "leaseHeldBy": holder.holder, "pid": Int(holder.pid)]) }
+            else { context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease; it converges, so this sweep did nothing") }
+            return
+        }
+        defer { if !dryRun { store.releaseLease() } }
+        let controller = try await context.controller {
+            $0.dryRun = dryRun
+            $0.orphanGrace = grace
+            $0.includeForeign = sweep.includeForeign
+        }
+        let report = await controller.tick()
+        if let e = report.observationError { throw CLIError.failure("sweep: cannot list machines, nothing was touched: \(e)") }
+        let done: [(Action, ProviderError?)] = dryRun ? report.plan!.actions.filter { $0.machine != nil }.map { ($0, nil) } : report.outcomes
+        if context.json {
+            context.printJSON(["dryRun": dryRun, "actions": done.map { ["action": "\($0.0)", "error": $0.1?.description as Any] as [String: Any] },
+                               "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] }])
+        } else {
+            for (action, error) in done {
+                if let error { context.warn("\(action): \(error.description)") } else { context.say((dryRun ? "would " : "") + "\(action)") }
+            }
+            for d in report.deferred { context.say("deferred: \(d.action): \(d.why)") }
+        }
+        if report.failed { throw ExitCode2(code: 1) }
+    }
+}
+
+struct OrphansWhitelist: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whitelist", abstract: "Keep one machine that nothing wants.",
+                                                    discussion: "Example: repl orphans whitelist repl-ab12cd-3-7 --reason \"debugging\" --expires 2026-12-31")
+    @OptionGroup var global: GlobalOptions
+    @Argument var name: String
+    @Option(help: "Why it is kept.") var reason: String
+    @Option(help: "Until when (YYYY-MM-DD or ISO 8601).") var expires: String?
+
+    func run() async throws {
+        let context = Context(global)
+        guard MachineName(parsing: name) != nil else { throw CLIError.input("\"\(name)\" is not a repl machine name (repl-XXXXXX-M-I)") }
+        var date: Date?
+        if let expires {
+            let iso = ISO8601DateFormatter()
+            let day = DateFormatter()
+            day.dateFormat = "yyyy-MM-dd"
+            day.timeZone = TimeZone(identifier: "UTC")
+            guard let d = iso.date(from: expires) ?? day.date(from: expires) else { throw CLIError.input("--expires: \"\(expires)\" is not a date (use 2026-12-31)") }
+            date = d
+        }
+        try context.store().addToWhitelist(name, reason: reason, expires: date)
+        if context.json { context.printJSON(["whitelisted": name]) } else { context.say("\(name): whitelisted") }
+    }
+}
+
+struct OrphansUnwhitelist: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unwhitelist", abstract: "Stop keeping a whitelisted machine.",
+                                                    discussion: "Example: repl orphans unwhitelist repl-ab12cd-3-7")
+    @OptionGroup var global: GlobalOptions
+    @Argument var name: String
+
+    func run() async throws {
+        let context = Context(global)
+        guard try context.store().removeFromWhitelist(name) else { throw CLIError.input("\(name) is not whitelisted") }
+        if context.json { context.printJSON(["unwhitelisted": name]) } else { context.say("\(name): no longer whitelisted") }
+    }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import ReplController
+import ReplCore
+import ReplStore
+import Yams
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Start a run from flags (a manifest made for you), or manage runs.",
+        discussion: """
+        Example: repl run --provider orbstack --spec "ubuntu:noble:arm64" --command "echo hello" --max-duration 60000
+        """,
+        subcommands: [RunList.self, RunStatus.self, RunCancel.self])
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The run's name (default: run-XXXXXX).") var name: String?
+    @Option(help: "The provider (only orbstack).") var provider: String?
+    @Option(help: "distro:version:arch, e.g. ubuntu:noble:arm64.") var spec: String?
+    @Option(help: "A snapshot to clone instead of a spec.") var from: String?
+    @Option(help: "The command to run once.") var command: String?
+    @Option(help: "Deadline: milliseconds (60000) or 90s, 10m, 2h, 1d.") var maxDuration: String?
+    @Option(help: "A script file run as root before the command.") var bootstrap: String?
+    @Option(help: "Number of machines.") var replicas: Int?
+    @Flag(help: "Wait for the run to finish and exit with the command's exit code.") var wait = false
+
+    func run() async throws {
+        let context = Context(global)
+        var doc: [String: Any] = ["kind": "Run", "name": name ?? "run-" + String(ControlID.generate().rawValue)]
+        if let provider { doc["provider"] = provider }
+        if let spec { doc["spec"] = spec }
+        if let from { doc["from"] = from }
+        if let command { doc["command"] = command }
+        if let maxDuration { doc["maxDuration"] = maxDuration }
+        if let replicas { doc["replicas"] = replicas }
+        if let bootstrap {
+            guard let text = try? String(contentsOfFile: bootstrap, encoding: .utf8) else {
+                throw CLIError.input("--bootstrap: cannot read \(bootstrap)")
+            }
+            doc["bootstrap"] = text
+        }
+        // The same parser validates flags and files; its messages name the flag.
+        let yaml = try Yams.dump(object: doc)
+        let set: ManifestSet
+        do {
+            let known = try context.store().knownNames()
+            set = try ManifestParser(knownRuns: known.runs, knownSnapshots: known.snapshots).parse(yaml, file: "flags")
+        } catch let error as ManifestError {
+            let flags = ["maxDuration": "--max-duration", "spec": "--spec", "from": "--from", "name": "--name", "command": "--command",
+                         "provider": "--provider", "replicas": "--replicas", "bootstrap": "--bootstrap"]
+            let lines = error.diagnostics.map { d -> String in
+                let key = String(d.message.prefix { $0 != ":" })
+                return "\(flags[key] ?? key)\(d.message.dropFirst(key.count))"
+            }
+            throw CLIError.input(lines.joined(separator: "\n"))
+        }
+        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: false)
+        if !context.json, let record = try? context.findRun(set.runs[0].name) {
+            context.say("run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))")
+        }
+        if code != 0 { throw ExitCode2(code: code) }
+    }
+}
+
+struct RunList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List runs, finished ones included.",
+                                                    discussion: "Example: repl run list --json")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let context = Context(global)
+        let records = try context.store().runs(includeDeleted: false)
+        if context.json {
+            context.printJSON(["runs": records.map(RunJSON.object)])
+            return
+        }
+        if records.isEmpty { print("No runs yet. Try: repl apply -f examples/hello.yaml"); return }
+        let rows = records.map { r -> [String] in
+            let wanted = r.run.instances.filter { r.run.wants($0) }
+            let codes = wanted.compactMap(\.exitCode).map(String.init).joined(separator: ",")
+            return [Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue,
+                    "\(wanted.filter { !$0.phase.isTerminal }.count)/\(r.run.manifest.replicas)",
+                    r.run.manifest.source.description, codes.isEmpty ? "-" : codes, Table.age(Date().timeIntervalSince(r.createdAt))]
+        }
+        print(Table.render(["ID", "NAME", "PHASE", "ACTIVE", "SOURCE", "EXIT", "AGE"], rows))
+    }
+}
+
+enum RunJSON {
+    static func object(_ r: RunRecord) -> [String: Any] {
+        [
+            "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
+            "generation": r.run.generation, "replicas": r.run.manifest.replicas, "source": r.run.manifest.source.description,
+            "command": r.run.manifest.command as Any, "createdAt": ISO8601DateFormatter().string(from: r.createdAt),
+            "lastError": r.lastError as Any,
+            "instances": r.run.instances.map { i in
+                ["id": Base36.encode(i.id), "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,
+                 "exitCode": i.exitCode as Any, "reason": i.reason as Any] as [String: Any]
+            },
+        ]
+    }
+}
+
+struct RunStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one run and its instances.",
+                                                    discussion: "Example: repl run status hello")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+
+    func run() async throws {
+        let context = Context(global)
+        let r = try context.findRun(id)
+        if context.json { context.printJSON(RunJSON.object(r)); return }
+        let cid = try context.store().controlID()
+        print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(r.run.phase.rawValue) (generation \(r.run.generation), \(r.run.manifest.source))")
+        if let c = r.run.manifest.command { print("command: \(c)") }
+        if let e = r.lastError { print("last error: \(e)") }
+        let rows = r.run.instances.map { i in
+            [Base36.encode(i.id), MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description, i.phase.rawValue,
+             i.exitCode.map(String.init) ?? "-", i.retired ? "retired" : (i.generation == r.run.generation ? "" : "old generation"), i.reason ?? ""]
+        }
+        print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "", "REASON"], rows))
+    }
+}
+
+struct RunCancel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a run: the controller deletes its machines.",
+                                                    discussion: "Example: repl run cancel hello")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+
+    func run() async throws {
+        let context = Context(global)
+        let r = try context.findRun(id)
+        try context.store().cancel(run: r.run.id)
+        let controller = try await context.controller()
+        if try context.store().acquireLease(holder: "cancel") == nil {
+            defer { try? context.store().releaseLease() }
+            _ = await controller.tick()
+        }
+        if context.json { context.printJSON(["cancelled": r.run.manifest.name]) } else { context.say("run \(r.run.manifest.name) cancelled") }
+    }
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import OrbSim
+import OrbStack
+import ReplController
+import ReplCore
+import ReplStore
+
+/// Options every command takes (they may also be given before the subcommand).
+struct GlobalOptions: ParsableArguments {
+    @Flag(help: "Print one JSON document with stable keys instead of text.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Print only errors (and, with --wait, the command's output).")
+    var quiet = false
+
+    @Option(help: ArgumentHelp("The orbctl to use: a path, or `sim` for the built-in emulator (env REPL_ORBCTL).", valueName: "path|sim"))
+    var orbctl: String?
+
+    @Option(help: ArgumentHelp("Where state lives (env REPL_HOME; default ~/.repl).", valueName: "dir"))
+    var stateDir: String?
+}
+
+/// A failure with its exit code: 1 failure, 2 bad input, 3 orbctl missing or unusable.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    var code: Int32
+    static func input(_ message: String) -> CLIError { CLIError(description: message, code: 2) }
+    static func failure(_ message: String) -> CLIError { CLIError(description: message, code: 1) }
+    static func orbctl(_ message: String) -> CLIError { CLIError(description: message, code: 3) }
+}
+
+/// The command's outcome when it is not plain success.
+struct ExitCode2: Error { var code: Int32 }
+
+/// Everything a command needs, wired from the global options and the environment.
+final class Context: @unchecked Sendable {
+    let options: GlobalOptions
+    let environment: [String: String]
+    let stateDirectory: URL
+    private var _store: Store?
+    private var _provider: OrbStackProvider?
+    private(set) var orbctlVersion: OrbctlVersion?
+    /// How orbctl was chosen, for doctor.
+    private(set) var orbctlDescription = ""
+
+    init(_ options: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.options = options
+        self.environment = environment
+        let dir = options.stateDir ?? environment["REPL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.repl"
+        stateDirectory = URL(fileURLWithPath: (dir as NSString).expandingTildeInPath)
+    }
+
+    var json: Bool { options.json }
+    var quiet: Bool { options.quiet }
+
+    func store() throws -> Store {
+        if let s = _store { return s }
+        do {
+            let s = try Store(directory: stateDirectory)
+            _store = s
+            return s
+        } catch {
+            throw CLIError.input(error.description)
+        }
+    }
+
+    /// The provider, after the one `orbctl version` check at start.
+    func provider() async throws -> OrbStackProvider {
+        if let p = _provider { return p }
+        let choice = options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }
+        var env = environment
+        let command: OrbctlCommand
+        if choice == "sim" {
+            command = try simCommand(&env)
+            orbctlDescription = "built-in emulator (orbctl-sim), state in \(env["ORBSIM_HOME"]!)"
+        } else if let choice {
+            guard let path = findExecutable(choice, path: environment["PATH"]) else {
+                throw CLIError.orbctl("orbctl not found at \(choice); \(ProviderError.installAdvice), or use --orbctl sim to try repl with the emulator")
+            }
+            command = OrbctlCommand(executable: path)
+            orbctlDescription = path
+        } else {
+            guard let found = OrbctlCommand.locate(path: environment["PATH"]) else {
+                throw CLIError.orbctl("orbctl not found on PATH; \(ProviderError.installAdvice). To try repl without OrbStack, add --orbctl sim")
+            }
+            command = found
+            orbctlDescription = ([found.executable] + found.prefix).joined(separator: " ")
+        }
+        let client = OrbctlClient(command: command, runner: SystemProcessRunner(environment: env))
+        do {
+            orbctlVersion = try await client.version()
+        } catch {
+            throw CLIError.orbctl("orbctl is not usable (\(error.message)); \(ProviderError.installAdvice)")
+        }
+        let p = OrbStackProvider(client: client)
+        _provider = p
+        return p
+    }
+
+    /// `--orbctl sim`: this very binary is the emulator when called as `orbctl`.
+    func simCommand(_ env: inout [String: String]) throws -> OrbctlCommand {
+        let simHome = env["ORBSIM_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? stateDirectory.appendingPathComponent("sim").path
+        env["ORBSIM_HOME"] = simHome
+        let bin = URL(fileURLWithPath: simHome).appendingPathComponent("bin")
+        let link = bin.appendingPathComponent("orbctl").path
+        let me = OrbSimExecutable.path(argv0: CommandLine.arguments[0], environment: environment)
+        do {
+            try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+            if (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) != me {
+                try? FileManager.default.removeItem(atPath: link)
+                try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: me)
+            }
+        } catch {
+            throw CLIError.input("cannot set up the emulator under \(simHome): \(error.localizedDescription)")
+        }
+        return OrbctlCommand(executable: link)
+    }
+
+    func controller(settings configure: (inout ControllerSettings) -> Void = { _ in }) async throws -> Controller {
+        var settings = ControllerSettings(logsDirectory: stateDirectory.appendingPathComponent("logs"))
+        configure(&settings)
+        return Controller(store: try store(), provider: try await provider(), settings: settings)
+    }
+
+    // MARK: Output
+
+    func say(_ text: String) {
+        guard !quiet && !json else { return }
+        print(text)
+    }
+
+    func warn(_ text: String) {
+        FileHandle.standardError.write(Data("repl: \(text)\n".utf8))
+    }
+
+    func printJSON(_ value: Any) {
+        let data = (try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Reads manifests from paths and validates them against what the store knows.
+    func manifests(_ paths: [String]) throws -> ManifestSet {
+        let sources = try ManifestFiles.load(paths)
+        let known = try store().knownNames()
+        return try ManifestParser(knownRuns: known.runs, knownSnapshots: known.snapshots).parse(sources)
+    }
+
+    /// A run by id (base 36), name, or unique prefix of either.
+    func findRun(_ key: String) throws -> RunRecord {
+        let runs = try store().runs(includeDeleted: false)
+        if let exact = runs.first(where: { Base36.encode($0.run.id) == key || $0.run.manifest.name == key }) { return exact }
+        let matches = runs.filter { Base36.encode($0.run.id).hasPrefix(key) || $0.run.manifest.name.hasPrefix(key) }
+        if matches.count == 1 { return matches[0] }
+        if matches.isEmpty { throw CLIError.input("no run matches \"\(key)\" (see `repl run list`)") }
+        throw CLIError.input("\"\(key)\" matches \(matches.count) runs: \(matches.map { "\(Base36.encode($0.run.id)) (\($0.run.manifest.name))" }.joined(separator: ", ")); give more of the id or the full name")
+    }
+}
+
+/// Aligned text tables.
+enum Table {
+    static func render(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        var widths = [Int](repeating: 0, count: header.count)
+        for row in all { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        return all.map { row in
+            row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }.joined()
+        }.joined(separator: "\n")
+    }
+
+    static func age(_ interval: TimeInterval) -> String {
+        let s = Int(max(0, interval))
+        if s < 120 { return "\(s)s" }
+        if s < 7200 { return "\(s / 60)m" }
+        if s < 172_800 { return "\(s / 3600)h" }
+        return "\(s / 86400)d"
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import ReplController
+import ReplCore
+import ReplStore
+
+/// Records manifests and ticks until their instances have started (or, with
+/// `wait`, finished). Shared by `apply` and `run`, so both take one path.
+struct Converger {
+    let context: Context
+
+    /// Exit code: 0, the command's exit code with `wait` (124 on timeout), or 1 on failure.
+    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool) async throws -> Int32 {
+        let store = try context.store()
+        if dryRun {
+            let controller = try await context.controller { $0.dryRun = true }
+            return try await PlanPrinter(context: context).show(set: set, controller: controller)
+        }
+        let changes = try store.apply(set)
+        for change in changes {
+            switch change {
+            case .created(let n): context.say("\(n): created")
+            case .replaced(let n, let g): context.say("\(n): changed, replacing its machines (generation \(g))")
+            case .updated(let n): context.say("\(n): updated in place")
+            case .unchanged(let n): context.say("\(n): unchanged")
+            }
+        }
+        let names = Set(set.runs.map(\.name))
+        let controller = try await context.controller()
+        if let holder = try store.acquireLease(holder: "apply") {
+            context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests")
+            if context.json { context.printJSON(["applied": changes.map { "\($0)" }, "leaseHeldBy": holder.holder]) }
+            return 0
+        }
+        defer { store.releaseLease() }
+        var failures = 0
+        var lastProgress = ""
+        while true {
+            let report = await controller.tick()
+            _ = try store.acquireLease(holder: "apply")
+            for (action, error) in report.outcomes {
+                if let error {
+                    context.warn("\(action) failed: \(error.description)")
+                } else if let line = Self.progress(action) {
+                    context.say(line)
+                }
+            }
+            if let error = report.observationError {
+                failures += 1
+                context.warn("cannot list machines: \(error)")
+                if failures >= 5 { throw CLIError.failure("giving up after 5 failed attempts to list machines: \(error)") }
+                try await Task.sleep(nanoseconds: UInt64(min(8, pow(2, Double(failures))) * 1e9))
+                continue
+            }
+            failures = 0
+            if let breaker = report.breaker, breaker.isOpen(at: Date()), report.deferred.contains(where: { Controller.needsAddress($0.action) }) {
+                throw CLIError.failure("OrbStack ran out of machine addresses; creates are paused until \(breaker.openUntil!) (circuit breaker). \(ProviderError.resetAdvice)")
+            }
+            let runs = try store.runs(includeDeleted: false).filter { names.contains($0.run.manifest.name) }.map(\.run)
+            let status = runs.map { "\($0.manifest.name)=\($0.phase.rawValue)" }.joined(separator: " ")
+            if status != lastProgress && !wait {
+                lastProgress = status
+            }
+            let started = runs.allSatisfy { run in
+                run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
+                    && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase >= .bootstrapping }
+            }
+            let finished = runs.allSatisfy { run in
+                run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
+                    && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase.isTerminal && ($0.logsCollected || $0.startedAt == nil) }
+            }
+            if finished || (!wait && started) {
+                return try finish(runs: runs, wait: wait)
+            }
+            let pause: UInt64 = report.didSomething ? 100_000_000 : 300_000_000
+            try await Task.sleep(nanoseconds: pause)
+        }
+    }
+
+    static func progress(_ action: Action) -> String? {
+        switch action {
+        case .create(_, _, let m, let spec): return "\(m): created (\(spec))"
+        case .clone(_, _, let m, let snap): return "\(m): cloned from \(snap)"
+        case .startRun(_, _, let m): return "\(m): run started"
+        case .delete(let m, let reason): return "\(m): deleted (\(reason.rawValue))"
+        case .takeSnapshot(let s, let src, _): return "snapshot \(s): taken from \(src)"
+        case .collectLogs: return nil
+        default: return nil
+        }
+    }
+
+    func finish(runs: [DesiredRun], wait: Bool) throws -> Int32 {
+        let logs = context.stateDirectory.appendingPathComponent("logs")
+        var code: Int32 = 0
+        var documents: [[String: Any]] = []
+        for run in runs {
+            for instance in run.instances where run.wants(instance) {
+                if wait, let data = FileManager.default.contents(atPath: Controller.logFile(logs, run: run.manifest.name, instance: instance.id).path) {
+                    if !context.json { FileHandle.standardOutput.write(data) }
+                }
+                let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
+                if wait && code == 0 { code = c }
+                documents.append(["run": run.manifest.name, "id": Base36.encode(run.id), "instance": Base36.encode(instance.id),
+                                  "phase": instance.phase.rawValue, "exitCode": instance.exitCode as Any])
+            }
+            if wait { context.say("\(run.manifest.name): \(run.phase.rawValue)") }
+        }
+        if context.json { context.printJSON(["runs": documents, "exitCode": Int(code)]) }
+        return code
+    }
+}
