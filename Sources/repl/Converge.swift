@@ -95,7 +95,7 @@ struct Converger {
         for run in runs {
             for instance in run.instances where run.wants(instance) {
                 if wait, let data = FileManager.default.contents(atPath: Controller.logFile(logs, run: run.manifest.name, instance: instance.id).path) {
-                    if !context.json { FileHandle.standardOutput.write(data) }
+                    if !context.json { print(String(decoding: data, as: UTF8.self), terminator: "") }
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }
