@@ -34,6 +34,8 @@ let package = Package(
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
         .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
+        .testTarget(name: "ReplControllerTests", dependencies: ["ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
+        .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "repl", "orbctl-sim"]),
         .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]

@@ -207,8 +207,10 @@ public final class Controller: @unchecked Sendable {
             let machine = action.machine!
             do {
                 let intent = try store.openIntent(machine: machine, action: "\(action)")
+                Self.crashPoint("after-intent", action)
                 do {
                     try await execute(action, runs: runs)
+                    Self.crashPoint("after-call", action)
                     try store.record(action)
                     try store.closeIntent(intent)
                     try store.clearFailure(machine: machine)
@@ -230,6 +232,21 @@ public final class Controller: @unchecked Sendable {
             }
         }
         return outcomes
+    }
+
+    /// Crash tests only: `REPL_TEST_CRASH=after-intent:create` (or `after-call:delete`, …)
+    /// kills this process with SIGKILL at that point, as a power cut would.
+    static func crashPoint(_ point: String, _ action: Action) {
+        guard let spec = ProcessInfo.processInfo.environment["REPL_TEST_CRASH"] else { return }
+        let verb: String
+        switch action {
+        case .create: verb = "create"
+        case .clone: verb = "clone"
+        case .delete: verb = "delete"
+        case .startRun: verb = "startRun"
+        default: verb = "other"
+        }
+        if spec == "\(point):\(verb)" { kill(getpid(), SIGKILL) }
     }
 
     static func kind(_ action: Action) -> String {

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+@testable import OrbStack
+@testable import ReplController
+import ReplCore
+import ReplStore
+
+/// Ticks against the emulator; each test asserts the world (machines and store rows).
+@Suite(.serialized) struct ScenarioTests {
+    func names(_ w: World) throws -> Set<String> { Set(try w.machines().map(\.name)) }
+
+    @Test func threeReplicasConvergeThenScaleToOne() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 3\n")
+        try await w.tick { try w.wanted(w.run("web")).allSatisfy { $0.phase == .running } && w.machines().count == 3 }
+        #expect(try w.machines().allSatisfy { $0.state == .running })
+        try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 1\n")
+        try await w.tick { try w.machines().count == 1 }
+        let run = try w.run("web")
+        #expect(w.wanted(run).count == 1)
+        #expect(run.instances.filter(\.retired).count == 2)
+        #expect(try w.machines().first?.name == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id))
+    }
+
+    @Test func aChangedCommandReplacesTheMachines() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
+        let before = try names(w)
+        try w.apply("kind: Run\nname: a\ncommand: sleep 601\n")
+        try await w.tick { try w.wanted(w.run("a")).first?.phase == .running && w.machines().count == 1 }
+        let after = try names(w)
+        #expect(before.count == 1 && after.count == 1 && before != after)
+        #expect(try w.run("a").generation == 2)
+    }
+
+    @Test func anUnchangedReapplyIsANoOp() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
+        let rowsBefore = try w.store.runs().map(\.run)
+        try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
+        let report = await w.controller.tick()
+        #expect(report.plan?.actions.isEmpty == true)
+        #expect(try w.store.runs().map(\.run) == rowsBefore)
+    }
+
+    @Test func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: idle\nreplicas: 2\n")  // no command: machines stay up
+        try await w.tick { try w.wanted(w.run("idle")).allSatisfy { $0.phase == .running } }
+        w.controller.settings.probeInterval = 3600
+        _ = await w.controller.tick()
+        try w.sim(["admin", "calls", "--reset"])
+        let report = await w.controller.tick()
+        #expect(report.outcomes.isEmpty)
+        let calls = try JSONSerialization.jsonObject(with: w.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
+        #expect(calls?["total"] as? Int == 1)
+        #expect(calls?["verbs"] as? [String: Int] == ["list": 1])
+    }
+
+    @Test func aCommandPastItsDeadlineEndsTimedOutWithItsMachineGone() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: slow\ncommand: sleep 60\nmaxDuration: 2s\n")
+        try await w.tick(until: { try w.run("slow").phase.isTerminal && w.machines().isEmpty }, seconds: 30)
+        #expect(try w.run("slow").phase == .timedOut)
+    }
+
+    @Test func aCancelledRunLosesItsMachine() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: c\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("c")).first?.phase == .running }
+        try w.store.cancel(run: try w.run("c").id)
+        try await w.tick { try w.machines().isEmpty }
+        #expect(try w.run("c").phase == .cancelled)
+    }
+
+    @Test func aSnapshotThenACloneFromItWorks() async throws {
+        let w = try World()
+        let yaml = try String(contentsOf: SchemaPaths.examples.appendingPathComponent("snapshot-then-clone.yaml"), encoding: .utf8)
+        try w.apply(yaml)
+        try await w.tick(until: { try w.run("fast").phase == .succeeded }, seconds: 60)
+        let snap = try require(try w.store.snapshots().first)
+        #expect(snap.createdAt != nil)
+        let snapMachine = try w.machines().first { MachineName(parsing: $0.name)?.instanceID == snap.instanceID }
+        #expect(snapMachine?.state == .stopped)
+        // The clones saw what the base's bootstrap prepared.
+        let log = try String(contentsOf: Controller.logFile(w.controller.settings.logsDirectory, run: "fast",
+                                                              instance: w.wanted(w.run("fast"))[0].id), encoding: .utf8)
+        #expect(log == "prepared once\n")
+    }
+
+    @Test func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: b\nbootstrap: exit 5\ncommand: echo still ran\n")
+        try await w.tick { try w.run("b").phase.isTerminal && w.machines().isEmpty }
+        let run = try w.run("b")
+        #expect(run.phase == .succeeded)
+        let logs = w.controller.settings.logsDirectory
+        #expect(try String(contentsOf: Controller.logFile(logs, run: "b", instance: run.instances[0].id), encoding: .utf8) == "still ran\n")
+        #expect(try String(contentsOf: Controller.logFile(logs, run: "b", instance: run.instances[0].id, bootstrap: true), encoding: .utf8)
+                .contains("bootstrap exited 5"))
+    }
+
+    @Test func aFailedListMakesTheTickANoOp() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: a\n")
+        try w.sim(["admin", "fail", "list"])
+        let report = await w.controller.tick()
+        #expect(report.observationError != nil && report.outcomes.isEmpty)
+        #expect(try w.machines().isEmpty && w.run("a").instances.isEmpty)
+    }
+
+    @Test func exhaustionOpensTheBreaker() async throws {
+        let w = try World()
+        try w.sim(["admin", "ip-pool", "1"])
+        try w.sim(["create", "ubuntu", "someone-else"])
+        try w.apply("kind: Run\nname: a\nreplicas: 2\n")
+        var creates: [Int] = []
+        for _ in 0..<10 {
+            let report = await w.controller.tick()
+            creates.append(report.outcomes.filter { if case .create = $0.action { return true } else { return false } }.count)
+        }
+        // The first tick's two concurrent creates both meet the exhausted pool and trip the
+        // breaker; the next nine ticks attempt none while it cools down.
+        #expect(creates == [2, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        let breaker = try w.store.breaker()
+        #expect(breaker.isOpen(at: Date()))
+        #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("orbstack-reset-networking.sh") })
+    }
+
+    @Test func onlyOneProcessHoldsTheLease() throws {
+        let w = try World()
+        #expect(try w.store.acquireLease(holder: "watch") == nil)
+        // Another process: a child that tries to take it through the CLI sees it held.
+        let other = try SystemProcessRunner.runBlocking(Paths.repl, ["--orbctl", "sim", "orphans", "sweep"], input: nil, timeout: 60,
+                                                        environment: w.environment, limit: 1 << 20)
+        #expect(other.status == 0)
+        #expect(other.stdoutText.contains("watch (pid \(getpid())) holds the controller lease"))
+        w.store.releaseLease()
+        #expect(try w.store.leaseHolder() == nil)
+    }
+}
+
+enum SchemaPaths {
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("examples")
+}
