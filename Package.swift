@@ -35,7 +35,7 @@ let package = Package(
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
         .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
         .testTarget(name: "ReplControllerTests", dependencies: ["ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
-        .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "repl", "orbctl-sim"]),
+        .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "OrbStack", "repl", "orbctl-sim"]),
         .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]

@@ -80,8 +80,9 @@ public enum RunWrapper {
     /// The one `orbctl run` argv that installs the wrapper (sent base64 on stdin) and launches it detached.
     public static let launchArguments = [
         "sh", "-c",
-        "set -e; mkdir -p \(directory) /etc/repl; rm -f \(statusPath); base64 -d > \(directory)/run.sh; chmod 700 \(directory)/run.sh; "
-            + "setsid \(directory)/run.sh > /dev/null 2>&1 < /dev/null & echo launched",
+        "set -e; mkdir -p \(directory) /etc/repl; base64 -d > \(directory)/run.sh; chmod 700 \(directory)/run.sh; "
+            // The first status is written before this call returns, so a probe right after never finds none.
+            + "echo bootstrapping > \(statusPath); setsid \(directory)/run.sh > /dev/null 2>&1 < /dev/null & echo launched",
     ]
 }
 

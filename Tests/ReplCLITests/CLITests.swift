@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+@testable import OrbStack
+
+/// The built `repl` binary run as a new user would, against the built-in emulator.
+@Suite(.serialized) struct CLITests {
+    static let buildDirectory: URL = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
+        return dir
+    }()
+    static let repl = buildDirectory.appendingPathComponent("repl").path
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    final class Home: @unchecked Sendable {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-cli-\(UUID().uuidString)")
+        init() { try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+        deinit {
+            let simHome = dir.appendingPathComponent("state/sim").path
+            var env = ProcessInfo.processInfo.environment
+            env["ORBSIM_HOME"] = simHome
+            env["HOME"] = dir.path
+            _ = try? CLITests.exec(CLITests.buildDirectory.appendingPathComponent("orbctl-sim").path, ["admin", "reset"], env: env)
+            try? FileManager.default.removeItem(at: dir)
+        }
+        var environment: [String: String] {
+            var env = ProcessInfo.processInfo.environment
+            env["REPL_HOME"] = dir.appendingPathComponent("state").path
+            env["HOME"] = dir.path
+            env["ORBSIM_LATENCY"] = "fast"
+            env["ORBSIM_HOME"] = nil
+            env["REPL_ORBCTL"] = nil
+            return env
+        }
+    }
+
+    static func exec(_ path: String, _ args: [String], env: [String: String], stdin: String? = nil, cwd: String? = nil) throws -> Output {
+        // Relative example paths are given from the repository root.
+        let args = args.map { $0.hasPrefix("examples/") ? root.appendingPathComponent($0).path : $0 }
+        let r = try SystemProcessRunner.runBlocking(path, args, input: stdin.map { Data($0.utf8) }, timeout: 120, environment: env, limit: 1 << 24)
+        return Output(status: r.status, stdout: r.stdoutText, stderr: r.stderrText)
+    }
+
+    @discardableResult
+    static func run(_ home: Home, _ args: [String], stdin: String? = nil) throws -> Output {
+        try exec(repl, args, env: home.environment, stdin: stdin, cwd: root.path)
+    }
+
+    @Test func helloWaitPrintsHelloAndExitsZero() throws {
+        let home = Home()
+        let out = try Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout.split(separator: "\n").contains("hello"))
+        // plan on the unchanged manifest has nothing to do
+        let plan = try Self.run(home, ["--orbctl", "sim", "plan", "-f", "examples/hello.yaml"])
+        #expect(plan.status == 0 && plan.stdout.contains("Nothing to do"))
+        // logs work after the machine is gone
+        let logs = try Self.run(home, ["logs", "hello"])
+        #expect(logs.stdout == "hello\n")
+    }
+
+    @Test func theGuidesCommandsWorkAsShown() throws {
+        let home = Home()
+        let run = try Self.run(home, ["--orbctl", "sim", "run", "--provider", "orbstack", "--spec", "ubuntu:noble:arm64",
+                                      "--command", "echo hello", "--max-duration", "60000"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let id = try #require(run.stdout.split(separator: "\n").last?.split(separator: " ").dropFirst().first)
+        let list = try Self.run(home, ["run", "list"])
+        #expect(list.status == 0)
+        #expect(list.stdout.contains("ubuntu:noble:arm64"))
+        #expect(list.stdout.split(separator: "\n").dropFirst().contains { $0.hasPrefix(id + " ") })
+    }
+
+    @Test func waitExitsWithTheCommandsExitCode() throws {
+        let home = Home()
+        let file = home.dir.appendingPathComponent("seven.yaml")
+        try "kind: Run\nname: seven\ncommand: exit 7\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait"]).status == 7)
+        let timeout = home.dir.appendingPathComponent("slow.yaml")
+        try "kind: Run\nname: slow\ncommand: sleep 30\nmaxDuration: 1s\n".write(to: timeout, atomically: true, encoding: .utf8)
+        #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", timeout.path, "--wait"]).status == 124)
+    }
+
+    @Test func jsonOfEveryCommandParses() throws {
+        let home = Home()
+        try Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
+        let commands: [[String]] = [
+            ["apply", "-f", "examples/hello.yaml"], ["plan", "-f", "examples/hello.yaml"], ["run", "list"], ["run", "status", "hello"],
+            ["logs", "hello"], ["snapshot", "list"], ["orphans"], ["orphans", "sweep"], ["doctor"],
+            ["run", "--command", "true", "--name", "j1"], ["run", "cancel", "j1"], ["delete", "run", "j1"],
+        ]
+        for args in commands {
+            let out = try Self.run(home, ["--orbctl", "sim", "--json"] + args)
+            #expect(out.status == 0, "\(args): \(out.stderr)")
+            #expect((try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8))) != nil, "\(args) printed \(out.stdout)")
+        }
+    }
+
+    /// Bad input gives one clear line and exit 2, never a stack trace.
+    @Test(arguments: [
+        (["apply", "-f", "/nonexistent/run.yaml"], "/nonexistent/run.yaml: no such file or directory"),
+        (["apply", "-f", "-"], "<stdin>:1:1: a manifest must be a mapping"),
+        (["apply", "-f", "examples/hello.yaml", "--frobnicate"], "Unknown option '--frobnicate'"),
+        (["run", "status", "nosuchrun"], "no run matches \"nosuchrun\""),
+        (["run", "--command", "x", "--max-duration", "5 minutes"], "--max-duration: \"5 minutes\" is not a duration"),
+        (["run", "--command", "x", "--name", "../etc"], "--name: \"../etc\" may only contain"),
+        (["run", "--command", "x", "--spec", "debian"], "--spec: distro \"debian\" is not supported"),
+    ] as [([String], String)])
+    func badInputIsOneClearLine(_ args: [String], _ message: String) throws {
+        let home = Home()
+        let out = try Self.run(home, ["--orbctl", "sim"] + args, stdin: "[not, a, mapping]\n")
+        #expect(out.status == 2, "\(args): \(out.stderr)")
+        #expect(out.stderr.contains(message), "\(args): \(out.stderr)")
+        #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Stack dump"))
+    }
+
+    @Test func anAmbiguousRunPrefixIsBadInput() throws {
+        let home = Home()
+        try Self.run(home, ["--orbctl", "sim", "run", "--name", "job-a", "--command", "true"])
+        try Self.run(home, ["--orbctl", "sim", "run", "--name", "job-b", "--command", "true"])
+        let out = try Self.run(home, ["run", "status", "job"])
+        #expect(out.status == 2)
+        #expect(out.stderr.contains("matches 2 runs"))
+    }
+
+    @Test func anUnwritableStateDirectoryIsBadInput() throws {
+        let home = Home()
+        let out = try Self.exec(Self.repl, ["--orbctl", "sim", "--state-dir", "/proc/forbidden", "run", "list"], env: home.environment)
+        #expect(out.status == 2)
+        #expect(out.stderr.contains("state directory"))
+    }
+
+    @Test func aMissingOrbctlExitsThreeWithTheInstallAdvice() throws {
+        let home = Home()
+        var env = home.environment
+        env["PATH"] = "/nonexistent"
+        let out = try Self.exec(Self.repl, ["apply", "-f", "examples/hello.yaml"], env: env, cwd: Self.root.path)
+        #expect(out.status == 3)
+        #expect(out.stderr.contains("https://orbstack.dev"))
+    }
+}
