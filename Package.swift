@@ -34,7 +34,10 @@ let package = Package(
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
         .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
-        .testTarget(name: "ReplControllerTests", dependencies: ["ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
+        .testTarget(name: "ReplControllerTests", dependencies: [
+            "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "orbctl-sim",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "OrbStack", "repl", "orbctl-sim"]),
         .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "orbctl-sim"]),
     ],

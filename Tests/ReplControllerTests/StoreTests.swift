@@ -1,0 +1,81 @@
+import Foundation
+import GRDB
+import Testing
+import ReplCore
+@testable import ReplStore
+
+/// The store refuses what it cannot trust and never overwrites it.
+struct StoreTests {
+    func directory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func aStoreFromANewerSchemaIsRefusedAndLeftAlone() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cid = try Store(directory: dir).controlID()
+        let path = dir.appendingPathComponent("state.db").path
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99')") }
+        try queue.close()
+        do {
+            _ = try Store(directory: dir)
+            Issue.record("a newer store was opened")
+        } catch {
+            #expect(error.description.contains("written by a newer version of repl"))
+        }
+        // Nothing was migrated or reset: the newer schema and the data are still there.
+        let check = try DatabaseQueue(path: path)
+        #expect(try check.read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") } == ["v1", "v99"])
+        #expect(try check.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'control_id'") } == cid.rawValue)
+    }
+
+    @Test(arguments: ["truncated", "garbage"])
+    func aCorruptStoreIsRefusedAndNeverOverwritten(_ kind: String) throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        _ = try store.controlID()
+        let path = dir.appendingPathComponent("state.db").path
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data = kind == "truncated" ? data.prefix(100) : Data(repeating: 0x42, count: 8192)
+        try data.write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try Store(directory: dir).controlID()
+            Issue.record("a corrupt store was used")
+        } catch {
+            #expect(error.description.contains("cannot be used") || error.description.contains("not a valid repl database"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == data)
+    }
+
+    @Test func applyIsAtomicAndGenerationsFollowTheFingerprint() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let parser = ManifestParser()
+        #expect(try store.apply(parser.parse("kind: Run\nname: a\ncommand: x\n", file: "a")) == [.created("a")])
+        #expect(try store.apply(parser.parse("kind: Run\nname: a\ncommand: x\n", file: "a")) == [.unchanged("a")])
+        #expect(try store.apply(parser.parse("kind: Run\nname: a\ncommand: x\nreplicas: 3\n", file: "a")) == [.updated("a")])
+        #expect(try store.apply(parser.parse("kind: Run\nname: a\ncommand: y\nreplicas: 3\n", file: "a")) == [.replaced("a", generation: 2)])
+        let run = try #require(try store.runs().first?.run)
+        #expect(run.generation == 2 && run.manifest.replicas == 3)
+    }
+
+    @Test func backoffGrowsAndTheBreakerCoolsDownLonger() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let now = Date()
+        try store.recordFailure(machine: "m", error: "boom", now: now)
+        try store.recordFailure(machine: "m", error: "boom", now: now)
+        let b = try #require(try store.backoffs()["m"])
+        #expect(b.attempts == 2 && abs(b.nextAttempt.timeIntervalSince(now) - 4) < 0.01)
+        let first = try store.tripBreaker("missing IP address", now: now)
+        let second = try store.tripBreaker("missing IP address", now: now)
+        #expect(first.openUntil! == now.addingTimeInterval(30) && second.openUntil! == now.addingTimeInterval(60))
+    }
+}
