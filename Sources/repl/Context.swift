@@ -126,9 +126,15 @@ final class Context: @unchecked Sendable {
 
     // MARK: Output
 
+    /// Progress for people; unbuffered, so lines appear as they happen even through a pipe.
     func say(_ text: String) {
         guard !quiet && !json else { return }
-        print(text)
+        out(text + "\n")
+    }
+
+    /// Writes to standard output at once (no buffering).
+    func out(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
     }
 
     func warn(_ text: String) {

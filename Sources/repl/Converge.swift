@@ -34,6 +34,9 @@ struct Converger {
         defer { store.releaseLease() }
         var failures = 0
         var lastProgress = ""
+        var streamed: [InstanceID: Int] = [:]
+        var lastStream = Date.distantPast
+        let cid = try store.controlID()
         while true {
             let report = await controller.tick()
             _ = try store.acquireLease(holder: "apply")
@@ -69,7 +72,12 @@ struct Converger {
                     && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase.isTerminal && ($0.logsCollected || $0.startedAt == nil) }
             }
             if finished || (!wait && started) {
-                return try finish(runs: runs, wait: wait)
+                return try finish(runs: runs, wait: wait, streamed: streamed)
+            }
+            // --wait streams the commands' output live, about once a second.
+            if wait && !context.json && Date().timeIntervalSince(lastStream) >= 1 {
+                lastStream = Date()
+                await stream(runs: runs, cid: cid, streamed: &streamed)
             }
             let pause: UInt64 = report.didSomething ? 100_000_000 : 300_000_000
             try await Task.sleep(nanoseconds: pause)
@@ -88,14 +96,44 @@ struct Converger {
         }
     }
 
-    func finish(runs: [DesiredRun], wait: Bool) throws -> Int32 {
+    /// Prints what each running command wrote since the last call.
+    func stream(runs: [DesiredRun], cid: ControlID, streamed: inout [InstanceID: Int]) async {
+        guard let provider = try? await context.provider() else { return }
+        let many = Self.instanceCount(runs) > 1
+        for run in runs {
+            for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                guard let data = try? await provider.logs(name: machine, bootstrap: false) else { continue }
+                let already = streamed[instance.id] ?? 0
+                guard data.count > already else { continue }
+                emit(data.dropFirst(already), prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil)
+                streamed[instance.id] = data.count
+            }
+        }
+    }
+
+    static func instanceCount(_ runs: [DesiredRun]) -> Int {
+        runs.reduce(0) { total, run in total + run.instances.filter { run.wants($0) }.count }
+    }
+
+    func emit(_ data: Data, prefix: String?) {
+        let text = String(decoding: data, as: UTF8.self)
+        guard let prefix else { context.out(text); return }
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast(text.hasSuffix("\n") ? 1 : 0) {
+            context.out(prefix + line + "\n")
+        }
+    }
+
+    func finish(runs: [DesiredRun], wait: Bool, streamed: [InstanceID: Int]) throws -> Int32 {
         let logs = context.stateDirectory.appendingPathComponent("logs")
         var code: Int32 = 0
         var documents: [[String: Any]] = []
         for run in runs {
             for instance in run.instances where run.wants(instance) {
                 if wait, let data = FileManager.default.contents(atPath: Controller.logFile(logs, run: run.manifest.name, instance: instance.id).path) {
-                    if !context.json { print(String(decoding: data, as: UTF8.self), terminator: "") }
+                    // What was not streamed yet (all of it when the run was quick).
+                    let many = Self.instanceCount(runs) > 1
+                    if !context.json { emit(data.dropFirst(streamed[instance.id] ?? 0), prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil) }
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }
