@@ -408,7 +408,8 @@ public final class OrbSim {
             if state.machines.contains(where: { $0.name == name }) {
                 throw SimExit.daemon("create '\(name)': machine already exists: '\(name)'")
             }
-            let id = ULID.make(at: now, using: &rng)
+            // ULIDs carry real time (see `admin clock advance`); states and leases use the emulator's clock.
+            let id = ULID.make(at: Date(), using: &rng)
             let ip = OrbSim.allocate(&state, machineID: id, now: now)
             var settings: [String: String] = [:]
             if flags.bools.contains("isolated") { settings["isolated"] = "true" }
@@ -571,7 +572,7 @@ public final class OrbSim {
             if let problem = OrbSim.nameProblem(name) { throw SimExit.daemon(problem) }
             let until = now.addingTimeInterval(Double(copyTime) / 1000)
             var copy = state.machines[s]
-            copy.id = ULID.make(at: now, using: &rng)
+            copy.id = ULID.make(at: Date(), using: &rng)
             copy.name = name
             copy.storedState = "stopped"
             copy.transitionAt = nil

@@ -57,7 +57,20 @@ struct SimAdmin {
         case "clock":
             guard rest.count == 2, rest[0] == "advance" else { throw usage("admin clock advance DURATION") }
             let span = try duration(rest[1])
-            try sim.store.withState { $0.clockOffset += span.seconds }
+            try sim.store.withState { state in
+                state.clockOffset += span.seconds
+                // Observers read a machine's age from its ULID against their own clock, so the
+                // machines that exist now carry a creation time moved back by the same amount.
+                for i in state.machines.indices {
+                    state.machines[i].id = SimAdmin.shift(state.machines[i].id, back: span.seconds)
+                    state.machines[i].createdAt -= span.seconds
+                }
+                for (ip, lease) in state.leases {
+                    if let m = state.machines.first(where: { SimAdmin.randomPart($0.id) == SimAdmin.randomPart(lease.machineID) }) {
+                        state.leases[ip]?.machineID = m.id
+                    }
+                }
+            }
         case "calls":
             let f = try FlagParser(usage: "admin calls [--json] [--reset]", bools: ["-": "json,reset"]).parse(rest)
             var counts: [String: Int] = [:]
@@ -82,6 +95,16 @@ struct SimAdmin {
             throw SimExit(code: 1, stderr: "Error: unknown admin command \"\(verb)\"\n\(SimAdmin.help)")
         }
         return 0
+    }
+
+    static func randomPart(_ ulid: String) -> Substring { ulid.dropFirst(10) }
+
+    /// The same ULID with its time moved back (the random part kept).
+    static func shift(_ ulid: String, back seconds: Double) -> String {
+        guard let time = ULID.timestamp(of: ulid) else { return ulid }
+        var rng = SystemRandomNumberGenerator()
+        let moved = ULID.make(at: time.addingTimeInterval(-seconds), using: &rng)
+        return String(moved.prefix(10)) + ulid.dropFirst(10)
     }
 
     func usage(_ text: String) -> SimExit { SimExit(code: 1, stderr: "usage: orbctl-sim \(text)\n") }

@@ -161,7 +161,7 @@ import ReplCore
         let payload = RunPayload(command: "sleep 0.5; echo done; exit 7", bootstrap: nil, env: [:], remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
         try await h.provider.startRun(name: "m1", payload: payload)
         let first = try await h.provider.probe(name: "m1")
-        #expect(first == .running || first == .bootstrapping)
+        #expect(first == .running || first == .bootstrapping, "first status read: \(first)")
         let final = try await waitForStatus(h, "m1") { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(7))
         #expect(String(decoding: try await h.provider.logs(name: "m1", bootstrap: false), as: UTF8.self) == "done\n")

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import OrbStack
+import ReplCore
+import ReplStore
+
+struct Recover: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild the state from the machines after the database was lost.",
+        discussion: """
+        Adopts the machines' control id (choose with --control-id when several exist), restores each run's \
+        manifest from the copy every machine keeps in /etc/repl/manifest.yaml, and keeps machines whose \
+        manifest cannot be read (whitelisted as recovered) until you delete or re-apply them.
+
+        Example: repl recover
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The control id to adopt when machines of several installations exist.") var controlId: String?
+
+    func run() async throws {
+        let context = Context(global)
+        let store = try context.store()
+        let provider = try await context.provider()
+        guard try store.isEmpty() else {
+            throw CLIError.input("\(store.path) already holds runs; recover rebuilds a lost database, so move that file away first")
+        }
+        let machines: [ObservedMachine]
+        do { machines = try await provider.list() } catch { throw CLIError.failure("cannot list machines: \(error.description)") }
+        let ours = machines.compactMap { m in MachineName(parsing: m.name).map { (m, $0) } }
+        let ids = Set(ours.map(\.1.controlID))
+        let cid: ControlID
+        if let controlId {
+            guard let id = ControlID(controlId) else { throw CLIError.input("--control-id: \"\(controlId)\" is not 6 characters of [0-9a-z]") }
+            cid = id
+        } else if ids.count == 1 {
+            cid = ids.first!
+        } else if ids.isEmpty {
+            if context.json { context.printJSON(["recovered": [], "kept": [], "controlId": try store.controlID().rawValue]) }
+            else { context.say("no repl machines found; nothing to recover") }
+            return
+        } else {
+            throw CLIError.input("machines of several installations exist (\(ids.sorted().map(\.rawValue).joined(separator: ", "))); choose one with --control-id")
+        }
+        try store.setControlID(cid)
+        let mine = ours.filter { $0.1.controlID == cid }
+        try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID).max() ?? 0)
+
+        // Read each running machine's manifest copy; stopped ones are not started just to read it.
+        struct Found { var manifest: RunManifest; var generation: Int; var instances: [(InstanceID, InstancePhase, Date?)] }
+        var runs: [RunID: Found] = [:]
+        var kept: [String] = []
+        for (machine, name) in mine {
+            guard let runID = name.manifestID, machine.state == .running,
+                  let copy = try? await provider.client.run(machine.name, user: "root", ["cat", RunWrapper.manifestPath]),
+                  copy.status == 0, let parsed = Self.parse(copy.stdoutText), parsed.runID == runID else {
+                try store.addToWhitelist(machine.name, reason: "recovered: its manifest could not be read; delete or re-apply to manage it", expires: nil)
+                kept.append(machine.name)
+                continue
+            }
+            let status = try? await provider.probe(name: machine.name)
+            let phase: InstancePhase
+            switch status {
+            case .exited(let code)?: phase = code == 0 ? .succeeded : .failed
+            case .timedOut?: phase = .timedOut
+            case .bootstrapping?: phase = .bootstrapping
+            default: phase = .running
+            }
+            runs[runID, default: Found(manifest: parsed.manifest, generation: parsed.generation, instances: [])]
+                .instances.append((name.instanceID, phase, machine.createdAt))
+        }
+        var recovered: [String] = []
+        for (id, found) in runs.sorted(by: { $0.key < $1.key }) {
+            try store.insertRecovered(run: found.manifest, id: id, generation: found.generation,
+                                      instances: found.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2) })
+            recovered.append(found.manifest.name)
+        }
+        if context.json {
+            context.printJSON(["controlId": cid.rawValue, "recovered": recovered, "kept": kept])
+        } else {
+            context.say("adopted control id \(cid)")
+            for name in recovered { context.say("run \(name): recovered") }
+            for name in kept { context.say("\(name): kept (manifest unknown; whitelisted until you delete or re-apply)") }
+        }
+    }
+
+    /// Reads a manifest copy: the header `# repl run ID generation G instance I` and the manifest.
+    static func parse(_ text: String) -> (runID: RunID, generation: Int, manifest: RunManifest)? {
+        guard let header = text.firstMatch(of: /# repl run ([0-9a-z]+) generation ([0-9]+)/),
+              let runID = Base36.decode(header.output.1), let generation = Int(header.output.2) else { return nil }
+        // A clone's `from` names a snapshot the lost store no longer knows: accept any name here.
+        var parser = ManifestParser()
+        if let from = text.firstMatch(of: /"from" : "([a-z0-9-]+)"/) { parser.knownSnapshots = [String(from.output.1)] }
+        guard let set = try? parser.parse(text, file: RunWrapper.manifestPath), let run = set.runs.first else { return nil }
+        return (runID, generation, run)
+    }
+}
