@@ -158,10 +158,13 @@ import ReplCore
     @Test func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
-        let payload = RunPayload(command: "sleep 0.5; echo done; exit 7", bootstrap: nil, env: [:], remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
+        // The command waits for a go-ahead, so the first read cannot race its end.
+        let payload = RunPayload(command: "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7", bootstrap: nil, env: [:],
+                                 remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
         try await h.provider.startRun(name: "m1", payload: payload)
         let first = try await h.provider.probe(name: "m1")
         #expect(first == .running || first == .bootstrapping, "first status read: \(first)")
+        _ = try await h.client.run("m1", user: "root", ["touch", "/tmp/go"])
         let final = try await waitForStatus(h, "m1") { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(7))
         #expect(String(decoding: try await h.provider.logs(name: "m1", bootstrap: false), as: UTF8.self) == "done\n")
