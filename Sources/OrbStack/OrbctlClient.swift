@@ -194,6 +194,13 @@ public struct OrbctlClient: Sendable {
     /// Graceful stop, a short grace, then `delete -f NAME` (by name: delete by id crashes 2.2.3).
     /// A machine that is already gone counts as deleted.
     public func delete(_ name: String) async throws(ProviderError) {
+        try await stopBeforeDelete(name)
+        if deleteGrace > 0 { try? await Task.sleep(nanoseconds: UInt64(deleteGrace * 1e9)) }
+        try await deleteStopped(name)
+    }
+
+    /// The first step of ``delete(_:)``: a graceful stop; gone or unstoppable machines are fine.
+    public func stopBeforeDelete(_ name: String) async throws(ProviderError) {
         precondition(!name.isEmpty, "delete needs a machine name")
         do {
             try await stop(name)
@@ -202,7 +209,11 @@ public struct OrbctlClient: Sendable {
         } catch where error.kind == .timedOut {
             // A machine that will not stop is deleted anyway (killed).
         }
-        if deleteGrace > 0 { try? await Task.sleep(nanoseconds: UInt64(deleteGrace * 1e9)) }
+    }
+
+    /// The last step of ``delete(_:)``: `delete -f NAME`; "not found" counts as done.
+    public func deleteStopped(_ name: String) async throws(ProviderError) {
+        precondition(!name.isEmpty, "delete needs a machine name")
         do {
             try await call(["delete", "-f", name], timeout: timeouts.lifecycle)
         } catch where error.kind == .notFound {

@@ -142,3 +142,9 @@ public struct OrbStackProvider: Provider {
 
     public func address(name: String) async throws(ProviderError) -> String? { try await client.address(name) }
 }
+
+extension OrbStackProvider: GracefulTerminating {
+    public var terminationGrace: TimeInterval { client.deleteGrace }
+    public func stopForTermination(name: String) async throws(ProviderError) { try await client.stopBeforeDelete(name) }
+    public func deleteAfterStop(name: String) async throws(ProviderError) { try await client.deleteStopped(name) }
+}

@@ -50,7 +50,7 @@ public final class Controller: @unchecked Sendable {
 
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
-        self.provider = provider
+        self.provider = LimitedProvider(base: provider, limiter: CallLimiter(permits: settings.concurrency))
         self.settings = settings
     }
 
@@ -109,7 +109,10 @@ public final class Controller: @unchecked Sendable {
         let last = try store.lastProbes()
         var targets: [(InstanceID, String)] = []
         for run in desired.runs {
-            for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
+            // A machine without a command has nothing more to report once running (its deadline is
+            // the planner's to enforce), so a converged fleet of them costs one list per tick.
+            for instance in run.instances where run.wants(instance)
+                && (instance.phase == .bootstrapping || (instance.phase == .running && run.manifest.command != nil)) {
                 let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
                 // Never probe a stopped machine: `orbctl run` would start it.
                 guard running.contains(name) else { continue }
@@ -174,7 +177,9 @@ public final class Controller: @unchecked Sendable {
             }
         }
         let runsByID = Dictionary(uniqueKeysWithValues: desired.runs.map { ($0.id, $0) })
-        let results = await Self.forEach(runnable, concurrency: settings.concurrency) { group in
+        // Every group runs at once; what is bounded is orbctl calls in flight (the limiter), so a
+        // delete's grace between stop and delete does not hold a slot.
+        let results = await Self.forEach(runnable, concurrency: max(1, runnable.count)) { group in
             await self.perform(group, runs: runsByID)
         }
         for outcomes in results {

@@ -28,6 +28,16 @@ public protocol Provider: Sendable {
     func address(name: String) async throws(ProviderError) -> String?
 }
 
+/// A provider whose terminate is a stop, a grace and a delete, exposed in parts so the
+/// grace can be waited without holding a concurrency slot.
+public protocol GracefulTerminating: Provider {
+    var terminationGrace: TimeInterval { get }
+    /// Stops the machine; a machine that is already gone is fine.
+    func stopForTermination(name: String) async throws(ProviderError)
+    /// Deletes the (stopped) machine; a machine that is already gone is fine.
+    func deleteAfterStop(name: String) async throws(ProviderError)
+}
+
 /// Everything the in-machine wrapper needs to run an instance.
 public struct RunPayload: Sendable, Equatable {
     public var command: String?

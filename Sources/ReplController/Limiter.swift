@@ -1,0 +1,67 @@
+import Foundation
+import ReplCore
+
+/// At most `permits` provider calls in flight at once (`--concurrency`).
+public actor CallLimiter {
+    private var available: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    public init(permits: Int) { available = max(1, permits) }
+
+    func acquire() async {
+        if available > 0 {
+            available -= 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty { available += 1 } else { waiters.removeFirst().resume() }
+    }
+
+    func run<T: Sendable>(_ body: @Sendable () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
+        await acquire()
+        do {
+            let value = try await body()
+            release()
+            return value
+        } catch {
+            release()
+            throw error
+        }
+    }
+}
+
+/// A provider whose every call goes through a ``CallLimiter``. Multi-step operations
+/// (a delete's stop, grace and delete) are limited step by step by the provider
+/// beneath only where it calls back here, so here each operation holds one permit
+/// only while it talks to OrbStack.
+struct LimitedProvider: Provider {
+    let base: any Provider
+    let limiter: CallLimiter
+
+    var capabilities: ProviderCapabilities { base.capabilities }
+    func list() async throws(ProviderError) -> [ObservedMachine] { try await limiter.run { () async throws(ProviderError) in try await base.list() } }
+    func spawn(name: String, spec: Spec) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec) } }
+    func clone(snapshot: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) } }
+    func start(name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.start(name: name) } }
+    func stop(name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.stop(name: name) } }
+    func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
+    func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
+    func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limiter.run { () async throws(ProviderError) in try await base.probe(name: name) } }
+    func logs(name: String, bootstrap: Bool) async throws(ProviderError) -> Data { try await limiter.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap) } }
+    func address(name: String) async throws(ProviderError) -> String? { try await limiter.run { () async throws(ProviderError) in try await base.address(name: name) } }
+
+    /// Terminate is stop, grace, delete: the grace is spent without a permit.
+    func terminate(name: String) async throws(ProviderError) {
+        if let grace = base as? any GracefulTerminating {
+            try await limiter.run { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
+            try? await Task.sleep(nanoseconds: UInt64(grace.terminationGrace * 1e9))
+            try await limiter.run { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
+        } else {
+            try await limiter.run { () async throws(ProviderError) in try await base.terminate(name: name) }
+        }
+    }
+}
+
