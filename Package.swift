@@ -31,7 +31,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        .executableTarget(name: "repl-bench", dependencies: ["ReplCore"]),
+        .executableTarget(name: "repl-bench", dependencies: ["ReplCore", "OrbSim", "OrbStack", "ReplStore", "ReplController"]),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
         .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
         .testTarget(name: "ReplControllerTests", dependencies: [

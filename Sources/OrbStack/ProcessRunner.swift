@@ -60,7 +60,8 @@ public struct SystemProcessRunner: ProcessRunner {
         }
     }
 
-    static func runBlocking(_ executable: String, _ arguments: [String], input: Data?, timeout: TimeInterval,
+    /// The same, synchronously, on the calling thread (tests, benchmarks, scripts).
+    public static func runBlocking(_ executable: String, _ arguments: [String], input: Data?, timeout: TimeInterval,
                             environment: [String: String], limit: Int) throws -> ProcessResult {
         let dir = FileManager.default.temporaryDirectory.path
         func tempFile(_ tag: String) throws -> (Int32, String) {

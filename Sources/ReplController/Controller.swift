@@ -283,7 +283,10 @@ public final class Controller: @unchecked Sendable {
         case let .stop(machine):
             try await provider.stop(name: machine)
         case let .startRun(run, instance, machine):
-            guard let run = runs[run], let state = run.instances.first(where: { $0.id == instance }) else { return }
+            // Read the instance fresh: it may have been added and created in this very tick.
+            guard let run = runs[run], let state = try store.instance(instance) else {
+                throw ProviderError(.failed, "instance \(Base36.encode(instance)) of run \(Base36.encode(run)) is not in the store")
+            }
             try await provider.startRun(name: machine, payload: payload(run, state))
         case let .collectLogs(run, instance, machine):
             guard let run = runs[run] else { return }

@@ -337,12 +337,16 @@ private struct PlanBuilder {
         switch instance.phase {
         case .pending, .provisioning:
             guard let machine else {
+                // Create (or clone) and start the run in one go: both calls leave the machine
+                // running, so the run need not wait for the next tick's list.
                 switch run.manifest.source {
                 case .spec(let spec):
                     actions.append(.create(run: run.id, instance: instance.id, machine: name, spec: spec))
+                    actions.append(.startRun(run: run.id, instance: instance.id, machine: name))
                 case .snapshot(let snapshot):
                     if let source = readySnapshots[snapshot] {
                         actions.append(.clone(run: run.id, instance: instance.id, machine: name, snapshotMachine: source))
+                        actions.append(.startRun(run: run.id, instance: instance.id, machine: name))
                     } else {
                         waiting[name] = "waiting for snapshot \(snapshot) to be ready"
                     }

@@ -332,6 +332,11 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// One instance as stored now.
+    public func instance(_ id: InstanceID) throws(StoreError) -> InstanceState? {
+        try read { db in try Row.fetchOne(db, sql: "SELECT * FROM instances WHERE id = ?", arguments: [Int64(id)]).map(Store.instance) }
+    }
+
     /// Marks when an instance's machine was first requested (before the orbctl call).
     public func markRequested(instance: InstanceID, at now: Date) throws(StoreError) {
         try write { db in

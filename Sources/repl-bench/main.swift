@@ -1,18 +1,157 @@
 import Foundation
+import OrbSim
+import OrbStack
+import ReplController
 import ReplCore
+import ReplStore
 
-// repl-bench: figures as ratios and absolute times, measured side by side in one run.
-// Sections grow as the controller does; see docs/BENCHMARKS.md.
+// repl-bench: figures measured side by side in one run, stated as ratios where they
+// compare, written to docs/BENCHMARKS.md. `--quick` runs smaller sizes (under a minute).
+
+let environment = ProcessInfo.processInfo.environment
+let me = OrbSimExecutable.path(argv0: CommandLine.arguments[0], environment: environment)
+let args = Array(CommandLine.arguments.dropFirst())
+// This binary is also the emulator when called as `orbctl`.
+if (CommandLine.arguments[0] as NSString).lastPathComponent == "orbctl" || args.first == "__enter" || args.first == "__shim" {
+    exit(OrbSim(home: OrbSim.defaultHome(environment: environment), executable: me, environment: environment).main(args, io: .standard))
+}
+let quick = args.contains("--quick")
+let output = args.firstIndex(of: "--output").flatMap { args.indices.contains($0 + 1) ? args[$0 + 1] : nil }
 
 #if DEBUG
 FileHandle.standardError.write(Data("warning: a debug build; use `swift run -c release repl-bench` for real figures\n".utf8))
 #endif
 
-print("| planner: desired × observed | median time | actions | peak RSS |")
-print("|---|---|---|---|")
+var report: [String] = []
+@MainActor func emit(_ line: String) {
+    print(line)
+    report.append(line)
+}
+func progress(_ line: String) { FileHandle.standardError.write(Data("… \(line)\n".utf8)) }
+
+let started = Date()
+emit("# repl benchmarks\n")
+emit("Measured \(ISO8601DateFormatter().string(from: Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated.\n")
+
+// 1. Converged idle tick.
+emit("## 1. Converged idle tick\n")
+emit("| owned machines | orbctl calls per tick | tick time | one `orbctl list` alone | ratio |")
+emit("|---|---|---|---|---|")
+for n in quick ? [10, 100] : [10, 100, 1000] {
+    progress("idle tick with \(n) machines")
+    let fleet = try Fleet(self: me)
+    defer { fleet.cleanUp() }
+    try fleet.apply("kind: Run\nname: idle\nreplicas: \(n)\n")
+    let setup = fleet.controller(concurrency: 16)
+    try await fleet.converge(setup) {
+        let run = try fleet.store.runs()[0].run
+        return run.instances.count == n && run.instances.allSatisfy { $0.phase == .running }
+    }
+    try fleet.latency("all", 0)
+    try fleet.latency("list", SimState.defaultLatencies["list"]!)
+    let controller = fleet.controller(concurrency: 4)
+    _ = await controller.tick()
+    try fleet.sim(["admin", "calls", "--reset"])
+    var ticks: [Double] = []
+    for _ in 0..<7 {
+        ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
+    }
+    let calls = Double(try fleet.calls()) / 7
+    var lists: [Double] = []
+    for _ in 0..<7 { lists.append(try seconds { try fleet.sim(["list", "--format", "json"]) }) }
+    emit("| \(n) | \(String(format: "%.0f", calls)) | \(String(format: "%.1f", median(ticks) * 1000)) ms | \(String(format: "%.1f", median(lists) * 1000)) ms | \(String(format: "%.2f", median(ticks) / median(lists))) |")
+}
+
+// 2. Planner alone.
+emit("\n## 2. Planner alone (no I/O)\n")
+emit("| desired × observed | median time | peak RSS of this process |")
+emit("|---|---|---|")
 for (desired, observed) in [(1_000, 10_000), (10_000, 10_000)] {
     let r = PlannerBench.run(desired: desired, observed: observed)
-    print("| \(desired) × \(observed) | \(String(format: "%.1f", r.medianMilliseconds)) ms | \(r.actions) | \(peakResidentMegabytes()) MB |")
+    emit("| \(desired) × \(observed) | \(String(format: "%.1f", r.medianMilliseconds)) ms | \(peakResidentMegabytes()) MB |")
+}
+
+// 3. Convergence.
+let runs = quick ? 24 : 100
+emit("\n## 3. Convergence: \(runs) one-shot runs, create latency 300 ms\n")
+emit("Wall time from apply until every run's command has started, against the ideal ceil(\(runs) / concurrency) × 300 ms.\n")
+emit("| concurrency | wall time | ideal | ratio |")
+emit("|---|---|---|---|")
+for c in [1, 4, 8] {
+    progress("convergence at concurrency \(c)")
+    let fleet = try Fleet(self: me)
+    defer { fleet.cleanUp() }
+    try fleet.latency("all", 5)
+    try fleet.latency("create", 300)
+    let yaml = (0..<runs).map { "kind: Run\nname: job\($0)\ncommand: \"true\"\nhold: 1h\n" }.joined(separator: "---\n")
+    try fleet.apply(yaml)
+    let controller = fleet.controller(concurrency: c)
+    let wall = try await seconds {
+        try await fleet.converge(controller) {
+            try fleet.store.runs().allSatisfy { r in r.run.instances.count == 1 && r.run.instances.allSatisfy { $0.phase >= .bootstrapping } }
+        }
+    }
+    let ideal = Double((runs + c - 1) / c) * 0.3
+    emit("| \(c) | \(String(format: "%.2f", wall)) s | \(String(format: "%.2f", ideal)) s | \(String(format: "%.2f", wall / ideal)) |")
+}
+
+// 4. Orphan sweep against the sequential baseline.
+let orphans = quick ? 12 : 50
+emit("\n## 4. Orphan sweep of \(orphans) machines\n")
+emit("Stop latency 300 ms, delete 150 ms; `repl orphans sweep` (one tick, concurrency 4, 1 s grace between stop and delete) against `scaffold/bench/sequential-sweep.sh` (stop, 1 s, delete, one machine at a time), each on its own \(orphans) machines.\n")
+emit("| sweep | baseline | speed-up |")
+emit("|---|---|---|")
+do {
+    progress("orphan sweep of \(orphans)")
+    let fleet = try Fleet(self: me)
+    defer { fleet.cleanUp() }
+    let cid = try fleet.store.controlID()
+    let names = (0..<orphans).map { "repl-\(cid)-none-\(Base36.encode(UInt64(1000 + $0)))" }
+    let baselineNames = (0..<orphans).map { "baseline-\($0)" }
+    try fleet.sim(["admin", "ip-pool", "238"])
+    for name in names + baselineNames { try fleet.sim(["create", "ubuntu", name]) }
+    try fleet.sim(["admin", "clock", "advance", "10m"])
+    try fleet.latency("stop", 300)
+    try fleet.latency("delete", 150)
+    let controller = fleet.controller(concurrency: 4)
+    let sweep = await seconds { let r = await controller.tick(); precondition(!r.failed, "sweep failed") }
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scaffold/bench/sequential-sweep.sh").path
+    let baseline = try seconds {
+        _ = try SystemProcessRunner.runBlocking("/bin/bash", [script, fleet.orbctl] + baselineNames, input: nil, timeout: 900,
+                                                environment: fleet.environment, limit: 1 << 20)
+    }
+    let left = try OrbctlClient.decodeList(try fleet.sim(["list", "-f", "json"]).stdout)
+    precondition(left.isEmpty, "machines left after the sweeps: \(left.map(\.name))")
+    emit("| \(String(format: "%.2f", sweep)) s | \(String(format: "%.2f", baseline)) s | \(String(format: "%.1f", baseline / sweep))× |")
+}
+
+// 5. CLI start-up.
+emit("\n## 5. CLI start-up: `repl run list --json` with 1,000 runs in the store\n")
+let repl = (me as NSString).deletingLastPathComponent + "/repl"
+if FileManager.default.isExecutableFile(atPath: repl) {
+    progress("CLI start-up")
+    let fleet = try Fleet(self: me)
+    defer { fleet.cleanUp() }
+    try fleet.apply((0..<1000).map { "kind: Run\nname: r\($0)\ncommand: echo \($0)\n" }.joined(separator: "---\n"))
+    var cli: [Double] = [], list: [Double] = []
+    for _ in 0..<7 {
+        cli.append(try seconds {
+            let r = try SystemProcessRunner.runBlocking(repl, ["run", "list", "--json"], input: nil, timeout: 60, environment: fleet.environment, limit: 1 << 26)
+            precondition(r.status == 0, r.stderrText)
+        })
+        list.append(try seconds { try fleet.sim(["list", "--format", "json"]) })
+    }
+    emit("| `repl run list --json` | `orbctl-sim list` alone | ratio |")
+    emit("|---|---|---|")
+    emit("| \(String(format: "%.1f", median(cli) * 1000)) ms | \(String(format: "%.1f", median(list) * 1000)) ms | \(String(format: "%.2f", median(cli) / median(list))) |")
+} else {
+    emit("Skipped: no `repl` binary beside this one; build it with `swift build -c release` first.")
+}
+
+emit("\nTotal benchmark time: \(String(format: "%.0f", Date().timeIntervalSince(started))) s.")
+if let output {
+    try (report.joined(separator: "\n") + "\n").write(toFile: output, atomically: true, encoding: .utf8)
 }
 
 /// The process's peak resident set size in megabytes.

@@ -25,6 +25,7 @@ struct PlannerTests {
         #expect(w.plan().actions == [
             .addInstance(run: 1, instance: 1, generation: 1),
             .create(run: 1, instance: 1, machine: "repl-ab12cd-1-1", spec: Self.spec),
+            .startRun(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
         ])
     }
 
@@ -69,6 +70,7 @@ struct PlannerTests {
             .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
             .delete(machine: "repl-ab12cd-1-1", reason: .retired),
             .create(run: 1, instance: 2, machine: "repl-ab12cd-1-2", spec: Self.spec),
+            .startRun(run: 1, instance: 2, machine: "repl-ab12cd-1-2"),
         ])
     }
 
@@ -157,10 +159,11 @@ struct PlannerTests {
         #expect(!first.actions.contains { if case .clone = $0 { return true } else { return false } })
         #expect(first.waiting[snapshot] == "waiting for run base to have an instance")
         #expect(first.waiting[clone] == "waiting for snapshot snap to be ready")
+        #expect(first.actions.contains(.startRun(run: 1, instance: 51, machine: base)))
         w.apply(first.actions)
         // Step 2: the base machine runs but has not finished bootstrapping: still no snapshot.
         let second = w.plan()
-        #expect(second.actions == [.startRun(run: 1, instance: 51, machine: base)])
+        #expect(second.actions == [.markPhase(run: 1, instance: 51, phase: .running, exitCode: nil, reason: nil)])
         #expect(second.waiting[snapshot] == "waiting for \(base) to finish bootstrapping")
         #expect(w.converge() != nil)
         #expect(Set(w.machines.map(\.name)) == [base, snapshot, clone])
