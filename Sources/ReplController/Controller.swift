@@ -216,10 +216,7 @@ public final class Controller: @unchecked Sendable {
                 do {
                     try await execute(action, runs: runs)
                     Self.crashPoint("after-call", action)
-                    try store.record(action)
-                    try store.closeIntent(intent)
-                    try store.clearFailure(machine: machine)
-                    store.event(Self.kind(action), machine: machine, run: action.instance?.run, "\(action)")
+                    try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
                     outcomes.append((action, nil))
                     onOutcome?(action, nil)
                 } catch {

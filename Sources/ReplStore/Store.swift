@@ -106,6 +106,9 @@ public final class Store: @unchecked Sendable {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.foreignKeysEnabled = true
+        // WAL with synchronous=NORMAL: a crash of repl loses nothing committed; only a power
+        // cut may lose the last transactions, which the intents and the list then reconcile.
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         do {
             db = try DatabasePool(path: path, configuration: config)
             let migrator = Store.migrator
@@ -335,6 +338,18 @@ public final class Store: @unchecked Sendable {
     /// One instance as stored now.
     public func instance(_ id: InstanceID) throws(StoreError) -> InstanceState? {
         try read { db in try Row.fetchOne(db, sql: "SELECT * FROM instances WHERE id = ?", arguments: [Int64(id)]).map(Store.instance) }
+    }
+
+    /// After a successful orbctl action: its bookkeeping, the intent closed, its backoff
+    /// cleared and an event, in one transaction.
+    public func complete(_ action: Action, intent: Int64, machine: String, event kind: String, now: Date = Date()) throws(StoreError) {
+        try record(action, now: now)
+        try write { db in
+            try db.execute(sql: "DELETE FROM intents WHERE id = ?", arguments: [intent])
+            try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine])
+            try db.execute(sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [now.timeIntervalSince1970, kind, machine, action.instance.map { Int64($0.run) }, "\(action)"])
+        }
     }
 
     /// Marks when an instance's machine was first requested (before the orbctl call).
