@@ -33,7 +33,6 @@ struct Converger {
         }
         defer { store.releaseLease() }
         var failures = 0
-        var lastProgress = ""
         var streamed: [InstanceID: Int] = [:]
         var lastStream = Date.distantPast
         let cid = try store.controlID()
@@ -59,10 +58,6 @@ struct Converger {
                 throw CLIError.failure("OrbStack ran out of machine addresses; creates are paused until \(breaker.openUntil!) (circuit breaker). \(ProviderError.resetAdvice)")
             }
             let runs = try store.runs(includeDeleted: false).filter { names.contains($0.run.manifest.name) }.map(\.run)
-            let status = runs.map { "\($0.manifest.name)=\($0.phase.rawValue)" }.joined(separator: " ")
-            if status != lastProgress && !wait {
-                lastProgress = status
-            }
             let started = runs.allSatisfy { run in
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
                     && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase >= .bootstrapping }
