@@ -15,7 +15,7 @@ struct Repl: AsyncParsableCommand {
         Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
         """,
         subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, SnapshotCommand.self,
-                      Orphans.self, Recover.self, Doctor.self])
+                      Orphans.self, Watch.self, Recover.self, Doctor.self])
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())

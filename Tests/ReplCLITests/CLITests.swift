@@ -146,3 +146,42 @@ import Testing
         #expect(out.stderr.contains("https://orbstack.dev"))
     }
 }
+
+/// `repl watch`: plain lines, the lease, and a clean stop on Ctrl-C.
+@Suite(.serialized) struct WatchTests {
+    @Test func watchAppliesConvergesAndStopsCleanly() throws {
+        let home = CLITests.Home()
+        let log = home.dir.appendingPathComponent("watch.log").path
+        var env = home.environment
+        env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
+        let script = "exec \"\(CLITests.repl)\" --orbctl sim watch -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
+        var pid = pid_t()
+        let words: [String] = ["/bin/sh", "-c", script]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv { free(p) }; for p in envp { free(p) } }
+        #expect(posix_spawn(&pid, "/bin/sh", nil, nil, argv, envp) == 0)
+        // Wait until the run has finished and its machine is gone.
+        let deadline = Date().addingTimeInterval(60)
+        var text = ""
+        while Date() < deadline {
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if text.contains("(finished)") { break }
+            usleep(100_000)
+        }
+        #expect(text.contains("Succeeded (exit 0)"))
+        // While it runs, another process may not act.
+        let sweep = try CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep"])
+        #expect(sweep.stdout.contains("watch (pid \(pid)) holds the controller lease"))
+        kill(pid, SIGINT)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        #expect((status >> 8) & 0xff == 0 && status & 0x7f == 0)
+        text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.hasSuffix("machines stay as they are\n"))
+        // Plain mode: every line is one timestamped event.
+        #expect(text.split(separator: "\n").allSatisfy { $0.wholeMatch(of: /[0-9]{2}:[0-9]{2}:[0-9]{2} .+/) != nil })
+        let doctor = try CLITests.run(home, ["--orbctl", "sim", "doctor"])
+        #expect(doctor.stdout.contains("lease:         free"))
+    }
+}

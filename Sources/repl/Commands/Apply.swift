@@ -21,6 +21,8 @@ struct Apply: AsyncParsableCommand {
     var dryRun = false
     @Flag(help: "Wait for the runs to finish and exit with the command's exit code.")
     var wait = false
+    @Flag(help: "After applying, keep watching (as `repl watch -f`).")
+    var watch = false
 
     func validate() throws {
         if file.isEmpty { throw ValidationError("give at least one manifest with -f PATH") }
@@ -30,6 +32,7 @@ struct Apply: AsyncParsableCommand {
         let context = Context(global)
         let set = try context.manifests(file)
         let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun)
+        if watch && !dryRun { try await WatchLoop(context: context, files: file, interval: 2).run() }
         if code != 0 { throw ExitCode2(code: code) }
     }
 }
