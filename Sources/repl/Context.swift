@@ -132,9 +132,28 @@ final class Context: @unchecked Sendable {
         out(text + "\n")
     }
 
-    /// Writes to standard output at once (no buffering).
+    /// Writes to standard output at once (no buffering), clearing the status line first.
     func out(_ text: String) {
+        if statusShown {
+            FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+            statusShown = false
+        }
         FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
+    /// Whether progress may be drawn in place: a terminal, and neither --json nor --quiet.
+    lazy var interactive: Bool = isatty(1) == 1 && !json && !quiet && environment["TERM"] != "dumb"
+    private var statusShown = false
+
+    /// Redraws one status line in place on a terminal (what each instance is doing).
+    func status(_ text: String) {
+        guard interactive else { return }
+        var width = 100
+        var size = winsize()
+        if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 10 { width = Int(size.ws_col) - 1 }
+        let line = text.count > width ? String(text.prefix(width - 1)) + "…" : text
+        FileHandle.standardOutput.write(Data("\r\u{1B}[K\(line)".utf8))
+        statusShown = true
     }
 
     func warn(_ text: String) {

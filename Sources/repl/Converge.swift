@@ -66,6 +66,12 @@ struct Converger {
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
                     && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase.isTerminal && ($0.logsCollected || $0.startedAt == nil) }
             }
+            if context.interactive {
+                let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][Int(Date().timeIntervalSince1970 * 10) % 10]
+                context.status(spinner + " " + runs.flatMap { run in
+                    run.instances.filter { run.wants($0) }.map { "\(run.manifest.name)/\(Base36.encode($0.id)) \($0.phase.rawValue.lowercased())" }
+                }.joined(separator: " · "))
+            }
             if finished || (!wait && started) {
                 return try finish(runs: runs, wait: wait, streamed: streamed)
             }
@@ -120,6 +126,7 @@ struct Converger {
     }
 
     func finish(runs: [DesiredRun], wait: Bool, streamed: [InstanceID: Int]) throws -> Int32 {
+        context.out("")  // clears the status line on a terminal
         let logs = context.stateDirectory.appendingPathComponent("logs")
         var code: Int32 = 0
         var documents: [[String: Any]] = []
