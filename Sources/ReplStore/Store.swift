@@ -303,35 +303,37 @@ public final class Store: @unchecked Sendable {
 
     /// Applies a store-only action (or the store part of an action that succeeded).
     public func record(_ action: Action, now: Date = Date()) throws(StoreError) {
-        try write { db in
-            let t = now.timeIntervalSince1970
-            switch action {
-            case let .addInstance(run, instance, generation):
-                try db.execute(sql: "INSERT OR IGNORE INTO instances (id, run_id, generation, phase) VALUES (?, ?, ?, 'Pending')",
-                               arguments: [Int64(instance), Int64(run), generation])
-                try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(instance) + 1])
-            case let .retireInstance(_, instance, _):
-                try db.execute(sql: "UPDATE instances SET retired = 1 WHERE id = ?", arguments: [Int64(instance)])
-            case let .markPhase(_, instance, phase, code, reason):
-                try db.execute(sql: "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END WHERE id = ?",
-                               arguments: [phase.rawValue, code, reason, phase.isTerminal, t, Int64(instance)])
-            case let .create(_, instance, _, _), let .clone(_, instance, _, _):
-                try db.execute(sql: "UPDATE instances SET phase = CASE WHEN phase = 'Pending' THEN 'Provisioning' ELSE phase END, created_at = COALESCE(created_at, ?) WHERE id = ?",
-                               arguments: [t, Int64(instance)])
-            case let .startRun(_, instance, _):
-                try db.execute(sql: "UPDATE instances SET phase = 'Bootstrapping', started_at = ? WHERE id = ? AND phase IN ('Pending', 'Provisioning')",
-                               arguments: [t, Int64(instance)])
-            case let .collectLogs(_, instance, _):
-                try db.execute(sql: "UPDATE instances SET logs_collected = 1 WHERE id = ?", arguments: [Int64(instance)])
-            case let .takeSnapshot(name, _, _):
-                try db.execute(sql: "UPDATE snapshots SET created_at = COALESCE(created_at, ?) WHERE name = ?", arguments: [t, name])
-            case .delete(let machine, .snapshotDeleted):
-                if let parsed = MachineName(parsing: machine) {
-                    try db.execute(sql: "DELETE FROM snapshots WHERE instance_id = ? AND deleted = 1", arguments: [Int64(parsed.instanceID)])
-                }
-            case .start, .stop, .delete:
-                break
+        try write { db in try Store.record(action, in: db, at: now) }
+    }
+
+    static func record(_ action: Action, in db: Database, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        switch action {
+        case let .addInstance(run, instance, generation):
+            try db.execute(sql: "INSERT OR IGNORE INTO instances (id, run_id, generation, phase) VALUES (?, ?, ?, 'Pending')",
+                           arguments: [Int64(instance), Int64(run), generation])
+            try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(instance) + 1])
+        case let .retireInstance(_, instance, _):
+            try db.execute(sql: "UPDATE instances SET retired = 1 WHERE id = ?", arguments: [Int64(instance)])
+        case let .markPhase(_, instance, phase, code, reason):
+            try db.execute(sql: "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END WHERE id = ?",
+                           arguments: [phase.rawValue, code, reason, phase.isTerminal, t, Int64(instance)])
+        case let .create(_, instance, _, _), let .clone(_, instance, _, _):
+            try db.execute(sql: "UPDATE instances SET phase = CASE WHEN phase = 'Pending' THEN 'Provisioning' ELSE phase END, created_at = COALESCE(created_at, ?) WHERE id = ?",
+                           arguments: [t, Int64(instance)])
+        case let .startRun(_, instance, _):
+            try db.execute(sql: "UPDATE instances SET phase = 'Bootstrapping', started_at = ? WHERE id = ? AND phase IN ('Pending', 'Provisioning')",
+                           arguments: [t, Int64(instance)])
+        case let .collectLogs(_, instance, _):
+            try db.execute(sql: "UPDATE instances SET logs_collected = 1 WHERE id = ?", arguments: [Int64(instance)])
+        case let .takeSnapshot(name, _, _):
+            try db.execute(sql: "UPDATE snapshots SET created_at = COALESCE(created_at, ?) WHERE name = ?", arguments: [t, name])
+        case .delete(let machine, .snapshotDeleted):
+            if let parsed = MachineName(parsing: machine) {
+                try db.execute(sql: "DELETE FROM snapshots WHERE instance_id = ? AND deleted = 1", arguments: [Int64(parsed.instanceID)])
             }
+        case .start, .stop, .delete:
+            break
         }
     }
 
@@ -343,8 +345,8 @@ public final class Store: @unchecked Sendable {
     /// After a successful orbctl action: its bookkeeping, the intent closed, its backoff
     /// cleared and an event, in one transaction.
     public func complete(_ action: Action, intent: Int64, machine: String, event kind: String, now: Date = Date()) throws(StoreError) {
-        try record(action, now: now)
         try write { db in
+            try Store.record(action, in: db, at: now)
             try db.execute(sql: "DELETE FROM intents WHERE id = ?", arguments: [intent])
             try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine])
             try db.execute(sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
