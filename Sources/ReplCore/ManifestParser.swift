@@ -33,6 +33,8 @@ public struct ManifestParser: Sendable {
     static let snapshotKeys = ["kind", "name", "from", "labels"]
     public static let maxReplicas = 1000
     public static let maxNameLength = 40
+    /// A command or bootstrap longer than this is refused: it travels inside the wrapper.
+    public static let maxScriptBytes = 1 << 20
 
     /// Parses and validates all sources together. Throws ``ManifestError`` with
     /// every diagnostic when anything is wrong; then nothing may be applied.
@@ -274,6 +276,11 @@ struct DocumentContext {
                 error(c.value, "command: is empty; give a command or remove the key to keep the machine up")
             }
             let bootstrap = optionalString(fields["bootstrap"], key: "bootstrap")
+            for key in ["command", "bootstrap"] {
+                if let f = fields[key], case .scalar(let text) = f.value, text.string.utf8.count > ManifestParser.maxScriptBytes {
+                    error(f.value, "\(key): is \(text.string.utf8.count / 1024) KiB; at most \(ManifestParser.maxScriptBytes / 1024) KiB (copy a long script into the machine with bootstrap and run it)")
+                }
+            }
             let maxDuration = duration(fields["maxDuration"], key: "maxDuration", allowZero: false)
             let hold = duration(fields["hold"], key: "hold", allowZero: true) ?? .zero
             let replicas = integer(fields["replicas"], key: "replicas", range: 0...ManifestParser.maxReplicas) ?? 1

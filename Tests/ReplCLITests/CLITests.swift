@@ -185,3 +185,34 @@ import Testing
         #expect(doctor.stdout.contains("lease:         free"))
     }
 }
+
+/// Hostile values from the command line and in manifests get clear errors, never a crash.
+@Suite(.serialized) struct HostileInputTests {
+    // (A NUL byte cannot reach argv at all: exec ends C strings there. Manifests are checked for it below.)
+    @Test(arguments: ["a/b", "..", "../etc", "has space", "$(reboot)", "`id`", "a;b", "UPPER", "-rf", String(repeating: "x", count: 300)])
+    func hostileNames(_ name: String) throws {
+        let home = CLITests.Home()
+        let out = try CLITests.run(home, ["--orbctl", "sim", "run", "--name", name, "--command", "true"])
+        #expect(out.status == 2, "\(name.debugDescription): \(out.stderr)")
+        #expect(out.stderr.split(separator: "\n").count <= 4 && !out.stderr.contains("Fatal error"))
+        #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))  // nothing was recorded
+    }
+
+    @Test func aTenMegabyteCommandIsRefusedClearly() throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("big.yaml")
+        let big = String(repeating: "echo 0123456789abcdef; ", count: 10 * 1024 * 1024 / 23)
+        try "kind: Run\nname: big\ncommand: \"\(big)\"\n".write(to: file, atomically: true, encoding: .utf8)
+        let out = try CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
+        #expect(out.status == 2)
+        #expect(out.stderr.contains("command: is 10239 KiB; at most 1024 KiB"))
+    }
+
+    @Test func nulBytesInAManifestAreRefused() throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("nul.yaml")
+        try Data("kind: Run\nname: a\u{0}b\n".utf8).write(to: file)
+        let out = try CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
+        #expect(out.status == 2 && out.stderr.contains("NUL bytes"))
+    }
+}
