@@ -239,6 +239,10 @@ public final class Controller: @unchecked Sendable {
     /// Crash tests only: `REPL_TEST_CRASH=after-intent:create` (or `after-call:delete`, …)
     /// kills this process with SIGKILL at that point, as a power cut would.
     static func crashPoint(_ point: String, _ action: Action) {
+        // REPL_TEST_CRASH_AFTER=N: killed after the Nth completed orbctl action of this process.
+        if point == "after-call", let n = ProcessInfo.processInfo.environment["REPL_TEST_CRASH_AFTER"].flatMap(Int.init) {
+            if crashCounter.increment() >= n { kill(getpid(), SIGKILL) }
+        }
         guard let spec = ProcessInfo.processInfo.environment["REPL_TEST_CRASH"] else { return }
         let verb: String
         switch action {
@@ -341,6 +345,14 @@ public final class Controller: @unchecked Sendable {
         }
     }
 }
+
+/// Counts completed actions for the crash hook.
+final class CrashCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() -> Int { lock.lock(); defer { lock.unlock() }; count += 1; return count }
+}
+let crashCounter = CrashCounter()
 
 /// The copy of a run's manifest written into each machine (`/etc/repl/manifest.yaml`),
 /// so `repl recover` can rebuild the run after the database is lost. JSON is valid YAML.

@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+@testable import OrbStack
+@testable import ReplController
+import ReplCore
+import ReplStore
+
+/// The reliability scenarios (docs/RELIABILITY.md): each asserts the final machines and store.
+/// `REPL_LONG=1` runs the long variants; CI runs them reduced.
+@Suite(.serialized) struct FaultSuiteTests {
+    static let long = ProcessInfo.processInfo.environment["REPL_LONG"] == "1"
+
+    func repl(_ w: World, _ args: [String], orbctl: String? = nil, extra: [String: String] = [:]) throws -> ProcessResult {
+        try SystemProcessRunner.runBlocking(Paths.repl, ["--orbctl", orbctl ?? w.orbctl] + args, input: nil, timeout: 180,
+                                            environment: w.environment.merging(extra) { $1 }, limit: 1 << 22)
+    }
+
+    /// Stops and deletes in the emulator's call log, by machine name.
+    func destructiveCalls(_ w: World) throws -> [String] {
+        let text = (try? String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").flatMap { line -> [String] in
+            let argv = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
+            guard let verb = argv.first, verb == "stop" || verb == "delete" else { return [] }
+            return argv.dropFirst().filter { !$0.hasPrefix("-") }
+        }
+    }
+
+    @Test(arguments: ["fails", "garbage", "null", "hangs"])
+    func aBadListTouchesNothingAndTheNextGoodTickConverges(_ fault: String) async throws {
+        let w = try World()
+        let cid = try w.store.controlID()
+        try w.sim(["create", "ubuntu", "repl-\(cid)-o1-o1"])  // an old orphan
+        try w.sim(["admin", "clock", "advance", "10m"])
+        try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
+        // A fake orbctl in front of the emulator that spoils `list` once.
+        let fake = w.root.appendingPathComponent("bin/fake-orbctl").path
+        let spoil: String
+        switch fault {
+        case "fails": spoil = "echo '[-32098] internal error' >&2; exit 1"
+        case "garbage": spoil = "echo 'Segmentation fault (core dumped)'; exit 0"
+        case "null": spoil = "echo null; exit 0"
+        default: spoil = "sleep 600"
+        }
+        let flag = w.root.appendingPathComponent("spoiled").path
+        try """
+        #!/bin/sh
+        if [ "$1" = list ] && [ ! -e "\(flag)" ]; then touch "\(flag)"; \(spoil); fi
+        exec "\(w.orbctl)" "$@"
+        """.write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        try w.sim(["admin", "calls", "--reset"])
+        var client = OrbctlClient(command: OrbctlCommand(executable: fake), runner: SystemProcessRunner(environment: w.environment))
+        client.timeouts.quick = 1
+        client.deleteGrace = 0.01
+        var settings = w.controller.settings
+        settings.probeInterval = 0
+        let controller = Controller(store: w.store, provider: OrbStackProvider(client: client), settings: settings)
+        let bad = await controller.tick()
+        #expect(bad.observationError != nil && bad.outcomes.isEmpty)
+        #expect(try destructiveCalls(w).isEmpty)
+        #expect(try w.machines().count == 1)
+        // The next good tick converges: the orphan goes, the run starts.
+        for _ in 0..<10 where try !(w.machines().count == 1 && w.run("a").instances.first?.phase ?? .pending >= .bootstrapping) {
+            _ = await controller.tick()
+        }
+        #expect(try w.machines().map(\.name) != ["repl-\(cid)-o1-o1"])
+        #expect(try w.run("a").instances.first?.phase ?? .pending >= .bootstrapping)
+    }
+
+    @Test func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
+        let w = try World()
+        try w.sim(["admin", "latency", "create", "2500"])
+        try w.apply("kind: Run\nname: slow\ncommand: sleep 600\n")
+        var client = OrbctlClient(command: OrbctlCommand(executable: w.orbctl), runner: SystemProcessRunner(environment: w.environment))
+        client.timeouts.create = 1
+        client.pollInterval = 0.05
+        let controller = Controller(store: w.store, provider: OrbStackProvider(client: client), settings: w.controller.settings)
+        let first = await controller.tick()
+        #expect(first.outcomes.contains { if case .create = $0.action { return $0.error?.kind == .timedOut } else { return false } })
+        // The machine finishes booting in the background; later ticks adopt it.
+        try await Task.sleep(nanoseconds: 3_000_000_000)
+        try w.store.clearFailure(machine: try w.machines().first?.name ?? "")
+        for _ in 0..<10 where try w.run("slow").instances.first?.phase ?? .pending < .bootstrapping { _ = await controller.tick() }
+        #expect(try w.machines().count == 1)
+        #expect(try w.run("slow").instances.count == 1 && w.run("slow").instances[0].phase >= .bootstrapping)
+    }
+
+    @Test func killedAtRandomPointsDuringATenRunApply() throws {
+        let w = try World()
+        let file = w.root.appendingPathComponent("ten.yaml")
+        try (0..<10).map { "kind: Run\nname: r\($0)\ncommand: sleep 600\n" }.joined(separator: "---\n")
+            .write(to: file, atomically: true, encoding: .utf8)
+        var rng = SystemRandomNumberGenerator()
+        let points = Self.long ? 20 : 5
+        var killed = 0
+        for _ in 0..<points {
+            let n = Int.random(in: 1...20, using: &rng)
+            if try repl(w, ["apply", "-f", file.path], extra: ["REPL_TEST_CRASH_AFTER": "\(n)"]).status == 137 { killed += 1 }
+        }
+        #expect(killed >= 1)  // the first apply always has 20 actions to do, so it is killed
+        let final = try repl(w, ["apply", "-f", file.path])
+        #expect(final.status == 0, "\(final.stderrText)")
+        let machines = try w.machines()
+        #expect(machines.count == 10)  // no duplicate, none leaked
+        #expect(Set(machines.map(\.name)).count == 10)
+        #expect(try w.store.openIntents().isEmpty)
+        #expect(try w.store.runs().allSatisfy { record in record.run.instances.filter { record.run.wants($0) }.count == 1 })
+    }
+
+    @Test func unmanagedAndForeignMachinesAreNeverTouched() async throws {
+        let w = try World()
+        let unmanaged = (0..<(Self.long ? 100 : 30)).map { "dev-\($0)" }
+        let foreign = (0..<(Self.long ? 20 : 8)).map { "repl-zzzzzz-\(Base36.encode(UInt64($0 + 1)))-1" }
+        for name in unmanaged + foreign { try w.sim(["create", "ubuntu", name]) }
+        try w.sim(["admin", "clock", "advance", "1h"])
+        try w.sim(["admin", "calls", "--reset"])
+        let file = w.root.appendingPathComponent("churn.yaml")
+        try "kind: Run\nname: short\ncommand: \"true\"\nreplicas: 3\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(try repl(w, ["apply", "-f", file.path, "--wait"]).status == 0)
+        #expect(try repl(w, ["orphans", "sweep", "--orphan-grace", "0s"]).status == 0)
+        #expect(try repl(w, ["delete", "run", "short"]).status == 0)
+        let touched = Set(try destructiveCalls(w))
+        #expect(touched.isDisjoint(with: unmanaged + foreign))
+        #expect(Set(try w.machines().map(\.name)) == Set(unmanaged + foreign))
+    }
+}
