@@ -123,4 +123,24 @@ import ReplStore
         #expect(touched.isDisjoint(with: unmanaged + foreign))
         #expect(Set(try w.machines().map(\.name)) == Set(unmanaged + foreign))
     }
+
+    /// Short runs in waves through a small pool: graceful stops return every address, so the
+    /// pool never runs out (long: 300 runs through 64 addresses; CI: 48 through 16).
+    @Test func churnNeverExhaustsThePool() throws {
+        let w = try World()
+        let (total, pool, wave) = Self.long ? (300, 64, 30) : (48, 16, 12)
+        try w.sim(["admin", "ip-pool", "\(pool)"])
+        var done = 0
+        while done < total {
+            let file = w.root.appendingPathComponent("wave\(done).yaml")
+            try (done..<(done + wave)).map { "kind: Run\nname: c\($0)\ncommand: sleep 0.2\n" }.joined(separator: "---\n")
+                .write(to: file, atomically: true, encoding: .utf8)
+            let out = try repl(w, ["apply", "-f", file.path, "--wait", "--quiet"])
+            #expect(out.status == 0, "wave at \(done): \(out.stderrText)")
+            done += wave
+        }
+        #expect(try w.machines().isEmpty)
+        #expect(try w.store.breaker().failures == 0)
+        #expect(try w.store.runs().filter { $0.run.phase == .succeeded }.count == total)
+    }
 }
