@@ -540,7 +540,9 @@ public final class Store: @unchecked Sendable {
     // MARK: - Lease
 
     /// Takes or renews the lease; returns the other live holder when it cannot.
-    public func acquireLease(holder: String, duration: TimeInterval = 30, now: Date = Date()) throws(StoreError) -> LeaseHolder? {
+    /// A dead holder (its pid gone) loses the lease at once; a live one keeps it for `duration`
+    /// after its last renewal, long enough for a slow tick.
+    public func acquireLease(holder: String, duration: TimeInterval = 300, now: Date = Date()) throws(StoreError) -> LeaseHolder? {
         try write { db in
             let me = getpid()
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") {

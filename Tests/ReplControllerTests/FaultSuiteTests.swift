@@ -143,4 +143,48 @@ import ReplStore
         #expect(try w.store.breaker().failures == 0)
         #expect(try w.store.runs().filter { $0.run.phase == .succeeded }.count == total)
     }
+
+    /// `watch`, cron sweeps and applies at the same time: one actor at a time, nothing done twice
+    /// (CI: 10 seconds; long: a minute).
+    @Test func watchSweepAndApplyAtOnce() throws {
+        let w = try World()
+        let file = w.root.appendingPathComponent("fleet.yaml")
+        try "kind: Run\nname: svc\nreplicas: 3\n---\nkind: Run\nname: job\ncommand: sleep 1\nhold: 0s\n"
+            .write(to: file, atomically: true, encoding: .utf8)
+        try w.sim(["admin", "calls", "--reset"])
+        var pid = pid_t()
+        let words: [String] = [Paths.repl, "--orbctl", w.orbctl, "watch", "-f", file.path, "--interval", "200ms"]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = w.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv { free(p) }; for p in envp { free(p) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addopen(&actions, 1, w.root.appendingPathComponent("watch.log").path, O_WRONLY | O_CREAT, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, w.root.appendingPathComponent("watch.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        #expect(posix_spawn(&pid, Paths.repl, &actions, nil, argv, envp) == 0)
+        posix_spawn_file_actions_destroy(&actions)
+        let until = Date().addingTimeInterval(Self.long ? 60 : 10)
+        var refused = 0
+        while Date() < until {
+            let sweep = try repl(w, ["orphans", "sweep"])
+            #expect(sweep.status == 0)
+            if sweep.stdoutText.contains("holds the controller lease") { refused += 1 }
+            let apply = try repl(w, ["apply", "-f", file.path])
+            #expect(apply.status == 0)
+            usleep(200_000)
+        }
+        kill(pid, SIGINT)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        #expect(refused > 0, "watch said: \((try? String(contentsOf: w.root.appendingPathComponent("watch.log"), encoding: .utf8)) ?? "")")
+        // Nothing was done twice: each machine name was created at most once.
+        let text = try String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)
+        var creates: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let argv = (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
+            if argv.first == "create", argv.count > 2 { creates[argv[2], default: 0] += 1 }
+        }
+        #expect(creates.values.allSatisfy { $0 == 1 }, "created twice: \(creates.filter { $0.value > 1 })")
+        #expect(try w.machines().filter { $0.name.hasPrefix("repl-") }.count == 3)  // svc's three; job finished and went
+    }
 }

@@ -127,6 +127,14 @@ import ReplStore
         let breaker = try w.store.breaker()
         #expect(breaker.isOpen(at: Date()))
         #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("orbstack-reset-networking.sh") })
+        // The pool is freed (the other machine goes gracefully) and the cool-down passes:
+        // the half-open breaker lets one create through, it succeeds, and the fleet converges.
+        try w.sim(["stop", "someone-else"])
+        try w.sim(["delete", "-f", "someone-else"])
+        try w.sim(["admin", "ip-pool", "4"])
+        _ = try w.store.tripBreaker("cool-down elapsed (test)", now: Date().addingTimeInterval(-3600))
+        try await w.tick { try w.machines().count == 2 && w.wanted(w.run("a")).allSatisfy { $0.phase >= .bootstrapping } }
+        #expect(try w.store.breaker().failures == 0)
     }
 
     @Test func onlyOneProcessHoldsTheLease() throws {

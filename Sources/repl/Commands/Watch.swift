@@ -67,9 +67,6 @@ struct WatchLoop {
     func run() async throws {
         let store = try context.store()
         let controller = try await context.controller()
-        if let holder = try store.acquireLease(holder: "watch") {
-            throw CLIError.failure("\(holder.holder) (pid \(holder.pid)) holds the controller lease; only one process acts at a time")
-        }
         defer { store.releaseLease() }
         let stop = StopFlag()
         signal(SIGINT, SIG_IGN)
@@ -84,7 +81,16 @@ struct WatchLoop {
         var applied: Date?
         line("watching (control id \(try store.controlID()), state \(context.stateDirectory.path)); Ctrl-C to stop")
         var ticks = 0
+        var waitingFor: Int32?
         while !stop.isSet {
+            // Only one process acts: while a sweep or an apply holds the lease, wait for it.
+            if let holder = try store.acquireLease(holder: "watch") {
+                if waitingFor != holder.pid { line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease") }
+                waitingFor = holder.pid
+                try await Task.sleep(nanoseconds: UInt64(min(interval, 1) * 1e9))
+                continue
+            }
+            waitingFor = nil
             if !files.isEmpty, let changed = lastChange(), applied == nil || changed > applied! {
                 applied = changed
                 do {
@@ -96,7 +102,6 @@ struct WatchLoop {
             }
             let report = await controller.tick()
             ticks += 1
-            _ = try store.acquireLease(holder: "watch")
             if let e = report.observationError { line("cannot list machines (nothing was changed): \(e)") }
             for case let .markPhase(run, instance, phase, code, reason) in report.plan?.actions ?? [] {
                 line("run \(Base36.encode(run)) instance \(Base36.encode(instance)): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
