@@ -20,6 +20,7 @@ struct Logs: AsyncParsableCommand {
         let cid = try context.store().controlID()
         var printed: [InstanceID: Int] = [:]
         var documents: [[String: String]] = []
+        var liveError: String?
         while true {
             let instances = record.run.instances.filter { $0.generation == record.run.generation && $0.startedAt != nil }
             for instance in instances {
@@ -28,7 +29,11 @@ struct Logs: AsyncParsableCommand {
                 if data == nil && !instance.phase.isTerminal {
                     // Live: read it from the machine.
                     let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
-                    data = try? await context.provider().logs(name: machine, bootstrap: bootstrap)
+                    do {
+                        data = try await context.provider().logs(name: machine, bootstrap: bootstrap)
+                    } catch {
+                        liveError = (error as? CLIError)?.description ?? (error as? ProviderError)?.description ?? "\(error)"
+                    }
                 }
                 guard let data else { continue }
                 let already = printed[instance.id] ?? 0
@@ -48,7 +53,8 @@ struct Logs: AsyncParsableCommand {
         }
         if context.json { context.printJSON(["run": record.run.manifest.name, "logs": documents]) }
         else if printed.isEmpty && !context.quiet {
-            FileHandle.standardError.write(Data("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name) yet\n".utf8))
+            let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
+            FileHandle.standardError.write(Data("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n".utf8))
         }
     }
 }
