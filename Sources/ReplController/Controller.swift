@@ -34,6 +34,8 @@ public struct TickReport: Sendable {
     public var deferred: [(action: Action, why: String)] = []
     public var breaker: Breaker?
     public var duration: TimeInterval = 0
+    /// Provider calls this tick made (a list, probes, actions).
+    public var calls = 0
 
     public var failed: Bool { observationError != nil || outcomes.contains { $0.error != nil } }
     public var didSomething: Bool { !outcomes.isEmpty }
@@ -48,17 +50,27 @@ public final class Controller: @unchecked Sendable {
     /// Called with each action's outcome as it happens (for live views).
     public var onOutcome: (@Sendable (Action, ProviderError?) -> Void)?
 
+    let limiter: CallLimiter
+
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
-        self.provider = LimitedProvider(base: provider, limiter: CallLimiter(permits: settings.concurrency))
+        limiter = CallLimiter(permits: settings.concurrency)
+        self.provider = LimitedProvider(base: provider, limiter: limiter)
         self.settings = settings
     }
 
     /// One full tick.
     public func tick(now: Date = Date()) async -> TickReport {
         let started = Date()
+        let callsBefore = await limiter.calls
+        var report = await tickBody(now: now)
+        report.duration = Date().timeIntervalSince(started)
+        report.calls = await limiter.calls - callsBefore
+        return report
+    }
+
+    func tickBody(now: Date) async -> TickReport {
         var report = TickReport()
-        defer { report.duration = Date().timeIntervalSince(started) }
         do {
             let cid = try store.controlID()
             // 1. Observe: exactly one list. A failed list is never read as "no machines".

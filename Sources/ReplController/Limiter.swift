@@ -5,6 +5,8 @@ import ReplCore
 public actor CallLimiter {
     private var available: Int
     private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Provider calls made so far (for the watch view's "orbctl calls per tick").
+    public private(set) var calls = 0
 
     public init(permits: Int) { available = max(1, permits) }
 
@@ -21,6 +23,7 @@ public actor CallLimiter {
     }
 
     func run<T: Sendable>(_ body: @Sendable () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
+        calls += 1
         await acquire()
         do {
             let value = try await body()

@@ -19,13 +19,15 @@ struct Watch: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Manifests to apply and keep applied (repeatable).") var file: [String] = []
     @Option(help: "Time between ticks: 2s, 500ms, 1m.") var interval: String = "2s"
-    @Flag(help: "One line per event (the default; a full-screen view is planned).") var plain = false
+    @Flag(help: "One line per event instead of the full-screen view (the default when not on a terminal).") var plain = false
 
     func run() async throws {
         guard let every = TimeSpan(parsing: interval), every.milliseconds > 0 else {
             throw CLIError.input("--interval: \"\(interval)\" is not a duration (use 2s, 500ms or 1m)")
         }
-        try await WatchLoop(context: Context(global), files: file, interval: every.seconds).run()
+        let context = Context(global)
+        let screen = !plain && context.interactive
+        try await WatchLoop(context: context, files: file, interval: every.seconds, fullScreen: screen).run()
     }
 }
 
@@ -41,6 +43,13 @@ struct WatchLoop {
     let context: Context
     let files: [String]
     let interval: TimeInterval
+    var fullScreen = false
+
+    static func clock(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return f.string(from: date)
+    }
 
     static func stamp() -> String {
         let f = DateFormatter()
@@ -48,7 +57,10 @@ struct WatchLoop {
         return f.string(from: Date())
     }
 
-    func line(_ text: String) { context.out("\(Self.stamp()) \(text)\n") }
+    func line(_ text: String) {
+        if fullScreen { events.append("\(Self.stamp()) \(text)") } else { context.out("\(Self.stamp()) \(text)\n") }
+    }
+    let events = EventBuffer()
 
     /// The newest modification time among the watched files.
     func lastChange() -> Date? {
@@ -78,6 +90,9 @@ struct WatchLoop {
             return source
         }
         defer { sources.forEach { $0.cancel() } }
+        let terminal = fullScreen ? Terminal.enter(stop: stop) : nil
+        defer { terminal?.leave() }
+        var addresses: [String: String] = [:]
         var applied: Date?
         line("watching (control id \(try store.controlID()), state \(context.stateDirectory.path)); Ctrl-C to stop")
         var ticks = 0
@@ -113,12 +128,125 @@ struct WatchLoop {
                 line("waiting: \(d.why)")
                 break
             }
-            // Sleep until the interval passes, something falls due, or we are stopped.
+            if let terminal {
+                // One `info` per machine, once, for its address.
+                for m in report.plan?.machines ?? [] where m.machineClass == .owned && m.machine.state == .running && addresses[m.machine.name] == nil {
+                    addresses[m.machine.name] = (try? await controller.provider.address(name: m.machine.name)) ?? "-"
+                }
+                let snapshot = try self.snapshot(report: report, ticks: ticks, addresses: addresses)
+                terminal.draw { w, h in WatchView.render(snapshot, width: w, height: h, colour: true) }
+            }
+            // Sleep until the interval passes, something falls due, a key asks, or we are stopped.
             var wait = report.didSomething ? 0.2 : interval
             if let due = report.plan?.nextCheck { wait = min(wait, max(0.05, due.timeIntervalSinceNow)) }
             let until = Date().addingTimeInterval(wait)
-            while Date() < until && !stop.isSet { try await Task.sleep(nanoseconds: 50_000_000) }
+            while Date() < until && !stop.isSet && !(terminal?.takeRefresh() ?? false) {
+                try await Task.sleep(nanoseconds: 50_000_000)
+                terminal?.redrawIfResized()
+            }
         }
-        line("stopped after \(ticks) ticks; machines stay as they are")
+        terminal?.leave()
+        if fullScreen { context.out("\(Self.stamp()) stopped after \(ticks) ticks; machines stay as they are\n") }
+        else { line("stopped after \(ticks) ticks; machines stay as they are") }
+    }
+
+    func snapshot(report: TickReport, ticks: Int, addresses: [String: String]) throws -> WatchSnapshot {
+        let store = try context.store()
+        let cid = try store.controlID()
+        let now = Date()
+        var instances: [WatchSnapshot.Instance] = []
+        for record in try store.runs(includeDeleted: false) {
+            let run = record.run
+            for i in run.instances where run.wants(i) || (!i.phase.isTerminal && !i.retired) {
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: i.id).description
+                let left = run.manifest.maxDuration.flatMap { max in i.createdAt.map { $0.adding(max).timeIntervalSince(now) } }
+                instances.append(.init(run: run.manifest.name, instance: Base36.encode(i.id), machine: machine, phase: i.phase,
+                                       address: addresses[machine], age: i.createdAt.map { now.timeIntervalSince($0) },
+                                       timeLeft: i.phase.isTerminal ? nil : left, exitCode: i.exitCode))
+            }
+        }
+        let waiting = (report.plan?.machines ?? []).filter { $0.machineClass == .orphan || $0.machineClass == .foreign }.map {
+            WatchSnapshot.Waiting(name: $0.machine.name, machineClass: $0.machineClass.rawValue, state: $0.machine.state.description,
+                                  deletesIn: $0.deletableAt.map { $0.timeIntervalSince(now) })
+        }
+        let breaker = try store.breaker()
+        return WatchSnapshot(
+            orbctlVersion: context.orbctlVersion?.version ?? "?", controlID: cid.rawValue, stateDirectory: context.stateDirectory.path,
+            ticks: ticks, lastTickMilliseconds: Int(report.duration * 1000), lastTickCalls: report.calls,
+            breaker: breaker.isOpen(at: now)
+                ? "no creates until \(Self.clock(breaker.openUntil!)) (OrbStack ran out of machine addresses): \(ProviderError.resetAdvice)" : nil,
+            lease: "held by watch (pid \(getpid()))", instances: instances, waiting: waiting,
+            events: events.lines + (report.observationError.map { ["cannot list machines: \($0)"] } ?? []))
+    }
+}
+
+/// The latest events shown by the full-screen view.
+final class EventBuffer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String] = []
+    func append(_ s: String) { lock.lock(); items.append(s); if items.count > 200 { items.removeFirst(items.count - 200) }; lock.unlock() }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return items }
+}
+
+/// The terminal in full-screen mode: alternate screen, hidden cursor, keys without Enter.
+/// `leave()` restores everything (also on Ctrl-C, through the loop's stop flag).
+final class Terminal: @unchecked Sendable {
+    private var saved = termios()
+    private let lock = NSLock()
+    private var refresh = false
+    private var left = false
+    private var lastSize = (0, 0)
+    private var lastDraw: ((Int, Int) -> [String])?
+
+    static func enter(stop: StopFlag) -> Terminal {
+        let t = Terminal()
+        tcgetattr(0, &t.saved)
+        var raw = t.saved
+        raw.c_lflag &= ~tcflag_t(ICANON | ECHO)  // keys arrive at once; Ctrl-C still signals
+        tcsetattr(0, TCSANOW, &raw)
+        FileHandle.standardOutput.write(Data("\u{1B}[?1049h\u{1B}[?25l".utf8))
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            while read(0, &byte, 1) == 1 {
+                if byte == UInt8(ascii: "q") || byte == UInt8(ascii: "Q") { stop.set(); return }
+                if byte == UInt8(ascii: "r") || byte == UInt8(ascii: "R") { t.lock.lock(); t.refresh = true; t.lock.unlock() }
+            }
+        }
+        return t
+    }
+
+    func takeRefresh() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let r = refresh
+        refresh = false
+        return r
+    }
+
+    static func size() -> (Int, Int) {
+        var w = winsize()
+        if ioctl(1, UInt(TIOCGWINSZ), &w) == 0, w.ws_col > 0, w.ws_row > 0 { return (Int(w.ws_col), Int(w.ws_row)) }
+        return (80, 24)
+    }
+
+    /// Redraws without clearing first: every line is overwritten in place, so nothing flickers.
+    func draw(_ render: @escaping (Int, Int) -> [String]) {
+        lastDraw = render
+        let (w, h) = Self.size()
+        lastSize = (w, h)
+        let lines = render(w, h)
+        let text = "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\r\n") + "\u{1B}[J"
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
+    func redrawIfResized() {
+        if let render = lastDraw, Self.size() != lastSize { draw(render) }
+    }
+
+    func leave() {
+        lock.lock(); defer { lock.unlock() }
+        guard !left else { return }
+        left = true
+        FileHandle.standardOutput.write(Data("\u{1B}[?25h\u{1B}[?1049l".utf8))
+        tcsetattr(0, TCSANOW, &saved)
     }
 }
