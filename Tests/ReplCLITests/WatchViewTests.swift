@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import repl
+@testable import OrbStack
 import ReplCore
 
 /// The full-screen watch view, rendered without a terminal and compared with recorded screens.
@@ -64,5 +65,53 @@ struct WatchViewTests {
             let lines = WatchView.render(Self.fleet, width: w, height: h)
             #expect(lines.count == h && lines.allSatisfy { $0.count <= w })
         }
+    }
+}
+
+/// `repl watch` in a real terminal (tmux): the view follows a run from running to succeeded,
+/// `q` leaves, the terminal is restored and the exit status is 0.
+@Suite(.serialized) struct WatchTerminalTests {
+    static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/opt/homebrew/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    func tmux(_ args: [String]) throws -> String {
+        let r = try SystemProcessRunner.runBlocking(Self.tmuxPath!, args, input: nil, timeout: 30,
+                                                    environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
+        return r.stdoutText
+    }
+
+    @Test(.enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
+    func watchInATerminal() throws {
+        let home = CLITests.Home()
+        let session = "repl-watch-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        let exitFile = home.dir.appendingPathComponent("exit").path
+        let env = home.environment
+        let command = "cd '\(home.dir.path)' && env REPL_HOME='\(env["REPL_HOME"]!)' HOME='\(env["HOME"]!)' ORBSIM_LATENCY=fast TERM=xterm "
+            + "'\(CLITests.repl)' --orbctl sim watch --interval 300ms; echo $? > '\(exitFile)'; sleep 30"
+        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", command])
+        defer { _ = try? tmux(["kill-session", "-t", session]) }
+        func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", session]) }
+        func waitFor(_ text: String, seconds: Double = 30) throws -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if try screen().contains(text) { return true }
+                usleep(100_000)
+            }
+            return false
+        }
+        #expect(try waitFor("repl watch · OrbStack"), "no view: \((try? screen()) ?? "")")
+        // Apply from another process: it records the manifest and leaves the acting to watch.
+        let file = home.dir.appendingPathComponent("demo.yaml")
+        try "kind: Run\nname: demo\ncommand: sleep 2\nhold: 30s\n".write(to: file, atomically: true, encoding: .utf8)
+        let apply = try CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
+        #expect(apply.status == 0 && apply.stdout.contains("holds the controller lease"))
+        #expect(try waitFor("Running"), "never running: \((try? screen()) ?? "")")
+        #expect(try waitFor("Succeeded"), "never succeeded: \((try? screen()) ?? "")")
+        _ = try tmux(["send-keys", "-t", session, "q"])
+        let deadline = Date().addingTimeInterval(15)
+        while !FileManager.default.fileExists(atPath: exitFile) && Date() < deadline { usleep(100_000) }
+        #expect((try? String(contentsOfFile: exitFile, encoding: .utf8)) == "0\n")
+        // The alternate screen is gone: the view is no longer on the terminal.
+        let after = try screen()
+        #expect(!after.contains("repl watch · OrbStack") && after.contains("stopped after"), "terminal not restored: \(after)")
     }
 }
