@@ -32,14 +32,15 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore", "OrbSim", "OrbStack", "ReplStore", "ReplController"]),
+        .target(name: "ReplTestSupport", dependencies: ["OrbStack"], path: "Tests/ReplTestSupport"),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
-        .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "orbctl-sim"]),
+        .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim"]),
         .testTarget(name: "ReplControllerTests", dependencies: [
-            "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "orbctl-sim",
+            "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "OrbStack", "repl", "orbctl-sim"]),
-        .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "orbctl-sim"]),
+        .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
+        .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]
 )

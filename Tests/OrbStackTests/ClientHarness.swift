@@ -2,6 +2,7 @@ import Testing
 import Foundation
 @testable import OrbSim
 @testable import OrbStack
+import ReplTestSupport
 import ReplCore
 
 /// Routes orbctl calls into the emulator model in this process (the twin of the binary).
@@ -22,7 +23,7 @@ struct InProcessRunner: ProcessRunner {
                 FileManager.default.createFile(atPath: paths[2], contents: nil)
                 let io = SimIO(stdin: FileHandle(forReadingAtPath: paths[0])!, stdout: FileHandle(forWritingAtPath: paths[1])!,
                                stderr: FileHandle(forWritingAtPath: paths[2])!)
-                let sim = OrbSim(home: home, executable: SimHarnessPaths.simBinary, environment: environment)
+                let sim = OrbSim(home: home, executable: BuildProducts.orbctlSim, environment: environment)
                 let code = sim.main(arguments, io: io)
                 let out = FileManager.default.contents(atPath: paths[1]) ?? Data()
                 let err = FileManager.default.contents(atPath: paths[2]) ?? Data()
@@ -44,16 +45,6 @@ final class Once: @unchecked Sendable {
     func claim() -> Bool { lock.lock(); defer { lock.unlock() }; if done { return false }; done = true; return true }
 }
 
-enum SimHarnessPaths {
-    static let simBinary: String = {
-        if let explicit = ProcessInfo.processInfo.environment["ORBSIM_BIN"] { return explicit }
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
-        return dir.appendingPathComponent("orbctl-sim").path
-    }()
-}
-
 /// How the contract suite reaches the emulator.
 enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case binary, inProcess
@@ -62,42 +53,30 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
 /// A fresh emulator and a client over it.
 final class ClientHarness: @unchecked Sendable {
-    let home: URL
-    let orbctl: String
-    let environment: [String: String]
+    let emulator: EmulatorHome
+    var orbctl: String { emulator.orbctl }
+    var environment: [String: String] { emulator.environment }
     let client: OrbctlClient
     let provider: OrbStackProvider
 
     init(_ backend: Backend = .binary) throws {
-        home = FileManager.default.temporaryDirectory.appendingPathComponent("orbstack-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: home.appendingPathComponent("bin"), withIntermediateDirectories: true)
-        orbctl = home.appendingPathComponent("bin/orbctl").path
-        try FileManager.default.createSymbolicLink(atPath: orbctl, withDestinationPath: SimHarnessPaths.simBinary)
-        var env = ProcessInfo.processInfo.environment
-        env["ORBSIM_HOME"] = home.appendingPathComponent("sim").path
-        env["ORBSIM_LATENCY"] = "fast"
-        env["HOME"] = home.path
-        environment = env
+        emulator = try EmulatorHome(prefix: "orbstack-test")
+        let env = emulator.environment
         let runner: any ProcessRunner = backend == .binary
             ? SystemProcessRunner(environment: env)
-            : InProcessRunner(home: home.appendingPathComponent("sim"), environment: env)
-        var client = OrbctlClient(command: OrbctlCommand(executable: orbctl), runner: runner)
+            : InProcessRunner(home: emulator.simDirectory, environment: env)
+        var client = OrbctlClient(command: OrbctlCommand(executable: emulator.orbctl), runner: runner)
         client.deleteGrace = 0.01
         client.pollInterval = 0.02
         self.client = client
         provider = OrbStackProvider(client: client)
     }
 
-    deinit {
-        _ = try? sim(["admin", "reset"])
-        try? FileManager.default.removeItem(at: home)
-    }
+    deinit { emulator.remove() }
 
     /// Runs the emulator binary directly (admin commands, checks).
     @discardableResult
-    func sim(_ args: [String]) throws -> ProcessResult {
-        try SystemProcessRunner.runBlocking(orbctl, args, input: nil, timeout: 30, environment: environment, limit: 1 << 20)
-    }
+    func sim(_ args: [String]) throws -> ProcessResult { try emulator.sim(args, timeout: 30) }
 
     func state(_ name: String) throws -> String? {
         let list = try OrbctlClient.decodeList(try sim(["list", "-f", "json"]).stdout)

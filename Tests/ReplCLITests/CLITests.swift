@@ -1,16 +1,11 @@
 import Foundation
 import Testing
 @testable import OrbStack
+import ReplTestSupport
 
 /// The built `repl` binary run as a new user would, against the built-in emulator.
 @Suite(.serialized) struct CLITests {
-    static let buildDirectory: URL = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
-        return dir
-    }()
-    static let repl = buildDirectory.appendingPathComponent("repl").path
+    static let repl = BuildProducts.repl
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     struct Output {
@@ -27,7 +22,7 @@ import Testing
             var env = ProcessInfo.processInfo.environment
             env["ORBSIM_HOME"] = simHome
             env["HOME"] = dir.path
-            _ = try? CLITests.exec(CLITests.buildDirectory.appendingPathComponent("orbctl-sim").path, ["admin", "reset"], env: env)
+            _ = try? CLITests.exec(BuildProducts.orbctlSim, ["admin", "reset"], env: env)
             try? FileManager.default.removeItem(at: dir)
         }
         var environment: [String: String] {

@@ -4,39 +4,28 @@ import Foundation
 @testable import ReplController
 import ReplCore
 import ReplStore
+import ReplTestSupport
 
 enum Paths {
-    static let buildDirectory: URL = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
-        return dir
-    }()
-    static let sim = ProcessInfo.processInfo.environment["ORBSIM_BIN"] ?? buildDirectory.appendingPathComponent("orbctl-sim").path
-    static let repl = buildDirectory.appendingPathComponent("repl").path
+    static let sim = BuildProducts.orbctlSim
+    static let repl = BuildProducts.repl
 }
 
 /// A store, an emulator and a controller over them, in a fresh directory.
 final class World: @unchecked Sendable {
-    let root: URL
-    let orbctl: String
-    let environment: [String: String]
+    let emulator: EmulatorHome
+    var root: URL { emulator.root }
+    var orbctl: String { emulator.orbctl }
+    var environment: [String: String] { emulator.environment }
     let store: Store
     let controller: Controller
 
     init() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("repl-world-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("bin"), withIntermediateDirectories: true)
-        orbctl = root.appendingPathComponent("bin/orbctl").path
-        try FileManager.default.createSymbolicLink(atPath: orbctl, withDestinationPath: Paths.sim)
-        var env = ProcessInfo.processInfo.environment
-        env["ORBSIM_HOME"] = root.appendingPathComponent("sim").path
-        env["ORBSIM_LATENCY"] = "fast"
-        env["HOME"] = root.path
-        env["REPL_HOME"] = root.appendingPathComponent("state").path
-        environment = env
+        emulator = try EmulatorHome(prefix: "repl-world")
+        emulator.environment["REPL_HOME"] = emulator.root.appendingPathComponent("state").path
+        let root = emulator.root, env = emulator.environment
         store = try Store(directory: root.appendingPathComponent("state"))
-        var client = OrbctlClient(command: OrbctlCommand(executable: orbctl), runner: SystemProcessRunner(environment: env))
+        var client = OrbctlClient(command: OrbctlCommand(executable: emulator.orbctl), runner: SystemProcessRunner(environment: env))
         client.deleteGrace = 0.01
         client.pollInterval = 0.02
         var settings = ControllerSettings(logsDirectory: root.appendingPathComponent("state/logs"))
@@ -45,15 +34,10 @@ final class World: @unchecked Sendable {
         controller = Controller(store: store, provider: OrbStackProvider(client: client), settings: settings)
     }
 
-    deinit {
-        _ = try? sim(["admin", "reset"])
-        try? FileManager.default.removeItem(at: root)
-    }
+    deinit { emulator.remove() }
 
     @discardableResult
-    func sim(_ args: [String]) throws -> ProcessResult {
-        try SystemProcessRunner.runBlocking(orbctl, args, input: nil, timeout: 30, environment: environment, limit: 1 << 20)
-    }
+    func sim(_ args: [String]) throws -> ProcessResult { try emulator.sim(args, timeout: 30) }
 
     func machines() throws -> [ObservedMachine] { try OrbctlClient.decodeList(try sim(["list", "-f", "json"]).stdout) }
 
