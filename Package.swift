@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 let package = Package(
@@ -12,35 +12,38 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         .target(
             name: "ReplCore",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "OrbStack", dependencies: ["ReplCore"]),
-        .target(name: "OrbSim", dependencies: ["ReplCore"]),
+        // Running processes, and the one place for what differs between Linux and macOS.
+        .target(name: "ReplPlatform", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
+        .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
+        .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform"]),
         .target(name: "ReplStore", dependencies: ["ReplCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack"]),
-        .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim"]),
+        .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim", "ReplPlatform"]),
         .executableTarget(
             name: "repl",
             dependencies: [
-                "ReplCore", "OrbSim", "OrbStack", "ReplStore", "ReplController",
+                "ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        .executableTarget(name: "repl-bench", dependencies: ["ReplCore", "OrbSim", "OrbStack", "ReplStore", "ReplController"]),
-        .target(name: "ReplTestSupport", dependencies: ["OrbStack"], path: "Tests/ReplTestSupport"),
+        .executableTarget(name: "repl-bench", dependencies: ["ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController"]),
+        .target(name: "ReplTestSupport", dependencies: ["OrbStack", "OrbSim", "ReplPlatform"], path: "Tests/ReplTestSupport"),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
-        .testTarget(name: "OrbStackTests", dependencies: ["OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim"]),
-        .testTarget(name: "ReplControllerTests", dependencies: [
+        .testTarget(name: "OrbStackTests", dependencies: ["ReplPlatform", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim"]),
+        .testTarget(name: "ReplControllerTests", dependencies: ["ReplPlatform", 
             "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        .testTarget(name: "ReplCLITests", dependencies: ["ReplCore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
-        .testTarget(name: "OrbSimTests", dependencies: ["OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
+        .testTarget(name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
+        .testTarget(name: "OrbSimTests", dependencies: ["ReplPlatform", "OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,13 +1,9 @@
 import Foundation
+import ReplPlatform
 
 /// Finding the emulator binary itself, for shims and machine commands.
 public enum OrbSimExecutable {
-    /// The absolute path of the running executable.
-    public static func path(argv0: String, environment: [String: String]) -> String {
-        #if os(Linux)
-        if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return resolved }
-        #endif
-        if let exe = Bundle.main.executablePath { return (exe as NSString).resolvingSymlinksInPath }
-        return (argv0 as NSString).resolvingSymlinksInPath
-    }
+    /// The absolute path of the running executable (never `argv[0]`, which may be a bare
+    /// name found on PATH).
+    public static func path() -> String { Platform.executablePath() }
 }

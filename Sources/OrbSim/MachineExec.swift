@@ -1,9 +1,5 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import ReplPlatform
 
 /// `orbctl run`, `push` and `pull`: commands and files inside an emulated machine.
 ///
@@ -13,8 +9,8 @@ import Darwin
 /// is the machine's name; shims are first on PATH and are also bind-mounted over
 /// the host's `poweroff`, `shutdown`, `halt`, `reboot`, `init`, `telinit` and
 /// `systemctl`, so a machine's command stops the emulated machine and never the
-/// host. Elsewhere the command runs in the machine's home directory without
-/// namespaces, and a command naming one of those programs by absolute path is refused.
+/// host. Elsewhere (macOS, or Linux without root) machine commands are refused with
+/// one line saying why: without namespaces they would run on the host itself.
 struct MachineExec {
     let sim: OrbSim
 
@@ -26,15 +22,6 @@ struct MachineExec {
     /// the emulator and its state stay reachable after `/tmp`, `/root` and `/home`
     /// are replaced by the machine's own.
     static let hostViewCandidates = ["/run/orbsim-host", "/var/tmp/orbsim-host"]
-
-    static var namespacesAvailable: Bool {
-        #if os(Linux)
-        if ProcessInfo.processInfo.environment["ORBSIM_NAMESPACES"] == "0" { return false }
-        return getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")
-        #else
-        return false
-        #endif
-    }
 
     func run(_ args: [String]) throws -> Int32 {
         let usage = "run [flags] [COMMAND [ARGS]...]"
@@ -65,6 +52,7 @@ struct MachineExec {
             i += 1
         }
         var command = Array(args[i...])
+        if let refusal = Platform.machineCommandsRefusal { throw SimExit(code: 1, stderr: refusal + "\n") }
         let state = try sim.store.read()
         let key = machineKey ?? state.config["default"] ?? state.machines.sorted { $0.createdAt < $1.createdAt }.first?.name
         guard let key else { throw SimExit.daemon("no machines found: create one with 'orbctl create'") }
@@ -84,13 +72,18 @@ struct MachineExec {
         var env = sim.environment
         env["ORBSIM_HOME"] = sim.store.home.path
         env["ORBSIM_EXECUTABLE"] = sim.executable
-        if MachineExec.namespacesAvailable {
-            return try Spawn.run("/usr/bin/unshare", ["--mount", "--uts", "--propagation", "private", sim.executable] + enterArgs,
-                                 environment: env, stdin: sim.io.stdin.fileDescriptor, stdout: sim.io.stdout.fileDescriptor,
-                                 stderr: sim.io.stderr.fileDescriptor)
+        let (stdin, stdout, stderr) = (sim.io.stdin.fileDescriptor, sim.io.stdout.fileDescriptor, sim.io.stderr.fileDescriptor)
+        let program = MachineNamespace.unshare
+        let environment = env
+        let arguments = MachineNamespace.unshareArguments + [sim.executable] + enterArgs
+        do {
+            return try waitForAsync {
+                try await SystemProcessRunner.runAttached(program, arguments, environment: environment,
+                                                          stdin: stdin, stdout: stdout, stderr: stderr)
+            }
+        } catch {
+            throw SimExit.daemon("exec \(program): \(error)")
         }
-        return try Spawn.run(sim.executable, enterArgs, environment: env, stdin: sim.io.stdin.fileDescriptor,
-                             stdout: sim.io.stdout.fileDescriptor, stderr: sim.io.stderr.fileDescriptor)
     }
 
     /// Writes the shim scripts under `$ORBSIM_HOME/shims` (once per emulator home).
@@ -133,39 +126,26 @@ struct MachineExec {
         // A machine does not inherit the host's environment.
         var env: [String: String] = ["TERM": sim.environment["TERM"] ?? "xterm", "LANG": sim.environment["LANG"] ?? "C.UTF-8",
                                      "ORBSIM_EXECUTABLE": sim.environment["ORBSIM_EXECUTABLE"] ?? sim.executable,
-                                     "ORBSIM_LIBRARY_PATH": swiftRuntimeDirectory() ?? ""]
-        var hostView = ""
-        #if os(Linux)
-        if namespacesAvailable {
-            do {
-                hostView = try setUpNamespace(root: root, name: name, shims: sim.store.shimsDirectory.path)
-            } catch {
-                FileHandle.standardError.write(Data("orbctl-sim: cannot set up the machine's namespace: \(error)\n".utf8))
-                return 125
-            }
-        }
-        #endif
-        let inNamespace = !hostView.isEmpty
-        if !inNamespace {
-            // No namespace: refuse commands that name a guarded program by absolute path.
-            for word in command {
-                for tool in guarded where word.range(of: "/\(tool)(\\s|$|;|&|\\||\\))", options: .regularExpression) != nil
-                    && word.range(of: "(^|[\\s;&|(`])(/usr)?/s?bin/\(tool)", options: .regularExpression) != nil {
-                    FileHandle.standardError.write(Data("orbctl-sim: refusing to run a command that names \(tool) by absolute path outside a namespace\n".utf8))
-                    return 126
-                }
-            }
+                                     "ORBSIM_LIBRARY_PATH": Platform.swiftRuntimeDirectory() ?? ""]
+        let hostView: String
+        do {
+            hostView = try MachineNamespace.setUp(hostViewCandidates: hostViewCandidates, machineRoot: root,
+                                                  directories: OrbSim.machineDirectories, hostname: name,
+                                                  cover: guarded, with: sim.store.shimsDirectory.path)
+        } catch {
+            FileHandle.standardError.write(Data("orbctl-sim: cannot set up the machine's namespace: \(error)\n".utf8))
+            return 125
         }
         env["ORBSIM_MACHINE"] = id
         env["ORBSIM_HOST_VIEW"] = hostView
         env["ORBSIM_HOME"] = hostView + home
-        env["HOME"] = inNamespace ? guestHome : root + guestHome
+        env["HOME"] = guestHome
         env["USER"] = user
         env["LOGNAME"] = user
         env["HOSTNAME"] = name
         env["PATH"] = hostView + sim.store.shimsDirectory.path + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        let cwd = workdir.isEmpty ? env["HOME"]! : (inNamespace || workdir.hasPrefix("/") == false ? workdir : root + workdir)
-        if chdir(cwd) != 0 { _ = chdir(inNamespace ? "/" : root) }
+        let cwd = workdir.isEmpty ? guestHome : workdir
+        if chdir(cwd) != 0 { _ = chdir("/") }
         for (k, _) in ProcessInfo.processInfo.environment where env[k] == nil { unsetenv(k) }
         for (k, v) in env { setenv(k, v, 1) }
         var cArgs = command.map { strdup($0) } + [nil]
@@ -174,69 +154,6 @@ struct MachineExec {
         FileHandle.standardError.write(Data(message.utf8))
         return errno == ENOENT ? 127 : 126
     }
-
-    /// The directory of the Swift runtime this binary loaded (it may sit under /opt,
-    /// which a machine replaces with its own; the shims reach it through the host view).
-    static func swiftRuntimeDirectory() -> String? {
-        #if os(Linux)
-        guard let data = readWholeFile("/proc/self/maps") else { return nil }
-        let maps = String(decoding: data, as: UTF8.self)
-        for line in maps.split(separator: "\n") where line.hasSuffix("/libswiftCore.so") {
-            if let path = line.split(separator: " ", omittingEmptySubsequences: true).last {
-                return (String(path) as NSString).deletingLastPathComponent
-            }
-        }
-        #endif
-        return nil
-    }
-
-    #if os(Linux)
-    struct MountError: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func bind(_ source: String, _ target: String, recursive: Bool = false) throws {
-        let flags = UInt(MS_BIND) | (recursive ? UInt(MS_REC) : 0)
-        guard mount(source, target, nil, flags, nil) == 0 else {
-            throw MountError(description: "bind \(source) over \(target): \(String(cString: strerror(errno)))")
-        }
-    }
-
-    /// Runs inside the fresh namespaces made by `unshare`: keeps a view of the host,
-    /// puts the machine's directories and hostname in place and covers the guarded programs.
-    static func setUpNamespace(root: String, name: String, shims: String) throws -> String {
-        let fm = FileManager.default
-        var hostView = ""
-        for candidate in hostViewCandidates {
-            if (try? fm.createDirectory(atPath: candidate, withIntermediateDirectories: true)) != nil {
-                try bind("/", candidate, recursive: true)
-                hostView = candidate
-                break
-            }
-        }
-        guard !hostView.isEmpty else { throw MountError(description: "no place for the host view") }
-        for dir in OrbSim.machineDirectories {
-            let target = "/" + dir
-            if !fm.fileExists(atPath: target) { try fm.createDirectory(atPath: target, withIntermediateDirectories: true) }
-            try bind(hostView + root + "/" + dir, target, recursive: false)
-        }
-        guard sethostname(name, name.utf8.count) == 0 else {
-            throw MountError(description: "sethostname: \(String(cString: strerror(errno)))")
-        }
-        var covered = Set<String>()
-        for tool in guarded {
-            for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin", "/lib/systemd"] {
-                let path = dir + "/" + tool
-                guard fm.fileExists(atPath: path) else { continue }
-                let real = (path as NSString).resolvingSymlinksInPath
-                guard !covered.contains(real) else { continue }
-                try bind(hostView + shims + "/" + tool, real)
-                covered.insert(real)
-            }
-        }
-        return hostView
-    }
-    #endif
 
     // MARK: - Processes of a machine
 
@@ -248,72 +165,15 @@ struct MachineExec {
         for pid in targets { kill(pid, SIGTERM) }
         let deadline = Date().addingTimeInterval(grace)
         while Date() < deadline {
-            targets = targets.filter { kill($0, 0) == 0 && !isZombie($0) }
+            targets = targets.filter { kill($0, 0) == 0 && !Platform.isZombie($0) }
             if targets.isEmpty { return }
             usleep(20_000)
         }
         for pid in processes(of: machineID) { kill(pid, SIGKILL) }
     }
 
-    /// Reads a file to its end with read(2): files under /proc report size 0, and
-    /// Foundation's readers stop after the first page of them.
-    static func readWholeFile(_ path: String) -> Data? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data.append(buffer, count: n)
-        }
-        return data
-    }
-
-    static func isZombie(_ pid: pid_t) -> Bool {
-        #if os(Linux)
-        guard let raw = readWholeFile("/proc/\(pid)/stat"), case let stat = String(decoding: raw, as: UTF8.self),
-              let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
-        #else
-        return false
-        #endif
-    }
-
     static func processes(of machineID: String) -> [pid_t] {
-        let mark = Array("ORBSIM_MACHINE=\(machineID)".utf8)
-        let me = getpid()
-        var found: [pid_t] = []
-        #if os(Linux)
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        for entry in entries {
-            guard let pid = pid_t(entry), pid != me,
-                  let environ = readWholeFile("/proc/\(entry)/environ") else { continue }
-            for variable in environ.split(separator: 0) where Array(variable) == mark {
-                found.append(pid)
-                break
-            }
-        }
-        #else
-        // macOS: read environments through `ps eww`.
-        let ps = Process()
-        ps.executableURL = URL(fileURLWithPath: "/bin/ps")
-        ps.arguments = ["-axeww", "-o", "pid=,command="]
-        let pipe = Pipe()
-        ps.standardOutput = pipe
-        try? ps.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        ps.waitUntilExit()
-        let needle = String(decoding: mark, as: UTF8.self)
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.contains(needle) {
-            if let pid = pid_t(line.trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? ""), pid != me {
-                found.append(pid)
-            }
-        }
-        #endif
-        return found
+        Platform.processes(withEnvironmentEntry: "ORBSIM_MACHINE=\(machineID)")
     }
 
     // MARK: - Files

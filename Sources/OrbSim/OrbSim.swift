@@ -1,10 +1,5 @@
 import Foundation
 import ReplCore
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Standard streams of one emulator invocation. The executable passes its own;
 /// in-process callers pass files or pipes.

@@ -1,9 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// One emulated machine, as the emulator stores it.
 public struct SimMachine: Codable, Equatable, Sendable {

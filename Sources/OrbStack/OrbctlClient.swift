@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import ReplCore
 
 /// How to invoke orbctl: directly, or as `mac orbctl` from inside an OrbStack machine.

@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import OrbSim
 import OrbStack
 import ReplController
@@ -39,14 +40,14 @@ final class Fleet: @unchecked Sendable {
     }
 
     @discardableResult
-    func sim(_ args: [String]) throws -> ProcessResult {
-        try SystemProcessRunner.runBlocking(orbctl, args, input: nil, timeout: 120, environment: environment, limit: 1 << 26)
+    func sim(_ args: [String]) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(orbctl, args, input: nil, timeout: 120, environment: environment, limit: 1 << 26)
     }
 
-    func latency(_ verb: String, _ ms: Int) throws { try sim(["admin", "latency", verb, "\(ms)"]) }
+    func latency(_ verb: String, _ ms: Int) async throws { try await sim(["admin", "latency", verb, "\(ms)"]) }
 
-    func calls() throws -> Int {
-        let out = try sim(["admin", "calls", "--json"])
+    func calls() async throws -> Int {
+        let out = try await sim(["admin", "calls", "--json"])
         return (try JSONSerialization.jsonObject(with: out.stdout) as? [String: Any])?["total"] as? Int ?? -1
     }
 
@@ -66,8 +67,13 @@ final class Fleet: @unchecked Sendable {
         throw BenchError("did not converge within \(Int(limit)) s")
     }
 
+    /// Ends the machines' processes (in this process, through the emulator's model, so a
+    /// `defer` can call it) and removes the fleet's directory.
     func cleanUp() {
-        _ = try? sim(["admin", "reset"])
+        let sim = OrbSim(home: URL(fileURLWithPath: environment["ORBSIM_HOME"]!), executable: orbctl, environment: environment)
+        if let null = FileHandle(forUpdatingAtPath: "/dev/null") {
+            _ = sim.main(["admin", "reset"], io: SimIO(stdin: null, stdout: null, stderr: null))
+        }
         try? FileManager.default.removeItem(at: root)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import OrbSim
 import OrbStack
 import ReplController
@@ -9,7 +10,7 @@ import ReplStore
 // compare, written to docs/BENCHMARKS.md. `--quick` runs smaller sizes (under a minute).
 
 let environment = ProcessInfo.processInfo.environment
-let me = OrbSimExecutable.path(argv0: CommandLine.arguments[0], environment: environment)
+let me = OrbSimExecutable.path()
 let args = Array(CommandLine.arguments.dropFirst())
 // This binary is also the emulator when called as `orbctl`.
 if (CommandLine.arguments[0] as NSString).lastPathComponent == "orbctl" || args.first == "__enter" || args.first == "__shim" {
@@ -53,18 +54,18 @@ for n in quick ? [10, 100] : [10, 100, 1000] {
         let snapshotsReady = try fleet.store.snapshots().allSatisfy { $0.createdAt != nil }
         return snapshotsReady && run.instances.count == running && run.instances.allSatisfy { $0.phase == .running }
     }
-    try fleet.latency("all", 0)
-    try fleet.latency("list", SimState.defaultLatencies["list"]!)
+    try await fleet.latency("all", 0)
+    try await fleet.latency("list", SimState.defaultLatencies["list"]!)
     let controller = fleet.controller(concurrency: 4)
     _ = await controller.tick()
-    try fleet.sim(["admin", "calls", "--reset"])
+    try await fleet.sim(["admin", "calls", "--reset"])
     var ticks: [Double] = []
     for _ in 0..<7 {
         ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
     }
-    let calls = Double(try fleet.calls()) / 7
+    let calls = Double(try await fleet.calls()) / 7
     var lists: [Double] = []
-    for _ in 0..<7 { lists.append(try seconds { try fleet.sim(["list", "--format", "json"]) }) }
+    for _ in 0..<7 { lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) }) }
     emit("| \(n) | \(String(format: "%.0f", calls)) | \(String(format: "%.1f", median(ticks) * 1000)) ms | \(String(format: "%.1f", median(lists) * 1000)) ms | \(String(format: "%.2f", median(ticks) / median(lists))) |")
 }
 
@@ -87,8 +88,8 @@ for c in [1, 4, 8] {
     progress("convergence at concurrency \(c)")
     let fleet = try Fleet(self: me)
     defer { fleet.cleanUp() }
-    try fleet.latency("all", 5)
-    try fleet.latency("create", 300)
+    try await fleet.latency("all", 5)
+    try await fleet.latency("create", 300)
     let yaml = (0..<runs).map { "kind: Run\nname: job\($0)\ncommand: \"true\"\nhold: 1h\n" }.joined(separator: "---\n")
     try fleet.apply(yaml)
     let controller = fleet.controller(concurrency: c)
@@ -114,20 +115,20 @@ do {
     let cid = try fleet.store.controlID()
     let names = (0..<orphans).map { "repl-\(cid)-none-\(Base36.encode(UInt64(1000 + $0)))" }
     let baselineNames = (0..<orphans).map { "baseline-\($0)" }
-    try fleet.sim(["admin", "ip-pool", "238"])
-    for name in names + baselineNames { try fleet.sim(["create", "ubuntu", name]) }
-    try fleet.sim(["admin", "clock", "advance", "10m"])
-    try fleet.latency("stop", 300)
-    try fleet.latency("delete", 150)
+    try await fleet.sim(["admin", "ip-pool", "238"])
+    for name in names + baselineNames { try await fleet.sim(["create", "ubuntu", name]) }
+    try await fleet.sim(["admin", "clock", "advance", "10m"])
+    try await fleet.latency("stop", 300)
+    try await fleet.latency("delete", 150)
     let controller = fleet.controller(concurrency: 4)
     let sweep = await seconds { let r = await controller.tick(); precondition(!r.failed, "sweep failed") }
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("scaffold/bench/sequential-sweep.sh").path
-    let baseline = try seconds {
-        _ = try SystemProcessRunner.runBlocking("/bin/bash", [script, fleet.orbctl] + baselineNames, input: nil, timeout: 900,
+    let baseline = try await seconds {
+        _ = try await SystemProcessRunner.run("/bin/bash", [script, fleet.orbctl] + baselineNames, input: nil, timeout: 900,
                                                 environment: fleet.environment, limit: 1 << 20)
     }
-    let left = try OrbctlClient.decodeList(try fleet.sim(["list", "-f", "json"]).stdout)
+    let left = try OrbctlClient.decodeList(try await fleet.sim(["list", "-f", "json"]).stdout)
     precondition(left.isEmpty, "machines left after the sweeps: \(left.map(\.name))")
     emit("| \(String(format: "%.2f", sweep)) s | \(String(format: "%.2f", baseline)) s | \(String(format: "%.1f", baseline / sweep))× |")
 }
@@ -142,11 +143,11 @@ if FileManager.default.isExecutableFile(atPath: repl) {
     try fleet.apply((0..<1000).map { "kind: Run\nname: r\($0)\ncommand: echo \($0)\n" }.joined(separator: "---\n"))
     var cli: [Double] = [], list: [Double] = []
     for _ in 0..<7 {
-        cli.append(try seconds {
-            let r = try SystemProcessRunner.runBlocking(repl, ["run", "list", "--json"], input: nil, timeout: 60, environment: fleet.environment, limit: 1 << 26)
+        cli.append(try await seconds {
+            let r = try await SystemProcessRunner.run(repl, ["run", "list", "--json"], input: nil, timeout: 60, environment: fleet.environment, limit: 1 << 26)
             precondition(r.status == 0, r.stderrText)
         })
-        list.append(try seconds { try fleet.sim(["list", "--format", "json"]) })
+        list.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) })
     }
     emit("| `repl run list --json` | `orbctl-sim list` alone | ratio |")
     emit("|---|---|---|")
@@ -161,13 +162,4 @@ if let output {
 }
 
 /// The process's peak resident set size in megabytes.
-func peakResidentMegabytes() -> Int {
-    var usage = rusage()
-    #if os(Linux)
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Int(usage.ru_maxrss) / 1024  // kilobytes on Linux
-    #else
-    getrusage(RUSAGE_SELF, &usage)
-    return Int(usage.ru_maxrss) / 1_048_576  // bytes on macOS
-    #endif
-}
+func peakResidentMegabytes() -> Int { Platform.peakResidentMegabytes() }

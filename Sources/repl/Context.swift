@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplPlatform
 import OrbSim
 import OrbStack
 import ReplController
@@ -105,7 +106,7 @@ final class Context: @unchecked Sendable {
         env["ORBSIM_HOME"] = simHome
         let bin = URL(fileURLWithPath: simHome).appendingPathComponent("bin")
         let link = bin.appendingPathComponent("orbctl").path
-        let me = OrbSimExecutable.path(argv0: CommandLine.arguments[0], environment: environment)
+        let me = OrbSimExecutable.path()
         do {
             try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
             if (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) != me {

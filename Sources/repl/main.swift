@@ -26,7 +26,7 @@ let invokedAs = (CommandLine.arguments[0] as NSString).lastPathComponent
 if invokedAs == "orbctl" || invokedAs == "orbctl-sim" || arguments.first == "__enter" || arguments.first == "__shim" {
     let env = ProcessInfo.processInfo.environment
     let sim = OrbSim(home: OrbSim.defaultHome(environment: env),
-                     executable: OrbSimExecutable.path(argv0: CommandLine.arguments[0], environment: env), environment: env)
+                     executable: OrbSimExecutable.path(), environment: env)
     exit(sim.main(arguments, io: .standard))
 }
 

@@ -9,46 +9,46 @@ import ReplCore
     // "Not found (info, start, stop, delete, clone, rename, run -m): `[-32098] machine not found: 'NAME'`, exit 1"
     @Test(arguments: [["info", "ghost"], ["start", "ghost"], ["stop", "ghost"], ["delete", "-f", "ghost"],
                       ["clone", "ghost", "x2"], ["rename", "ghost", "x2"], ["run", "-m", "ghost", "true"]])
-    func notFound(_ args: [String]) throws {
+    func notFound(_ args: [String]) async throws {
         let sim = try SimHarness()
-        let out = try sim.run(args)
+        let out = try await sim.run(args)
         #expect(out.exitCode == 1)
         #expect(out.stderr == "[-32098] machine not found: 'ghost'\n")
         #expect(out.stdout == "")
     }
 
     // "Argument errors print `Error: <message>` plus usage, exit 1"
-    @Test func argumentErrors() throws {
+    @Test func argumentErrors() async throws {
         let sim = try SimHarness()
-        let out = try sim.run(["clone", "onlyone"])
+        let out = try await sim.run(["clone", "onlyone"])
         #expect(out.exitCode == 1)
         #expect(out.stderr.hasPrefix("Error: accepts 2 arg(s), received 1\nUsage:\n  orbctl clone"))
     }
 
     // "Successful create/start/stop/delete/clone/rename print nothing when stdout is not a terminal"
-    @Test func silentWhenNotATerminal() throws {
+    @Test func silentWhenNotATerminal() async throws {
         let sim = try SimHarness()
         for args in [["create", "ubuntu", "m1"], ["stop", "m1"], ["start", "m1"], ["clone", "m1", "m2"],
                      ["rename", "m2", "m3"], ["delete", "-f", "m3"]] {
-            let out = try sim.run(args)
+            let out = try await sim.run(args)
             #expect(out.exitCode == 0, "\(args): \(out)")
             #expect(out.stdout.isEmpty && out.stderr.isEmpty, "\(args) printed \(out)")
         }
     }
 
     // "Without `HOME` in the environment orbctl panics (`$HOME is not defined`) and exits non-zero"
-    @Test func panicsWithoutHome() throws {
+    @Test func panicsWithoutHome() async throws {
         let sim = try SimHarness()
         sim.environment["HOME"] = nil
-        let out = try sim.run(["list"])
+        let out = try await sim.run(["list"])
         #expect(out.exitCode != 0)
         #expect(out.stderr.contains("$HOME is not defined"))
     }
 
     // "`orbctl version` → two lines: `Version: 2.2.3 (2020300)` and `Commit: <sha> (v2.2.3)`;
     //  the number is major·10⁶ + minor·10⁴ + patch·100"
-    @Test func version() throws {
-        let out = try SimHarness().run(["version"])
+    @Test func version() async throws {
+        let out = try await SimHarness().run(["version"])
         let lines = out.stdout.split(separator: "\n")
         #expect(lines.count == 2)
         #expect(lines[0] == "Version: 2.2.3 (2020300)")
@@ -58,22 +58,22 @@ import ReplCore
     }
 
     // "`orbctl status` → `Running` (exit 0)"
-    @Test func status() throws {
-        let out = try SimHarness().run(["status"])
+    @Test func status() async throws {
+        let out = try await SimHarness().run(["status"])
         #expect(out.exitCode == 0 && out.stdout == "Running\n")
     }
 
     // "JSON is an array of records, 2-space indented, trailing newline, `[]` when empty (never `null`)."
-    @Test func listJSONWhenEmpty() throws {
-        let out = try SimHarness().run(["list", "--format", "json"])
+    @Test func listJSONWhenEmpty() async throws {
+        let out = try await SimHarness().run(["list", "--format", "json"])
         #expect(out.stdout == "[]\n")
     }
 
     // "Field order `id`, `name`, `image`, `config`, `builtin`, `state`" and "(The real output puts every field on its own line.)"
-    @Test func listJSONRecordShape() throws {
+    @Test func listJSONRecordShape() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "-a", "amd64", "ubuntu:jammy", "m1"])
-        let out = try sim.run(["list", "-f", "json"])
+        try await sim.run(["create", "-a", "amd64", "ubuntu:jammy", "m1"])
+        let out = try await sim.run(["list", "-f", "json"])
         let expectedKeys = ["id", "name", "image", "distro", "version", "arch", "variant", "config", "isolated",
                             "forward_ssh_agent", "isolate_network", "default_username", "http_port", "https_port", "builtin", "state"]
         let keys = out.stdout.matches(of: #/"([a-z_0-9]+)": /#).map { String($0.output.1) }
@@ -85,284 +85,285 @@ import ReplCore
     }
 
     // "The `id` is a ULID: its first 10 characters (Crockford base 32) are the creation time in Unix milliseconds"
-    @Test func idsAreULIDsCarryingTheCreationTime() throws {
+    @Test func idsAreULIDsCarryingTheCreationTime() async throws {
         let sim = try SimHarness()
         let before = Date()
-        try sim.run(["create", "ubuntu", "m1"])
-        let id = try #require(try sim.machines().first?["id"] as? String)
+        try await sim.run(["create", "ubuntu", "m1"])
+        let id = try await #require(try sim.machines().first?["id"] as? String)
         let created = try #require(ULID.timestamp(of: id))
         #expect(abs(created.timeIntervalSince(before)) < 5)
     }
 
     // "`-q` prints names only. Text columns `NAME STATE DISTRO VERSION ARCH SIZE IP`, header only on a TTY.
     //  Any other format: `invalid format: X`."
-    @Test func listTextQuietAndFormats() throws {
+    @Test func listTextQuietAndFormats() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "bravo"])
-        try sim.run(["create", "ubuntu", "alpha"])
-        #expect(try sim.run(["list", "-q"]).stdout == "alpha\nbravo\n")
-        let text = try sim.run(["list"]).stdout
+        try await sim.run(["create", "ubuntu", "bravo"])
+        try await sim.run(["create", "ubuntu", "alpha"])
+        await #expect(try sim.run(["list", "-q"]).stdout == "alpha\nbravo\n")
+        let text = try await sim.run(["list"]).stdout
         #expect(!text.contains("NAME"))
         #expect(text.split(separator: "\n").first?.split(separator: " ", omittingEmptySubsequences: true).prefix(5)
                 == ["alpha", "running", "ubuntu", "noble", Substring(Spec.hostArch)])
-        let bad = try sim.run(["list", "--format", "yaml"])
+        let bad = try await sim.run(["list", "--format", "yaml"])
         #expect(bad.exitCode == 1 && bad.stderr == "invalid format: yaml\n")
-        try sim.run(["stop", "alpha"])
-        #expect(try sim.run(["list", "--running", "-q"]).stdout == "bravo\n")
+        try await sim.run(["stop", "alpha"])
+        await #expect(try sim.run(["list", "--running", "-q"]).stdout == "bravo\n")
     }
 
     // "`orbctl info ID|NAME [-f|--format json]` → `{"record": {…}, "disk_size": N, "ip4": "…", "ip6": "…"}`;
     //  `ip4`/`ip6` are left out when the machine has none (stopped)"
-    @Test func infoJSON() throws {
+    @Test func infoJSON() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let running = try sim.run(["info", "m1", "--format", "json"]).stdout
+        try await sim.run(["create", "ubuntu", "m1"])
+        let running = try await sim.run(["info", "m1", "--format", "json"]).stdout
         let keys = running.matches(of: #/\n  "([a-z_0-9]+)": /#).map { String($0.output.1) }
         #expect(keys == ["record", "disk_size", "ip4", "ip6"])
         #expect(running.contains("\"ip4\": \"192.168.139.10\""))
-        let id = try #require(try sim.machines().first?["id"] as? String)
-        #expect(try sim.run(["info", id, "-f", "json"]).stdout == running)  // by id too
-        try sim.run(["stop", "m1"])
-        let stopped = try sim.run(["info", "m1", "--format", "json"]).stdout
+        let id = try await #require(try sim.machines().first?["id"] as? String)
+        await #expect(try sim.run(["info", id, "-f", "json"]).stdout == running)  // by id too
+        try await sim.run(["stop", "m1"])
+        let stopped = try await sim.run(["info", "m1", "--format", "json"]).stdout
         #expect(!stopped.contains("ip4") && !stopped.contains("ip6"))
     }
 
     // "create … blocks until the machine has started and is left running" and "The name defaults to the distro."
     // "Numeric versions are stored as codenames (`ubuntu:24.04` shows as `noble`)"
-    @Test func createBlocksNamesAndCodenames() throws {
+    @Test func createBlocksNamesAndCodenames() async throws {
         let sim = try SimHarness()
-        try sim.run(["admin", "latency", "create", "300"])
+        try await sim.run(["admin", "latency", "create", "300"])
         let start = Date()
-        let out = try sim.run(["create", "ubuntu:24.04"])
+        let out = try await sim.run(["create", "ubuntu:24.04"])
         #expect(out.exitCode == 0)
         #expect(Date().timeIntervalSince(start) >= 0.3)
-        let m = try #require(try sim.machines().first)
+        let m = try await #require(try sim.machines().first)
         #expect(m["name"] as? String == "ubuntu")
         #expect((m["image"] as? [String: Any])?["version"] as? String == "noble")
         #expect(m["state"] as? String == "running")
     }
 
     // Flags anywhere: cobra parses `-a` after the positional arguments too.
-    @Test func createFlagsAnywhere() throws {
+    @Test func createFlagsAnywhere() async throws {
         let sim = try SimHarness()
-        #expect(try sim.run(["create", "ubuntu:jammy", "m1", "-a", "amd64"]).exitCode == 0)
-        #expect(try sim.run(["create", "--arch=arm64", "ubuntu", "m2"]).exitCode == 0)
-        let arches = try sim.machines().map { ($0["image"] as? [String: Any])?["arch"] as? String }
+        await #expect(try sim.run(["create", "ubuntu:jammy", "m1", "-a", "amd64"]).exitCode == 0)
+        await #expect(try sim.run(["create", "--arch=arm64", "ubuntu", "m2"]).exitCode == 0)
+        let arches = try await sim.machines().map { ($0["image"] as? [String: Any])?["arch"] as? String }
         #expect(arches == ["amd64", "arm64"])
     }
 
     // "Bad distro / arch: `invalid distro: X` / `invalid architecture: X`"
-    @Test func badDistroAndArch() throws {
+    @Test func badDistroAndArch() async throws {
         let sim = try SimHarness()
-        let distro = try sim.run(["create", "windows", "m1"])
+        let distro = try await sim.run(["create", "windows", "m1"])
         #expect(distro.exitCode == 1 && distro.stderr == "invalid distro: windows\n")
-        let arch = try sim.run(["create", "-a", "riscv64", "ubuntu", "m1"])
+        let arch = try await sim.run(["create", "-a", "riscv64", "ubuntu", "m1"])
         #expect(arch.exitCode == 1 && arch.stderr == "invalid architecture: riscv64\n")
     }
 
     // "Names must match `^[a-zA-Z0-9][a-zA-Z0-9-.]+$` (two characters at least, no `_`);
     //  reserved: `default vm host services gateway k8s docker`"
     @Test(arguments: ["a", "my_vm", "-lead", ".dot", "default", "docker", "k8s", "host"])
-    func invalidNamesAreRefused(_ name: String) throws {
+    func invalidNamesAreRefused(_ name: String) async throws {
         let sim = try SimHarness()
-        let out = try sim.run(["create", "ubuntu", "--", name])  // `--` so cobra reads "-lead" as a name
+        let out = try await sim.run(["create", "ubuntu", "--", name])  // `--` so cobra reads "-lead" as a name
         #expect(out.exitCode == 1)
         #expect(out.stderr.hasPrefix("[-32098] create '\(name)': "))
-        #expect(try sim.machines().isEmpty)
+        await #expect(try sim.machines().isEmpty)
     }
 
     @Test(arguments: ["ab", "My-VM.2", "repl-ab12cd-1-2"])
-    func validNamesAreAccepted(_ name: String) throws {
-        #expect(try SimHarness().run(["create", "ubuntu", name]).exitCode == 0)
+    func validNamesAreAccepted(_ name: String) async throws {
+        let out = try await SimHarness().run(["create", "ubuntu", name])
+        #expect(out.exitCode == 0)
     }
 
     // "Name taken on create: `[-32098] create 'NAME': machine already exists: 'NAME'`; on clone:
     //  `machine already exists: 'NAME'`; on rename: `machine '"NAME"' already exists`"
-    @Test func nameTaken() throws {
+    @Test func nameTaken() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        try sim.run(["create", "ubuntu", "m2"])
-        #expect(try sim.run(["create", "ubuntu", "m1"]).stderr == "[-32098] create 'm1': machine already exists: 'm1'\n")
-        #expect(try sim.run(["clone", "m1", "m2"]).stderr == "[-32098] machine already exists: 'm2'\n")
-        #expect(try sim.run(["rename", "m1", "m2"]).stderr == "[-32098] machine '\"m2\"' already exists\n")
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m2"])
+        await #expect(try sim.run(["create", "ubuntu", "m1"]).stderr == "[-32098] create 'm1': machine already exists: 'm1'\n")
+        await #expect(try sim.run(["clone", "m1", "m2"]).stderr == "[-32098] machine already exists: 'm2'\n")
+        await #expect(try sim.run(["rename", "m1", "m2"]).stderr == "[-32098] machine '\"m2\"' already exists\n")
     }
 
     // "starting a running machine or stopping a stopped one is a no-op with exit 0"
-    @Test func startAndStopAreIdempotent() throws {
+    @Test func startAndStopAreIdempotent() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        #expect(try sim.run(["start", "m1"]).exitCode == 0)
-        #expect(try sim.state("m1") == "running")
-        #expect(try sim.run(["stop", "m1"]).exitCode == 0)
-        #expect(try sim.run(["stop", "m1"]).exitCode == 0)
-        #expect(try sim.state("m1") == "stopped")
-        #expect(try sim.run(["restart", "m1"]).exitCode == 0)
-        #expect(try sim.state("m1") == "running")
+        try await sim.run(["create", "ubuntu", "m1"])
+        await #expect(try sim.run(["start", "m1"]).exitCode == 0)
+        await #expect(try sim.state("m1") == "running")
+        await #expect(try sim.run(["stop", "m1"]).exitCode == 0)
+        await #expect(try sim.run(["stop", "m1"]).exitCode == 0)
+        await #expect(try sim.state("m1") == "stopped")
+        await #expect(try sim.run(["restart", "m1"]).exitCode == 0)
+        await #expect(try sim.state("m1") == "running")
     }
 
     // "**`orbctl stop` with no name stops all of OrbStack**"
-    @Test func bareStopStopsEverything() throws {
+    @Test func bareStopStopsEverything() async throws {
         let sim = try SimHarness()
-        for n in ["m1", "m2", "m3"] { try sim.run(["create", "ubuntu", n]) }
-        #expect(try sim.run(["stop"]).exitCode == 0)
-        #expect(try sim.machines().allSatisfy { $0["state"] as? String == "stopped" })
+        for n in ["m1", "m2", "m3"] { try await sim.run(["create", "ubuntu", n]) }
+        await #expect(try sim.run(["stop"]).exitCode == 0)
+        await #expect(try sim.machines().allSatisfy { $0["state"] as? String == "stopped" })
     }
 
     // "`orbctl delete [-f] NAME…`: resolves every argument before deleting any; … no argument → `Error: no machines specified`"
-    @Test func deleteResolvesFirst() throws {
+    @Test func deleteResolvesFirst() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let out = try sim.run(["delete", "-f", "m1", "ghost"])
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["delete", "-f", "m1", "ghost"])
         #expect(out.exitCode == 1 && out.stderr == "[-32098] machine not found: 'ghost'\n")
-        #expect(try sim.machines().count == 1)
-        let none = try sim.run(["delete", "-f"])
+        await #expect(try sim.machines().count == 1)
+        let none = try await sim.run(["delete", "-f"])
         #expect(none.exitCode == 1 && none.stderr.hasPrefix("Error: no machines specified\n"))
-        #expect(try sim.run(["delete", "-f", "m1"]).exitCode == 0)
-        #expect(try sim.machines().isEmpty)
+        await #expect(try sim.run(["delete", "-f", "m1"]).exitCode == 0)
+        await #expect(try sim.machines().isEmpty)
     }
 
     // "**Delete by ID crashes (SIGSEGV) on 2.2.3; delete by name works**"
-    @Test func deleteByIDCrashes() throws {
+    @Test func deleteByIDCrashes() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let id = try #require(try sim.machines().first?["id"] as? String)
-        let out = try sim.run(["delete", "-f", id])
+        try await sim.run(["create", "ubuntu", "m1"])
+        let id = try await #require(try sim.machines().first?["id"] as? String)
+        let out = try await sim.run(["delete", "-f", id])
         #expect(out.exitCode != 0 && out.exitCode != 1)
         #expect(out.stderr.contains("SIGSEGV"))
-        #expect(try sim.machines().count == 1)
+        await #expect(try sim.machines().count == 1)
     }
 
     // "`orbctl clone SOURCE NEW`: exactly two arguments; a running source may be cloned …; the new machine is **stopped**
     //  and keeps the source's settings"
-    @Test func cloneIsStoppedAndKeepsSettings() throws {
+    @Test func cloneIsStoppedAndKeepsSettings() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "-a", "amd64", "ubuntu:focal", "src"])
-        #expect(try sim.run(["clone", "src", "copy"]).exitCode == 0)
-        let copy = try #require(try sim.machines().first { $0["name"] as? String == "copy" })
+        try await sim.run(["create", "-a", "amd64", "ubuntu:focal", "src"])
+        await #expect(try sim.run(["clone", "src", "copy"]).exitCode == 0)
+        let copy = try await #require(try sim.machines().first { $0["name"] as? String == "copy" })
         #expect(copy["state"] as? String == "stopped")
         #expect((copy["image"] as? [String: Any])?["version"] as? String == "focal")
         #expect((copy["image"] as? [String: Any])?["arch"] as? String == "amd64")
-        #expect(try sim.state("src") == "running")
-        #expect(try sim.run(["clone", "a", "b", "c"]).stderr.hasPrefix("Error: accepts 2 arg(s), received 3"))
+        await #expect(try sim.state("src") == "running")
+        await #expect(try sim.run(["clone", "a", "b", "c"]).stderr.hasPrefix("Error: accepts 2 arg(s), received 3"))
     }
 
     // "while a machine is being cloned, starting or renaming it fails with `cannot start: operations are in progress: clone`"
-    @Test func busyDuringClone() throws {
+    @Test func busyDuringClone() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "src"])
-        try sim.run(["stop", "src"])
-        try sim.run(["admin", "latency", "clone", "1500"])
-        let cloning = Thread { _ = try? sim.run(["clone", "src", "copy"]) }
-        cloning.start()
-        usleep(400_000)
-        let out = try sim.run(["start", "src"])
+        try await sim.run(["create", "ubuntu", "src"])
+        try await sim.run(["stop", "src"])
+        try await sim.run(["admin", "latency", "clone", "1500"])
+        let cloning = Task { _ = try? await sim.run(["clone", "src", "copy"]) }
+        try await Task.sleep(nanoseconds: UInt64(400_000) * 1000)
+        let out = try await sim.run(["start", "src"])
         #expect(out.exitCode == 1)
         #expect(out.stderr == "[-32098] cannot start: operations are in progress: clone\n")
-        usleep(1_400_000)
-        #expect(try sim.run(["start", "src"]).exitCode == 0)
+        try await Task.sleep(nanoseconds: UInt64(1_400_000) * 1000)
+        await #expect(try sim.run(["start", "src"]).exitCode == 0)
+        _ = await cloning.value
     }
 
     // "`orbctl rename OLD|ID NEW`: the id stays the same"
-    @Test func renameKeepsTheID() throws {
+    @Test func renameKeepsTheID() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "old"])
-        let id = try sim.machines().first?["id"] as? String
-        #expect(try sim.run(["rename", "old", "new"]).exitCode == 0)
-        let m = try #require(try sim.machines().first)
+        try await sim.run(["create", "ubuntu", "old"])
+        let id = try await sim.machines().first?["id"] as? String
+        await #expect(try sim.run(["rename", "old", "new"]).exitCode == 0)
+        let m = try await #require(try sim.machines().first)
         #expect(m["name"] as? String == "new" && m["id"] as? String == id)
     }
 
     // "flags are parsed up to the first word that does not start with `-` and everything after goes to the command
     //  verbatim; an unknown dash word before the command, `--` included, fails with `unknown flag X`. The exit code is the command's."
-    @Test func runFlagParsing() throws {
+    @Test func runFlagParsing() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        #expect(try sim.run(["run", "-m", "m1", "echo", "-m", "x", "--", "-u"]).stdout == "-m x -- -u\n")
-        let dashdash = try sim.run(["run", "-m", "m1", "--", "echo", "hi"])
+        try await sim.run(["create", "ubuntu", "m1"])
+        await #expect(try sim.run(["run", "-m", "m1", "echo", "-m", "x", "--", "-u"]).stdout == "-m x -- -u\n")
+        let dashdash = try await sim.run(["run", "-m", "m1", "--", "echo", "hi"])
         #expect(dashdash.exitCode == 1 && dashdash.stderr.hasPrefix("Error: unknown flag: --\n"))
-        let unknown = try sim.run(["run", "-x", "echo"])
+        let unknown = try await sim.run(["run", "-x", "echo"])
         #expect(unknown.exitCode == 1 && unknown.stderr.hasPrefix("Error: unknown flag: -x\n"))
-        #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "exit 7"]).exitCode == 7)
-        #expect(try sim.run(["exec", "--machine=m1", "true"]).exitCode == 0)
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "exit 7"]).exitCode == 7)
+        await #expect(try sim.run(["exec", "--machine=m1", "true"]).exitCode == 0)
     }
 
-    @Test func runPassesStandardInput() throws {
+    @Test func runPassesStandardInput() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m1"])
         let input = "line one\nline 'two' $(x) `y` ü\n"
-        #expect(try sim.run(["run", "-m", "m1", "cat"], stdin: input).stdout == input)
+        await #expect(try sim.run(["run", "-m", "m1", "cat"], stdin: input).stdout == input)
     }
 
     // "A stopped machine is started first."
-    @Test func runStartsAStoppedMachine() throws {
+    @Test func runStartsAStoppedMachine() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        try sim.run(["stop", "m1"])
-        #expect(try sim.run(["run", "-m", "m1", "true"]).exitCode == 0)
-        #expect(try sim.state("m1") == "running")
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["stop", "m1"])
+        await #expect(try sim.run(["run", "-m", "m1", "true"]).exitCode == 0)
+        await #expect(try sim.state("m1") == "running")
     }
 
     // "`orbctl push|pull [-m M] SRC… [DST]`: guest paths are relative to the guest user's home"
-    @Test func pushAndPull() throws {
+    @Test func pushAndPull() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "-u", "dev", "ubuntu", "m1"])
+        try await sim.run(["create", "-u", "dev", "ubuntu", "m1"])
         let file = sim.home.appendingPathComponent("hello.txt")
         try "hi there\n".write(to: file, atomically: true, encoding: .utf8)
-        #expect(try sim.run(["push", "-m", "m1", file.path]).exitCode == 0)
-        #expect(try sim.run(["run", "-m", "m1", "cat", "hello.txt"]).stdout == "hi there\n")
+        await #expect(try sim.run(["push", "-m", "m1", file.path]).exitCode == 0)
+        await #expect(try sim.run(["run", "-m", "m1", "cat", "hello.txt"]).stdout == "hi there\n")
         let back = sim.home.appendingPathComponent("back")
         try FileManager.default.createDirectory(at: back, withIntermediateDirectories: true)
-        #expect(try sim.run(["pull", "-m", "m1", "hello.txt", back.path]).exitCode == 0)
+        await #expect(try sim.run(["pull", "-m", "m1", "hello.txt", back.path]).exitCode == 0)
         #expect(try String(contentsOf: back.appendingPathComponent("hello.txt"), encoding: .utf8) == "hi there\n")
     }
 
     // "`config get KEY` prints the value, `config set KEY VALUE`: `network.subnet4` must be an IPv4 /23; per-machine keys
     //  `machine.NAME.{cpu,memory_mib,disk_bytes,…}` are addressed by name; unknown key → `Unknown configuration key: K`, exit 1"
-    @Test func config() throws {
+    @Test func config() async throws {
         let sim = try SimHarness()
-        #expect(try sim.run(["config", "get", "network.subnet4"]).stdout == "192.168.138.0/23\n")
-        #expect(try sim.run(["config", "set", "network.subnet4", "10.0.0.0/24"]).exitCode == 1)
-        #expect(try sim.run(["config", "set", "network.subnet4", "10.20.0.0/23"]).exitCode == 0)
-        #expect(try sim.run(["config", "get", "network.subnet4"]).stdout == "10.20.0.0/23\n")
-        try sim.run(["create", "ubuntu", "m1"])
-        #expect(try sim.run(["info", "m1", "-f", "json"]).stdout.contains("\"ip4\": \"10.20.1.10\""))
-        #expect(try sim.run(["config", "set", "machine.m1.cpu", "4"]).exitCode == 0)
-        #expect(try sim.run(["config", "get", "machine.m1.cpu"]).stdout == "4\n")
-        let unknown = try sim.run(["config", "get", "bogus.key"])
+        await #expect(try sim.run(["config", "get", "network.subnet4"]).stdout == "192.168.138.0/23\n")
+        await #expect(try sim.run(["config", "set", "network.subnet4", "10.0.0.0/24"]).exitCode == 1)
+        await #expect(try sim.run(["config", "set", "network.subnet4", "10.20.0.0/23"]).exitCode == 0)
+        await #expect(try sim.run(["config", "get", "network.subnet4"]).stdout == "10.20.0.0/23\n")
+        try await sim.run(["create", "ubuntu", "m1"])
+        await #expect(try sim.run(["info", "m1", "-f", "json"]).stdout.contains("\"ip4\": \"10.20.1.10\""))
+        await #expect(try sim.run(["config", "set", "machine.m1.cpu", "4"]).exitCode == 0)
+        await #expect(try sim.run(["config", "get", "machine.m1.cpu"]).stdout == "4\n")
+        let unknown = try await sim.run(["config", "get", "bogus.key"])
         #expect(unknown.exitCode == 1 && unknown.stderr == "Unknown configuration key: bogus.key\n")
     }
 
     // "Address exhaustion: `[-32098] create 'NAME': setup: machine didn't start in 30s (missing IP address)`"
     // and "it waits up to 30 s for an address, else fails … and removes the half-made machine"
-    @Test func exhaustionText() throws {
+    @Test func exhaustionText() async throws {
         let sim = try SimHarness()
-        try sim.run(["admin", "ip-pool", "1"])
-        try sim.run(["create", "ubuntu", "m1"])
-        let out = try sim.run(["create", "ubuntu", "m2"])
+        try await sim.run(["admin", "ip-pool", "1"])
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["create", "ubuntu", "m2"])
         #expect(out.exitCode == 1)
         #expect(out.stderr == "[-32098] create 'm2': setup: machine didn't start in 30s (missing IP address)\n")
-        #expect(try sim.machines().map { $0["name"] as? String } == ["m1"])
+        await #expect(try sim.machines().map { $0["name"] as? String } == ["m1"])
     }
 
     // "States: `creating`, `starting`, `running`, `stopping`, `stopped`, `deleting`" — a machine being
     // created is `starting` to other callers until its boot time has passed, with no daemon.
-    @Test func statesAdvanceWithTime() throws {
+    @Test func statesAdvanceWithTime() async throws {
         let sim = try SimHarness()
-        try sim.run(["admin", "latency", "create", "1200"])
-        let creating = Thread { _ = try? sim.run(["create", "ubuntu", "m1"]) }
-        creating.start()
-        usleep(500_000)
-        #expect(try sim.state("m1") == "starting")
-        usleep(1_000_000)
-        #expect(try sim.state("m1") == "running")
+        try await sim.run(["admin", "latency", "create", "1200"])
+        let creating = Task { _ = try? await sim.run(["create", "ubuntu", "m1"]) }
+        try await Task.sleep(nanoseconds: UInt64(500_000) * 1000)
+        await #expect(try sim.state("m1") == "starting")
+        try await Task.sleep(nanoseconds: UInt64(1_000_000) * 1000)
+        await #expect(try sim.state("m1") == "running")
+        _ = await creating.value
     }
 
     // The in-process model and the binary are one model: what one writes, the other reads.
-    @Test func inProcessAndBinaryShareTheModel() throws {
+    @Test func inProcessAndBinaryShareTheModel() async throws {
         let sim = try SimHarness()
         #expect(try sim.inProcess(["create", "ubuntu", "inproc"]).exitCode == 0)
-        #expect(try sim.run(["list", "-q"]).stdout == "inproc\n")
-        try sim.run(["create", "ubuntu", "binary"])
+        await #expect(try sim.run(["list", "-q"]).stdout == "inproc\n")
+        try await sim.run(["create", "ubuntu", "binary"])
         #expect(try sim.inProcess(["list", "-q"]).stdout == "binary\ninproc\n")
         #expect(try sim.inProcess(["info", "ghost"]).stderr == "[-32098] machine not found: 'ghost'\n")
     }

@@ -1,100 +1,101 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbSim
 
 /// Machine commands: isolation, shims, background processes and exact bytes.
 @Suite(.serialized) struct MachineTests {
-    static let namespaces = MachineExec.namespacesAvailable
+    static let namespaces = Platform.machineNamespaces
 
     @Test(.enabled(if: MachineTests.namespaces, "needs Linux, root and unshare for the private mount and UTS namespace"))
-    func machineDirectoriesAndHostnameAreItsOwn() throws {
+    func machineDirectoriesAndHostnameAreItsOwn() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        try sim.run(["create", "ubuntu", "m2"])
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m2"])
         let marker = "from-m1-\(UUID().uuidString)"
         let script = "mkdir -p /var/lib/repl && echo \(marker) > /var/lib/repl/status && echo \(marker) > /tmp/x && echo \(marker) > /opt/y"
-        #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", script]).exitCode == 0)
-        #expect(try sim.run(["run", "-m", "m1", "cat", "/var/lib/repl/status", "/tmp/x", "/opt/y"]).stdout == "\(marker)\n\(marker)\n\(marker)\n")
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", script]).exitCode == 0)
+        await #expect(try sim.run(["run", "-m", "m1", "cat", "/var/lib/repl/status", "/tmp/x", "/opt/y"]).stdout == "\(marker)\n\(marker)\n\(marker)\n")
         // Another machine and the host do not see it.
-        #expect(try sim.run(["run", "-m", "m2", "sh", "-c", "cat /var/lib/repl/status /tmp/x 2>/dev/null; echo done"]).stdout == "done\n")
+        await #expect(try sim.run(["run", "-m", "m2", "sh", "-c", "cat /var/lib/repl/status /tmp/x 2>/dev/null; echo done"]).stdout == "done\n")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/x") || (try? String(contentsOfFile: "/tmp/x", encoding: .utf8)) != marker + "\n")
-        #expect(try sim.run(["run", "-m", "m1", "hostname"]).stdout == "m1\n")
-        #expect(try sim.run(["run", "-m", "m1", "uname", "-n"]).stdout == "m1\n")
+        await #expect(try sim.run(["run", "-m", "m1", "hostname"]).stdout == "m1\n")
+        await #expect(try sim.run(["run", "-m", "m1", "uname", "-n"]).stdout == "m1\n")
         #expect(ProcessInfo.processInfo.hostName != "m1")
     }
 
     @Test(.enabled(if: MachineTests.namespaces, "needs namespaces for per-machine directories"))
-    func aCloneCopiesTheDisk() throws {
+    func aCloneCopiesTheDisk() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "base"])
-        try sim.run(["run", "-m", "base", "-u", "root", "sh", "-c", "echo prepared > /opt/READY"])
-        try sim.run(["clone", "base", "copy"])
-        #expect(try sim.run(["run", "-m", "copy", "cat", "/opt/READY"]).stdout == "prepared\n")
-        try sim.run(["run", "-m", "copy", "-u", "root", "sh", "-c", "echo changed > /opt/READY"])
-        #expect(try sim.run(["run", "-m", "base", "cat", "/opt/READY"]).stdout == "prepared\n")
+        try await sim.run(["create", "ubuntu", "base"])
+        try await sim.run(["run", "-m", "base", "-u", "root", "sh", "-c", "echo prepared > /opt/READY"])
+        try await sim.run(["clone", "base", "copy"])
+        await #expect(try sim.run(["run", "-m", "copy", "cat", "/opt/READY"]).stdout == "prepared\n")
+        try await sim.run(["run", "-m", "copy", "-u", "root", "sh", "-c", "echo changed > /opt/READY"])
+        await #expect(try sim.run(["run", "-m", "base", "cat", "/opt/READY"]).stdout == "prepared\n")
     }
 
-    @Test func hostnameDashIPrintsTheAddress() throws {
+    @Test func hostnameDashIPrintsTheAddress() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        #expect(try sim.run(["run", "-m", "m1", "hostname", "-I"]).stdout == "192.168.139.10 \n")
+        try await sim.run(["create", "ubuntu", "m1"])
+        await #expect(try sim.run(["run", "-m", "m1", "hostname", "-I"]).stdout == "192.168.139.10 \n")
     }
 
     @Test(arguments: ["poweroff", "shutdown -h now", "halt", "reboot", "systemctl poweroff"])
-    func powerCommandsStopTheMachineNotTheHost(_ command: String) throws {
+    func powerCommandsStopTheMachineNotTheHost(_ command: String) async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let out = try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "\(command); sleep 5; echo survived"])
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "\(command); sleep 5; echo survived"])
         #expect(!out.stdout.contains("survived"))
-        #expect(try sim.state("m1") == "stopped")
+        await #expect(try sim.state("m1") == "stopped")
         // The host is still here, and still running this test.
     }
 
     @Test(.enabled(if: MachineTests.namespaces, "absolute paths are covered by bind mounts inside the namespace"))
-    func absolutePathsReachTheShimsToo() throws {
+    func absolutePathsReachTheShimsToo() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m1"])
         let existing = ["/usr/sbin/poweroff", "/sbin/poweroff", "/usr/sbin/halt", "/sbin/reboot", "/usr/bin/systemctl"]
             .filter { FileManager.default.fileExists(atPath: $0) }
         for path in existing {
-            try sim.run(["start", "m1"])
-            let out = try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "head -c 9 \(path); echo"])
+            try await sim.run(["start", "m1"])
+            let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "head -c 9 \(path); echo"])
             #expect(out.stdout == "#!/bin/sh\n", "\(path) is not covered by a shim inside the machine")
         }
     }
 
     @Test(.enabled(if: !MachineTests.namespaces, "without namespaces absolute paths are refused instead"))
-    func absolutePathsAreRefusedWithoutNamespaces() throws {
+    func absolutePathsAreRefusedWithoutNamespaces() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let out = try sim.run(["run", "-m", "m1", "sh", "-c", "/sbin/poweroff"])
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "sh", "-c", "/sbin/poweroff"])
         #expect(out.exitCode == 126)
         #expect(out.stderr.contains("refusing"))
     }
 
-    @Test func backgroundProcessesOutliveRunAndDieWithTheMachine() throws {
+    @Test func backgroundProcessesOutliveRunAndDieWithTheMachine() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m1"])
         let tag = "bg-\(UInt32.random(in: 0...UInt32.max))"
         // A detached process keeps running after `run` returns, as in a real machine…
-        #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "setsid sh -c 'while true; do sleep 0.1; done; echo \(tag)' >/dev/null 2>&1 < /dev/null & echo started"]).stdout == "started\n")
-        usleep(300_000)
-        let machineID = try #require(try sim.machines().first?["id"] as? String)
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "setsid sh -c 'while true; do sleep 0.1; done; echo \(tag)' >/dev/null 2>&1 < /dev/null & echo started"]).stdout == "started\n")
+        try await Task.sleep(nanoseconds: UInt64(300_000) * 1000)
+        let machineID = try await #require(try sim.machines().first?["id"] as? String)
         #expect(!MachineExec.processes(of: machineID).isEmpty)
         // …and stopping the machine ends it.
-        try sim.run(["stop", "m1"])
+        try await sim.run(["stop", "m1"])
         #expect(MachineExec.processes(of: machineID).isEmpty)
     }
 
-    @Test func deletingAMachineEndsItsProcesses() throws {
+    @Test func deletingAMachineEndsItsProcesses() async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let machineID = try #require(try sim.machines().first?["id"] as? String)
-        try sim.run(["run", "-m", "m1", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 < /dev/null &"])
-        usleep(200_000)
+        try await sim.run(["create", "ubuntu", "m1"])
+        let machineID = try await #require(try sim.machines().first?["id"] as? String)
+        try await sim.run(["run", "-m", "m1", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 < /dev/null &"])
+        try await Task.sleep(nanoseconds: UInt64(200_000) * 1000)
         #expect(MachineExec.processes(of: machineID).count == 1)
-        try sim.run(["delete", "-f", "m1"])
-        usleep(100_000)
+        try await sim.run(["delete", "-f", "m1"])
+        try await Task.sleep(nanoseconds: UInt64(100_000) * 1000)
         #expect(MachineExec.processes(of: machineID).isEmpty)
     }
 
@@ -103,12 +104,12 @@ import Testing
         "it's \"quoted\"", "$(touch /tmp/pwned) and `id`", "line1\nline2\n\nline4", "ünïcødé ✓ 日本語 🚀",
         "tab\there; semicolon; && || | > < * ? [a] {b} ~ # !", " leading and trailing spaces ", "\\backslash\\n",
     ])
-    func argumentsArriveByteForByte(_ text: String) throws {
+    func argumentsArriveByteForByte(_ text: String) async throws {
         let sim = try SimHarness()
-        try sim.run(["create", "ubuntu", "m1"])
-        let out = try sim.run(["run", "-m", "m1", "printf", "%s", text])
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "printf", "%s", text])
         #expect(out.stdout == text)
         #expect(Array(out.stdout.utf8) == Array(text.utf8))
-        #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "test -e /tmp/pwned && echo yes || echo no"]).stdout == "no\n")
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "test -e /tmp/pwned && echo yes || echo no"]).stdout == "no\n")
     }
 }

@@ -33,8 +33,8 @@ final class SimHarness: @unchecked Sendable {
 
     /// Runs the binary; `timeout` kills it (SIGKILL) and reports exit 137.
     @discardableResult
-    func run(_ args: [String], stdin: String? = nil, environment extra: [String: String] = [:], timeout: TimeInterval = 60) throws -> Output {
-        let result = try emulator.sim(args, input: stdin.map { Data($0.utf8) }, environment: extra, timeout: timeout)
+    func run(_ args: [String], stdin: String? = nil, environment extra: [String: String] = [:], timeout: TimeInterval = 60) async throws -> Output {
+        let result = try await emulator.sim(args, input: stdin.map { Data($0.utf8) }, environment: extra, timeout: timeout)
         return Output(exitCode: result.status, stdout: result.stdoutText, stderr: result.stderrText)
     }
 
@@ -60,13 +60,13 @@ final class SimHarness: @unchecked Sendable {
     }
 
     /// `orbctl list --format json`, decoded loosely.
-    func machines() throws -> [[String: Any]] {
-        let out = try run(["list", "--format", "json"])
+    func machines() async throws -> [[String: Any]] {
+        let out = try await run(["list", "--format", "json"])
         return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]] ?? []
     }
 
-    func state(_ name: String) throws -> String? {
-        try machines().first { $0["name"] as? String == name }?["state"] as? String
+    func state(_ name: String) async throws -> String? {
+        try await machines().first { $0["name"] as? String == name }?["state"] as? String
     }
 
     func store() -> SimStore { SimStore(home: simHome) }

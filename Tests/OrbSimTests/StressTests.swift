@@ -6,11 +6,11 @@ import Testing
 @Suite(.serialized) struct StressTests {
     /// 32 concurrent invocations mixing create, list, clone, stop and delete, 20 times:
     /// no lost machine, no duplicate name, no address leased twice.
-    @Test func concurrentInvocationsLeaveAConsistentState() throws {
+    @Test func concurrentInvocationsLeaveAConsistentState() async throws {
         let sim = try SimHarness()
         for round in 0..<20 {
-            try sim.run(["admin", "reset"])
-            for i in 0..<4 { try sim.run(["create", "ubuntu", "seed\(i)"]) }
+            try await sim.run(["admin", "reset"])
+            for i in 0..<4 { try await sim.run(["create", "ubuntu", "seed\(i)"]) }
             let commands: [[String]] = (0..<32).map { i in
                 switch i % 8 {
                 case 0, 1: return ["create", "ubuntu", "c\(round)-\(i)"]
@@ -23,8 +23,10 @@ import Testing
                 }
             }
             let results = ResultBox()
-            DispatchQueue.concurrentPerform(iterations: commands.count) { i in
-                results.set(i, (try? sim.run(commands[i]))?.exitCode ?? -1)
+            await withTaskGroup(of: Void.self) { group in
+                for i in commands.indices {
+                    group.addTask { results.set(i, (try? await sim.run(commands[i]))?.exitCode ?? -1) }
+                }
             }
             let state = try sim.store().read()
             let names = state.machines.map(\.name)
@@ -49,25 +51,25 @@ import Testing
     }
 
     /// With a pool of 16 addresses, deleting running machines exhausts it; stopping first does not.
-    @Test func churnExhaustsThePoolOnlyWithoutGracefulStops() throws {
+    @Test func churnExhaustsThePoolOnlyWithoutGracefulStops() async throws {
         let sim = try SimHarness()
-        try sim.run(["admin", "ip-pool", "16"])
+        try await sim.run(["admin", "ip-pool", "16"])
         var failure: SimHarness.Output?
         for i in 0..<40 {
-            let out = try sim.run(["create", "ubuntu", "churn\(i)"])
+            let out = try await sim.run(["create", "ubuntu", "churn\(i)"])
             if out.exitCode != 0 { failure = out; break }
-            try sim.run(["delete", "-f", "churn\(i)"])
+            try await sim.run(["delete", "-f", "churn\(i)"])
         }
         let exhausted = try #require(failure, "40 create + delete -f cycles did not exhaust a pool of 16")
         #expect(exhausted.stderr.hasSuffix("setup: machine didn't start in 30s (missing IP address)\n"))
 
-        try sim.run(["admin", "reset"])
-        try sim.run(["admin", "ip-pool", "16"])
+        try await sim.run(["admin", "reset"])
+        try await sim.run(["admin", "ip-pool", "16"])
         for i in 0..<40 {
-            let out = try sim.run(["create", "ubuntu", "graceful\(i)"])
+            let out = try await sim.run(["create", "ubuntu", "graceful\(i)"])
             #expect(out.exitCode == 0, "cycle \(i): \(out.stderr)")
-            try sim.run(["stop", "graceful\(i)"])
-            try sim.run(["delete", "-f", "graceful\(i)"])
+            try await sim.run(["stop", "graceful\(i)"])
+            try await sim.run(["delete", "-f", "graceful\(i)"])
         }
     }
 }

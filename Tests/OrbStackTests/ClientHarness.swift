@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import ReplPlatform
 @testable import OrbSim
 @testable import OrbStack
 import ReplTestSupport
@@ -76,10 +77,10 @@ final class ClientHarness: @unchecked Sendable {
 
     /// Runs the emulator binary directly (admin commands, checks).
     @discardableResult
-    func sim(_ args: [String]) throws -> ProcessResult { try emulator.sim(args, timeout: 30) }
+    func sim(_ args: [String]) async throws -> ProcessResult { try await await emulator.sim(args, timeout: 30) }
 
-    func state(_ name: String) throws -> String? {
-        let list = try OrbctlClient.decodeList(try sim(["list", "-f", "json"]).stdout)
+    func state(_ name: String) async throws -> String? {
+        let list = try OrbctlClient.decodeList(try await sim(["list", "-f", "json"]).stdout)
         return list.first { $0.name == name }?.state.description
     }
 }

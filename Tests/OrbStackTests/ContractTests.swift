@@ -9,7 +9,7 @@ import ReplCore
     func spawnReturnsARunningMachineWithAnAddress(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
         try await h.provider.spawn(name: "repl-abc123-1-1", spec: Spec(distro: "ubuntu", version: "jammy", arch: "amd64"))
-        #expect(try h.state("repl-abc123-1-1") == "running")
+        await #expect(try h.state("repl-abc123-1-1") == "running")
         let address = try await h.provider.address(name: "repl-abc123-1-1")
         #expect(address == "192.168.139.10")
         let m = try #require(try await h.provider.list().first)
@@ -29,13 +29,13 @@ import ReplCore
     @Test(arguments: Backend.allCases)
     func createAdoptsAnExistingMachineOfTheSameName(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try h.sim(["create", "ubuntu", "m1"])
+        try await h.sim(["create", "ubuntu", "m1"])
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         #expect(try await h.provider.list().map(\.name) == ["m1"])
         // Also when the existing one is stopped: it is started.
-        try h.sim(["stop", "m1"])
+        try await h.sim(["stop", "m1"])
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
-        #expect(try h.state("m1") == "running")
+        await #expect(try h.state("m1") == "running")
     }
 
     @Test(arguments: Backend.allCases)
@@ -43,9 +43,9 @@ import ReplCore
         let h = try ClientHarness(backend)
         try await h.provider.spawn(name: "src", spec: .defaultSpec)
         try await h.provider.snapshot(source: "src", name: "snap")
-        #expect(try h.state("snap") == "stopped")
+        await #expect(try h.state("snap") == "stopped")
         try await h.provider.clone(snapshot: "snap", name: "copy")
-        #expect(try h.state("copy") == "running")
+        await #expect(try h.state("copy") == "running")
     }
 
     @Test func listIgnoresUnknownKeysAndRejectsBadOutput() throws {
@@ -66,9 +66,9 @@ import ReplCore
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         #expect(try await h.client.address("m1", resolve: { _ in nil }) == "192.168.139.10")       // 1: info's ip4
-        try h.sim(["admin", "fail", "info"])
+        try await h.sim(["admin", "fail", "info"])
         #expect(try await h.client.address("m1", resolve: { host in host == "m1.orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
-        try h.sim(["admin", "fail", "info"])
+        try await h.sim(["admin", "fail", "info"])
         #expect(try await h.client.address("m1", resolve: { _ in nil }) == "192.168.139.10")       // 3: hostname -I
     }
 
@@ -84,8 +84,8 @@ import ReplCore
 @Suite(.serialized) struct FaultTests {
     @Test func aFailingListRaisesAndIsNeverEmpty() async throws {
         let h = try ClientHarness()
-        try h.sim(["create", "ubuntu", "m1"])
-        try h.sim(["admin", "fail", "list"])
+        try await h.sim(["create", "ubuntu", "m1"])
+        try await h.sim(["admin", "fail", "list"])
         await #expect(throws: ProviderError.self) { try await h.provider.list() }
         #expect(try await h.provider.list().count == 1)
     }
@@ -94,7 +94,7 @@ import ReplCore
         let h = try ClientHarness()
         var client = h.client
         client.timeouts.quick = 0.5
-        try h.sim(["admin", "hang", "list"])
+        try await h.sim(["admin", "hang", "list"])
         let start = Date()
         do {
             _ = try await client.list()
@@ -108,7 +108,7 @@ import ReplCore
 
     @Test func exhaustionIsRecognisedWithTheResetAdvice() async throws {
         let h = try ClientHarness()
-        try h.sim(["admin", "ip-pool", "1"])
+        try await h.sim(["admin", "ip-pool", "1"])
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         do {
             try await h.provider.spawn(name: "m2", spec: .defaultSpec)
@@ -202,8 +202,8 @@ import ReplCore
         #expect(final == .timedOut)
         // The dead man's switch: a second after the deadline the machine stops itself.
         let deadline = Date().addingTimeInterval(15)
-        while try h.state("m1") != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000) }
-        #expect(try h.state("m1") == "stopped")
+        while try await h.state("m1") != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000) }
+        await #expect(try h.state("m1") == "stopped")
     }
 
     @Test func theWrapperEmbedsTextOnlyAsBase64() {

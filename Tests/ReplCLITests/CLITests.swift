@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbStack
 import ReplTestSupport
@@ -18,11 +19,7 @@ import ReplTestSupport
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-cli-\(UUID().uuidString)")
         init() { try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
         deinit {
-            let simHome = dir.appendingPathComponent("state/sim").path
-            var env = ProcessInfo.processInfo.environment
-            env["ORBSIM_HOME"] = simHome
-            env["HOME"] = dir.path
-            _ = try? CLITests.exec(BuildProducts.orbctlSim, ["admin", "reset"], env: env)
+            EmulatorHome.reset(simHome: dir.appendingPathComponent("state/sim"), environment: environment)
             try? FileManager.default.removeItem(at: dir)
         }
         var environment: [String: String] {
@@ -36,63 +33,63 @@ import ReplTestSupport
         }
     }
 
-    static func exec(_ path: String, _ args: [String], env: [String: String], stdin: String? = nil, cwd: String? = nil) throws -> Output {
+    static func exec(_ path: String, _ args: [String], env: [String: String], stdin: String? = nil, cwd: String? = nil) async throws -> Output {
         // Relative example paths are given from the repository root.
         let args = args.map { $0.hasPrefix("examples/") ? root.appendingPathComponent($0).path : $0 }
-        let r = try SystemProcessRunner.runBlocking(path, args, input: stdin.map { Data($0.utf8) }, timeout: 120, environment: env, limit: 1 << 24)
+        let r = try await SystemProcessRunner.run(path, args, input: stdin.map { Data($0.utf8) }, timeout: 120, environment: env, limit: 1 << 24)
         return Output(status: r.status, stdout: r.stdoutText, stderr: r.stderrText)
     }
 
     @discardableResult
-    static func run(_ home: Home, _ args: [String], stdin: String? = nil) throws -> Output {
-        try exec(repl, args, env: home.environment, stdin: stdin, cwd: root.path)
+    static func run(_ home: Home, _ args: [String], stdin: String? = nil) async throws -> Output {
+        try await exec(repl, args, env: home.environment, stdin: stdin, cwd: root.path)
     }
 
-    @Test func helloWaitPrintsHelloAndExitsZero() throws {
+    @Test func helloWaitPrintsHelloAndExitsZero() async throws {
         let home = Home()
-        let out = try Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
+        let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout.split(separator: "\n").contains("hello"))
         // plan on the unchanged manifest has nothing to do
-        let plan = try Self.run(home, ["--orbctl", "sim", "plan", "-f", "examples/hello.yaml"])
+        let plan = try await Self.run(home, ["--orbctl", "sim", "plan", "-f", "examples/hello.yaml"])
         #expect(plan.status == 0 && plan.stdout.contains("Nothing to do"))
         // logs work after the machine is gone
-        let logs = try Self.run(home, ["logs", "hello"])
+        let logs = try await Self.run(home, ["logs", "hello"])
         #expect(logs.stdout == "hello\n")
     }
 
-    @Test func theGuidesCommandsWorkAsShown() throws {
+    @Test func theGuidesCommandsWorkAsShown() async throws {
         let home = Home()
-        let run = try Self.run(home, ["--orbctl", "sim", "run", "--provider", "orbstack", "--spec", "ubuntu:noble:arm64",
+        let run = try await Self.run(home, ["--orbctl", "sim", "run", "--provider", "orbstack", "--spec", "ubuntu:noble:arm64",
                                       "--command", "echo hello", "--max-duration", "60000"])
         #expect(run.status == 0, "\(run.stderr)")
         let id = try #require(run.stdout.split(separator: "\n").last?.split(separator: " ").dropFirst().first)
-        let list = try Self.run(home, ["run", "list"])
+        let list = try await Self.run(home, ["run", "list"])
         #expect(list.status == 0)
         #expect(list.stdout.contains("ubuntu:noble:arm64"))
         #expect(list.stdout.split(separator: "\n").dropFirst().contains { $0.hasPrefix(id + " ") })
     }
 
-    @Test func waitExitsWithTheCommandsExitCode() throws {
+    @Test func waitExitsWithTheCommandsExitCode() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("seven.yaml")
         try "kind: Run\nname: seven\ncommand: exit 7\n".write(to: file, atomically: true, encoding: .utf8)
-        #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait"]).status == 7)
+        await #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait"]).status == 7)
         let timeout = home.dir.appendingPathComponent("slow.yaml")
         try "kind: Run\nname: slow\ncommand: sleep 30\nmaxDuration: 1s\n".write(to: timeout, atomically: true, encoding: .utf8)
-        #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", timeout.path, "--wait"]).status == 124)
+        await #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", timeout.path, "--wait"]).status == 124)
     }
 
-    @Test func jsonOfEveryCommandParses() throws {
+    @Test func jsonOfEveryCommandParses() async throws {
         let home = Home()
-        try Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
+        try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
         let commands: [[String]] = [
             ["apply", "-f", "examples/hello.yaml"], ["plan", "-f", "examples/hello.yaml"], ["run", "list"], ["run", "status", "hello"],
             ["logs", "hello"], ["snapshot", "list"], ["orphans"], ["orphans", "sweep"], ["doctor"],
             ["run", "--command", "true", "--name", "j1"], ["run", "cancel", "j1"], ["delete", "run", "j1"],
         ]
         for args in commands {
-            let out = try Self.run(home, ["--orbctl", "sim", "--json"] + args)
+            let out = try await Self.run(home, ["--orbctl", "sim", "--json"] + args)
             #expect(out.status == 0, "\(args): \(out.stderr)")
             #expect((try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8))) != nil, "\(args) printed \(out.stdout)")
         }
@@ -108,35 +105,39 @@ import ReplTestSupport
         (["run", "--command", "x", "--name", "../etc"], "--name: \"../etc\" may only contain"),
         (["run", "--command", "x", "--spec", "debian"], "--spec: distro \"debian\" is not supported"),
     ] as [([String], String)])
-    func badInputIsOneClearLine(_ args: [String], _ message: String) throws {
+    func badInputIsOneClearLine(_ args: [String], _ message: String) async throws {
         let home = Home()
-        let out = try Self.run(home, ["--orbctl", "sim"] + args, stdin: "[not, a, mapping]\n")
+        let out = try await Self.run(home, ["--orbctl", "sim"] + args, stdin: "[not, a, mapping]\n")
         #expect(out.status == 2, "\(args): \(out.stderr)")
         #expect(out.stderr.contains(message), "\(args): \(out.stderr)")
         #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Stack dump"))
     }
 
-    @Test func anAmbiguousRunPrefixIsBadInput() throws {
+    @Test func anAmbiguousRunPrefixIsBadInput() async throws {
         let home = Home()
-        try Self.run(home, ["--orbctl", "sim", "run", "--name", "job-a", "--command", "true"])
-        try Self.run(home, ["--orbctl", "sim", "run", "--name", "job-b", "--command", "true"])
-        let out = try Self.run(home, ["run", "status", "job"])
+        try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-a", "--command", "true"])
+        try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-b", "--command", "true"])
+        let out = try await Self.run(home, ["run", "status", "job"])
         #expect(out.status == 2)
         #expect(out.stderr.contains("matches 2 runs"))
     }
 
-    @Test func anUnwritableStateDirectoryIsBadInput() throws {
+    @Test func anUnwritableStateDirectoryIsBadInput() async throws {
         let home = Home()
-        let out = try Self.exec(Self.repl, ["--orbctl", "sim", "--state-dir", "/proc/forbidden", "run", "list"], env: home.environment)
+        // A directory cannot be made under a regular file, on any system and as any user.
+        let file = home.dir.appendingPathComponent("a-file")
+        try Data().write(to: file)
+        let out = try await Self.exec(Self.repl, ["--orbctl", "sim", "--state-dir", file.appendingPathComponent("state").path, "run", "list"],
+                                      env: home.environment)
         #expect(out.status == 2)
         #expect(out.stderr.contains("state directory"))
     }
 
-    @Test func aMissingOrbctlExitsThreeWithTheInstallAdvice() throws {
+    @Test func aMissingOrbctlExitsThreeWithTheInstallAdvice() async throws {
         let home = Home()
         var env = home.environment
         env["PATH"] = "/nonexistent"
-        let out = try Self.exec(Self.repl, ["apply", "-f", "examples/hello.yaml"], env: env, cwd: Self.root.path)
+        let out = try await Self.exec(Self.repl, ["apply", "-f", "examples/hello.yaml"], env: env, cwd: Self.root.path)
         #expect(out.status == 3)
         #expect(out.stderr.contains("https://orbstack.dev"))
     }
@@ -144,39 +145,33 @@ import ReplTestSupport
 
 /// `repl watch`: plain lines, the lease, and a clean stop on Ctrl-C.
 @Suite(.serialized) struct WatchTests {
-    @Test func watchAppliesConvergesAndStopsCleanly() throws {
+    @Test func watchAppliesConvergesAndStopsCleanly() async throws {
         let home = CLITests.Home()
         let log = home.dir.appendingPathComponent("watch.log").path
         var env = home.environment
         env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
         let script = "exec \"\(CLITests.repl)\" --orbctl sim watch -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
-        var pid = pid_t()
-        let words: [String] = ["/bin/sh", "-c", script]
-        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in argv { free(p) }; for p in envp { free(p) } }
-        #expect(posix_spawn(&pid, "/bin/sh", nil, nil, argv, envp) == 0)
+        let watch = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
+        let pid = watch.pid
         // Wait until the run has finished and its machine is gone.
         let deadline = Date().addingTimeInterval(60)
         var text = ""
         while Date() < deadline {
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             if text.contains("(finished)") { break }
-            usleep(100_000)
+            try await Task.sleep(nanoseconds: UInt64(100_000) * 1000)
         }
         #expect(text.contains("Succeeded (exit 0)"))
         // While it runs, another process may not act.
-        let sweep = try CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep"])
+        let sweep = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep"])
         #expect(sweep.stdout.contains("watch (pid \(pid)) holds the controller lease"))
-        kill(pid, SIGINT)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        #expect((status >> 8) & 0xff == 0 && status & 0x7f == 0)
+        watch.signal(SIGINT)
+        #expect(try await watch.wait() == 0)
         text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         #expect(text.hasSuffix("machines stay as they are\n"))
         // Plain mode: every line is one timestamped event.
         #expect(text.split(separator: "\n").allSatisfy { $0.wholeMatch(of: /[0-9]{2}:[0-9]{2}:[0-9]{2} .+/) != nil })
-        let doctor = try CLITests.run(home, ["--orbctl", "sim", "doctor"])
+        let doctor = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])
         #expect(doctor.stdout.contains("lease:         free"))
     }
 }
@@ -185,29 +180,29 @@ import ReplTestSupport
 @Suite(.serialized) struct HostileInputTests {
     // (A NUL byte cannot reach argv at all: exec ends C strings there. Manifests are checked for it below.)
     @Test(arguments: ["a/b", "..", "../etc", "has space", "$(reboot)", "`id`", "a;b", "UPPER", "-rf", String(repeating: "x", count: 300)])
-    func hostileNames(_ name: String) throws {
+    func hostileNames(_ name: String) async throws {
         let home = CLITests.Home()
-        let out = try CLITests.run(home, ["--orbctl", "sim", "run", "--name", name, "--command", "true"])
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "run", "--name", name, "--command", "true"])
         #expect(out.status == 2, "\(name.debugDescription): \(out.stderr)")
         #expect(out.stderr.split(separator: "\n").count <= 4 && !out.stderr.contains("Fatal error"))
-        #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))  // nothing was recorded
+        await #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))  // nothing was recorded
     }
 
-    @Test func aTenMegabyteCommandIsRefusedClearly() throws {
+    @Test func aTenMegabyteCommandIsRefusedClearly() async throws {
         let home = CLITests.Home()
         let file = home.dir.appendingPathComponent("big.yaml")
         let big = String(repeating: "echo 0123456789abcdef; ", count: 10 * 1024 * 1024 / 23)
         try "kind: Run\nname: big\ncommand: \"\(big)\"\n".write(to: file, atomically: true, encoding: .utf8)
-        let out = try CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
         #expect(out.status == 2)
         #expect(out.stderr.contains("command: is 10239 KiB; at most 1024 KiB"))
     }
 
-    @Test func nulBytesInAManifestAreRefused() throws {
+    @Test func nulBytesInAManifestAreRefused() async throws {
         let home = CLITests.Home()
         let file = home.dir.appendingPathComponent("nul.yaml")
         try Data("kind: Run\nname: a\u{0}b\n".utf8).write(to: file)
-        let out = try CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
         #expect(out.status == 2 && out.stderr.contains("NUL bytes"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import repl
 @testable import OrbStack
@@ -73,45 +74,55 @@ struct WatchViewTests {
 @Suite(.serialized) struct WatchTerminalTests {
     static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/opt/homebrew/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    func tmux(_ args: [String]) throws -> String {
-        let r = try SystemProcessRunner.runBlocking(Self.tmuxPath!, args, input: nil, timeout: 30,
+    func tmux(_ args: [String]) async throws -> String {
+        let r = try await SystemProcessRunner.run(Self.tmuxPath!, args, input: nil, timeout: 30,
                                                     environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
         return r.stdoutText
     }
 
     @Test(.enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
-    func watchInATerminal() throws {
+    func watchInATerminal() async throws {
         let home = CLITests.Home()
         let session = "repl-watch-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         let exitFile = home.dir.appendingPathComponent("exit").path
         let env = home.environment
         let command = "cd '\(home.dir.path)' && env REPL_HOME='\(env["REPL_HOME"]!)' HOME='\(env["HOME"]!)' ORBSIM_LATENCY=fast TERM=xterm "
             + "'\(CLITests.repl)' --orbctl sim watch --interval 300ms; echo $? > '\(exitFile)'; sleep 30"
-        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", command])
-        defer { _ = try? tmux(["kill-session", "-t", session]) }
-        func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", session]) }
-        func waitFor(_ text: String, seconds: Double = 30) throws -> Bool {
+        _ = try await tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", command])
+        let outcome = await Result(catching: { try await drive(home: home, session: session, exitFile: exitFile) })
+        _ = try? await tmux(["kill-session", "-t", session])
+        try outcome.get()
+    }
+
+    private func drive(home: CLITests.Home, session: String, exitFile: String) async throws {
+        func screen() async -> String { (try? await tmux(["capture-pane", "-p", "-t", session])) ?? "" }
+        func waitFor(_ text: String, seconds: Double = 30) async throws -> (Bool, String) {
             let deadline = Date().addingTimeInterval(seconds)
+            var shown = ""
             while Date() < deadline {
-                if try screen().contains(text) { return true }
-                usleep(100_000)
+                shown = await screen()
+                if shown.contains(text) { return (true, shown) }
+                try await Task.sleep(nanoseconds: 100_000_000)
             }
-            return false
+            return (false, shown)
         }
-        #expect(try waitFor("repl watch · OrbStack"), "no view: \((try? screen()) ?? "")")
+        let view = try await waitFor("repl watch · OrbStack")
+        #expect(view.0, "no view: \(view.1)")
         // Apply from another process: it records the manifest and leaves the acting to watch.
         let file = home.dir.appendingPathComponent("demo.yaml")
         try "kind: Run\nname: demo\ncommand: sleep 2\nhold: 30s\n".write(to: file, atomically: true, encoding: .utf8)
-        let apply = try CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
+        let apply = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
         #expect(apply.status == 0 && apply.stdout.contains("holds the controller lease"))
-        #expect(try waitFor("Running"), "never running: \((try? screen()) ?? "")")
-        #expect(try waitFor("Succeeded"), "never succeeded: \((try? screen()) ?? "")")
-        _ = try tmux(["send-keys", "-t", session, "q"])
+        let running = try await waitFor("Running")
+        #expect(running.0, "never running: \(running.1)")
+        let succeeded = try await waitFor("Succeeded")
+        #expect(succeeded.0, "never succeeded: \(succeeded.1)")
+        _ = try await tmux(["send-keys", "-t", session, "q"])
         let deadline = Date().addingTimeInterval(15)
-        while !FileManager.default.fileExists(atPath: exitFile) && Date() < deadline { usleep(100_000) }
+        while !FileManager.default.fileExists(atPath: exitFile) && Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000) }
         #expect((try? String(contentsOfFile: exitFile, encoding: .utf8)) == "0\n")
         // The alternate screen is gone: the view is no longer on the terminal.
-        let after = try screen()
+        let after = await screen()
         #expect(!after.contains("repl watch · OrbStack") && after.contains("stopped after"), "terminal not restored: \(after)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbStack
 @testable import ReplController
@@ -7,10 +8,10 @@ import ReplStore
 
 /// The controller process killed with SIGKILL at the worst moments; the next run converges.
 @Suite(.serialized) struct CrashTests {
-    func repl(_ w: World, _ args: [String], crash: String? = nil) throws -> ProcessResult {
+    func repl(_ w: World, _ args: [String], crash: String? = nil) async throws -> ProcessResult {
         var env = w.environment
         if let crash { env["REPL_TEST_CRASH"] = crash }
-        return try SystemProcessRunner.runBlocking(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
+        return try await SystemProcessRunner.run(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
                                                    environment: env, limit: 1 << 20)
     }
 
@@ -19,10 +20,10 @@ import ReplStore
         let w = try World()
         let file = w.root.appendingPathComponent("r.yaml")
         try "kind: Run\nname: r\ncommand: sleep 600\nreplicas: 2\n".write(to: file, atomically: true, encoding: .utf8)
-        let crashed = try repl(w, ["apply", "-f", file.path], crash: point)
+        let crashed = try await repl(w, ["apply", "-f", file.path], crash: point)
         #expect(crashed.status == 137, "\(crashed.stderrText)")
         #expect(try !w.store.openIntents().isEmpty)
-        let again = try repl(w, ["apply", "-f", file.path])
+        let again = try await repl(w, ["apply", "-f", file.path])
         #expect(again.status == 0, "\(again.stderrText)")
         let machines = try w.machines()
         #expect(machines.count == 2)  // no duplicate, none missing
@@ -31,9 +32,9 @@ import ReplStore
         let run = try w.run("r")
         #expect(run.instances.count == 2 && run.instances.allSatisfy { $0.phase >= .bootstrapping })
         // Nothing is left to clean up: every machine is owned.
-        let sweep = try repl(w, ["orphans", "sweep", "--orphan-grace", "0s", "--json"])
+        let sweep = try await repl(w, ["orphans", "sweep", "--orphan-grace", "0s", "--json"])
         #expect(sweep.status == 0)
-        #expect(try w.machines().count == 2)
+        await #expect(try w.machines().count == 2)
     }
 
     @Test(arguments: ["after-intent:delete", "after-call:delete"])
@@ -41,13 +42,13 @@ import ReplStore
         let w = try World()
         let file = w.root.appendingPathComponent("r.yaml")
         try "kind: Run\nname: r\ncommand: sleep 600\n".write(to: file, atomically: true, encoding: .utf8)
-        #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
-        #expect(try w.machines().count == 1)
-        let crashed = try repl(w, ["delete", "run", "r"], crash: point)
+        await #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
+        await #expect(try w.machines().count == 1)
+        let crashed = try await repl(w, ["delete", "run", "r"], crash: point)
         #expect(crashed.status == 137)
-        let sweep = try repl(w, ["orphans", "sweep"])
+        let sweep = try await repl(w, ["orphans", "sweep"])
         #expect(sweep.status == 0, "\(sweep.stderrText)")
-        #expect(try w.machines().isEmpty)  // no leaked machine
+        await #expect(try w.machines().isEmpty)  // no leaked machine
         #expect(try w.store.openIntents().isEmpty)
         #expect(try w.run("r").phase == .cancelled)
     }

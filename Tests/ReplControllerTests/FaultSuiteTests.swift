@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbStack
 @testable import ReplController
@@ -10,8 +11,8 @@ import ReplStore
 @Suite(.serialized) struct FaultSuiteTests {
     static let long = ProcessInfo.processInfo.environment["REPL_LONG"] == "1"
 
-    func repl(_ w: World, _ args: [String], orbctl: String? = nil, extra: [String: String] = [:]) throws -> ProcessResult {
-        try SystemProcessRunner.runBlocking(Paths.repl, ["--orbctl", orbctl ?? w.orbctl] + args, input: nil, timeout: 180,
+    func repl(_ w: World, _ args: [String], orbctl: String? = nil, extra: [String: String] = [:]) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(Paths.repl, ["--orbctl", orbctl ?? w.orbctl] + args, input: nil, timeout: 180,
                                             environment: w.environment.merging(extra) { $1 }, limit: 1 << 22)
     }
 
@@ -29,8 +30,8 @@ import ReplStore
     func aBadListTouchesNothingAndTheNextGoodTickConverges(_ fault: String) async throws {
         let w = try World()
         let cid = try w.store.controlID()
-        try w.sim(["create", "ubuntu", "repl-\(cid)-o1-o1"])  // an old orphan
-        try w.sim(["admin", "clock", "advance", "10m"])
+        try await w.sim(["create", "ubuntu", "repl-\(cid)-o1-o1"])  // an old orphan
+        try await w.sim(["admin", "clock", "advance", "10m"])
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         // A fake orbctl in front of the emulator that spoils `list` once.
         let fake = w.root.appendingPathComponent("bin/fake-orbctl").path
@@ -48,7 +49,7 @@ import ReplStore
         exec "\(w.orbctl)" "$@"
         """.write(toFile: fake, atomically: true, encoding: .utf8)
         chmod(fake, 0o755)
-        try w.sim(["admin", "calls", "--reset"])
+        try await w.sim(["admin", "calls", "--reset"])
         var client = OrbctlClient(command: OrbctlCommand(executable: fake), runner: SystemProcessRunner(environment: w.environment))
         client.timeouts.quick = 1
         client.deleteGrace = 0.01
@@ -69,7 +70,7 @@ import ReplStore
 
     @Test func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
         let w = try World()
-        try w.sim(["admin", "latency", "create", "2500"])
+        try await w.sim(["admin", "latency", "create", "2500"])
         try w.apply("kind: Run\nname: slow\ncommand: sleep 600\n")
         var client = OrbctlClient(command: OrbctlCommand(executable: w.orbctl), runner: SystemProcessRunner(environment: w.environment))
         client.timeouts.create = 1
@@ -85,7 +86,7 @@ import ReplStore
         #expect(try w.run("slow").instances.count == 1 && w.run("slow").instances[0].phase >= .bootstrapping)
     }
 
-    @Test func killedAtRandomPointsDuringATenRunApply() throws {
+    @Test func killedAtRandomPointsDuringATenRunApply() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("ten.yaml")
         try (0..<10).map { "kind: Run\nname: r\($0)\ncommand: sleep 600\n" }.joined(separator: "---\n")
@@ -95,10 +96,10 @@ import ReplStore
         var killed = 0
         for _ in 0..<points {
             let n = Int.random(in: 1...20, using: &rng)
-            if try repl(w, ["apply", "-f", file.path], extra: ["REPL_TEST_CRASH_AFTER": "\(n)"]).status == 137 { killed += 1 }
+            if try await repl(w, ["apply", "-f", file.path], extra: ["REPL_TEST_CRASH_AFTER": "\(n)"]).status == 137 { killed += 1 }
         }
         #expect(killed >= 1)  // the first apply always has 20 actions to do, so it is killed
-        let final = try repl(w, ["apply", "-f", file.path])
+        let final = try await repl(w, ["apply", "-f", file.path])
         #expect(final.status == 0, "\(final.stderrText)")
         let machines = try w.machines()
         #expect(machines.count == 10)  // no duplicate, none leaked
@@ -111,14 +112,14 @@ import ReplStore
         let w = try World()
         let unmanaged = (0..<(Self.long ? 100 : 30)).map { "dev-\($0)" }
         let foreign = (0..<(Self.long ? 20 : 8)).map { "repl-zzzzzz-\(Base36.encode(UInt64($0 + 1)))-1" }
-        for name in unmanaged + foreign { try w.sim(["create", "ubuntu", name]) }
-        try w.sim(["admin", "clock", "advance", "1h"])
-        try w.sim(["admin", "calls", "--reset"])
+        for name in unmanaged + foreign { try await w.sim(["create", "ubuntu", name]) }
+        try await w.sim(["admin", "clock", "advance", "1h"])
+        try await w.sim(["admin", "calls", "--reset"])
         let file = w.root.appendingPathComponent("churn.yaml")
         try "kind: Run\nname: short\ncommand: \"true\"\nreplicas: 3\n".write(to: file, atomically: true, encoding: .utf8)
-        #expect(try repl(w, ["apply", "-f", file.path, "--wait"]).status == 0)
-        #expect(try repl(w, ["orphans", "sweep", "--orphan-grace", "0s"]).status == 0)
-        #expect(try repl(w, ["delete", "run", "short"]).status == 0)
+        await #expect(try repl(w, ["apply", "-f", file.path, "--wait"]).status == 0)
+        await #expect(try repl(w, ["orphans", "sweep", "--orphan-grace", "0s"]).status == 0)
+        await #expect(try repl(w, ["delete", "run", "short"]).status == 0)
         let touched = Set(try destructiveCalls(w))
         #expect(touched.isDisjoint(with: unmanaged + foreign))
         #expect(Set(try w.machines().map(\.name)) == Set(unmanaged + foreign))
@@ -126,16 +127,16 @@ import ReplStore
 
     /// Short runs in waves through a small pool: graceful stops return every address, so the
     /// pool never runs out (long: 300 runs through 64 addresses; CI: 48 through 16).
-    @Test func churnNeverExhaustsThePool() throws {
+    @Test func churnNeverExhaustsThePool() async throws {
         let w = try World()
         let (total, pool, wave) = Self.long ? (300, 64, 30) : (48, 16, 12)
-        try w.sim(["admin", "ip-pool", "\(pool)"])
+        try await w.sim(["admin", "ip-pool", "\(pool)"])
         var done = 0
         while done < total {
             let file = w.root.appendingPathComponent("wave\(done).yaml")
             try (done..<(done + wave)).map { "kind: Run\nname: c\($0)\ncommand: sleep 0.2\n" }.joined(separator: "---\n")
                 .write(to: file, atomically: true, encoding: .utf8)
-            let out = try repl(w, ["apply", "-f", file.path, "--wait", "--quiet"])
+            let out = try await repl(w, ["apply", "-f", file.path, "--wait", "--quiet"])
             #expect(out.status == 0, "wave at \(done): \(out.stderrText)")
             done += wave
         }
@@ -146,36 +147,26 @@ import ReplStore
 
     /// `watch`, cron sweeps and applies at the same time: one actor at a time, nothing done twice
     /// (CI: 10 seconds; long: a minute).
-    @Test func watchSweepAndApplyAtOnce() throws {
+    @Test func watchSweepAndApplyAtOnce() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("fleet.yaml")
         try "kind: Run\nname: svc\nreplicas: 3\n---\nkind: Run\nname: job\ncommand: sleep 1\nhold: 0s\n"
             .write(to: file, atomically: true, encoding: .utf8)
-        try w.sim(["admin", "calls", "--reset"])
-        var pid = pid_t()
-        let words: [String] = [Paths.repl, "--orbctl", w.orbctl, "watch", "-f", file.path, "--interval", "200ms"]
-        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = w.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in argv { free(p) }; for p in envp { free(p) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_addopen(&actions, 1, w.root.appendingPathComponent("watch.log").path, O_WRONLY | O_CREAT, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, w.root.appendingPathComponent("watch.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        #expect(posix_spawn(&pid, Paths.repl, &actions, nil, argv, envp) == 0)
-        posix_spawn_file_actions_destroy(&actions)
+        try await w.sim(["admin", "calls", "--reset"])
+        let watch = try await BackgroundProcess.start(Paths.repl, ["--orbctl", w.orbctl, "watch", "-f", file.path, "--interval", "200ms"],
+                                                      environment: w.environment, outputPath: w.root.appendingPathComponent("watch.log").path)
         let until = Date().addingTimeInterval(Self.long ? 60 : 10)
         var refused = 0
         while Date() < until {
-            let sweep = try repl(w, ["orphans", "sweep"])
+            let sweep = try await repl(w, ["orphans", "sweep"])
             #expect(sweep.status == 0)
             if sweep.stdoutText.contains("holds the controller lease") { refused += 1 }
-            let apply = try repl(w, ["apply", "-f", file.path])
+            let apply = try await repl(w, ["apply", "-f", file.path])
             #expect(apply.status == 0)
-            usleep(200_000)
+            try await Task.sleep(nanoseconds: UInt64(200_000) * 1000)
         }
-        kill(pid, SIGINT)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        watch.signal(SIGINT)
+        _ = try await watch.wait()
         #expect(refused > 0, "watch said: \((try? String(contentsOf: w.root.appendingPathComponent("watch.log"), encoding: .utf8)) ?? "")")
         // Nothing was done twice: each machine name was created at most once.
         let text = try String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)

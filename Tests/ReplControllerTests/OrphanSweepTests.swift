@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbStack
 @testable import ReplController
@@ -7,8 +8,8 @@ import ReplStore
 
 /// `repl orphans sweep` and `repl recover`, run as the CLI against the emulator.
 @Suite(.serialized) struct OrphanSweepTests {
-    func repl(_ w: World, _ args: [String]) throws -> ProcessResult {
-        try SystemProcessRunner.runBlocking(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
+    func repl(_ w: World, _ args: [String]) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
                                             environment: w.environment, limit: 1 << 22)
     }
 
@@ -18,45 +19,45 @@ import ReplStore
         try await w.tick { try w.wanted(w.run("keep")).first?.phase == .running }
         let cid = try w.store.controlID()
         let old = ["repl-\(cid)-z1-z1", "repl-\(cid)-none-z2"]
-        for name in old { try w.sim(["create", "ubuntu", name]) }
+        for name in old { try await w.sim(["create", "ubuntu", name]) }
         let foreign = "repl-zzzzzz-1-1"
-        try w.sim(["create", "ubuntu", foreign])
+        try await w.sim(["create", "ubuntu", foreign])
         let whitelisted = "repl-\(cid)-z3-z3"
-        try w.sim(["create", "ubuntu", whitelisted])
+        try await w.sim(["create", "ubuntu", whitelisted])
         try w.store.addToWhitelist(whitelisted, reason: "debugging", expires: nil)
         let unmanaged = "my-dev-box"
-        try w.sim(["create", "ubuntu", unmanaged])
-        try w.sim(["admin", "clock", "advance", "10m"])  // everything so far is old now
+        try await w.sim(["create", "ubuntu", unmanaged])
+        try await w.sim(["admin", "clock", "advance", "10m"])  // everything so far is old now
         let young = "repl-\(cid)-z4-z4"
-        try w.sim(["create", "ubuntu", young])
+        try await w.sim(["create", "ubuntu", young])
         return (old, young, foreign, whitelisted, unmanaged)
     }
 
-    func names(_ w: World) throws -> Set<String> { Set(try w.machines().map(\.name)) }
+    func names(_ w: World) async throws -> Set<String> { Set(try w.machines().map(\.name)) }
 
     @Test func aSweepDeletesExactlyTheOldOrphans() async throws {
         let w = try World()
         let m = try await populate(w)
-        let before = try names(w)
-        let dry = try repl(w, ["orphans", "sweep", "--dry-run", "--json"])
+        let before = try await names(w)
+        let dry = try await repl(w, ["orphans", "sweep", "--dry-run", "--json"])
         #expect(dry.status == 0)
         let planned = try JSONSerialization.jsonObject(with: dry.stdout) as? [String: Any]
         let dryActions = (planned?["actions"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
-        #expect(try names(w) == before)  // --dry-run deletes nothing…
+        await #expect(try names(w) == before)  // --dry-run deletes nothing…
         #expect(Set(dryActions) == Set(m.old.map { "delete \($0) (orphan)" }))  // …and lists the same set
-        let sweep = try repl(w, ["orphans", "sweep"])
+        let sweep = try await repl(w, ["orphans", "sweep"])
         #expect(sweep.status == 0, "\(sweep.stderrText)")
-        #expect(try names(w) == before.subtracting(m.old))
-        let foreign = try repl(w, ["orphans", "sweep", "--include-foreign"])
+        await #expect(try names(w) == before.subtracting(m.old))
+        let foreign = try await repl(w, ["orphans", "sweep", "--include-foreign"])
         #expect(foreign.status == 0)
-        #expect(try names(w) == before.subtracting(m.old + [m.foreign]))
+        await #expect(try names(w) == before.subtracting(m.old + [m.foreign]))
         // The young orphan goes once its grace has passed; the whitelisted and unmanaged never do.
-        try w.sim(["admin", "clock", "advance", "3m"])
-        #expect(try repl(w, ["orphans", "sweep", "--quiet"]).status == 0)
-        #expect(try names(w) == before.subtracting(m.old + [m.foreign, m.young]))
-        #expect(try names(w).isSuperset(of: [m.whitelisted, m.unmanaged]))
+        try await w.sim(["admin", "clock", "advance", "3m"])
+        await #expect(try repl(w, ["orphans", "sweep", "--quiet"]).status == 0)
+        await #expect(try names(w) == before.subtracting(m.old + [m.foreign, m.young]))
+        await #expect(try names(w).isSuperset(of: [m.whitelisted, m.unmanaged]))
         // A quiet sweep with nothing to do prints nothing.
-        let quiet = try repl(w, ["orphans", "sweep", "--quiet"])
+        let quiet = try await repl(w, ["orphans", "sweep", "--quiet"])
         #expect(quiet.status == 0 && quiet.stdoutText.isEmpty)
     }
 
@@ -72,21 +73,21 @@ import ReplStore
                 switch Int.random(in: 0..<4, using: &rng) {
                 case 0:
                     let name = ["dev-\(round)-\(i)", "repl-\(round)x\(i)", "repl-\(cid)-01-\(i)", "ubuntu\(i)"].randomElement(using: &rng)!
-                    try w.sim(["create", "ubuntu", name]); protected.insert(name)
+                    try await w.sim(["create", "ubuntu", name]); protected.insert(name)
                 case 1:
                     let name = "repl-\(cid)-w\(i)-\(i)"
-                    try w.sim(["create", "ubuntu", name]); try w.store.addToWhitelist(name, reason: "test", expires: nil); protected.insert(name)
+                    try await w.sim(["create", "ubuntu", name]); try w.store.addToWhitelist(name, reason: "test", expires: nil); protected.insert(name)
                 case 2:
-                    try w.sim(["create", "ubuntu", "repl-\(cid)-o\(i)-\(i)"])  // an orphan: may go
+                    try await w.sim(["create", "ubuntu", "repl-\(cid)-o\(i)-\(i)"])  // an orphan: may go
                 default:
-                    try w.sim(["create", "ubuntu", "repl-zz\(round)zz\(i % 10)-1-\(i)"]); protected.insert("repl-zz\(round)zz\(i % 10)-1-\(i)")
+                    try await w.sim(["create", "ubuntu", "repl-zz\(round)zz\(i % 10)-1-\(i)"]); protected.insert("repl-zz\(round)zz\(i % 10)-1-\(i)")
                 }
             }
-            if Bool.random(using: &rng) { try w.sim(["admin", "clock", "advance", "5m"]) }
+            if Bool.random(using: &rng) { try await w.sim(["admin", "clock", "advance", "5m"]) }
             let young = "repl-\(cid)-y1-y1"
-            try w.sim(["create", "ubuntu", young]); protected.insert(young)
-            try w.sim(["admin", "calls", "--reset"])
-            #expect(try repl(w, ["orphans", "sweep"]).status == 0)
+            try await w.sim(["create", "ubuntu", young]); protected.insert(young)
+            try await w.sim(["admin", "calls", "--reset"])
+            await #expect(try repl(w, ["orphans", "sweep"]).status == 0)
             for call in try String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8).split(separator: "\n") {
                 let argv = (try JSONSerialization.jsonObject(with: Data(call.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
                 guard let verb = argv.first, verb == "stop" || verb == "delete" else { continue }
@@ -103,34 +104,34 @@ import ReplStore
         for name in ["one", "two", "three"] {
             let file = w.root.appendingPathComponent("\(name).yaml")
             try "kind: Run\nname: \(name)\ncommand: sleep 600\nenv: {WHO: \(name)}\n".write(to: file, atomically: true, encoding: .utf8)
-            #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
+            await #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
         }
-        let machines = try names(w)
+        let machines = try await names(w)
         #expect(machines.count == 3)
         let cid = try w.store.controlID()
         // The database is lost.
         let state = w.root.appendingPathComponent("state")
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(at: state.appendingPathComponent("state.db" + suffix)) }
-        let recover = try repl(w, ["recover", "--json"])
+        let recover = try await repl(w, ["recover", "--json"])
         #expect(recover.status == 0, "\(recover.stderrText)")
         let out = try JSONSerialization.jsonObject(with: recover.stdout) as? [String: Any]
         #expect(out?["controlId"] as? String == cid.rawValue)
         #expect(Set(out?["recovered"] as? [String] ?? []) == ["one", "two", "three"])
         // The runs are back with their manifests, and their machines are owned, not orphans.
-        let list = try JSONSerialization.jsonObject(with: try repl(w, ["run", "list", "--json"]).stdout) as? [String: Any]
+        let list = try await JSONSerialization.jsonObject(with: try repl(w, ["run", "list", "--json"]).stdout) as? [String: Any]
         let runs = list?["runs"] as? [[String: Any]] ?? []
         #expect(Set(runs.compactMap { $0["name"] as? String }) == ["one", "two", "three"])
         #expect(runs.allSatisfy { $0["command"] as? String == "sleep 600" })
-        let orphans = try JSONSerialization.jsonObject(with: try repl(w, ["orphans", "--json"]).stdout) as? [String: Any]
+        let orphans = try await JSONSerialization.jsonObject(with: try repl(w, ["orphans", "--json"]).stdout) as? [String: Any]
         #expect((orphans?["machines"] as? [Any])?.isEmpty == true)
         // A plain tick then changes nothing.
-        let plan = try repl(w, ["orphans", "sweep", "--dry-run", "--json"])
+        let plan = try await repl(w, ["orphans", "sweep", "--dry-run", "--json"])
         let planned = try JSONSerialization.jsonObject(with: plan.stdout) as? [String: Any]
         #expect((planned?["actions"] as? [Any])?.isEmpty == true)
-        #expect(try names(w) == machines)
+        await #expect(try names(w) == machines)
         // Re-applying an unchanged manifest is still a no-op.
-        let again = try repl(w, ["apply", "-f", w.root.appendingPathComponent("one.yaml").path])
+        let again = try await repl(w, ["apply", "-f", w.root.appendingPathComponent("one.yaml").path])
         #expect(again.stdoutText.contains("one: unchanged"))
-        #expect(try names(w) == machines)
+        await #expect(try names(w) == machines)
     }
 }

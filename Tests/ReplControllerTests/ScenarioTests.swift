@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbStack
 @testable import ReplController
@@ -7,7 +8,7 @@ import ReplStore
 
 /// Ticks against the emulator; each test asserts the world (machines and store rows).
 @Suite(.serialized) struct ScenarioTests {
-    func names(_ w: World) throws -> Set<String> { Set(try w.machines().map(\.name)) }
+    func names(_ w: World) async throws -> Set<String> { Set(try w.machines().map(\.name)) }
 
     @Test func threeReplicasConvergeThenScaleToOne() async throws {
         let w = try World()
@@ -26,10 +27,10 @@ import ReplStore
         let w = try World()
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
-        let before = try names(w)
+        let before = try await names(w)
         try w.apply("kind: Run\nname: a\ncommand: sleep 601\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running && w.machines().count == 1 }
-        let after = try names(w)
+        let after = try await names(w)
         #expect(before.count == 1 && after.count == 1 && before != after)
         #expect(try w.run("a").generation == 2)
     }
@@ -51,10 +52,10 @@ import ReplStore
         try await w.tick { try w.wanted(w.run("idle")).allSatisfy { $0.phase == .running } }
         w.controller.settings.probeInterval = 3600
         _ = await w.controller.tick()
-        try w.sim(["admin", "calls", "--reset"])
+        try await w.sim(["admin", "calls", "--reset"])
         let report = await w.controller.tick()
         #expect(report.outcomes.isEmpty)
-        let calls = try JSONSerialization.jsonObject(with: w.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
+        let calls = try await JSONSerialization.jsonObject(with: w.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
         #expect(calls?["total"] as? Int == 1)
         #expect(calls?["verbs"] as? [String: Int] == ["list": 1])
     }
@@ -105,7 +106,7 @@ import ReplStore
     @Test func aFailedListMakesTheTickANoOp() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: a\n")
-        try w.sim(["admin", "fail", "list"])
+        try await w.sim(["admin", "fail", "list"])
         let report = await w.controller.tick()
         #expect(report.observationError != nil && report.outcomes.isEmpty)
         #expect(try w.machines().isEmpty && w.run("a").instances.isEmpty)
@@ -113,8 +114,8 @@ import ReplStore
 
     @Test func exhaustionOpensTheBreaker() async throws {
         let w = try World()
-        try w.sim(["admin", "ip-pool", "1"])
-        try w.sim(["create", "ubuntu", "someone-else"])
+        try await w.sim(["admin", "ip-pool", "1"])
+        try await w.sim(["create", "ubuntu", "someone-else"])
         try w.apply("kind: Run\nname: a\nreplicas: 2\n")
         var creates: [Int] = []
         for _ in 0..<20 {
@@ -129,19 +130,19 @@ import ReplStore
         #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("orbstack-reset-networking.sh") })
         // The pool is freed (the other machine goes gracefully) and the cool-down passes:
         // the half-open breaker lets one create through, it succeeds, and the fleet converges.
-        try w.sim(["stop", "someone-else"])
-        try w.sim(["delete", "-f", "someone-else"])
-        try w.sim(["admin", "ip-pool", "4"])
+        try await w.sim(["stop", "someone-else"])
+        try await w.sim(["delete", "-f", "someone-else"])
+        try await w.sim(["admin", "ip-pool", "4"])
         _ = try w.store.tripBreaker("cool-down elapsed (test)", now: Date().addingTimeInterval(-3600))
         try await w.tick { try w.machines().count == 2 && w.wanted(w.run("a")).allSatisfy { $0.phase >= .bootstrapping } }
         #expect(try w.store.breaker().failures == 0)
     }
 
-    @Test func onlyOneProcessHoldsTheLease() throws {
+    @Test func onlyOneProcessHoldsTheLease() async throws {
         let w = try World()
         #expect(try w.store.acquireLease(holder: "watch") == nil)
         // Another process: a child that tries to take it through the CLI sees it held.
-        let other = try SystemProcessRunner.runBlocking(Paths.repl, ["--orbctl", "sim", "orphans", "sweep"], input: nil, timeout: 60,
+        let other = try await SystemProcessRunner.run(Paths.repl, ["--orbctl", "sim", "orphans", "sweep"], input: nil, timeout: 60,
                                                         environment: w.environment, limit: 1 << 20)
         #expect(other.status == 0)
         #expect(other.stdoutText.contains("watch (pid \(getpid())) holds the controller lease"))

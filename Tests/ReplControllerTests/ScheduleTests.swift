@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import OrbStack
 import ReplCore
@@ -17,7 +18,7 @@ struct ScheduleTests {
         #expect(plist["StandardOutPath"] as? String != nil)
     }
 
-    @Test func theCrontabLineRunsTheSweep() throws {
+    @Test func theCrontabLineRunsTheSweep() async throws {
         let w = try World()
         let text = try String(contentsOf: Self.root.appendingPathComponent("scaffold/cron/crontab"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { !$0.hasPrefix("#") && !$0.isEmpty })
@@ -30,10 +31,10 @@ struct ScheduleTests {
         // The crontab's store is ~/.repl: an old orphan of its control id must go, a foreign machine stays.
         let cronStore = try ReplStore.Store(directory: w.root.appendingPathComponent(".repl"))
         let cid = try cronStore.controlID()
-        try w.sim(["create", "ubuntu", "repl-\(cid)-z9-z9"])
-        try w.sim(["create", "ubuntu", "repl-\(try w.store.controlID())-z8-z8"])
-        try w.sim(["admin", "clock", "advance", "5m"])
-        let result = try SystemProcessRunner.runBlocking("/bin/sh", ["-c", command], input: nil, timeout: 120, environment: env, limit: 1 << 20)
+        try await w.sim(["create", "ubuntu", "repl-\(cid)-z9-z9"])
+        try await w.sim(["create", "ubuntu", "repl-\(try w.store.controlID())-z8-z8"])
+        try await w.sim(["admin", "clock", "advance", "5m"])
+        let result = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 120, environment: env, limit: 1 << 20)
         #expect(result.status == 0)
         // It used ~/.repl as its state and removed the old orphan of that store's control id.
         let machines = try w.machines()

@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 @testable import OrbSim
 @testable import OrbStack
 @testable import ReplController
@@ -37,9 +38,10 @@ final class World: @unchecked Sendable {
     deinit { emulator.remove() }
 
     @discardableResult
-    func sim(_ args: [String]) throws -> ProcessResult { try emulator.sim(args, timeout: 30) }
+    func sim(_ args: [String]) async throws -> ProcessResult { try await emulator.sim(args, timeout: 30) }
 
-    func machines() throws -> [ObservedMachine] { try OrbctlClient.decodeList(try sim(["list", "-f", "json"]).stdout) }
+    /// The emulator's machines, read through its model in this process.
+    func machines() throws -> [ObservedMachine] { try OrbctlClient.decodeList(try emulator.simInProcess(["list", "-f", "json"]).stdout) }
 
     func apply(_ yaml: String) throws {
         let known = try store.knownNames()
@@ -50,13 +52,13 @@ final class World: @unchecked Sendable {
 
     /// Ticks until `done` holds (or fails after `seconds`).
     @discardableResult
-    func tick(until done: () throws -> Bool, seconds: Double = 30) async throws -> Int {
+    func tick(until done: () async throws -> Bool, seconds: Double = 30) async throws -> Int {
         let deadline = Date().addingTimeInterval(seconds)
         var ticks = 0
         while Date() < deadline {
             let report = await controller.tick()
             ticks += 1
-            if try done() { return ticks }
+            if try await done() { return ticks }
             if !report.didSomething { try await Task.sleep(nanoseconds: 50_000_000) }
         }
         throw WorldError("condition not reached after \(ticks) ticks")

@@ -1,20 +1,44 @@
 import Foundation
+import ReplPlatform
+import OrbSim
 import OrbStack
 
-/// The built products (`orbctl-sim`, `repl`) next to the test binary.
+/// The built products (`orbctl-sim`, `repl`) beside the tests (`REPL_BUILD_DIR` overrides).
+///
+/// On Linux the tests are one executable in `.build/debug`. On macOS they are a bundle
+/// (`.build/debug/replPackageTests.xctest`) loaded by a toolchain program (`xctest`, the
+/// testing helper), so neither `argv[0]` nor the running executable is beside the products:
+/// the directory is the first one, walking out of any `.xctest`, that holds `orbctl-sim`.
 public enum BuildProducts {
+    private final class Marker {}
+
     public static let directory: URL = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        // On macOS the test binary sits inside an .xctest bundle.
-        while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
-        return dir
+        if let dir = ProcessInfo.processInfo.environment["REPL_BUILD_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        let candidates = [Bundle(for: Marker.self).bundleURL, Bundle.main.bundleURL,
+                          URL(fileURLWithPath: Platform.executablePath())] + Bundle.allBundles.map(\.bundleURL)
+        var fallback: URL?
+        for candidate in candidates {
+            var dir = candidate.standardizedFileURL
+            while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                dir.deleteLastPathComponent()  // an executable: its directory
+            }
+            if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("orbctl-sim").path) { return dir }
+            if fallback == nil { fallback = dir }
+        }
+        return fallback ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
     }()
 
     /// The emulator binary (`ORBSIM_BIN` overrides it).
     public static let orbctlSim = ProcessInfo.processInfo.environment["ORBSIM_BIN"] ?? directory.appendingPathComponent("orbctl-sim").path
     public static let repl = directory.appendingPathComponent("repl").path
 }
+
+/// Whether the emulator runs machine commands here (Linux as root: each machine gets a
+/// private mount and UTS namespace). Tests that start runs are gated on it, so `swift test`
+/// on a Mac passes and names what it skipped.
+public let machineCommandsAvailable = Platform.machineNamespaces
 
 /// A fresh directory with the emulator reachable as `bin/orbctl`, its state under `sim/`,
 /// and an environment pointing there (HOME set, fast latencies unless asked otherwise).
@@ -35,18 +59,57 @@ public final class EmulatorHome: @unchecked Sendable {
         environment = env
     }
 
+    /// `orbctl admin reset` on an emulator home, in this process: ends its machines' processes.
+    public static func reset(simHome: URL, environment: [String: String]) {
+        guard FileManager.default.fileExists(atPath: simHome.path), let null = FileHandle(forUpdatingAtPath: "/dev/null") else { return }
+        var env = environment
+        env["ORBSIM_HOME"] = simHome.path
+        let sim = OrbSim(home: simHome, executable: BuildProducts.orbctlSim, environment: env)
+        _ = sim.main(["admin", "reset"], io: SimIO(stdin: null, stdout: null, stderr: null))
+    }
+
+    /// Runs the emulator's model in this process (the same code as the binary; for reads
+    /// such as `list`, which start no process and may run from synchronous code).
+    @discardableResult
+    public func simInProcess(_ args: [String]) throws -> ProcessResult {
+        let out = try TemporaryOutput(), err = try TemporaryOutput()
+        let sim = OrbSim(home: simDirectory, executable: BuildProducts.orbctlSim, environment: environment)
+        let code = sim.main(args, io: SimIO(stdin: FileHandle.nullDevice, stdout: out.handle, stderr: err.handle))
+        return ProcessResult(status: code, stdout: out.contents(), stderr: err.contents())
+    }
+
     public var simDirectory: URL { root.appendingPathComponent("sim") }
 
     /// Runs the emulator binary; a timeout kills it and reports exit 137.
     @discardableResult
-    public func sim(_ args: [String], input: Data? = nil, environment extra: [String: String] = [:], timeout: TimeInterval = 60) throws -> ProcessResult {
-        try SystemProcessRunner.runBlocking(orbctl, args, input: input, timeout: timeout,
+    public func sim(_ args: [String], input: Data? = nil, environment extra: [String: String] = [:],
+                    timeout: TimeInterval = 60) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(orbctl, args, input: input, timeout: timeout,
                                             environment: environment.merging(extra) { $1 }, limit: 1 << 24)
     }
 
-    /// Ends every machine's processes and removes the directory.
+    /// Ends every machine's processes and removes the directory (in this process, through
+    /// the emulator's own model, so that it can run from a `deinit`).
     public func remove() {
-        _ = try? sim(["admin", "reset"])
+        Self.reset(simHome: simDirectory, environment: environment)
         try? FileManager.default.removeItem(at: root)
+    }
+}
+
+/// A file for captured output that is removed as soon as it is opened.
+private struct TemporaryOutput {
+    let handle: FileHandle
+
+    init() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("repl-capture-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        handle = try FileHandle(forUpdating: url)
+        try FileManager.default.removeItem(at: url)
+    }
+
+    func contents() -> Data {
+        try? handle.seek(toOffset: 0)
+        defer { try? handle.close() }
+        return (try? handle.readToEnd()) ?? Data()
     }
 }

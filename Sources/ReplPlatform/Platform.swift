@@ -1,0 +1,112 @@
+import Foundation
+
+/// What differs between the hosts repl runs on. Linux's side is in `LinuxOnly.swift`
+/// (namespaces, `/proc`, `mount`); macOS needs none of it, because OrbStack runs
+/// the machines there and the emulator runs no machine commands.
+public enum Platform {
+    /// The absolute path of the running executable, symlinks resolved: what launchd
+    /// must be given, and what the emulator's shims call back.
+    public static func executablePath() -> String {
+        #if os(Linux)
+        if let path = LinuxOnly.executablePath() { return path }
+        #endif
+        if let exe = Bundle.main.executablePath { return (exe as NSString).resolvingSymlinksInPath }
+        return (CommandLine.arguments[0] as NSString).resolvingSymlinksInPath
+    }
+
+    /// Whether this host can give an emulated machine's commands a private mount and
+    /// UTS namespace (Linux, as root, with `unshare`). Without it the emulator refuses
+    /// machine commands: they would run on the host itself.
+    public static var machineNamespaces: Bool {
+        #if os(Linux)
+        return LinuxOnly.namespacesAvailable
+        #else
+        return false
+        #endif
+    }
+
+    /// Why `machineNamespaces` is false, in one line for people; nil when it is true.
+    public static var machineCommandsRefusal: String? {
+        #if os(Linux)
+        return LinuxOnly.namespacesAvailable ? nil : LinuxOnly.namespacesRefusal
+        #else
+        return "orbctl-sim runs machine commands on Linux only; use a Linux container, or OrbStack's own orbctl on a Mac"
+        #endif
+    }
+
+    /// Processes other than this one whose environment holds `entry` (`KEY=value`).
+    /// Only Linux can read other processes' environments without a helper, and only
+    /// there does the emulator start machine processes at all.
+    public static func processes(withEnvironmentEntry entry: String) -> [Int32] {
+        #if os(Linux)
+        return LinuxOnly.processes(withEnvironmentEntry: entry)
+        #else
+        return []
+        #endif
+    }
+
+    /// Whether `pid` has exited but not been reaped.
+    public static func isZombie(_ pid: Int32) -> Bool {
+        #if os(Linux)
+        return LinuxOnly.isZombie(pid)
+        #else
+        return false
+        #endif
+    }
+
+    /// The directory of the Swift runtime this binary loaded, when it is a shared
+    /// library outside the system's (Linux toolchains); nil where the OS ships it.
+    public static func swiftRuntimeDirectory() -> String? {
+        #if os(Linux)
+        return LinuxOnly.swiftRuntimeDirectory()
+        #else
+        return nil
+        #endif
+    }
+
+    /// The process's peak resident set size in megabytes.
+    public static func peakResidentMegabytes() -> Int {
+        #if os(Linux)
+        return LinuxOnly.peakResidentMegabytes()
+        #else
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        return Int(usage.ru_maxrss) / 1_048_576  // bytes on macOS
+        #endif
+    }
+
+    /// Reads a file to its end with read(2) (files under `/proc` report size 0, and
+    /// Foundation's readers stop after their first page).
+    public static func readWholeFile(_ path: String) -> Data? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(buffer, count: n)
+        }
+        return data
+    }
+}
+
+#if !os(Linux)
+/// The emulator's machine view needs Linux namespaces; elsewhere setting it up refuses
+/// (the emulator refuses machine commands before it gets here).
+public enum MachineNamespace {
+    public struct SetUpError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static let unshare = "/usr/bin/unshare"
+    public static let unshareArguments = ["--mount", "--uts", "--propagation", "private"]
+
+    public static func setUp(hostViewCandidates: [String], machineRoot: String, directories: [String], hostname: String,
+                             cover guarded: [String], with shims: String) throws -> String {
+        throw SetUpError(description: Platform.machineCommandsRefusal ?? "no namespaces on this system")
+    }
+}
+#endif
