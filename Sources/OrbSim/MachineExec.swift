@@ -73,9 +73,9 @@ struct MachineExec {
         env["ORBSIM_HOME"] = sim.store.home.path
         env["ORBSIM_EXECUTABLE"] = sim.executable
         let (stdin, stdout, stderr) = (sim.io.stdin.fileDescriptor, sim.io.stdout.fileDescriptor, sim.io.stderr.fileDescriptor)
-        let program = MachineNamespace.unshare
+        let program = MachineNamespace.launcher
         let environment = env
-        let arguments = MachineNamespace.unshareArguments + [sim.executable] + enterArgs
+        let arguments = MachineNamespace.launcherArguments + [sim.executable] + enterArgs
         do {
             return try waitForAsync {
                 try await SystemProcessRunner.runAttached(program, arguments, environment: environment,

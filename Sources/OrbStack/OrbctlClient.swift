@@ -12,9 +12,21 @@ public struct OrbctlCommand: Sendable, Equatable {
         self.prefix = prefix
     }
 
-    /// `orbctl` on PATH, else `mac orbctl` (inside a machine), else nil.
-    public static func locate(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> OrbctlCommand? {
+    /// Where OrbStack puts `orbctl` besides PATH: `~/.orbstack/bin` when its admin setup is
+    /// off, `/usr/local/bin` when it is on, and Homebrew's prefix. cron (`/usr/bin:/bin`) and
+    /// launchd agents start with none of them on PATH.
+    public static func installDirectories(home: String) -> [String] {
+        [home + "/.orbstack/bin", "/usr/local/bin", "/opt/homebrew/bin"]
+    }
+
+    /// `orbctl` on PATH, else in OrbStack's install directories, else `mac orbctl` (inside a
+    /// machine), else nil.
+    public static func locate(path: String? = ProcessInfo.processInfo.environment["PATH"],
+                              fallbacks: [String] = installDirectories(home: NSHomeDirectory())) -> OrbctlCommand? {
         if let orbctl = findExecutable("orbctl", path: path) { return OrbctlCommand(executable: orbctl) }
+        if let orbctl = findExecutable("orbctl", path: fallbacks.joined(separator: ":")), !fallbacks.isEmpty {
+            return OrbctlCommand(executable: orbctl)
+        }
         if let mac = findExecutable("mac", path: path) { return OrbctlCommand(executable: mac, prefix: ["orbctl"]) }
         return nil
     }

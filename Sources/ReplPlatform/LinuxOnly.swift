@@ -73,9 +73,9 @@ public enum MachineNamespace {
     }
 
     /// The program that makes the namespaces.
-    public static var unshare: String { LinuxOnly.unshare }
+    public static var launcher: String { LinuxOnly.unshare }
     /// Its arguments before the command to run inside.
-    public static let unshareArguments = ["--mount", "--uts", "--propagation", "private"]
+    public static let launcherArguments = ["--mount", "--uts", "--propagation", "private"]
 
     /// Returns the host view (where the host's `/` now is).
     public static func setUp(hostViewCandidates: [String], machineRoot: String, directories: [String], hostname: String,
@@ -115,6 +115,24 @@ public enum MachineNamespace {
         guard mount(source, target, nil, flags, nil) == 0 else {
             throw SetUpError(description: "bind \(source) over \(target): \(String(cString: strerror(errno)))")
         }
+    }
+}
+#else
+import Foundation
+
+/// The emulator's machine view needs Linux namespaces; elsewhere setting it up refuses
+/// (and the emulator refuses machine commands before it gets here).
+public enum MachineNamespace {
+    public struct SetUpError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static let launcher = ""
+    public static let launcherArguments: [String] = []
+
+    public static func setUp(hostViewCandidates: [String], machineRoot: String, directories: [String], hostname: String,
+                             cover guarded: [String], with shims: String) throws -> String {
+        throw SetUpError(description: Platform.machineCommandsRefusal ?? "no machine namespaces on this system")
     }
 }
 #endif

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What differs between the hosts repl runs on. Linux's side is in `LinuxOnly.swift`
-/// (namespaces, `/proc`, `mount`); macOS needs none of it, because OrbStack runs
+/// (namespaces, the proc file system, mounts); macOS needs none of it, because OrbStack runs
 /// the machines there and the emulator runs no machine commands.
 public enum Platform {
     /// The absolute path of the running executable, symlinks resolved: what launchd
@@ -11,11 +11,11 @@ public enum Platform {
         if let path = LinuxOnly.executablePath() { return path }
         #endif
         if let exe = Bundle.main.executablePath { return (exe as NSString).resolvingSymlinksInPath }
-        return (CommandLine.arguments[0] as NSString).resolvingSymlinksInPath
+        return (CommandLine.arguments[0] as NSString).resolvingSymlinksInPath  // portability: allowed, the last resort
     }
 
     /// Whether this host can give an emulated machine's commands a private mount and
-    /// UTS namespace (Linux, as root, with `unshare`). Without it the emulator refuses
+    /// UTS namespace (Linux, as root, with util-linux). Without it the emulator refuses
     /// machine commands: they would run on the host itself.
     public static var machineNamespaces: Bool {
         #if os(Linux)
@@ -75,7 +75,7 @@ public enum Platform {
         #endif
     }
 
-    /// Reads a file to its end with read(2) (files under `/proc` report size 0, and
+    /// Reads a file to its end with read(2) (Linux's proc files report size 0, and
     /// Foundation's readers stop after their first page).
     public static func readWholeFile(_ path: String) -> Data? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -93,20 +93,3 @@ public enum Platform {
     }
 }
 
-#if !os(Linux)
-/// The emulator's machine view needs Linux namespaces; elsewhere setting it up refuses
-/// (the emulator refuses machine commands before it gets here).
-public enum MachineNamespace {
-    public struct SetUpError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
-    public static let unshare = "/usr/bin/unshare"
-    public static let unshareArguments = ["--mount", "--uts", "--propagation", "private"]
-
-    public static func setUp(hostViewCandidates: [String], machineRoot: String, directories: [String], hostname: String,
-                             cover guarded: [String], with shims: String) throws -> String {
-        throw SetUpError(description: Platform.machineCommandsRefusal ?? "no namespaces on this system")
-    }
-}
-#endif

@@ -32,7 +32,7 @@ func progress(_ line: String) { FileHandle.standardError.write(Data("… \(line)
 
 let started = Date()
 emit("# repl benchmarks\n")
-emit("Measured \(ISO8601DateFormatter().string(from: Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated.\n")
+emit("Measured \(DateFormats.iso8601(Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated.\n")
 
 // 1. Converged idle tick.
 emit("## 1. Converged idle tick\n")

@@ -83,7 +83,8 @@ final class Context: @unchecked Sendable {
             command = OrbctlCommand(executable: path)
             orbctlDescription = path
         } else {
-            guard let found = OrbctlCommand.locate(path: environment["PATH"]) else {
+            let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+            guard let found = OrbctlCommand.locate(path: environment["PATH"], fallbacks: OrbctlCommand.installDirectories(home: home)) else {
                 throw CLIError.orbctl("orbctl not found on PATH; \(ProviderError.installAdvice). To try repl without OrbStack, add --orbctl sim")
             }
             command = found
@@ -98,6 +99,21 @@ final class Context: @unchecked Sendable {
         let p = OrbStackProvider(client: client)
         _provider = p
         return p
+    }
+
+    /// The orbctl a scheduled sweep should use, resolved now: `sim`, an absolute path, or nil
+    /// when none is found (the agent then searches its own PATH).
+    func resolvedOrbctl() -> String? {
+        let choice = options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }
+        if choice == "sim" { return "sim" }
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        func absolute(_ path: String) -> String {
+            path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        }
+        if let choice { return findExecutable(choice, path: environment["PATH"]).map(absolute) }
+        guard let found = OrbctlCommand.locate(path: environment["PATH"], fallbacks: OrbctlCommand.installDirectories(home: home)),
+              found.prefix.isEmpty else { return nil }
+        return absolute(found.executable)
     }
 
     /// `--orbctl sim`: this very binary is the emulator when called as `orbctl`.

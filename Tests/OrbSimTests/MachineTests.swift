@@ -7,7 +7,7 @@ import Testing
 @Suite(.serialized) struct MachineTests {
     static let namespaces = Platform.machineNamespaces
 
-    @Test(.enabled(if: MachineTests.namespaces, "needs Linux, root and unshare for the private mount and UTS namespace"))
+    @Test(.enabled(if: MachineTests.namespaces, "needs Linux and root for the private mount and UTS namespace"))
     func machineDirectoriesAndHostnameAreItsOwn() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])

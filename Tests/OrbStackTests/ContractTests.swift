@@ -128,7 +128,21 @@ import ReplCore
             #expect(error.kind == .unavailable)
             #expect(error.description.contains("https://orbstack.dev"))
         }
-        #expect(OrbctlCommand.locate(path: "/nonexistent") == nil)
+        #expect(OrbctlCommand.locate(path: "/nonexistent", fallbacks: []) == nil)
+    }
+
+    /// cron and launchd start with PATH=/usr/bin:/bin; OrbStack without its admin setup puts
+    /// orbctl only in ~/.orbstack/bin.
+    @Test func orbctlIsFoundInOrbStacksOwnDirectoryOffPath() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("orbhome-\(UUID().uuidString)")
+        let bin = home.appendingPathComponent(".orbstack/bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        FileManager.default.createFile(atPath: bin.appendingPathComponent("orbctl").path, contents: Data("#!/bin/sh\n".utf8),
+                                       attributes: [.posixPermissions: 0o755])
+        let found = OrbctlCommand.locate(path: "/usr/bin:/bin", fallbacks: OrbctlCommand.installDirectories(home: home.path))
+        #expect(found == OrbctlCommand(executable: bin.appendingPathComponent("orbctl").path))
+        #expect(OrbctlCommand.installDirectories(home: "/Users/u") == ["/Users/u/.orbstack/bin", "/usr/local/bin", "/opt/homebrew/bin"])
     }
 
     @Test func insideAMachineMacOrbctlIsUsed() throws {
@@ -136,7 +150,7 @@ import ReplCore
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         FileManager.default.createFile(atPath: dir.appendingPathComponent("mac").path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
-        #expect(OrbctlCommand.locate(path: dir.path) == OrbctlCommand(executable: dir.appendingPathComponent("mac").path, prefix: ["orbctl"]))
+        #expect(OrbctlCommand.locate(path: dir.path, fallbacks: []) == OrbctlCommand(executable: dir.appendingPathComponent("mac").path, prefix: ["orbctl"]))
     }
 }
 

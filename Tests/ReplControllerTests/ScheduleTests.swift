@@ -5,41 +5,62 @@ import Testing
 import ReplCore
 import ReplStore
 
-/// The cron and launchd files for the sweep.
+/// The cron and launchd files for the sweep, run the way cron and launchd run them: a bare
+/// environment (PATH=/usr/bin:/bin) and orbctl only in `~/.orbstack/bin`, where OrbStack puts
+/// it when its admin setup is off.
 struct ScheduleTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    @Test func theLaunchdAgentIsAValidPlist() throws {
-        let data = try Data(contentsOf: Self.root.appendingPathComponent("scaffold/cron/dev.repl.sweep.plist"))
-        let plist = try #require(try PropertyListSerialization.propertyList(from: data, format: nil) as? [String: Any])
-        #expect(plist["Label"] as? String == "dev.repl.sweep")
-        #expect(plist["ProgramArguments"] as? [String] == ["/usr/local/bin/repl", "orphans", "sweep", "--quiet"])
-        #expect(plist["StartInterval"] as? Int == 60)
-        #expect(plist["StandardOutPath"] as? String != nil)
+    /// An old orphan of the `~/.repl` store's control id and a foreign machine; orbctl reachable
+    /// only through `~/.orbstack/bin`. Returns the environment cron or launchd would give.
+    func scheduledWorld(_ w: World) async throws -> (env: [String: String], orphan: String, foreign: String) {
+        let bin = w.root.appendingPathComponent(".orbstack/bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: bin.appendingPathComponent("orbctl").path, withDestinationPath: Paths.sim)
+        let cronStore = try ReplStore.Store(directory: w.root.appendingPathComponent(".repl"))
+        let orphan = "repl-\(try cronStore.controlID())-z9-z9"
+        let foreign = "repl-\(try w.store.controlID())-z8-z8"
+        try await w.sim(["create", "ubuntu", orphan])
+        try await w.sim(["create", "ubuntu", foreign])
+        try await w.sim(["admin", "clock", "advance", "5m"])
+        let env = ["HOME": w.root.path, "PATH": "/usr/bin:/bin", "ORBSIM_HOME": w.environment["ORBSIM_HOME"]!, "ORBSIM_LATENCY": "fast"]
+        return (env, orphan, foreign)
     }
 
-    @Test func theCrontabLineRunsTheSweep() async throws {
+    /// The sweep used `~/.repl` and removed the orphan of that store's control id; the foreign machine stays.
+    func expectSwept(_ w: World, foreign: String, exit: Int32, output: String) throws {
+        let log = (try? String(contentsOf: w.root.appendingPathComponent(".repl/sweep.log"), encoding: .utf8)) ?? ""
+        #expect(exit == 0, "\(output)\(log)")
+        #expect(FileManager.default.fileExists(atPath: w.root.appendingPathComponent(".repl/state.db").path), "log: \(log)")
+        #expect(try w.machines().map(\.name) == [foreign], "log: \(log)")
+    }
+
+    @Test func theCrontabLineSweepsWithCronsBarePath() async throws {
         let w = try World()
         let text = try String(contentsOf: Self.root.appendingPathComponent("scaffold/cron/crontab"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { !$0.hasPrefix("#") && !$0.isEmpty })
         let fields = line.split(separator: " ", maxSplits: 5)
         #expect(fields.prefix(5) == ["*", "*", "*", "*", "*"])  // every minute
-        // The command part, as cron's /bin/sh runs it, with this build's repl and the test's emulator.
-        let command = String(fields[5]).replacingOccurrences(of: "/usr/local/bin/repl", with: "\(Paths.repl) --orbctl \(w.orbctl)")
-        var env = w.environment
-        env["HOME"] = w.root.path
-        // The crontab's store is ~/.repl: an old orphan of its control id must go, a foreign machine stays.
-        let cronStore = try ReplStore.Store(directory: w.root.appendingPathComponent(".repl"))
-        let cid = try cronStore.controlID()
-        try await w.sim(["create", "ubuntu", "repl-\(cid)-z9-z9"])
-        try await w.sim(["create", "ubuntu", "repl-\(try w.store.controlID())-z8-z8"])
-        try await w.sim(["admin", "clock", "advance", "5m"])
+        // The command part, as cron's /bin/sh runs it, with this build's repl in place of the installed one.
+        let command = String(fields[5]).replacingOccurrences(of: " repl orphans", with: " '\(Paths.repl)' orphans")
+        #expect(command.contains(Paths.repl))
+        let (env, _, foreign) = try await scheduledWorld(w)
         let result = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 120, environment: env, limit: 1 << 20)
-        #expect(result.status == 0)
-        // It used ~/.repl as its state and removed the old orphan of that store's control id.
-        let machines = try w.machines()
-        let log = (try? String(contentsOf: w.root.appendingPathComponent(".repl/sweep.log"), encoding: .utf8)) ?? ""
-        #expect(FileManager.default.fileExists(atPath: w.root.appendingPathComponent(".repl/state.db").path), "log: \(log)")
-        #expect(machines.map(\.name) == ["repl-\(try w.store.controlID())-z8-z8"], "log: \(log)")
+        try expectSwept(w, foreign: foreign, exit: result.status, output: result.stdoutText + result.stderrText)
+    }
+
+    @Test func theStaticLaunchdAgentSweepsWithLaunchdsBareEnvironment() async throws {
+        let w = try World()
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("scaffold/cron/dev.repl.sweep.plist"))
+        let plist = try #require(try PropertyListSerialization.propertyList(from: data, format: nil) as? [String: Any])
+        #expect(plist["Label"] as? String == "dev.repl.sweep")
+        #expect(plist["StartInterval"] as? Int == 60)
+        let program = try #require(plist["ProgramArguments"] as? [String])
+        #expect(program.count == 3 && program[0] == "/bin/sh" && program[1] == "-c")
+        let script = program[2].replacingOccurrences(of: "exec repl ", with: "exec '\(Paths.repl)' ")
+        #expect(script.contains(Paths.repl))
+        let (env, _, foreign) = try await scheduledWorld(w)
+        let result = try await SystemProcessRunner.run(program[0], [program[1], script], input: nil, timeout: 120, environment: env, limit: 1 << 20)
+        try expectSwept(w, foreign: foreign, exit: result.status, output: result.stdoutText + result.stderrText)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplPlatform
 import ReplController
 import ReplCore
 
@@ -41,7 +42,7 @@ struct OrphansList: AsyncParsableCommand {
             context.printJSON(["machines": machines.map { m in
                 ["name": m.machine.name, "class": m.machineClass.rawValue, "state": m.machine.state.description,
                  "ageSeconds": m.age.map { Int($0) } as Any, "why": m.why,
-                 "deletableAt": m.deletableAt.map { ISO8601DateFormatter().string(from: $0) } as Any] as [String: Any]
+                 "deletableAt": m.deletableAt.map { DateFormats.iso8601($0) } as Any] as [String: Any]
             }])
             return
         }
@@ -70,8 +71,17 @@ struct OrphansSweep: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         if installLaunchd || uninstallLaunchd {
-            try LaunchAgent(context: context).run(install: installLaunchd)
+            #if os(macOS)
+            let agent = LaunchAgent(home: context.environment["HOME"] ?? NSHomeDirectory(), uid: getuid())
+            let lines = installLaunchd
+                ? try await agent.install(program: Platform.executablePath(), stateDirectory: context.stateDirectory.path,
+                                          orbctl: context.resolvedOrbctl())
+                : try await agent.uninstall()
+            for line in lines { context.say(line) }
             return
+            #else
+            throw CLIError.input("launchd agents exist only on macOS; on this system use cron: see scaffold/cron/crontab")
+            #endif
         }
         let grace = try sweep.grace()
         let store = try context.store()
@@ -115,11 +125,7 @@ struct OrphansWhitelist: AsyncParsableCommand {
         guard MachineName(parsing: name) != nil else { throw CLIError.input("\"\(name)\" is not a repl machine name (repl-XXXXXX-M-I)") }
         var date: Date?
         if let expires {
-            let iso = ISO8601DateFormatter()
-            let day = DateFormatter()
-            day.dateFormat = "yyyy-MM-dd"
-            day.timeZone = TimeZone(identifier: "UTC")
-            guard let d = iso.date(from: expires) ?? day.date(from: expires) else { throw CLIError.input("--expires: \"\(expires)\" is not a date (use 2026-12-31)") }
+            guard let d = DateFormats.parse(expires) else { throw CLIError.input("--expires: \"\(expires)\" is not a date (use 2026-12-31)") }
             date = d
         }
         try context.store().addToWhitelist(name, reason: reason, expires: date)
@@ -137,71 +143,5 @@ struct OrphansUnwhitelist: AsyncParsableCommand {
         let context = Context(global)
         guard try context.store().removeFromWhitelist(name) else { throw CLIError.input("\(name) is not whitelisted") }
         if context.json { context.printJSON(["unwhitelisted": name]) } else { context.say("\(name): no longer whitelisted") }
-    }
-}
-
-/// The launchd agent that runs `repl orphans sweep` every minute.
-struct LaunchAgent {
-    let context: Context
-    static let label = "dev.repl.sweep"
-
-    /// The plist for this `repl` binary and state directory, logging to `$REPL_HOME/sweep.log`.
-    static func plist(repl: String, stateDirectory: String) -> String {
-        func esc(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        }
-        let log = esc(stateDirectory + "/sweep.log")
-        return """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-        <plist version="1.0">
-        <dict>
-        	<key>Label</key>
-        	<string>\(label)</string>
-        	<key>ProgramArguments</key>
-        	<array>
-        		<string>\(esc(repl))</string>
-        		<string>orphans</string>
-        		<string>sweep</string>
-        		<string>--quiet</string>
-        	</array>
-        	<key>EnvironmentVariables</key>
-        	<dict>
-        		<key>REPL_HOME</key>
-        		<string>\(esc(stateDirectory))</string>
-        		<key>PATH</key>
-        		<string>/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin</string>
-        	</dict>
-        	<key>StartInterval</key>
-        	<integer>60</integer>
-        	<key>RunAtLoad</key>
-        	<true/>
-        	<key>StandardOutPath</key>
-        	<string>\(log)</string>
-        	<key>StandardErrorPath</key>
-        	<string>\(log)</string>
-        </dict>
-        </plist>
-
-        """
-    }
-
-    func run(install: Bool) throws {
-        #if os(macOS)
-        let home = context.environment["HOME"] ?? NSHomeDirectory()
-        let path = home + "/Library/LaunchAgents/\(Self.label).plist"
-        if install {
-            let me = (CommandLine.arguments[0] as NSString).resolvingSymlinksInPath
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Self.plist(repl: me, stateDirectory: context.stateDirectory.path).write(toFile: path, atomically: true, encoding: .utf8)
-            context.say("wrote \(path); load it with: launchctl load \(path)")
-        } else {
-            guard FileManager.default.fileExists(atPath: path) else { throw CLIError.input("no launchd agent at \(path)") }
-            try FileManager.default.removeItem(atPath: path)
-            context.say("removed \(path); if it was loaded: launchctl remove \(Self.label)")
-        }
-        #else
-        throw CLIError.input("launchd agents exist only on macOS; on this system use cron: see scaffold/cron/crontab")
-        #endif
     }
 }

@@ -88,14 +88,11 @@ struct RunList: AsyncParsableCommand {
 }
 
 enum RunJSON {
-    /// One formatter for every row: making one is expensive.
-    nonisolated(unsafe) static let iso8601 = ISO8601DateFormatter()
-
     static func object(_ r: RunRecord) -> [String: Any] {
         [
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
             "generation": r.run.generation, "replicas": r.run.manifest.replicas, "source": r.run.manifest.source.description,
-            "command": r.run.manifest.command as Any, "createdAt": iso8601.string(from: r.createdAt),
+            "command": r.run.manifest.command as Any, "createdAt": DateFormats.iso8601(r.createdAt),
             "lastError": r.lastError as Any,
             "instances": r.run.instances.map { i in
                 ["id": Base36.encode(i.id), "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,

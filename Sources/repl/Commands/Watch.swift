@@ -45,17 +45,9 @@ struct WatchLoop {
     let interval: TimeInterval
     var fullScreen = false
 
-    static func clock(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.dateFormat = "HH:mm:ss"
-        return f.string(from: date)
-    }
+    static func clock(_ date: Date) -> String { DateFormats.clock(date) }
 
-    static func stamp() -> String {
-        let f = DateFormatter()
-        f.dateFormat = "HH:mm:ss"
-        return f.string(from: Date())
-    }
+    static func stamp() -> String { DateFormats.clock(Date()) }
 
     func line(_ text: String) {
         if fullScreen { events.append("\(Self.stamp()) \(text)") } else { context.out("\(Self.stamp()) \(text)\n") }

@@ -1,0 +1,44 @@
+import Foundation
+import ReplCore
+import Testing
+
+/// Dates for machines and files do not follow the user's locale, calendar or clock style.
+struct DateFormatsTests {
+    static let newYearsEve = Date(timeIntervalSince1970: 1_798_675_200)  // 2026-12-31T00:00:00Z
+
+    @Test(arguments: ["2026-12-31", "2026-12-31T00:00:00Z", "2026-12-31T09:00:00+09:00", "2026-12-31T00:00:00.000Z",
+                      "2026-12-31T00:00:00"])
+    func theSameDayWhateverTheSpelling(_ text: String) {
+        #expect(DateFormats.parse(text) == Self.newYearsEve)
+    }
+
+    @Test(arguments: ["31/12/2026", "2026-13-01", "tomorrow", "", "2026-12-31T25:00:00Z"])
+    func notADate(_ text: String) {
+        #expect(DateFormats.parse(text) == nil)
+    }
+
+    @Test func printsUTCWithSeconds() {
+        #expect(DateFormats.iso8601(Self.newYearsEve.addingTimeInterval(13 * 3600 + 5 * 60 + 9)) == "2026-12-31T13:05:09Z")
+    }
+
+    @Test func theClockIsAlways24Hour() {
+        let afternoon = Self.newYearsEve.addingTimeInterval(13 * 3600 + 5 * 60 + 9)
+        #expect(DateFormats.clock(afternoon, timeZone: TimeZone(identifier: "UTC")!) == "13:05:09")
+        #expect(DateFormats.clock(afternoon, timeZone: TimeZone(identifier: "Asia/Tokyo")!) == "22:05:09")
+    }
+
+    /// Why the locale and calendar are fixed: a formatter that follows a Thai user's settings
+    /// reads the same text as a Buddhist-era year, 543 years earlier.
+    @Test func aFormatterThatFollowsTheUserMisreadsTheYear() throws {
+        let user = DateFormatter()  // portability: allowed, it shows the mistake
+        user.locale = Locale(identifier: "th_TH")
+        user.calendar = Calendar(identifier: .buddhist)
+        user.timeZone = TimeZone(identifier: "UTC")
+        user.dateFormat = "yyyy-MM-dd"
+        let misread = try #require(user.date(from: "2026-12-31"))
+        #expect(misread != Self.newYearsEve)
+        let fixed = DateFormats.fixed("yyyy-MM-dd", timeZone: TimeZone(identifier: "UTC")!)
+        #expect(fixed.locale.identifier == "en_US_POSIX" && fixed.calendar.identifier == .gregorian)
+        #expect(fixed.date(from: "2026-12-31") == Self.newYearsEve)
+    }
+}
