@@ -52,7 +52,6 @@ struct MachineExec {
             i += 1
         }
         var command = Array(args[i...])
-        if let refusal = Platform.machineCommandsRefusal { throw SimExit(code: 1, stderr: refusal + "\n") }
         let state = try sim.store.read()
         let key = machineKey ?? state.config["default"] ?? state.machines.sorted { $0.createdAt < $1.createdAt }.first?.name
         guard let key else { throw SimExit.daemon("no machines found: create one with 'orbctl create'") }
@@ -61,6 +60,8 @@ struct MachineExec {
         // A stopped machine is started first.
         if machine.state(at: sim.now(state)) != "running" { try sim.startMachine(id: machine.id) }
         if command.isEmpty { command = ["/bin/bash", "-l"] }
+        // Without a private namespace the command would run on the host itself.
+        if let refusal = Platform.machineCommandsRefusal { throw SimExit(code: 1, stderr: refusal + "\n") }
         let runUser = user ?? machine.defaultUsername
         try sim.makeMachineRoot(machine.id, user: runUser == "root" ? machine.defaultUsername : runUser)
         try installShims()

@@ -101,6 +101,17 @@ final class Context: @unchecked Sendable {
         return p
     }
 
+    /// Whether this command talks to the built-in emulator (`--orbctl sim`).
+    var usesEmulator: Bool {
+        (options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }) == "sim"
+    }
+
+    /// Refuses, before anything is recorded, to start runs the emulator could not start here.
+    func requireRunnableEmulator() throws {
+        guard usesEmulator, let refusal = Platform.machineCommandsRefusal else { return }
+        throw CLIError.orbctl("\(refusal); without --orbctl sim, repl uses OrbStack's own orbctl")
+    }
+
     /// The orbctl a scheduled sweep should use, resolved now: `sim`, an absolute path, or nil
     /// when none is found (the agent then searches its own PATH).
     func resolvedOrbctl() -> String? {

@@ -15,6 +15,7 @@ struct Converger {
             let controller = try await context.controller { $0.dryRun = true }
             return try await PlanPrinter(context: context).show(set: set, controller: controller)
         }
+        if !set.runs.isEmpty { try context.requireRunnableEmulator() }
         let changes = try store.apply(set)
         for change in changes {
             switch change {

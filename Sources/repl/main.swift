@@ -10,7 +10,8 @@ struct Repl: AsyncParsableCommand {
         commandName: "repl",
         abstract: "Keep local OrbStack VMs exactly as your manifests declare.",
         discussion: """
-        Try it anywhere with the built-in emulator:
+        Try it with the built-in emulator, on Linux as root (as in a container or CI; on a Mac, \
+        OrbStack itself is the way):
           repl --orbctl sim apply -f examples/hello.yaml --wait
         Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
         """,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ReplTestSupport
 @testable import OrbSim
 import ReplCore
 
@@ -275,7 +276,7 @@ import ReplCore
 
     // "flags are parsed up to the first word that does not start with `-` and everything after goes to the command
     //  verbatim; an unknown dash word before the command, `--` included, fails with `unknown flag X`. The exit code is the command's."
-    @Test func runFlagParsing() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runFlagParsing() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         await #expect(try sim.run(["run", "-m", "m1", "echo", "-m", "x", "--", "-u"]).stdout == "-m x -- -u\n")
@@ -287,7 +288,7 @@ import ReplCore
         await #expect(try sim.run(["exec", "--machine=m1", "true"]).exitCode == 0)
     }
 
-    @Test func runPassesStandardInput() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runPassesStandardInput() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         let input = "line one\nline 'two' $(x) `y` ü\n"
@@ -295,7 +296,7 @@ import ReplCore
     }
 
     // "A stopped machine is started first."
-    @Test func runStartsAStoppedMachine() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runStartsAStoppedMachine() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         try await sim.run(["stop", "m1"])
@@ -304,7 +305,7 @@ import ReplCore
     }
 
     // "`orbctl push|pull [-m M] SRC… [DST]`: guest paths are relative to the guest user's home"
-    @Test func pushAndPull() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func pushAndPull() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "-u", "dev", "ubuntu", "m1"])
         let file = sim.home.appendingPathComponent("hello.txt")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ReplTestSupport
 @testable import OrbStack
 import ReplCore
 
@@ -62,7 +63,7 @@ import ReplCore
     }
 
     /// Each step of address discovery, by forcing the earlier ones to fail.
-    @Test func addressDiscoveryFallsBackStepByStep() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func addressDiscoveryFallsBackStepByStep() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         #expect(try await h.client.address("m1", resolve: { _ in nil }) == "192.168.139.10")       // 1: info's ip4
@@ -169,7 +170,7 @@ import ReplCore
         return last
     }
 
-    @Test func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         // The command waits for a go-ahead, so the first read cannot race its end.
@@ -184,7 +185,7 @@ import ReplCore
         #expect(String(decoding: try await h.provider.logs(name: "m1", bootstrap: false), as: UTF8.self) == "done\n")
     }
 
-    @Test func commandBootstrapAndEnvArriveByteForByte() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func commandBootstrapAndEnvArriveByteForByte() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         let payload = RunPayload(command: "printf '%s' \"$HOSTILE\"; printf '\\n---\\n'; cat /tmp/from-bootstrap",
@@ -196,7 +197,7 @@ import ReplCore
         #expect(log == Self.hostile + "\n---\n" + Self.hostile)
     }
 
-    @Test func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         let payload = RunPayload(command: "echo ran", bootstrap: "echo setting up; exit 3", env: [:], remaining: nil, hold: 0, manifestYAML: "x")
@@ -207,7 +208,7 @@ import ReplCore
         #expect(boot == "setting up\nrepl: bootstrap exited 3 (not fatal: the command still runs)\n")
     }
 
-    @Test func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: "m1", spec: .defaultSpec)
         let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 1)

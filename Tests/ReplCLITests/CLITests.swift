@@ -45,7 +45,7 @@ import ReplTestSupport
         try await exec(repl, args, env: home.environment, stdin: stdin, cwd: root.path)
     }
 
-    @Test func helloWaitPrintsHelloAndExitsZero() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func helloWaitPrintsHelloAndExitsZero() async throws {
         let home = Home()
         let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
         #expect(out.status == 0, "\(out.stderr)")
@@ -58,7 +58,7 @@ import ReplTestSupport
         #expect(logs.stdout == "hello\n")
     }
 
-    @Test func theGuidesCommandsWorkAsShown() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func theGuidesCommandsWorkAsShown() async throws {
         let home = Home()
         let run = try await Self.run(home, ["--orbctl", "sim", "run", "--provider", "orbstack", "--spec", "ubuntu:noble:arm64",
                                       "--command", "echo hello", "--max-duration", "60000"])
@@ -70,7 +70,7 @@ import ReplTestSupport
         #expect(list.stdout.split(separator: "\n").dropFirst().contains { $0.hasPrefix(id + " ") })
     }
 
-    @Test func waitExitsWithTheCommandsExitCode() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func waitExitsWithTheCommandsExitCode() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("seven.yaml")
         try "kind: Run\nname: seven\ncommand: exit 7\n".write(to: file, atomically: true, encoding: .utf8)
@@ -80,7 +80,7 @@ import ReplTestSupport
         await #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", timeout.path, "--wait"]).status == 124)
     }
 
-    @Test func jsonOfEveryCommandParses() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func jsonOfEveryCommandParses() async throws {
         let home = Home()
         try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
         let commands: [[String]] = [
@@ -113,7 +113,7 @@ import ReplTestSupport
         #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Stack dump"))
     }
 
-    @Test func anAmbiguousRunPrefixIsBadInput() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anAmbiguousRunPrefixIsBadInput() async throws {
         let home = Home()
         try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-a", "--command", "true"])
         try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-b", "--command", "true"])
@@ -133,7 +133,27 @@ import ReplTestSupport
         #expect(out.stderr.contains("state directory"))
     }
 
-    @Test func aMissingOrbctlExitsThreeWithTheInstallAdvice() async throws {
+    /// Where the emulator cannot run machine commands (a Mac, Linux without root), `--orbctl sim`
+    /// says so in one line before recording anything, instead of runs that never start.
+    @Test func theEmulatorRefusesRunsItCannotStartBeforeRecordingThem() async throws {
+        let home = Home()
+        var env = home.environment
+        env["ORBSIM_NAMESPACES"] = "0"
+        let out = try await Self.exec(Self.repl, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"], env: env, cwd: Self.root.path)
+        #expect(out.status == 3)
+        #expect(out.stderr.hasPrefix("repl: orbctl-sim runs machine commands only in a private namespace"))
+        #expect(out.stderr.hasSuffix("without --orbctl sim, repl uses OrbStack's own orbctl\n"))
+        #expect(out.stderr.split(separator: "\n").count == 1)
+        let list = try await Self.exec(Self.repl, ["--orbctl", "sim", "--json", "run", "list"], env: env)
+        #expect(list.status == 0 && !list.stdout.contains("hello"), "\(list.stdout)")
+    }
+
+    static let orbStackInstalled = OrbctlCommand.installDirectories(home: "/nonexistent").contains {
+        FileManager.default.fileExists(atPath: $0 + "/orbctl")
+    }
+
+    @Test(.enabled(if: !CLITests.orbStackInstalled, "OrbStack's orbctl is installed on this Mac, and repl finds it off PATH"))
+    func aMissingOrbctlExitsThreeWithTheInstallAdvice() async throws {
         let home = Home()
         var env = home.environment
         env["PATH"] = "/nonexistent"
@@ -145,7 +165,7 @@ import ReplTestSupport
 
 /// `repl watch`: plain lines, the lease, and a clean stop on Ctrl-C.
 @Suite(.serialized) struct WatchTests {
-    @Test func watchAppliesConvergesAndStopsCleanly() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func watchAppliesConvergesAndStopsCleanly() async throws {
         let home = CLITests.Home()
         let log = home.dir.appendingPathComponent("watch.log").path
         var env = home.environment

@@ -1,6 +1,7 @@
 import Foundation
 import ReplPlatform
 import Testing
+import ReplTestSupport
 @testable import repl
 @testable import OrbStack
 import ReplCore
@@ -80,7 +81,7 @@ struct WatchViewTests {
         return r.stdoutText
     }
 
-    @Test(.enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), .enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
     func watchInATerminal() async throws {
         let home = CLITests.Home()
         let session = "repl-watch-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"

@@ -1,6 +1,7 @@
 import Foundation
 import ReplPlatform
 import Testing
+import ReplTestSupport
 @testable import OrbStack
 @testable import ReplController
 import ReplCore
@@ -26,7 +27,7 @@ import ReplStore
         }
     }
 
-    @Test(arguments: ["fails", "garbage", "null", "hangs"])
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: ["fails", "garbage", "null", "hangs"])
     func aBadListTouchesNothingAndTheNextGoodTickConverges(_ fault: String) async throws {
         let w = try World()
         let cid = try w.store.controlID()
@@ -68,7 +69,7 @@ import ReplStore
         #expect(try w.run("a").instances.first?.phase ?? .pending >= .bootstrapping)
     }
 
-    @Test func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
         let w = try World()
         try await w.sim(["admin", "latency", "create", "2500"])
         try w.apply("kind: Run\nname: slow\ncommand: sleep 600\n")
@@ -86,7 +87,7 @@ import ReplStore
         #expect(try w.run("slow").instances.count == 1 && w.run("slow").instances[0].phase >= .bootstrapping)
     }
 
-    @Test func killedAtRandomPointsDuringATenRunApply() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func killedAtRandomPointsDuringATenRunApply() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("ten.yaml")
         try (0..<10).map { "kind: Run\nname: r\($0)\ncommand: sleep 600\n" }.joined(separator: "---\n")
@@ -108,7 +109,7 @@ import ReplStore
         #expect(try w.store.runs().allSatisfy { record in record.run.instances.filter { record.run.wants($0) }.count == 1 })
     }
 
-    @Test func unmanagedAndForeignMachinesAreNeverTouched() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func unmanagedAndForeignMachinesAreNeverTouched() async throws {
         let w = try World()
         let unmanaged = (0..<(Self.long ? 100 : 30)).map { "dev-\($0)" }
         let foreign = (0..<(Self.long ? 20 : 8)).map { "repl-zzzzzz-\(Base36.encode(UInt64($0 + 1)))-1" }
@@ -127,7 +128,7 @@ import ReplStore
 
     /// Short runs in waves through a small pool: graceful stops return every address, so the
     /// pool never runs out (long: 300 runs through 64 addresses; CI: 48 through 16).
-    @Test func churnNeverExhaustsThePool() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func churnNeverExhaustsThePool() async throws {
         let w = try World()
         let (total, pool, wave) = Self.long ? (300, 64, 30) : (48, 16, 12)
         try await w.sim(["admin", "ip-pool", "\(pool)"])
@@ -147,7 +148,7 @@ import ReplStore
 
     /// `watch`, cron sweeps and applies at the same time: one actor at a time, nothing done twice
     /// (CI: 10 seconds; long: a minute).
-    @Test func watchSweepAndApplyAtOnce() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func watchSweepAndApplyAtOnce() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("fleet.yaml")
         try "kind: Run\nname: svc\nreplicas: 3\n---\nkind: Run\nname: job\ncommand: sleep 1\nhold: 0s\n"

@@ -1,6 +1,7 @@
 import Foundation
 import ReplPlatform
 import Testing
+import ReplTestSupport
 @testable import OrbStack
 @testable import ReplController
 import ReplCore
@@ -10,7 +11,7 @@ import ReplStore
 @Suite(.serialized) struct ScenarioTests {
     func names(_ w: World) async throws -> Set<String> { Set(try w.machines().map(\.name)) }
 
-    @Test func threeReplicasConvergeThenScaleToOne() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func threeReplicasConvergeThenScaleToOne() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 3\n")
         try await w.tick { try w.wanted(w.run("web")).allSatisfy { $0.phase == .running } && w.machines().count == 3 }
@@ -23,7 +24,7 @@ import ReplStore
         #expect(try w.machines().first?.name == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id))
     }
 
-    @Test func aChangedCommandReplacesTheMachines() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aChangedCommandReplacesTheMachines() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
@@ -35,7 +36,7 @@ import ReplStore
         #expect(try w.run("a").generation == 2)
     }
 
-    @Test func anUnchangedReapplyIsANoOp() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anUnchangedReapplyIsANoOp() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
@@ -46,7 +47,7 @@ import ReplStore
         #expect(try w.store.runs().map(\.run) == rowsBefore)
     }
 
-    @Test func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: idle\nreplicas: 2\n")  // no command: machines stay up
         try await w.tick { try w.wanted(w.run("idle")).allSatisfy { $0.phase == .running } }
@@ -67,7 +68,7 @@ import ReplStore
         #expect(try w.run("slow").phase == .timedOut)
     }
 
-    @Test func aCancelledRunLosesItsMachine() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCancelledRunLosesItsMachine() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: c\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("c")).first?.phase == .running }
@@ -76,7 +77,7 @@ import ReplStore
         #expect(try w.run("c").phase == .cancelled)
     }
 
-    @Test func aSnapshotThenACloneFromItWorks() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aSnapshotThenACloneFromItWorks() async throws {
         let w = try World()
         let yaml = try String(contentsOf: SchemaPaths.examples.appendingPathComponent("snapshot-then-clone.yaml"), encoding: .utf8)
         try w.apply(yaml)
@@ -91,7 +92,7 @@ import ReplStore
         #expect(log == "prepared once\n")
     }
 
-    @Test func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: b\nbootstrap: exit 5\ncommand: echo still ran\n")
         try await w.tick { try w.run("b").phase.isTerminal && w.machines().isEmpty }
@@ -112,7 +113,7 @@ import ReplStore
         #expect(try w.machines().isEmpty && w.run("a").instances.isEmpty)
     }
 
-    @Test func exhaustionOpensTheBreaker() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func exhaustionOpensTheBreaker() async throws {
         let w = try World()
         try await w.sim(["admin", "ip-pool", "1"])
         try await w.sim(["create", "ubuntu", "someone-else"])
