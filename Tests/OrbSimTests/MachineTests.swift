@@ -124,3 +124,25 @@ import ReplTestSupport
         await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "test -e /tmp/pwned && echo yes || echo no"]).stdout == "no\n")
     }
 }
+
+/// The tests find the built products on Linux and on macOS, where `argv[0]` is the toolchain's
+/// `xctest` and the tests are a bundle inside the build directory.
+struct BuildProductsTests {
+    @Test func theBuildDirectoryIsFoundFromEitherLayout() {
+        let linuxBuild = URL(fileURLWithPath: "/src/.build/x86_64-unknown-linux-gnu/debug")
+        let macBuild = URL(fileURLWithPath: "/Users/u/src/.build/arm64-apple-macosx/debug")
+        let holds: (URL) -> Bool = { [linuxBuild.path, macBuild.path].contains($0.path) }
+        // Linux: the tests are one executable beside the products.
+        #expect(BuildProducts.directory(among: [linuxBuild.appendingPathComponent("replPackageTests.xctest")], holdsProducts: holds)?.path == linuxBuild.path)
+        // macOS: xctest (in the toolchain) loads the bundle; the bundle's binary is deep inside it.
+        let xctest = URL(fileURLWithPath: "/Applications/Xcode.app/Contents/Developer/usr/bin/xctest")
+        let bundleBinary = macBuild.appendingPathComponent("replPackageTests.xctest/Contents/MacOS/replPackageTests")
+        #expect(BuildProducts.directory(among: [xctest, bundleBinary], holdsProducts: holds)?.path == macBuild.path)
+        #expect(BuildProducts.directory(among: [xctest], holdsProducts: holds) == nil)
+    }
+
+    @Test func theProductsOfThisBuildAreThere() {
+        #expect(FileManager.default.isExecutableFile(atPath: BuildProducts.orbctlSim))
+        #expect(FileManager.default.isExecutableFile(atPath: BuildProducts.repl))
+    }
+}

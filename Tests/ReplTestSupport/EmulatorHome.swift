@@ -16,19 +16,23 @@ public enum BuildProducts {
         if let dir = ProcessInfo.processInfo.environment["REPL_BUILD_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
         let candidates = [Bundle(for: Marker.self).bundleURL, Bundle.main.bundleURL,
                           URL(fileURLWithPath: Platform.executablePath())] + Bundle.allBundles.map(\.bundleURL)
-        var fallback: URL?
+        let found = directory(among: candidates) { dir in
+            FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("orbctl-sim").path)
+        }
+        return found ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
+    }()
+
+    /// The first candidate directory, walking out of any `.xctest` bundle and from an
+    /// executable to its directory, that holds the products.
+    public static func directory(among candidates: [URL], holdsProducts: (URL) -> Bool) -> URL? {
         for candidate in candidates {
             var dir = candidate.standardizedFileURL
             while dir.path.contains(".xctest") { dir.deleteLastPathComponent() }
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                dir.deleteLastPathComponent()  // an executable: its directory
-            }
-            if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("orbctl-sim").path) { return dir }
-            if fallback == nil { fallback = dir }
+            if holdsProducts(dir) { return dir }
+            if holdsProducts(dir.deletingLastPathComponent()) { return dir.deletingLastPathComponent() }  // an executable
         }
-        return fallback ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
-    }()
+        return nil
+    }
 
     /// The emulator binary (`ORBSIM_BIN` overrides it).
     public static let orbctlSim = ProcessInfo.processInfo.environment["ORBSIM_BIN"] ?? directory.appendingPathComponent("orbctl-sim").path
