@@ -70,6 +70,21 @@ final class Context: @unchecked Sendable {
     /// The provider, after the one `orbctl version` check at start.
     func provider() async throws -> OrbStackProvider {
         if let p = _provider { return p }
+        let (command, env) = try orbctlCommand()
+        let client = OrbctlClient(command: command, runner: SystemProcessRunner(environment: env))
+        do {
+            orbctlVersion = try await client.version()
+        } catch {
+            throw CLIError.orbctl("orbctl is not usable (\(error.message)); \(ProviderError.installAdvice)")
+        }
+        let p = OrbStackProvider(client: client)
+        _provider = p
+        return p
+    }
+
+    /// The orbctl this command uses (`--orbctl`, `REPL_ORBCTL`, PATH, OrbStack's directories)
+    /// and the environment to run it with; sets `orbctlDescription`.
+    func orbctlCommand() throws -> (OrbctlCommand, [String: String]) {
         let choice = options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }
         var env = environment
         let command: OrbctlCommand
@@ -90,20 +105,15 @@ final class Context: @unchecked Sendable {
             command = found
             orbctlDescription = ([found.executable] + found.prefix).joined(separator: " ")
         }
-        let client = OrbctlClient(command: command, runner: SystemProcessRunner(environment: env))
-        do {
-            orbctlVersion = try await client.version()
-        } catch {
-            throw CLIError.orbctl("orbctl is not usable (\(error.message)); \(ProviderError.installAdvice)")
-        }
-        let p = OrbStackProvider(client: client)
-        _provider = p
-        return p
+        return (command, env)
     }
 
-    /// Whether this command talks to the built-in emulator (`--orbctl sim`).
+    /// Whether this command talks to the emulator: `--orbctl sim`, or an orbctl that is
+    /// `orbctl-sim` (or this binary) under another name.
     var usesEmulator: Bool {
-        (options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }) == "sim"
+        guard let (command, _) = try? orbctlCommand(), command.prefix.isEmpty else { return false }
+        let real = (command.executable as NSString).resolvingSymlinksInPath
+        return (real as NSString).lastPathComponent == "orbctl-sim" || real == Platform.executablePath()
     }
 
     /// Refuses, before anything is recorded, to start runs the emulator could not start here.

@@ -134,17 +134,28 @@ import ReplTestSupport
     }
 
     /// Where the emulator cannot run machine commands (a Mac, Linux without root), `--orbctl sim`
-    /// says so in one line before recording anything, instead of runs that never start.
-    @Test func theEmulatorRefusesRunsItCannotStartBeforeRecordingThem() async throws {
+    /// or an orbctl that is the emulator under another name says so in one line before recording
+    /// anything, instead of runs that never start.
+    @Test(arguments: ["sim", "symlink"])
+    func theEmulatorRefusesRunsItCannotStartBeforeRecordingThem(_ how: String) async throws {
         let home = Home()
         var env = home.environment
         env["ORBSIM_NAMESPACES"] = "0"
-        let out = try await Self.exec(Self.repl, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"], env: env, cwd: Self.root.path)
+        var orbctl = "sim"
+        if how == "symlink" {
+            let bin = home.dir.appendingPathComponent("bin")
+            try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+            orbctl = bin.appendingPathComponent("orbctl").path
+            try FileManager.default.createSymbolicLink(atPath: orbctl, withDestinationPath: BuildProducts.orbctlSim)
+            env["ORBSIM_HOME"] = home.dir.appendingPathComponent("sim").path
+        }
+        let out = try await Self.exec(Self.repl, ["--orbctl", orbctl, "apply", "-f", "examples/hello.yaml", "--wait"], env: env, cwd: Self.root.path)
         #expect(out.status == 3)
-        #expect(out.stderr.hasPrefix("repl: orbctl-sim runs machine commands only in a private namespace"))
+        #expect(out.stderr.hasPrefix("repl: orbctl-sim runs machine commands only in a private namespace")
+                || out.stderr.hasPrefix("repl: orbctl-sim runs machine commands on Linux only"))
         #expect(out.stderr.hasSuffix("without --orbctl sim, repl uses OrbStack's own orbctl\n"))
         #expect(out.stderr.split(separator: "\n").count == 1)
-        let list = try await Self.exec(Self.repl, ["--orbctl", "sim", "--json", "run", "list"], env: env)
+        let list = try await Self.exec(Self.repl, ["--orbctl", orbctl, "--json", "run", "list"], env: env)
         #expect(list.status == 0 && !list.stdout.contains("hello"), "\(list.stdout)")
     }
 
