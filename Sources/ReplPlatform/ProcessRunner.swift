@@ -100,13 +100,18 @@ public struct SystemProcessRunner: ProcessRunner {
     /// (nil: none). A timeout cancels the run, whose teardown sequence kills the child.
     static func run(_ configuration: Configuration, stdin: Int32, stdout: Int32, stderr: Int32,
                     timeout: TimeInterval?) async throws -> Outcome {
-        try await withThrowingTaskGroup(of: Outcome.self) { group in
+        let ownGroup = configuration.platformOptions.processGroupID == 0
+        return try await withThrowingTaskGroup(of: Outcome.self) { group in
             group.addTask {
                 let result = try await Subprocess.run(
                     configuration,
                     input: .fileDescriptor(FileDescriptor(rawValue: stdin), closeAfterSpawningProcess: false),
                     output: .fileDescriptor(FileDescriptor(rawValue: stdout), closeAfterSpawningProcess: false),
-                    error: .fileDescriptor(FileDescriptor(rawValue: stderr), closeAfterSpawningProcess: false))
+                    error: .fileDescriptor(FileDescriptor(rawValue: stderr), closeAfterSpawningProcess: false)
+                ) { execution in
+                    if ownGroup { ChildProcessGroups.add(execution.processIdentifier.value) }
+                }
+                if ownGroup { ChildProcessGroups.remove(result.processIdentifier.value) }
                 return .finished(exitCode(result.terminationStatus))
             }
             if let timeout {
@@ -155,6 +160,29 @@ public struct SystemProcessRunner: ProcessRunner {
         case .finished(let code): return code
         case .timedOut: return 137
         }
+    }
+}
+
+/// The process groups of the children running now (each runs in its own group, so a
+/// terminal's Ctrl-C reaches only repl): when repl is stopped by a signal, it ends them too
+/// rather than leave an orbctl call running without its caller.
+public enum ChildProcessGroups {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var groups: Set<Int32> = []
+
+    static func add(_ group: Int32) { lock.withLock { _ = groups.insert(group) } }
+    static func remove(_ group: Int32) { lock.withLock { _ = groups.remove(group) } }
+
+    /// The groups alive now.
+    public static var current: Set<Int32> { lock.withLock { groups } }
+
+    /// Sends `signal` to every group (SIGKILL by default) and forgets them.
+    public static func signalAll(_ signal: Int32 = SIGKILL) {
+        let all = lock.withLock { () -> Set<Int32> in
+            defer { groups.removeAll() }
+            return groups
+        }
+        for group in all where group > 1 { kill(-group, signal) }
     }
 }
 

@@ -237,3 +237,35 @@ import ReplTestSupport
         #expect(out.status == 2 && out.stderr.contains("NUL bytes"))
     }
 }
+
+/// A signal to repl (Ctrl-C, `kill`, `launchctl bootout`) ends the orbctl call it is waiting
+/// for, which runs in its own process group and so does not get the signal itself.
+@Suite(.serialized) struct SignalTests {
+    @Test(.enabled(if: machineCommandsAvailable, "finds the orbctl child through /proc (Linux)"), arguments: [SIGTERM, SIGINT, SIGHUP])
+    func aSignalToReplEndsItsOrbctlCall(_ sig: Int32) async throws {
+        let home = CLITests.Home()
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "doctor"]).status == 0)
+        let simHome = home.dir.appendingPathComponent("state/sim").path
+        var simEnv = home.environment
+        simEnv["ORBSIM_HOME"] = simHome
+        #expect(try await CLITests.exec(BuildProducts.orbctlSim, ["admin", "hang", "list", "--times", "5"], env: simEnv).status == 0)
+        let sweep = try await BackgroundProcess.start(CLITests.repl, ["--orbctl", "sim", "orphans", "sweep"], environment: home.environment,
+                                                      outputPath: home.dir.appendingPathComponent("sweep.log").path)
+        let mark = "ORBSIM_HOME=\(simHome)"
+        var children: [Int32] = []
+        for _ in 0..<200 where children.isEmpty {
+            try await Task.sleep(nanoseconds: 25_000_000)
+            children = Platform.processes(withEnvironmentEntry: mark).filter { !Platform.isZombie($0) }
+        }
+        #expect(!children.isEmpty, "the sweep never called orbctl list")
+        sweep.signal(sig)
+        #expect(try await sweep.wait() == 128 + sig)
+        var left = children
+        for _ in 0..<100 where !left.isEmpty {
+            try await Task.sleep(nanoseconds: 20_000_000)
+            left = Platform.processes(withEnvironmentEntry: mark).filter { !Platform.isZombie($0) }
+        }
+        #expect(left.isEmpty, "orbctl outlived repl: \(left)")
+        for pid in left { kill(pid, SIGKILL) }
+    }
+}

@@ -35,15 +35,37 @@ struct ScheduleTests {
         #expect(try w.machines().map(\.name) == [foreign], "log: \(log)")
     }
 
-    @Test func theCrontabLineSweepsWithCronsBarePath() async throws {
-        let w = try World()
+    /// The command part of the crontab line, as cron's /bin/sh runs it, with this build's repl in
+    /// place of the installed one.
+    func cronCommand() throws -> String {
         let text = try String(contentsOf: Self.root.appendingPathComponent("scaffold/cron/crontab"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { !$0.hasPrefix("#") && !$0.isEmpty })
         let fields = line.split(separator: " ", maxSplits: 5)
         #expect(fields.prefix(5) == ["*", "*", "*", "*", "*"])  // every minute
-        // The command part, as cron's /bin/sh runs it, with this build's repl in place of the installed one.
         let command = String(fields[5]).replacingOccurrences(of: " repl orphans", with: " '\(Paths.repl)' orphans")
         #expect(command.contains(Paths.repl))
+        return command
+    }
+
+    /// A new user's first minute: no `~/.repl` yet. The line makes it (else the shell cannot open
+    /// the log and repl never runs) and the sweep creates its store there.
+    @Test func theCrontabLineWorksBeforeReplHasEverRun() async throws {
+        let w = try World()
+        let command = try cronCommand()
+        let bin = w.root.appendingPathComponent(".orbstack/bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: bin.appendingPathComponent("orbctl").path, withDestinationPath: Paths.sim)
+        #expect(!FileManager.default.fileExists(atPath: w.root.appendingPathComponent(".repl").path))
+        let env = ["HOME": w.root.path, "PATH": "/usr/bin:/bin", "ORBSIM_HOME": w.environment["ORBSIM_HOME"]!, "ORBSIM_LATENCY": "fast"]
+        let result = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 120, environment: env, limit: 1 << 20)
+        #expect(result.status == 0, "\(result.stderrText)")
+        #expect(FileManager.default.fileExists(atPath: w.root.appendingPathComponent(".repl/state.db").path))
+        #expect(FileManager.default.fileExists(atPath: w.root.appendingPathComponent(".repl/sweep.log").path))
+    }
+
+    @Test func theCrontabLineSweepsWithCronsBarePath() async throws {
+        let w = try World()
+        let command = try cronCommand()
         let (env, _, foreign) = try await scheduledWorld(w)
         let result = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 120, environment: env, limit: 1 << 20)
         try expectSwept(w, foreign: foreign, exit: result.status, output: result.stdoutText + result.stderrText)

@@ -73,15 +73,10 @@ struct WatchLoop {
         let controller = try await context.controller()
         defer { store.releaseLease() }
         let stop = StopFlag()
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { stop.set() }
-            source.resume()
-            return source
-        }
-        defer { sources.forEach { $0.cancel() } }
+        // Ctrl-C, SIGTERM and SIGHUP stop after the tick in progress: the lease is released and
+        // the terminal restored.
+        Interrupts.handle { _ in stop.set() }
+        defer { Interrupts.restore() }
         let terminal = fullScreen ? Terminal.enter(stop: stop) : nil
         defer { terminal?.leave() }
         var addresses: [String: String] = [:]

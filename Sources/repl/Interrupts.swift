@@ -1,0 +1,50 @@
+import Dispatch
+import Foundation
+import ReplPlatform
+
+/// SIGINT, SIGTERM and SIGHUP for the whole process. Each orbctl call runs in its own
+/// process group (so a timeout can end it and all it started), which means a terminal's
+/// Ctrl-C, `kill`, or `launchctl bootout` reaches repl alone: by default the signal ends
+/// repl's children first, then repl, with 128 + the signal. A command that stops
+/// gracefully (`watch`: finish the tick, release the lease, restore the terminal) takes the
+/// signals over with `handle`.
+enum Interrupts {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var handler: (@Sendable (Int32) -> Void)?
+
+    static let signals = [SIGINT, SIGTERM, SIGHUP]
+
+    /// Installs the process-wide handling (once, at start).
+    static func install() {
+        lock.withLock {
+            guard sources.isEmpty else { return }
+            for sig in signals {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { deliver(sig) }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+
+    /// From now on a signal calls `onSignal` instead of ending the process.
+    static func handle(_ onSignal: @escaping @Sendable (Int32) -> Void) {
+        lock.withLock { handler = onSignal }
+    }
+
+    /// Back to ending the process on a signal.
+    static func restore() {
+        lock.withLock { handler = nil }
+    }
+
+    private static func deliver(_ sig: Int32) {
+        if let handler = lock.withLock({ handler }) {
+            handler(sig)
+            return
+        }
+        ChildProcessGroups.signalAll()
+        exit(128 + sig)
+    }
+}
