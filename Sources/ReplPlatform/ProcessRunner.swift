@@ -170,15 +170,26 @@ public enum ChildProcessGroups {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var groups: Set<Int32> = []
 
-    static func add(_ group: Int32) { lock.withLock { _ = groups.insert(group) } }
+    nonisolated(unsafe) private static var closing = false
+
+    /// A child started while repl is being stopped is ended at once.
+    static func add(_ group: Int32) {
+        let late = lock.withLock { () -> Bool in
+            if !closing { groups.insert(group) }
+            return closing
+        }
+        if late { kill(-group, SIGKILL) }
+    }
     static func remove(_ group: Int32) { lock.withLock { _ = groups.remove(group) } }
 
     /// The groups alive now.
     public static var current: Set<Int32> { lock.withLock { groups } }
 
-    /// Sends `signal` to every group (SIGKILL by default) and forgets them.
-    public static func signalAll(_ signal: Int32 = SIGKILL) {
+    /// Sends `signal` to every group (SIGKILL by default) and forgets them; with `closing`, so
+    /// does every later `add` (a child spawned but not yet registered when the signal came).
+    public static func signalAll(_ signal: Int32 = SIGKILL, closing: Bool = false) {
         let all = lock.withLock { () -> Set<Int32> in
+            if closing { self.closing = true }
             defer { groups.removeAll() }
             return groups
         }

@@ -173,10 +173,10 @@ final class Context: @unchecked Sendable {
     /// Writes to standard output at once (no buffering), clearing the status line first.
     func out(_ text: String) {
         if statusShown {
-            FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+            Console.out("\r\u{1B}[K")
             statusShown = false
         }
-        FileHandle.standardOutput.write(Data(text.utf8))
+        Console.out(text)
     }
 
     /// Whether progress may be drawn in place: a terminal, and neither --json nor --quiet.
@@ -190,12 +190,12 @@ final class Context: @unchecked Sendable {
         var size = winsize()
         if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 10 { width = Int(size.ws_col) - 1 }
         let line = text.count > width ? String(text.prefix(width - 1)) + "…" : text
-        FileHandle.standardOutput.write(Data("\r\u{1B}[K\(line)".utf8))
+        Console.out("\r\u{1B}[K\(line)")
         statusShown = true
     }
 
     func warn(_ text: String) {
-        FileHandle.standardError.write(Data("repl: \(text)\n".utf8))
+        Console.err("repl: \(text)\n")
     }
 
     func printJSON(_ value: Any) {

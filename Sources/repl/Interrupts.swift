@@ -39,12 +39,27 @@ enum Interrupts {
         lock.withLock { handler = nil }
     }
 
+    nonisolated(unsafe) private static var received: Int32?
+
+    /// Ends the process as the signal asked, if one came: the command may have finished (its
+    /// orbctl call killed under it) between the signal and the handler's exit.
+    static func exitIfInterrupted() {
+        if let sig = lock.withLock({ received }) { exit(128 + sig) }
+    }
+
     private static func deliver(_ sig: Int32) {
-        if let handler = lock.withLock({ handler }) {
+        let handler = lock.withLock { () -> (@Sendable (Int32) -> Void)? in
+            if self.handler == nil { received = sig }
+            return self.handler
+        }
+        if let handler {
             handler(sig)
             return
         }
-        ChildProcessGroups.signalAll()
+        ChildProcessGroups.signalAll(closing: true)
+        // A child forked a moment ago registers its group just after it exists: give it time.
+        usleep(50_000)
+        ChildProcessGroups.signalAll(closing: true)
         exit(128 + sig)
     }
 }

@@ -19,6 +19,7 @@ struct Repl: AsyncParsableCommand {
                       Orphans.self, Watch.self, Recover.self, Doctor.self])
 }
 
+Console.guardStandardDescriptors()
 let arguments = Array(CommandLine.arguments.dropFirst())
 let invokedAs = (CommandLine.arguments[0] as NSString).lastPathComponent
 
@@ -67,21 +68,28 @@ func runCommand(_ args: [String]) async throws {
     }
 }
 
+Interrupts.install()
 do {
     try await runCommand(reorder(arguments))
+    Interrupts.exitIfInterrupted()
+    Console.finish()
 } catch let error as CLIError {
-    FileHandle.standardError.write(Data("repl: \(error.description)\n".utf8))
+    Interrupts.exitIfInterrupted()
+    Console.err("repl: \(error.description)\n")
     exit(error.code)
 } catch let error as ExitCode2 {
+    Interrupts.exitIfInterrupted()
     exit(error.code)
 } catch let error as ReplCoreManifestError {
-    FileHandle.standardError.write(Data("\(error.description)\n".utf8))
+    Interrupts.exitIfInterrupted()
+    Console.err("\(error.description)\n")
     exit(2)
 } catch {
+    Interrupts.exitIfInterrupted()
     let code = Repl.exitCode(for: error)
     if code == .success {
         Repl.exit(withError: error)  // --help, --version
     }
-    FileHandle.standardError.write(Data("repl: \(Repl.fullMessage(for: error))\n".utf8))
+    Console.err("repl: \(Repl.fullMessage(for: error))\n")
     exit(code == .validationFailure ? 2 : (code.rawValue == 0 ? 0 : 1))
 }

@@ -269,3 +269,31 @@ import ReplTestSupport
         for pid in left { kill(pid, SIGKILL) }
     }
 }
+
+/// Standard output closed or on a full disk (cron's `>> sweep.log`): a clear failure or a
+/// harmless run, never a crash, and never the state database opened as standard output.
+@Suite struct OutputStreamTests {
+    static let devFull = FileManager.default.fileExists(atPath: "/dev/full")
+
+    func shell(_ home: CLITests.Home, _ script: String) async throws -> ProcessResult {
+        try await SystemProcessRunner.run("/bin/sh", ["-c", script], input: nil, timeout: 120, environment: home.environment, limit: 1 << 20)
+    }
+
+    @Test(.enabled(if: OutputStreamTests.devFull, "needs /dev/full (Linux)"), arguments: [["run", "list"], ["doctor"], ["orphans", "list"]])
+    func aFullDiskIsExitOneWithOneLine(_ args: [String]) async throws {
+        let home = CLITests.Home()
+        let words = (["'\(CLITests.repl)'", "--orbctl", "sim"] + args).joined(separator: " ")
+        let r = try await shell(home, "\(words) > /dev/full")
+        #expect(r.status == 1, "\(r.stderrText)")
+        #expect(r.stderrText.hasPrefix("repl: cannot write to standard output"), "\(r.stderrText)")
+        #expect(r.stderrText.split(separator: "\n").count == 1, "\(r.stderrText)")
+    }
+
+    @Test func closedStandardStreamsAreHarmless() async throws {
+        let home = CLITests.Home()
+        let r = try await shell(home, "'\(CLITests.repl)' --orbctl sim doctor >&- 2>&-")
+        #expect(r.status == 0)
+        let doctor = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])
+        #expect(doctor.status == 0 && doctor.stdout.contains("control id"), "\(doctor.stdout)\(doctor.stderr)")
+    }
+}

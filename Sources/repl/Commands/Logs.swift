@@ -54,7 +54,7 @@ struct Logs: AsyncParsableCommand {
         if context.json { context.printJSON(["run": record.run.manifest.name, "logs": documents]) }
         else if printed.isEmpty && !context.quiet {
             let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
-            FileHandle.standardError.write(Data("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n".utf8))
+            Console.err("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n")
         }
     }
 }

@@ -191,7 +191,7 @@ final class Terminal: @unchecked Sendable {
         var raw = t.saved
         raw.c_lflag &= ~tcflag_t(ICANON | ECHO)  // keys arrive at once; Ctrl-C still signals
         tcsetattr(0, TCSANOW, &raw)
-        FileHandle.standardOutput.write(Data("\u{1B}[?1049h\u{1B}[?25l".utf8))
+        Console.out("\u{1B}[?1049h\u{1B}[?25l")
         Thread.detachNewThread {
             var byte: UInt8 = 0
             while read(0, &byte, 1) == 1 {
@@ -222,7 +222,7 @@ final class Terminal: @unchecked Sendable {
         lastSize = (w, h)
         let lines = render(w, h)
         let text = "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\r\n") + "\u{1B}[J"
-        FileHandle.standardOutput.write(Data(text.utf8))
+        Console.out(text)
     }
 
     func redrawIfResized() {
@@ -233,7 +233,7 @@ final class Terminal: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard !left else { return }
         left = true
-        FileHandle.standardOutput.write(Data("\u{1B}[?25h\u{1B}[?1049l".utf8))
+        Console.out("\u{1B}[?25h\u{1B}[?1049l")
         tcsetattr(0, TCSANOW, &saved)
     }
 }

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Writes to standard output and error with write(2). FileHandle's `write(_:)` traps when
+/// the stream is closed or the disk is full (cron's `>> sweep.log`); here standard error
+/// failing is ignored, and standard output failing ends repl with exit 1 and one line on
+/// standard error: the output it was asked for is lost, which is a failure, never a crash.
+enum Console {
+    /// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed (`repl … >&-`), so that
+    /// no file repl opens later (the state database) becomes its standard output.
+    static func guardStandardDescriptors() {
+        for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+            let null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+            if null >= 0 && null != fd {
+                dup2(null, fd)
+                close(null)
+            }
+        }
+    }
+
+    static func out(_ text: String) {
+        if !write(text, to: 1) { lostOutput() }
+    }
+
+    static func err(_ text: String) {
+        _ = write(text, to: 2)
+    }
+
+    /// Flushes what `print` buffered; exits 1 when it could not be written.
+    static func finish() {
+        if fflush(nil) != 0 { lostOutput() }
+    }
+
+    private static func lostOutput() -> Never {
+        let reason = String(cString: strerror(errno))
+        err("repl: cannot write to standard output (\(reason))\n")
+        exit(1)
+    }
+
+    private static func write(_ text: String, to fd: Int32) -> Bool {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            bytes = bytes.dropFirst(n)
+        }
+        return true
+    }
+}
