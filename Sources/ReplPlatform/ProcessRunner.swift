@@ -103,15 +103,18 @@ public struct SystemProcessRunner: ProcessRunner {
         let ownGroup = configuration.platformOptions.processGroupID == 0
         return try await withThrowingTaskGroup(of: Outcome.self) { group in
             group.addTask {
+                // The child's group is known from its spawn until it has been reaped, whether
+                // the run returns or throws (a timeout cancels it).
+                let spawned = ChildProcessGroups.Registration()
+                defer { spawned.end() }
                 let result = try await Subprocess.run(
                     configuration,
                     input: .fileDescriptor(FileDescriptor(rawValue: stdin), closeAfterSpawningProcess: false),
                     output: .fileDescriptor(FileDescriptor(rawValue: stdout), closeAfterSpawningProcess: false),
                     error: .fileDescriptor(FileDescriptor(rawValue: stderr), closeAfterSpawningProcess: false)
                 ) { execution in
-                    if ownGroup { ChildProcessGroups.add(execution.processIdentifier.value) }
+                    if ownGroup { spawned.begin(execution.processIdentifier.value) }
                 }
-                if ownGroup { ChildProcessGroups.remove(result.processIdentifier.value) }
                 return .finished(exitCode(result.terminationStatus))
             }
             if let timeout {
@@ -181,6 +184,20 @@ public enum ChildProcessGroups {
         if late { kill(-group, SIGKILL) }
     }
     static func remove(_ group: Int32) { lock.withLock { _ = groups.remove(group) } }
+
+    /// One child's group, from its spawn to its end.
+    final class Registration: @unchecked Sendable {
+        private var group: Int32?
+
+        func begin(_ group: Int32) {
+            self.group = group
+            ChildProcessGroups.add(group)
+        }
+
+        func end() {
+            if let group { ChildProcessGroups.remove(group) }
+        }
+    }
 
     /// The groups alive now.
     public static var current: Set<Int32> { lock.withLock { groups } }
