@@ -2,8 +2,9 @@ import Foundation
 
 /// Writes to standard output and error with write(2). FileHandle's `write(_:)` traps when
 /// the stream is closed or the disk is full (cron's `>> sweep.log`); here standard error
-/// failing is ignored, and standard output failing ends repl with exit 1 and one line on
-/// standard error: the output it was asked for is lost, which is a failure, never a crash.
+/// failing is ignored, and standard output failing is remembered: the command goes on (a
+/// watch still releases its lease, an apply still records what it did) and repl then exits 1
+/// with one line on standard error. Lost output is a failure, never a crash.
 enum Console {
     /// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed (`repl … >&-`), so that
     /// no file repl opens later (the state database) becomes its standard output.
@@ -17,21 +18,24 @@ enum Console {
         }
     }
 
+    nonisolated(unsafe) private static var lost: Int32?
+
     static func out(_ text: String) {
-        if !write(text, to: 1) { lostOutput() }
+        if !write(text, to: 1), lost == nil { lost = errno }
     }
 
     static func err(_ text: String) {
         _ = write(text, to: 2)
     }
 
-    /// Flushes what `print` buffered; exits 1 when it could not be written.
+    /// Flushes what `print` buffered; exits 1 when any output could not be written.
     static func finish() {
-        if fflush(nil) != 0 { lostOutput() }
+        if fflush(nil) != 0, lost == nil { lost = errno }
+        if let lost { lostOutput(lost) }
     }
 
-    private static func lostOutput() -> Never {
-        let reason = String(cString: strerror(errno))
+    private static func lostOutput(_ code: Int32) -> Never {
+        let reason = String(cString: strerror(code))
         err("repl: cannot write to standard output (\(reason))\n")
         exit(1)
     }

@@ -289,6 +289,19 @@ import ReplTestSupport
         #expect(r.stderrText.split(separator: "\n").count == 1, "\(r.stderrText)")
     }
 
+    /// Output lost mid-apply does not stop the work: the run finishes, is recorded, and repl
+    /// then says the output was lost.
+    @Test(.enabled(if: OutputStreamTests.devFull && machineCommandsAvailable, "needs /dev/full and machine commands (Linux as root)"))
+    func anApplyWhoseOutputIsLostStillDoesItsWork() async throws {
+        let home = CLITests.Home()
+        let hello = CLITests.root.appendingPathComponent("examples/hello.yaml").path
+        let r = try await shell(home, "'\(CLITests.repl)' --orbctl sim apply -f '\(hello)' --wait > /dev/full")
+        #expect(r.status == 1, "\(r.stderrText)")
+        #expect(r.stderrText == "repl: cannot write to standard output (No space left on device)\n", "\(r.stderrText)")
+        let list = try await CLITests.run(home, ["--orbctl", "sim", "run", "list"])
+        #expect(list.stdout.contains("Succeeded"), "\(list.stdout)")
+    }
+
     @Test func closedStandardStreamsAreHarmless() async throws {
         let home = CLITests.Home()
         let r = try await shell(home, "'\(CLITests.repl)' --orbctl sim doctor >&- 2>&-")
