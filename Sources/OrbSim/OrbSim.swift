@@ -17,6 +17,11 @@ public struct SimIO {
         self.stdoutIsTTY = stdoutIsTTY
     }
 
+    /// Every stream on `/dev/null`: for in-process calls whose output nobody reads (a reset).
+    public static var discarded: SimIO? {
+        FileHandle(forUpdatingAtPath: "/dev/null").map { SimIO(stdin: $0, stdout: $0, stderr: $0) }
+    }
+
     public static var standard: SimIO {
         SimIO(stdin: .standardInput, stdout: .standardOutput, stderr: .standardError, stdoutIsTTY: isatty(1) == 1)
     }

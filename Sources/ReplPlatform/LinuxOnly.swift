@@ -12,19 +12,19 @@ enum LinuxOnly {
         try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     }
 
-    static var namespacesAvailable: Bool {
-        if ProcessInfo.processInfo.environment["ORBSIM_NAMESPACES"] == "0" { return false }
-        return getuid() == 0 && FileManager.default.isExecutableFile(atPath: unshare)
-    }
-
-    static var namespacesRefusal: String {
+    /// Why machine commands cannot have a private namespace here; nil when they can
+    /// (root, with util-linux's `unshare`, and not turned off).
+    static var namespacesRefusal: String? {
         if ProcessInfo.processInfo.environment["ORBSIM_NAMESPACES"] == "0" {
             return "orbctl-sim runs machine commands only in a private namespace, and ORBSIM_NAMESPACES=0 turns them off"
         }
         if !FileManager.default.isExecutableFile(atPath: unshare) {
             return "orbctl-sim runs machine commands in a private namespace and needs \(unshare) (apt-get install util-linux)"
         }
-        return "orbctl-sim runs machine commands in a private namespace, which needs root; run it as root (as in a container or CI)"
+        if getuid() != 0 {
+            return "orbctl-sim runs machine commands in a private namespace, which needs root; run it as root (as in a container or CI)"
+        }
+        return nil
     }
 
     static func processes(withEnvironmentEntry entry: String) -> [Int32] {

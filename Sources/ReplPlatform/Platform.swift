@@ -17,18 +17,12 @@ public enum Platform {
     /// Whether this host can give an emulated machine's commands a private mount and
     /// UTS namespace (Linux, as root, with util-linux). Without it the emulator refuses
     /// machine commands: they would run on the host itself.
-    public static var machineNamespaces: Bool {
-        #if os(Linux)
-        return LinuxOnly.namespacesAvailable
-        #else
-        return false
-        #endif
-    }
+    public static var machineNamespaces: Bool { machineCommandsRefusal == nil }
 
     /// Why `machineNamespaces` is false, in one line for people; nil when it is true.
     public static var machineCommandsRefusal: String? {
         #if os(Linux)
-        return LinuxOnly.namespacesAvailable ? nil : LinuxOnly.namespacesRefusal
+        return LinuxOnly.namespacesRefusal
         #else
         return "orbctl-sim runs machine commands on Linux only; use a Linux container, or OrbStack's own orbctl on a Mac"
         #endif

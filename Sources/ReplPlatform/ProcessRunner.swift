@@ -98,22 +98,24 @@ public struct SystemProcessRunner: ProcessRunner {
 
     /// Runs `configuration` with the given standard streams, racing it against `timeout`
     /// (nil: none). A timeout cancels the run, whose teardown sequence kills the child.
+    /// `spawned` is told the child's pid as soon as it exists.
     static func run(_ configuration: Configuration, stdin: Int32, stdout: Int32, stderr: Int32,
-                    timeout: TimeInterval?) async throws -> Outcome {
+                    timeout: TimeInterval?, spawned onSpawn: (@Sendable (Int32) -> Void)? = nil) async throws -> Outcome {
         let ownGroup = configuration.platformOptions.processGroupID == 0
         return try await withThrowingTaskGroup(of: Outcome.self) { group in
             group.addTask {
                 // The child's group is known from its spawn until it has been reaped, whether
                 // the run returns or throws (a timeout cancels it).
-                let spawned = ChildProcessGroups.Registration()
-                defer { spawned.end() }
+                let registration = ChildProcessGroups.Registration()
+                defer { registration.end() }
                 let result = try await Subprocess.run(
                     configuration,
                     input: .fileDescriptor(FileDescriptor(rawValue: stdin), closeAfterSpawningProcess: false),
                     output: .fileDescriptor(FileDescriptor(rawValue: stdout), closeAfterSpawningProcess: false),
                     error: .fileDescriptor(FileDescriptor(rawValue: stderr), closeAfterSpawningProcess: false)
                 ) { execution in
-                    if ownGroup { spawned.begin(execution.processIdentifier.value) }
+                    if ownGroup { registration.begin(execution.processIdentifier.value) }
+                    onSpawn?(execution.processIdentifier.value)
                 }
                 return .finished(exitCode(result.terminationStatus))
             }
@@ -172,45 +174,36 @@ public struct SystemProcessRunner: ProcessRunner {
 public enum ChildProcessGroups {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var groups: Set<Int32> = []
-
     nonisolated(unsafe) private static var closing = false
-
-    /// A child started while repl is being stopped is ended at once.
-    static func add(_ group: Int32) {
-        let late = lock.withLock { () -> Bool in
-            if !closing { groups.insert(group) }
-            return closing
-        }
-        if late { kill(-group, SIGKILL) }
-    }
-    static func remove(_ group: Int32) { lock.withLock { _ = groups.remove(group) } }
 
     /// One child's group, from its spawn to its end.
     final class Registration: @unchecked Sendable {
         private var group: Int32?
 
+        /// A child started after `killAll` (spawned just as the signal came) is ended at once.
         func begin(_ group: Int32) {
             self.group = group
-            ChildProcessGroups.add(group)
+            let late = ChildProcessGroups.lock.withLock { () -> Bool in
+                if !closing { groups.insert(group) }
+                return closing
+            }
+            if late { kill(-group, SIGKILL) }
         }
 
         func end() {
-            if let group { ChildProcessGroups.remove(group) }
+            if let group { _ = ChildProcessGroups.lock.withLock { groups.remove(group) } }
         }
     }
 
-    /// The groups alive now.
-    public static var current: Set<Int32> { lock.withLock { groups } }
-
-    /// Sends `signal` to every group (SIGKILL by default) and forgets them; with `closing`, so
-    /// does every later `add` (a child spawned but not yet registered when the signal came).
-    public static func signalAll(_ signal: Int32 = SIGKILL, closing: Bool = false) {
+    /// Sends SIGKILL to every group, and to every one registered from now on: repl is being
+    /// stopped, and no orbctl call may outlive it.
+    public static func killAll() {
         let all = lock.withLock { () -> Set<Int32> in
-            if closing { self.closing = true }
+            closing = true
             defer { groups.removeAll() }
             return groups
         }
-        for group in all where group > 1 { kill(-group, signal) }
+        for group in all where group > 1 { kill(-group, SIGKILL) }  // never 0 (our group) or 1 (everything)
     }
 }
 
@@ -238,16 +231,13 @@ public final class BackgroundProcess: Sendable {
                 log.release()
                 null.release()
             }
-            let result = try await Subprocess.run(
-                configuration,
-                input: .fileDescriptor(FileDescriptor(rawValue: null.descriptor), closeAfterSpawningProcess: false),
-                output: .fileDescriptor(FileDescriptor(rawValue: log.descriptor), closeAfterSpawningProcess: false),
-                error: .fileDescriptor(FileDescriptor(rawValue: log.descriptor), closeAfterSpawningProcess: false)
-            ) { execution in
-                continuation.yield(execution.processIdentifier.value)
+            let outcome = try await SystemProcessRunner.run(configuration, stdin: null.descriptor, stdout: log.descriptor,
+                                                            stderr: log.descriptor, timeout: nil) { pid in
+                continuation.yield(pid)
                 continuation.finish()
             }
-            return SystemProcessRunner.exitCode(result.terminationStatus)
+            guard case .finished(let code) = outcome else { return 137 }
+            return code
         }
         var iterator = started.makeAsyncIterator()
         guard let pid = await iterator.next() else {

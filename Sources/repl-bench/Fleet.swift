@@ -70,9 +70,9 @@ final class Fleet: @unchecked Sendable {
     /// Ends the machines' processes (in this process, through the emulator's model, so a
     /// `defer` can call it) and removes the fleet's directory.
     func cleanUp() {
-        let sim = OrbSim(home: URL(fileURLWithPath: environment["ORBSIM_HOME"]!), executable: orbctl, environment: environment)
-        if let null = FileHandle(forUpdatingAtPath: "/dev/null") {
-            _ = sim.main(["admin", "reset"], io: SimIO(stdin: null, stdout: null, stderr: null))
+        if let io = SimIO.discarded {
+            let sim = OrbSim(home: URL(fileURLWithPath: environment["ORBSIM_HOME"]!), executable: orbctl, environment: environment)
+            _ = sim.main(["admin", "reset"], io: io)
         }
         try? FileManager.default.removeItem(at: root)
     }

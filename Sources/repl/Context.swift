@@ -82,10 +82,14 @@ final class Context: @unchecked Sendable {
         return p
     }
 
+    /// What `--orbctl` or `REPL_ORBCTL` names: `sim`, a path or a program name; nil for the default.
+    var orbctlChoice: String? { options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 } }
+
     /// The orbctl this command uses (`--orbctl`, `REPL_ORBCTL`, PATH, OrbStack's directories)
-    /// and the environment to run it with; sets `orbctlDescription`.
+    /// and the environment to run it with, resolved once; sets `orbctlDescription`.
     func orbctlCommand() throws -> (OrbctlCommand, [String: String]) {
-        let choice = options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }
+        if let resolved = _orbctl { return resolved }
+        let choice = orbctlChoice
         var env = environment
         let command: OrbctlCommand
         if choice == "sim" {
@@ -105,8 +109,11 @@ final class Context: @unchecked Sendable {
             command = found
             orbctlDescription = ([found.executable] + found.prefix).joined(separator: " ")
         }
+        _orbctl = (command, env)
         return (command, env)
     }
+
+    private var _orbctl: (OrbctlCommand, [String: String])?
 
     /// Whether this command talks to the emulator: `--orbctl sim`, or an orbctl that is
     /// `orbctl-sim` (or this binary) under another name.
@@ -125,16 +132,10 @@ final class Context: @unchecked Sendable {
     /// The orbctl a scheduled sweep should use, resolved now: `sim`, an absolute path, or nil
     /// when none is found (the agent then searches its own PATH).
     func resolvedOrbctl() -> String? {
-        let choice = options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 }
-        if choice == "sim" { return "sim" }
-        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
-        func absolute(_ path: String) -> String {
-            path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        }
-        if let choice { return findExecutable(choice, path: environment["PATH"]).map(absolute) }
-        guard let found = OrbctlCommand.locate(path: environment["PATH"], fallbacks: OrbctlCommand.installDirectories(home: home)),
-              found.prefix.isEmpty else { return nil }
-        return absolute(found.executable)
+        if orbctlChoice == "sim" { return "sim" }
+        guard let (command, _) = try? orbctlCommand(), command.prefix.isEmpty else { return nil }
+        let path = command.executable
+        return path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
     /// `--orbctl sim`: this very binary is the emulator when called as `orbctl`.

@@ -56,10 +56,10 @@ enum Interrupts {
             handler(sig)
             return
         }
-        ChildProcessGroups.signalAll(closing: true)
-        // A child forked a moment ago registers its group just after it exists: give it time.
+        ChildProcessGroups.killAll()
+        // A child forked a moment ago registers its group just after it exists, and is killed
+        // as it does: give it that moment before exiting.
         usleep(50_000)
-        ChildProcessGroups.signalAll(closing: true)
         exit(128 + sig)
     }
 }

@@ -38,25 +38,11 @@ final class SimHarness: @unchecked Sendable {
         return Output(exitCode: result.status, stdout: result.stdoutText, stderr: result.stderrText)
     }
 
-    private func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
 
     /// Runs the same model in this process.
     func inProcess(_ args: [String]) throws -> Output {
-        let sim = OrbSim(home: simHome, executable: SimHarness.simBinary, environment: environment)
-        let outURL = home.appendingPathComponent("ip-out-\(UUID().uuidString)")
-        let errURL = home.appendingPathComponent("ip-err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL)
-        let err = try FileHandle(forWritingTo: errURL)
-        let code = sim.main(args, io: SimIO(stdin: .nullDevice, stdout: out, stderr: err))
-        try out.close()
-        try err.close()
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        return Output(exitCode: code, stdout: read(outURL), stderr: read(errURL))
+        let result = try emulator.simInProcess(args)
+        return Output(exitCode: result.status, stdout: result.stdoutText, stderr: result.stderrText)
     }
 
     /// `orbctl list --format json`, decoded loosely.

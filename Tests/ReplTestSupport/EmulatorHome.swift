@@ -65,11 +65,10 @@ public final class EmulatorHome: @unchecked Sendable {
 
     /// `orbctl admin reset` on an emulator home, in this process: ends its machines' processes.
     public static func reset(simHome: URL, environment: [String: String]) {
-        guard FileManager.default.fileExists(atPath: simHome.path), let null = FileHandle(forUpdatingAtPath: "/dev/null") else { return }
+        guard FileManager.default.fileExists(atPath: simHome.path), let io = SimIO.discarded else { return }
         var env = environment
         env["ORBSIM_HOME"] = simHome.path
-        let sim = OrbSim(home: simHome, executable: BuildProducts.orbctlSim, environment: env)
-        _ = sim.main(["admin", "reset"], io: SimIO(stdin: null, stdout: null, stderr: null))
+        _ = OrbSim(home: simHome, executable: BuildProducts.orbctlSim, environment: env).main(["admin", "reset"], io: io)
     }
 
     /// Runs the emulator's model in this process (the same code as the binary; for reads
