@@ -85,7 +85,7 @@ struct SimAdmin {
             if f.bools.contains("reset") { try? FileManager.default.removeItem(at: sim.store.callLogURL) }
         case "reset":
             let machines = (try? sim.store.read().machines) ?? []
-            for m in machines { MachineExec.killProcesses(machineID: m.id, grace: 0) }
+            for m in machines { MachineBoot(sim: sim).halt(m.key, grace: 0) }
             try sim.store.withState { $0 = sim.store.initial }
             try? FileManager.default.removeItem(at: sim.store.machinesDirectory)
             try? FileManager.default.removeItem(at: sim.store.callLogURL)

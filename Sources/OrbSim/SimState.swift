@@ -20,6 +20,13 @@ public struct SimMachine: Codable, Equatable, Sendable {
     /// Per-machine settings (`machine.NAME.cpu`, …).
     public var settings: [String: String]
 
+    /// What names the machine's directories and processes: the random part of its ULID,
+    /// which `admin clock advance` (rewriting the time part) and `rename` leave alone.
+    public var key: String { String(id.dropFirst(10)) }
+
+    /// Created with `--isolated`: no `/mnt/mac`, nothing of the host's own directories.
+    public var isolated: Bool { settings["isolated"] == "true" }
+
     /// The state at time `now`: time-driven transitions happen lazily, without a daemon.
     public func state(at now: Date) -> String {
         if let t = transitionAt, now >= t {

@@ -82,7 +82,12 @@ public enum RunWrapper {
         "sh", "-c",
         "set -e; mkdir -p \(directory) /etc/repl; base64 -d > \(directory)/run.sh; chmod 700 \(directory)/run.sh; "
             // The first status is written before this call returns, so a probe right after never finds none.
-            + "echo bootstrapping > \(statusPath); setsid \(directory)/run.sh > /dev/null 2>&1 < /dev/null & echo launched",
+            + "echo bootstrapping > \(statusPath); rm -f \(directory)/launched; "
+            // What is still in this session's process group when it ends is ended with it (as
+            // OrbStack does): return only once the wrapper is in a session of its own.
+            + "setsid sh -c 'echo $$ > \(directory)/launched; exec \(directory)/run.sh' > /dev/null 2>&1 < /dev/null & "
+            + "i=0; while [ ! -s \(directory)/launched ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; "
+            + "[ -s \(directory)/launched ] && echo launched",
     ]
 }
 

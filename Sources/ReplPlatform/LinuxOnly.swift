@@ -18,8 +18,9 @@ enum LinuxOnly {
         if ProcessInfo.processInfo.environment["ORBSIM_NAMESPACES"] == "0" {
             return "orbctl-sim runs machine commands only in a private namespace, and ORBSIM_NAMESPACES=0 turns them off"
         }
-        if !FileManager.default.isExecutableFile(atPath: unshare) {
-            return "orbctl-sim runs machine commands in a private namespace and needs \(unshare) (apt-get install util-linux)"
+        for tool in [unshare, MachineNamespace.enterProgram, MachineNamespace.bootProgram, "/usr/bin/setpriv"]
+        where !FileManager.default.isExecutableFile(atPath: tool) {
+            return "orbctl-sim runs machine commands in a private namespace and needs \(tool) (apt-get install util-linux)"
         }
         if getuid() != 0 {
             return "orbctl-sim runs machine commands in a private namespace, which needs root; run it as root (as in a container or CI)"
@@ -63,51 +64,173 @@ enum LinuxOnly {
     }
 }
 
-/// The emulator's machine view, made inside fresh mount and UTS namespaces (`unshare
-/// --mount --uts --propagation private`): the host's whole tree stays reachable under a
-/// host view, the machine's own directories are bound over the host's, the hostname
-/// is the machine's, and the guarded programs are covered by shims.
+/// An emulated machine's world, made by its init process: fresh mount, UTS and PID
+/// namespaces (`unshare --mount --uts --pid --fork`), so the machine has its own process
+/// table and `/proc`, its own directories bound over the host's, its own hostname, the
+/// guarded programs covered by shims, `/mnt/mac` (the host's `/`) unless isolated, and
+/// nothing of the host's `/run`. Commands enter it with `nsenter`.
 public enum MachineNamespace {
     public struct SetUpError: Error, CustomStringConvertible {
         public var description: String
     }
 
-    /// The program that makes the namespaces.
-    public static var launcher: String { LinuxOnly.unshare }
-    /// Its arguments before the command to run inside.
-    public static let launcherArguments = ["--mount", "--uts", "--propagation", "private"]
+    /// What a machine's namespace is made of.
+    public struct Layout: Sendable {
+        /// Where the host paths the emulator needs inside (its binary, the Swift runtime, its
+        /// home) are bound: a directory of the machine's private `/run`.
+        public var hostView: String
+        public var hostPaths: [String]
+        /// The machine's own directories (relative, e.g. `tmp`, `etc`) and where they come from.
+        public var directories: [String]
+        public var machineRoot: String
+        public var hostname: String
+        /// No `/mnt/mac`, and the host's own top-level directories hidden.
+        public var isolated: Bool
+        /// Programs covered by the shim of the same name in `shims` (a host path).
+        public var guarded: [String]
+        public var shims: String
 
-    /// Returns the host view (where the host's `/` now is).
-    public static func setUp(hostViewCandidates: [String], machineRoot: String, directories: [String], hostname: String,
-                             cover guarded: [String], with shims: String) throws -> String {
-        let fm = FileManager.default
-        var hostView = ""
-        for candidate in hostViewCandidates where (try? fm.createDirectory(atPath: candidate, withIntermediateDirectories: true)) != nil {
-            try bind("/", candidate, recursive: true)
-            hostView = candidate
-            break
+        public init(hostView: String, hostPaths: [String], directories: [String], machineRoot: String, hostname: String,
+                    isolated: Bool, guarded: [String], shims: String) {
+            self.hostView = hostView
+            self.hostPaths = hostPaths
+            self.directories = directories
+            self.machineRoot = machineRoot
+            self.hostname = hostname
+            self.isolated = isolated
+            self.guarded = guarded
+            self.shims = shims
         }
-        guard !hostView.isEmpty else { throw SetUpError(description: "no place for the host view") }
-        for dir in directories {
+    }
+
+    /// The program that starts a machine's init, detached from its caller's session, and
+    /// its arguments before the init's own command line. The init is PID 1 of the new PID
+    /// namespace; when it ends, the kernel ends every process of the machine.
+    public static let bootProgram = "/usr/bin/setsid"
+    public static let bootArguments = ["--fork", LinuxOnly.unshare, "--mount", "--uts", "--pid", "--fork", "--kill-child",
+                                       "--propagation", "private"]
+    /// The program that runs a command inside a machine's namespaces, and its arguments
+    /// before the command.
+    public static let enterProgram = "/usr/bin/nsenter"
+    public static func enterArguments(initPID: Int32) -> [String] {
+        ["--target", String(initPID), "--mount", "--uts", "--pid"]
+    }
+
+    /// Top-level directories that are the distro's, not the host user's: an isolated
+    /// machine keeps these and sees nothing else of the host.
+    static let systemDirectories: Set<String> = ["bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32",
+                                                 "media", "mnt", "opt", "proc", "root", "run", "sbin", "srv", "sys",
+                                                 "tmp", "usr", "var"]
+
+    /// Makes the machine's world, in its init (PID 1 of a fresh PID namespace, in fresh
+    /// mount and UTS namespaces, with the host's `/proc` still mounted). Returns the init's
+    /// process id on the host.
+    public static func setUp(_ layout: Layout) throws -> Int32 {
+        let fm = FileManager.default
+        // The host's /proc still answers with host ids: this process's id out there.
+        guard let me = try? fm.destinationOfSymbolicLink(atPath: "/proc/self"), let hostPID = Int32(me) else {
+            throw SetUpError(description: "cannot read the host's /proc/self")
+        }
+        // What the emulator needs from the host, bound before anything is covered.
+        let staging = "/run"
+        try mountTmpfs(staging, mode: "0755")
+        for path in layout.hostPaths {
+            let target = layout.hostView + path
+            try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
+            try bind(path, target)
+        }
+        // The Mac's file system (the host's `/`), without the host's kernel views.
+        try mountTmpfs("/mnt", mode: "0755")
+        if !layout.isolated {
+            try fm.createDirectory(atPath: "/mnt/mac", withIntermediateDirectories: true)
+            try bind("/", "/mnt/mac", recursive: true)
+            // Neither the host's kernel views nor its sockets (`/run`, a mount or not) are shared.
+            for sub in ["proc", "sys", "dev", "run", "mnt"] {
+                _ = umount2("/mnt/mac/" + sub, Int32(MNT_DETACH))
+                if fm.fileExists(atPath: "/mnt/mac/" + sub) { try mountTmpfs("/mnt/mac/" + sub, mode: "0555") }
+            }
+        }
+        for dir in layout.directories {
             let target = "/" + dir
             if !fm.fileExists(atPath: target) { try fm.createDirectory(atPath: target, withIntermediateDirectories: true) }
-            try bind(hostView + machineRoot + "/" + dir, target, recursive: false)
+            try bind(layout.hostView + layout.machineRoot + "/" + dir, target)
         }
-        guard sethostname(hostname, hostname.utf8.count) == 0 else {
+        if layout.isolated {
+            let entries = (try? fm.contentsOfDirectory(atPath: "/")) ?? []
+            for entry in entries where !systemDirectories.contains(entry) {
+                var isDirectory: ObjCBool = false
+                let path = "/" + entry
+                guard (try? fm.destinationOfSymbolicLink(atPath: path)) == nil,
+                      fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+                try mountTmpfs(path, mode: "0755")
+            }
+        }
+        // The machine's own process table.
+        _ = umount2("/proc", Int32(MNT_DETACH))
+        guard mount("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) == 0 else {
+            throw SetUpError(description: "mount /proc: \(String(cString: strerror(errno)))")
+        }
+        guard sethostname(layout.hostname, layout.hostname.utf8.count) == 0 else {
             throw SetUpError(description: "sethostname: \(String(cString: strerror(errno)))")
         }
         var covered = Set<String>()
-        for tool in guarded {
+        for tool in layout.guarded {
             for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin", "/lib/systemd"] {
                 let path = dir + "/" + tool
                 guard fm.fileExists(atPath: path) else { continue }
                 let real = (path as NSString).resolvingSymlinksInPath
                 guard !covered.contains(real) else { continue }
-                try bind(hostView + shims + "/" + tool, real)
+                try bind(layout.hostView + layout.shims + "/" + tool, real)
                 covered.insert(real)
             }
         }
-        return hostView
+        return hostPID
+    }
+
+    /// The processes of the machine whose init is `initPID` (host ids), the init left out.
+    public static func processes(ofInit initPID: Int32) -> [Int32] {
+        guard let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/ns/pid") else { return [] }
+        return allProcesses().filter { pid in
+            pid != initPID && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")) == namespace
+        }
+    }
+
+    /// From inside a machine: every process of it but its init and this one.
+    public static func processesInside() -> [Int32] {
+        allProcesses().filter { $0 != 1 && $0 != getpid() }
+    }
+
+    /// The processes of process group `group` whose environment holds `entry`, this one
+    /// left out (in this process's `/proc`).
+    public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] {
+        let marked = Set(LinuxOnly.processes(withEnvironmentEntry: entry))
+        return allProcesses().filter { pid in
+            guard marked.contains(pid) else { return false }
+            guard pid != getpid(), let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return false }
+            let stat = String(decoding: raw, as: UTF8.self)
+            guard let close = stat.lastIndex(of: ")") else { return false }
+            // After "pid (comm)": state, ppid, pgrp.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[2]) == group
+        }
+    }
+
+    /// Whether `pid` is alive and runs a command line holding every one of `words`.
+    public static func isRunning(_ pid: Int32, with words: [String]) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0, !LinuxOnly.isZombie(pid),
+              let raw = Platform.readWholeFile("/proc/\(pid)/cmdline") else { return false }
+        let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return words.allSatisfy(argv.contains)
+    }
+
+    static func allProcesses() -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+    }
+
+    static func mountTmpfs(_ target: String, mode: String) throws {
+        guard mount("tmpfs", target, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=\(mode)") == 0 else {
+            throw SetUpError(description: "mount tmpfs on \(target): \(String(cString: strerror(errno)))")
+        }
     }
 
     static func bind(_ source: String, _ target: String, recursive: Bool = false) throws {
@@ -120,19 +243,48 @@ public enum MachineNamespace {
 #else
 import Foundation
 
-/// The emulator's machine view needs Linux namespaces; elsewhere setting it up refuses
-/// (and the emulator refuses machine commands before it gets here).
+/// The emulator's machines need Linux namespaces; elsewhere the emulator refuses machine
+/// commands before it gets here, and these answer "nothing".
 public enum MachineNamespace {
     public struct SetUpError: Error, CustomStringConvertible {
         public var description: String
     }
 
-    public static let launcher = ""
-    public static let launcherArguments: [String] = []
+    public struct Layout: Sendable {
+        public var hostView: String
+        public var hostPaths: [String]
+        public var directories: [String]
+        public var machineRoot: String
+        public var hostname: String
+        public var isolated: Bool
+        public var guarded: [String]
+        public var shims: String
 
-    public static func setUp(hostViewCandidates: [String], machineRoot: String, directories: [String], hostname: String,
-                             cover guarded: [String], with shims: String) throws -> String {
+        public init(hostView: String, hostPaths: [String], directories: [String], machineRoot: String, hostname: String,
+                    isolated: Bool, guarded: [String], shims: String) {
+            self.hostView = hostView
+            self.hostPaths = hostPaths
+            self.directories = directories
+            self.machineRoot = machineRoot
+            self.hostname = hostname
+            self.isolated = isolated
+            self.guarded = guarded
+            self.shims = shims
+        }
+    }
+
+    public static let bootProgram = ""
+    public static let bootArguments: [String] = []
+    public static let enterProgram = ""
+    public static func enterArguments(initPID: Int32) -> [String] { [] }
+
+    public static func setUp(_ layout: Layout) throws -> Int32 {
         throw SetUpError(description: Platform.machineCommandsRefusal ?? "no machine namespaces on this system")
     }
+
+    public static func processes(ofInit initPID: Int32) -> [Int32] { [] }
+    public static func processesInside() -> [Int32] { [] }
+    public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] { [] }
+    public static func isRunning(_ pid: Int32, with words: [String]) -> Bool { false }
 }
 #endif

@@ -158,9 +158,13 @@ public struct SystemProcessRunner: ProcessRunner {
     /// running (`setsid … &`) is neither waited for nor killed.
     /// Returns its exit code, or 128 + the signal that ended it.
     public static func runAttached(_ executable: String, _ arguments: [String], environment: [String: String],
-                                   stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2) async throws -> Int32 {
+                                   stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
+                                   workingDirectory: String? = nil) async throws -> Int32 {
+        // No user or group switch here: the library does that with fork(2) in a threaded
+        // process, and its child can hang on a lock taken before the fork (seen under load).
         let configuration = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(arguments),
-                                          environment: .custom(keys(environment)))
+                                          environment: .custom(keys(environment)),
+                                          workingDirectory: workingDirectory.map { FilePath($0) })
         switch try await run(configuration, stdin: stdin, stdout: stdout, stderr: stderr, timeout: nil) {
         case .finished(let code): return code
         case .timedOut: return 137

@@ -25,7 +25,7 @@ let invokedAs = (CommandLine.arguments[0] as NSString).lastPathComponent
 
 // `--orbctl sim`: this binary is the emulator when called as `orbctl`, and runs
 // the emulator's machine helpers.
-if invokedAs == "orbctl" || invokedAs == "orbctl-sim" || arguments.first == "__enter" || arguments.first == "__shim" {
+if invokedAs == "orbctl" || invokedAs == "orbctl-sim" || arguments.first.map(OrbSim.helperVerbs.contains) == true {
     let env = ProcessInfo.processInfo.environment
     let sim = OrbSim(home: OrbSim.defaultHome(environment: env),
                      executable: OrbSimExecutable.path(), environment: env)

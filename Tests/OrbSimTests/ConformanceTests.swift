@@ -253,15 +253,18 @@ import ReplCore
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "src"])
         try await sim.run(["stop", "src"])
-        try await sim.run(["admin", "latency", "clone", "1500"])
+        try await sim.run(["admin", "latency", "clone", "3000"])
         let cloning = Task { _ = try? await sim.run(["clone", "src", "copy"]) }
-        try await Task.sleep(nanoseconds: UInt64(400_000) * 1000)
+        // The copy is listed from the moment the clone begins.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, try await !sim.machines().contains(where: { $0["name"] as? String == "copy" }) {
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
         let out = try await sim.run(["start", "src"])
         #expect(out.exitCode == 1)
         #expect(out.stderr == "[-32098] cannot start: operations are in progress: clone\n")
-        try await Task.sleep(nanoseconds: UInt64(1_400_000) * 1000)
-        await #expect(try sim.run(["start", "src"]).exitCode == 0)
         _ = await cloning.value
+        await #expect(try sim.run(["start", "src"]).exitCode == 0)
     }
 
     // "`orbctl rename OLD|ID NEW`: the id stays the same"

@@ -89,25 +89,23 @@ import ReplTestSupport
         try await sim.run(["create", "ubuntu", "m1"])
         let tag = "bg-\(UInt32.random(in: 0...UInt32.max))"
         // A detached process keeps running after `run` returns, as in a real machine…
-        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "setsid sh -c 'while true; do sleep 0.1; done; echo \(tag)' >/dev/null 2>&1 < /dev/null & echo started"]).stdout == "started\n")
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "setsid sh -c 'while true; do sleep 0.1; done; echo \(tag)' >/dev/null 2>&1 < /dev/null & sleep 0.1; echo started"]).stdout == "started\n")
         try await Task.sleep(nanoseconds: UInt64(300_000) * 1000)
-        let machineID = try await #require(try sim.machines().first?["id"] as? String)
-        #expect(!MachineExec.processes(of: machineID).isEmpty)
+        let pids = try await sim.machineProcesses("m1")
+        #expect(!pids.isEmpty)
         // …and stopping the machine ends it.
         try await sim.run(["stop", "m1"])
-        #expect(MachineExec.processes(of: machineID).isEmpty)
+        #expect(!SimHarness.anyAlive(pids))
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func deletingAMachineEndsItsProcesses() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
-        let machineID = try await #require(try sim.machines().first?["id"] as? String)
-        try await sim.run(["run", "-m", "m1", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 < /dev/null &"])
-        try await Task.sleep(nanoseconds: UInt64(200_000) * 1000)
-        #expect(MachineExec.processes(of: machineID).count == 1)
+        try await sim.run(["run", "-m", "m1", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 < /dev/null & sleep 0.1"])
+        let pids = try await sim.machineProcesses("m1")
+        #expect(pids.count == 1)
         try await sim.run(["delete", "-f", "m1"])
-        try await Task.sleep(nanoseconds: UInt64(100_000) * 1000)
-        #expect(MachineExec.processes(of: machineID).isEmpty)
+        #expect(!SimHarness.anyAlive(pids))
     }
 
     /// Commands with quotes, `$()`, backticks, newlines and non-ASCII text arrive byte for byte.

@@ -2,6 +2,7 @@ import Foundation
 @testable import OrbSim
 import ReplCore
 import ReplTestSupport
+import ReplPlatform
 
 /// A fresh emulator home per test, driven through the real `orbctl-sim` binary
 /// (invoked as `orbctl` through a symlink) or in process through the same model.
@@ -56,4 +57,14 @@ final class SimHarness: @unchecked Sendable {
     }
 
     func store() -> SimStore { SimStore(home: simHome) }
+
+    /// The host ids of a machine's processes (its init left out), seen from the host.
+    func machineProcesses(_ name: String) async throws -> [Int32] {
+        guard let id = try await machines().first(where: { $0["name"] as? String == name })?["id"] as? String else { return [] }
+        let sim = OrbSim(home: simHome, executable: SimHarness.simBinary, environment: environment)
+        return MachineBoot(sim: sim).processes(String(id.dropFirst(10)))
+    }
+
+    /// Whether any of `pids` is still alive (a zombie is not).
+    static func anyAlive(_ pids: [Int32]) -> Bool { pids.contains { kill($0, 0) == 0 && !Platform.isZombie($0) } }
 }

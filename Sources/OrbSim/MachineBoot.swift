@@ -1,0 +1,196 @@
+import Foundation
+import ReplPlatform
+
+/// A machine's init: the process that holds its world, as PID 1 of the machine's own PID
+/// namespace (with its own `/proc`), in its own mount and UTS namespaces. It is started by
+/// the first command of a boot, and ended by `stop`, `delete` and `admin reset`; when it
+/// ends, the kernel ends every process of the machine. It also ends by itself once the
+/// machine's directory is gone (a deleted emulator home), so nothing a machine started
+/// outlives the emulator's world.
+///
+/// The machine's world: its own `/tmp`, `/etc` (a copy of the host's, with the machine's
+/// default user, hostname and passwordless sudo), `/root`, `/home`, `/opt`, `/srv`,
+/// `/var/lib/repl`, `/var/lib/cloud`, `/var/log` and `/var/tmp`; a private `/run`; `/mnt/mac`
+/// (the host's `/`, as OrbStack shows the Mac's) unless the machine is isolated, in which case
+/// the host's own top-level directories are hidden too; and shims over the programs that
+/// would reach the host (`poweroff`, `reboot`, `systemctl`, …).
+struct MachineBoot {
+    let sim: OrbSim
+
+    /// Where an init records itself (machines/KEY/init.json).
+    struct Record: Codable, Equatable {
+        /// The init's process id on the host.
+        var pid: Int32
+    }
+
+    /// Where the host paths the emulator needs are bound inside a machine (its private `/run`).
+    static let hostView = "/run/orbsim-host"
+    /// Inside a machine, the file naming it (the shims read it; the environment may be gone).
+    static let machineMark = "/run/orbsim-machine"
+    /// The machine's own directories, relative to its root.
+    static let directories = ["tmp", "etc", "root", "home", "opt", "srv", "var/lib/repl", "var/lib/cloud", "var/log", "var/tmp"]
+
+    func directory(_ key: String) -> URL { sim.store.machinesDirectory.appendingPathComponent(key) }
+    func recordURL(_ key: String) -> URL { directory(key).appendingPathComponent("init.json") }
+
+    /// The running init of a machine, if it has one.
+    func running(_ key: String) -> Record? {
+        guard let data = FileManager.default.contents(atPath: recordURL(key).path),
+              let record = try? JSONDecoder().decode(Record.self, from: data),
+              MachineNamespace.isRunning(record.pid, with: ["__init", key]) else { return nil }
+        return record
+    }
+
+    /// The host paths a machine's init binds under the host view: the emulator's binary,
+    /// the Swift runtime it loads (a toolchain under `/opt` would be covered), its home.
+    var hostPaths: [String] {
+        [(sim.executable as NSString).deletingLastPathComponent, Platform.swiftRuntimeDirectory(), sim.store.home.path]
+            .compactMap { $0 }
+    }
+
+    /// The environment that reaches the emulator from inside a machine (for `__enter`).
+    var insideEnvironment: [String: String] {
+        var env: [String: String] = ["HOME": "/root", "ORBSIM_HOME": MachineBoot.hostView + sim.store.home.path,
+                                     "ORBSIM_EXECUTABLE": sim.executable]
+        if let runtime = Platform.swiftRuntimeDirectory() { env["LD_LIBRARY_PATH"] = MachineBoot.hostView + runtime }
+        for key in ["TERM", "LANG"] { if let v = sim.environment[key] { env[key] = v } }
+        return env
+    }
+
+    /// The init of a running machine: the one it has, else a new one (a boot).
+    func ensureInit(_ machine: SimMachine) throws -> Record {
+        let key = machine.key
+        try FileManager.default.createDirectory(at: directory(key), withIntermediateDirectories: true)
+        let lock = try FileLock(directory(key).appendingPathComponent("boot.lock").path)
+        defer { lock.release() }
+        if let record = running(key) { return record }
+        try? FileManager.default.removeItem(at: recordURL(key))
+        try sim.makeMachineRoot(key, user: machine.defaultUsername)
+        try MachineShims(sim: sim).install()
+        let log = directory(key).appendingPathComponent("init.log").path
+        let arguments = ["-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1", MachineNamespace.bootProgram]
+            + MachineNamespace.bootArguments
+            + [sim.executable, "__init", key, machine.name, machine.defaultUsername, machine.isolated ? "isolated" : "shared"]
+        var env = sim.environment
+        env["ORBSIM_INIT_LOG"] = log
+        env["ORBSIM_HOME"] = sim.store.home.path
+        let environment = env
+        let started = try waitForAsync {
+            try await SystemProcessRunner.run("/bin/sh", arguments, input: nil, timeout: 30, environment: environment, limit: 1 << 16)
+        }
+        guard started.status == 0 else { throw SimExit.daemon("start '\(machine.name)': boot: \(started.stderrText)") }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let record = running(key) { return record }
+            usleep(5_000)
+        }
+        let why = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? "no output"
+        throw SimExit.daemon("start '\(machine.name)': the machine's init did not start: \(why)")
+    }
+
+    /// Ends every process of a machine: SIGTERM, `grace` seconds, then the init is killed
+    /// and the kernel kills the rest. From inside the machine (a `poweroff` shim) this does
+    /// not return: the caller is one of the processes that end.
+    func halt(_ key: String, grace: TimeInterval) {
+        if MachineBoot.inside(key) {
+            terminate(MachineNamespace.processesInside(), grace: grace)
+            kill(1, SIGTERM)  // the init's handler ends it, and the machine with it
+            sleep(30)
+            return
+        }
+        guard let record = running(key) else {
+            try? FileManager.default.removeItem(at: recordURL(key))
+            return
+        }
+        terminate(MachineNamespace.processes(ofInit: record.pid), grace: grace)
+        kill(record.pid, SIGKILL)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, MachineNamespace.isRunning(record.pid, with: ["__init", key]) { usleep(5_000) }
+        try? FileManager.default.removeItem(at: recordURL(key))
+    }
+
+    private func terminate(_ pids: [Int32], grace: TimeInterval) {
+        guard !pids.isEmpty, grace > 0 else { return }
+        for pid in pids { kill(pid, SIGTERM) }
+        let deadline = Date().addingTimeInterval(grace)
+        var left = pids
+        while Date() < deadline {
+            left = left.filter { kill($0, 0) == 0 && !Platform.isZombie($0) }
+            if left.isEmpty { return }
+            usleep(20_000)
+        }
+    }
+
+    /// Whether this process runs inside the machine `key`.
+    static func inside(_ key: String) -> Bool {
+        (try? String(contentsOfFile: machineMark, encoding: .utf8)) == key
+    }
+
+    /// The processes of a machine, seen from the host (its init left out): for tests.
+    func processes(_ key: String) -> [Int32] {
+        guard let record = running(key) else { return [] }
+        return MachineNamespace.processes(ofInit: record.pid).filter { !Platform.isZombie($0) }
+    }
+
+    // MARK: - The init (`orbctl-sim __init KEY NAME USER isolated|shared`)
+
+    /// Runs as PID 1 of the machine's fresh namespaces: makes the machine's world, records
+    /// itself, then reaps orphans until it is told to end or its machine is gone.
+    static func initMain(_ args: [String], sim: OrbSim) -> Int32 {
+        guard args.count == 4 else {
+            FileHandle.standardError.write(Data("orbctl-sim: bad __init arguments\n".utf8))
+            return 125
+        }
+        let (key, name, user, isolated) = (args[0], args[1], args[2], args[3] == "isolated")
+        let boot = MachineBoot(sim: sim)
+        let machineDirectory = boot.directory(key).path
+        do {
+            try MachineUsers(root: sim.machineRoot(key).path).prepare(user: user, hostname: name)
+            let layout = MachineNamespace.Layout(
+                hostView: hostView, hostPaths: boot.hostPaths, directories: directories,
+                machineRoot: sim.machineRoot(key).path, hostname: name, isolated: isolated,
+                guarded: MachineShims.guarded, shims: sim.store.shimsDirectory.path)
+            let pid = try MachineNamespace.setUp(layout)
+            try Data(key.utf8).write(to: URL(fileURLWithPath: machineMark))
+            let record = try JSONEncoder().encode(Record(pid: pid))
+            let inView = URL(fileURLWithPath: hostView + machineDirectory)
+            try record.write(to: inView.appendingPathComponent("init.json.tmp"))
+            guard rename(inView.appendingPathComponent("init.json.tmp").path, inView.appendingPathComponent("init.json").path) == 0 else {
+                throw SimStoreError("cannot record the init: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            FileHandle.standardError.write(Data("orbctl-sim: machine \(name) cannot boot: \(error)\n".utf8))
+            return 1
+        }
+        // As PID 1, only signals it handles reach it: SIGTERM is the machine's poweroff.
+        signal(SIGTERM) { _ in _exit(0) }
+        let watched = hostView + machineDirectory
+        while FileManager.default.fileExists(atPath: watched) {
+            var status: Int32 = 0
+            while waitpid(-1, &status, WNOHANG) > 0 {}
+            usleep(200_000)
+        }
+        return 0
+    }
+}
+
+/// An exclusive `flock(2)` on a file, held until released.
+struct FileLock {
+    let fd: Int32
+
+    init(_ path: String) throws {
+        fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SimStoreError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR {
+                close(fd)
+                throw SimStoreError("cannot lock \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import ReplPlatform
+
+/// A machine's accounts, in its own `/etc`. OrbStack gives every machine a default user
+/// (`create --user`, else the Mac user's name) with passwordless `sudo`; commands run as
+/// that user unless `-u` names another account of the machine.
+struct MachineUsers {
+    /// The machine's root directory on the host.
+    let root: String
+    var etc: String { root + "/etc" }
+
+    struct Account: Equatable {
+        var name: String
+        var uid: UInt32
+        var gid: UInt32
+        var home: String
+    }
+
+    /// The uid OrbStack gives the default user: the Mac user's (501 for the first user of a
+    /// Mac). **uncertain**: when 501 is taken, the next free one from 1000 is used here.
+    static let defaultUID: UInt32 = 501
+
+    /// Makes the machine's `/etc` true for this boot: copied from the host's on the first
+    /// boot, then its hostname, its default user (with a home it owns) and that user's sudo
+    /// rule. Runs in the machine's init before any mount, so `/etc` is still the host's.
+    func prepare(user: String, hostname: String) throws {
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: etc) {
+            let partial = etc + ".partial"
+            try? fm.removeItem(atPath: partial)
+            let copy = try waitForAsync {
+                try await SystemProcessRunner.run("/bin/cp", ["-a", "/etc", partial], input: nil, timeout: 120,
+                                                  environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+            }
+            guard copy.status == 0 else { throw SimStoreError("cannot copy /etc: \(copy.stderrText)") }
+            guard rename(partial, etc) == 0 else { throw SimStoreError("cannot place /etc: \(String(cString: strerror(errno)))") }
+        }
+        try write("hostname", hostname + "\n")
+        var hosts = (read("hosts") ?? "127.0.0.1\tlocalhost\n").split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("127.0.1.1") }.joined(separator: "\n")
+        if !hosts.hasSuffix("\n") { hosts += "\n" }
+        try write("hosts", hosts + "127.0.1.1\t\(hostname)\n")
+        guard user != "root" else { return }
+        let account: Account
+        if let existing = self.account(named: user) {
+            account = existing
+        } else {
+            let taken = Set(accounts().map(\.uid)).union(Self.parse(read("group") ?? "").map(\.uid))  // a group line's third field is its gid
+            let uid = taken.contains(Self.defaultUID) ? (1000...).first { !taken.contains(UInt32($0)) }.map(UInt32.init)! : Self.defaultUID
+            account = Account(name: user, uid: uid, gid: uid, home: "/home/\(user)")
+            let shell = FileManager.default.fileExists(atPath: "/bin/bash") ? "/bin/bash" : "/bin/sh"
+            try append("passwd", "\(user):x:\(uid):\(uid):\(user):/home/\(user):\(shell)\n")
+            try append("group", "\(user):x:\(uid):\n")
+            if fm.fileExists(atPath: etc + "/shadow") { try append("shadow", "\(user):*:20000:0:99999:7:::\n") }
+        }
+        if fm.fileExists(atPath: etc + "/sudoers") {
+            try fm.createDirectory(atPath: etc + "/sudoers.d", withIntermediateDirectories: true)
+            let rule = etc + "/sudoers.d/90-orbstack-\(user)"
+            try Data("\(user) ALL=(ALL) NOPASSWD:ALL\n".utf8).write(to: URL(fileURLWithPath: rule))
+            chmod(rule, 0o440)
+        }
+        let home = root + account.home
+        try fm.createDirectory(atPath: home, withIntermediateDirectories: true)
+        chown(home, account.uid, account.gid)
+        chmod(root + "/root", 0o700)
+    }
+
+    /// The account named `name` in the machine's `/etc/passwd`.
+    func account(named name: String) -> Account? { accounts().first { $0.name == name } }
+
+    func accounts() -> [Account] { Self.parse(read("passwd") ?? "") }
+
+    /// The supplementary groups of `name` (from the machine's `/etc/group`), the primary one first.
+    func groups(of account: Account) -> [UInt32] {
+        var groups = [account.gid]
+        for line in (read("group") ?? "").split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 4, let gid = UInt32(fields[2]) else { continue }
+            if fields[3].split(separator: ",").contains(where: { $0 == account.name }), !groups.contains(gid) { groups.append(gid) }
+        }
+        return groups
+    }
+
+    /// Lines of `passwd` (or, for ids only, `group`): name, uid, gid, home.
+    static func parse(_ text: String) -> [Account] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard f.count >= 3, let uid = UInt32(f[2]) else { return nil }
+            let gid = f.count > 3 ? UInt32(f[3]) ?? uid : uid
+            return Account(name: f[0], uid: uid, gid: gid, home: f.count > 5 ? f[5] : "/")
+        }
+    }
+
+    private func read(_ file: String) -> String? { try? String(contentsOfFile: etc + "/" + file, encoding: .utf8) }
+
+    private func write(_ file: String, _ text: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: etc + "/" + file))
+    }
+
+    private func append(_ file: String, _ text: String) throws {
+        var current = read(file) ?? ""
+        if !current.isEmpty && !current.hasSuffix("\n") { current += "\n" }
+        try write(file, current + text)
+    }
+}

@@ -1,0 +1,333 @@
+import Foundation
+import ReplCore
+import ReplPlatform
+
+extension OrbSim {
+    // MARK: - Names, images and addresses
+
+    static let reservedNames: Set<String> = ["default", "vm", "host", "services", "gateway", "k8s", "docker"]
+    static let distros = ["alma", "alpine", "arch", "centos", "debian", "devuan", "fedora", "gentoo", "kali", "nixos",
+                          "opensuse", "oracle", "rocky", "ubuntu", "void"]
+    static let ubuntuVersions: [(String, String)] = [("focal", "20.04"), ("jammy", "22.04"), ("noble", "24.04"),
+                                                     ("oracular", "24.10"), ("plucky", "25.04")]
+
+    /// `nil` when the name is acceptable, else the daemon's complaint.
+    static func nameProblem(_ name: String) -> String? {
+        // The pattern of the daemon: ^[a-zA-Z0-9][a-zA-Z0-9-.]+$ (two characters at least, no `_`).
+        let scalars = Array(name.unicodeScalars)
+        func ok(_ c: Unicode.Scalar, first: Bool) -> Bool {
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || (!first && (c == "-" || c == "."))
+        }
+        if scalars.count < 2 || !ok(scalars[0], first: true) || !scalars.dropFirst().allSatisfy({ ok($0, first: false) }) {
+            return "invalid machine name: '\(name)'"  // text uncertain (ORBCTL.md gives only the rule)
+        }
+        if reservedNames.contains(name.lowercased()) { return "machine name '\(name)' is reserved" }  // text uncertain
+        return nil
+    }
+
+    /// A machine's root directory, keyed by what survives a rename and `admin clock advance`.
+    func machineRoot(_ key: String) -> URL { store.machinesDirectory.appendingPathComponent(key).appendingPathComponent("root") }
+
+    /// Makes the machine's own directories (but `/etc`, which its first boot copies from the host).
+    func makeMachineRoot(_ key: String, user: String) throws {
+        let root = machineRoot(key)
+        for d in MachineBoot.directories + ["home/\(user)"] where d != "etc" {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)
+        }
+        chmod(root.appendingPathComponent("tmp").path, 0o1777)
+        chmod(root.appendingPathComponent("var/tmp").path, 0o1777)
+    }
+
+    /// `--memory 4G` / `--disk 64G` as a number of `unit`s (bytes or MiB); nil when unreadable.
+    static func size(_ text: String, unit: Double) -> Int64? {
+        let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
+        var body = text.uppercased()
+        if body.hasSuffix("IB") { body.removeLast(2) } else if body.hasSuffix("B") { body.removeLast() }
+        var factor = 1.0
+        if let last = body.last, let f = units[last] {
+            factor = f
+            body.removeLast()
+        }
+        guard let value = Double(body), value > 0 else { return nil }
+        return Int64(value * factor / unit)
+    }
+
+    // MARK: - Lifecycle verbs
+
+    func create(_ args: [String]) throws -> Int32 {
+        let usage = "create [flags] DISTRO[:VERSION] [MACHINE_NAME]"
+        let flags = try FlagParser(usage: usage, bools: ["p": "set-password", "": "isolated,isolate-network"],
+                                   values: ["a": "arch", "u": "user", "c": "user-data", "-": "cpus,memory,disk"]).parse(args)
+        guard (1...2).contains(flags.positional.count) else {
+            throw SimExit.usage("accepts between 1 and 2 arg(s), received \(flags.positional.count)", usage)
+        }
+        var arch = Spec.hostArch
+        if let a = flags.values["arch"] {
+            guard ["arm64", "amd64"].contains(a) else { throw SimExit(code: 1, stderr: "invalid architecture: \(a)\n") }
+            arch = a
+        }
+        let parts = flags.positional[0].split(separator: ":", maxSplits: 1).map(String.init)
+        let distro = parts.first ?? ""
+        guard OrbSim.distros.contains(distro) else { throw SimExit(code: 1, stderr: "invalid distro: \(distro)\n") }
+        let name = flags.positional.count > 1 ? flags.positional[1] : distro
+        var version = parts.count > 1 ? parts[1] : (distro == "ubuntu" ? "noble" : "latest")
+        if distro == "ubuntu" {
+            // Numeric versions are stored as codenames.
+            if let codename = OrbSim.ubuntuVersions.first(where: { $0.1 == version })?.0 { version = codename }
+            guard OrbSim.ubuntuVersions.contains(where: { $0.0 == version }) else {
+                throw SimExit.daemon("create '\(name)': invalid version: \(version)")  // text uncertain
+            }
+        }
+        if let problem = OrbSim.nameProblem(name) { throw SimExit.daemon("create '\(name)': \(problem)") }
+        // Per-machine limits (OrbStack 2.2.0+), shown as `machine.NAME.cpu|memory_mib|disk_bytes`.
+        var resources: [String: String] = [:]
+        if let cpus = flags.values["cpus"] {
+            guard let n = Int(cpus), n > 0 else { throw SimExit(code: 1, stderr: "invalid cpus: \(cpus)\n") }  // text uncertain
+            resources["cpu"] = String(n)
+        }
+        if let memory = flags.values["memory"] {
+            guard let mib = OrbSim.size(memory, unit: 1_048_576), mib > 0 else { throw SimExit(code: 1, stderr: "invalid memory: \(memory)\n") }
+            resources["memory_mib"] = String(mib)
+        }
+        if let disk = flags.values["disk"] {
+            guard let bytes = OrbSim.size(disk, unit: 1) else { throw SimExit(code: 1, stderr: "invalid disk: \(disk)\n") }
+            resources["disk_bytes"] = String(bytes)
+        }
+        let userData = try flags.values["user-data"].map { path -> String in
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw SimExit(code: 1, stderr: "open \(path): no such file or directory\n")
+            }
+            return text
+        }
+        // The default user: `--user`, else the calling user's name (the Mac user's, on a Mac).
+        // **uncertain**: as root (CI) there is no Mac user; `ubuntu` stands in, so that commands
+        // still run as a user who is not root unless `-u root` says so.
+        let env = environment["USER"].flatMap { $0 == "root" || $0.isEmpty ? nil : $0 }
+        let user = flags.values["user"] ?? env ?? "ubuntu"
+        let bootMilliseconds = latency("create")
+        var rng = SystemRandomNumberGenerator()
+        let (id, ip) = try store.withState { state -> (String, String?) in
+            let now = now(state)
+            if state.machines.contains(where: { $0.name == name }) {
+                throw SimExit.daemon("create '\(name)': machine already exists: '\(name)'")
+            }
+            // ULIDs carry real time (see `admin clock advance`); states and leases use the emulator's clock.
+            let id = ULID.make(at: Date(), using: &rng)
+            let ip = state.pool.allocate(to: id, now: now)
+            var settings: [String: String] = [:]
+            if flags.bools.contains("isolated") { settings["isolated"] = "true" }
+            if flags.bools.contains("isolate-network") { settings["isolate_network"] = "true" }
+            settings.merge(resources) { $1 }
+            state.machines.append(SimMachine(
+                id: id, name: name, distro: distro, version: version, arch: arch,
+                variant: flags.values["user-data"] == nil ? "default" : "cloud", defaultUsername: user,
+                storedState: "starting", transitionAt: now.addingTimeInterval(Double(bootMilliseconds) / 1000), ip4: ip,
+                createdAt: now, busyOperation: nil, busyUntil: nil, settings: settings))
+            return (id, ip)
+        }
+        let key = String(id.dropFirst(10))
+        try makeMachineRoot(key, user: user)
+        // Blocks until the machine has started, as the real create does.
+        sleepMilliseconds(bootMilliseconds)
+        guard ip != nil else {
+            // No address within the wait: the half-made machine is removed.
+            try store.withState { state in state.machines.removeAll { $0.id == id } }
+            try? FileManager.default.removeItem(at: store.machinesDirectory.appendingPathComponent(key))
+            throw SimExit.daemon("create '\(name)': setup: machine didn't start in 30s (missing IP address)")
+        }
+        if let userData {
+            // cloud-init runs before create returns.
+            guard let machine = try store.read().machines.first(where: { $0.id == id }) else { throw SimExit.notFound(name) }
+            try CloudInit(sim: self).run(userData, in: machine)
+        }
+        return 0
+    }
+
+    /// Resolves every argument, failing on the first unknown one before acting.
+    func resolve(_ keys: [String], all: Bool) throws -> [String] {
+        let state = try store.read()
+        if all || keys.isEmpty { return state.machines.map(\.id) }
+        return try keys.map { key in
+            guard let i = OrbSim.find(key, in: state) else { throw SimExit.notFound(key) }
+            return state.machines[i].id
+        }
+    }
+
+    func start(_ args: [String]) throws -> Int32 {
+        let flags = try FlagParser(usage: "start [flags] [MACHINE...]", bools: ["a": "all"]).parse(args)
+        for id in try resolve(flags.positional, all: flags.bools.contains("all")) { try startMachine(id: id) }
+        return 0
+    }
+
+    /// Starts one machine (no-op when running) and blocks until it runs.
+    func startMachine(id: String) throws {
+        let boot = latency("start")
+        let wait = try store.withState { state -> Int in
+            let now = now(state)
+            guard let i = state.machines.firstIndex(where: { $0.id == id }) else { throw SimExit.notFound(id) }
+            let m = state.machines[i]
+            if let op = m.busy(at: now) { throw SimExit.daemon("cannot start: operations are in progress: \(op)") }
+            switch m.state(at: now) {
+            case "running": return 0
+            case "starting": return Int((m.transitionAt ?? now).timeIntervalSince(now) * 1000)
+            default: break
+            }
+            guard let ip = state.pool.allocate(to: id, now: now) else {
+                throw SimExit.daemon("start '\(m.name)': setup: machine didn't start in 30s (missing IP address)")
+            }
+            state.machines[i].ip4 = ip
+            state.machines[i].storedState = "starting"
+            state.machines[i].transitionAt = now.addingTimeInterval(Double(boot) / 1000)
+            return boot
+        }
+        sleepMilliseconds(wait)
+    }
+
+    func stop(_ args: [String]) throws -> Int32 {
+        let flags = try FlagParser(usage: "stop [flags] [MACHINE...]", bools: ["a": "all", "f": "force"]).parse(args)
+        // With no name the real orbctl stops all of OrbStack: every machine stops.
+        for id in try resolve(flags.positional, all: flags.bools.contains("all")) { try stopMachine(id: id) }
+        return 0
+    }
+
+    /// Stops one machine gracefully (no-op when stopped): its processes end and its address is returned.
+    func stopMachine(id: String) throws {
+        let grace = latency("stop")
+        let changed = try store.withState { state -> Bool in
+            let now = now(state)
+            guard let i = state.machines.firstIndex(where: { $0.id == id }) else { throw SimExit.notFound(id) }
+            let current = state.machines[i].state(at: now)
+            guard current != "stopped" && current != "stopping" else { return false }
+            state.machines[i].storedState = "stopping"
+            state.machines[i].transitionAt = now.addingTimeInterval(Double(grace) / 1000)
+            state.pool.release(machineID: id)
+            return true
+        }
+        guard changed else { return }
+        MachineBoot(sim: self).halt(String(id.dropFirst(10)), grace: Double(grace) / 1000)
+        sleepMilliseconds(grace)
+        try store.withState { state in
+            if let i = state.machines.firstIndex(where: { $0.id == id }), state.machines[i].storedState == "stopping" {
+                state.machines[i].storedState = "stopped"
+                state.machines[i].transitionAt = nil
+            }
+        }
+    }
+
+    func restart(_ args: [String]) throws -> Int32 {
+        let flags = try FlagParser(usage: "restart [flags] [MACHINE...]", bools: ["a": "all"]).parse(args)
+        for id in try resolve(flags.positional, all: flags.bools.contains("all")) {
+            try stopMachine(id: id)
+            try startMachine(id: id)
+        }
+        return 0
+    }
+
+    func delete(_ args: [String]) throws -> Int32 {
+        let usage = "delete [flags] MACHINE..."
+        let flags = try FlagParser(usage: usage, bools: ["f": "force"]).parse(args)
+        guard !flags.positional.isEmpty else { throw SimExit.usage("no machines specified", usage) }
+        let state = try store.read()
+        var ids: [String] = []
+        for key in flags.positional {
+            if !state.machines.contains(where: { $0.name == key }), state.machines.contains(where: { $0.id == key }) {
+                // OrbStack 2.2.3 crashes when deleting by id (issue #2671): reproduce it as a failing exit.
+                throw SimExit(code: 2, stderr: """
+                panic: runtime error: invalid memory address or nil pointer dereference
+                [signal SIGSEGV: segmentation violation code=0x2 addr=0x0 pc=0x1024b3c8c]
+
+                goroutine 1 [running]:
+                github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func8(0x140001b4300, {0x14000196a00, 0x1, 0x1})
+
+                """)
+            }
+            guard let i = OrbSim.find(key, in: state) else { throw SimExit.notFound(key) }
+            ids.append(state.machines[i].id)
+        }
+        if io.stdoutIsTTY && !flags.bools.contains("force") {
+            out("Delete \(flags.positional.joined(separator: ", "))? [y/N] ")
+            let answer = String(decoding: io.stdin.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard answer.lowercased().hasPrefix("y") else { return 1 }
+        }
+        for id in ids {
+            let wasRunning = try store.withState { state -> Bool in
+                let now = now(state)
+                guard let i = state.machines.firstIndex(where: { $0.id == id }) else { return false }
+                let running = state.machines[i].state(at: now) != "stopped"
+                state.machines[i].storedState = "deleting"
+                // A running machine is killed: its address stays leased.
+                if running { state.pool.abandon(machineID: id, now: now) } else { state.pool.release(machineID: id) }
+                return running
+            }
+            let key = String(id.dropFirst(10))
+            if wasRunning { MachineBoot(sim: self).halt(key, grace: 0) }
+            sleepMilliseconds(latency("delete"))
+            try store.withState { state in state.machines.removeAll { $0.id == id } }
+            try? FileManager.default.removeItem(at: store.machinesDirectory.appendingPathComponent(key))
+        }
+        return 0
+    }
+
+    func clone(_ args: [String]) throws -> Int32 {
+        let usage = "clone [flags] SOURCE NEW_NAME"
+        let flags = try FlagParser(usage: usage).parse(args)
+        guard flags.positional.count == 2 else { throw SimExit.usage("accepts 2 arg(s), received \(flags.positional.count)", usage) }
+        let (sourceKey, name) = (flags.positional[0], flags.positional[1])
+        let copyTime = latency("clone")
+        var rng = SystemRandomNumberGenerator()
+        let (sourceID, id) = try store.withState { state -> (String, String) in
+            let now = now(state)
+            guard let s = OrbSim.find(sourceKey, in: state) else { throw SimExit.notFound(sourceKey) }
+            if state.machines.contains(where: { $0.name == name }) { throw SimExit.daemon("machine already exists: '\(name)'") }
+            if let problem = OrbSim.nameProblem(name) { throw SimExit.daemon(problem) }
+            let until = now.addingTimeInterval(Double(copyTime) / 1000)
+            var copy = state.machines[s]
+            copy.id = ULID.make(at: Date(), using: &rng)
+            copy.name = name
+            copy.storedState = "stopped"
+            copy.transitionAt = nil
+            copy.ip4 = nil
+            copy.createdAt = now
+            copy.busyOperation = "clone"
+            copy.busyUntil = until
+            state.machines[s].busyOperation = "clone"
+            state.machines[s].busyUntil = until
+            state.machines.append(copy)
+            return (state.machines[s].id, copy.id)
+        }
+        // Copy the disk: the machine's own directories (ownership kept), not its running init.
+        let from = store.machinesDirectory.appendingPathComponent(String(sourceID.dropFirst(10)))
+        let to = store.machinesDirectory.appendingPathComponent(String(id.dropFirst(10)))
+        try? FileManager.default.removeItem(at: to)
+        try FileManager.default.createDirectory(at: to, withIntermediateDirectories: true)
+        if FileManager.default.fileExists(atPath: from.appendingPathComponent("root").path) {
+            let (source, target) = (from.appendingPathComponent("root").path, to.path)
+            let copy = try waitForAsync {
+                try await SystemProcessRunner.run("/bin/cp", ["-a", source, target], input: nil, timeout: 600,
+                                                  environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+            }
+            guard copy.status == 0 else { throw SimExit.daemon("clone '\(name)': copy: \(copy.stderrText)") }
+        }
+        if let data = FileManager.default.contents(atPath: from.appendingPathComponent("user-data").path) {
+            FileManager.default.createFile(atPath: to.appendingPathComponent("user-data").path, contents: data)
+        }
+        sleepMilliseconds(copyTime)
+        return 0
+    }
+
+    func rename(_ args: [String]) throws -> Int32 {
+        let usage = "rename [flags] OLD_NAME NEW_NAME"
+        let flags = try FlagParser(usage: usage).parse(args)
+        guard flags.positional.count == 2 else { throw SimExit.usage("accepts 2 arg(s), received \(flags.positional.count)", usage) }
+        let (key, name) = (flags.positional[0], flags.positional[1])
+        try store.withState { state in
+            let now = now(state)
+            guard let i = OrbSim.find(key, in: state) else { throw SimExit.notFound(key) }
+            if let op = state.machines[i].busy(at: now) { throw SimExit.daemon("cannot rename: operations are in progress: \(op)") }
+            if state.machines.contains(where: { $0.name == name }) { throw SimExit.daemon("machine '\"\(name)\"' already exists") }
+            if let problem = OrbSim.nameProblem(name) { throw SimExit.daemon(problem) }
+            state.machines[i].name = name  // the id stays the same
+        }
+        return 0
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import ReplCore
+import ReplPlatform
+
+/// Programs a machine's command finds in place of the host's: first on PATH, and bound over
+/// the host's copies of the guarded ones, so that `poweroff` stops the emulated machine and
+/// never the host. Each is a small script calling `orbctl-sim __shim NAME`; it names every
+/// path it needs itself, so it works under `env -i` too.
+struct MachineShims {
+    let sim: OrbSim
+
+    /// Programs that must never reach the host from a machine.
+    static let guarded = ["poweroff", "shutdown", "halt", "reboot", "init", "telinit", "systemctl"]
+    /// Every shim: the guarded ones, `hostname` (for `-I`) and `cloud-init` (for `status`).
+    static let all = guarded + ["hostname", "cloud-init"]
+
+    /// Writes the shims under `$ORBSIM_HOME/shims` (once per emulator home).
+    func install() throws {
+        let dir = sim.store.shimsDirectory
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let view = MachineBoot.hostView
+        let runtime = Platform.swiftRuntimeDirectory().map { view + $0 } ?? ""
+        for tool in MachineShims.all {
+            let path = dir.appendingPathComponent(tool).path
+            // Dispatch on the name it was called by: a shim bound over /usr/bin/systemctl is
+            // also what the /sbin/shutdown symlink reaches.
+            let script = """
+            #!/bin/sh
+            # orbctl-sim shim: inside an emulated machine, \(tool) acts on the machine, never the host.
+            HOME="${HOME:-/root}" ORBSIM_HOME=\(Self.quoted(view + sim.store.home.path)) LD_LIBRARY_PATH=\(Self.quoted(runtime)) \
+            exec \(Self.quoted(view + sim.executable)) __shim "${0##*/}" "$@"
+
+            """
+            if (try? String(contentsOfFile: path, encoding: .utf8)) != script {
+                try script.write(toFile: path + ".tmp", atomically: false, encoding: .utf8)
+                chmod(path + ".tmp", 0o755)
+                rename(path + ".tmp", path)
+            }
+        }
+    }
+
+    static func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+}
+
+extension OrbSim {
+    /// `poweroff`, `shutdown`, `halt`, `reboot`, `systemctl`, `hostname`, `cloud-init` inside a machine.
+    func shim(_ args: [String]) throws -> Int32 {
+        let mark = try? String(contentsOfFile: MachineBoot.machineMark, encoding: .utf8)
+        guard let tool = args.first, let key = mark ?? environment["ORBSIM_MACHINE"] else {
+            throw SimExit(code: 1, stderr: "orbctl-sim: shims only work inside an emulated machine\n")
+        }
+        let rest = Array(args.dropFirst())
+        let state = try store.read()
+        guard let machine = state.machines.first(where: { $0.key == key }) else { return 1 }
+        switch tool {
+        case "hostname":
+            if rest.contains("-I") || rest.contains("--all-ip-addresses") || rest.contains("-i") {
+                out((machine.ip4 ?? "") + " \n")
+            } else if rest.isEmpty || rest == ["-s"] || rest == ["-f"] {
+                out(ProcessInfo.processInfo.hostName + "\n")
+            } else {
+                throw SimExit(code: 1, stderr: "hostname: you must be root to change the host name\n")
+            }
+            return 0
+        case "cloud-init":
+            return try CloudInit(sim: self).status(machine, arguments: rest)
+        case "systemctl":
+            guard let verb = rest.first(where: { !$0.hasPrefix("-") }), ["poweroff", "halt", "reboot", "kexec"].contains(verb) else {
+                throw SimExit(code: 1, stderr: "System has not been booted with systemd as init system (PID 1). Can't operate.\n")
+            }
+            fallthrough
+        default:
+            // poweroff, shutdown, halt, reboot, init, telinit: stop the emulated machine, never the host.
+            try stopMachine(id: machine.id)
+            return 0
+        }
+    }
+}

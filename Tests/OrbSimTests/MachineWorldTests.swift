@@ -1,0 +1,219 @@
+import Foundation
+import ReplPlatform
+import ReplTestSupport
+import Testing
+@testable import OrbSim
+
+/// A machine's world, as strict as OrbStack's: sessions, users, file paths, its own process
+/// table, `/mnt/mac`, isolation, cloud-init. Each test quotes the line of ORBCTL.md (or the
+/// source) it checks.
+@Suite(.serialized, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+struct MachineWorldTests {
+    // "Processes left in the background die when the `orbctl run` session ends [R]: detach
+    //  with `setsid … &` to keep them."
+    @Test func backgroundProcessesDieWithTheSessionUnlessDetached() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let script = "sleep 300 & (sleep 301 &) & setsid sleep 302 >/dev/null 2>&1 </dev/null & sleep 0.2; echo started"
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", script]).stdout == "started\n")
+        let left = try await sim.run(["run", "-m", "m1", "ps", "-eo", "args"]).stdout
+        #expect(!left.contains("sleep 300"))
+        #expect(!left.contains("sleep 301"))
+        #expect(left.contains("sleep 302"))
+    }
+
+    // "Commands run as the machine's default user (`--user` at create, else the Mac user's
+    //  name) unless `-u`; the default user has passwordless `sudo` [S, pyinfra sudo path]."
+    @Test func commandsRunAsTheDefaultUserWithItsOwnUIDAndHome() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--user", "dev", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m2"], environment: ["USER": "alice"])
+        let dev = try await sim.run(["run", "-m", "m1", "sh", "-c", "id -un; id -u; echo $HOME; pwd; touch ~/mine && stat -c %U ~/mine"])
+        #expect(dev.stdout == "dev\n501\n/home/dev\n/home/dev\ndev\n", "\(dev)")
+        await #expect(try sim.run(["run", "-m", "m2", "id", "-un"]).stdout == "alice\n")
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "id", "-un"]).stdout == "root\n")
+        // Not root: the machine's own files are out of reach without sudo.
+        let denied = try await sim.run(["run", "-m", "m1", "sh", "-c", "echo x > /etc/denied"])
+        #expect(denied.exitCode != 0)
+        // An unknown user is an error, and nothing runs.
+        let ghost = try await sim.run(["run", "-m", "m1", "-u", "ghost", "touch", "/tmp/ran"])
+        #expect(ghost.exitCode == 1)
+        #expect(ghost.stderr.contains("ghost"))
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "test -e /tmp/ran && echo ran || echo no"]).stdout == "no\n")
+        // The machine's list record names its default user.
+        #expect((try await sim.machines().first { $0["name"] as? String == "m1" }?["config"] as? [String: Any])?["default_username"] as? String == "dev")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/sudo"), "the host has no sudo (apt-get install sudo)"))
+    func theDefaultUserHasPasswordlessSudo() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--user", "dev", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "sudo", "-n", "sh", "-c", "id -un; echo ok > /etc/by-sudo; cat /etc/by-sudo"])
+        #expect(out.stdout == "root\nok\n", "\(out)")
+        #expect(!FileManager.default.fileExists(atPath: "/etc/by-sudo"))
+    }
+
+    // "`orbctl push|pull [-m M] SRC… [DST]`: guest paths are relative to the guest user's home [S]."
+    // "Real clients (pyinfra-orbstack) push files to absolute paths such as `/etc/...` and expect them exactly there."
+    @Test func pushAndPullUseTheMachinesOwnPaths() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--user", "dev", "ubuntu", "m1"])
+        let file = sim.home.appendingPathComponent("x.conf")
+        try Data("setting=1\n".utf8).write(to: file)
+        let marker = "orbsim-push-\(UUID().uuidString).conf"
+        await #expect(try sim.run(["push", "-m", "m1", file.path, "/etc/\(marker)"]).exitCode == 0)
+        await #expect(try sim.run(["run", "-m", "m1", "cat", "/etc/\(marker)"]).stdout == "setting=1\n")
+        #expect(!FileManager.default.fileExists(atPath: "/etc/\(marker)"), "the host's /etc was written")
+        // Relative: under the default user's home, owned by that user.
+        await #expect(try sim.run(["push", "-m", "m1", file.path, "here.conf"]).exitCode == 0)
+        await #expect(try sim.run(["run", "-m", "m1", "stat", "-c", "%U %n", "/home/dev/here.conf"]).stdout == "dev /home/dev/here.conf\n")
+        // Pull from an absolute path of the machine.
+        let out = sim.home.appendingPathComponent("hostname")
+        await #expect(try sim.run(["pull", "-m", "m1", "/etc/hostname", out.path]).exitCode == 0)
+        #expect(try String(contentsOf: out, encoding: .utf8) == "m1\n")
+        // A missing source, and a missing parent directory in the machine, are errors.
+        await #expect(try sim.run(["pull", "-m", "m1", "/etc/none", out.path]).exitCode == 1)
+        await #expect(try sim.run(["push", "-m", "m1", file.path, "/no/such/dir/x"]).exitCode == 1)
+    }
+
+    // "per-machine keys `machine.NAME.{cpu,memory_mib,disk_bytes,…}` are addressed by name [G, M]"
+    // GARM (2.2.3) sets cpu, memory_mib, disk_bytes, isolated, forward_ssh_agent, isolate_network and mounts.
+    // "Per-machine CPU, memory and disk limits arrived in 2.2.0 [orbstack issue #789]."
+    @Test func perMachineConfigShowsCreateLimitsAndTakesGARMsKeys() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--cpus", "2", "--memory", "4G", "--disk", "64G", "ubuntu", "m1"])
+        await #expect(try sim.run(["config", "get", "machine.m1.cpu"]).stdout == "2\n")
+        await #expect(try sim.run(["config", "get", "machine.m1.memory_mib"]).stdout == "4096\n")
+        await #expect(try sim.run(["config", "get", "machine.m1.disk_bytes"]).stdout == "68719476736\n")
+        for (key, value) in [("isolate_network", "true"), ("mounts", ""), ("forward_ssh_agent", "false"), ("isolated", "false")] {
+            let set = try await sim.run(["config", "set", "machine.m1.\(key)", value])
+            #expect(set.exitCode == 0, "\(key): \(set)")
+            await #expect(try sim.run(["config", "get", "machine.m1.\(key)"]).stdout == value + "\n")
+        }
+        await #expect(try sim.run(["config", "set", "machine.m1.nonsense", "1"]).stderr == "Unknown configuration key: machine.m1.nonsense\n")
+    }
+
+    // "Normal machines see the Mac's file system at `/mnt/mac` …; isolated machines
+    //  (`create --isolated`, OrbStack 2.1+) do not mount it [docs: docs.orbstack.dev/machines/isolated]."
+    @Test func mntMacIsTheHostsRootExceptInIsolatedMachines() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "normal"])
+        try await sim.run(["create", "--isolated", "ubuntu", "iso"])
+        // The test's own directory is under the host's /tmp, which a machine's /tmp hides.
+        let marker = sim.home.appendingPathComponent("on-the-host")
+        try Data("mac\n".utf8).write(to: marker)
+        await #expect(try sim.run(["run", "-m", "normal", "cat", "/mnt/mac" + marker.path]).stdout == "mac\n")
+        let isolated = try await sim.run(["run", "-m", "iso", "sh", "-c", "cat /mnt/mac\(marker.path) || echo hidden; ls -A /mnt"])
+        #expect(isolated.stdout == "hidden\n", "\(isolated)")
+        // The host's kernel views are not reachable through /mnt/mac.
+        await #expect(try sim.run(["run", "-m", "normal", "sh", "-c", "ls -A /mnt/mac/proc | wc -l; ls -A /mnt/mac/run | wc -l"]).stdout == "0\n0\n")
+        let record = try await sim.machines().first { $0["name"] as? String == "iso" }
+        #expect((record?["config"] as? [String: Any])?["isolated"] as? Bool == true)
+    }
+
+    // "`create -c/--user-data FILE` takes a cloud-init document" and "`variant` is `default`, or
+    //  `cloud` when created with user data [S]". cloud-init runs before create returns.
+    @Test func userDataRunsBeforeCreateReturns() async throws {
+        let sim = try SimHarness()
+        let config = sim.home.appendingPathComponent("user-data.yaml")
+        try Data("""
+        #cloud-config
+        write_files:
+          - path: /etc/app/app.conf
+            content: |
+              port=8080
+            permissions: "0600"
+          - path: /opt/blob
+            encoding: b64
+            content: aGVsbG8=
+        runcmd:
+          - echo ran > /var/lib/ran-by-runcmd
+          - [sh, -c, "id -un > /opt/runcmd-user"]
+
+        """.utf8).write(to: config)
+        await #expect(try sim.run(["create", "--user-data", config.path, "ubuntu", "m1"]).exitCode == 0)
+        let check = "cat /etc/app/app.conf; stat -c %a /etc/app/app.conf; cat /opt/blob; echo; cat /var/lib/ran-by-runcmd /opt/runcmd-user"
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", check]).stdout == "port=8080\n600\nhello\nran\nroot\n")
+        let status = try await sim.run(["run", "-m", "m1", "cloud-init", "status", "--wait"])
+        #expect(status.stdout == "status: done\n" && status.exitCode == 0)
+        #expect((try await sim.machines().first?["image"] as? [String: Any])?["variant"] as? String == "cloud")
+        // A failing runcmd: create still succeeds, cloud-init says error.
+        try Data("#cloud-config\nruncmd:\n  - exit 3\n".utf8).write(to: config)
+        await #expect(try sim.run(["create", "-c", config.path, "ubuntu", "m2"]).exitCode == 0)
+        let failed = try await sim.run(["run", "-m", "m2", "cloud-init", "status"])
+        #expect(failed.stdout == "status: error\n" && failed.exitCode == 1)
+        // No user data: no cloud-init.
+        try await sim.run(["create", "ubuntu", "m3"])
+        await #expect(try sim.run(["run", "-m", "m3", "cloud-init", "status"]).exitCode == 127)
+    }
+
+    /// `admin clock advance` rewrites ids (ages are read from them); a running machine keeps
+    /// its files, its processes and its probes.
+    @Test func clockAdvanceLeavesRunningMachinesWhole() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["run", "-m", "m1", "sh", "-c", "echo kept > /tmp/kept; setsid sleep 600 >/dev/null 2>&1 </dev/null & sleep 0.1"])
+        let before = try await sim.machineProcesses("m1")
+        try await sim.run(["admin", "clock", "advance", "2h"])
+        await #expect(try sim.run(["run", "-m", "m1", "cat", "/tmp/kept"]).stdout == "kept\n")
+        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "ps -eo args | grep -c '^sleep 600'"]).stdout == "1\n")
+        #expect(try await sim.machineProcesses("m1").sorted() .contains(before.sorted().first ?? -1))
+    }
+
+    // An OrbStack machine has its own process table: `ps` inside shows only the machine's processes.
+    @Test func aMachineHasItsOwnProcessTable() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let ps = try await sim.run(["run", "-m", "m1", "ps", "-eo", "pid,args"]).stdout
+        let rows = ps.split(separator: "\n").dropFirst()
+        #expect(rows.first?.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") == true, "\(ps)")
+        #expect(rows.count <= 4, "the host's processes show inside: \(ps)")
+        #expect(!ps.contains("swift"))
+        let pid = try await sim.run(["run", "-m", "m1", "sh", "-c", "echo $$"]).stdout
+        #expect((Int(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) < 1000)
+    }
+
+    /// `kill -TERM -1` as root inside a machine signals every process it can see: the
+    /// machine's, never the host's or another machine's.
+    @Test func killAllInsideAMachineReachesOnlyThatMachine() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "ubuntu", "m2"])
+        let detached = "setsid sleep 600 >/dev/null 2>&1 </dev/null & sleep 0.1"
+        try await sim.run(["run", "-m", "m1", "sh", "-c", detached])
+        try await sim.run(["run", "-m", "m2", "sh", "-c", detached])
+        let host = try await BackgroundProcess.start("/bin/sleep", ["600"], environment: [:], outputPath: "/dev/null")
+        defer { host.signal(SIGKILL) }
+        let m1 = try await sim.machineProcesses("m1"), m2 = try await sim.machineProcesses("m2")
+        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "kill -TERM -1; sleep 0.2; echo survived"])
+        #expect(out.stdout == "survived\n")
+        #expect(!SimHarness.anyAlive(m1), "m1's processes lived on")
+        #expect(SimHarness.anyAlive(m2), "another machine's process was killed")
+        #expect(kill(host.pid, 0) == 0, "a host process was killed")
+        await #expect(try sim.state("m1") == "running")
+    }
+
+    /// Nothing a machine started outlives its world: removing the emulator's home ends every
+    /// process of every machine.
+    @Test func losingTheEmulatorHomeEndsEveryMachineProcess() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["run", "-m", "m1", "sh", "-c", "setsid sh -c 'sleep 3615; poweroff' >/dev/null 2>&1 </dev/null & sleep 0.1"])
+        let pids = try await sim.machineProcesses("m1")
+        #expect(!pids.isEmpty)
+        try FileManager.default.removeItem(at: sim.simHome)
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline, SimHarness.anyAlive(pids) { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(!SimHarness.anyAlive(pids))
+    }
+
+    /// The shims name every path they need: a machine's `poweroff` under `env -i` still stops
+    /// the machine, not the host.
+    @Test func shimsWorkWithoutAnEnvironment() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "env", "-i", "/sbin/poweroff"])
+        #expect(!out.stderr.contains("not found"), "\(out)")
+        await #expect(try sim.state("m1") == "stopped")
+    }
+}
