@@ -19,6 +19,9 @@ struct CloudInit {
         var errors: [String]
     }
 
+    /// How long `create` waits for the user data to finish. **uncertain**: OrbStack's own limit.
+    static let timeout: TimeInterval = 600
+
     func statusURL(_ key: String) -> URL { MachineBoot(sim: sim).directory(key).appendingPathComponent("cloud-init.json") }
 
     func run(_ userData: String, in machine: SimMachine) throws {
@@ -35,6 +38,7 @@ struct CloudInit {
             script = ""
         }
         if errors.isEmpty {
+            try JSONEncoder().encode(Status(status: "running", errors: [])).write(to: statusURL(machine.key))
             try Data(script.utf8).write(to: scripts.appendingPathComponent("user-data"))
             let log = root.appendingPathComponent("var/log/cloud-init-output.log")
             if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
@@ -46,8 +50,12 @@ struct CloudInit {
             let code = try MachineExec(sim: sim).enter(
                 machine, record: record, user: "root", workdir: "/",
                 command: ["/bin/sh", "/var/lib/cloud/instance/scripts/user-data"],
-                streams: (nullInput.fileDescriptor, output.fileDescriptor, output.fileDescriptor))
-            if code != 0 { errors.append("user-data script exited \(code) (see /var/log/cloud-init-output.log)") }
+                streams: (nullInput.fileDescriptor, output.fileDescriptor, output.fileDescriptor), timeout: CloudInit.timeout)
+            if code == 137 {
+                errors.append("user-data did not finish within \(Int(CloudInit.timeout)) s and was ended")
+            } else if code != 0 {
+                errors.append("user-data script exited \(code) (see /var/log/cloud-init-output.log)")
+            }
         }
         let status = Status(status: errors.isEmpty ? "done" : "error", errors: errors)
         try JSONEncoder().encode(status).write(to: statusURL(machine.key))
@@ -118,7 +126,12 @@ struct CloudInit {
                 sim.out("errors:\n" + status.errors.map { "\t- \($0)\n" }.joined())
             }
         }
-        return status.status == "done" ? 0 : 1
+        if status.status == "running" && arguments.contains("--wait") {
+            // The create that runs it was killed midway: nothing will finish it.
+            sim.out("status: error\n")
+            return 1
+        }
+        return status.status == "done" ? 0 : (status.status == "running" ? 0 : 1)
     }
 }
 

@@ -41,11 +41,11 @@ struct MachineBoot {
         return record
     }
 
-    /// The host paths a machine's init binds under the host view: the emulator's binary,
-    /// the Swift runtime it loads (a toolchain under `/opt` would be covered), its home.
-    var hostPaths: [String] {
-        [(sim.executable as NSString).deletingLastPathComponent, Platform.swiftRuntimeDirectory(), sim.store.home.path]
-            .compactMap { $0 }
+    /// The host paths a machine's init binds read-only under the host view: the emulator's
+    /// binary and the Swift runtime it loads (a toolchain under `/opt` would be covered).
+    /// Its home is bound too, writable (the state), without the other machines' directories.
+    var readOnlyHostPaths: [String] {
+        [(sim.executable as NSString).deletingLastPathComponent, Platform.swiftRuntimeDirectory()].compactMap { $0 }
     }
 
     /// The environment that reaches the emulator from inside a machine (for `__enter`).
@@ -64,6 +64,12 @@ struct MachineBoot {
         let lock = try FileLock(directory(key).appendingPathComponent("boot.lock").path)
         defer { lock.release() }
         if let record = running(key) { return record }
+        // The machine may have been stopped or deleted since the caller looked.
+        let state = try sim.store.read()
+        guard let current = state.machines.first(where: { $0.key == key }) else { throw SimExit.notFound(machine.name) }
+        guard ["running", "starting"].contains(current.state(at: sim.now(state))) else {
+            throw SimExit.daemon("machine '\(machine.name)' is not running")  // text uncertain
+        }
         try? FileManager.default.removeItem(at: recordURL(key))
         try sim.makeMachineRoot(key, user: machine.defaultUsername)
         try MachineShims(sim: sim).install()
@@ -146,8 +152,10 @@ struct MachineBoot {
         let machineDirectory = boot.directory(key).path
         do {
             try MachineUsers(root: sim.machineRoot(key).path).prepare(user: user, hostname: name)
+            let home = sim.store.home.path, machines = sim.store.machinesDirectory.path
             let layout = MachineNamespace.Layout(
-                hostView: hostView, hostPaths: boot.hostPaths, directories: directories,
+                hostView: hostView, hostPaths: [home], readOnlyHostPaths: boot.readOnlyHostPaths + [sim.store.shimsDirectory.path],
+                hidden: [machines], revealed: [machineDirectory], directories: directories,
                 machineRoot: sim.machineRoot(key).path, hostname: name, isolated: isolated,
                 guarded: MachineShims.guarded, shims: sim.store.shimsDirectory.path)
             let pid = try MachineNamespace.setUp(layout)
@@ -164,10 +172,20 @@ struct MachineBoot {
         }
         // As PID 1, only signals it handles reach it: SIGTERM is the machine's poweroff.
         signal(SIGTERM) { _ in _exit(0) }
+        // Its machine is gone (deleted, or the emulator's home removed) or stopped (by a stop
+        // whose caller was killed midway): the machine's world ends with this process.
         let watched = hostView + machineDirectory
+        let state = SimStore(home: URL(fileURLWithPath: hostView + sim.store.home.path))
+        var tick = 0
         while FileManager.default.fileExists(atPath: watched) {
             var status: Int32 = 0
             while waitpid(-1, &status, WNOHANG) > 0 {}
+            if tick % 5 == 0, let current = try? state.read() {
+                guard let m = current.machines.first(where: { $0.key == key }) else { break }
+                let phase = m.lifecycle.state(at: Date().addingTimeInterval(current.clockOffset))
+                if phase == .stopped || phase == .deleting { break }
+            }
+            tick += 1
             usleep(200_000)
         }
         return 0

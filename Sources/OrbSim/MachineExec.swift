@@ -55,7 +55,7 @@ struct MachineExec {
 
     /// Runs `command` in a booted machine as `user`, with the given standard streams.
     func enter(_ machine: SimMachine, record: MachineBoot.Record, user: String, workdir: String, command: [String],
-               streams: (Int32, Int32, Int32)) throws -> Int32 {
+               streams: (Int32, Int32, Int32), timeout: TimeInterval? = nil) throws -> Int32 {
         let boot = MachineBoot(sim: sim)
         let arguments = MachineNamespace.enterArguments(initPID: record.pid)
             + [MachineBoot.hostView + sim.executable, "__enter", machine.key, user, workdir, "--"] + command
@@ -64,7 +64,7 @@ struct MachineExec {
         do {
             return try waitForAsync {
                 try await SystemProcessRunner.runAttached(program, arguments, environment: environment,
-                                                          stdin: streams.0, stdout: streams.1, stderr: streams.2)
+                                                          stdin: streams.0, stdout: streams.1, stderr: streams.2, timeout: timeout)
             }
         } catch {
             throw SimExit.daemon("exec \(program): \(error)")
@@ -103,18 +103,28 @@ struct MachineExec {
         if account.uid == 0 { env["SHELL"] = "/bin/bash" }
         var isDirectory: ObjCBool = false
         var cwd = workdir.isEmpty ? account.home : workdir
-        if !FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory) || !isDirectory.boolValue { cwd = "/" }
+        if !FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            // **uncertain** text: a missing -w directory is an error, not a silent `/`.
+            guard workdir.isEmpty else {
+                FileHandle.standardError.write(Data("chdir \(workdir): no such file or directory\n".utf8))
+                return 1
+            }
+            cwd = "/"
+        }
         guard let program = resolve(command[0], path: path) else {
             FileHandle.standardError.write(Data("\(command[0]): command not found\n".utf8))
             return 127
         }
         // The user is switched by util-linux's setpriv, exec'd in the child: this process stays
         // root, to end what the session leaves behind whoever it runs as.
-        var argv = [program] + command.dropFirst()
+        // Whoever it runs as, it cannot gain what would reach the host through the kernel
+        // it shares with it (mount, modules, raw devices, the clock, the host's network).
+        var argv = [MachineExec.setpriv, "--bounding-set=" + MachineExec.withheld.map { "-" + $0 }.joined(separator: ",")]
         if account.uid != 0 {
             let groups = users.groups(of: account).map(String.init).joined(separator: ",")
-            argv = [MachineExec.setpriv, "--reuid=\(account.uid)", "--regid=\(account.gid)", "--groups=\(groups)", "--"] + argv
+            argv += ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--groups=\(groups)"]
         }
+        argv += ["--", program] + command.dropFirst()
         let environment = env, directory = cwd, arguments = argv
         let code: Int32
         do {
@@ -139,6 +149,10 @@ struct MachineExec {
     }
 
     static let setpriv = "/usr/bin/setpriv"
+    /// Capabilities no machine command gets: a machine shares the host's kernel, network and
+    /// devices, so these would reach the host (a cgroup release agent, a module, a raw disk).
+    static let withheld = ["sys_admin", "sys_module", "sys_rawio", "sys_time", "net_admin", "dac_read_search", "mknod",
+                           "mac_admin", "mac_override", "syslog", "sys_pacct", "linux_immutable", "audit_control"]
 
     /// The executable a command's first word names, looked up on PATH as a shell would.
     static func resolve(_ name: String, path: String) -> String? {

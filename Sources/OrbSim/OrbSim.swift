@@ -100,6 +100,7 @@ public final class OrbSim {
         let started = Date()
         let verb = OrbSim.verb(of: argv)
         let isInternal = verb == "admin" || verb?.hasPrefix("__") == true
+        if !isInternal { finishAbandonedDeletes() }
         let code: Int32
         do {
             code = try dispatch(argv, verb: verb)

@@ -38,6 +38,11 @@ extension OrbSim {
         chmod(root.appendingPathComponent("var/tmp").path, 0o1777)
     }
 
+    /// A Linux account name: lower case, digits, `_` and `-`, not starting with a digit or `-`.
+    static func isUsername(_ name: String) -> Bool {
+        name.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) != nil
+    }
+
     /// `--memory 4G` / `--disk 64G` as a number of `unit`s (bytes or MiB); nil when unreadable.
     static func size(_ text: String, unit: Double) -> Int64? {
         let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
@@ -102,7 +107,10 @@ extension OrbSim {
         // The default user: `--user`, else the calling user's name (the Mac user's, on a Mac).
         // **uncertain**: as root (CI) there is no Mac user; `ubuntu` stands in, so that commands
         // still run as a user who is not root unless `-u root` says so.
-        let env = environment["USER"].flatMap { $0 == "root" || $0.isEmpty ? nil : $0 }
+        let env = environment["USER"].flatMap { $0 == "root" || $0.isEmpty || !OrbSim.isUsername($0) ? nil : $0 }
+        if let given = flags.values["user"], !OrbSim.isUsername(given) {
+            throw SimExit.daemon("create '\(name)': invalid username: '\(given)'")  // text uncertain
+        }
         let user = flags.values["user"] ?? env ?? "ubuntu"
         let bootMilliseconds = latency("create")
         var rng = SystemRandomNumberGenerator()
@@ -161,26 +169,36 @@ extension OrbSim {
 
     /// Starts one machine (no-op when running) and blocks until it runs.
     func startMachine(id: String) throws {
-        let boot = latency("start")
-        let wait = try store.withState { state -> Int in
+        let boot = Double(latency("start")) / 1000
+        let actions = try store.withState { state -> [MachineLifecycle.Action] in
             let now = now(state)
             guard let i = state.machines.firstIndex(where: { $0.id == id }) else { throw SimExit.notFound(id) }
-            let m = state.machines[i]
+            var m = state.machines[i]
             if let op = m.busy(at: now) { throw SimExit.daemon("cannot start: operations are in progress: \(op)") }
-            switch m.state(at: now) {
-            case "running": return 0
-            case "starting": return Int((m.transitionAt ?? now).timeIntervalSince(now) * 1000)
-            default: break
+            // **uncertain** text.
+            if m.lifecycle.state(at: now) == .deleting { throw SimExit.daemon("cannot start: machine is being deleted") }
+            let actions = m.lifecycle.start(at: now, boot: boot)
+            if actions.contains(.leaseAddress) {
+                guard let ip = state.pool.allocate(to: id, now: now) else {
+                    throw SimExit.daemon("start '\(m.name)': setup: machine didn't start in 30s (missing IP address)")
+                }
+                m.ip4 = ip
             }
-            guard let ip = state.pool.allocate(to: id, now: now) else {
-                throw SimExit.daemon("start '\(m.name)': setup: machine didn't start in 30s (missing IP address)")
-            }
-            state.machines[i].ip4 = ip
-            state.machines[i].storedState = "starting"
-            state.machines[i].transitionAt = now.addingTimeInterval(Double(boot) / 1000)
-            return boot
+            state.machines[i] = m
+            return actions
         }
-        sleepMilliseconds(wait)
+        try perform(actions, machineID: id)
+    }
+
+    /// Carries out what a lifecycle request returned, outside the state lock.
+    func perform(_ actions: [MachineLifecycle.Action], machineID id: String) throws {
+        for action in actions {
+            switch action {
+            case .endProcesses(let grace): MachineBoot(sim: self).halt(String(id.dropFirst(10)), grace: grace)
+            case .wait(let seconds): sleepMilliseconds(Int(seconds * 1000))
+            case .leaseAddress, .releaseAddress, .abandonAddress: break  // done under the lock
+            }
+        }
     }
 
     func stop(_ args: [String]) throws -> Int32 {
@@ -192,26 +210,15 @@ extension OrbSim {
 
     /// Stops one machine gracefully (no-op when stopped): its processes end and its address is returned.
     func stopMachine(id: String) throws {
-        let grace = latency("stop")
-        let changed = try store.withState { state -> Bool in
+        let grace = Double(latency("stop")) / 1000
+        let actions = try store.withState { state -> [MachineLifecycle.Action] in
             let now = now(state)
             guard let i = state.machines.firstIndex(where: { $0.id == id }) else { throw SimExit.notFound(id) }
-            let current = state.machines[i].state(at: now)
-            guard current != "stopped" && current != "stopping" else { return false }
-            state.machines[i].storedState = "stopping"
-            state.machines[i].transitionAt = now.addingTimeInterval(Double(grace) / 1000)
-            state.pool.release(machineID: id)
-            return true
+            let actions = state.machines[i].lifecycle.stop(at: now, grace: grace)
+            if actions.contains(.releaseAddress) { state.pool.release(machineID: id) }
+            return actions
         }
-        guard changed else { return }
-        MachineBoot(sim: self).halt(String(id.dropFirst(10)), grace: Double(grace) / 1000)
-        sleepMilliseconds(grace)
-        try store.withState { state in
-            if let i = state.machines.firstIndex(where: { $0.id == id }), state.machines[i].storedState == "stopping" {
-                state.machines[i].storedState = "stopped"
-                state.machines[i].transitionAt = nil
-            }
-        }
+        try perform(actions, machineID: id)
     }
 
     func restart(_ args: [String]) throws -> Int32 {
@@ -250,22 +257,42 @@ extension OrbSim {
             guard answer.lowercased().hasPrefix("y") else { return 1 }
         }
         for id in ids {
-            let wasRunning = try store.withState { state -> Bool in
+            let actions = try store.withState { state -> [MachineLifecycle.Action] in
                 let now = now(state)
-                guard let i = state.machines.firstIndex(where: { $0.id == id }) else { return false }
-                let running = state.machines[i].state(at: now) != "stopped"
-                state.machines[i].storedState = "deleting"
+                guard let i = state.machines.firstIndex(where: { $0.id == id }) else { return [] }
+                let actions = state.machines[i].lifecycle.delete(at: now)
                 // A running machine is killed: its address stays leased.
-                if running { state.pool.abandon(machineID: id, now: now) } else { state.pool.release(machineID: id) }
-                return running
+                if actions.contains(.abandonAddress) { state.pool.abandon(machineID: id, now: now) }
+                if actions.contains(.releaseAddress) { state.pool.release(machineID: id) }
+                return actions
             }
-            let key = String(id.dropFirst(10))
-            if wasRunning { MachineBoot(sim: self).halt(key, grace: 0) }
-            sleepMilliseconds(latency("delete"))
-            try store.withState { state in state.machines.removeAll { $0.id == id } }
-            try? FileManager.default.removeItem(at: store.machinesDirectory.appendingPathComponent(key))
+            try finishDelete(id: id, actions: actions)
         }
         return 0
+    }
+
+    /// The second half of a delete: the machine's processes end, then its record and its
+    /// disk go. Under the machine's boot lock, so that no command boots it meanwhile.
+    func finishDelete(id: String, actions: [MachineLifecycle.Action]) throws {
+        let key = String(id.dropFirst(10))
+        let directory = store.machinesDirectory.appendingPathComponent(key)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let lock = try FileLock(directory.appendingPathComponent("boot.lock").path)
+        defer { lock.release() }
+        try perform(actions, machineID: id)
+        sleepMilliseconds(latency("delete"))
+        try store.withState { state in state.machines.removeAll { $0.id == id } }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A delete whose caller was killed midway is finished by the next call, as OrbStack's
+    /// daemon finishes it: a machine is `deleting` for at most `MachineLifecycle.deleteTime`.
+    func finishAbandonedDeletes() {
+        guard let state = try? store.read() else { return }
+        let now = now(state)
+        for m in state.machines where m.lifecycle.stored == .deleting && (m.transitionAt ?? now) <= now {
+            try? finishDelete(id: m.id, actions: [.endProcesses(grace: 0)])
+        }
     }
 
     func clone(_ args: [String]) throws -> Int32 {
@@ -306,7 +333,12 @@ extension OrbSim {
                 try await SystemProcessRunner.run("/bin/cp", ["-a", source, target], input: nil, timeout: 600,
                                                   environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
             }
-            guard copy.status == 0 else { throw SimExit.daemon("clone '\(name)': copy: \(copy.stderrText)") }
+            guard copy.status == 0 else {
+                // No half-made machine is left behind.
+                try store.withState { state in state.machines.removeAll { $0.id == id } }
+                try? FileManager.default.removeItem(at: to)
+                throw SimExit.daemon("clone '\(name)': copy: \(copy.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
         }
         if let data = FileManager.default.contents(atPath: from.appendingPathComponent("user-data").path) {
             FileManager.default.createFile(atPath: to.appendingPathComponent("user-data").path, contents: data)

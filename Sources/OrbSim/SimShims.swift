@@ -71,6 +71,10 @@ extension OrbSim {
             fallthrough
         default:
             // poweroff, shutdown, halt, reboot, init, telinit: stop the emulated machine, never the host.
+            // Only root may (the default user goes through sudo). **uncertain** text.
+            guard getuid() == 0 else {
+                throw SimExit(code: 1, stderr: "\(tool): Access denied (must be root; use sudo)\n")
+            }
             try stopMachine(id: machine.id)
             return 0
         }

@@ -27,14 +27,8 @@ public struct SimMachine: Codable, Equatable, Sendable {
     /// Created with `--isolated`: no `/mnt/mac`, nothing of the host's own directories.
     public var isolated: Bool { settings["isolated"] == "true" }
 
-    /// The state at time `now`: time-driven transitions happen lazily, without a daemon.
-    public func state(at now: Date) -> String {
-        if let t = transitionAt, now >= t {
-            if storedState == "starting" || storedState == "creating" { return "running" }
-            if storedState == "stopping" { return "stopped" }
-        }
-        return storedState
-    }
+    /// The state at time `now` (see `MachineLifecycle`).
+    public func state(at now: Date) -> String { lifecycle.state(at: now).rawValue }
 
     public func busy(at now: Date) -> String? {
         guard let op = busyOperation, let until = busyUntil, now < until else { return nil }

@@ -80,6 +80,12 @@ public enum MachineNamespace {
         /// home) are bound: a directory of the machine's private `/run`.
         public var hostView: String
         public var hostPaths: [String]
+        /// Host paths bound read-only under the host view (the emulator's binary, the runtime).
+        public var readOnlyHostPaths: [String]
+        /// Host paths whose view is emptied (other machines' directories), and those shown again
+        /// inside them (this machine's own).
+        public var hidden: [String]
+        public var revealed: [String]
         /// The machine's own directories (relative, e.g. `tmp`, `etc`) and where they come from.
         public var directories: [String]
         public var machineRoot: String
@@ -90,10 +96,14 @@ public enum MachineNamespace {
         public var guarded: [String]
         public var shims: String
 
-        public init(hostView: String, hostPaths: [String], directories: [String], machineRoot: String, hostname: String,
-                    isolated: Bool, guarded: [String], shims: String) {
+        public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
+                    directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
+                    shims: String) {
             self.hostView = hostView
             self.hostPaths = hostPaths
+            self.readOnlyHostPaths = readOnlyHostPaths
+            self.hidden = hidden
+            self.revealed = revealed
             self.directories = directories
             self.machineRoot = machineRoot
             self.hostname = hostname
@@ -131,20 +141,32 @@ public enum MachineNamespace {
         guard let me = try? fm.destinationOfSymbolicLink(atPath: "/proc/self"), let hostPID = Int32(me) else {
             throw SetUpError(description: "cannot read the host's /proc/self")
         }
-        // What the emulator needs from the host, bound before anything is covered.
-        let staging = "/run"
-        try mountTmpfs(staging, mode: "0755")
-        for path in layout.hostPaths {
+        // The host's mounts, as this namespace got them: all but the machine's own end read-only.
+        let hostMounts = mounts()
+        // What the emulator needs from the host, bound before anything is covered: its home
+        // (writable: the state), its binary and runtime (read-only), none of the other
+        // machines' directories.
+        try mountTmpfs("/run", mode: "0755")
+        for path in layout.hostPaths + layout.readOnlyHostPaths {
             let target = layout.hostView + path
             try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
             try bind(path, target)
+            if layout.readOnlyHostPaths.contains(path) { try remountReadOnly(target, options: []) }
         }
-        // The Mac's file system (the host's `/`), without the host's kernel views.
+        for path in layout.hidden {
+            try fm.createDirectory(atPath: layout.hostView + path, withIntermediateDirectories: true)
+            try mountTmpfs(layout.hostView + path, mode: "0755")
+        }
+        for path in layout.revealed {
+            try fm.createDirectory(atPath: layout.hostView + path, withIntermediateDirectories: true)
+            try bind(path, layout.hostView + path)
+        }
+        // The Mac's file system (the host's `/`, writable as OrbStack's is), without the host's
+        // kernel views or sockets (`/run`, a mount or not).
         try mountTmpfs("/mnt", mode: "0755")
         if !layout.isolated {
             try fm.createDirectory(atPath: "/mnt/mac", withIntermediateDirectories: true)
             try bind("/", "/mnt/mac", recursive: true)
-            // Neither the host's kernel views nor its sockets (`/run`, a mount or not) are shared.
             for sub in ["proc", "sys", "dev", "run", "mnt"] {
                 _ = umount2("/mnt/mac/" + sub, Int32(MNT_DETACH))
                 if fm.fileExists(atPath: "/mnt/mac/" + sub) { try mountTmpfs("/mnt/mac/" + sub, mode: "0555") }
@@ -165,12 +187,30 @@ public enum MachineNamespace {
                 try mountTmpfs(path, mode: "0755")
             }
         }
-        // The machine's own process table.
+        if fm.fileExists(atPath: "/dev/shm") { try mountTmpfs("/dev/shm", mode: "1777") }
+        // The rest of the host's tree (its `/`, `/usr`, `/sys`, …) is the machine's distro:
+        // read-only, so that nothing a machine's command writes lands on the host.
+        let own = ["/proc", "/dev", "/run", "/mnt"] + layout.directories.map { "/" + $0 }
+        for mount in hostMounts.sorted(by: { $0.path.count < $1.path.count })
+        where !own.contains(where: { mount.path == $0 || mount.path.hasPrefix($0 + "/") }) {
+            do {
+                try remountReadOnly(mount.path, options: mount.options)
+            } catch where mount.path != "/" {
+                continue  // a mount the host itself hides (over-mounted): nothing reaches it
+            }
+        }
+        // The machine's own process table, with the kernel's knobs out of reach.
         _ = umount2("/proc", Int32(MNT_DETACH))
         guard mount("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) == 0 else {
             throw SetUpError(description: "mount /proc: \(String(cString: strerror(errno)))")
         }
-        guard sethostname(layout.hostname, layout.hostname.utf8.count) == 0 else {
+        for knob in ["/proc/sys", "/proc/sysrq-trigger"] where fm.fileExists(atPath: knob) {
+            try bind(knob, knob)
+            try remountReadOnly(knob, options: [])
+        }
+        // Linux host names are at most 64 bytes. **uncertain**: what OrbStack does with longer names.
+        let hostname = String(decoding: Array(layout.hostname.utf8.prefix(64)), as: UTF8.self)
+        guard sethostname(hostname, hostname.utf8.count) == 0 else {
             throw SetUpError(description: "sethostname: \(String(cString: strerror(errno)))")
         }
         var covered = Set<String>()
@@ -227,6 +267,48 @@ public enum MachineNamespace {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
     }
 
+    struct MountPoint {
+        var path: String
+        var options: [String]
+    }
+
+    /// This process's mounts, from `/proc/self/mountinfo` (mount point and per-mount options).
+    static func mounts() -> [MountPoint] {
+        guard let data = Platform.readWholeFile("/proc/self/mountinfo") else { return [] }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 5 else { return nil }
+            return MountPoint(path: unescape(String(fields[4])), options: fields[5].split(separator: ",").map(String.init))
+        }
+    }
+
+    /// Mount points escape space, tab, newline and backslash as octal (`\040`).
+    static func unescape(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "\\"), utf8.count >= 3, let code = UInt8(String(decoding: utf8.prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(code)
+                utf8 = utf8.dropFirst(3)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Makes one mount read-only in this namespace (the host's stays as it is), keeping its
+    /// nosuid/nodev/noexec flags.
+    static func remountReadOnly(_ target: String, options: [String]) throws {
+        var flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY)
+        if options.contains("nosuid") { flags |= UInt(MS_NOSUID) }
+        if options.contains("nodev") { flags |= UInt(MS_NODEV) }
+        if options.contains("noexec") { flags |= UInt(MS_NOEXEC) }
+        guard mount(nil, target, nil, flags, nil) == 0 else {
+            throw SetUpError(description: "remount \(target) read-only: \(String(cString: strerror(errno)))")
+        }
+    }
+
     static func mountTmpfs(_ target: String, mode: String) throws {
         guard mount("tmpfs", target, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=\(mode)") == 0 else {
             throw SetUpError(description: "mount tmpfs on \(target): \(String(cString: strerror(errno)))")
@@ -253,6 +335,9 @@ public enum MachineNamespace {
     public struct Layout: Sendable {
         public var hostView: String
         public var hostPaths: [String]
+        public var readOnlyHostPaths: [String]
+        public var hidden: [String]
+        public var revealed: [String]
         public var directories: [String]
         public var machineRoot: String
         public var hostname: String
@@ -260,10 +345,14 @@ public enum MachineNamespace {
         public var guarded: [String]
         public var shims: String
 
-        public init(hostView: String, hostPaths: [String], directories: [String], machineRoot: String, hostname: String,
-                    isolated: Bool, guarded: [String], shims: String) {
+        public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
+                    directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
+                    shims: String) {
             self.hostView = hostView
             self.hostPaths = hostPaths
+            self.readOnlyHostPaths = readOnlyHostPaths
+            self.hidden = hidden
+            self.revealed = revealed
             self.directories = directories
             self.machineRoot = machineRoot
             self.hostname = hostname

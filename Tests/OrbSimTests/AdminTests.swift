@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import ReplTestSupport
 @testable import OrbSim
 import ReplCore
 
 /// `orbctl-sim admin`: fault injection and inspection.
-@Suite(.serialized) struct AdminTests {
+@Suite(.emulatorOnly, .serialized) struct AdminTests {
     @Test func failMakesTheNextCallsFail() async throws {
         let sim = try SimHarness()
         try await sim.run(["admin", "fail", "list", "--times", "2", "--message", "[-32098] boom"])

@@ -32,13 +32,60 @@ final class SimHarness: @unchecked Sendable {
 
     var simHome: URL { URL(fileURLWithPath: environment["ORBSIM_HOME"]!) }
 
-    /// Runs the binary; `timeout` kills it (SIGKILL) and reports exit 137.
+    /// Runs the binary; `timeout` kills it (SIGKILL) and reports exit 137. Against a real
+    /// orbctl (`ORBCTL_CONFORMANCE`), the test's machine names are mapped to this test's own
+    /// `repl-conformance-…` names on the way in and back on the way out, and `list` shows
+    /// only this test's machines: the expectations read the same either way.
     @discardableResult
     func run(_ args: [String], stdin: String? = nil, environment extra: [String: String] = [:], timeout: TimeInterval = 60) async throws -> Output {
-        let result = try await emulator.sim(args, input: stdin.map { Data($0.utf8) }, environment: extra, timeout: timeout)
-        return Output(exitCode: result.status, stdout: result.stdoutText, stderr: result.stderrText)
+        let real = Conformance.isReal
+        let argv = real ? args.map(mapArgument) : args
+        let result = try await emulator.sim(argv, input: stdin.map { Data($0.utf8) }, environment: extra, timeout: timeout)
+        var out = Output(exitCode: result.status, stdout: result.stdoutText, stderr: result.stderrText)
+        if real {
+            let prefix = emulator.name("")
+            if OrbSim.verb(of: argv) == "list" { out.stdout = SimHarness.onlyMachines(named: prefix, in: out.stdout) }
+            out.stdout = out.stdout.replacingOccurrences(of: prefix, with: "")
+            out.stderr = out.stderr.replacingOccurrences(of: prefix, with: "")
+        }
+        return out
     }
 
+    /// The machine names tests use: mapped to this test's own names against a real orbctl.
+    static let testNames: Set<String> = ["m1", "m2", "m3", "src", "copy", "old", "new", "alpha", "bravo", "base", "normal",
+                                         "iso", "ghost", "x2", "snap"]
+
+    func mapArgument(_ arg: String) -> String {
+        if SimHarness.testNames.contains(arg) { return emulator.name(arg) }
+        if arg.hasPrefix("-"), let eq = arg.firstIndex(of: "="), SimHarness.testNames.contains(String(arg[arg.index(after: eq)...])) {
+            return arg[...eq] + emulator.name(String(arg[arg.index(after: eq)...]))
+        }
+        let parts = arg.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 3, parts[0] == "machine", SimHarness.testNames.contains(parts[1]) {
+            return "machine.\(emulator.name(parts[1])).\(parts[2])"
+        }
+        return arg
+    }
+
+    /// `list` output (text, names or Go-style JSON) with only the machines named `prefix…`.
+    static func onlyMachines(named prefix: String, in text: String) -> String {
+        guard text.hasPrefix("[") else {
+            return text.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { $0.hasPrefix(prefix) || $0.hasPrefix("NAME") }.map { $0 + "\n" }.joined()
+        }
+        // Elements are "  {" … "  }" blocks, one per machine.
+        var blocks: [[Substring]] = [], current: [Substring] = []
+        for line in text.split(separator: "\n") {
+            if line == "  {" { current = [line] } else if line.hasPrefix("  }") {
+                current.append("  }")
+                blocks.append(current)
+                current = []
+            } else if !current.isEmpty { current.append(line) }
+        }
+        let kept = blocks.filter { $0.contains { $0.contains("\"name\": \"\(prefix)") } }
+        guard !kept.isEmpty else { return "[]\n" }
+        return "[\n" + kept.map { $0.joined(separator: "\n") }.joined(separator: ",\n") + "\n]\n"
+    }
 
     /// Runs the same model in this process.
     func inProcess(_ args: [String]) throws -> Output {

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import ReplTestSupport
 @testable import OrbSim
 
 /// Concurrency and address-pool churn.
-@Suite(.serialized) struct StressTests {
+@Suite(.emulatorOnly, .serialized) struct StressTests {
     /// 32 concurrent invocations mixing create, list, clone, stop and delete, 20 times:
     /// no lost machine, no duplicate name, no address leased twice.
     @Test func concurrentInvocationsLeaveAConsistentState() async throws {

@@ -50,6 +50,8 @@ final class Once: @unchecked Sendable {
 enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case binary, inProcess
     var testDescription: String { rawValue }
+    /// Against a real orbctl (`ORBCTL_CONFORMANCE`) there is no in-process twin.
+    static var available: [Backend] { Conformance.isReal ? [.binary] : allCases }
 }
 
 /// A fresh emulator and a client over it.
@@ -75,9 +77,18 @@ final class ClientHarness: @unchecked Sendable {
 
     deinit { emulator.remove() }
 
-    /// Runs the emulator binary directly (admin commands, checks).
+    /// Runs the emulator binary (or the real orbctl) directly (admin commands, checks).
     @discardableResult
-    func sim(_ args: [String]) async throws -> ProcessResult { try await await emulator.sim(args, timeout: 30) }
+    func sim(_ args: [String]) async throws -> ProcessResult { try await emulator.sim(args, timeout: 30) }
+
+    /// The machine name a test's short name stands for (its own `repl-conformance-…` name
+    /// against a real orbctl).
+    func n(_ short: String) -> String { emulator.name(short) }
+
+    /// Only this test's machines (against a real orbctl, the user's others are there too).
+    func own(_ machines: [ObservedMachine]) -> [ObservedMachine] {
+        Conformance.isReal ? machines.filter { $0.name.hasPrefix(emulator.name("")) } : machines
+    }
 
     func state(_ name: String) async throws -> String? {
         let list = try OrbctlClient.decodeList(try await sim(["list", "-f", "json"]).stdout)

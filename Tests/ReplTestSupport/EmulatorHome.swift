@@ -42,7 +42,7 @@ public enum BuildProducts {
 /// Whether the emulator runs machine commands here (Linux as root: each machine gets a
 /// private mount and UTS namespace). Tests that start runs are gated on it, so `swift test`
 /// on a Mac passes and names what it skipped.
-public let machineCommandsAvailable = Platform.machineNamespaces
+public let machineCommandsAvailable = Conformance.isReal || Platform.machineNamespaces
 
 /// A fresh directory with the emulator reachable as `bin/orbctl`, its state under `sim/`,
 /// and an environment pointing there (HOME set, fast latencies unless asked otherwise).
@@ -50,18 +50,29 @@ public final class EmulatorHome: @unchecked Sendable {
     public let root: URL
     public let orbctl: String
     public var environment: [String: String]
+    /// This home's machine names get it against a real orbctl (see `Conformance`).
+    public let token = Conformance.newToken()
 
     public init(prefix: String, fast: Bool = true) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root.appendingPathComponent("bin"), withIntermediateDirectories: true)
-        orbctl = root.appendingPathComponent("bin/orbctl").path
-        try FileManager.default.createSymbolicLink(atPath: orbctl, withDestinationPath: BuildProducts.orbctlSim)
         var env = ProcessInfo.processInfo.environment
-        env["ORBSIM_HOME"] = root.appendingPathComponent("sim").path
-        env["HOME"] = root.path
-        if fast { env["ORBSIM_LATENCY"] = "fast" }
+        if let real = Conformance.realOrbctl {
+            // OrbStack's own orbctl, with the user's own HOME.
+            orbctl = real
+            Conformance.sweepOnce(orbctl: real, environment: env)
+        } else {
+            orbctl = root.appendingPathComponent("bin/orbctl").path
+            try FileManager.default.createSymbolicLink(atPath: orbctl, withDestinationPath: BuildProducts.orbctlSim)
+            env["ORBSIM_HOME"] = root.appendingPathComponent("sim").path
+            env["HOME"] = root.path
+            if fast { env["ORBSIM_LATENCY"] = "fast" }
+        }
         environment = env
     }
+
+    /// The machine name a test's short name stands for here.
+    public func name(_ short: String) -> String { Conformance.machineName(short, token: token) }
 
     /// `orbctl admin reset` on an emulator home, in this process: ends its machines' processes.
     public static func reset(simHome: URL, environment: [String: String]) {
@@ -94,7 +105,11 @@ public final class EmulatorHome: @unchecked Sendable {
     /// Ends every machine's processes and removes the directory (in this process, through
     /// the emulator's own model, so that it can run from a `deinit`).
     public func remove() {
-        Self.reset(simHome: simDirectory, environment: environment)
+        if Conformance.isReal {
+            Conformance.deleteMachines(named: name(""), orbctl: orbctl, environment: environment)
+        } else {
+            Self.reset(simHome: simDirectory, environment: environment)
+        }
         try? FileManager.default.removeItem(at: root)
     }
 }
