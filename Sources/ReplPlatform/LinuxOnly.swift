@@ -255,6 +255,16 @@ public enum MachineNamespace {
         }
     }
 
+    /// The machine inits running now (host ids) whose command line names `key`.
+    public static func inits(key: String) -> [Int32] {
+        allProcesses().filter { isRunning($0, with: ["__init", key]) }
+    }
+
+    /// This process's PID namespace (`pid:[…]`).
+    public static func ownPIDNamespace() -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")
+    }
+
     /// Whether `pid` is alive and runs a command line holding every one of `words`.
     public static func isRunning(_ pid: Int32, with words: [String]) -> Bool {
         guard pid > 0, kill(pid, 0) == 0, !LinuxOnly.isZombie(pid),
@@ -375,5 +385,7 @@ public enum MachineNamespace {
     public static func processesInside() -> [Int32] { [] }
     public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] { [] }
     public static func isRunning(_ pid: Int32, with words: [String]) -> Bool { false }
+    public static func inits(key: String) -> [Int32] { [] }
+    public static func ownPIDNamespace() -> String? { nil }
 }
 #endif

@@ -1,0 +1,147 @@
+import Foundation
+import ReplPlatform
+import ReplTestSupport
+import Testing
+@testable import OrbSim
+
+/// What an independent attack on the emulator found, each as the scenario that reproduced it.
+/// A machine shares the host's kernel: nothing its root does may reach the host, another
+/// machine, or outlive the machine.
+@Suite(.serialized, .emulatorOnly, .machineCommands)
+struct MachineAttackTests {
+    /// The cgroup `release_agent` escape needs `mount` (CAP_SYS_ADMIN), and the kernel's knobs
+    /// under `/proc/sys` and `/sys` would reach the host: none of it is within a machine's reach.
+    @Test func machineRootCannotReachTheKernel() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let tries = [
+            "mount -t cgroup -o none,name=x cgroup /mnt",
+            "mount -t tmpfs none /srv",
+            "echo 1 > /proc/sys/vm/drop_caches",
+            "echo h > /proc/sysrq-trigger",  // h: the harmless key (help), were it to work
+            "echo 0 > /sys/kernel/mm/ksm/run",
+            "ip link add orbsim-test type dummy",
+        ]
+        for attempt in tries {
+            let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", attempt + " 2>/dev/null && echo REACHED"])
+            #expect(!out.stdout.contains("REACHED"), "machine root could: \(attempt)")
+        }
+    }
+
+    /// The host's own tree is the machine's distro, read-only: nothing written lands on the host.
+    @Test func theHostsTreeIsReadOnlyInsideAMachine() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let name = "orbsim-attack-\(UUID().uuidString)"
+        for dir in ["/usr/local", "/var/lib", "/usr/bin"] {
+            let out = try await sim.run(["run", "-m", "m1", "-u", "root", "touch", "\(dir)/\(name)"])
+            #expect(out.exitCode != 0)
+            #expect(!FileManager.default.fileExists(atPath: "\(dir)/\(name)"), "wrote the host's \(dir)")
+        }
+        // The emulator's own binary is out of reach too.
+        let binary = MachineBoot.hostView + SimHarness.simBinary
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo x >> '\(binary)'"]).exitCode != 0)
+        // The machine's own directories are writable.
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "touch /etc/x /opt/x /srv/x /var/lib/repl/x /tmp/x"]).exitCode == 0)
+    }
+
+    /// One machine cannot read or write another's directories, nor share its `/dev/shm`.
+    @Test func machinesCannotReachEachOther() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "aa"])
+        try await sim.run(["create", "ubuntu", "bb"])
+        try await sim.run(["run", "-m", "bb", "-u", "root", "sh", "-c", "echo secret > /tmp/bbsecret; echo shm > /dev/shm/bbshm"])
+        let probe = "cat \(MachineBoot.hostView)\(sim.simHome.path)/machines/*/root/tmp/bbsecret /dev/shm/bbshm 2>/dev/null; ls \(MachineBoot.hostView)\(sim.simHome.path)/machines | wc -l"
+        let out = try await sim.run(["run", "-m", "aa", "-u", "root", "sh", "-c", probe])
+        #expect(!out.stdout.contains("secret") && !out.stdout.contains("shm"), "\(out)")
+        #expect(out.stdout.hasSuffix("1\n"), "other machines' directories are listed: \(out)")
+    }
+
+    /// A delete racing a run and a clone of the same machine leaves no init, no process and no directory.
+    @Test func aDeleteRacingARunAndACloneLeavesNothing() async throws {
+        let sim = try SimHarness()
+        for round in 0..<4 {
+            try await sim.run(["create", "ubuntu", "cc"])
+            try await sim.run(["run", "-m", "cc", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 </dev/null & sleep 0.1"])
+            let key = try await #require(try sim.machines().first { $0["name"] as? String == "cc" }?["id"] as? String).dropFirst(10)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try? await sim.run(["clone", "cc", "cl\(round)"]) }
+                group.addTask { _ = try? await sim.run(["delete", "-f", "cc"]) }
+                group.addTask { _ = try? await sim.run(["run", "-m", "cc", "true"]) }
+            }
+            let deadline = Date().addingTimeInterval(3)
+            while Date() < deadline, !MachineNamespace.inits(key: String(key)).isEmpty { try await Task.sleep(nanoseconds: 50_000_000) }
+            #expect(MachineNamespace.inits(key: String(key)).isEmpty, "round \(round): cc's init outlived its delete")
+            #expect(!FileManager.default.fileExists(atPath: sim.simHome.appendingPathComponent("machines/\(key)").path))
+            await #expect(try sim.state("cc") == nil)
+        }
+    }
+
+    /// A `stop` killed midway still stops the machine: its processes end within a second or so.
+    @Test func aKilledStopStillEndsTheMachine() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["admin", "latency", "stop", "200"])
+        try await sim.run(["create", "ubuntu", "kk"])
+        try await sim.run(["run", "-m", "kk", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 </dev/null & sleep 0.1"])
+        let pids = try await sim.machineProcesses("kk")
+        #expect(!pids.isEmpty)
+        let stop = try await BackgroundProcess.start(sim.orbctl, ["stop", "kk"], environment: sim.environment, outputPath: "/dev/null")
+        let stopping = Date().addingTimeInterval(5)
+        while Date() < stopping, try await sim.state("kk") != "stopping" { try await Task.sleep(nanoseconds: 10_000_000) }
+        stop.signal(SIGKILL)
+        _ = try? await stop.wait()
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, SimHarness.anyAlive(pids) { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(!SimHarness.anyAlive(pids))
+        while Date() < deadline, try await sim.state("kk") != "stopped" { try await Task.sleep(nanoseconds: 50_000_000) }
+        await #expect(try sim.state("kk") == "stopped")
+        // Started again, it is a fresh boot: nothing of before is running.
+        await #expect(try sim.run(["run", "-m", "kk", "sh", "-c", "ps -eo args | grep -c '^sleep 600'"]).stdout == "0\n")
+    }
+
+    /// A `delete` killed midway is finished by a later call, as OrbStack's daemon finishes it.
+    @Test func aKilledDeleteIsFinishedLater() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["admin", "latency", "delete", "2000"])
+        try await sim.run(["create", "ubuntu", "dd"])
+        try await sim.run(["run", "-m", "dd", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 </dev/null & sleep 0.1"])
+        let delete = try await BackgroundProcess.start(sim.orbctl, ["delete", "-f", "dd"], environment: sim.environment, outputPath: "/dev/null")
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, try await sim.state("dd") != "deleting" { try await Task.sleep(nanoseconds: 20_000_000) }
+        delete.signal(SIGKILL)
+        _ = try? await delete.wait()
+        await #expect(try sim.state("dd") == "deleting")
+        await #expect(try sim.run(["start", "dd"]).exitCode == 1)
+        try await sim.run(["admin", "clock", "advance", "1m"])
+        await #expect(try sim.state("dd") == nil)
+    }
+
+    /// A user name is an account name, never a path or shell text.
+    @Test(arguments: ["../../../../tmp/orbsim-escape", "a b", "-rf", "ubuntu:0", "x;id", "0"])
+    func badUserNamesAreRefused(_ user: String) async throws {
+        let sim = try SimHarness()
+        let out = try await sim.run(["create", "--user", user, "ubuntu", "m1"])
+        #expect(out.exitCode == 1, "\(out)")
+        await #expect(try sim.machines().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/orbsim-escape"))
+    }
+
+    /// A name longer than a Linux host name still makes a machine that runs commands.
+    @Test func aLongNameStillRuns() async throws {
+        let sim = try SimHarness()
+        let name = String(repeating: "a", count: 70)
+        try await sim.run(["create", "ubuntu", name])
+        await #expect(try sim.run(["run", "-m", name, "true"]).exitCode == 0)
+    }
+
+    /// Power tools need root, as on a real machine; a missing `-w` directory is an error.
+    @Test func powerNeedsRootAndWorkdirMustExist() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "poweroff"])
+        #expect(out.exitCode == 1)
+        #expect(!out.stderr.contains(MachineBoot.hostView), "an internal path leaked: \(out.stderr)")
+        await #expect(try sim.state("m1") == "running")
+        await #expect(try sim.run(["run", "-m", "m1", "-w", "/nonexistent", "true"]).exitCode == 1)
+    }
+}
