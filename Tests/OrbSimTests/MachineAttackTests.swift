@@ -80,9 +80,10 @@ struct MachineAttackTests {
     /// A `stop` killed midway still stops the machine: its processes end within a second or so.
     @Test func aKilledStopStillEndsTheMachine() async throws {
         let sim = try SimHarness()
-        try await sim.run(["admin", "latency", "stop", "200"])
+        try await sim.run(["admin", "latency", "stop", "1500"])
         try await sim.run(["create", "ubuntu", "kk"])
-        try await sim.run(["run", "-m", "kk", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 </dev/null & sleep 0.1"])
+        // A process that ignores SIGTERM: only the end of the machine's init ends it.
+        try await sim.run(["run", "-m", "kk", "sh", "-c", "setsid sh -c 'trap \"\" TERM; while :; do sleep 0.2; done' >/dev/null 2>&1 </dev/null & sleep 0.1"])
         let pids = try await sim.machineProcesses("kk")
         #expect(!pids.isEmpty)
         let stop = try await BackgroundProcess.start(sim.orbctl, ["stop", "kk"], environment: sim.environment, outputPath: "/dev/null")
@@ -96,7 +97,7 @@ struct MachineAttackTests {
         while Date() < deadline, try await sim.state("kk") != "stopped" { try await Task.sleep(nanoseconds: 50_000_000) }
         await #expect(try sim.state("kk") == "stopped")
         // Started again, it is a fresh boot: nothing of before is running.
-        await #expect(try sim.run(["run", "-m", "kk", "sh", "-c", "ps -eo args | grep -c '^sleep 600'"]).stdout == "0\n")
+        await #expect(try sim.run(["run", "-m", "kk", "sh", "-c", "ps -eo args | grep -c '^sh -c trap'"]).stdout == "0\n")
     }
 
     /// A `delete` killed midway is finished by a later call, as OrbStack's daemon finishes it.
