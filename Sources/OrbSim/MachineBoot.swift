@@ -37,7 +37,7 @@ struct MachineBoot {
     func running(_ key: String) -> Record? {
         guard let data = FileManager.default.contents(atPath: recordURL(key).path),
               let record = try? JSONDecoder().decode(Record.self, from: data),
-              MachineNamespace.isRunning(record.pid, with: ["__init", key]) else { return nil }
+              MachineNamespace.isRunning(record.pid, with: ["__init", key]), MachineNamespace.isMachineInit(record.pid) else { return nil }
         return record
     }
 
@@ -75,7 +75,7 @@ struct MachineBoot {
         try MachineShims(sim: sim).install()
         let log = directory(key).appendingPathComponent("init.log").path
         let arguments = ["-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1", MachineNamespace.bootProgram]
-            + MachineNamespace.bootArguments
+            + MachineNamespace.bootArguments(isolated: machine.isolated)
             + [sim.executable, "__init", key, machine.name, machine.defaultUsername, machine.isolated ? "isolated" : "shared"]
         var env = sim.environment
         env["ORBSIM_INIT_LOG"] = log
@@ -88,6 +88,11 @@ struct MachineBoot {
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if let record = running(key) { return record }
+            // Stopped or deleted meanwhile (a racing stop): say so now, not after the wait.
+            if let state = try? sim.store.read(),
+               state.machines.first(where: { $0.key == key }).map({ ["running", "starting"].contains($0.state(at: sim.now(state))) }) != true {
+                throw SimExit.daemon("machine '\(machine.name)' stopped while starting")  // text uncertain
+            }
             usleep(5_000)
         }
         let why = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? "no output"
@@ -166,6 +171,8 @@ struct MachineBoot {
             guard rename(inView.appendingPathComponent("init.json.tmp").path, inView.appendingPathComponent("init.json").path) == 0 else {
                 throw SimStoreError("cannot record the init: \(String(cString: strerror(errno)))")
             }
+            // The record is the host's to trust: nothing inside may rewrite it.
+            try MachineNamespace.makeReadOnly(inView.path)
         } catch {
             FileHandle.standardError.write(Data("orbctl-sim: machine \(name) cannot boot: \(error)\n".utf8))
             return 1

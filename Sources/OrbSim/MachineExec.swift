@@ -57,7 +57,7 @@ struct MachineExec {
     func enter(_ machine: SimMachine, record: MachineBoot.Record, user: String, workdir: String, command: [String],
                streams: (Int32, Int32, Int32), timeout: TimeInterval? = nil) throws -> Int32 {
         let boot = MachineBoot(sim: sim)
-        let arguments = MachineNamespace.enterArguments(initPID: record.pid)
+        let arguments = MachineNamespace.enterArguments(initPID: record.pid, isolated: machine.isolated)
             + [MachineBoot.hostView + sim.executable, "__enter", machine.key, user, workdir, "--"] + command
         let environment = boot.insideEnvironment
         let program = MachineNamespace.enterProgram
@@ -151,8 +151,11 @@ struct MachineExec {
     static let setpriv = "/usr/bin/setpriv"
     /// Capabilities no machine command gets: a machine shares the host's kernel, network and
     /// devices, so these would reach the host (a cgroup release agent, a module, a raw disk).
-    static let withheld = ["sys_admin", "sys_module", "sys_rawio", "sys_time", "net_admin", "dac_read_search", "mknod",
-                           "mac_admin", "mac_override", "syslog", "sys_pacct", "linux_immutable", "audit_control"]
+    /// `sys_ptrace` too: the machine's init and sessions keep every capability, and a command
+    /// that could attach to them would regain the rest.
+    static let withheld = ["sys_admin", "sys_module", "sys_rawio", "sys_time", "net_admin", "net_raw", "dac_read_search",
+                           "mknod", "mac_admin", "mac_override", "syslog", "sys_pacct", "linux_immutable", "audit_control",
+                           "sys_ptrace", "bpf", "perfmon", "ipc_owner"]
 
     /// The executable a command's first word names, looked up on PATH as a shell would.
     static func resolve(_ name: String, path: String) -> String? {

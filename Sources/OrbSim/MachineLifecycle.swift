@@ -60,6 +60,9 @@ struct MachineLifecycle: Equatable {
         }
     }
 
+    /// How long a clone keeps its source and copy busy at most, when its caller is killed midway.
+    static let cloneTime: TimeInterval = 60
+
     /// How long a machine may stay `deleting` before the next call finishes the delete (its
     /// caller was killed midway).
     static let deleteTime: TimeInterval = 30

@@ -307,7 +307,8 @@ extension OrbSim {
             guard let s = OrbSim.find(sourceKey, in: state) else { throw SimExit.notFound(sourceKey) }
             if state.machines.contains(where: { $0.name == name }) { throw SimExit.daemon("machine already exists: '\(name)'") }
             if let problem = OrbSim.nameProblem(name) { throw SimExit.daemon(problem) }
-            let until = now.addingTimeInterval(Double(copyTime) / 1000)
+            // Busy until the copy is done (cleared below), at most a minute if the caller is killed.
+            let until = now.addingTimeInterval(max(Double(copyTime) / 1000, MachineLifecycle.cloneTime))
             var copy = state.machines[s]
             copy.id = ULID.make(at: Date(), using: &rng)
             copy.name = name
@@ -325,10 +326,12 @@ extension OrbSim {
         // Copy the disk: the machine's own directories (ownership kept), not its running init.
         let from = store.machinesDirectory.appendingPathComponent(String(sourceID.dropFirst(10)))
         let to = store.machinesDirectory.appendingPathComponent(String(id.dropFirst(10)))
-        try? FileManager.default.removeItem(at: to)
-        try FileManager.default.createDirectory(at: to, withIntermediateDirectories: true)
+        // Copied beside, then moved in whole: a clone killed midway leaves no half disk.
+        let partial = store.machinesDirectory.appendingPathComponent(".clone-\(String(id.dropFirst(10)))")
+        try? FileManager.default.removeItem(at: partial)
+        try FileManager.default.createDirectory(at: partial, withIntermediateDirectories: true)
         if FileManager.default.fileExists(atPath: from.appendingPathComponent("root").path) {
-            let (source, target) = (from.appendingPathComponent("root").path, to.path)
+            let (source, target) = (from.appendingPathComponent("root").path, partial.path)
             let copy = try waitForAsync {
                 try await SystemProcessRunner.run("/bin/cp", ["-a", source, target], input: nil, timeout: 600,
                                                   environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
@@ -336,14 +339,26 @@ extension OrbSim {
             guard copy.status == 0 else {
                 // No half-made machine is left behind.
                 try store.withState { state in state.machines.removeAll { $0.id == id } }
-                try? FileManager.default.removeItem(at: to)
+                try? FileManager.default.removeItem(at: partial)
                 throw SimExit.daemon("clone '\(name)': copy: \(copy.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
         }
         if let data = FileManager.default.contents(atPath: from.appendingPathComponent("user-data").path) {
-            FileManager.default.createFile(atPath: to.appendingPathComponent("user-data").path, contents: data)
+            FileManager.default.createFile(atPath: partial.appendingPathComponent("user-data").path, contents: data)
+        }
+        try? FileManager.default.removeItem(at: to)
+        do {
+            try FileManager.default.moveItem(at: partial, to: to)
+        } catch {
+            throw SimExit.daemon("clone '\(name)': \(error.localizedDescription)")
         }
         sleepMilliseconds(copyTime)
+        try store.withState { state in
+            for i in state.machines.indices where state.machines[i].id == id || state.machines[i].id == sourceID {
+                state.machines[i].busyOperation = nil
+                state.machines[i].busyUntil = nil
+            }
+        }
         return 0
     }
 

@@ -129,7 +129,12 @@ public final class SimStore: @unchecked Sendable {
     private func load() throws -> SimState {
         guard let data = FileManager.default.contents(atPath: stateURL.path), !data.isEmpty else { return initial }
         do {
-            return try SimStore.decoder.decode(SimState.self, from: data)
+            let state = try SimStore.decoder.decode(SimState.self, from: data)
+            // Ids name directories: anything but a ULID is a damaged (or forged) state.
+            if let bad = state.machines.first(where: { !ULIDText.isValid($0.id) }) {
+                throw SimStoreError("machine id \(bad.id.debugDescription) is not a ULID")
+            }
+            return state
         } catch {
             throw SimStoreError("emulator state \(stateURL.path) is unreadable (\(error)); run `orbctl-sim admin reset`")
         }
@@ -178,6 +183,12 @@ public final class SimStore: @unchecked Sendable {
             return SimCall(argv: argv, exitCode: obj["exit"] as? Int ?? -1, milliseconds: obj["ms"] as? Int ?? 0)
         }
     }
+}
+
+/// The text form of a ULID: 26 characters of Crockford's base 32.
+enum ULIDText {
+    static let alphabet = Set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    static func isValid(_ text: String) -> Bool { text.count == 26 && text.allSatisfy(alphabet.contains) }
 }
 
 /// One logged invocation.

@@ -117,13 +117,15 @@ public enum MachineNamespace {
     /// its arguments before the init's own command line. The init is PID 1 of the new PID
     /// namespace; when it ends, the kernel ends every process of the machine.
     public static let bootProgram = "/usr/bin/setsid"
-    public static let bootArguments = ["--fork", LinuxOnly.unshare, "--mount", "--uts", "--pid", "--fork", "--kill-child",
-                                       "--propagation", "private"]
+    public static func bootArguments(isolated: Bool) -> [String] {
+        ["--fork", LinuxOnly.unshare, "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+            + (isolated ? ["--net"] : [])
+    }
     /// The program that runs a command inside a machine's namespaces, and its arguments
     /// before the command.
     public static let enterProgram = "/usr/bin/nsenter"
-    public static func enterArguments(initPID: Int32) -> [String] {
-        ["--target", String(initPID), "--mount", "--uts", "--pid"]
+    public static func enterArguments(initPID: Int32, isolated: Bool) -> [String] {
+        ["--target", String(initPID), "--mount", "--uts", "--ipc", "--pid"] + (isolated ? ["--net"] : [])
     }
 
     /// Top-level directories that are the distro's, not the host user's: an isolated
@@ -170,6 +172,10 @@ public enum MachineNamespace {
             for sub in ["proc", "sys", "dev", "run", "mnt"] {
                 _ = umount2("/mnt/mac/" + sub, Int32(MNT_DETACH))
                 if fm.fileExists(atPath: "/mnt/mac/" + sub) { try mountTmpfs("/mnt/mac/" + sub, mode: "0555") }
+            }
+            // Nor the emulator's own home: other machines' disks and the emulator's state.
+            for path in layout.hostPaths where fm.fileExists(atPath: "/mnt/mac" + path) {
+                try mountTmpfs("/mnt/mac" + path, mode: "0555")
             }
         }
         for dir in layout.directories {
@@ -229,7 +235,8 @@ public enum MachineNamespace {
 
     /// The processes of the machine whose init is `initPID` (host ids), the init left out.
     public static func processes(ofInit initPID: Int32) -> [Int32] {
-        guard let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/ns/pid") else { return [] }
+        guard let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/ns/pid"),
+              isMachineInit(initPID) else { return [] }
         return allProcesses().filter { pid in
             pid != initPID && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")) == namespace
         }
@@ -255,6 +262,17 @@ public enum MachineNamespace {
         }
     }
 
+    /// Whether `pid` is PID 1 of a PID namespace other than this process's: a machine's init,
+    /// never a process of the host (a forged record must not turn a stop into a kill of the host).
+    public static func isMachineInit(_ pid: Int32) -> Bool {
+        guard pid > 1, let own = ownPIDNamespace(),
+              let theirs = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid"),
+              theirs != own, let raw = Platform.readWholeFile("/proc/\(pid)/status") else { return false }
+        // NSpid lists its id in each namespace, outermost first: an init is 1 in its own.
+        let line = String(decoding: raw, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("NSpid:") }
+        return line?.split(whereSeparator: { $0 == "\t" || $0 == " " }).last == "1"
+    }
+
     /// The machine inits running now (host ids) whose command line names `key`.
     public static func inits(key: String) -> [Int32] {
         allProcesses().filter { isRunning($0, with: ["__init", key]) }
@@ -276,6 +294,9 @@ public enum MachineNamespace {
     static func allProcesses() -> [Int32] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
     }
+
+    /// Makes an already bound path read-only in this namespace.
+    public static func makeReadOnly(_ path: String) throws { try remountReadOnly(path, options: []) }
 
     struct MountPoint {
         var path: String
@@ -373,9 +394,9 @@ public enum MachineNamespace {
     }
 
     public static let bootProgram = ""
-    public static let bootArguments: [String] = []
+    public static func bootArguments(isolated: Bool) -> [String] { [] }
     public static let enterProgram = ""
-    public static func enterArguments(initPID: Int32) -> [String] { [] }
+    public static func enterArguments(initPID: Int32, isolated: Bool) -> [String] { [] }
 
     public static func setUp(_ layout: Layout) throws -> Int32 {
         throw SetUpError(description: Platform.machineCommandsRefusal ?? "no machine namespaces on this system")
@@ -386,6 +407,8 @@ public enum MachineNamespace {
     public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] { [] }
     public static func isRunning(_ pid: Int32, with words: [String]) -> Bool { false }
     public static func inits(key: String) -> [Int32] { [] }
+    public static func isMachineInit(_ pid: Int32) -> Bool { false }
+    public static func makeReadOnly(_ path: String) throws {}
     public static func ownPIDNamespace() -> String? { nil }
 }
 #endif

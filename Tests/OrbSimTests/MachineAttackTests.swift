@@ -145,4 +145,97 @@ struct MachineAttackTests {
         await #expect(try sim.state("m1") == "running")
         await #expect(try sim.run(["run", "-m", "m1", "-w", "/nonexistent", "true"]).exitCode == 1)
     }
+
+    // Found by the second attack.
+
+    /// The init and sessions keep every capability: no command may attach to them (gdb on
+    /// PID 1 gave the first attack's machine root back everything).
+    @Test func commandsCannotAttachToTheInit() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "cat /proc/1/environ >/dev/null 2>&1 && echo REACHED; echo checked"])
+        #expect(out.stdout == "checked\n", "\(out)")
+    }
+
+    /// A machine cannot rewrite its init's record, and a record naming a host process is not believed.
+    @Test func aForgedInitRecordIsNeverBelieved() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["run", "-m", "m1", "true"])
+        let id = try #require(try await sim.machines().first?["id"] as? String)
+        let key = String(id.dropFirst(10))
+        let record = "\(MachineBoot.hostView)\(sim.simHome.path)/machines/\(key)/init.json"
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo '{\"pid\":1}' > \(record)"]).exitCode != 0)
+        // The init's parent (util-linux's unshare) runs on the host with the same command line.
+        let host = MachineNamespace.inits(key: key).filter { !MachineNamespace.isMachineInit($0) }
+        #expect(!host.isEmpty)
+        for pid in host {
+            #expect(MachineNamespace.processes(ofInit: pid).isEmpty, "a host process taken for a machine's init")
+        }
+        #expect(MachineNamespace.processes(ofInit: getpid()).isEmpty)
+        try Data("{\"pid\":\(host.first ?? 1)}".utf8).write(to: sim.simHome.appendingPathComponent("machines/\(key)/init.json"))
+        let sim2 = OrbSim(home: sim.simHome, executable: SimHarness.simBinary, environment: sim.environment)
+        #expect(MachineBoot(sim: sim2).running(key) == nil)
+    }
+
+    /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
+    /// turned into paths.
+    @Test func aStateWithAForgedIDIsRefused() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let url = sim.simHome.appendingPathComponent("state.json")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let id = try #require(try await sim.machines().first?["id"] as? String)
+        try Data(text.replacingOccurrences(of: id, with: String(id.prefix(10)) + "../../victim").utf8).write(to: url)
+        let out = try await sim.run(["delete", "-f", "m1"])
+        #expect(out.exitCode == 1 && out.stderr.contains("not a ULID"), "\(out)")
+    }
+
+    /// `/mnt/mac` does not show the emulator's home: no other machine's disk, no state.
+    @Test func mntMacHidesTheEmulatorsHome() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "ma"])
+        try await sim.run(["create", "ubuntu", "mb"])
+        try await sim.run(["run", "-m", "mb", "sh", "-c", "echo secret > ~/secret"])
+        let out = try await sim.run(["run", "-m", "ma", "sh", "-c", "cat /mnt/mac\(sim.simHome.path)/machines/*/root/home/*/secret /mnt/mac\(sim.simHome.path)/state.json 2>/dev/null; echo checked"])
+        #expect(out.stdout == "checked\n", "\(out)")
+    }
+
+    /// Every machine has its own System V IPC; an isolated one has its own network (loopback only).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ipcmk"), "needs util-linux's ipcmk"))
+    func ipcIsTheMachinesOwnAndIsolatedMachinesHaveNoNetwork() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["create", "--isolated", "ubuntu", "iso"])
+        let made = try await SystemProcessRunner.run("/usr/bin/ipcmk", ["-M", "4096"], input: nil, timeout: 10, environment: [:], limit: 4096)
+        let shmid = made.stdoutText.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        defer { Task { _ = try? await SystemProcessRunner.run("/usr/bin/ipcrm", ["-m", shmid], input: nil, timeout: 10, environment: [:], limit: 4096) } }
+        let seen = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "ipcs -m | grep -c -w '\(shmid)' || true"])
+        #expect(seen.stdout == "0\n", "\(seen)")
+        let net = try await sim.run(["run", "-m", "iso", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"])
+        #expect(net.stdout == "lo\n", "\(net)")
+    }
+
+    /// A run racing a clone of the same name meets a whole disk or a busy machine, never half a copy.
+    @Test func aRunRacingACloneNeverSeesHalfACopy() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "aa"])
+        try await sim.run(["run", "-m", "aa", "-u", "root", "sh", "-c", "head -c 20000000 /dev/zero > /opt/big; echo ok > /opt/last"])
+        try await sim.run(["stop", "aa"])
+        let cloning = Task { try await sim.run(["clone", "aa", "bb"]) }
+        var outcomes: Set<String> = []
+        for _ in 0..<40 {
+            let out = try await sim.run(["run", "-m", "bb", "cat", "/opt/last"])
+            if out.stdout == "ok\n" { outcomes.insert("whole"); break }
+            if out.stderr.contains("operations are in progress: clone") || out.stderr.contains("machine not found") {
+                outcomes.insert("busy")
+            } else {
+                outcomes.insert("half: \(out)")
+            }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        await #expect(try cloning.value.exitCode == 0)
+        #expect(outcomes.allSatisfy { $0 == "whole" || $0 == "busy" }, "\(outcomes)")
+        await #expect(try sim.run(["run", "-m", "bb", "cat", "/opt/last"]).stdout == "ok\n")
+    }
 }
