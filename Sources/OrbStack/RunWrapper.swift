@@ -49,11 +49,16 @@ public enum RunWrapper {
             lines.append("")
             return lines.joined(separator: "\n")
         }
-        lines.append("decode '\(b64(command))' > \"$R/command.sh\"")
+        // The env is set at the top of the command's own script, never in this one: a user's
+        // PATH, R, T0 or SH cannot reach the wrapper's. Each value is decoded byte for byte (the
+        // `x` keeps trailing newlines from `$(…)`), by absolute path (the user's PATH may
+        // already be set by then). Keys are checked by the manifest parser: [A-Za-z_][A-Za-z0-9_]*.
+        var commandScript = ""
         for key in p.env.keys.sorted() {
-            // Keys are checked by the manifest parser: [A-Za-z_][A-Za-z0-9_]*.
-            lines.append("\(key)=$(decode '\(b64(p.env[key]!))'); export \(key)")
+            commandScript += "\(key)=$(printf '%s' '\(b64(p.env[key]!))' | /usr/bin/base64 -d; printf x); \(key)=${\(key)%x}; export \(key)\n"
         }
+        commandScript += command
+        lines.append("decode '\(b64(commandScript))' > \"$R/command.sh\"")
         lines.append("status running")
         if let remaining = p.remaining {
             let limit = Int(max(1, remaining).rounded(.up))

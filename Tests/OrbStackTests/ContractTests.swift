@@ -222,6 +222,21 @@ import ReplCore
         await #expect(try h.state(h.n("m1")) == "stopped")
     }
 
+    /// The manifest's env reaches the command alone, byte for byte: names the wrapper uses
+    /// itself (`PATH`, `R`, `T0`, `SH`) cannot break it, and trailing newlines survive (#15).
+    @Test(.machineCommands) func envCannotBreakTheWrapperAndArrivesByteForByte() async throws {
+        let h = try ClientHarness()
+        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        let env = ["PATH": "/opt/mytools/bin", "R": "/srv/data", "T0": "0", "SH": "nonsense", "VAL": "two\n\n"]
+        let command = "printf '%s|%s|%s|%s|' \"$PATH\" \"$R\" \"$T0\" \"$SH\"; printf '%s' \"$VAL\" | /usr/bin/wc -c"
+        let payload = RunPayload(command: command, bootstrap: nil, env: env, remaining: 60, hold: 0, manifestYAML: "x")
+        try await h.provider.startRun(name: h.n("m1"), payload: payload)
+        let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
+        #expect(final == .exited(0))
+        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false), as: UTF8.self)
+        #expect(log == "/opt/mytools/bin|/srv/data|0|nonsense|5\n")
+    }
+
     @Test func theWrapperEmbedsTextOnlyAsBase64() {
         let payload = RunPayload(command: "rm -rf / # $(evil)", bootstrap: "`evil`", env: ["K": "'; evil; '"], remaining: 5, hold: 0, manifestYAML: "m")
         let script = RunWrapper.script(payload)
