@@ -95,8 +95,11 @@ struct MachineBoot {
             }
             usleep(5_000)
         }
-        let why = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? "no output"
-        throw SimExit.daemon("start '\(machine.name)': the machine's init did not start: \(why)")
+        // The line that says why: the init's own complaint, or a crash's first line.
+        let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        let why = lines.last { $0.contains("cannot boot") || $0.contains("Fatal error") || $0.contains("crashed") }
+            ?? lines.last ?? "no output"
+        throw SimExit.daemon("start '\(machine.name)': the machine's init did not start: \(why) (log: \(log))")
     }
 
     /// Ends every process of a machine: SIGTERM, `grace` seconds, then the init is killed
