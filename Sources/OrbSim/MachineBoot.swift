@@ -45,7 +45,7 @@ struct MachineBoot {
     /// binary and the Swift runtime it loads (a toolchain under `/opt` would be covered).
     /// Its home is bound too, writable (the state), without the other machines' directories.
     var readOnlyHostPaths: [String] {
-        [(sim.executable as NSString).deletingLastPathComponent, Platform.swiftRuntimeDirectory()].compactMap { $0 }
+        [URL(fileURLWithPath: sim.executable).deletingLastPathComponent().path, Platform.swiftRuntimeDirectory()].compactMap { $0 }
     }
 
     /// The environment that reaches the emulator from inside a machine (for `__enter`).

@@ -212,12 +212,14 @@ import ReplCore
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
-        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 1)
+        // The switch fires 4 s after the deadline, well after the probe below has read `timedout`:
+        // a probe (`orbctl run`) of a machine already powered off would start it again.
+        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 4)
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { $0 == .timedOut }
         #expect(final == .timedOut)
-        // The dead man's switch: a second after the deadline the machine stops itself.
-        let deadline = Date().addingTimeInterval(15)
+        // The dead man's switch: a few seconds after the deadline the machine stops itself.
+        let deadline = Date().addingTimeInterval(20)
         while try await h.state(h.n("m1")) != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000) }
         await #expect(try h.state(h.n("m1")) == "stopped")
     }
