@@ -43,7 +43,7 @@ let package = Package(
             "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        .testTarget(name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
+        .testTarget(name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "ReplStore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
         .testTarget(name: "OrbSimTests", dependencies: ["ReplPlatform", "OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,6 +3,7 @@ import ReplPlatform
 import Testing
 @testable import OrbStack
 import ReplTestSupport
+import ReplStore
 
 /// The built `repl` binary run as a new user would, against the built-in emulator.
 @Suite(.serialized) struct CLITests {
@@ -120,6 +121,18 @@ import ReplTestSupport
         let out = try await Self.run(home, ["run", "status", "job"])
         #expect(out.status == 2)
         #expect(out.stderr.contains("matches 2 runs"))
+    }
+
+    /// A whitelist entry that has already expired would protect nothing: refused, nothing recorded (#16).
+    @Test func aWhitelistExpiryInThePastIsRefused() async throws {
+        let home = Home()
+        let out = try await Self.run(home, ["orphans", "whitelist", "repl-ab12cd-3-7", "--reason", "debugging", "--expires", "2020-01-01"])
+        #expect(out.status == 2, "\(out.stderr)")
+        #expect(out.stderr.contains("--expires") && out.stderr.contains("past"), "\(out.stderr)")
+        let kept = try await Self.run(home, ["orphans", "whitelist", "repl-ab12cd-3-8", "--reason", "kept", "--expires", "2999-01-01"])
+        #expect(kept.status == 0, "\(kept.stderr)")
+        let entries = try Store(directory: home.dir.appendingPathComponent("state")).whitelist(now: .distantPast).map(\.name)
+        #expect(entries == ["repl-ab12cd-3-8"])
     }
 
     @Test func anUnwritableStateDirectoryIsBadInput() async throws {

@@ -126,6 +126,8 @@ struct OrphansWhitelist: AsyncParsableCommand {
         var date: Date?
         if let expires {
             guard let d = DateFormats.parse(expires) else { throw CLIError.input("--expires: \"\(expires)\" is not a date (use 2026-12-31)") }
+            // An entry that has already expired would keep nothing: say so rather than record it.
+            guard d > Date() else { throw CLIError.input("--expires: \"\(expires)\" is in the past; give a later date, or leave it out to keep the machine until unwhitelisted") }
             date = d
         }
         try context.store().addToWhitelist(name, reason: reason, expires: date)
