@@ -339,10 +339,17 @@ struct PrivateFile: Sendable {
 
 /// Finds a program on PATH.
 public func findExecutable(_ name: String, path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
-    if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+    // Only an executable that is not a directory counts (a directory's x bit means "searchable").
+    func isProgram(_ candidate: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory) && !isDirectory.boolValue
+            && FileManager.default.isExecutableFile(atPath: candidate)
+    }
+    guard !name.isEmpty else { return nil }
+    if name.contains("/") { return isProgram(name) ? name : nil }
     for dir in (path ?? "/usr/bin:/bin").split(separator: ":") {
         let candidate = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        if isProgram(candidate) { return candidate }
     }
     return nil
 }

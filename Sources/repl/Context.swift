@@ -89,6 +89,9 @@ final class Context: @unchecked Sendable {
     /// and the environment to run it with, resolved once; sets `orbctlDescription`.
     func orbctlCommand() throws -> (OrbctlCommand, [String: String]) {
         if let resolved = _orbctl { return resolved }
+        if options.orbctl == "" {
+            throw CLIError.input("--orbctl is empty; give a path, a program name, or `sim` for the built-in emulator")
+        }
         let choice = orbctlChoice
         var env = environment
         let command: OrbctlCommand

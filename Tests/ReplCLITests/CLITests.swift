@@ -123,6 +123,14 @@ import ReplStore
         #expect(out.stderr.contains("matches 2 runs"))
     }
 
+    /// An empty `--orbctl` names nothing: one line, not a directory of PATH taken for a program (#18).
+    @Test func anEmptyOrbctlIsBadInput() async throws {
+        let home = Home()
+        let out = try await Self.run(home, ["--orbctl", "", "apply", "-f", "examples/hello.yaml", "--dry-run"])
+        #expect(out.status == 2, "\(out.stderr)")
+        #expect(out.stderr.contains("--orbctl") && out.stderr.contains("empty"), "\(out.stderr)")
+    }
+
     /// A whitelist entry that has already expired would protect nothing: refused, nothing recorded (#16).
     @Test func aWhitelistExpiryInThePastIsRefused() async throws {
         let home = Home()

@@ -108,3 +108,21 @@ import Testing
         #expect(code == 5)
     }
 }
+
+/// Finding a program by name, as a shell would: only a regular executable file counts (#18).
+struct FindExecutableTests {
+    @Test func aDirectoryOrAnEmptyNameIsNeverAProgram() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("find-\(UUID().uuidString)")
+        let dirs = root.appendingPathComponent("a"), files = root.appendingPathComponent("b")
+        try FileManager.default.createDirectory(at: dirs.appendingPathComponent("orbctl"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        FileManager.default.createFile(atPath: files.appendingPathComponent("orbctl").path, contents: Data("#!/bin/sh\n".utf8),
+                                       attributes: [.posixPermissions: 0o755])
+        let path = dirs.path + ":" + files.path
+        #expect(findExecutable("orbctl", path: path) == files.appendingPathComponent("orbctl").path)
+        #expect(findExecutable("orbctl", path: dirs.path) == nil)
+        #expect(findExecutable("", path: path) == nil)
+        #expect(findExecutable(dirs.appendingPathComponent("orbctl").path, path: path) == nil)
+    }
+}
