@@ -70,49 +70,6 @@ enum LinuxOnly {
 /// guarded programs covered by shims, `/mnt/mac` (the host's `/`) unless isolated, and
 /// nothing of the host's `/run`. Commands enter it with `nsenter`.
 public enum MachineNamespace {
-    public struct SetUpError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
-    /// What a machine's namespace is made of.
-    public struct Layout: Sendable {
-        /// Where the host paths the emulator needs inside (its binary, the Swift runtime, its
-        /// home) are bound: a directory of the machine's private `/run`.
-        public var hostView: String
-        public var hostPaths: [String]
-        /// Host paths bound read-only under the host view (the emulator's binary, the runtime).
-        public var readOnlyHostPaths: [String]
-        /// Host paths whose view is emptied (other machines' directories), and those shown again
-        /// inside them (this machine's own).
-        public var hidden: [String]
-        public var revealed: [String]
-        /// The machine's own directories (relative, e.g. `tmp`, `etc`) and where they come from.
-        public var directories: [String]
-        public var machineRoot: String
-        public var hostname: String
-        /// No `/mnt/mac`, and the host's own top-level directories hidden.
-        public var isolated: Bool
-        /// Programs covered by the shim of the same name in `shims` (a host path).
-        public var guarded: [String]
-        public var shims: String
-
-        public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
-                    directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
-                    shims: String) {
-            self.hostView = hostView
-            self.hostPaths = hostPaths
-            self.readOnlyHostPaths = readOnlyHostPaths
-            self.hidden = hidden
-            self.revealed = revealed
-            self.directories = directories
-            self.machineRoot = machineRoot
-            self.hostname = hostname
-            self.isolated = isolated
-            self.guarded = guarded
-            self.shims = shims
-        }
-    }
-
     /// The program that starts a machine's init, detached from its caller's session, and
     /// its arguments before the init's own command line. The init is PID 1 of the new PID
     /// namespace; when it ends, the kernel ends every process of the machine.
@@ -359,40 +316,6 @@ import Foundation
 /// The emulator's machines need Linux namespaces; elsewhere the emulator refuses machine
 /// commands before it gets here, and these answer "nothing".
 public enum MachineNamespace {
-    public struct SetUpError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
-    public struct Layout: Sendable {
-        public var hostView: String
-        public var hostPaths: [String]
-        public var readOnlyHostPaths: [String]
-        public var hidden: [String]
-        public var revealed: [String]
-        public var directories: [String]
-        public var machineRoot: String
-        public var hostname: String
-        public var isolated: Bool
-        public var guarded: [String]
-        public var shims: String
-
-        public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
-                    directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
-                    shims: String) {
-            self.hostView = hostView
-            self.hostPaths = hostPaths
-            self.readOnlyHostPaths = readOnlyHostPaths
-            self.hidden = hidden
-            self.revealed = revealed
-            self.directories = directories
-            self.machineRoot = machineRoot
-            self.hostname = hostname
-            self.isolated = isolated
-            self.guarded = guarded
-            self.shims = shims
-        }
-    }
-
     public static let bootProgram = ""
     public static func bootArguments(isolated: Bool) -> [String] { [] }
     public static let enterProgram = ""

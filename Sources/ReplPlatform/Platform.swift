@@ -87,3 +87,48 @@ public enum Platform {
     }
 }
 
+
+extension MachineNamespace {
+    public struct SetUpError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// What a machine's namespace is made of.
+    public struct Layout: Sendable {
+        /// Where the host paths the emulator needs inside (its binary, the Swift runtime, its
+        /// home) are bound: a directory of the machine's private `/run`.
+        public var hostView: String
+        public var hostPaths: [String]
+        /// Host paths bound read-only under the host view (the emulator's binary, the runtime).
+        public var readOnlyHostPaths: [String]
+        /// Host paths whose view is emptied (other machines' directories), and those shown again
+        /// inside them (this machine's own).
+        public var hidden: [String]
+        public var revealed: [String]
+        /// The machine's own directories (relative, e.g. `tmp`, `etc`) and where they come from.
+        public var directories: [String]
+        public var machineRoot: String
+        public var hostname: String
+        /// No `/mnt/mac`, and the host's own top-level directories hidden.
+        public var isolated: Bool
+        /// Programs covered by the shim of the same name in `shims` (a host path).
+        public var guarded: [String]
+        public var shims: String
+
+        public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
+                    directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
+                    shims: String) {
+            self.hostView = hostView
+            self.hostPaths = hostPaths
+            self.readOnlyHostPaths = readOnlyHostPaths
+            self.hidden = hidden
+            self.revealed = revealed
+            self.directories = directories
+            self.machineRoot = machineRoot
+            self.hostname = hostname
+            self.isolated = isolated
+            self.guarded = guarded
+            self.shims = shims
+        }
+    }
+}
