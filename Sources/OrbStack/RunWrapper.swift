@@ -1,48 +1,69 @@
 import Foundation
 import ReplCore
 
-/// The script `repl` writes to `/var/lib/repl/run.sh` and launches detached.
+/// The script `repl` writes to `/var/lib/repl/run.sh` and launches detached, and the
+/// launcher that starts it at most once per machine.
 ///
 /// Every user-supplied text (command, bootstrap, env values, manifest) is embedded
 /// base64-encoded and decoded inside the machine, never interpolated into shell code.
-/// It runs the bootstrap as root (logged to `/tmp/bootstrap.log`, failures not
-/// fatal), the command with its env under the remaining deadline (output to
-/// `/var/lib/repl/run.log`), keeps `/var/lib/repl/status` (`bootstrapping`,
-/// `running`, then `exited CODE` or `timedout`), and is the machine's dead man's
-/// switch: it powers the machine off after its deadline, and again when the run
-/// has ended and nobody deleted the machine a while later. `poweroff` is called by
-/// name, through PATH.
+/// The wrapper runs the bootstrap as root (failures logged, not fatal), then the command
+/// with its env, and keeps `/var/lib/repl/status`: line 1 `bootstrapping`, `running`,
+/// `exited CODE` or `timedout`, then `launched=`, `started=`, `ended=` in epoch seconds.
+/// With the host status channel (a directory of the Mac's, reached through `/mnt/mac`) it
+/// mirrors the status there and writes both logs there, so the controller reads them
+/// with no orbctl call; without it, logs stay in the machine (`run.log`, `/tmp/bootstrap.log`).
+///
+/// A watch loop (`switch.sh`, in a session of its own) is the deadline and the dead man's
+/// switch: it ends the command at `launched + maxDuration`, powers the machine off
+/// `deadlineMargin` later, and `hold + abandonedAfter` after the command ended when no
+/// controller has deleted the machine. It reads `maxDuration` and `hold` from the channel's
+/// `limits` file when there is one (the controller rewrites it when they change in place),
+/// else from the copy made at launch. `poweroff` is called by name, through PATH.
 public enum RunWrapper {
     public static let directory = "/var/lib/repl"
     public static let statusPath = "/var/lib/repl/status"
     public static let logPath = "/var/lib/repl/run.log"
     public static let bootstrapLogPath = "/tmp/bootstrap.log"
     public static let manifestPath = "/etc/repl/manifest.yaml"
+    /// Seconds between a deadline's SIGTERM and SIGKILL to the command's session.
+    public static let killGrace = 5
+    /// Seconds between two looks of the watch loop.
+    public static let watchPeriod = 2
 
     static func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
     public static func script(_ p: RunPayload) -> String {
         var lines: [String] = [
             "#!/bin/sh",
-            "# Written by repl: runs one instance (bootstrap, command, status, dead man's switch).",
+            "# Written by repl: runs one instance (bootstrap, command, status, deadline, dead man's switch).",
             "R=\(directory)",
-            "T0=$(date +%s)",
+            "H=$(cat \"$R/channel\" 2>/dev/null)",
+            "T0=$(date +%s); S=; E=",
+            "echo \"$T0\" > \"$R/t0\"",
             "decode() { printf '%s' \"$1\" | base64 -d; }",
-            "status() { printf '%s\\n' \"$1\" > \"$R/status.tmp\" && mv -f \"$R/status.tmp\" \"$R/status\"; }",
+            // In the machine first (the source of truth while it runs), then mirrored to the host.
+            "status() {",
+            "  { printf '%s\\nlaunched=%s\\n' \"$1\" \"$T0\"; [ -z \"$S\" ] || printf 'started=%s\\n' \"$S\"; [ -z \"$E\" ] || printf 'ended=%s\\n' \"$E\"; } > \"$R/status.tmp\" && mv -f \"$R/status.tmp\" \"$R/status\"",
+            "  [ -z \"$H\" ] || { cp \"$R/status\" \"$H/status.tmp\" && mv -f \"$H/status.tmp\" \"$H/status\"; } 2>/dev/null || true",
+            "}",
             "SH=$(command -v bash || echo sh)",
-            "mkdir -p \"$R\" /etc/repl",
+            "LOG=\(logPath); BLOG=\(bootstrapLogPath)",
+            "if [ -n \"$H\" ] && : > \"$H/run.log\" 2>/dev/null && : > \"$H/bootstrap.log\" 2>/dev/null; then",
+            "  LOG=\"$H/run.log\"; BLOG=\"$H/bootstrap.log\"; ln -sf \"$LOG\" \(logPath); ln -sf \"$BLOG\" \(bootstrapLogPath)",
+            "fi",
+            "mkdir -p /etc/repl",
             "decode '\(b64(p.manifestYAML))' > \(manifestPath)",
+            "printf '%s' '\(RunLimits.text(maxDuration: p.remaining, hold: p.hold))' > \"$R/limits\"",
             "status bootstrapping",
+            "cat > \"$R/switch.sh\" <<'SWITCH'",
+            watchLoop(margin: Int(max(1, p.deadlineMargin).rounded(.up)), abandoned: Int(max(1, p.abandonedAfter).rounded(.up))),
+            "SWITCH",
+            "setsid sh \"$R/switch.sh\" > /dev/null 2>&1 < /dev/null &",
         ]
-        if let remaining = p.remaining {
-            let fire = Int(max(1, remaining + p.deadlineMargin).rounded(.up))
-            lines.append("# Dead man's switch: the machine never outlives its deadline, even with no controller alive.")
-            lines.append("setsid sh -c 'sleep \(fire); poweroff' > /dev/null 2>&1 < /dev/null &")
-        }
         if let bootstrap = p.bootstrap {
             lines.append("decode '\(b64(bootstrap))' > \"$R/bootstrap.sh\"")
-            lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") > \(bootstrapLogPath) 2>&1 < /dev/null || "
-                         + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \(bootstrapLogPath)")
+            lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") > \"$BLOG\" 2>&1 < /dev/null || "
+                         + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \"$BLOG\"")
         }
         guard let command = p.command else {
             lines.append("status running")
@@ -58,42 +79,101 @@ public enum RunWrapper {
             commandScript += "\(key)=$(printf '%s' '\(b64(p.env[key]!))' | /usr/bin/base64 -d; printf x); \(key)=${\(key)%x}; export \(key)\n"
         }
         commandScript += command
-        lines.append("decode '\(b64(commandScript))' > \"$R/command.sh\"")
-        lines.append("status running")
-        if let remaining = p.remaining {
-            let limit = Int(max(1, remaining).rounded(.up))
-            lines += [
-                "LEFT=$((\(limit) - ($(date +%s) - T0)))",
-                "[ \"$LEFT\" -lt 1 ] && LEFT=1",
-                "(cd /root && timeout -k 5 \"$LEFT\" \"$SH\" \"$R/command.sh\") > \(logPath) 2>&1 < /dev/null",
-                "CODE=$?",
-                "if [ \"$CODE\" -eq 124 ] && [ $(($(date +%s) - T0)) -ge \(limit) ]; then status timedout; else status \"exited $CODE\"; fi",
-            ]
-        } else {
-            lines += [
-                "(cd /root && \"$SH\" \"$R/command.sh\") > \(logPath) 2>&1 < /dev/null",
-                "status \"exited $?\"",
-            ]
-        }
-        let after = Int(max(1, p.hold + p.abandonedAfter).rounded(.up))
-        lines.append("# The run has ended; if no controller has deleted this machine a while later, power it off.")
-        lines.append("sleep \(after); poweroff")
-        lines.append("")
+        lines += [
+            "decode '\(b64(commandScript))' > \"$R/command.sh\"",
+            // A bootstrap that outlived the deadline leaves no time for the command.
+            "MD=$(sed -n 's/^maxDuration=//p' \"$R/limits\")",
+            "if [ \"$MD\" != none ] && [ $(($(date +%s) - T0)) -ge \"$MD\" ]; then : > \"$R/timedout\"; E=$(date +%s); echo \"$E\" > \"$R/ended\"; status timedout; exit 0; fi",
+            "S=$(date +%s)",
+            "status running",
+            // The command gets a session of its own (its pid is its group's id), so the watch loop
+            // can end all of it at the deadline.
+            "(cd /root && exec setsid \"$SH\" \"$R/command.sh\") > \"$LOG\" 2>&1 < /dev/null &",
+            "echo $! > \"$R/cpid\"",
+            "wait $!",
+            "CODE=$?",
+            "E=$(date +%s); echo \"$E\" > \"$R/ended\"",
+            "if [ -e \"$R/timedout\" ]; then status timedout; else status \"exited $CODE\"; fi",
+            "",
+        ]
         return lines.joined(separator: "\n")
     }
 
-    /// The one `orbctl run` argv that installs the wrapper (sent base64 on stdin) and launches it detached.
-    public static let launchArguments = [
-        "sh", "-c",
-        "set -e; mkdir -p \(directory) /etc/repl; base64 -d > \(directory)/run.sh; chmod 700 \(directory)/run.sh; "
-            // The first status is written before this call returns, so a probe right after never finds none.
-            + "echo bootstrapping > \(statusPath); rm -f \(directory)/launched; "
-            // What is still in this session's process group when it ends is ended with it (as
-            // OrbStack does): return only once the wrapper is in a session of its own.
-            + "setsid sh -c 'echo $$ > \(directory)/launched; exec \(directory)/run.sh' > /dev/null 2>&1 < /dev/null & "
-            + "i=0; while [ ! -s \(directory)/launched ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; "
-            + "[ -s \(directory)/launched ] && echo launched",
-    ]
+    /// The watch loop: no user text, only numbers. It forks twice per look (`date`, `sleep`).
+    static func watchLoop(margin: Int, abandoned: Int) -> String {
+        """
+        R=\(directory)
+        H=$(cat "$R/channel" 2>/dev/null)
+        T0=$(cat "$R/t0")
+        limit() {
+          f="$R/limits"; [ -n "$H" ] && [ -s "$H/limits" ] && f="$H/limits"
+          v=; while IFS='=' read -r k x; do [ "$k" = "$1" ] && v=$x; done < "$f"; printf '%s' "$v"
+        }
+        while :; do
+          NOW=$(date +%s); MD=$(limit maxDuration); HOLD=$(limit hold); FIRE=
+          case "$MD" in ''|*[!0-9]*) MD= ;; esac
+          case "$HOLD" in ''|*[!0-9]*) HOLD=0 ;; esac
+          if [ -n "$MD" ]; then
+            FIRE=$((T0 + MD + \(margin)))
+            if [ -s "$R/cpid" ] && [ ! -s "$R/ended" ] && [ "$NOW" -ge $((T0 + MD)) ]; then
+              C=$(cat "$R/cpid"); : > "$R/timedout"
+              if [ "$NOW" -ge $((T0 + MD + \(killGrace))) ]; then kill -KILL -"$C"; else kill -TERM -"$C"; fi
+            fi
+          fi
+          if [ -s "$R/ended" ]; then
+            AFTER=$(($(cat "$R/ended") + HOLD + \(abandoned)))
+            if [ -z "$FIRE" ] || [ "$AFTER" -lt "$FIRE" ]; then FIRE=$AFTER; fi
+          fi
+          if [ -n "$FIRE" ] && [ "$NOW" -ge "$FIRE" ]; then poweroff; exit 0; fi
+          sleep \(watchPeriod)
+        done 2>/dev/null
+        """
+    }
+
+    /// The one `orbctl run` argv that installs the wrapper (sent base64 on stdin) and launches
+    /// it detached, at most once per machine: `$1` is the machine's name, `$2` the host channel
+    /// directory as the Mac names it (empty for none).
+    ///
+    /// Under a lock (`flock` on `.lock`, util-linux), a launcher that finds this machine's
+    /// marker answers `already launched` and starts nothing. Otherwise it clears what a clone
+    /// inherited from its source (markers, status, logs, manifest copy), installs the wrapper
+    /// and starts it with the lock's descriptor: the wrapper itself makes the marker, then lets
+    /// the lock go. A launcher killed before that leaves no marker and no wrapper, so the next
+    /// one starts afresh; one killed after leaves a wrapper that will mark and run, and the
+    /// next one waits for the lock and answers `already launched`.
+    public static func launchArguments(machine: String, channel: String?) -> [String] {
+        let launcher = """
+        set -e
+        R=\(directory)
+        mkdir -p "$R"
+        exec 9>>"$R/.lock"
+        flock 9
+        if [ -d "$R/launched.$1" ]; then echo "already launched"; exit 0; fi
+        for f in "$R"/* "$R"/.[!.]*; do [ "$f" = "$R/.lock" ] || rm -rf "$f"; done
+        rm -rf /etc/repl \(bootstrapLogPath)
+        base64 -d > "$R/run.sh.new"; chmod 700 "$R/run.sh.new"; mv -f "$R/run.sh.new" "$R/run.sh"
+        H=
+        if [ -n "$2" ] && [ -d "/mnt/mac$2" ] && : 2>/dev/null > "/mnt/mac$2/run.log"; then H="/mnt/mac$2"; fi
+        printf '%s' "$H" > "$R/channel"
+        echo bootstrapping > "$R/status"
+        setsid sh -c 'mkdir "$0/launched.$1" || exit; [ -z "$2" ] || echo bootstrapping > "$2/status"; echo $$ > "$0/launched"; exec "$0/run.sh" 9>&-' "$R" "$1" "$H" > /dev/null 2>&1 < /dev/null &
+        exec 9>&-
+        i=0; while [ ! -s "$R/launched" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+        [ -s "$R/launched" ] && echo "launched${H:+ with the host channel}"
+        """
+        return ["sh", "-c", launcher, "repl-launch", machine, channel ?? ""]
+    }
+
+    /// What a launch answered: started now, or found already started (by an earlier launch
+    /// whose answer was lost).
+    public enum LaunchAnswer: Equatable, Sendable {
+        case launched, alreadyLaunched
+        init?(_ stdout: String) {
+            if stdout.contains("already launched") { self = .alreadyLaunched }
+            else if stdout.contains("launched") { self = .launched }
+            else { return nil }
+        }
+    }
 }
 
 /// The OrbStack provider: `Provider` over `OrbctlClient`.
@@ -128,8 +208,9 @@ public struct OrbStackProvider: Provider {
 
     public func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
         let script = RunWrapper.script(payload)
-        let result = try await client.run(name, user: "root", RunWrapper.launchArguments, input: Data(Data(script.utf8).base64EncodedString().utf8))
-        guard result.status == 0, result.stdoutText.contains("launched") else {
+        let result = try await client.run(name, user: "root", RunWrapper.launchArguments(machine: name, channel: payload.channel),
+                                          input: Data(Data(script.utf8).base64EncodedString().utf8))
+        guard result.status == 0, RunWrapper.LaunchAnswer(result.stdoutText) != nil else {
             throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "(start the run)"])
         }
     }
@@ -143,11 +224,23 @@ public struct OrbStackProvider: Provider {
         return ProbeResult(statusText: result.stdoutText)
     }
 
-    public func logs(name: String, bootstrap: Bool) async throws(ProviderError) -> Data {
+    /// Bytes read per `orbctl run` (well under the runner's capture limit), so a log of any
+    /// size arrives whole, a piece at a time.
+    public static let logChunk = 16 << 20
+
+    public func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
         let path = bootstrap ? RunWrapper.bootstrapLogPath : RunWrapper.logPath
-        let result = try await client.run(name, user: "root", ["sh", "-c", "cat \(path) 2>/dev/null; true"])
-        guard result.status == 0 else { throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "cat", path]) }
-        return result.stdout
+        var data = Data()
+        while true {
+            let at = offset + data.count
+            let result = try await client.run(name, user: "root", [
+                "sh", "-c", "[ -e \"$1\" ] || exit 0; tail -c +$(($2 + 1)) \"$1\" | head -c \"$3\"",
+                "repl-logs", path, String(at), String(Self.logChunk),
+            ])
+            guard result.status == 0, !result.truncated else { throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "tail", path]) }
+            data.append(result.stdout)
+            if result.stdout.count < Self.logChunk { return data }
+        }
     }
 
     public func address(name: String) async throws(ProviderError) -> String? { try await client.address(name) }

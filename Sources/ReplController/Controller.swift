@@ -6,12 +6,16 @@ import ReplStore
 public struct ControllerSettings: Sendable {
     /// Orbctl actions in flight at once (`--concurrency`).
     public var concurrency: Int = 4
-    /// At most one status read per instance per this interval.
+    /// Without the host channel: at most one status read (`orbctl run`) per instance per this
+    /// interval, growing to a tenth of the command's age (at most a minute) for long commands.
     public var probeInterval: TimeInterval = 2
     public var orphanGrace: TimeSpan = .minutes(2)
     public var includeForeign = false
     /// Where collected run logs go (`$REPL_HOME/logs`).
     public var logsDirectory: URL
+    /// The host status channel (`$REPL_HOME/machines`): one directory per machine, which the
+    /// wrapper reaches through `/mnt/mac`. `nil` switches it off (every status is probed).
+    public var channelDirectory: URL?
     /// Dead man's switch margins passed to the wrapper.
     public var deadlineMargin: TimeInterval = 15
     public var abandonedAfter: TimeInterval = 600
@@ -21,6 +25,8 @@ public struct ControllerSettings: Sendable {
     public init(logsDirectory: URL) {
         self.logsDirectory = logsDirectory
     }
+
+    public var channel: StatusChannel? { channelDirectory.map(StatusChannel.init) }
 }
 
 /// What one tick saw and did.
@@ -85,8 +91,8 @@ public final class Controller: @unchecked Sendable {
             // Open intents from a crashed process are resolved against the list before planning.
             try resolveIntents(observed: machines)
             let desired = try store.desiredState()
-            // 2. Probe instances whose command is executing, at most once per interval.
-            let probes = try await probe(desired: desired, machines: machines, cid: cid, now: now)
+            // 2. Read statuses: from the host channel (no orbctl call), else by probing.
+            let probes = try await readStatuses(desired: desired, machines: machines, cid: cid, now: now)
             // 3. Plan: a pure function.
             let whitelist = Set(try store.whitelist(now: now).map(\.name))
             let planner = PlannerSettings(controlID: cid, orphanGrace: settings.orphanGrace,
@@ -96,7 +102,8 @@ public final class Controller: @unchecked Sendable {
             report.plan = plan
             if settings.dryRun { return report }
             // 4. Act.
-            try await act(plan.actions, desired: desired, report: &report, now: now)
+            syncLimits(desired: desired, cid: cid)
+            try await act(plan.actions, desired: desired, machines: machines, report: &report, now: now)
             report.breaker = try store.breaker()
         } catch {
             report.observationError = "\(error)"
@@ -116,19 +123,33 @@ public final class Controller: @unchecked Sendable {
         }
     }
 
-    func probe(desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date) async throws(StoreError) -> [String: ProbeResult] {
+    /// Each unfinished instance's status. The host channel is read for all (a local file);
+    /// only a running machine without it is probed (`orbctl run`), at most once per interval,
+    /// backed off for long commands, and always once its deadline has passed (so that a
+    /// command that ended in time is never judged by the clock alone).
+    func readStatuses(desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date) async throws(StoreError) -> [String: ProbeResult] {
         let running = Set(machines.filter { $0.state == .running }.map(\.name))
-        let last = try store.lastProbes()
+        let channel = settings.channel
+        var probes: [String: ProbeResult] = [:]
+        var last: [InstanceID: Date]?
         var targets: [(InstanceID, String)] = []
         for run in desired.runs {
-            // A machine without a command has nothing more to report once running (its deadline is
-            // the planner's to enforce), so a converged fleet of them costs one list per tick.
-            for instance in run.instances where run.wants(instance)
-                && (instance.phase == .bootstrapping || (instance.phase == .running && run.manifest.command != nil)) {
+            for instance in run.instances where run.wants(instance) && !instance.phase.isTerminal {
                 let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                if let status = channel?.status(name) {
+                    probes[name] = status
+                    continue
+                }
+                guard instance.phase == .bootstrapping || (instance.phase == .running && run.manifest.command != nil),
+                      let started = instance.startedAt else { continue }
                 // Never probe a stopped machine: `orbctl run` would start it.
                 guard running.contains(name) else { continue }
-                if let at = last[instance.id], now.timeIntervalSince(at) < settings.probeInterval { continue }
+                let pastDeadline = run.manifest.maxDuration.map { now >= started.adding($0) } ?? false
+                if !pastDeadline {
+                    if last == nil { last = try store.lastProbes() }
+                    let interval = max(settings.probeInterval, min(60, now.timeIntervalSince(started) / 10))
+                    if let at = last?[instance.id], now.timeIntervalSince(at) < interval { continue }
+                }
                 targets.append((instance.id, name))
             }
         }
@@ -136,7 +157,6 @@ public final class Controller: @unchecked Sendable {
         let results = await Self.forEach(targets, concurrency: settings.concurrency) { target -> (InstanceID, String, ProbeResult?) in
             (target.0, target.1, try? await provider.probe(name: target.1))
         }
-        var probes: [String: ProbeResult] = [:]
         for (instance, name, result) in results {
             try store.recordProbe(instance: instance, at: now)
             if let result { probes[name] = result }
@@ -144,7 +164,19 @@ public final class Controller: @unchecked Sendable {
         return probes
     }
 
-    func act(_ actions: [Action], desired: DesiredState, report: inout TickReport, now: Date) async throws(StoreError) {
+    /// Brings `maxDuration` and `hold` changed in place to the running wrappers, through the
+    /// channel's `limits` file (a local write, only when it differs).
+    func syncLimits(desired: DesiredState, cid: ControlID) {
+        guard let channel = settings.channel else { return }
+        for run in desired.runs {
+            let limits = RunLimits.text(maxDuration: run.manifest.maxDuration?.seconds, hold: run.manifest.hold.seconds)
+            for instance in run.instances where run.wants(instance) && instance.startedAt != nil && !instance.logsCollected {
+                channel.syncLimits(MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description, limits: limits)
+            }
+        }
+    }
+
+    func act(_ actions: [Action], desired: DesiredState, machines: [ObservedMachine], report: inout TickReport, now: Date) async throws(StoreError) {
         // Store-only actions first, in order: they are the bookkeeping the machine actions rely on.
         for action in actions where action.machine == nil {
             try store.record(action, now: now)
@@ -189,10 +221,11 @@ public final class Controller: @unchecked Sendable {
             }
         }
         let runsByID = Dictionary(uniqueKeysWithValues: desired.runs.map { ($0.id, $0) })
+        let states = Dictionary(machines.map { ($0.name, $0.state) }, uniquingKeysWith: { a, _ in a })
         // Every group runs at once; what is bounded is orbctl calls in flight (the limiter), so a
         // delete's grace between stop and delete does not hold a slot.
         let results = await Self.forEach(runnable, concurrency: max(1, runnable.count)) { group in
-            await self.perform(group, runs: runsByID)
+            await self.perform(group, runs: runsByID, states: states)
         }
         for outcomes in results {
             for (action, error) in outcomes {
@@ -218,7 +251,7 @@ public final class Controller: @unchecked Sendable {
     }
 
     /// Carries out one machine's actions in order, stopping at the first failure.
-    func perform(_ group: [Action], runs: [RunID: DesiredRun]) async -> [(Action, ProviderError?)] {
+    func perform(_ group: [Action], runs: [RunID: DesiredRun], states: [String: MachineState] = [:]) async -> [(Action, ProviderError?)] {
         var outcomes: [(Action, ProviderError?)] = []
         for action in group {
             let machine = action.machine!
@@ -226,9 +259,10 @@ public final class Controller: @unchecked Sendable {
                 let intent = try store.openIntent(machine: machine, action: "\(action)")
                 Self.crashPoint("after-intent", action)
                 do {
-                    try await execute(action, runs: runs)
+                    try await execute(action, runs: runs, states: states)
                     Self.crashPoint("after-call", action)
                     try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
+                    if case .delete = action { settings.channel?.remove(machine) }
                     outcomes.append((action, nil))
                     onOutcome?(action, nil)
                 } catch {
@@ -283,7 +317,7 @@ public final class Controller: @unchecked Sendable {
         }
     }
 
-    func execute(_ action: Action, runs: [RunID: DesiredRun]) async throws {
+    func execute(_ action: Action, runs: [RunID: DesiredRun], states: [String: MachineState] = [:]) async throws {
         switch action {
         case let .create(_, instance, machine, spec):
             try store.markRequested(instance: instance, at: Date())
@@ -300,12 +334,13 @@ public final class Controller: @unchecked Sendable {
             guard let run = runs[run], let state = try store.instance(instance) else {
                 throw ProviderError(.failed, "instance \(Base36.encode(instance)) of run \(Base36.encode(run)) is not in the store")
             }
-            try await provider.startRun(name: machine, payload: payload(run, state))
+            var payload = payload(run, state)
+            // The channel's directory exists before the launch; without it the run is probed.
+            payload.channel = try? settings.channel?.prepare(machine, limits: RunLimits.text(maxDuration: payload.remaining, hold: payload.hold))
+            try await provider.startRun(name: machine, payload: payload)
         case let .collectLogs(run, instance, machine):
             guard let run = runs[run] else { return }
-            let output = try await provider.logs(name: machine, bootstrap: false)
-            let boot = (try? await provider.logs(name: machine, bootstrap: true)) ?? Data()
-            try saveLogs(run: run.manifest.name, instance: instance, output: output, bootstrap: boot)
+            try await collectLogs(run: run.manifest.name, instance: instance, machine: machine, state: states[machine])
         case let .delete(machine, _):
             try await provider.terminate(name: machine)
         case let .takeSnapshot(_, source, machine):
@@ -317,8 +352,8 @@ public final class Controller: @unchecked Sendable {
 
     func payload(_ run: DesiredRun, _ instance: InstanceState) -> RunPayload {
         let m = run.manifest
-        let remaining = m.maxDuration.map { max(1, (instance.createdAt ?? Date()).adding($0).timeIntervalSinceNow) }
-        return RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: remaining, hold: m.hold.seconds,
+        // maxDuration counts from this launch, in the running machine (never from the create).
+        return RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: m.maxDuration?.seconds, hold: m.hold.seconds,
                           manifestYAML: ManifestCopy.yaml(run: run, instance: instance),
                           deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
     }
@@ -328,10 +363,32 @@ public final class Controller: @unchecked Sendable {
         directory.appendingPathComponent("\(run)-\(Base36.encode(instance))\(bootstrap ? ".bootstrap" : "").log")
     }
 
-    func saveLogs(run: String, instance: InstanceID, output: Data, bootstrap: Data) throws {
-        try FileManager.default.createDirectory(at: settings.logsDirectory, withIntermediateDirectories: true)
-        try output.write(to: Self.logFile(settings.logsDirectory, run: run, instance: instance))
-        try bootstrap.write(to: Self.logFile(settings.logsDirectory, run: run, instance: instance, bootstrap: true))
+    /// Copies a finished instance's logs to `$REPL_HOME/logs` before its machine goes: moved
+    /// from the host channel (no orbctl call, however large), else read from the running
+    /// machine a piece at a time. A stopped machine without the channel is never started
+    /// again to read it: its logs stay in it, and an event says so.
+    func collectLogs(run: String, instance: InstanceID, machine: String, state: MachineState?) async throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: settings.logsDirectory, withIntermediateDirectories: true)
+        let output = Self.logFile(settings.logsDirectory, run: run, instance: instance)
+        let boot = Self.logFile(settings.logsDirectory, run: run, instance: instance, bootstrap: true)
+        if let channel = settings.channel, channel.isInUse(machine) {
+            for (from, to) in [(channel.logFile(machine, bootstrap: false), output), (channel.logFile(machine, bootstrap: true), boot)] {
+                try? fm.removeItem(at: to)
+                if fm.fileExists(atPath: from.path) {
+                    do { try fm.moveItem(at: from, to: to) } catch { try fm.copyItem(at: from, to: to) }
+                }
+            }
+            return
+        }
+        guard state == nil || state == .running else {
+            store.event("logs-left", machine: machine, "\(machine) is \(state!) and has no host channel: its logs were not read, so as not to start it again")
+            return
+        }
+        let data = try await provider.logs(name: machine, bootstrap: false, from: 0)
+        let bootData = (try? await provider.logs(name: machine, bootstrap: true, from: 0)) ?? Data()
+        try data.write(to: output)
+        try bootData.write(to: boot)
     }
 
     /// Runs `body` over `items` with at most `concurrency` at once, keeping the order of results.

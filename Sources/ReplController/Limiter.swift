@@ -53,7 +53,7 @@ struct LimitedProvider: Provider {
     func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
     func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
     func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limiter.run { () async throws(ProviderError) in try await base.probe(name: name) } }
-    func logs(name: String, bootstrap: Bool) async throws(ProviderError) -> Data { try await limiter.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap) } }
+    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await limiter.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
     func address(name: String) async throws(ProviderError) -> String? { try await limiter.run { () async throws(ProviderError) in try await base.address(name: name) } }
 
     /// Terminate is stop, grace, delete: the grace is spent without a permit.

@@ -38,9 +38,9 @@ public struct InstanceState: Hashable, Sendable, Codable {
     public var phase: InstancePhase
     /// No longer wanted (scaled down); its machine is deleted and it stays as history.
     public var retired: Bool
-    /// When its machine was first requested; the deadline counts from here.
+    /// When its machine was first requested.
     public var createdAt: Date?
-    /// When the command (the wrapper) was launched.
+    /// When the run was launched in its running machine; `maxDuration` counts from here.
     public var startedAt: Date?
     /// When it reached a terminal phase; `hold` counts from here.
     public var finishedAt: Date?
@@ -215,9 +215,19 @@ public enum ProbeResult: Hashable, Sendable {
     /// The status could not be read (the machine is busy, the file is missing).
     case unreadable(String)
 
-    /// Parses the status file's text: `bootstrapping`, `running`, `exited N` or `timedout`.
+    /// The command has ended (or was ended at its deadline): nothing will change it.
+    public var isFinal: Bool {
+        switch self {
+        case .exited, .timedOut: return true
+        default: return false
+        }
+    }
+
+    /// Parses the status file's first line: `bootstrapping`, `running`, `exited N` or
+    /// `timedout` (the lines after it carry times).
     public init(statusText: String) {
-        let t = statusText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let first = statusText.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let t = first.trimmingCharacters(in: .whitespacesAndNewlines)
         switch t {
         case "bootstrapping": self = .bootstrapping
         case "running": self = .running

@@ -311,6 +311,16 @@ private struct PlanBuilder {
         }
     }
 
+    /// Finishes an instance as its final status says.
+    mutating func finish(_ run: DesiredRun, _ instance: InstanceState, _ name: String, _ status: ProbeResult) {
+        switch status {
+        case .exited(let code):
+            finish(run, instance, name, code == 0 ? .succeeded : .failed, exitCode: code, reason: nil)
+        default:
+            finish(run, instance, name, .timedOut, exitCode: nil, reason: "maxDuration reached inside the machine")
+        }
+    }
+
     mutating func planWanted(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
         let machine = byName[name]
         if instance.phase.isTerminal {
@@ -324,18 +334,38 @@ private struct PlanBuilder {
             }
             return
         }
-        if let max = run.manifest.maxDuration, let created = instance.createdAt {
-            let deadline = created.adding(max)
+        let status = input.probes[name]
+        // maxDuration counts from the launch in the running machine: a create that failed or
+        // waited for addresses does not consume it, and nothing that never ran can succeed.
+        if let max = run.manifest.maxDuration, let started = instance.startedAt {
+            let deadline = started.adding(max)
             if now >= deadline {
-                // Without a command, reaching maxDuration is the machine's planned end.
-                let phase: InstancePhase = run.manifest.command == nil ? .succeeded : .timedOut
-                finish(run, instance, name, phase, exitCode: nil, reason: "maxDuration \(max) reached")
+                // The final status first: a command that ended in time is judged by its exit
+                // code, however late this tick comes.
+                if let status, status.isFinal {
+                    finish(run, instance, name, status)
+                } else {
+                    // Without a command, reaching maxDuration is the machine's planned end.
+                    let phase: InstancePhase = run.manifest.command == nil ? .succeeded : .timedOut
+                    finish(run, instance, name, phase, exitCode: nil, reason: "maxDuration \(max) reached")
+                }
                 return
             }
             due(deadline)
         }
         switch instance.phase {
         case .pending, .provisioning:
+            // A launch whose record was lost (a crash after it, a locked store): the host
+            // channel shows it, so it is recorded, never launched again.
+            if let status, machine != nil || status.isFinal {
+                if status.isFinal {
+                    finish(run, instance, name, status)
+                } else {
+                    let phase: InstancePhase = status == .running ? .running : .bootstrapping
+                    actions.append(.markPhase(run: run.id, instance: instance.id, phase: phase, exitCode: nil, reason: "launch found in the host channel"))
+                }
+                return
+            }
             guard let machine else {
                 // Create (or clone) and start the run in one go: both calls leave the machine
                 // running, so the run need not wait for the next tick's list.
@@ -359,21 +389,19 @@ private struct PlanBuilder {
             default: waiting[name] = "machine is \(machine.state)"
             }
         case .bootstrapping, .running:
+            // A command that ended is judged by its status, wherever its machine is now.
+            if let status, status.isFinal {
+                finish(run, instance, name, status)
+                return
+            }
             guard let machine else {
                 finish(run, instance, name, .failed, exitCode: nil, reason: "machine \(name) disappeared")
                 return
             }
             switch machine.state {
             case .running:
-                switch input.probes[name] {
-                case .exited(let code)?:
-                    finish(run, instance, name, code == 0 ? .succeeded : .failed, exitCode: code, reason: nil)
-                case .timedOut?:
-                    finish(run, instance, name, .timedOut, exitCode: nil, reason: "maxDuration reached inside the machine")
-                case .running? where instance.phase == .bootstrapping:
+                if status == .running && instance.phase == .bootstrapping {
                     actions.append(.markPhase(run: run.id, instance: instance.id, phase: .running, exitCode: nil, reason: nil))
-                default:
-                    break
                 }
             case .stopped:
                 finish(run, instance, name, .failed, exitCode: nil, reason: "machine stopped before the command ended")

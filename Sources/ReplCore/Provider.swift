@@ -22,8 +22,8 @@ public protocol Provider: Sendable {
     func startRun(name: String, payload: RunPayload) async throws(ProviderError)
     /// Reads the run's status file.
     func probe(name: String) async throws(ProviderError) -> ProbeResult
-    /// The run's output (`run.log`) or the bootstrap log.
-    func logs(name: String, bootstrap: Bool) async throws(ProviderError) -> Data
+    /// The run's output (`run.log`) or the bootstrap log, from byte `offset` to its end, whole.
+    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data
     /// The machine's address, through the provider's discovery chain.
     func address(name: String) async throws(ProviderError) -> String?
 }
@@ -43,7 +43,7 @@ public struct RunPayload: Sendable, Equatable {
     public var command: String?
     public var bootstrap: String?
     public var env: [String: String]
-    /// Seconds the command may still run; `nil` for no deadline.
+    /// Seconds the run may take from its launch (maxDuration); `nil` for no deadline.
     public var remaining: TimeInterval?
     /// How long the machine is kept after the command (for the dead man's switch).
     public var hold: TimeInterval
@@ -54,9 +54,12 @@ public struct RunPayload: Sendable, Equatable {
     public var deadlineMargin: TimeInterval
     /// …and this long after the run ended plus `hold`, when no controller deleted it.
     public var abandonedAfter: TimeInterval
+    /// The host status channel's directory for this machine, as the host names it (the
+    /// wrapper reaches it at `/mnt/mac` + this path); `nil` for none.
+    public var channel: String?
 
     public init(command: String?, bootstrap: String?, env: [String: String], remaining: TimeInterval?, hold: TimeInterval,
-                manifestYAML: String, deadlineMargin: TimeInterval = 15, abandonedAfter: TimeInterval = 600) {
+                manifestYAML: String, deadlineMargin: TimeInterval = 15, abandonedAfter: TimeInterval = 600, channel: String? = nil) {
         self.command = command
         self.bootstrap = bootstrap
         self.env = env
@@ -65,6 +68,16 @@ public struct RunPayload: Sendable, Equatable {
         self.manifestYAML = manifestYAML
         self.deadlineMargin = deadlineMargin
         self.abandonedAfter = abandonedAfter
+        self.channel = channel
+    }
+}
+
+/// The limits a running wrapper obeys, as `key=value` lines: `maxDuration` (seconds from the
+/// launch, or `none`) and `hold` (seconds). The wrapper keeps a copy from its launch; the
+/// controller rewrites the host channel's copy when either changes in place.
+public enum RunLimits {
+    public static func text(maxDuration: TimeInterval?, hold: TimeInterval) -> String {
+        "maxDuration=\(maxDuration.map { String(Int(max(1, $0).rounded(.up))) } ?? "none")\nhold=\(Int(max(0, hold).rounded(.up)))\n"
     }
 }
 

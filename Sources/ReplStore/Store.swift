@@ -92,7 +92,7 @@ public final class Store: @unchecked Sendable {
     public static let schemaVersion = "v1"
 
     /// Opens (creating when absent) the store at `directory/state.db`.
-    public init(directory: URL) throws(StoreError) {
+    public init(directory: URL, busyTimeout: TimeInterval = 10) throws(StoreError) {
         let fm = FileManager.default
         do {
             try fm.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -104,7 +104,7 @@ public final class Store: @unchecked Sendable {
         }
         path = directory.appendingPathComponent("state.db").path
         var config = Configuration()
-        config.busyMode = .timeout(10)
+        config.busyMode = .timeout(busyTimeout)
         config.foreignKeysEnabled = true
         // WAL with synchronous=NORMAL: a crash of repl loses nothing committed; only a power
         // cut may lose the last transactions, which the intents and the list then reconcile.
@@ -316,8 +316,10 @@ public final class Store: @unchecked Sendable {
         case let .retireInstance(_, instance, _):
             try db.execute(sql: "UPDATE instances SET retired = 1 WHERE id = ?", arguments: [Int64(instance)])
         case let .markPhase(_, instance, phase, code, reason):
-            try db.execute(sql: "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END WHERE id = ?",
-                           arguments: [phase.rawValue, code, reason, phase.isTerminal, t, Int64(instance)])
+            // Bootstrapping or Running found by reading the machine (a launch whose record was
+            // lost) starts the deadline's clock, as a recorded launch does.
+            try db.execute(sql: "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END, started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END WHERE id = ?",
+                           arguments: [phase.rawValue, code, reason, phase.isTerminal, t, phase == .bootstrapping || phase == .running, t, Int64(instance)])
         case let .create(_, instance, _, _), let .clone(_, instance, _, _):
             try db.execute(sql: "UPDATE instances SET phase = CASE WHEN phase = 'Pending' THEN 'Provisioning' ELSE phase END, created_at = COALESCE(created_at, ?) WHERE id = ?",
                            arguments: [t, Int64(instance)])

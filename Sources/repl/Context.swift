@@ -68,14 +68,19 @@ final class Context: @unchecked Sendable {
     }
 
     /// The provider, after the one `orbctl version` check at start.
-    func provider() async throws -> OrbStackProvider {
-        if let p = _provider { return p }
+    /// The provider over the resolved orbctl. With `checkVersion` (the default) `orbctl version`
+    /// is asked first, so an unusable orbctl stops the command before it records anything; a
+    /// cron sweep skips it (its one `list` fails just as clearly), so that it costs one call.
+    func provider(checkVersion: Bool = true) async throws -> OrbStackProvider {
+        if let p = _provider, !checkVersion || orbctlVersion != nil { return p }
         let (command, env) = try orbctlCommand()
         let client = OrbctlClient(command: command, runner: SystemProcessRunner(environment: env))
-        do {
-            orbctlVersion = try await client.version()
-        } catch {
-            throw CLIError.orbctl("orbctl is not usable (\(error.message)); \(ProviderError.installAdvice)")
+        if checkVersion {
+            do {
+                orbctlVersion = try await client.version()
+            } catch {
+                throw CLIError.orbctl("orbctl is not usable (\(error.message)); \(ProviderError.installAdvice)")
+            }
         }
         let p = OrbStackProvider(client: client)
         _provider = p
@@ -160,10 +165,20 @@ final class Context: @unchecked Sendable {
         return OrbctlCommand(executable: link)
     }
 
-    func controller(settings configure: (inout ControllerSettings) -> Void = { _ in }) async throws -> Controller {
+    /// The host status channel: a directory per machine, which the machine reaches through `/mnt/mac`.
+    var channelDirectory: URL { stateDirectory.appendingPathComponent("machines") }
+
+    /// Where a run's logs are read from: collected, in the host channel, or (with `live`) the machine.
+    func logReader(live: Bool) async throws -> LogReader {
+        LogReader(logsDirectory: stateDirectory.appendingPathComponent("logs"), channel: StatusChannel(directory: channelDirectory),
+                  provider: live ? try await provider() : nil)
+    }
+
+    func controller(checkVersion: Bool = true, settings configure: (inout ControllerSettings) -> Void = { _ in }) async throws -> Controller {
         var settings = ControllerSettings(logsDirectory: stateDirectory.appendingPathComponent("logs"))
+        settings.channelDirectory = channelDirectory
         configure(&settings)
-        return Controller(store: try store(), provider: try await provider(), settings: settings)
+        return Controller(store: try store(), provider: try await provider(checkVersion: checkVersion), settings: settings)
     }
 
     // MARK: Output

@@ -98,18 +98,19 @@ struct Converger {
         }
     }
 
-    /// Prints what each running command wrote since the last call.
+    /// Prints what each running command wrote since the last call: only the new bytes, from
+    /// the host channel (a local read), or from the machine when it has no channel.
     func stream(runs: [DesiredRun], cid: ControlID, streamed: inout [InstanceID: Int]) async {
-        guard let provider = try? await context.provider() else { return }
+        guard let reader = try? await context.logReader(live: true) else { return }
         let many = Self.instanceCount(runs) > 1
         for run in runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                guard let data = try? await provider.logs(name: machine, bootstrap: false) else { continue }
                 let already = streamed[instance.id] ?? 0
-                guard data.count > already else { continue }
-                emit(data.dropFirst(already), prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil)
-                streamed[instance.id] = data.count
+                guard let data = try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
+                                                        from: already, live: true), !data.isEmpty else { continue }
+                emit(data, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil)
+                streamed[instance.id] = already + data.count
             }
         }
     }
@@ -133,10 +134,11 @@ struct Converger {
         var documents: [[String: Any]] = []
         for run in runs {
             for instance in run.instances where run.wants(instance) {
-                if wait, let data = FileManager.default.contents(atPath: Controller.logFile(logs, run: run.manifest.name, instance: instance.id).path) {
-                    // What was not streamed yet (all of it when the run was quick).
+                // What was not streamed yet (all of it when the run was quick), read from there on.
+                if wait, !context.json,
+                   let data = LogReader.read(Controller.logFile(logs, run: run.manifest.name, instance: instance.id), from: streamed[instance.id] ?? 0) {
                     let many = Self.instanceCount(runs) > 1
-                    if !context.json { emit(data.dropFirst(streamed[instance.id] ?? 0), prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil) }
+                    emit(data, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil)
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }

@@ -183,7 +183,7 @@ import ReplCore
         _ = try await h.client.run(h.n("m1"), user: "root", ["touch", "/tmp/go"])
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(7))
-        #expect(String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false), as: UTF8.self) == "done\n")
+        #expect(String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self) == "done\n")
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func commandBootstrapAndEnvArriveByteForByte() async throws {
@@ -194,7 +194,7 @@ import ReplCore
                                  env: ["HOSTILE": Self.hostile], remaining: nil, hold: 0, manifestYAML: "x")
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         _ = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
-        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false), as: UTF8.self)
+        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self)
         #expect(log == Self.hostile + "\n---\n" + Self.hostile)
     }
 
@@ -205,7 +205,7 @@ import ReplCore
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(0))
-        let boot = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: true), as: UTF8.self)
+        let boot = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: true, from: 0), as: UTF8.self)
         #expect(boot == "setting up\nrepl: bootstrap exited 3 (not fatal: the command still runs)\n")
     }
 
@@ -235,7 +235,7 @@ import ReplCore
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(0))
-        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false), as: UTF8.self)
+        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self)
         #expect(log == "/opt/mytools/bin|/srv/data|0|nonsense|5\n")
     }
 

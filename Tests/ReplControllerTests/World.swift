@@ -21,7 +21,7 @@ final class World: @unchecked Sendable {
     let store: Store
     let controller: Controller
 
-    init() throws {
+    init(channel: Bool = true) throws {
         emulator = try EmulatorHome(prefix: "repl-world")
         emulator.environment["REPL_HOME"] = emulator.root.appendingPathComponent("state").path
         let root = emulator.root, env = emulator.environment
@@ -32,6 +32,7 @@ final class World: @unchecked Sendable {
         var settings = ControllerSettings(logsDirectory: root.appendingPathComponent("state/logs"))
         settings.probeInterval = 0
         settings.deadlineMargin = 1
+        settings.channelDirectory = channel ? root.appendingPathComponent("state/machines") : nil
         controller = Controller(store: store, provider: OrbStackProvider(client: client), settings: settings)
     }
 

@@ -98,13 +98,43 @@ struct PlannerTests {
     }
 
     @Test func theDeadlineEndsARunAsTimedOut() {
-        // Created 15 s ago with a deadline of 60 s: nothing yet, check again in 45 s.
+        // Created 15 s ago, launched 10 s ago, with a deadline of 60 s: maxDuration counts
+        // from the launch, so nothing yet, and check again in 50 s.
         var w = W(runs: [Self.run(1, max: .seconds(60), instances: [Self.running(1, startedAgo: 10)])])
         w.newMachine("repl-ab12cd-1-1", .running)
         #expect(w.plan().actions.isEmpty)
-        #expect(w.plan().nextCheck == W.epoch.addingTimeInterval(45))
+        #expect(w.plan().nextCheck == W.epoch.addingTimeInterval(50))
         w.now += 45
+        #expect(w.plan().actions.isEmpty)
+        w.now += 5
         #expect(w.plan().actions.first == .markPhase(run: 1, instance: 1, phase: .timedOut, exitCode: nil, reason: "maxDuration 1m reached"))
+    }
+
+    @Test func aCommandThatEndedInTimeIsJudgedByItsStatusHoweverLateTheTick() {
+        // Exited 0 five seconds after its launch; nobody looked until long after the deadline.
+        var w = W(runs: [Self.run(1, max: .seconds(60), instances: [Self.running(1, startedAgo: 100)])])
+        w.behaviour[1] = (5, 0)
+        w.newMachine("repl-ab12cd-1-1", .running)
+        #expect(w.plan().actions.first == .markPhase(run: 1, instance: 1, phase: .succeeded, exitCode: 0, reason: nil))
+    }
+
+    @Test func aStoppedMachineWhoseStatusSaysExitedIsJudgedByIt() {
+        var w = W(runs: [Self.run(1, instances: [Self.running(1, startedAgo: 10)])])
+        w.behaviour[1] = (1, 0)
+        w.newMachine("repl-ab12cd-1-1", .stopped)
+        let actions = w.plan().actions
+        #expect(actions.first == .markPhase(run: 1, instance: 1, phase: .succeeded, exitCode: 0, reason: nil))
+        #expect(actions.contains(.delete(machine: "repl-ab12cd-1-1", reason: .finished)))
+        #expect(!actions.contains { if case .start = $0 { return true } else { return false } })
+    }
+
+    @Test func aRunThatNeverLaunchedNeverReachesItsDeadline() {
+        // No command, maxDuration 1 s, requested long ago but never created (addresses ran out).
+        let waiting = InstanceState(id: 1, generation: 1, phase: .provisioning, createdAt: W.epoch.addingTimeInterval(-100))
+        let w = W(runs: [Self.run(1, command: nil, max: .seconds(1), instances: [waiting])])
+        let actions = w.plan().actions
+        #expect(!actions.contains { if case .markPhase = $0 { return true } else { return false } })
+        #expect(actions.contains { if case .create = $0 { return true } else { return false } })
     }
 
     @Test func anOverdueRunIsTimedOutCollectedAndDeleted() {

@@ -16,43 +16,44 @@ struct Logs: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         var record = try context.findRun(id)
-        let logs = context.stateDirectory.appendingPathComponent("logs")
         let cid = try context.store().controlID()
         var printed: [InstanceID: Int] = [:]
-        var documents: [[String: String]] = []
+        var outputs: [InstanceID: Data] = [:]
         var liveError: String?
         while true {
             let instances = record.run.instances.filter { $0.generation == record.run.generation && $0.startedAt != nil }
+            let reader = try await context.logReader(live: instances.contains { !$0.phase.isTerminal })
             for instance in instances {
-                let file = Controller.logFile(logs, run: record.run.manifest.name, instance: instance.id, bootstrap: bootstrap)
-                var data = FileManager.default.contents(atPath: file.path)
-                if data == nil && !instance.phase.isTerminal {
-                    // Live: read it from the machine.
-                    let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
-                    do {
-                        data = try await context.provider().logs(name: machine, bootstrap: bootstrap)
-                    } catch {
-                        liveError = (error as? CLIError)?.description ?? (error as? ProviderError)?.description ?? "\(error)"
-                    }
-                }
-                guard let data else { continue }
+                // Only what is new since the last read: from the collected log, the host channel,
+                // or (a machine without the channel, still running) the machine itself.
+                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
                 let already = printed[instance.id] ?? 0
-                if data.count > already {
-                    if context.json {
-                        documents.append(["instance": Base36.encode(instance.id), "output": String(decoding: data, as: UTF8.self)])
-                    } else {
-                        if instances.count > 1 && already == 0 { print("==> instance \(Base36.encode(instance.id)) <==") }
-                        print(String(decoding: data.dropFirst(already), as: UTF8.self), terminator: "")
-                    }
-                    printed[instance.id] = data.count
+                let data: Data?
+                do {
+                    data = try await reader.read(run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
+                                                 from: already, live: !instance.phase.isTerminal)
+                } catch {
+                    liveError = error.description
+                    continue
                 }
+                guard let data, !data.isEmpty || printed[instance.id] == nil else { continue }
+                if context.json {
+                    outputs[instance.id, default: Data()].append(data)
+                } else if !data.isEmpty {
+                    if instances.count > 1 && already == 0 { Console.out("==> instance \(Base36.encode(instance.id)) <==\n") }
+                    Console.out(String(decoding: data, as: UTF8.self))
+                }
+                printed[instance.id] = already + data.count
             }
             if !follow || record.run.phase.isTerminal { break }
             try await Task.sleep(nanoseconds: 1_000_000_000)
             record = try context.findRun(id)
         }
-        if context.json { context.printJSON(["run": record.run.manifest.name, "logs": documents]) }
-        else if printed.isEmpty && !context.quiet {
+        if context.json {
+            let documents = outputs.keys.sorted().map { ["instance": Base36.encode($0), "output": String(decoding: outputs[$0]!, as: UTF8.self)] }
+            context.printJSON(["run": record.run.manifest.name, "logs": documents])
+        }
+        else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet {
             let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
             Console.err("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n")
         }

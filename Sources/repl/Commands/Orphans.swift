@@ -91,7 +91,7 @@ struct OrphansSweep: AsyncParsableCommand {
             return
         }
         defer { if !dryRun { store.releaseLease() } }
-        let controller = try await context.controller {
+        let controller = try await context.controller(checkVersion: false) {
             $0.dryRun = dryRun
             $0.orphanGrace = grace
             $0.includeForeign = sweep.includeForeign

@@ -146,7 +146,7 @@ struct WatchLoop {
             let run = record.run
             for i in run.instances where run.wants(i) || (!i.phase.isTerminal && !i.retired) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: i.id).description
-                let left = run.manifest.maxDuration.flatMap { max in i.createdAt.map { $0.adding(max).timeIntervalSince(now) } }
+                let left = run.manifest.maxDuration.flatMap { max in i.startedAt.map { $0.adding(max).timeIntervalSince(now) } }
                 instances.append(.init(run: run.manifest.name, instance: Base36.encode(i.id), machine: machine, phase: i.phase,
                                        address: addresses[machine], age: i.createdAt.map { now.timeIntervalSince($0) },
                                        timeLeft: i.phase.isTerminal ? nil : left, exitCode: i.exitCode))

@@ -1,0 +1,88 @@
+import Foundation
+import ReplCore
+
+/// The host status channel: one directory per machine under `$REPL_HOME/machines`, which
+/// OrbStack shows inside every normal machine under `/mnt/mac`. The controller makes it and
+/// writes `limits`; the wrapper writes `status`, `run.log` and `bootstrap.log`. Reading it
+/// costs no orbctl call, and it outlives the machine being stopped or deleted.
+public struct StatusChannel: Sendable {
+    public let directory: URL
+
+    public init(directory: URL) {
+        self.directory = directory
+    }
+
+    public func machineDirectory(_ machine: String) -> URL { directory.appendingPathComponent(machine, isDirectory: true) }
+
+    public func file(_ machine: String, _ name: String) -> URL { machineDirectory(machine).appendingPathComponent(name) }
+
+    public func logFile(_ machine: String, bootstrap: Bool) -> URL { file(machine, bootstrap ? "bootstrap.log" : "run.log") }
+
+    /// Makes the machine's directory (with its limits) before a launch, and returns its path
+    /// with symlinks resolved, as the machine must name it under `/mnt/mac` (a link with an
+    /// absolute target, such as macOS's `/tmp`, would point outside `/mnt/mac`).
+    public func prepare(_ machine: String, limits: String) throws -> String {
+        let dir = machineDirectory(machine)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data(limits.utf8).write(to: file(machine, "limits"), options: .atomic)
+        return dir.resolvingSymlinksInPath().path
+    }
+
+    /// The status the wrapper mirrored here, if it did.
+    public func status(_ machine: String) -> ProbeResult? {
+        guard let data = FileManager.default.contents(atPath: file(machine, "status").path), !data.isEmpty else { return nil }
+        return ProbeResult(statusText: String(decoding: data, as: UTF8.self))
+    }
+
+    /// Whether the wrapper of this machine reached the channel (its logs are here).
+    public func isInUse(_ machine: String) -> Bool { FileManager.default.fileExists(atPath: file(machine, "status").path) }
+
+    /// Rewrites `limits` when `maxDuration` or `hold` changed in place; the wrapper's watch
+    /// loop reads it. Only for machines whose directory exists.
+    public func syncLimits(_ machine: String, limits: String) {
+        let url = file(machine, "limits")
+        guard FileManager.default.fileExists(atPath: machineDirectory(machine).path),
+              FileManager.default.contents(atPath: url.path) != Data(limits.utf8) else { return }
+        try? Data(limits.utf8).write(to: url, options: .atomic)
+    }
+
+    /// Forgets a machine that is gone (its logs were collected first).
+    public func remove(_ machine: String) {
+        try? FileManager.default.removeItem(at: machineDirectory(machine))
+    }
+}
+
+/// Reads a run's logs from wherever they are: collected in `$REPL_HOME/logs`, still in the
+/// host channel, or (for machines without the channel) inside the running machine.
+public struct LogReader: Sendable {
+    public let logsDirectory: URL
+    public let channel: StatusChannel?
+    public let provider: (any Provider)?
+
+    public init(logsDirectory: URL, channel: StatusChannel?, provider: (any Provider)?) {
+        self.logsDirectory = logsDirectory
+        self.channel = channel
+        self.provider = provider
+    }
+
+    /// The log from byte `offset` on; `nil` when there is none (yet). Only with `live` is the
+    /// machine itself asked (an orbctl call), and only when the log is nowhere on the host.
+    public func read(run: String, instance: InstanceID, machine: String, bootstrap: Bool, from offset: Int,
+                     live: Bool) async throws(ProviderError) -> Data? {
+        let collected = Controller.logFile(logsDirectory, run: run, instance: instance, bootstrap: bootstrap)
+        if let data = Self.read(collected, from: offset) { return data }
+        if let channel, channel.isInUse(machine) {
+            return Self.read(channel.logFile(machine, bootstrap: bootstrap), from: offset) ?? Data()
+        }
+        guard live, let provider else { return nil }
+        return try await provider.logs(name: machine, bootstrap: bootstrap, from: offset)
+    }
+
+    /// A file's bytes from `offset`, read from there (not the whole file); `nil` if absent.
+    public static func read(_ url: URL, from offset: Int) -> Data? {
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return nil }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: UInt64(max(0, offset)))
+        return (try? handle.readToEnd()) ?? Data()
+    }
+}

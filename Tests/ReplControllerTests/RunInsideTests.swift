@@ -1,0 +1,308 @@
+import Foundation
+import GRDB
+import ReplPlatform
+import Testing
+import ReplTestSupport
+@testable import OrbStack
+@testable import ReplController
+import ReplCore
+import ReplStore
+
+/// The run inside the machine: launched exactly once, clones start clean, deadlines mean
+/// what users think, status and logs come through the host channel. Each test asserts the
+/// world a user sees: machines, store rows, what the command did, and orbctl calls.
+@Suite(.serialized) struct RunInsideTests {
+    /// A command that leaves one line per execution in its machine, then waits.
+    static let countingCommand = "echo ran >> /var/tmp/ran; sleep 600"
+
+    func machineName(_ w: World, _ run: String, _ index: Int = 0) throws -> String {
+        let r = try w.run(run)
+        return MachineName(controlID: try w.store.controlID(), manifestID: r.id, instanceID: w.wanted(r)[index].id).description
+    }
+
+    /// How many times the counting command ran on `machine`.
+    func executions(_ w: World, _ machine: String) async throws -> Int {
+        let out = try await w.sim(["run", "-m", machine, "-u", "root", "sh", "-c", "cat /var/tmp/ran 2>/dev/null; true"])
+        return out.stdoutText.split(separator: "\n").filter { $0 == "ran" }.count
+    }
+
+    func calls(_ w: World) async throws -> [String: Int] {
+        let json = try await JSONSerialization.jsonObject(with: w.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
+        return json?["verbs"] as? [String: Int] ?? [:]
+    }
+
+    func repl(_ w: World, _ args: [String], crash: String? = nil) async throws -> ProcessResult {
+        var env = w.environment
+        if let crash { env["REPL_TEST_CRASH"] = crash }
+        return try await SystemProcessRunner.run(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
+                                                   environment: env, limit: 1 << 20)
+    }
+
+    // MARK: Exactly once
+
+    @Test(.machineCommands, arguments: ["after-intent:startRun", "after-call:startRun"])
+    func aLaunchInterruptedByACrashRunsTheCommandOnce(_ point: String) async throws {
+        let w = try World()
+        let file = w.root.appendingPathComponent("r.yaml")
+        try "kind: Run\nname: r\ncommand: \(Self.countingCommand)\nreplicas: 2\n".write(to: file, atomically: true, encoding: .utf8)
+        let crashed = try await repl(w, ["apply", "-f", file.path], crash: point)
+        #expect(crashed.status == 137, "\(crashed.stderrText)")
+        for _ in 0..<2 {
+            let again = try await repl(w, ["apply", "-f", file.path])
+            #expect(again.status == 0, "\(again.stderrText)")
+        }
+        let run = try w.run("r")
+        #expect(w.wanted(run).count == 2 && w.wanted(run).allSatisfy { $0.phase >= .bootstrapping })
+        try await w.tick { try w.wanted(w.run("r")).allSatisfy { $0.phase == .running } }
+        for i in 0..<2 { #expect(try await executions(w, machineName(w, "r", i)) == 1) }
+        #expect(try w.machines().count == 2)
+    }
+
+    @Test(.machineCommands) func applyKilledAtRandomMomentsNeverRunsACommandTwice() async throws {
+        let w = try World()
+        let file = w.root.appendingPathComponent("r.yaml")
+        try "kind: Run\nname: r\ncommand: \(Self.countingCommand)\nreplicas: 3\n".write(to: file, atomically: true, encoding: .utf8)
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<8 {
+            let apply = try await BackgroundProcess.start(Paths.repl, ["--orbctl", w.orbctl, "apply", "-f", file.path],
+                                                          environment: w.environment, outputPath: w.root.appendingPathComponent("apply.log").path)
+            let delay = UInt64(round) * 60_000_000 + UInt64.random(in: 0..<60_000_000, using: &generator)
+            try await Task.sleep(nanoseconds: delay)
+            apply.signal(SIGKILL)
+            _ = try await apply.wait()
+        }
+        let last = try await repl(w, ["apply", "-f", file.path])
+        #expect(last.status == 0, "\(last.stderrText)")
+        try await w.tick { try w.wanted(w.run("r")).allSatisfy { $0.phase == .running } }
+        #expect(try w.machines().count == 3)
+        for i in 0..<3 { #expect(try await executions(w, machineName(w, "r", i)) == 1) }
+    }
+
+    /// A provider whose first launch happens but is reported as failed (a launch that timed
+    /// out after the fact), or whose record is lost to a locked store.
+    final class LostLaunch: Provider, @unchecked Sendable {
+        let base: any Provider
+        let storePath: String?
+        let lock = NSLock()
+        var launches = 0
+        var holder: DatabaseQueue?
+        init(_ base: any Provider, lockingStoreAt storePath: String? = nil) {
+            self.base = base
+            self.storePath = storePath
+        }
+        var capabilities: ProviderCapabilities { base.capabilities }
+        func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
+        func spawn(name: String, spec: Spec) async throws(ProviderError) { try await base.spawn(name: name, spec: spec) }
+        func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
+        func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
+        func terminate(name: String) async throws(ProviderError) { try await base.terminate(name: name) }
+        func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
+        func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
+        func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
+        func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
+            try await base.logs(name: name, bootstrap: bootstrap, from: offset)
+        }
+        func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
+        func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+            try await base.startRun(name: name, payload: payload)
+            let first = lock.withLock { launches += 1; return launches == 1 }
+            guard first else { return }
+            if let storePath {
+                // Another writer takes the database right after the launch: recording it fails.
+                do {
+                    var config = Configuration()
+                    config.allowsUnsafeTransactions = true
+                    let queue = try DatabaseQueue(path: storePath, configuration: config)
+                    try queue.inDatabase { try $0.execute(sql: "BEGIN EXCLUSIVE") }
+                    lock.withLock { holder = queue }
+                } catch { Issue.record("cannot lock the store: \(error)") }
+                return
+            }
+            throw ProviderError(.timedOut, "orbctl run timed out (the launch happened anyway)")
+        }
+        func release() {
+            lock.withLock {
+                try? holder?.inDatabase { try $0.execute(sql: "ROLLBACK") }
+                holder = nil
+            }
+        }
+    }
+
+    func controller(_ w: World, provider: any Provider, store: Store) -> Controller {
+        var settings = w.controller.settings
+        settings.concurrency = 4
+        return Controller(store: store, provider: provider, settings: settings)
+    }
+
+    @Test(.machineCommands) func aLaunchThatTimedOutButHappenedIsNotRepeated() async throws {
+        let w = try World()
+        let lost = LostLaunch(w.controller.provider)
+        let controller = controller(w, provider: lost, store: w.store)
+        try w.apply("kind: Run\nname: r\ncommand: \(Self.countingCommand)\n")
+        let first = await controller.tick()
+        #expect(first.outcomes.contains { if case .startRun = $0.action { return $0.error?.kind == .timedOut } else { return false } })
+        for _ in 0..<40 where try w.wanted(w.run("r")).first?.phase != .running {
+            _ = await controller.tick()
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(try w.wanted(w.run("r")).first?.phase == .running)
+        #expect(try await executions(w, machineName(w, "r")) == 1)
+    }
+
+    @Test(.machineCommands) func aLaunchRacingALockedStoreRunsOnce() async throws {
+        let w = try World()
+        let store = try Store(directory: w.root.appendingPathComponent("state"), busyTimeout: 0.3)
+        let lost = LostLaunch(w.controller.provider, lockingStoreAt: store.path)
+        let controller = controller(w, provider: lost, store: store)
+        try w.apply("kind: Run\nname: r\ncommand: \(Self.countingCommand)\n")
+        let first = await controller.tick()
+        #expect(first.failed)
+        #expect(try store.instance(w.wanted(w.run("r"))[0].id)?.startedAt == nil)  // the record was lost
+        lost.release()
+        for _ in 0..<40 where try w.wanted(w.run("r")).first?.phase != .running {
+            _ = await controller.tick()
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(try w.wanted(w.run("r")).first?.phase == .running)
+        #expect(try await executions(w, machineName(w, "r")) == 1)
+    }
+
+    // MARK: Clones start clean
+
+    @Test(.machineCommands) func aCloneShowsOnlyItsOwnOutputLogsAndManifest() async throws {
+        let w = try World()
+        try w.apply("""
+        kind: Run
+        name: base
+        bootstrap: echo base-bootstrap
+        command: echo base-output; sleep 600
+        ---
+        kind: Snapshot
+        name: snap
+        from: base
+        ---
+        kind: Run
+        name: fast
+        from: snap
+        command: echo own-output
+        hold: 1h
+        """)
+        try await w.tick(until: { try w.wanted(w.run("fast")).first?.phase.isTerminal == true }, seconds: 60)
+        let fast = try w.wanted(w.run("fast"))[0]
+        #expect(fast.phase == .succeeded)
+        let machine = try machineName(w, "fast")
+        let manifest = try await w.sim(["run", "-m", machine, "-u", "root", "cat", "/etc/repl/manifest.yaml"]).stdoutText
+        #expect(manifest.contains("\"fast\"") && !manifest.contains("\"base\""))
+        // Cancel to collect the logs now.
+        try w.store.cancel(run: try w.run("fast").id)
+        try await w.tick { try w.run("fast").instances.allSatisfy(\.logsCollected) }
+        let logs = w.root.appendingPathComponent("state/logs")
+        let output = try String(contentsOf: Controller.logFile(logs, run: "fast", instance: fast.id), encoding: .utf8)
+        #expect(output == "own-output\n")
+        let boot = (try? String(contentsOf: Controller.logFile(logs, run: "fast", instance: fast.id, bootstrap: true), encoding: .utf8)) ?? ""
+        #expect(!boot.contains("base-bootstrap"))
+    }
+
+    // MARK: Deadlines
+
+    @Test(.machineCommands, arguments: [true, false])
+    func aQuickRunReadLateBySweepIsSucceeded(_ channel: Bool) async throws {
+        let w = try World(channel: channel)
+        w.controller.settings.deadlineMargin = 15  // the default: the machine is still up 8 s later
+        try w.apply("kind: Run\nname: q\ncommand: echo hi\nmaxDuration: 5s\n")
+        try await w.tick { try w.wanted(w.run("q")).first?.phase ?? .pending >= .bootstrapping }
+        try await Task.sleep(nanoseconds: 8_000_000_000)
+        try await w.tick { try w.run("q").phase.isTerminal && w.machines().isEmpty }
+        let instance = try w.wanted(w.run("q"))[0]
+        #expect(instance.phase == .succeeded && instance.exitCode == 0)
+    }
+
+    @Test(.machineCommands) func exhaustionNeverYieldsASucceededRun() async throws {
+        let w = try World()
+        try await w.sim(["admin", "ip-pool", "1"])
+        try await w.sim(["create", "ubuntu", "someone-else"])
+        try w.apply("kind: Run\nname: idle\nmaxDuration: 1s\n")
+        let until = Date().addingTimeInterval(4)
+        while Date() < until {
+            _ = await w.controller.tick()
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        let run = try w.run("idle")
+        #expect(run.phase != .succeeded)
+        #expect(run.instances.allSatisfy { $0.startedAt == nil && !$0.phase.isTerminal })
+    }
+
+    @Test(.machineCommands) func aCommandKilledAfterItsGraceIsTimedOut() async throws {
+        let w = try World()
+        // Ignores SIGTERM: the wrapper's grace ends in SIGKILL (exit 137), still a timeout.
+        try w.apply("kind: Run\nname: stubborn\ncommand: trap '' TERM; sleep 60 & wait; sleep 60\nmaxDuration: 2s\n")
+        try await w.tick(until: { try w.run("stubborn").phase.isTerminal }, seconds: 40)
+        #expect(try w.wanted(w.run("stubborn"))[0].phase == .timedOut)
+    }
+
+    @Test(.machineCommands) func aLongerMaxDurationAppliedInPlaceReachesTheRunningCommand() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: grow\ncommand: sleep 600\nmaxDuration: 4s\n")
+        try await w.tick { try w.wanted(w.run("grow")).first?.phase == .running }
+        let before = try w.run("grow").generation
+        try w.apply("kind: Run\nname: grow\ncommand: sleep 600\nmaxDuration: 1h\n")
+        #expect(try w.run("grow").generation == before)  // in place, not a replacement
+        _ = await w.controller.tick()
+        try await Task.sleep(nanoseconds: 8_000_000_000)
+        _ = await w.controller.tick()
+        #expect(try w.wanted(w.run("grow")).first?.phase == .running)
+        #expect(try w.machines().first?.state == .running)
+        let status = try await w.sim(["run", "-m", machineName(w, "grow"), "-u", "root", "cat", "/var/lib/repl/status"]).stdoutText
+        #expect(status.hasPrefix("running"))
+    }
+
+    // MARK: Stopped machines, logs, calls
+
+    @Test(.machineCommands) func aStoppedMachineThatExitedZeroIsSucceededAndItsLogsCollectedWithoutBooting() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: s\ncommand: echo done-output\n")
+        try await w.tick { try w.wanted(w.run("s")).first?.phase ?? .pending >= .bootstrapping }
+        let machine = try machineName(w, "s")
+        // The command ends; nothing reads it before the machine is powered off.
+        let status = w.root.appendingPathComponent("state/machines/\(machine)/status")
+        for _ in 0..<100 where !((try? String(contentsOf: status, encoding: .utf8))?.hasPrefix("exited 0") ?? false) {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        try await w.sim(["stop", machine])
+        try await w.sim(["admin", "calls", "--reset"])
+        try await w.tick { try w.run("s").phase.isTerminal && w.machines().isEmpty }
+        let instance = try w.wanted(w.run("s"))[0]
+        #expect(instance.phase == .succeeded && instance.logsCollected)
+        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "s", instance: instance.id), encoding: .utf8)
+        #expect(log == "done-output\n")
+        let verbs = try await calls(w)
+        #expect(verbs["run"] == nil && verbs["start"] == nil, "\(verbs)")
+    }
+
+    @Test(.machineCommands, arguments: [true, false])
+    func aSeventyMebibyteLogArrivesWhole(_ channel: Bool) async throws {
+        let w = try World(channel: channel)
+        try w.apply("kind: Run\nname: big\ncommand: head -c 73400320 /dev/zero | tr '\\0' x; echo; echo end\n")
+        try await w.tick(until: { try w.run("big").phase.isTerminal && w.machines().isEmpty }, seconds: 120)
+        let instance = try w.wanted(w.run("big"))[0]
+        #expect(instance.phase == .succeeded)
+        let file = Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "big", instance: instance.id)
+        let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)?.intValue
+        #expect(size == 73_400_320 + 5)
+    }
+
+    @Test(.machineCommands) func fiveRunningCommandsCostOneListPerTick() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: five\ncommand: sleep 600\nreplicas: 5\n")
+        try await w.tick { try w.wanted(w.run("five")).allSatisfy { $0.phase == .running } }
+        try await w.sim(["admin", "calls", "--reset"])
+        for _ in 0..<3 { _ = await w.controller.tick() }
+        #expect(try await calls(w) == ["list": 3])
+        // A sweep (another process) costs the same.
+        try await w.sim(["admin", "calls", "--reset"])
+        let sweep = try await repl(w, ["orphans", "sweep"])
+        #expect(sweep.status == 0, "\(sweep.stderrText)")
+        let verbs = try await calls(w)
+        #expect(verbs == ["list": 1], "\(verbs)")
+    }
+}
