@@ -48,7 +48,7 @@ public enum RunWrapper {
             "}",
             "SH=$(command -v bash || echo sh)",
             "LOG=\(logPath); BLOG=\(bootstrapLogPath)",
-            "if [ -n \"$H\" ] && : > \"$H/run.log\" 2>/dev/null && : > \"$H/bootstrap.log\" 2>/dev/null; then",
+            "if [ -n \"$H\" ] && printf '' 2>/dev/null > \"$H/run.log\" && printf '' 2>/dev/null > \"$H/bootstrap.log\"; then",
             "  LOG=\"$H/run.log\"; BLOG=\"$H/bootstrap.log\"; ln -sf \"$LOG\" \(logPath); ln -sf \"$BLOG\" \(bootstrapLogPath)",
             "fi",
             "mkdir -p /etc/repl",
@@ -62,6 +62,7 @@ public enum RunWrapper {
         ]
         if let bootstrap = p.bootstrap {
             lines.append("decode '\(b64(bootstrap))' > \"$R/bootstrap.sh\"")
+            lines.append(Self.keepLog("BLOG", inMachine: bootstrapLogPath))
             lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") > \"$BLOG\" 2>&1 < /dev/null || "
                          + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \"$BLOG\"")
         }
@@ -83,8 +84,9 @@ public enum RunWrapper {
             "decode '\(b64(commandScript))' > \"$R/command.sh\"",
             // A bootstrap that outlived the deadline leaves no time for the command.
             "MD=$(sed -n 's/^maxDuration=//p' \"$R/limits\")",
-            "if [ \"$MD\" != none ] && [ $(($(date +%s) - T0)) -ge \"$MD\" ]; then : > \"$R/timedout\"; E=$(date +%s); echo \"$E\" > \"$R/ended\"; status timedout; exit 0; fi",
+            "if [ \"$MD\" != none ] && [ $(($(date +%s) - T0)) -ge \"$MD\" ]; then printf '' > \"$R/timedout\"; E=$(date +%s); echo \"$E\" > \"$R/ended\"; status timedout; exit 0; fi",
             "S=$(date +%s)",
+            Self.keepLog("LOG", inMachine: logPath),
             "status running",
             // The command gets a session of its own (its pid is its group's id), so the watch loop
             // can end all of it at the deadline.
@@ -97,6 +99,14 @@ public enum RunWrapper {
             "",
         ]
         return lines.joined(separator: "\n")
+    }
+
+    /// A host log that can no longer be written (its directory was removed on the host) is
+    /// replaced by the machine's own, so the script still runs and its output is kept there.
+    /// (`printf`, a regular built-in: a redirection that fails on the special built-in `:`
+    /// ends a POSIX shell, which here would be the whole wrapper.)
+    static func keepLog(_ variable: String, inMachine path: String) -> String {
+        "if [ \"$\(variable)\" != \(path) ] && ! printf '' 2>/dev/null >> \"$\(variable)\"; then rm -f \(path); \(variable)=\(path); fi"
     }
 
     /// The watch loop: no user text, only numbers. It forks twice per look (`date`, `sleep`).
@@ -116,7 +126,7 @@ public enum RunWrapper {
           if [ -n "$MD" ]; then
             FIRE=$((T0 + MD + \(margin)))
             if [ -s "$R/cpid" ] && [ ! -s "$R/ended" ] && [ "$NOW" -ge $((T0 + MD)) ]; then
-              C=$(cat "$R/cpid"); : > "$R/timedout"
+              C=$(cat "$R/cpid"); printf '' > "$R/timedout"
               if [ "$NOW" -ge $((T0 + MD + \(killGrace))) ]; then kill -KILL -"$C"; else kill -TERM -"$C"; fi
             fi
           fi
@@ -153,7 +163,7 @@ public enum RunWrapper {
         rm -rf /etc/repl \(bootstrapLogPath)
         base64 -d > "$R/run.sh.new"; chmod 700 "$R/run.sh.new"; mv -f "$R/run.sh.new" "$R/run.sh"
         H=
-        if [ -n "$2" ] && [ -d "/mnt/mac$2" ] && : 2>/dev/null > "/mnt/mac$2/run.log"; then H="/mnt/mac$2"; fi
+        if [ -n "$2" ] && [ -d "/mnt/mac$2" ] && printf '' 2>/dev/null > "/mnt/mac$2/run.log"; then H="/mnt/mac$2"; fi
         printf '%s' "$H" > "$R/channel"
         echo bootstrapping > "$R/status"
         setsid sh -c 'mkdir "$0/launched.$1" || exit; [ -z "$2" ] || echo bootstrapping > "$2/status"; echo $$ > "$0/launched"; exec "$0/run.sh" 9>&-' "$R" "$1" "$H" > /dev/null 2>&1 < /dev/null &

@@ -40,13 +40,16 @@ import ReplStore
 
     // MARK: Exactly once
 
-    @Test(.machineCommands, arguments: ["after-intent:startRun", "after-call:startRun"])
-    func aLaunchInterruptedByACrashRunsTheCommandOnce(_ point: String) async throws {
-        let w = try World()
+    /// With the host channel a lost launch is seen there; without it, only the marker in the
+    /// machine stands between a second launch and a second run: both are walked.
+    @Test(.machineCommands, arguments: ["after-intent:startRun", "after-call:startRun"], [true, false])
+    func aLaunchInterruptedByACrashRunsTheCommandOnce(_ point: String, _ channel: Bool) async throws {
+        let w = try World(channel: channel)
         let file = w.root.appendingPathComponent("r.yaml")
         try "kind: Run\nname: r\ncommand: \(Self.countingCommand)\nreplicas: 2\n".write(to: file, atomically: true, encoding: .utf8)
         let crashed = try await repl(w, ["apply", "-f", file.path], crash: point)
         #expect(crashed.status == 137, "\(crashed.stderrText)")
+        if !channel { try? FileManager.default.removeItem(at: w.root.appendingPathComponent("state/machines")) }
         for _ in 0..<2 {
             let again = try await repl(w, ["apply", "-f", file.path])
             #expect(again.status == 0, "\(again.stderrText)")
@@ -134,8 +137,8 @@ import ReplStore
         return Controller(store: store, provider: provider, settings: settings)
     }
 
-    @Test(.machineCommands) func aLaunchThatTimedOutButHappenedIsNotRepeated() async throws {
-        let w = try World()
+    @Test(.machineCommands, arguments: [true, false]) func aLaunchThatTimedOutButHappenedIsNotRepeated(_ channel: Bool) async throws {
+        let w = try World(channel: channel)
         let lost = LostLaunch(w.controller.provider)
         let controller = controller(w, provider: lost, store: w.store)
         try w.apply("kind: Run\nname: r\ncommand: \(Self.countingCommand)\n")
@@ -149,8 +152,8 @@ import ReplStore
         #expect(try await executions(w, machineName(w, "r")) == 1)
     }
 
-    @Test(.machineCommands) func aLaunchRacingALockedStoreRunsOnce() async throws {
-        let w = try World()
+    @Test(.machineCommands, arguments: [true, false]) func aLaunchRacingALockedStoreRunsOnce(_ channel: Bool) async throws {
+        let w = try World(channel: channel)
         let store = try Store(directory: w.root.appendingPathComponent("state"), busyTimeout: 0.3)
         let lost = LostLaunch(w.controller.provider, lockingStoreAt: store.path)
         let controller = controller(w, provider: lost, store: store)
@@ -277,6 +280,20 @@ import ReplStore
         #expect(log == "done-output\n")
         let verbs = try await calls(w)
         #expect(verbs["run"] == nil && verbs["start"] == nil, "\(verbs)")
+    }
+
+    /// The channel's directory removed on the host while the run bootstraps (a user cleaning
+    /// `~/.repl`): the command still runs, and its status and output come from the machine.
+    @Test(.machineCommands) func aChannelRemovedMidRunFallsBackToTheMachine() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: lost\nbootstrap: sleep 2\ncommand: echo out\n")
+        try await w.tick { try w.wanted(w.run("lost")).first?.phase ?? .pending >= .bootstrapping }
+        try FileManager.default.removeItem(at: w.root.appendingPathComponent("state/machines"))
+        try await w.tick(until: { try w.run("lost").phase.isTerminal && w.machines().isEmpty }, seconds: 30)
+        let instance = try w.wanted(w.run("lost"))[0]
+        #expect(instance.phase == .succeeded && instance.exitCode == 0)
+        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lost", instance: instance.id), encoding: .utf8)
+        #expect(log == "out\n")
     }
 
     @Test(.machineCommands, arguments: [true, false])
