@@ -29,8 +29,9 @@ final class Fleet: @unchecked Sendable {
         provider = OrbStackProvider(client: OrbctlClient(command: OrbctlCommand(executable: orbctl), runner: SystemProcessRunner(environment: env)))
     }
 
-    func controller(concurrency: Int, grace: TimeInterval = 1) -> Controller {
+    func controller(concurrency: Int, grace: TimeInterval = 1, channel: Bool = true) -> Controller {
         var settings = ControllerSettings(logsDirectory: root.appendingPathComponent("state/logs"))
+        settings.channelDirectory = channel ? root.appendingPathComponent("state/machines") : nil
         settings.concurrency = concurrency
         settings.probeInterval = 0
         var client = provider.client

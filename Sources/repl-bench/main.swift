@@ -13,7 +13,7 @@ let environment = ProcessInfo.processInfo.environment
 let me = OrbSimExecutable.path()
 let args = Array(CommandLine.arguments.dropFirst())
 // This binary is also the emulator when called as `orbctl`.
-if (CommandLine.arguments[0] as NSString).lastPathComponent == "orbctl" || args.first == "__enter" || args.first == "__shim" {
+if (CommandLine.arguments[0] as NSString).lastPathComponent == "orbctl" || args.first.map(OrbSim.helperVerbs.contains) == true {
     exit(OrbSim(home: OrbSim.defaultHome(environment: environment), executable: me, environment: environment).main(args, io: .standard))
 }
 let quick = args.contains("--quick")
@@ -53,6 +53,36 @@ for n in quick ? [10, 100] : [10, 100, 1000] {
         let run = try fleet.store.runs()[0].run
         let snapshotsReady = try fleet.store.snapshots().allSatisfy { $0.createdAt != nil }
         return snapshotsReady && run.instances.count == running && run.instances.allSatisfy { $0.phase == .running }
+    }
+    try await fleet.latency("all", 0)
+    try await fleet.latency("list", SimState.defaultLatencies["list"]!)
+    let controller = fleet.controller(concurrency: 4)
+    _ = await controller.tick()
+    try await fleet.sim(["admin", "calls", "--reset"])
+    var ticks: [Double] = []
+    for _ in 0..<7 {
+        ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
+    }
+    let calls = Double(try await fleet.calls()) / 7
+    var lists: [Double] = []
+    for _ in 0..<7 { lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) }) }
+    emit("| \(n) | \(String(format: "%.0f", calls)) | \(String(format: "%.1f", median(ticks) * 1000)) ms | \(String(format: "%.1f", median(lists) * 1000)) ms | \(String(format: "%.2f", median(ticks) / median(lists))) |")
+}
+
+// 1b. Idle tick with commands running: statuses come through the host channel.
+emit("\n## 1b. Idle tick with N running commands\n")
+emit("Every instance's command is running (`sleep`); each tick reads their statuses from the host status channel (`$REPL_HOME/machines`), so a tick costs the one `orbctl list`, as an idle fleet's does. Without the channel (isolated machines), each status is an `orbctl run` per probe interval.\n")
+emit("| running commands | orbctl calls per tick | tick time | one `orbctl list` alone | ratio |")
+emit("|---|---|---|---|---|")
+for n in quick ? [5, 20] : [5, 50] {
+    progress("idle tick with \(n) running commands")
+    let fleet = try Fleet(self: me)
+    defer { fleet.cleanUp() }
+    try fleet.apply("kind: Run\nname: busy\ncommand: sleep 3600\nreplicas: \(n)\n")
+    let setup = fleet.controller(concurrency: 16)
+    try await fleet.converge(setup) {
+        let run = try fleet.store.runs()[0].run
+        return run.instances.count == n && run.instances.allSatisfy { $0.phase == .running }
     }
     try await fleet.latency("all", 0)
     try await fleet.latency("list", SimState.defaultLatencies["list"]!)

@@ -71,6 +71,24 @@ import ReplStore
         #expect(list.stdout.split(separator: "\n").dropFirst().contains { $0.hasPrefix(id + " ") })
     }
 
+    /// A clone inherits its snapshot's disk, logs and status included: `--wait` on it shows
+    /// its own output only, and its status is its own (#15).
+    @Test(.machineCommands) func waitOnACloneShowsOnlyItsOwnOutput() async throws {
+        let home = Home()
+        let base = home.dir.appendingPathComponent("base.yaml"), fast = home.dir.appendingPathComponent("fast.yaml")
+        try "kind: Run\nname: base\nbootstrap: echo base-bootstrap\ncommand: echo base-output; sleep 600\n"
+            .write(to: base, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: fast\nfrom: snap\ncommand: echo own-output; exit 3\n".write(to: fast, atomically: true, encoding: .utf8)
+        #expect(try await Self.run(home, ["--orbctl", "sim", "apply", "-f", base.path]).status == 0)
+        let ready = try await Self.run(home, ["--orbctl", "sim", "snapshot", "create", "base", "snap"])
+        #expect(ready.status == 0, "\(ready.stderr)")
+        let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", fast.path, "--wait"])
+        #expect(out.status == 3, "\(out.stdout)\(out.stderr)")
+        #expect(out.stdout.contains("own-output") && !out.stdout.contains("base-output"), "\(out.stdout)")
+        let boot = try await Self.run(home, ["logs", "fast", "--bootstrap"])
+        #expect(!boot.stdout.contains("base-bootstrap"))
+    }
+
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func waitExitsWithTheCommandsExitCode() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("seven.yaml")
