@@ -262,7 +262,9 @@ public final class Controller: @unchecked Sendable {
                     try await execute(action, runs: runs, states: states)
                     Self.crashPoint("after-call", action)
                     try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
+                    // The channel's directory goes with its machine (its logs were moved first).
                     if case .delete = action { settings.channel?.remove(machine) }
+                    if case .collectLogs = action, states[machine] == nil { settings.channel?.remove(machine) }
                     outcomes.append((action, nil))
                     onOutcome?(action, nil)
                 } catch {
@@ -381,8 +383,9 @@ public final class Controller: @unchecked Sendable {
             }
             return
         }
-        guard state == nil || state == .running else {
-            store.event("logs-left", machine: machine, "\(machine) is \(state!) and has no host channel: its logs were not read, so as not to start it again")
+        guard state == .running else {
+            let why = state.map { "is \($0)" } ?? "is gone"
+            store.event("logs-left", machine: machine, "\(machine) \(why) and has no host channel: its logs were not read\(state == nil ? "" : ", so as not to start it again")")
             return
         }
         let data = try await provider.logs(name: machine, bootstrap: false, from: 0)

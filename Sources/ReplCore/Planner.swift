@@ -288,21 +288,33 @@ private struct PlanBuilder {
         actions.append(.delete(machine: name, reason: reason))
     }
 
+    /// A machine gone from the list (deleted behind our back) may have left its logs in the
+    /// host channel: they are kept all the same.
+    mutating func collectLogsOfAGoneMachine(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
+        if instance.startedAt != nil && !instance.logsCollected {
+            actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
+        }
+    }
+
     mutating func planUnwanted(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
         let why = run.cancelled ? "run cancelled"
             : instance.generation != run.generation ? "replaced by generation \(run.generation)" : "replicas reduced"
         if !instance.phase.isTerminal {
             actions.append(.markPhase(run: run.id, instance: instance.id, phase: .cancelled, exitCode: nil, reason: why))
         }
-        if let machine = byName[name], machine.state != .deleting {
-            removeMachine(run, instance, name, .retired)
+        if let machine = byName[name] {
+            if machine.state != .deleting { removeMachine(run, instance, name, .retired) }
+        } else {
+            collectLogsOfAGoneMachine(run, instance, name)
         }
     }
 
     mutating func finish(_ run: DesiredRun, _ instance: InstanceState, _ name: String, _ phase: InstancePhase,
                          exitCode: Int?, reason: String?) {
         actions.append(.markPhase(run: run.id, instance: instance.id, phase: phase, exitCode: exitCode, reason: reason))
-        if run.manifest.hold == .zero {
+        if byName[name] == nil {
+            collectLogsOfAGoneMachine(run, instance, name)
+        } else if run.manifest.hold == .zero {
             if let machine = byName[name], machine.state != .deleting {
                 removeMachine(run, instance, name, .finished)
             }
@@ -324,7 +336,11 @@ private struct PlanBuilder {
     mutating func planWanted(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
         let machine = byName[name]
         if instance.phase.isTerminal {
-            guard let machine, machine.state != .deleting else { return }
+            guard let machine else {
+                collectLogsOfAGoneMachine(run, instance, name)
+                return
+            }
+            guard machine.state != .deleting else { return }
             let until = (instance.finishedAt ?? now).adding(run.manifest.hold)
             if now >= until {
                 removeMachine(run, instance, name, .finished)

@@ -296,6 +296,26 @@ import ReplStore
         #expect(log == "out\n")
     }
 
+    /// Deleted behind repl's back after its command ended: judged by its status, its logs kept
+    /// from the channel, and the channel's directory removed.
+    @Test(.machineCommands) func aMachineDeletedBehindOurBackKeepsItsStatusAndLogs() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: gone\ncommand: echo kept; exit 4\nhold: 1h\n")
+        try await w.tick { try w.wanted(w.run("gone")).first?.phase ?? .pending >= .bootstrapping }
+        let machine = try machineName(w, "gone")
+        let status = w.root.appendingPathComponent("state/machines/\(machine)/status")
+        for _ in 0..<100 where !((try? String(contentsOf: status, encoding: .utf8))?.hasPrefix("exited") ?? false) {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        try await w.sim(["delete", "-f", machine])
+        try await w.tick { try w.run("gone").instances.allSatisfy(\.logsCollected) }
+        let instance = try w.wanted(w.run("gone"))[0]
+        #expect(instance.phase == .failed && instance.exitCode == 4)
+        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "gone", instance: instance.id), encoding: .utf8)
+        #expect(log == "kept\n")
+        #expect(!FileManager.default.fileExists(atPath: status.deletingLastPathComponent().path))
+    }
+
     @Test(.machineCommands, arguments: [true, false])
     func aSeventyMebibyteLogArrivesWhole(_ channel: Bool) async throws {
         let w = try World(channel: channel)
