@@ -197,6 +197,15 @@ public struct OrbStackProvider: Provider {
 
     public func list() async throws(ProviderError) -> [ObservedMachine] { try await client.list() }
 
+    public func exists(name: String) async throws(ProviderError) -> Bool {
+        do {
+            _ = try await client.info(name)
+            return true
+        } catch where error.kind == .notFound {
+            return false
+        }
+    }
+
     public func spawn(name: String, spec: Spec) async throws(ProviderError) {
         try await client.create(name: name, spec: spec)
     }

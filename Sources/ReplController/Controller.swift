@@ -88,9 +88,16 @@ public final class Controller: @unchecked Sendable {
                 store.event("observe-failed", error.description)
                 return report
             }
+            // A running instance's machine missing from the list is asked for by name before
+            // anything is judged: a list that left out a machine that exists is not trusted.
+            let desired = try store.desiredState()
+            if let why = await confirmMissing(desired: desired, machines: machines, cid: cid) {
+                report.observationError = why
+                store.event("observe-failed", why)
+                return report
+            }
             // Open intents from a crashed process are resolved against the list before planning.
             try resolveIntents(observed: machines)
-            let desired = try store.desiredState()
             // 2. Read statuses: from the host channel (no orbctl call), else by probing.
             let probes = try await readStatuses(desired: desired, machines: machines, cid: cid, now: now)
             // 3. Plan: a pure function.
@@ -121,6 +128,42 @@ public final class Controller: @unchecked Sendable {
             store.event("intent-resolved", machine: intent.machine, "\(intent.action) interrupted; \(outcome)")
             try store.closeIntent(intent.id)
         }
+    }
+
+    /// Confirms, by name, the machines of started instances that the list left out. Returns why
+    /// the list cannot be trusted when one of them exists after all (OrbStack restarting answers
+    /// `[]` for a moment), or could not be asked; `nil` when every one is confirmed gone.
+    func confirmMissing(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> String? {
+        let listed = Set(machines.map(\.name))
+        var missing: [String] = []
+        for run in desired.runs {
+            for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
+                let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                if !listed.contains(name) { missing.append(name) }
+            }
+        }
+        guard !missing.isEmpty else { return nil }
+        let provider = self.provider
+        // A batch at a time: the first batch of a lying list already finds a machine.
+        var start = 0
+        while start < missing.count {
+            let batch = Array(missing[start..<min(missing.count, start + max(1, settings.concurrency))])
+            let answers = await Self.forEach(batch, concurrency: batch.count) { name -> (String, Result<Bool, ProviderError>) in
+                do throws(ProviderError) { return (name, .success(try await provider.exists(name: name))) } catch { return (name, .failure(error)) }
+            }
+            for (name, answer) in answers {
+                switch answer {
+                case .success(true):
+                    return "orbctl list left out \(name), which exists (\(missing.count) running machine\(missing.count == 1 ? "" : "s") missing from it): the list is not trusted this tick"
+                case .failure(let error):
+                    return "orbctl list left out \(name), and asking for it failed (\(error.description)): the list is not trusted this tick"
+                case .success(false):
+                    continue
+                }
+            }
+            start += batch.count
+        }
+        return nil
     }
 
     /// Each unfinished instance's status. The host channel is read for all (a local file);

@@ -52,6 +52,7 @@ struct LimitedProvider: Provider {
     func stop(name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.stop(name: name) } }
     func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
     func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
+    func exists(name: String) async throws(ProviderError) -> Bool { try await limiter.run { () async throws(ProviderError) in try await base.exists(name: name) } }
     func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limiter.run { () async throws(ProviderError) in try await base.probe(name: name) } }
     func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await limiter.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
     func address(name: String) async throws(ProviderError) -> String? { try await limiter.run { () async throws(ProviderError) in try await base.address(name: name) } }

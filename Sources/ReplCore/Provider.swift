@@ -6,6 +6,8 @@ public protocol Provider: Sendable {
     var capabilities: ProviderCapabilities { get }
     /// Every machine. Throws rather than ever returning an empty list on failure.
     func list() async throws(ProviderError) -> [ObservedMachine]
+    /// Whether a machine exists, asked of it by name (to confirm what a list left out).
+    func exists(name: String) async throws(ProviderError) -> Bool
     /// Creates a machine and waits until it runs. A machine of that name that
     /// already exists is adopted (spawn is idempotent by name).
     func spawn(name: String, spec: Spec) async throws(ProviderError)

@@ -95,6 +95,7 @@ import ReplStore
         }
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
+        func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
         func spawn(name: String, spec: Spec) async throws(ProviderError) { try await base.spawn(name: name, spec: spec) }
         func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
         func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
