@@ -230,13 +230,28 @@ final class Context: @unchecked Sendable {
     }
 
     /// A run by id (base 36), name, or unique prefix of either.
-    func findRun(_ key: String) throws -> RunRecord {
+    /// The run a destructive command names: exactly its name, or `#ID` (its base-36 id), never a
+    /// prefix or a guess (a run named `1` is that run, not run id 1).
+    func exactRun(_ key: String) throws -> RunRecord {
         let runs = try store().runs(includeDeleted: false)
-        if let exact = runs.first(where: { Base36.encode($0.run.id) == key || $0.run.manifest.name == key }) { return exact }
+        if let named = runs.first(where: { $0.run.manifest.name == key }) { return named }
+        if key.hasPrefix("#"), let byID = runs.first(where: { Base36.encode($0.run.id) == key.dropFirst() }) { return byID }
+        throw CLIError.input("no run named \"\(key)\" (see `repl run list`; give its full name, or #ID); nothing was changed")
+    }
+
+    /// The run a read command names: its exact name or `#ID`, else its id or a unique prefix of
+    /// its name or id, and then it says which run it picked.
+    func findRun(_ key: String) throws -> RunRecord {
+        if let exact = try? exactRun(key) { return exact }
+        let runs = try store().runs(includeDeleted: false)
         let matches = runs.filter { Base36.encode($0.run.id).hasPrefix(key) || $0.run.manifest.name.hasPrefix(key) }
-        if matches.count == 1 { return matches[0] }
+        if matches.count == 1 {
+            let run = matches[0].run
+            if !quiet { Console.err("repl: \"\(key)\" is run \(run.manifest.name) (#\(Base36.encode(run.id)))\n") }
+            return matches[0]
+        }
         if matches.isEmpty { throw CLIError.input("no run matches \"\(key)\" (see `repl run list`)") }
-        throw CLIError.input("\"\(key)\" matches \(matches.count) runs: \(matches.map { "\(Base36.encode($0.run.id)) (\($0.run.manifest.name))" }.joined(separator: ", ")); give more of the id or the full name")
+        throw CLIError.input("\"\(key)\" matches \(matches.count) runs: \(matches.map { "#\(Base36.encode($0.run.id)) (\($0.run.manifest.name))" }.joined(separator: ", ")); give the full name or #ID")
     }
 }
 

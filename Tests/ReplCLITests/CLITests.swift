@@ -142,6 +142,39 @@ import ReplStore
     }
 
     /// An empty `--orbctl` names nothing: one line, not a directory of PATH taken for a program (#18).
+    /// Destructive commands take exact names (or `#ID`), never a prefix or a guess (#16).
+    @Test(.machineCommands) func destructiveCommandsTakeExactNamesOnly() async throws {
+        let home = Home()
+        let applied = home.dir.appendingPathComponent("applied.yaml"), other = home.dir.appendingPathComponent("other.yaml")
+        // replicas: 0, so no machine is needed: only the store is looked at.
+        try ["hello-world", "web-2", "1", "keep"].map { "kind: Run\nname: \"\($0)\"\nreplicas: 0\n" }.joined(separator: "---\n")
+            .write(to: applied, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: hello\nreplicas: 0\n---\nkind: Run\nname: keep\nreplicas: 0\n".write(to: other, atomically: true, encoding: .utf8)
+        #expect(try await Self.run(home, ["--orbctl", "sim", "apply", "-f", applied.path]).status == 0)
+        func live() async throws -> Set<String> {
+            let out = try await Self.run(home, ["--json", "run", "list"])
+            let runs = (try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]] ?? []
+            return Set(runs.filter { ($0["phase"] as? String) != "Cancelled" }.compactMap { $0["name"] as? String })
+        }
+        // A file naming a run that was never applied deletes nothing at all, not a look-alike.
+        let file = try await Self.run(home, ["--orbctl", "sim", "delete", "-f", other.path])
+        #expect(file.status == 2 && file.stderr.contains("hello"), "\(file.stdout)\(file.stderr)")
+        #expect(try await live() == ["hello-world", "web-2", "1", "keep"])
+        for args in [["delete", "run", "web"], ["run", "cancel", "web"], ["delete", "run", "hello"]] {
+            let out = try await Self.run(home, ["--orbctl", "sim"] + args)
+            #expect(out.status == 2, "\(args): \(out.stdout)\(out.stderr)")
+        }
+        #expect(try await live() == ["hello-world", "web-2", "1", "keep"])
+        // A run named `1` is that run, never run id 1; `#ID` names an id.
+        #expect(try await Self.run(home, ["--orbctl", "sim", "delete", "run", "1"]).status == 0)
+        #expect(try await live() == ["hello-world", "web-2", "keep"])
+        #expect(try await Self.run(home, ["--orbctl", "sim", "delete", "run", "#1"]).status == 0)  // hello-world's id
+        #expect(try await live() == ["web-2", "keep"])
+        // Read commands may take a prefix, and say which run they picked.
+        let logs = try await Self.run(home, ["logs", "web"])
+        #expect(logs.stderr.contains("web-2"), "\(logs.stderr)")
+    }
+
     @Test func anEmptyOrbctlIsBadInput() async throws {
         let home = Home()
         let out = try await Self.run(home, ["--orbctl", "", "apply", "-f", "examples/hello.yaml", "--dry-run"])

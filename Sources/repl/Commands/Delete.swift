@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ReplCore
+import ReplStore
 
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,7 +10,7 @@ struct Delete: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Delete what these manifests declare.") var file: [String] = []
-    @Argument(help: "`run NAME` or `snapshot NAME`.") var target: [String] = []
+    @Argument(help: "`run NAME` (or `run #ID`) or `snapshot NAME`: exact names, never a prefix.") var target: [String] = []
 
     func validate() throws {
         if file.isEmpty && target.count != 2 { throw ValidationError("use -f PATH, or `run NAME`, or `snapshot NAME`") }
@@ -30,9 +31,19 @@ struct Delete: AsyncParsableCommand {
         } else {
             snapshots = [target[1]]
         }
-        var done: [String] = []
+        // Exactly the names given, all of them found before anything is deleted: a name that
+        // matches nothing deletes nothing at all, never a look-alike.
+        var records: [RunRecord] = [], missing: [String] = []
         for name in runs {
-            let record = try context.findRun(name)
+            do { records.append(try context.exactRun(name)) } catch { missing.append("run \(name)") }
+        }
+        let knownSnapshots = Set(try store.snapshots().filter { !$0.deleted }.map(\.name))
+        missing += snapshots.filter { !knownSnapshots.contains($0) }.map { "snapshot \($0)" }
+        if !missing.isEmpty {
+            throw CLIError.input("nothing was deleted: no \(missing.joined(separator: ", no ")) (see `repl run list`, `repl snapshot list`; give full names, or #ID for a run)")
+        }
+        var done: [String] = []
+        for record in records {
             try store.cancel(run: record.run.id, delete: true)
             done.append("run \(record.run.manifest.name)")
         }

@@ -128,11 +128,11 @@ struct RunCancel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a run: the controller deletes its machines.",
                                                     discussion: "Example: repl run cancel hello")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+    @Argument(help: "The run's exact name, or #ID.") var id: String
 
     func run() async throws {
         let context = Context(global)
-        let r = try context.findRun(id)
+        let r = try context.exactRun(id)
         try context.store().cancel(run: r.run.id)
         let controller = try await context.controller()
         if try context.store().acquireLease(holder: "cancel") == nil {
