@@ -285,6 +285,16 @@ private struct PlanBuilder {
         if instance.startedAt != nil && !instance.logsCollected {
             actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
         }
+        delete(name, reason)
+    }
+
+    /// Every delete of a machine we account for goes through here: the whitelist protects
+    /// every machine it names, ours included (kept for debugging), and the plan says so.
+    mutating func delete(_ name: String, _ reason: DeleteReason) {
+        if settings.whitelist.contains(name) {
+            waiting[name] = "whitelisted: kept (\(reason.rawValue)) until `repl orphans unwhitelist \(name)`"
+            return
+        }
         actions.append(.delete(machine: name, reason: reason))
     }
 
@@ -439,12 +449,16 @@ private struct PlanBuilder {
             if input.inFlight.contains(name) { continue }
             let machine = byName[name]
             if snap.deleted {
-                if let machine, machine.state != .deleting { actions.append(.delete(machine: name, reason: .snapshotDeleted)) }
+                if let machine, machine.state != .deleting { delete(name, .snapshotDeleted) }
                 continue
             }
             if let machine {
                 if machine.state == .running || machine.state == .starting {
-                    actions.append(.stop(machine: name))
+                    if settings.whitelist.contains(name) {
+                        waiting[name] = "whitelisted: left running until `repl orphans unwhitelist \(name)`"
+                    } else {
+                        actions.append(.stop(machine: name))
+                    }
                 }
                 continue
             }

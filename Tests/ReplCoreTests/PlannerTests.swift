@@ -160,6 +160,24 @@ struct PlannerTests {
         #expect(w.plan().actions.first == .markPhase(run: 1, instance: 1, phase: .failed, exitCode: 7, reason: nil))
     }
 
+    /// The whitelist protects every machine it names, ours included (#16): a finished run's
+    /// machine kept for debugging is not deleted, and the plan says why.
+    @Test func aWhitelistedMachineOfOursIsNeverDeleted() {
+        var settings = PlannerSettings(controlID: W.cid)
+        settings.whitelist = ["repl-ab12cd-1-1", "repl-ab12cd-2-2"]
+        var finished = Self.running(1)
+        finished.phase = .succeeded
+        finished.finishedAt = W.epoch.addingTimeInterval(-60)
+        var w = W(runs: [Self.run(1, instances: [finished]), Self.run(2, "gone", cancelled: true, instances: [Self.running(2)])],
+                  settings: settings)
+        w.newMachine("repl-ab12cd-1-1", .running)
+        w.newMachine("repl-ab12cd-2-2", .running)
+        let plan = w.plan()
+        #expect(!plan.actions.contains { $0.isDestructive }, "\(plan.actions)")
+        #expect(plan.waiting["repl-ab12cd-1-1"]?.contains("whitelisted") == true)
+        #expect(plan.waiting["repl-ab12cd-2-2"]?.contains("whitelisted") == true)
+    }
+
     @Test func aMachineThatDisappearsFailsItsInstance() {
         let w = W(runs: [Self.run(1, instances: [Self.running(1)])])
         // Its logs may be in the host channel: they are collected all the same.

@@ -113,7 +113,7 @@ struct OrphansSweep: AsyncParsableCommand {
 }
 
 struct OrphansWhitelist: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "whitelist", abstract: "Keep one machine that nothing wants.",
+    static let configuration = CommandConfiguration(commandName: "whitelist", abstract: "Keep one machine: an orphan, or one of ours that would be deleted (kept for debugging).",
                                                     discussion: "Example: repl orphans whitelist repl-ab12cd-3-7 --reason \"debugging\" --expires 2026-12-31")
     @OptionGroup var global: GlobalOptions
     @Argument var name: String
