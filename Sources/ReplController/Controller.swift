@@ -85,7 +85,7 @@ public final class Controller: @unchecked Sendable {
                 machines = try await provider.list()
             } catch {
                 report.observationError = error.description
-                store.event("observe-failed", error.description)
+                if !settings.dryRun { store.event("observe-failed", error.description) }
                 return report
             }
             // A running instance's machine missing from the list is asked for by name before
@@ -93,11 +93,12 @@ public final class Controller: @unchecked Sendable {
             let desired = try store.desiredState()
             if let why = await confirmMissing(desired: desired, machines: machines, cid: cid) {
                 report.observationError = why
-                store.event("observe-failed", why)
+                if !settings.dryRun { store.event("observe-failed", why) }
                 return report
             }
-            // Open intents from a crashed process are resolved against the list before planning.
-            try resolveIntents(observed: machines)
+            // Open intents: a live process's are planning input (its machines are in flight);
+            // a dead one's are resolved against the list (closed, when acting).
+            let inFlight = try resolveIntents(observed: machines)
             // 2. Read statuses: from the host channel (no orbctl call), else by probing.
             let probes = try await readStatuses(desired: desired, machines: machines, cid: cid, now: now)
             // 3. Plan: a pure function.
@@ -105,7 +106,7 @@ public final class Controller: @unchecked Sendable {
             let planner = PlannerSettings(controlID: cid, orphanGrace: settings.orphanGrace,
                                           includeForeign: settings.includeForeign, whitelist: whitelist)
             let plan = Planner.plan(PlanInput(desired: desired, observation: .machines(machines), probes: probes,
-                                              inFlight: [], now: now, settings: planner))
+                                              inFlight: inFlight, now: now, settings: planner))
             report.plan = plan
             if settings.dryRun { return report }
             // 4. Act.
@@ -121,13 +122,23 @@ public final class Controller: @unchecked Sendable {
     /// Closes intents left by a process that died mid-action. A create whose machine
     /// exists is adopted (the planner sees it as the instance's machine); one whose
     /// machine does not exist never happened and is planned again.
-    func resolveIntents(observed: [ObservedMachine]) throws(StoreError) {
+    /// Returns the machines of intents whose process is alive: another actor's actions in
+    /// flight, never acted on or closed. A dry run writes nothing: it plans as if the dead
+    /// ones were resolved.
+    func resolveIntents(observed: [ObservedMachine]) throws(StoreError) -> Set<String> {
         let names = Set(observed.map(\.name))
+        var inFlight: Set<String> = []
         for intent in try store.openIntents() {
+            if intent.pid != getpid() && Store.isAlive(intent.pid) {
+                inFlight.insert(intent.machine)
+                continue
+            }
+            guard !settings.dryRun else { continue }
             let outcome = names.contains(intent.machine) ? "machine exists: adopted" : "machine absent: will be planned again"
             store.event("intent-resolved", machine: intent.machine, "\(intent.action) interrupted; \(outcome)")
             try store.closeIntent(intent.id)
         }
+        return inFlight
     }
 
     /// Confirms, by name, the machines of started instances that the list left out. Returns why
@@ -183,7 +194,8 @@ public final class Controller: @unchecked Sendable {
                     probes[name] = status
                     continue
                 }
-                guard instance.phase == .bootstrapping || (instance.phase == .running && run.manifest.command != nil),
+                // A dry run reads the channel only: probing is an orbctl call, and recording it a write.
+                guard !settings.dryRun, instance.phase == .bootstrapping || (instance.phase == .running && run.manifest.command != nil),
                       let started = instance.startedAt else { continue }
                 // Never probe a stopped machine: `orbctl run` would start it.
                 guard running.contains(name) else { continue }

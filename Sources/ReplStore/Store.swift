@@ -380,10 +380,10 @@ public final class Store: @unchecked Sendable {
     // MARK: - Intents
 
     /// Records an intent before the orbctl call; returns its id.
-    public func openIntent(machine: String, action: String, now: Date = Date()) throws(StoreError) -> Int64 {
+    public func openIntent(machine: String, action: String, pid: Int32 = getpid(), now: Date = Date()) throws(StoreError) -> Int64 {
         try write { db in
             try db.execute(sql: "INSERT INTO intents (machine, action, pid, at) VALUES (?, ?, ?, ?)",
-                           arguments: [machine, action, Int64(getpid()), now.timeIntervalSince1970])
+                           arguments: [machine, action, Int64(pid), now.timeIntervalSince1970])
             return db.lastInsertedRowID
         }
     }
@@ -572,5 +572,5 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+    public static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
 }
