@@ -43,6 +43,8 @@ public struct TickReport: Sendable {
     /// Provider calls this tick made (a list, probes, actions).
     public var calls = 0
 
+    public init() {}
+
     public var failed: Bool { observationError != nil || outcomes.contains { $0.error != nil } }
     public var didSomething: Bool { !outcomes.isEmpty }
 }

@@ -9,7 +9,8 @@ struct Converger {
     let context: Context
 
     /// Exit code: 0, the command's exit code with `wait` (124 on timeout), or 1 on failure.
-    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool) async throws -> Int32 {
+    /// `timeout` bounds the wait for the runs to start (not, with `wait`, for them to finish).
+    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600) async throws -> Int32 {
         let store = try context.store()
         if dryRun {
             let controller = try await context.controller { $0.dryRun = true }
@@ -27,19 +28,33 @@ struct Converger {
         }
         let names = Set(set.runs.map(\.name))
         let controller = try await context.controller()
-        if let holder = try store.acquireLease(holder: "apply") {
-            context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests")
-            if context.json { context.printJSON(["applied": changes.map { "\($0)" }, "leaseHeldBy": holder.holder]) }
-            return 0
-        }
-        defer { store.releaseLease() }
+        var holding = false
+        defer { if holding { store.releaseLease() } }
         var failures = 0
         var streamed: [InstanceID: Int] = [:]
         var lastStream = Date.distantPast
+        var followed: Int32?
         let cid = try store.controlID()
+        let startBy = Date().addingTimeInterval(timeout)
+        var waiting: [String: String] = [:]
         while true {
-            let report = await controller.tick()
-            _ = try store.acquireLease(holder: "apply")
+            // One actor at a time: while another process holds the lease it acts on these
+            // manifests, and this one follows their runs (and takes over if it lets go).
+            if let holder = try store.acquireLease(holder: "apply") {
+                holding = false
+                if followed != holder.pid {
+                    context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")")
+                    followed = holder.pid
+                }
+                if !wait {
+                    if context.json { context.printJSON(["applied": changes.map { "\($0)" }, "leaseHeldBy": holder.holder]) }
+                    return 0
+                }
+            } else {
+                holding = true
+            }
+            let report = holding ? await controller.tick() : TickReport()
+            if let plan = report.plan { waiting = plan.waiting }
             for (action, error) in report.outcomes {
                 if let error {
                     context.warn("\(action) failed: \(error.description)")
@@ -76,14 +91,35 @@ struct Converger {
             if finished || (!wait && started) {
                 return try finish(runs: runs, wait: wait, streamed: streamed)
             }
+            if !started && Date() > startBy {
+                throw CLIError.failure("gave up after \(TimeSpan(milliseconds: Int64(timeout * 1000))): not started yet: "
+                                       + stuck(runs: try store.runs(includeDeleted: false).filter { names.contains($0.run.manifest.name) }, cid: cid, waiting: waiting)
+                                       + ". The manifests stay recorded: `repl watch` or the next sweep goes on with them")
+            }
             // --wait streams the commands' output live, about once a second.
             if wait && !context.json && Date().timeIntervalSince(lastStream) >= 1 {
                 lastStream = Date()
                 await stream(runs: runs, cid: cid, streamed: &streamed)
             }
-            let pause: UInt64 = report.didSomething ? 100_000_000 : 300_000_000
+            let pause: UInt64 = report.didSomething ? 100_000_000 : holding ? 300_000_000 : 500_000_000
             try await Task.sleep(nanoseconds: pause)
         }
+    }
+
+    /// What has not started, and why: the plan's reason, else the last error.
+    func stuck(runs: [RunRecord], cid: ControlID, waiting: [String: String]) -> String {
+        var parts: [String] = []
+        for record in runs {
+            let run = record.run
+            let wanted = run.instances.filter { run.wants($0) }
+            for instance in wanted where instance.phase < .bootstrapping {
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                let why = waiting[machine] ?? record.lastError ?? "no machine yet"
+                parts.append("\(run.manifest.name) (\(machine), \(instance.phase.rawValue.lowercased())): \(why)")
+            }
+            if wanted.count < run.manifest.replicas { parts.append("\(run.manifest.name): \(run.manifest.replicas - wanted.count) instance(s) not yet planned") }
+        }
+        return parts.isEmpty ? "nothing (it started just now)" : parts.joined(separator: "; ")
     }
 
     static func progress(_ action: Action) -> String? {

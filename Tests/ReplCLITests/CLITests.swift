@@ -279,6 +279,51 @@ import ReplStore
     }
 }
 
+/// `apply --wait` while another process holds the controller lease (#16): it records its
+/// manifests, follows its runs to their end, and exits with their real code and output.
+@Suite(.serialized) struct LeaseFollowTests {
+    @Test(.machineCommands) func applyWaitUnderAWatchFollowsTheRunToItsRealExitCode() async throws {
+        let home = CLITests.Home()
+        let log = home.dir.appendingPathComponent("watch.log").path
+        var env = home.environment
+        env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
+        let script = "exec \"\(CLITests.repl)\" --orbctl sim watch --interval 300ms > \"\(log)\" 2>&1"
+        let watch = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
+        defer { watch.signal(SIGINT) }
+        for _ in 0..<100 where !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("watching") {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: job\ncommand: sleep 1; echo job-output; exit 3\n".write(to: job, atomically: true, encoding: .utf8)
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"])
+        #expect(out.status == 3, "\(out.stdout)\(out.stderr)")
+        #expect(out.stdout.contains("job-output"), "\(out.stdout)")
+        #expect(out.stdout.contains("holds the controller lease"), "\(out.stdout)")
+        watch.signal(SIGINT)
+        #expect(try await watch.wait() == 0)
+    }
+}
+
+/// `apply` without `--wait` gives up at its `--timeout`, naming what is stuck and why (#16).
+@Suite(.serialized) struct ApplyTimeoutTests {
+    @Test(.machineCommands) func applyGivesUpAtItsTimeoutNamingWhatIsStuck() async throws {
+        let home = CLITests.Home()
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: stuck\ncommand: \"true\"\n".write(to: job, atomically: true, encoding: .utf8)
+        // The emulator exists once the first command has run; then every create fails.
+        _ = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "list"])
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        _ = try await CLITests.exec(BuildProducts.orbctlSim, ["admin", "fail", "create", "--times", "1000", "--message", "disk image unavailable"], env: env)
+        let started = Date()
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path, "--timeout", "3s"])
+        #expect(out.status == 1, "\(out.stdout)\(out.stderr)")
+        #expect(Date().timeIntervalSince(started) < 30)
+        let last = out.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.contains("gave up after 3s") && last.contains("stuck") && last.contains("disk image unavailable"), "\(out.stderr)")
+    }
+}
+
 /// Hostile values from the command line and in manifests get clear errors, never a crash.
 @Suite(.serialized) struct HostileInputTests {
     // (A NUL byte cannot reach argv at all: exec ends C strings there. Manifests are checked for it below.)

@@ -23,6 +23,8 @@ struct Apply: AsyncParsableCommand {
     var wait = false
     @Flag(help: "After applying, keep watching (as `repl watch -f`).")
     var watch = false
+    @Option(help: "Give up (exit 1, naming what is stuck and why) when the runs have not all started by then: 10m, 90s.")
+    var timeout: String = "10m"
 
     func validate() throws {
         if file.isEmpty { throw ValidationError("give at least one manifest with -f PATH") }
@@ -30,8 +32,11 @@ struct Apply: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context(global)
+        guard let limit = TimeSpan(parsing: timeout), limit.milliseconds > 0 else {
+            throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 10m, 90s or 600000)")
+        }
         let set = try context.manifests(file)
-        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun)
+        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun, timeout: limit.seconds)
         if watch && !dryRun { try await WatchLoop(context: context, files: file, interval: 2).run() }
         if code != 0 { throw ExitCode2(code: code) }
     }
