@@ -10,13 +10,14 @@ struct Converger {
 
     /// Exit code: 0, the command's exit code with `wait` (124 on timeout), or 1 on failure.
     /// `timeout` bounds the wait for the runs to start (not, with `wait`, for them to finish).
-    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600) async throws -> Int32 {
+    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600, newInstallation: Bool = false) async throws -> Int32 {
         let store = try context.store()
         if dryRun {
             let controller = try await context.controller { $0.dryRun = true }
             return try await PlanPrinter(context: context).show(set: set, controller: controller)
         }
         if !set.runs.isEmpty { try context.requireRunnableEmulator() }
+        if !newInstallation { try await refuseOverALostStore(store) }
         let changes = try store.apply(set)
         for change in changes {
             switch change {
@@ -104,6 +105,29 @@ struct Converger {
             let pause: UInt64 = report.didSomething ? 100_000_000 : holding ? 300_000_000 : 500_000_000
             try await Task.sleep(nanoseconds: pause)
         }
+    }
+
+    /// An empty store beside machines of another installation is most likely a lost `state.db`:
+    /// applying would make a second fleet while the first runs on as foreign. Refused, pointing at
+    /// `repl recover`, unless `--new-installation` says it is meant. A failed list is never read
+    /// as "no machines": it refuses too.
+    func refuseOverALostStore(_ store: Store) async throws {
+        guard try store.isEmpty() else { return }
+        let machines: [ObservedMachine]
+        do {
+            machines = try await context.provider().list()
+        } catch let error as ProviderError {
+            throw CLIError.failure("cannot list machines to check for an earlier installation (\(error.description)); nothing was recorded")
+        }
+        let cid = try store.controlID()
+        var others: [ControlID: [String]] = [:]
+        for machine in machines {
+            if let name = MachineName(parsing: machine.name), name.controlID != cid { others[name.controlID, default: []].append(machine.name) }
+        }
+        guard !others.isEmpty else { return }
+        let seen = others.keys.sorted().map { "\($0) (\(others[$0]!.count) machine\(others[$0]!.count == 1 ? "" : "s"), e.g. \(others[$0]!.sorted()[0]))" }
+        throw CLIError.input("\(store.path) is empty, but machines of another repl installation exist: control id \(seen.joined(separator: ", ")). "
+                             + "If its state was lost, run `repl recover` to adopt them; to start a second installation beside them, apply again with --new-installation. Nothing was recorded")
     }
 
     /// What has not started, and why: the plan's reason, else the last error.

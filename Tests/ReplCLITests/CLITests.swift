@@ -324,6 +324,34 @@ import ReplStore
     }
 }
 
+/// A lost `state.db` does not silently duplicate the fleet (#16): `apply` on an empty store,
+/// while machines of another control id exist, refuses and points at `repl recover`.
+@Suite(.serialized) struct LostStateTests {
+    @Test(.machineCommands) func applyOnALostStoreRefusesAndPointsAtRecover() async throws {
+        let home = CLITests.Home()
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("orbstack").path  // machines outlive the store
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: web\nreplicas: 0\n".write(to: job, atomically: true, encoding: .utf8)
+        // The old installation's fleet: one machine of control id oldcid.
+        _ = try await CLITests.exec(BuildProducts.orbctlSim, ["create", "ubuntu", "repl-oldcid-1-1"], env: env)
+        let refused = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", job.path], env: env)
+        #expect(refused.status == 2, "\(refused.stdout)\(refused.stderr)")
+        #expect(refused.stderr.contains("oldcid") && refused.stderr.contains("repl recover") && refused.stderr.contains("--new-installation"), "\(refused.stderr)")
+        let list = try await CLITests.exec(CLITests.repl, ["run", "list"], env: env)
+        #expect(list.stdout.contains("No runs yet"))  // nothing was recorded
+        let recover = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "recover"], env: env)
+        #expect(recover.stdout.contains("oldcid") || recover.stderr.contains("oldcid"), "\(recover.stdout)\(recover.stderr)")
+        // On purpose: a second installation beside the old one.
+        let fresh = CLITests.Home()
+        var env2 = fresh.environment
+        env2["ORBSIM_HOME"] = env["ORBSIM_HOME"]
+        let again = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", job.path, "--new-installation"], env: env2)
+        #expect(again.status == 0, "\(again.stderr)")
+        _ = try await CLITests.exec(BuildProducts.orbctlSim, ["admin", "reset"], env: env)
+    }
+}
+
 /// Hostile values from the command line and in manifests get clear errors, never a crash.
 @Suite(.serialized) struct HostileInputTests {
     // (A NUL byte cannot reach argv at all: exec ends C strings there. Manifests are checked for it below.)

@@ -118,7 +118,8 @@ import ReplStore
         try await w.sim(["admin", "calls", "--reset"])
         let file = w.root.appendingPathComponent("churn.yaml")
         try "kind: Run\nname: short\ncommand: \"true\"\nreplicas: 3\n".write(to: file, atomically: true, encoding: .utf8)
-        await #expect(try repl(w, ["apply", "-f", file.path, "--wait"]).status == 0)
+        // Another installation's machines exist: this one is a second installation on purpose.
+        await #expect(try repl(w, ["apply", "-f", file.path, "--wait", "--new-installation"]).status == 0)
         await #expect(try repl(w, ["orphans", "sweep", "--orphan-grace", "0s"]).status == 0)
         await #expect(try repl(w, ["delete", "run", "short"]).status == 0)
         let touched = Set(try destructiveCalls(w))

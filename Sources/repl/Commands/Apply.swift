@@ -25,6 +25,8 @@ struct Apply: AsyncParsableCommand {
     var watch = false
     @Option(help: "Give up (exit 1, naming what is stuck and why) when the runs have not all started by then: 10m, 90s.")
     var timeout: String = "10m"
+    @Flag(help: "Start a new installation even though machines of another one exist (see `repl recover`).")
+    var newInstallation = false
 
     func validate() throws {
         if file.isEmpty { throw ValidationError("give at least one manifest with -f PATH") }
@@ -36,7 +38,7 @@ struct Apply: AsyncParsableCommand {
             throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 10m, 90s or 600000)")
         }
         let set = try context.manifests(file)
-        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun, timeout: limit.seconds)
+        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun, timeout: limit.seconds, newInstallation: newInstallation)
         if watch && !dryRun { try await WatchLoop(context: context, files: file, interval: 2).run() }
         if code != 0 { throw ExitCode2(code: code) }
     }

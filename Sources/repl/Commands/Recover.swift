@@ -40,9 +40,14 @@ struct Recover: AsyncParsableCommand {
             else { context.say("no repl machines found; nothing to recover") }
             return
         } else {
-            throw CLIError.input("machines of several installations exist (\(ids.sorted().map(\.rawValue).joined(separator: ", "))); choose one with --control-id")
+            let counts = Dictionary(grouping: ours, by: \.1.controlID).mapValues(\.count)
+            throw CLIError.input("machines of several installations exist (\(ids.sorted().map { "\($0.rawValue): \(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s")" }.joined(separator: ", "))); choose one with --control-id")
         }
         try store.setControlID(cid)
+        if ids.count > 1, !context.json {
+            let counts = Dictionary(grouping: ours, by: \.1.controlID).mapValues(\.count)
+            context.say("control ids seen: " + counts.keys.sorted().map { "\($0) (\(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s"))" }.joined(separator: ", "))
+        }
         let mine = ours.filter { $0.1.controlID == cid }
         try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID).max() ?? 0)
 

@@ -24,6 +24,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "A script file run as root before the command.") var bootstrap: String?
     @Option(help: "Number of machines.") var replicas: Int?
     @Flag(help: "Wait for the run to finish and exit with the command's exit code.") var wait = false
+    @Flag(help: "Start a new installation even though machines of another one exist (see `repl recover`).") var newInstallation = false
 
     func run() async throws {
         let context = Context(global)
@@ -55,7 +56,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             throw CLIError.input(lines.joined(separator: "\n"))
         }
-        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: false)
+        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: false, newInstallation: newInstallation)
         if !context.json, let record = try? context.findRun(set.runs[0].name) {
             context.say("run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))")
         }
