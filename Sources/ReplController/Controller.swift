@@ -59,11 +59,13 @@ public final class Controller: @unchecked Sendable {
     public var onOutcome: (@Sendable (Action, ProviderError?) -> Void)?
 
     let limiter: CallLimiter
+    let gate = BreakerGate()
 
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
         limiter = CallLimiter(permits: settings.concurrency)
-        self.provider = LimitedProvider(base: provider, limiter: limiter)
+        let gate = self.gate
+        self.provider = LimitedProvider(base: provider, limiter: limiter, gate: { gate.refusal(at: Date()) })
         self.settings = settings
     }
 
@@ -250,7 +252,8 @@ public final class Controller: @unchecked Sendable {
             groups[machine, default: []].append(action)
         }
         let backoffs = try store.backoffs()
-        var breaker = try store.breaker()
+        let breaker = try store.breaker()
+        gate.load(breaker)
         var runnable: [[Action]] = []
         for machine in order {
             let group = groups[machine]!
@@ -286,16 +289,26 @@ public final class Controller: @unchecked Sendable {
         }
         for outcomes in results {
             for (action, error) in outcomes {
-                report.outcomes.append((action, error))
-                if let error, error.kind == .addressExhausted {
-                    breaker = try store.tripBreaker(error.message, now: Date())
-                    store.event("breaker-open", machine: action.machine, "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
-                } else if error == nil, Self.needsAddress(action), breaker.failures > 0 {
-                    try store.resetBreaker()
-                    breaker = try store.breaker()
-                    store.event("breaker-closed", machine: action.machine, "a create succeeded; circuit breaker closed")
+                // Held back (the breaker opened while it waited for its turn): not attempted.
+                if let error, error.kind == .heldBack {
+                    report.deferred.append((action, error.message))
+                } else {
+                    report.outcomes.append((action, error))
                 }
             }
+        }
+    }
+
+    /// The breaker's part of an action's outcome, as it happens (so the rest of the tick sees
+    /// it): an exhaustion trips it once per episode; a success closes it only if it began after
+    /// the trip.
+    func recordForBreaker(_ action: Action, began: Date, error: ProviderError?) throws(StoreError) {
+        if let error, error.kind == .addressExhausted {
+            if let breaker = try gate.exhausted(began: began, message: error.message, store: store) {
+                store.event("breaker-open", machine: action.machine, "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
+            }
+        } else if error == nil, Self.needsAddress(action), try gate.succeeded(began: began, store: store) {
+            store.event("breaker-closed", machine: action.machine, "a create succeeded; circuit breaker closed")
         }
     }
 
@@ -315,10 +328,12 @@ public final class Controller: @unchecked Sendable {
             do {
                 let intent = try store.openIntent(machine: machine, action: "\(action)")
                 Self.crashPoint("after-intent", action)
+                let began = Date()
                 do {
                     try await execute(action, runs: runs, states: states)
                     Self.crashPoint("after-call", action)
                     try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
+                    try recordForBreaker(action, began: began, error: nil)
                     // The channel's directory goes with its machine (its logs were moved first).
                     if case .delete = action { settings.channel?.remove(machine) }
                     if case .collectLogs = action, states[machine] == nil { settings.channel?.remove(machine) }
@@ -327,6 +342,11 @@ public final class Controller: @unchecked Sendable {
                 } catch {
                     let error = (error as? ProviderError) ?? ProviderError(.failed, "\(error)")
                     try store.closeIntent(intent)
+                    if error.kind == .heldBack {
+                        outcomes.append((action, error))
+                        break
+                    }
+                    try recordForBreaker(action, began: began, error: error)
                     try store.recordFailure(machine: machine, error: error.description)
                     store.event("error", machine: machine, run: action.instance?.run, "\(action) failed: \(error.description)")
                     outcomes.append((action, error))
@@ -472,6 +492,41 @@ public final class Controller: @unchecked Sendable {
             }
             return results.map { $0! }
         }
+    }
+}
+
+/// The circuit breaker as the actions of one tick see it, shared by them as they run.
+final class BreakerGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var breaker = Breaker(openUntil: nil, failures: 0, message: nil)
+
+    func load(_ breaker: Breaker) { lock.withLock { self.breaker = breaker } }
+
+    /// Why an address-taking call must not go now, or nil.
+    func refusal(at now: Date) -> String? {
+        lock.withLock { breaker.isOpen(at: now) ? "circuit breaker open: \(ProviderError.resetAdvice)" : nil }
+    }
+
+    /// Trips the breaker, unless this failure belongs to the episode that tripped it (the call
+    /// began before the trip, or while it was open). Returns the breaker when it tripped.
+    func exhausted(began: Date, message: String, store: Store) throws(StoreError) -> Breaker? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let tripped = breaker.trippedAt, began < tripped { return nil }
+        if breaker.isOpen(at: began) { return nil }
+        breaker = try store.tripBreaker(message, now: Date())
+        return breaker
+    }
+
+    /// Closes the breaker after a success that began after its trip. Returns whether it closed.
+    func succeeded(began: Date, store: Store) throws(StoreError) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard breaker.failures > 0 else { return false }
+        if let tripped = breaker.trippedAt, began <= tripped { return false }
+        try store.resetBreaker()
+        breaker = Breaker(openUntil: nil, failures: 0, message: nil)
+        return true
     }
 }
 

@@ -88,6 +88,8 @@ public enum RunLimits {
 public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
         case notFound, alreadyExists, addressExhausted, unavailable, timedOut, malformedOutput, failed
+        /// Not attempted: held back by the controller (the circuit breaker opened meanwhile).
+        case heldBack
     }
     public var kind: Kind
     public var message: String
@@ -107,7 +109,7 @@ public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible
     public var isRetryable: Bool {
         switch kind {
         case .timedOut, .failed, .malformedOutput, .alreadyExists, .notFound: return true
-        case .addressExhausted, .unavailable: return false
+        case .addressExhausted, .unavailable, .heldBack: return false
         }
     }
 

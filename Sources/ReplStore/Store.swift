@@ -38,6 +38,16 @@ public struct Breaker: Sendable, Equatable {
     public var openUntil: Date?
     public var failures: Int
     public var message: String?
+    /// When it last tripped: an exhaustion of an action that began before this is the same episode.
+    public var trippedAt: Date?
+
+    public init(openUntil: Date?, failures: Int, message: String?, trippedAt: Date? = nil) {
+        self.openUntil = openUntil
+        self.failures = failures
+        self.message = message
+        self.trippedAt = trippedAt
+    }
+
     public func isOpen(at now: Date) -> Bool { openUntil.map { now < $0 } ?? false }
 }
 
@@ -85,11 +95,16 @@ public final class Store: @unchecked Sendable {
             INSERT INTO counters VALUES ('manifest', 1), ('instance', 1);
             """)
         }
+        // v2: when the breaker last tripped, so that one episode counts once and only a success
+        // that began after the trip closes it.
+        m.registerMigration("v2") { db in
+            try db.execute(sql: "ALTER TABLE breaker ADD COLUMN tripped_at REAL")
+        }
         return m
     }
 
     /// The schema version this build writes.
-    public static let schemaVersion = "v1"
+    public static let schemaVersion = "v2"
 
     /// Opens (creating when absent) the store at `directory/state.db`.
     public init(directory: URL, busyTimeout: TimeInterval = 10) throws(StoreError) {
@@ -445,7 +460,8 @@ public final class Store: @unchecked Sendable {
     public func breaker() throws(StoreError) -> Breaker {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1") else { return Breaker(openUntil: nil, failures: 0, message: nil) }
-            return Breaker(openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"])
+            return Breaker(openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"],
+                           trippedAt: Store.date(row, "tripped_at"))
         }
     }
 
@@ -454,9 +470,9 @@ public final class Store: @unchecked Sendable {
         try write { db in
             let failures = (try Int.fetchOne(db, sql: "SELECT failures FROM breaker WHERE id = 1") ?? 0) + 1
             let cooldown = min(600, 30 * pow(2.0, Double(failures - 1)))
-            try db.execute(sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message) VALUES (1, ?, ?, ?)",
-                           arguments: [now.timeIntervalSince1970 + cooldown, failures, message])
-            return Breaker(openUntil: now.addingTimeInterval(cooldown), failures: failures, message: message)
+            try db.execute(sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message, tripped_at) VALUES (1, ?, ?, ?, ?)",
+                           arguments: [now.timeIntervalSince1970 + cooldown, failures, message, now.timeIntervalSince1970])
+            return Breaker(openUntil: now.addingTimeInterval(cooldown), failures: failures, message: message, trippedAt: now)
         }
     }
 

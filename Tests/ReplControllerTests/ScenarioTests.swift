@@ -139,6 +139,25 @@ import ReplStore
         #expect(try w.store.breaker().failures == 0)
     }
 
+    /// The breaker is checked before every create within a tick, and one episode counts once
+    /// (#16): 12 creates into an exhausted pool attempt only those already in flight.
+    @Test(.machineCommands) func oneExhaustionEpisodeStopsTheRestOfTheTickAndCountsOnce() async throws {
+        let w = try World()
+        try await w.sim(["admin", "ip-pool", "1"])
+        try await w.sim(["create", "ubuntu", "someone-else"])
+        try w.apply("kind: Run\nname: many\nreplicas: 12\n")
+        try await w.sim(["admin", "calls", "--reset"])
+        let report = await w.controller.tick()  // concurrency 4
+        let calls = try await JSONSerialization.jsonObject(with: w.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
+        let creates = (calls?["verbs"] as? [String: Int])?["create"] ?? 0
+        #expect(creates <= 4, "\(creates) creates attempted into an exhausted pool")
+        #expect(report.deferred.contains { $0.why.contains("circuit breaker") })
+        let breaker = try w.store.breaker()
+        #expect(breaker.failures == 1, "one episode, \(breaker.failures) failures counted")
+        let cooldown = try #require(breaker.openUntil).timeIntervalSinceNow
+        #expect(cooldown > 20 && cooldown <= 30, "cool-down \(cooldown) s after one episode")
+    }
+
     @Test func onlyOneProcessHoldsTheLease() async throws {
         let w = try World()
         #expect(try w.store.acquireLease(holder: "watch") == nil)
