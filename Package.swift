@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "ReplPlatform", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
         .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Yams", package: "Yams")]),
-        .target(name: "ReplStore", dependencies: ["ReplCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "ReplStore", dependencies: ["ReplCore", "ReplPlatform", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack"]),
         .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim", "ReplPlatform"]),
         .executableTarget(

@@ -57,6 +57,8 @@ public final class Controller: @unchecked Sendable {
     public var settings: ControllerSettings
     /// Called with each action's outcome as it happens (for live views).
     public var onOutcome: (@Sendable (Action, ProviderError?) -> Void)?
+    /// The lease this controller acts under: once it is lost, no further action starts.
+    public var lease: LeaseKeeper?
 
     let limiter: CallLimiter
     let gate = BreakerGate()
@@ -325,6 +327,10 @@ public final class Controller: @unchecked Sendable {
         var outcomes: [(Action, ProviderError?)] = []
         for action in group {
             let machine = action.machine!
+            if let lease, !lease.isHeld {
+                outcomes.append((action, ProviderError(.heldBack, "the controller lease was lost: another process acts now")))
+                break
+            }
             do {
                 let intent = try store.openIntent(machine: machine, action: "\(action)")
                 Self.crashPoint("after-intent", action)

@@ -41,6 +41,21 @@ enum LinuxOnly {
         return found
     }
 
+    /// The boot id, this process's PID namespace, and the process's start time (field 22 of
+    /// its stat, in clock ticks since boot).
+    static func identity(of pid: Int32) -> Platform.ProcessIdentity? {
+        guard let bootData = Platform.readWholeFile("/proc/sys/kernel/random/boot_id"),
+              let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"),
+              let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return nil }
+        let stat = String(decoding: raw, as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        // After "pid (comm)": state is field 3, so starttime (22) is the 20th after the paren.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19 else { return nil }
+        let boot = String(decoding: bootData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return Platform.ProcessIdentity(boot: boot, namespace: namespace, start: String(fields[19]))
+    }
+
     static func isZombie(_ pid: Int32) -> Bool {
         guard let raw = Platform.readWholeFile("/proc/\(pid)/stat"), case let stat = String(decoding: raw, as: UTF8.self),
               let close = stat.lastIndex(of: ")") else { return false }

@@ -39,6 +39,41 @@ public enum Platform {
         #endif
     }
 
+    /// Who a process is, beyond its pid (which the kernel reuses, and which another PID
+    /// namespace repeats): the host's boot, the PID namespace it was read in, and the process's
+    /// start time. Two identities name the same process only if all three agree.
+    public struct ProcessIdentity: Equatable, Sendable {
+        public var boot: String
+        public var namespace: String
+        public var start: String
+
+        public init(boot: String, namespace: String, start: String) {
+            self.boot = boot
+            self.namespace = namespace
+            self.start = start
+        }
+    }
+
+    /// The identity of `pid` as seen from this process; nil when there is no such process here.
+    public static func identity(of pid: Int32) -> ProcessIdentity? {
+        #if os(Linux)
+        return LinuxOnly.identity(of: pid)
+        #else
+        // Darwin: kern.boottime, and the process's start time from kinfo_proc (`p_starttime`
+        // is a macro for `p_un.__p_starttime`, which is what Swift sees). No PID namespaces.
+        var boot = timeval()
+        var size = MemoryLayout<timeval>.stride
+        var bootName: [Int32] = [CTL_KERN, KERN_BOOTTIME]
+        guard sysctl(&bootName, 2, &boot, &size, nil, 0) == 0 else { return nil }
+        var info = kinfo_proc()
+        size = MemoryLayout<kinfo_proc>.stride
+        var procName: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
+        guard sysctl(&procName, 4, &info, &size, nil, 0) == 0, size > 0, info.kp_proc.p_pid == pid else { return nil }
+        let start = info.kp_proc.p_un.__p_starttime
+        return ProcessIdentity(boot: "\(boot.tv_sec).\(boot.tv_usec)", namespace: "darwin", start: "\(start.tv_sec).\(start.tv_usec)")
+        #endif
+    }
+
     /// Whether `pid` has exited but not been reaped.
     public static func isZombie(_ pid: Int32) -> Bool {
         #if os(Linux)

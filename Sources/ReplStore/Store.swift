@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ReplCore
+import ReplPlatform
 
 /// Why the store cannot be used, said so a person can act on it.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
@@ -100,11 +101,21 @@ public final class Store: @unchecked Sendable {
         m.registerMigration("v2") { db in
             try db.execute(sql: "ALTER TABLE breaker ADD COLUMN tripped_at REAL")
         }
+        // v3: who holds the lease, beyond a pid: a random token per process, the host's boot,
+        // the PID namespace and the process's start time.
+        m.registerMigration("v3") { db in
+            try db.execute(sql: """
+            ALTER TABLE lease ADD COLUMN token TEXT;
+            ALTER TABLE lease ADD COLUMN boot TEXT;
+            ALTER TABLE lease ADD COLUMN namespace TEXT;
+            ALTER TABLE lease ADD COLUMN started TEXT;
+            """)
+        }
         return m
     }
 
     /// The schema version this build writes.
-    public static let schemaVersion = "v2"
+    public static let schemaVersion = "v3"
 
     /// Opens (creating when absent) the store at `directory/state.db`.
     public init(directory: URL, busyTimeout: TimeInterval = 10) throws(StoreError) {
@@ -557,34 +568,56 @@ public final class Store: @unchecked Sendable {
 
     // MARK: - Lease
 
-    /// Takes or renews the lease; returns the other live holder when it cannot.
-    /// A dead holder (its pid gone) loses the lease at once; a live one keeps it for `duration`
-    /// after its last renewal, long enough for a slow tick.
+    /// This process, as the lease records its holder: a random token, and who it is beyond its pid.
+    static let token = UUID().uuidString
+    static let identity = Platform.identity(of: getpid())
+
+    /// Takes or renews the lease; returns the other holder when it cannot. The lease is taken
+    /// from another holder only once it has expired (`duration` after its last renewal) or
+    /// when its holder is proven dead: on this boot and in this PID namespace, with no process
+    /// of its pid, or one that started at another time (the pid was reused). A holder repl
+    /// cannot judge (another container, another PID namespace) keeps it until it expires.
     public func acquireLease(holder: String, duration: TimeInterval = 300, now: Date = Date()) throws(StoreError) -> LeaseHolder? {
         try write { db in
-            let me = getpid()
-            if let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") {
-                let pid = Int32(row["pid"] as Int64)
-                let expires = Date(timeIntervalSince1970: row["expires_at"])
-                if pid != me && expires > now && Store.isAlive(pid) {
-                    return LeaseHolder(holder: row["holder"], pid: pid, expiresAt: expires)
-                }
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1"), let other = Store.otherHolder(row, now: now) {
+                return other
             }
-            try db.execute(sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at) VALUES (1, ?, ?, ?)",
-                           arguments: [holder, Int64(me), now.timeIntervalSince1970 + duration])
+            let me = Store.identity
+            try db.execute(sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [holder, Int64(getpid()), now.timeIntervalSince1970 + duration, Store.token, me?.boot, me?.namespace, me?.start])
             return nil
         }
     }
 
-    public func releaseLease() {
-        _ = try? write { db in try db.execute(sql: "DELETE FROM lease WHERE id = 1 AND pid = ?", arguments: [Int64(getpid())]) }
+    /// The holder a lease row names, unless it is this process, has expired, or is proven dead.
+    static func otherHolder(_ row: Row, now: Date) -> LeaseHolder? {
+        let pid = Int32(row["pid"] as Int64)
+        let expires = Date(timeIntervalSince1970: row["expires_at"])
+        let holder = LeaseHolder(holder: row["holder"], pid: pid, expiresAt: expires)
+        guard expires > now else { return nil }
+        guard let token = row["token"] as String? else {
+            // A lease written before holders had identities: judged by its pid alone.
+            return pid != getpid() && isAlive(pid) ? holder : nil
+        }
+        if token == Store.token { return nil }
+        guard let me = identity, row["boot"] as String? == me.boot, row["namespace"] as String? == me.namespace else { return holder }
+        guard let theirs = Platform.identity(of: pid) else { return nil }  // no such process: dead
+        return theirs.start == row["started"] as String? ? holder : nil  // another start: the pid was reused
     }
 
+    public func releaseLease() {
+        _ = try? write { db in try db.execute(sql: "DELETE FROM lease WHERE id = 1 AND (token = ? OR (token IS NULL AND pid = ?))", arguments: [Store.token, Int64(getpid())]) }
+    }
+
+    /// Who holds the lease now (this process included), if anyone does.
     public func leaseHolder(now: Date = Date()) throws(StoreError) -> LeaseHolder? {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") else { return nil }
-            let holder = LeaseHolder(holder: row["holder"], pid: Int32(row["pid"] as Int64), expiresAt: Date(timeIntervalSince1970: row["expires_at"]))
-            return holder.expiresAt > now && Store.isAlive(holder.pid) ? holder : nil
+            if row["token"] as String? == Store.token {
+                let expires = Date(timeIntervalSince1970: row["expires_at"])
+                return expires > now ? LeaseHolder(holder: row["holder"], pid: getpid(), expiresAt: expires) : nil
+            }
+            return Store.otherHolder(row, now: now)
         }
     }
 

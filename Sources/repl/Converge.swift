@@ -30,7 +30,9 @@ struct Converger {
         let names = Set(set.runs.map(\.name))
         let controller = try await context.controller()
         var holding = false
-        defer { if holding { store.releaseLease() } }
+        let lease = LeaseKeeper(store: store, holder: "apply")
+        controller.lease = lease
+        defer { lease.release() }
         var failures = 0
         var streamed: [InstanceID: Int] = [:]
         var lastStream = Date.distantPast
@@ -41,7 +43,7 @@ struct Converger {
         while true {
             // One actor at a time: while another process holds the lease it acts on these
             // manifests, and this one follows their runs (and takes over if it lets go).
-            if let holder = try store.acquireLease(holder: "apply") {
+            if let holder = try lease.acquire() {
                 holding = false
                 if followed != holder.pid {
                     context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplController
 import ReplCore
 import ReplStore
 
@@ -51,9 +52,11 @@ struct Delete: AsyncParsableCommand {
             guard try store.deleteSnapshot(named: name) else { throw CLIError.input("no snapshot named \"\(name)\" (see `repl snapshot list`)") }
             done.append("snapshot \(name)")
         }
-        if try store.acquireLease(holder: "delete") == nil {
-            defer { store.releaseLease() }
+        let lease = LeaseKeeper(store: store, holder: "delete")
+        if try lease.acquire() == nil {
+            defer { lease.release() }
             let controller = try await context.controller()
+            controller.lease = lease
             let report = await controller.tick()
             if let e = report.observationError { context.warn("recorded; machines will be deleted by the next tick (\(e))") }
         }

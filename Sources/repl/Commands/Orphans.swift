@@ -85,17 +85,19 @@ struct OrphansSweep: AsyncParsableCommand {
         }
         let grace = try sweep.grace()
         let store = try context.store()
-        if !dryRun, let holder = try store.acquireLease(holder: "sweep") {
+        let lease = LeaseKeeper(store: store, holder: "sweep")
+        if !dryRun, let holder = try lease.acquire() {
             if context.json { context.printJSON(["skipped": true, "leaseHeldBy": holder.holder, "pid": Int(holder.pid)]) }
             else { context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease; it converges, so this sweep did nothing") }
             return
         }
-        defer { if !dryRun { store.releaseLease() } }
+        defer { lease.release() }
         let controller = try await context.controller(checkVersion: false) {
             $0.dryRun = dryRun
             $0.orphanGrace = grace
             $0.includeForeign = sweep.includeForeign
         }
+        if !dryRun { controller.lease = lease }
         let report = await controller.tick()
         if let e = report.observationError { throw CLIError.failure("sweep: cannot list machines, nothing was touched: \(e)") }
         let done: [(Action, ProviderError?)] = dryRun ? report.plan!.actions.filter { $0.machine != nil }.map { ($0, nil) } : report.outcomes

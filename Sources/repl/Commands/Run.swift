@@ -136,8 +136,10 @@ struct RunCancel: AsyncParsableCommand {
         let r = try context.exactRun(id)
         try context.store().cancel(run: r.run.id)
         let controller = try await context.controller()
-        if try context.store().acquireLease(holder: "cancel") == nil {
-            defer { try? context.store().releaseLease() }
+        let lease = LeaseKeeper(store: try context.store(), holder: "cancel")
+        if try lease.acquire() == nil {
+            defer { lease.release() }
+            controller.lease = lease
             _ = await controller.tick()
         }
         if context.json { context.printJSON(["cancelled": r.run.manifest.name]) } else { context.say("run \(r.run.manifest.name) cancelled") }

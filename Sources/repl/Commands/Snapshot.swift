@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplController
 import ReplCore
 
 struct SnapshotCommand: AsyncParsableCommand {
@@ -27,12 +28,14 @@ struct SnapshotCreate: AsyncParsableCommand {
         _ = try await Converger(context: context).apply(set, wait: false, dryRun: false)
         // Tick until the snapshot's machine exists (the source must have started its run).
         let controller = try await context.controller()
+        let lease = LeaseKeeper(store: try context.store(), holder: "snapshot")
+        controller.lease = lease
+        defer { lease.release() }
         for _ in 0..<600 {
             if try context.store().snapshots().first(where: { $0.name == name })?.createdAt != nil { break }
-            if try context.store().acquireLease(holder: "snapshot") == nil { _ = await controller.tick() }
+            if try lease.acquire() == nil { _ = await controller.tick() }
             try await Task.sleep(nanoseconds: 200_000_000)
         }
-        try context.store().releaseLease()
         if context.json { context.printJSON(["snapshot": name, "from": record.run.manifest.name]) } else { context.say("snapshot \(name) of \(record.run.manifest.name): ready") }
     }
 }

@@ -71,7 +71,9 @@ struct WatchLoop {
     func run() async throws {
         let store = try context.store()
         let controller = try await context.controller()
-        defer { store.releaseLease() }
+        let lease = LeaseKeeper(store: store, holder: "watch")
+        controller.lease = lease
+        defer { lease.release() }
         let stop = StopFlag()
         // Ctrl-C, SIGTERM and SIGHUP stop after the tick in progress: the lease is released and
         // the terminal restored.
@@ -86,7 +88,7 @@ struct WatchLoop {
         var waitingFor: Int32?
         while !stop.isSet {
             // Only one process acts: while a sweep or an apply holds the lease, wait for it.
-            if let holder = try store.acquireLease(holder: "watch") {
+            if let holder = try lease.acquire() {
                 if waitingFor != holder.pid { line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease") }
                 waitingFor = holder.pid
                 try await Task.sleep(nanoseconds: UInt64(min(interval, 1) * 1e9))

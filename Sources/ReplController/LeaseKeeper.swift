@@ -1,0 +1,69 @@
+import Foundation
+import ReplCore
+import ReplStore
+
+/// Holds the controller lease for one acting process (like controller-runtime's leader
+/// election): takes it, renews it in the background every third of its duration (so a tick
+/// that outlasts the lease keeps it), and says the moment it is lost, after which the
+/// controller starts no further action.
+public final class LeaseKeeper: @unchecked Sendable {
+    public let store: Store
+    public let holder: String
+    public let duration: TimeInterval
+    private let lock = NSLock()
+    private var held = false
+    private var renewal: Task<Void, Never>?
+
+    public init(store: Store, holder: String, duration: TimeInterval = 300) {
+        self.store = store
+        self.holder = holder
+        self.duration = duration
+    }
+
+    deinit { renewal?.cancel() }
+
+    /// Whether this process holds the lease now.
+    public var isHeld: Bool { lock.withLock { held } }
+
+    /// Takes (or renews) the lease: nil when this process holds it, else who does.
+    @discardableResult
+    public func acquire() throws(StoreError) -> LeaseHolder? {
+        let other = try store.acquireLease(holder: holder, duration: duration)
+        lock.withLock { held = other == nil }
+        if other == nil { startRenewing() }
+        return other
+    }
+
+    private func startRenewing() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard renewal == nil else { return }
+        let every = max(0.05, duration / 3)
+        renewal = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(every * 1e9))
+                guard let self, !Task.isCancelled else { return }
+                // A busy store is retried at the next turn; the lease outlives two of them.
+                let answer: LeaseHolder??
+                do { answer = .some(try self.store.acquireLease(holder: self.holder, duration: self.duration)) } catch { answer = nil }
+                guard let other = answer else { continue }
+                if let other {
+                    self.lock.withLock { self.held = false }
+                    self.store.event("lease-lost", "\(other.holder) (pid \(other.pid)) took the controller lease; no further action is started")
+                    return
+                }
+            }
+        }
+    }
+
+    /// Stops renewing and lets the lease go.
+    public func release() {
+        let task: Task<Void, Never>? = lock.withLock {
+            defer { renewal = nil }
+            return renewal
+        }
+        task?.cancel()
+        if isHeld { store.releaseLease() }
+        lock.withLock { held = false }
+    }
+}

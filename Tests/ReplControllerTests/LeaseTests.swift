@@ -1,0 +1,84 @@
+import Foundation
+import GRDB
+import ReplPlatform
+import Testing
+import ReplTestSupport
+@testable import ReplController
+import ReplCore
+import ReplStore
+
+/// One actor at a time (#16): a lease is never stolen from a holder repl cannot prove dead,
+/// is taken at once from one it can, and is renewed in the background through a long tick.
+@Suite(.serialized) struct LeaseTests {
+    func directory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-lease-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// Writes a lease row as another process would have.
+    func plant(_ store: Store, pid: Int32, boot: String?, namespace: String?, started: String?, expires: Date) throws {
+        let queue = try DatabaseQueue(path: store.path)
+        try queue.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, 'watch', ?, ?, 'their-token', ?, ?, ?)",
+                           arguments: [Int64(pid), expires.timeIntervalSince1970, boot, namespace, started])
+        }
+        try queue.close()
+    }
+
+    @Test func aHolderInAnotherPIDNamespaceIsNotRobbedOfAnUnexpiredLease() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let me = try #require(Platform.identity(of: getpid()))
+        // Its pid means nothing here (no such process in this namespace), but it is not ours to judge.
+        try plant(store, pid: 999_999, boot: me.boot, namespace: "pid:[4026530000]", started: "1", expires: Date().addingTimeInterval(300))
+        #expect(try store.acquireLease(holder: "sweep")?.holder == "watch")
+        // Nor on another boot of the host (a container sharing the state directory).
+        try plant(store, pid: 999_999, boot: "another-boot", namespace: me.namespace, started: "1", expires: Date().addingTimeInterval(300))
+        #expect(try store.acquireLease(holder: "sweep")?.holder == "watch")
+        // Once it has expired, it is taken.
+        try plant(store, pid: 999_999, boot: "another-boot", namespace: "elsewhere", started: "1", expires: Date().addingTimeInterval(-1))
+        #expect(try store.acquireLease(holder: "sweep") == nil)
+    }
+
+    @Test func aReusedPIDIsNotTakenForTheHolder() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let me = try #require(Platform.identity(of: getpid()))
+        // The recorded pid is alive (it is this very test process), but started at another time:
+        // the holder died and its pid was reused. Proven dead: taken at once.
+        try plant(store, pid: getpid(), boot: me.boot, namespace: me.namespace, started: me.start + "0", expires: Date().addingTimeInterval(300))
+        #expect(try store.acquireLease(holder: "sweep") == nil)
+    }
+
+    @Test(.machineCommands) func aSIGKILLedHoldersLeaseIsTakenAtOnce() async throws {
+        let w = try World()
+        let log = w.root.appendingPathComponent("watch.log").path
+        let watch = try await BackgroundProcess.start(Paths.repl, ["--orbctl", w.orbctl, "watch", "--interval", "300ms"],
+                                                      environment: w.environment, outputPath: log)
+        for _ in 0..<100 where try w.store.leaseHolder() == nil { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(try w.store.leaseHolder()?.pid == watch.pid)
+        #expect(try w.store.acquireLease(holder: "sweep")?.pid == watch.pid)  // alive: not taken
+        watch.signal(SIGKILL)
+        _ = try await watch.wait()
+        #expect(try w.store.acquireLease(holder: "sweep") == nil)  // dead: taken at once, not after 300 s
+    }
+
+    @Test func theLeaseIsRenewedInTheBackgroundThroughALongTick() async throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 1)
+        #expect(try keeper.acquire() == nil)
+        defer { keeper.release() }
+        // A tick that lasts 3 lease durations: the lease never lapses.
+        for _ in 0..<30 {
+            try await Task.sleep(nanoseconds: 100_000_000)
+            let holder = try #require(try store.leaseHolder())
+            #expect(holder.expiresAt > Date())
+        }
+        #expect(keeper.isHeld)
+    }
+}
