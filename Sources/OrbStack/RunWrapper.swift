@@ -27,8 +27,11 @@ public enum RunWrapper {
     public static let manifestPath = "/etc/repl/manifest.yaml"
     /// Seconds between a deadline's SIGTERM and SIGKILL to the command's session.
     public static let killGrace = 5
-    /// Seconds between two looks of the watch loop.
+    /// Seconds between two looks of the watch loop (each one a heartbeat).
     public static let watchPeriod = 2
+    /// A heartbeat older than this means the wrapper is gone.
+    public static let heartbeatTimeout = 30
+
 
     static func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
@@ -83,8 +86,11 @@ public enum RunWrapper {
         lines += [
             "decode '\(b64(commandScript))' > \"$R/command.sh\"",
             // A bootstrap that outlived the deadline leaves no time for the command.
-            "MD=$(sed -n 's/^maxDuration=//p' \"$R/limits\")",
-            "if [ \"$MD\" != none ] && [ $(($(date +%s) - T0)) -ge \"$MD\" ]; then printf '' > \"$R/timedout\"; E=$(date +%s); echo \"$E\" > \"$R/ended\"; status timedout; exit 0; fi",
+            // (the channel's limits first: maxDuration may have changed in place meanwhile; T0 is
+            // a whole second at or before the launch, so "past" is strictly more than MD after it)
+            limitFunction,
+            "MD=$(limit maxDuration)",
+            "if [ -n \"$MD\" ] && [ \"$MD\" != none ] && [ $(($(date +%s) - T0)) -gt \"$MD\" ]; then printf '' > \"$R/timedout\"; E=$(date +%s); echo \"$E\" > \"$R/ended\"; status timedout; exit 0; fi",
             "S=$(date +%s)",
             Self.keepLog("LOG", inMachine: logPath),
             "status running",
@@ -109,25 +115,33 @@ public enum RunWrapper {
         "if [ \"$\(variable)\" != \(path) ] && ! printf '' 2>/dev/null >> \"$\(variable)\"; then rm -f \(path); \(variable)=\(path); fi"
     }
 
+    /// `limit NAME`: a value of the limits, from the channel's copy when there is one (the
+    /// controller rewrites it when maxDuration or hold change in place), else the launch's.
+    static let limitFunction = """
+        limit() {
+          f="$R/limits"; [ -n "$H" ] && [ -s "$H/limits" ] && f="$H/limits"
+          v=; while IFS='=' read -r k x; do [ "$k" = "$1" ] && v=$x; done < "$f"; printf '%s' "$v"
+        }
+        """
+
     /// The watch loop: no user text, only numbers. It forks twice per look (`date`, `sleep`).
     static func watchLoop(margin: Int, abandoned: Int) -> String {
         """
         R=\(directory)
         H=$(cat "$R/channel" 2>/dev/null)
         T0=$(cat "$R/t0")
-        limit() {
-          f="$R/limits"; [ -n "$H" ] && [ -s "$H/limits" ] && f="$H/limits"
-          v=; while IFS='=' read -r k x; do [ "$k" = "$1" ] && v=$x; done < "$f"; printf '%s' "$v"
-        }
+        \(limitFunction)
         while :; do
           NOW=$(date +%s); MD=$(limit maxDuration); HOLD=$(limit hold); FIRE=
+          # The heartbeat: the wrapper (this loop) is alive. It stops when the machine restarts.
+          printf '%s\\n' "$NOW" > "$R/alive"; [ -z "$H" ] || printf '%s\\n' "$NOW" > "$H/alive"
           case "$MD" in ''|*[!0-9]*) MD= ;; esac
           case "$HOLD" in ''|*[!0-9]*) HOLD=0 ;; esac
           if [ -n "$MD" ]; then
             FIRE=$((T0 + MD + \(margin)))
-            if [ -s "$R/cpid" ] && [ ! -s "$R/ended" ] && [ "$NOW" -ge $((T0 + MD)) ]; then
+            if [ -s "$R/cpid" ] && [ ! -s "$R/ended" ] && [ "$NOW" -gt $((T0 + MD)) ]; then
               C=$(cat "$R/cpid"); printf '' > "$R/timedout"
-              if [ "$NOW" -ge $((T0 + MD + \(killGrace))) ]; then kill -KILL -"$C"; else kill -TERM -"$C"; fi
+              if [ "$NOW" -gt $((T0 + MD + \(killGrace))) ]; then kill -KILL -"$C"; else kill -TERM -"$C"; fi
             fi
           fi
           if [ -s "$R/ended" ]; then
@@ -235,12 +249,19 @@ public struct OrbStackProvider: Provider {
     }
 
     public func probe(name: String) async throws(ProviderError) -> ProbeResult {
-        let result = try await client.run(name, user: "root", ["cat", RunWrapper.statusPath], timeout: client.timeouts.quick)
+        // The status, and whether the wrapper's heartbeat is fresh (it stops when the machine
+        // restarts, and the command with it).
+        let result = try await client.run(name, user: "root", [
+            "sh", "-c", "cat \(RunWrapper.statusPath) || exit 1; a=$(cat \(RunWrapper.directory)/alive 2>/dev/null) || exit 0; "
+                + "[ $(($(date +%s) - ${a:-0})) -le \(RunWrapper.heartbeatTimeout) ] || echo 'heartbeat stopped'",
+        ], timeout: client.timeouts.quick)
         guard result.status == 0 else {
             if result.stderrText.contains("machine not found") { throw OrbctlClient.classify(result, arguments: ["run", "-m", name]) }
             return .unreadable(result.stderrText.split(separator: "\n").first.map(String.init) ?? "status unreadable")
         }
-        return ProbeResult(statusText: result.stdoutText)
+        let status = ProbeResult(statusText: result.stdoutText)
+        if !status.isFinal, result.stdoutText.contains("heartbeat stopped") { return .gone(ProbeResult.wrapperGone) }
+        return status
     }
 
     /// Bytes read per `orbctl run` (well under the runner's capture limit), so a log of any

@@ -16,6 +16,9 @@ public struct ControllerSettings: Sendable {
     /// The host status channel (`$REPL_HOME/machines`): one directory per machine, which the
     /// wrapper reaches through `/mnt/mac`. `nil` switches it off (every status is probed).
     public var channelDirectory: URL?
+    /// A running machine whose wrapper's heartbeat is older than this has lost its run (it
+    /// restarted).
+    public var heartbeatTimeout: TimeInterval = 30
     /// Dead man's switch margins passed to the wrapper.
     public var deadlineMargin: TimeInterval = 15
     public var abandonedAfter: TimeInterval = 600
@@ -193,10 +196,26 @@ public final class Controller: @unchecked Sendable {
         var probes: [String: ProbeResult] = [:]
         var last: [InstanceID: Date]?
         var targets: [(InstanceID, String)] = []
+        var maxDurations: [String: TimeInterval] = [:]
         for run in desired.runs {
             for instance in run.instances where run.wants(instance) && !instance.phase.isTerminal {
                 let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                if let status = channel?.status(name) {
+                maxDurations[name] = run.manifest.maxDuration?.seconds
+                if let channel, var status = channel.status(name) {
+                    // A running machine's own status file is the source of truth: an end the
+                    // channel shows (which anything on the Mac could have written) is confirmed
+                    // by reading the machine, once, before anything is judged by it.
+                    if status.isFinal, running.contains(name), !settings.dryRun, instance.phase >= .bootstrapping {
+                        targets.append((instance.id, name))
+                        continue
+                    }
+                    // The command still runs, says the status; its heartbeat says whether the
+                    // wrapper does (it stops when the machine restarts).
+                    if !status.isFinal, running.contains(name), let started = instance.startedAt,
+                       now.timeIntervalSince(started) > settings.heartbeatTimeout,
+                       let beat = channel.heartbeat(name), now.timeIntervalSince(beat) > settings.heartbeatTimeout {
+                        status = .gone(ProbeResult.wrapperGone)
+                    }
                     probes[name] = status
                     continue
                 }
@@ -221,6 +240,15 @@ public final class Controller: @unchecked Sendable {
         for (instance, name, result) in results {
             try store.recordProbe(instance: instance, at: now)
             if let result { probes[name] = result }
+        }
+        // A command that ended after its deadline (it outlived the wrapper's watch loop) did
+        // not end in time, however late this tick reads it.
+        if let channel {
+            for (name, status) in probes {
+                guard case .exited = status, let max = maxDurations[name] ?? nil else { continue }
+                let times = channel.times(name)
+                if let launched = times["launched"], let ended = times["ended"], ended - launched > max + 1 { probes[name] = .timedOut }
+            }
         }
         return probes
     }

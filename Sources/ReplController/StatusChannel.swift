@@ -28,14 +28,46 @@ public struct StatusChannel: Sendable {
         return dir.resolvingSymlinksInPath().path
     }
 
-    /// The status the wrapper mirrored here, if it did.
+    /// The status the wrapper mirrored here, if it did (its first 4 KiB: a machine can write
+    /// anything here, and a status is one short line and three times).
     public func status(_ machine: String) -> ProbeResult? {
-        guard let data = FileManager.default.contents(atPath: file(machine, "status").path), !data.isEmpty else { return nil }
+        guard let data = Self.head(file(machine, "status"), bytes: 4096), !data.isEmpty else { return nil }
         return ProbeResult(statusText: String(decoding: data, as: UTF8.self))
     }
 
+    /// The wrapper's last heartbeat (epoch seconds, by the machine's clock), if there is one.
+    public func heartbeat(_ machine: String) -> Date? {
+        guard let data = Self.head(file(machine, "alive"), bytes: 64),
+              let seconds = TimeInterval(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
+        return Date(timeIntervalSince1970: seconds)
+    }
+
+    /// The status file's `key=value` times (`launched`, `started`, `ended`), in epoch seconds.
+    public func times(_ machine: String) -> [String: TimeInterval] {
+        guard let data = Self.head(file(machine, "status"), bytes: 4096) else { return [:] }
+        var out: [String: TimeInterval] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst() {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2, let value = TimeInterval(parts[1]) { out[String(parts[0])] = value }
+        }
+        return out
+    }
+
+    /// The first `bytes` of a regular file (never through a symlink a machine planted); nil
+    /// when it is absent or not a regular file.
+    static func head(_ url: URL, bytes: Int) -> Data? {
+        guard StatusChannel.isRegularFile(url), let handle = try? FileHandle(forReadingFrom: url) else { return nil }
+        defer { try? handle.close() }
+        return try? handle.read(upToCount: bytes) ?? Data()
+    }
+
+    /// Whether `url` is a regular file itself (a symlink is not followed).
+    public static func isRegularFile(_ url: URL) -> Bool {
+        (try? FileManager.default.attributesOfItem(atPath: url.path)[.type] as? FileAttributeType) == .typeRegular
+    }
+
     /// Whether the wrapper of this machine reached the channel (its logs are here).
-    public func isInUse(_ machine: String) -> Bool { FileManager.default.fileExists(atPath: file(machine, "status").path) }
+    public func isInUse(_ machine: String) -> Bool { Self.isRegularFile(file(machine, "status")) }
 
     /// Rewrites `limits` when `maxDuration` or `hold` changed in place; the wrapper's watch
     /// loop reads it. Only for machines whose directory exists.

@@ -214,6 +214,11 @@ public enum ProbeResult: Hashable, Sendable {
     case timedOut
     /// The status could not be read (the machine is busy, the file is missing).
     case unreadable(String)
+    /// The status says the command runs, but its wrapper is gone (the machine restarted: its
+    /// heartbeat stopped): it will never end by itself.
+    case gone(String)
+
+    public static let wrapperGone = "the machine restarted and its run's wrapper is gone (its heartbeat stopped); the command ended with it"
 
     /// The command has ended (or was ended at its deadline): nothing will change it.
     public var isFinal: Bool {

@@ -426,7 +426,9 @@ private struct PlanBuilder {
             }
             switch machine.state {
             case .running:
-                if status == .running && instance.phase == .bootstrapping {
+                if case .gone(let why)? = status {
+                    finish(run, instance, name, .failed, exitCode: nil, reason: why)
+                } else if status == .running && instance.phase == .bootstrapping {
                     actions.append(.markPhase(run: run.id, instance: instance.id, phase: .running, exitCode: nil, reason: nil))
                 }
             case .stopped:

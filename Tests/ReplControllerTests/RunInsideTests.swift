@@ -260,6 +260,60 @@ import ReplStore
         #expect(status.hasPrefix("running"))
     }
 
+    // MARK: Found by attacking the channel (round 1)
+
+    /// Restarted behind repl's back: the wrapper and the command died with it. Its heartbeat
+    /// stops, and the run fails instead of showing `Running` for ever (with and without the channel).
+    @Test(.machineCommands, arguments: [true, false]) func aMachineRestartedBehindOurBackFailsItsRun(_ channel: Bool) async throws {
+        let w = try World(channel: channel)
+        try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase == .running }
+        let machine = try machineName(w, "r")
+        try await Task.sleep(nanoseconds: 6_000_000_000)  // older than the heartbeat timeout (5 s here)
+        try await w.sim(["restart", machine])
+        try await w.tick(until: { try w.run("r").phase.isTerminal && w.machines().isEmpty }, seconds: 60)
+        let instance = try w.wanted(w.run("r"))[0]
+        #expect(instance.phase == .failed && instance.reason?.contains("restarted") == true, "\(instance)")
+    }
+
+    /// The channel is a mirror anything on the Mac can write: an end it shows for a machine
+    /// that runs is confirmed by the machine's own status first.
+    @Test(.machineCommands) func aForgedChannelStatusDoesNotEndARunningCommand() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase == .running }
+        let machine = try machineName(w, "r")
+        try "exited 0\nlaunched=1\nended=2\n".write(to: w.root.appendingPathComponent("state/machines/\(machine)/status"), atomically: true, encoding: .utf8)
+        for _ in 0..<3 { _ = await w.controller.tick() }
+        #expect(try w.wanted(w.run("r")).first?.phase == .running)
+        #expect(try w.machines().map(\.name) == [machine])
+    }
+
+    @Test(.machineCommands) func aMaxDurationShortenedDuringBootstrapReachesTheCommand() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\nbootstrap: sleep 3\ncommand: sleep 600\nmaxDuration: 60s\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase ?? .pending >= .bootstrapping }
+        try w.apply("kind: Run\nname: r\nbootstrap: sleep 3\ncommand: sleep 600\nmaxDuration: 2s\n")
+        _ = await w.controller.tick()  // the new limits reach the channel
+        let machine = try machineName(w, "r")
+        let status = w.root.appendingPathComponent("state/machines/\(machine)/status")
+        // The wrapper itself ends it (not only the controller's judgement): its status says so.
+        for _ in 0..<200 where !((try? String(contentsOf: status, encoding: .utf8))?.hasPrefix("timedout") ?? false) {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(try String(contentsOf: status, encoding: .utf8).hasPrefix("timedout"))
+    }
+
+    @Test(.machineCommands) func aCommandThatEndsAfterItsDeadlineIsTimedOutHoweverLate() async throws {
+        let w = try World()
+        // It ends the wrapper's watch loop (root can), then outlives its deadline and exits 0.
+        try w.apply("kind: Run\nname: r\ncommand: pkill -f switch.sh; sleep 4; exit 0\nmaxDuration: 2s\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase ?? .pending >= .bootstrapping }
+        try await Task.sleep(nanoseconds: 7_000_000_000)
+        try await w.tick(until: { try w.run("r").phase.isTerminal }, seconds: 30)
+        #expect(try w.wanted(w.run("r"))[0].phase == .timedOut)
+    }
+
     // MARK: Stopped machines, logs, calls
 
     @Test(.machineCommands) func aStoppedMachineThatExitedZeroIsSucceededAndItsLogsCollectedWithoutBooting() async throws {

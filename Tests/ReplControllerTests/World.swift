@@ -32,6 +32,7 @@ final class World: @unchecked Sendable {
         var settings = ControllerSettings(logsDirectory: root.appendingPathComponent("state/logs"))
         settings.probeInterval = 0
         settings.deadlineMargin = 1
+        settings.heartbeatTimeout = 5
         settings.channelDirectory = channel ? root.appendingPathComponent("state/machines") : nil
         controller = Controller(store: store, provider: OrbStackProvider(client: client), settings: settings)
     }
