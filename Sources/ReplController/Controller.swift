@@ -488,7 +488,8 @@ public final class Controller: @unchecked Sendable {
         if let channel = settings.channel, channel.isInUse(machine) {
             for (from, to) in [(channel.logFile(machine, bootstrap: false), output), (channel.logFile(machine, bootstrap: true), boot)] {
                 try? fm.removeItem(at: to)
-                if fm.fileExists(atPath: from.path) {
+                // Only a regular file: never a symlink a machine planted to a file of the host.
+                if StatusChannel.isRegularFile(from) {
                     do { try fm.moveItem(at: from, to: to) } catch { try fm.copyItem(at: from, to: to) }
                 }
             }

@@ -99,22 +99,26 @@ public struct LogReader: Sendable {
 
     /// The log from byte `offset` on; `nil` when there is none (yet). Only with `live` is the
     /// machine itself asked (an orbctl call), and only when the log is nowhere on the host.
+    /// `limit` caps what one call reads from a file on the host (call again from the new
+    /// offset for the rest), so a log of any size is printed without holding it whole.
     public func read(run: String, instance: InstanceID, machine: String, bootstrap: Bool, from offset: Int,
-                     live: Bool) async throws(ProviderError) -> Data? {
+                     live: Bool, limit: Int? = nil) async throws(ProviderError) -> Data? {
         let collected = Controller.logFile(logsDirectory, run: run, instance: instance, bootstrap: bootstrap)
-        if let data = Self.read(collected, from: offset) { return data }
+        if let data = Self.read(collected, from: offset, limit: limit) { return data }
         if let channel, channel.isInUse(machine) {
-            return Self.read(channel.logFile(machine, bootstrap: bootstrap), from: offset) ?? Data()
+            return Self.read(channel.logFile(machine, bootstrap: bootstrap), from: offset, limit: limit) ?? Data()
         }
         guard live, let provider else { return nil }
         return try await provider.logs(name: machine, bootstrap: bootstrap, from: offset)
     }
 
-    /// A file's bytes from `offset`, read from there (not the whole file); `nil` if absent.
-    public static func read(_ url: URL, from offset: Int) -> Data? {
-        guard let handle = try? FileHandle(forReadingFrom: url) else { return nil }
+    /// A regular file's bytes from `offset` (up to `limit`), read from there, never through a
+    /// symlink (a machine can write the channel); `nil` if absent.
+    public static func read(_ url: URL, from offset: Int, limit: Int? = nil) -> Data? {
+        guard StatusChannel.isRegularFile(url), let handle = try? FileHandle(forReadingFrom: url) else { return nil }
         defer { try? handle.close() }
         try? handle.seek(toOffset: UInt64(max(0, offset)))
+        if let limit { return (try? handle.read(upToCount: limit)) ?? Data() }
         return (try? handle.readToEnd()) ?? Data()
     }
 }

@@ -21,11 +21,16 @@ enum Console {
     nonisolated(unsafe) private static var lost: Int32?
 
     static func out(_ text: String) {
-        if !write(text, to: 1), lost == nil { lost = errno }
+        if !write(Array(text.utf8)[...], to: 1), lost == nil { lost = errno }
+    }
+
+    /// Bytes as they are (a command's output need not be UTF-8).
+    static func out(_ data: Data) {
+        if !write(Array(data)[...], to: 1), lost == nil { lost = errno }
     }
 
     static func err(_ text: String) {
-        _ = write(text, to: 2)
+        _ = write(Array(text.utf8)[...], to: 2)
     }
 
     /// Flushes what `print` buffered; exits 1 when any output could not be written.
@@ -40,8 +45,8 @@ enum Console {
         exit(1)
     }
 
-    private static func write(_ text: String, to fd: Int32) -> Bool {
-        var bytes = Array(text.utf8)[...]
+    private static func write(_ bytes: ArraySlice<UInt8>, to fd: Int32) -> Bool {
+        var bytes = bytes
         while !bytes.isEmpty {
             let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }

@@ -191,11 +191,16 @@ final class Context: @unchecked Sendable {
 
     /// Writes to standard output at once (no buffering), clearing the status line first.
     func out(_ text: String) {
+        out(Data(text.utf8))
+    }
+
+    /// Bytes as they are (a command's output), clearing the status line first.
+    func out(_ data: Data) {
         if statusShown {
             Console.out("\r\u{1B}[K")
             statusShown = false
         }
-        Console.out(text)
+        Console.out(data)
     }
 
     /// Whether progress may be drawn in place: a terminal, and neither --json nor --quiet.

@@ -34,7 +34,7 @@ struct Converger {
         controller.lease = lease
         defer { lease.release() }
         var failures = 0
-        var streamed: [InstanceID: Int] = [:]
+        let streamed = StreamedOutput()
         var lastStream = Date.distantPast
         var followed: Int32?
         let cid = try store.controlID()
@@ -102,7 +102,7 @@ struct Converger {
             // --wait streams the commands' output live, about once a second.
             if wait && !context.json && Date().timeIntervalSince(lastStream) >= 1 {
                 lastStream = Date()
-                await stream(runs: runs, cid: cid, streamed: &streamed)
+                await stream(runs: runs, cid: cid, streamed: streamed)
             }
             let pause: UInt64 = report.didSomething ? 100_000_000 : holding ? 300_000_000 : 500_000_000
             try await Task.sleep(nanoseconds: pause)
@@ -162,34 +162,54 @@ struct Converger {
 
     /// Prints what each running command wrote since the last call: only the new bytes, from
     /// the host channel (a local read), or from the machine when it has no channel.
-    func stream(runs: [DesiredRun], cid: ControlID, streamed: inout [InstanceID: Int]) async {
+    func stream(runs: [DesiredRun], cid: ControlID, streamed: StreamedOutput) async {
         guard let reader = try? await context.logReader(live: true) else { return }
         let many = Self.instanceCount(runs) > 1
         for run in runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                let already = streamed[instance.id] ?? 0
+                let already = streamed.offsets[instance.id] ?? 0
                 guard let data = try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
                                                         from: already, live: true), !data.isEmpty else { continue }
-                emit(data, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil)
-                streamed[instance.id] = already + data.count
+                emit(data, instance: instance.id, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil, streamed: streamed)
             }
         }
+    }
+
+    /// What `--wait` has printed of each instance's output so far.
+    final class StreamedOutput {
+        var offsets: [InstanceID: Int] = [:]
+        var partial: [InstanceID: Data] = [:]
+        var lastByte: [InstanceID: UInt8] = [:]
     }
 
     static func instanceCount(_ runs: [DesiredRun]) -> Int {
         runs.reduce(0) { total, run in total + run.instances.filter { run.wants($0) }.count }
     }
 
-    func emit(_ data: Data, prefix: String?) {
-        let text = String(decoding: data, as: UTF8.self)
-        guard let prefix else { context.out(text); return }
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast(text.hasSuffix("\n") ? 1 : 0) {
-            context.out(prefix + line + "\n")
+    /// Writes a command's output byte for byte. With several instances each line gets its
+    /// instance's prefix once it is whole; a line not yet ended waits for its end (or, with
+    /// `final`, is ended).
+    func emit(_ data: Data, instance: InstanceID, prefix: String?, streamed: StreamedOutput, final: Bool = false) {
+        streamed.offsets[instance, default: 0] += data.count
+        if let last = data.last { streamed.lastByte[instance] = last }
+        guard let prefix else {
+            context.out(data)
+            return
         }
+        var buffer = (streamed.partial[instance] ?? Data()) + data
+        while let newline = buffer.firstIndex(of: 10) {
+            context.out(Data(prefix.utf8) + buffer[buffer.startIndex...newline])
+            buffer = Data(buffer[buffer.index(after: newline)...])
+        }
+        if final && !buffer.isEmpty {
+            context.out(Data(prefix.utf8) + buffer + Data([10]))
+            buffer = Data()
+        }
+        streamed.partial[instance] = buffer
     }
 
-    func finish(runs: [DesiredRun], wait: Bool, streamed: [InstanceID: Int]) throws -> Int32 {
+    func finish(runs: [DesiredRun], wait: Bool, streamed: StreamedOutput) throws -> Int32 {
         context.out("")  // clears the status line on a terminal
         let logs = context.stateDirectory.appendingPathComponent("logs")
         var code: Int32 = 0
@@ -197,10 +217,14 @@ struct Converger {
         for run in runs {
             for instance in run.instances where run.wants(instance) {
                 // What was not streamed yet (all of it when the run was quick), read from there on.
-                if wait, !context.json,
-                   let data = LogReader.read(Controller.logFile(logs, run: run.manifest.name, instance: instance.id), from: streamed[instance.id] ?? 0) {
+                if wait, !context.json {
+                    let data = LogReader.read(Controller.logFile(logs, run: run.manifest.name, instance: instance.id),
+                                              from: streamed.offsets[instance.id] ?? 0) ?? Data()
                     let many = Self.instanceCount(runs) > 1
-                    emit(data, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil)
+                    emit(data, instance: instance.id, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil,
+                         streamed: streamed, final: true)
+                    // Output that did not end its last line does not run into what follows.
+                    if !many, let last = streamed.lastByte[instance.id], last != 10 { context.out("\n") }
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }

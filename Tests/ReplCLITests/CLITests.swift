@@ -352,6 +352,46 @@ import ReplStore
     }
 }
 
+/// Output a user reads is the command's, byte for byte (found by attacking the channel).
+@Suite(.serialized) struct OutputBytesTests {
+    func raw(_ home: CLITests.Home, _ args: [String]) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(CLITests.repl, args, input: nil, timeout: 120, environment: home.environment, limit: 1 << 24)
+    }
+
+    @Test(.machineCommands) func logsAndWaitAreByteForByteAndFollowEndsWithoutAController() async throws {
+        let home = CLITests.Home()
+        // Not UTF-8, and a valid character written in two pieces a second apart.
+        let command = "printf '\\377\\376a\\342\\202'; sleep 1; printf '\\254\\n'"
+        let expected = Data([0xFF, 0xFE, 0x61, 0xE2, 0x82, 0xAC, 0x0A])
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: bytes\ncommand: \(command)\n".write(to: job, atomically: true, encoding: .utf8)
+        let wait = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"])
+        #expect(wait.status == 0, "\(wait.stderrText)")
+        #expect(wait.stdout.range(of: expected) != nil, "\(Array(wait.stdout))")
+        let logs = try await raw(home, ["logs", "bytes"])
+        #expect(logs.stdout == expected, "\(Array(logs.stdout))")
+        // `logs -f` on a run nothing is ticking: it ends once the command's status says so.
+        let late = home.dir.appendingPathComponent("late.yaml")
+        try "kind: Run\nname: late\ncommand: echo a; sleep 2; echo b\n".write(to: late, atomically: true, encoding: .utf8)
+        #expect(try await raw(home, ["--orbctl", "sim", "apply", "-f", late.path]).status == 0)
+        let started = Date()
+        let follow = try await raw(home, ["logs", "late", "-f"])
+        #expect(follow.stdoutText == "a\nb\n", "\(follow.stdoutText)")
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+
+    @Test(.machineCommands) func waitWithReplicasPrefixesWholeLinesOnly() async throws {
+        let home = CLITests.Home()
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: w\nreplicas: 2\ncommand: printf a; sleep 2; printf 'b\\n'; printf tail\n".write(to: job, atomically: true, encoding: .utf8)
+        let out = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"])
+        #expect(out.status == 0, "\(out.stderrText)")
+        let lines = out.stdoutText.split(separator: "\n", omittingEmptySubsequences: false).filter { $0.hasPrefix("[w/") }
+        #expect(lines.count == 4, "\(out.stdoutText)")
+        #expect(lines.filter { $0.hasSuffix("] ab") }.count == 2 && lines.filter { $0.hasSuffix("] tail") }.count == 2, "\(out.stdoutText)")
+    }
+}
+
 /// Hostile values from the command line and in manifests get clear errors, never a crash.
 @Suite(.serialized) struct HostileInputTests {
     // (A NUL byte cannot reach argv at all: exec ends C strings there. Manifests are checked for it below.)

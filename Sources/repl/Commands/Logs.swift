@@ -13,6 +13,8 @@ struct Logs: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Follow a live run until it ends.") var follow = false
     @Flag(help: "Show /tmp/bootstrap.log instead of the command's output.") var bootstrap = false
 
+    static let piece = 8 << 20
+
     func run() async throws {
         let context = Context(global)
         var record = try context.findRun(id)
@@ -22,29 +24,52 @@ struct Logs: AsyncParsableCommand {
         var liveError: String?
         while true {
             let instances = record.run.instances.filter { $0.generation == record.run.generation && $0.startedAt != nil }
-            let reader = try await context.logReader(live: instances.contains { !$0.phase.isTerminal })
+            // Without a controller running the run's phase may lag: a status that says every
+            // command has ended (the host channel) ends following too, once all that was
+            // written before it (read below) is printed.
+            let channel = StatusChannel(directory: context.channelDirectory)
+            let ended = !instances.isEmpty && instances.allSatisfy { instance in
+                instance.phase.isTerminal
+                    || channel.status(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)?.isFinal == true
+            }
+            // The machine itself is asked (orbctl) only for a live instance without the channel.
+            let needsMachine = instances.contains { instance in
+                !instance.phase.isTerminal && !channel.isInUse(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)
+            }
+            let reader: LogReader
+            do {
+                reader = try await context.logReader(live: needsMachine)
+            } catch {
+                liveError = (error as? CLIError)?.description ?? "\(error)"
+                reader = try await context.logReader(live: false)
+            }
             for instance in instances {
                 // Only what is new since the last read: from the collected log, the host channel,
                 // or (a machine without the channel, still running) the machine itself.
                 let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
-                let already = printed[instance.id] ?? 0
-                let data: Data?
-                do {
-                    data = try await reader.read(run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
-                                                 from: already, live: !instance.phase.isTerminal)
-                } catch {
-                    liveError = error.description
-                    continue
+                // A piece at a time (8 MiB), so a log of any size is printed without holding it.
+                while true {
+                    let already = printed[instance.id] ?? 0
+                    let data: Data?
+                    do {
+                        data = try await reader.read(run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
+                                                     from: already, live: !instance.phase.isTerminal, limit: Self.piece)
+                    } catch {
+                        liveError = error.description
+                        break
+                    }
+                    guard let data, !data.isEmpty || printed[instance.id] == nil else { break }
+                    if context.json {
+                        outputs[instance.id, default: Data()].append(data)
+                    } else if !data.isEmpty {
+                        if instances.count > 1 && already == 0 { Console.out("==> instance \(Base36.encode(instance.id)) <==\n") }
+                        Console.out(data)  // byte for byte: output need not be UTF-8
+                    }
+                    printed[instance.id] = already + data.count
+                    if data.count < Self.piece { break }
                 }
-                guard let data, !data.isEmpty || printed[instance.id] == nil else { continue }
-                if context.json {
-                    outputs[instance.id, default: Data()].append(data)
-                } else if !data.isEmpty {
-                    if instances.count > 1 && already == 0 { Console.out("==> instance \(Base36.encode(instance.id)) <==\n") }
-                    Console.out(String(decoding: data, as: UTF8.self))
-                }
-                printed[instance.id] = already + data.count
             }
+            if follow && ended && !context.json { break }
             if !follow || record.run.phase.isTerminal { break }
             try await Task.sleep(nanoseconds: 1_000_000_000)
             record = try context.findRun(id)
