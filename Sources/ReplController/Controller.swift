@@ -16,6 +16,8 @@ public struct ControllerSettings: Sendable {
     /// The host status channel (`$REPL_HOME/machines`): one directory per machine, which the
     /// wrapper reaches through `/mnt/mac`. `nil` switches it off (every status is probed).
     public var channelDirectory: URL?
+    /// A tick whose list is older than this when it comes to act acts on nothing.
+    public var staleAfter: TimeInterval = 60
     /// A running machine whose wrapper's heartbeat is older than this has lost its run (it
     /// restarted).
     public var heartbeatTimeout: TimeInterval = 30
@@ -69,8 +71,7 @@ public final class Controller: @unchecked Sendable {
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
         limiter = CallLimiter(permits: settings.concurrency)
-        let gate = self.gate
-        self.provider = LimitedProvider(base: provider, limiter: limiter, gate: { gate.refusal(at: Date()) })
+        self.provider = LimitedProvider(base: provider, limiter: limiter, gate: gate)
         self.settings = settings
     }
 
@@ -90,8 +91,10 @@ public final class Controller: @unchecked Sendable {
             let cid = try store.controlID()
             // 1. Observe: exactly one list. A failed list is never read as "no machines".
             let machines: [ObservedMachine]
+            var observedAt = Date()
             do {
                 machines = try await provider.list()
+                observedAt = Date()
             } catch {
                 report.observationError = error.description
                 if !settings.dryRun { store.event("observe-failed", error.description) }
@@ -118,7 +121,16 @@ public final class Controller: @unchecked Sendable {
                                               inFlight: inFlight, now: now, settings: planner))
             report.plan = plan
             if settings.dryRun { return report }
-            // 4. Act.
+            // 4. Act, only under the lease, and only on a list fresh enough to act on (a process
+            // paused between the two acts on nothing; its next tick observes again).
+            if let lease, !lease.confirm() {
+                report.observationError = "the controller lease is no longer this process's: another process acts now"
+                return report
+            }
+            if Date().timeIntervalSince(observedAt) > settings.staleAfter {
+                report.observationError = "the machine list is \(Int(Date().timeIntervalSince(observedAt))) s old (was this process paused?); acting on nothing until the next tick"
+                return report
+            }
             syncLimits(desired: desired, cid: cid)
             try await act(plan.actions, desired: desired, machines: machines, report: &report, now: now)
             report.breaker = try store.breaker()
@@ -534,13 +546,18 @@ public final class Controller: @unchecked Sendable {
 final class BreakerGate: @unchecked Sendable {
     private let lock = NSLock()
     private var breaker = Breaker(openUntil: nil, failures: 0, message: nil)
+    /// An exhaustion was seen and is not yet recorded: shut at once.
+    private var shut = false
 
-    func load(_ breaker: Breaker) { lock.withLock { self.breaker = breaker } }
+    func load(_ breaker: Breaker) { lock.withLock { self.breaker = breaker; shut = false } }
 
     /// Why an address-taking call must not go now, or nil.
     func refusal(at now: Date) -> String? {
-        lock.withLock { breaker.isOpen(at: now) ? "circuit breaker open: \(ProviderError.resetAdvice)" : nil }
+        lock.withLock { breaker.isOpen(at: now) || shut ? "circuit breaker open: \(ProviderError.resetAdvice)" : nil }
     }
+
+    /// Shuts the gate the moment a call meets an exhausted pool (the trip is recorded after).
+    func sawExhaustion() { lock.withLock { shut = true } }
 
     /// Trips the breaker, unless this failure belongs to the episode that tripped it (the call
     /// began before the trip, or while it was open). Returns the breaker when it tripped.

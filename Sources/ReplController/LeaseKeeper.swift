@@ -12,6 +12,7 @@ public final class LeaseKeeper: @unchecked Sendable {
     public let duration: TimeInterval
     private let lock = NSLock()
     private var held = false
+    private var renewedAt = Date.distantPast
     private var renewal: Task<Void, Never>?
 
     public init(store: Store, holder: String, duration: TimeInterval = 300) {
@@ -29,7 +30,10 @@ public final class LeaseKeeper: @unchecked Sendable {
     @discardableResult
     public func acquire() throws(StoreError) -> LeaseHolder? {
         let other = try store.acquireLease(holder: holder, duration: duration)
-        lock.withLock { held = other == nil }
+        lock.withLock {
+            held = other == nil
+            if held { renewedAt = Date() }
+        }
         if other == nil { startRenewing() }
         return other
     }
@@ -47,6 +51,7 @@ public final class LeaseKeeper: @unchecked Sendable {
                 let answer: LeaseHolder??
                 do { answer = .some(try self.store.acquireLease(holder: self.holder, duration: self.duration)) } catch { answer = nil }
                 guard let other = answer else { continue }
+                if other == nil { self.lock.withLock { self.renewedAt = Date() } }
                 if let other {
                     self.lock.withLock { self.held = false }
                     self.store.event("lease-lost", "\(other.holder) (pid \(other.pid)) took the controller lease; no further action is started")
@@ -54,6 +59,21 @@ public final class LeaseKeeper: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Whether the lease is still this process's, checked against the store when the last
+    /// renewal is older than a third of the lease (a process paused, SIGSTOP or a sleeping
+    /// laptop, comes back to find it taken). Called before acting.
+    public func confirm() -> Bool {
+        let (isHeld, last) = lock.withLock { (held, renewedAt) }
+        guard isHeld else { return false }
+        if Date().timeIntervalSince(last) < duration / 3 { return true }
+        guard let other = try? store.acquireLease(holder: holder, duration: duration) else { return false }
+        lock.withLock {
+            held = other == nil
+            if held { renewedAt = Date() }
+        }
+        return other == nil
     }
 
     /// Stops renewing and lets the lease go.

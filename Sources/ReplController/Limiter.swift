@@ -45,18 +45,36 @@ struct LimitedProvider: Provider {
     let limiter: CallLimiter
     /// Asked once a call that takes an address (create, clone, start) holds its permit, just
     /// before it goes to OrbStack: why it must not go now, or nil.
-    var gate: (@Sendable () -> String?)?
+    var gate: BreakerGate?
 
     /// Throws `heldBack` when the gate says no: the breaker opened while the call waited.
     func admit() throws(ProviderError) {
-        if let why = gate?() { throw ProviderError(.heldBack, why) }
+        if let why = gate?.refusal(at: Date()) { throw ProviderError(.heldBack, why) }
+    }
+
+    /// Runs an address-taking call: admitted first, and an exhaustion shuts the gate before
+    /// the permit goes to the next call.
+    func takingAddress(_ body: () async throws(ProviderError) -> Void) async throws(ProviderError) {
+        try admit()
+        do {
+            try await body()
+        } catch {
+            if error.kind == .addressExhausted { gate?.sawExhaustion() }
+            throw error
+        }
     }
 
     var capabilities: ProviderCapabilities { base.capabilities }
     func list() async throws(ProviderError) -> [ObservedMachine] { try await limiter.run { () async throws(ProviderError) in try await base.list() } }
-    func spawn(name: String, spec: Spec) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try admit(); try await base.spawn(name: name, spec: spec) } }
-    func clone(snapshot: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try admit(); try await base.clone(snapshot: snapshot, name: name) } }
-    func start(name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try admit(); try await base.start(name: name) } }
+    func spawn(name: String, spec: Spec) async throws(ProviderError) {
+        try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec) } }
+    }
+    func clone(snapshot: String, name: String) async throws(ProviderError) {
+        try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) } }
+    }
+    func start(name: String) async throws(ProviderError) {
+        try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) } }
+    }
     func stop(name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.stop(name: name) } }
     func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
     func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }

@@ -7,7 +7,7 @@ public enum ManifestFiles {
     public static let maxFileSize = 16 * 1024 * 1024
 
     /// Loads every source, reporting every unreadable path at once.
-    public static func load(_ paths: [String], readStandardInput: () -> Data = { FileHandle.standardInput.readDataToEndOfFile() })
+    public static func load(_ paths: [String], readStandardInput: () throws(StandardInputError) -> Data = { () throws(StandardInputError) in try readStandardInput() })
         throws(ManifestError) -> [ManifestSource] {
         var sources: [ManifestSource] = []
         var problems: [ManifestDiagnostic] = []
@@ -17,9 +17,13 @@ public enum ManifestFiles {
         let fm = FileManager.default
         for path in paths {
             if path == "-" {
-                let data = readStandardInput()
-                if let text = decode(data) { sources.append(ManifestSource(name: "<stdin>", text: text)) }
-                else { problem("<stdin>", "standard input is not UTF-8 text") }
+                do {
+                    let data = try readStandardInput()
+                    if let text = decode(data) { sources.append(ManifestSource(name: "<stdin>", text: text)) }
+                    else { problem("<stdin>", "standard input is not UTF-8 text") }
+                } catch {
+                    problem("<stdin>", error.message)
+                }
                 continue
             }
             var isDirectory: ObjCBool = false
@@ -57,6 +61,35 @@ public enum ManifestFiles {
         }
         guard problems.isEmpty else { throw ManifestError(problems) }
         return sources
+    }
+
+    /// Why standard input could not be read as a manifest.
+    public struct StandardInputError: Error {
+        public let message: String
+        public init(_ message: String) { self.message = message }
+    }
+
+    /// Standard input to its end with read(2), at most `maxFileSize` (an endless pipe is
+    /// refused, not held), and every failure a sentence: closed, a directory, unreadable.
+    public static func readStandardInput(descriptor: Int32 = 0) throws(StandardInputError) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if n == 0 { return data }
+            if n < 0 {
+                if errno == EINTR { continue }
+                switch errno {
+                case EBADF: throw StandardInputError("standard input is closed; give the manifest with -f PATH, or pipe it in")
+                case EISDIR: throw StandardInputError("standard input is a directory; give the directory with -f PATH instead")
+                default: throw StandardInputError("standard input cannot be read (\(String(cString: strerror(errno))))")
+                }
+            }
+            data.append(contentsOf: buffer[0..<n])
+            if data.count > maxFileSize {
+                throw StandardInputError("standard input is larger than \(maxFileSize / 1_048_576) MB; manifests larger than that are refused")
+            }
+        }
     }
 
     static func decode(_ data: Data) -> String? {

@@ -12,6 +12,8 @@ public enum DeleteReason: String, Hashable, Sendable, Codable {
     case foreign
     /// The snapshot was deleted.
     case snapshotDeleted
+    /// A snapshot whose taking was interrupted (its clone may be partial): taken again.
+    case incomplete
 }
 
 /// One thing the controller should do. Actions are values: the planner decides,
@@ -230,7 +232,8 @@ private struct PlanBuilder {
         for snap in input.desired.snapshots {
             let name = Planner.machineName(settings, run: snap.id, instance: snap.instanceID)
             accounted.insert(name)
-            if !snap.deleted, byName[name]?.state == .stopped, !input.inFlight.contains(name) {
+            // Ready only once its taking was recorded whole: a clone interrupted midway may be partial.
+            if !snap.deleted, snap.createdAt != nil, byName[name]?.state == .stopped, !input.inFlight.contains(name) {
                 readySnapshots[snap.name] = name
             }
         }
@@ -285,7 +288,19 @@ private struct PlanBuilder {
         if instance.startedAt != nil && !instance.logsCollected {
             actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
         }
+        // A snapshot still to be taken from this instance keeps it (a short run would otherwise
+        // be gone before its snapshot, and runs from the snapshot would wait for ever).
+        if let snapshot = input.desired.snapshots.first(where: { !$0.deleted && $0.createdAt == nil && $0.fromRun == run.manifest.name }),
+           Self.snapshotSource(of: run)?.id == instance.id, !run.cancelled {
+            waiting[name] = "kept until snapshot \(snapshot.name) is taken from it"
+            return
+        }
         delete(name, reason)
+    }
+
+    /// The instance a snapshot of `run` is taken from: its first current one.
+    static func snapshotSource(of run: DesiredRun) -> InstanceState? {
+        run.instances.first { run.wants($0) || $0.phase.isTerminal && $0.generation == run.generation }
     }
 
     /// Every delete of a machine we account for goes through here: the whitelist protects
@@ -455,6 +470,12 @@ private struct PlanBuilder {
                 continue
             }
             if let machine {
+                if snap.createdAt == nil {
+                    // Its taking was interrupted (the process died during the clone): what exists
+                    // may be partial, so it is deleted and taken again.
+                    if machine.state != .deleting { delete(name, .incomplete) }
+                    continue
+                }
                 if machine.state == .running || machine.state == .starting {
                     if settings.whitelist.contains(name) {
                         waiting[name] = "whitelisted: left running until `repl orphans unwhitelist \(name)`"
@@ -464,8 +485,7 @@ private struct PlanBuilder {
                 }
                 continue
             }
-            guard let run = runsByName[snap.fromRun],
-                  let source = run.instances.first(where: { run.wants($0) || $0.phase.isTerminal && $0.generation == run.generation }) else {
+            guard let run = runsByName[snap.fromRun], let source = Self.snapshotSource(of: run) else {
                 waiting[name] = "waiting for run \(snap.fromRun) to have an instance"
                 continue
             }

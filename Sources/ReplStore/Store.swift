@@ -525,15 +525,16 @@ public final class Store: @unchecked Sendable {
     /// Records a run rebuilt from its machines: its manifest, id and generation, and an
     /// instance per machine. Counters move past every recovered id.
     public func insertRecovered(run: RunManifest, id: RunID, generation: Int,
-                                instances: [(id: InstanceID, phase: InstancePhase, createdAt: Date?)], now: Date = Date()) throws(StoreError) {
+                                instances: [(id: InstanceID, phase: InstancePhase, createdAt: Date?, exitCode: Int?)], now: Date = Date()) throws(StoreError) {
         try write { db in
             let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)
             try db.execute(sql: "INSERT OR REPLACE INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            arguments: [Int64(id), run.name, json, run.generationFingerprint, generation, now.timeIntervalSince1970, now.timeIntervalSince1970])
             for i in instances {
-                try db.execute(sql: "INSERT OR REPLACE INTO instances (id, run_id, generation, phase, created_at, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                try db.execute(sql: "INSERT OR REPLACE INTO instances (id, run_id, generation, phase, created_at, started_at, exit_code, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                arguments: [Int64(i.id), Int64(id), generation, i.phase.rawValue, i.createdAt?.timeIntervalSince1970,
-                                           i.phase >= .bootstrapping ? (i.createdAt ?? now).timeIntervalSince1970 : nil])
+                                           i.phase >= .bootstrapping ? (i.createdAt ?? now).timeIntervalSince1970 : nil, i.exitCode,
+                                           i.phase.isTerminal ? now.timeIntervalSince1970 : nil])
                 try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(i.id) + 1])
             }
             try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'manifest'", arguments: [Int64(id) + 1])

@@ -187,23 +187,30 @@ struct Converger {
         runs.reduce(0) { total, run in total + run.instances.filter { run.wants($0) }.count }
     }
 
-    /// Writes a command's output byte for byte. With several instances each line gets its
-    /// instance's prefix once it is whole; a line not yet ended waits for its end (or, with
-    /// `final`, is ended).
+    /// Writes a command's output byte for byte, a whole line at a time (so that progress lines
+    /// never split one); with several instances each line gets its instance's prefix. A line
+    /// not yet ended waits for its end, or the run's (`final`), when it is written as it is
+    /// (with a prefix, ended).
     func emit(_ data: Data, instance: InstanceID, prefix: String?, streamed: StreamedOutput, final: Bool = false) {
         streamed.offsets[instance, default: 0] += data.count
         if let last = data.last { streamed.lastByte[instance] = last }
-        guard let prefix else {
-            context.out(data)
-            return
-        }
+        let head = Data((prefix ?? "").utf8)
         var buffer = (streamed.partial[instance] ?? Data()) + data
-        while let newline = buffer.firstIndex(of: 10) {
-            context.out(Data(prefix.utf8) + buffer[buffer.startIndex...newline])
-            buffer = Data(buffer[buffer.index(after: newline)...])
+        if let last = buffer.lastIndex(of: 10) {
+            let whole = buffer[buffer.startIndex...last]
+            if prefix == nil {
+                context.out(Data(whole))
+            } else {
+                var rest = whole[...]
+                while let newline = rest.firstIndex(of: 10) {
+                    context.out(head + rest[rest.startIndex...newline])
+                    rest = rest[rest.index(after: newline)...]
+                }
+            }
+            buffer = Data(buffer[buffer.index(after: last)...])
         }
         if final && !buffer.isEmpty {
-            context.out(Data(prefix.utf8) + buffer + Data([10]))
+            context.out(prefix == nil ? buffer : head + buffer + Data([10]))
             buffer = Data()
         }
         streamed.partial[instance] = buffer

@@ -414,6 +414,18 @@ import ReplStore
         #expect(out.stderr.contains("command: is 10239 KiB; at most 1024 KiB"))
     }
 
+    /// Standard input that is a directory, or endless, is one clear line (exit 2), never a
+    /// stack trace or gigabytes held (#16).
+    @Test(arguments: ["< /", "yes 'kind: Run' |"])
+    func hostileStandardInputIsOneClearLine(_ how: String) async throws {
+        let home = CLITests.Home()
+        let command = how.hasSuffix("|") ? "\(how) \"\(CLITests.repl)\" plan -f -" : "\"\(CLITests.repl)\" plan -f - \(how)"
+        let out = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 60, environment: home.environment, limit: 1 << 20)
+        #expect(out.status == 2, "\(out.stderrText)")
+        #expect(out.stderrText.split(separator: "\n").count == 1 && out.stderrText.contains("standard input"), "\(out.stderrText)")
+        #expect(!out.stderrText.contains("Fatal error"))
+    }
+
     @Test func nulBytesInAManifestAreRefused() async throws {
         let home = CLITests.Home()
         let file = home.dir.appendingPathComponent("nul.yaml")

@@ -82,7 +82,11 @@ import ReplStore
         // The machine finishes booting in the background; later ticks adopt it.
         try await Task.sleep(nanoseconds: 3_000_000_000)
         try w.store.clearFailure(machine: try w.machines().first?.name ?? "")
-        for _ in 0..<10 where try w.run("slow").instances.first?.phase ?? .pending < .bootstrapping { _ = await controller.tick() }
+        let until = Date().addingTimeInterval(30)
+        while try w.run("slow").instances.first?.phase ?? .pending < .bootstrapping, Date() < until {
+            _ = await controller.tick()
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
         #expect(try w.machines().count == 1)
         #expect(try w.run("slow").instances.count == 1 && w.run("slow").instances[0].phase >= .bootstrapping)
     }

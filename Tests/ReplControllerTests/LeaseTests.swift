@@ -66,6 +66,28 @@ import ReplStore
         #expect(try w.store.acquireLease(holder: "sweep") == nil)  // dead: taken at once, not after 300 s
     }
 
+    /// Found by attacking: a controller paused past its lease (SIGSTOP) came back and acted on
+    /// its old list, failing and deleting machines another process had made. It now confirms
+    /// the lease before acting, and acts on nothing once it is another's.
+    @Test(.machineCommands) func aControllerThatLostItsLeaseActsOnNothing() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
+        let keeper = LeaseKeeper(store: w.store, holder: "apply", duration: 0.6)
+        #expect(try keeper.acquire() == nil)
+        w.controller.lease = keeper
+        defer { keeper.release() }
+        let other = try await BackgroundProcess.start("/bin/sleep", ["60"], environment: [:], outputPath: "/dev/null")
+        defer { other.signal(SIGKILL) }
+        let them = try #require(Platform.identity(of: other.pid))
+        // Another process took the lease meanwhile (as after this one's lease expired while it was paused).
+        try plant(w.store, pid: other.pid, boot: them.boot, namespace: them.namespace, started: them.start, expires: Date().addingTimeInterval(300))
+        try await Task.sleep(nanoseconds: 300_000_000)  // past a third of the lease: the next look asks the store
+        let report = await w.controller.tick()
+        #expect(report.outcomes.isEmpty && report.observationError?.contains("lease") == true, "\(report.outcomes)")
+        #expect(try w.machines().isEmpty)
+        #expect(try w.run("r").instances.isEmpty)  // not even the store was written
+    }
+
     @Test func theLeaseIsRenewedInTheBackgroundThroughALongTick() async throws {
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -158,6 +158,33 @@ import ReplStore
         #expect(cooldown > 20 && cooldown <= 30, "cool-down \(cooldown) s after one episode")
     }
 
+    /// A snapshot of a run whose command ends at once (found by attacking): the source is kept
+    /// until the snapshot is taken, and the run from it starts with what the source prepared.
+    @Test(.machineCommands) func aSnapshotOfAShortRunIsTakenAndUsed() async throws {
+        let w = try World()
+        try w.apply("""
+        kind: Run
+        name: base
+        command: echo prepared > /opt/ready
+        ---
+        kind: Snapshot
+        name: snap
+        from: base
+        ---
+        kind: Run
+        name: fast
+        from: snap
+        command: cat /opt/ready
+        """)
+        try await w.tick(until: { try w.run("fast").phase.isTerminal && w.run("fast").instances.allSatisfy(\.logsCollected) }, seconds: 60)
+        let fast = try w.wanted(w.run("fast"))[0]
+        #expect(fast.phase == .succeeded)
+        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "fast", instance: fast.id), encoding: .utf8)
+        #expect(log == "prepared\n")
+        #expect(try w.store.snapshots().first?.createdAt != nil)
+        try await w.tick { try w.run("base").instances.allSatisfy(\.logsCollected) }  // the source goes once the snapshot is taken
+    }
+
     @Test func onlyOneProcessHoldsTheLease() async throws {
         let w = try World()
         #expect(try w.store.acquireLease(holder: "watch") == nil)

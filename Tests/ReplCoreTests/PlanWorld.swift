@@ -88,8 +88,9 @@ struct PlanWorld {
                 update(run, instance) { $0.logsCollected = true }
             case let .delete(machine, _):
                 machines.removeAll { $0.name == machine }
-            case let .takeSnapshot(_, _, machine):
+            case let .takeSnapshot(snapshot, _, machine):
                 newMachine(machine, .stopped)
+                if let i = desired.snapshots.firstIndex(where: { $0.name == snapshot }) { desired.snapshots[i].createdAt = now }
             }
         }
     }

@@ -222,9 +222,39 @@ struct PlannerTests {
     }
 
     @Test func aStartedSnapshotIsStoppedAgain() {
-        var w = W(snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
+        var w = W(snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5, createdAt: W.epoch)])
         w.newMachine("repl-ab12cd-2-5", .running)
         #expect(w.plan().actions == [.stop(machine: "repl-ab12cd-2-5")])
+    }
+
+    /// Found by attacking: a take interrupted during its clone left a machine that may be
+    /// partial. It is never cloned from; it is deleted and taken again.
+    @Test func aSnapshotWhoseTakingWasInterruptedIsTakenAgainNeverUsed() {
+        var w = W(runs: [Self.run(1, "base", command: nil, instances: [Self.running(1)]),
+                         Self.run(3, "fast", source: .snapshot("snap"))],
+                  snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
+        w.newMachine("repl-ab12cd-1-1", .running)
+        w.newMachine("repl-ab12cd-2-5", .stopped)  // exists, but its taking was never recorded
+        let plan = w.plan()
+        #expect(plan.actions.contains(.delete(machine: "repl-ab12cd-2-5", reason: .incomplete)))
+        #expect(!plan.actions.contains { if case .clone = $0 { return true } else { return false } })
+    }
+
+    /// Found by attacking: a run whose command ends at once would be deleted before its
+    /// snapshot is taken, and runs from the snapshot would wait for ever.
+    @Test func aShortRunIsKeptUntilItsSnapshotIsTaken() {
+        var finished = Self.running(1)
+        finished.phase = .succeeded
+        finished.exitCode = 0
+        finished.finishedAt = W.epoch
+        var w = W(runs: [Self.run(1, "base", instances: [finished])],
+                  snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
+        w.newMachine("repl-ab12cd-1-1", .running)
+        let plan = w.plan()
+        #expect(!plan.actions.contains { $0.isDestructive }, "\(plan.actions)")
+        #expect(plan.actions.contains(.takeSnapshot(snapshot: "snap", sourceMachine: "repl-ab12cd-1-1", machine: "repl-ab12cd-2-5")))
+        w.apply(plan.actions)
+        #expect(w.plan().actions.contains(.delete(machine: "repl-ab12cd-1-1", reason: .finished)))
     }
 
     @Test func orphansAreDeletedOnlyAfterTheirGrace() {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import OrbStack
+import ReplController
 import ReplCore
 import ReplStore
 
@@ -52,7 +53,7 @@ struct Recover: AsyncParsableCommand {
         try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID).max() ?? 0)
 
         // Read each running machine's manifest copy; stopped ones are not started just to read it.
-        struct Found { var manifest: RunManifest; var generation: Int; var instances: [(InstanceID, InstancePhase, Date?)] }
+        struct Found { var manifest: RunManifest; var generation: Int; var instances: [(InstanceID, InstancePhase, Date?, Int?)] }
         var runs: [RunID: Found] = [:]
         var kept: [String] = []
         for (machine, name) in mine {
@@ -63,8 +64,12 @@ struct Recover: AsyncParsableCommand {
                 kept.append(machine.name)
                 continue
             }
-            let status = try? await provider.probe(name: machine.name)
+            // The host channel keeps the status with its exit code (no orbctl call); else the machine.
+            var status = StatusChannel(directory: context.channelDirectory).status(machine.name)
+            if status == nil { status = try? await provider.probe(name: machine.name) }
             let phase: InstancePhase
+            var exitCode: Int?
+            if case .exited(let code)? = status { exitCode = code }
             switch status {
             case .exited(let code)?: phase = code == 0 ? .succeeded : .failed
             case .timedOut?: phase = .timedOut
@@ -72,12 +77,12 @@ struct Recover: AsyncParsableCommand {
             default: phase = .running
             }
             runs[runID, default: Found(manifest: parsed.manifest, generation: parsed.generation, instances: [])]
-                .instances.append((name.instanceID, phase, machine.createdAt))
+                .instances.append((name.instanceID, phase, machine.createdAt, exitCode))
         }
         var recovered: [String] = []
         for (id, found) in runs.sorted(by: { $0.key < $1.key }) {
             try store.insertRecovered(run: found.manifest, id: id, generation: found.generation,
-                                      instances: found.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2) })
+                                      instances: found.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2, exitCode: $0.3) })
             recovered.append(found.manifest.name)
         }
         if context.json {
