@@ -92,11 +92,11 @@ import ReplStore
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(directory: dir)
-        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 1)
+        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 3)
         #expect(try keeper.acquire() == nil)
         defer { keeper.release() }
-        // A tick that lasts 3 lease durations: the lease never lapses.
-        for _ in 0..<30 {
+        // A tick that lasts 2 lease durations: the lease never lapses.
+        for _ in 0..<60 {
             try await Task.sleep(nanoseconds: 100_000_000)
             let holder = try #require(try store.leaseHolder())
             #expect(holder.expiresAt > Date())
