@@ -34,6 +34,24 @@ let started = Date()
 emit("# repl benchmarks\n")
 emit("Measured \(DateFormats.iso8601(Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated.\n")
 
+/// One row of an idle-tick table: orbctl calls per tick, the tick's median time, one
+/// `orbctl list` alone at OrbStack's latency, and their ratio (7 ticks each).
+func idleTickRow(_ fleet: Fleet, _ n: Int) async throws -> String {
+    try await fleet.latency("all", 0)
+    try await fleet.latency("list", SimState.defaultLatencies["list"]!)
+    let controller = fleet.controller(concurrency: 4)
+    _ = await controller.tick()
+    try await fleet.sim(["admin", "calls", "--reset"])
+    var ticks: [Double] = []
+    for _ in 0..<7 {
+        ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
+    }
+    let calls = Double(try await fleet.calls()) / 7
+    var lists: [Double] = []
+    for _ in 0..<7 { lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) }) }
+    return "| \(n) | \(String(format: "%.0f", calls)) | \(String(format: "%.1f", median(ticks) * 1000)) ms | \(String(format: "%.1f", median(lists) * 1000)) ms | \(String(format: "%.2f", median(ticks) / median(lists))) |"
+}
+
 // 1. Converged idle tick.
 emit("## 1. Converged idle tick\n")
 emit("Up to 200 running machines; past that, the rest are stopped snapshots (OrbStack's pool holds 238 addresses).\n")
@@ -54,19 +72,7 @@ for n in quick ? [10, 100] : [10, 100, 1000] {
         let snapshotsReady = try fleet.store.snapshots().allSatisfy { $0.createdAt != nil }
         return snapshotsReady && run.instances.count == running && run.instances.allSatisfy { $0.phase == .running }
     }
-    try await fleet.latency("all", 0)
-    try await fleet.latency("list", SimState.defaultLatencies["list"]!)
-    let controller = fleet.controller(concurrency: 4)
-    _ = await controller.tick()
-    try await fleet.sim(["admin", "calls", "--reset"])
-    var ticks: [Double] = []
-    for _ in 0..<7 {
-        ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
-    }
-    let calls = Double(try await fleet.calls()) / 7
-    var lists: [Double] = []
-    for _ in 0..<7 { lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) }) }
-    emit("| \(n) | \(String(format: "%.0f", calls)) | \(String(format: "%.1f", median(ticks) * 1000)) ms | \(String(format: "%.1f", median(lists) * 1000)) ms | \(String(format: "%.2f", median(ticks) / median(lists))) |")
+    emit(try await idleTickRow(fleet, n))
 }
 
 // 1b. Idle tick with commands running: statuses come through the host channel.
@@ -84,19 +90,7 @@ for n in quick ? [5, 20] : [5, 50] {
         let run = try fleet.store.runs()[0].run
         return run.instances.count == n && run.instances.allSatisfy { $0.phase == .running }
     }
-    try await fleet.latency("all", 0)
-    try await fleet.latency("list", SimState.defaultLatencies["list"]!)
-    let controller = fleet.controller(concurrency: 4)
-    _ = await controller.tick()
-    try await fleet.sim(["admin", "calls", "--reset"])
-    var ticks: [Double] = []
-    for _ in 0..<7 {
-        ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
-    }
-    let calls = Double(try await fleet.calls()) / 7
-    var lists: [Double] = []
-    for _ in 0..<7 { lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) }) }
-    emit("| \(n) | \(String(format: "%.0f", calls)) | \(String(format: "%.1f", median(ticks) * 1000)) ms | \(String(format: "%.1f", median(lists) * 1000)) ms | \(String(format: "%.2f", median(ticks) / median(lists))) |")
+    emit(try await idleTickRow(fleet, n))
 }
 
 // 2. Planner alone.
