@@ -348,6 +348,25 @@ private struct PlanBuilder {
         }
     }
 
+    /// Why a machine that has the instance's name is not the instance's, or nil when it is: it
+    /// must have been made after the instance's machine was asked for (its ULID time), and
+    /// from the spec asked for. A machine made by hand under the next name (an alpine machine
+    /// named like the next instance) is a conflict: never given the command, never deleted.
+    static func conflict(_ run: DesiredRun, _ instance: InstanceState, _ machine: ObservedMachine) -> String? {
+        let made = machine.createdAt
+        guard let requested = instance.createdAt else {
+            return "conflict: \(machine.name) exists, but repl never asked for it; delete or rename it, or delete run \(run.manifest.name)"
+        }
+        if let made, made < requested.addingTimeInterval(-5) {
+            return "conflict: \(machine.name) was made before repl asked for it (at \(made)); delete or rename it, or delete run \(run.manifest.name)"
+        }
+        if case .spec(let spec) = run.manifest.source,
+           (machine.distro, machine.version, machine.arch) != (spec.distro, spec.version, spec.arch) {
+            return "conflict: \(machine.name) is \(machine.distro):\(machine.version):\(machine.arch), not \(spec); delete or rename it, or delete run \(run.manifest.name)"
+        }
+        return nil
+    }
+
     /// Finishes an instance as its final status says.
     mutating func finish(_ run: DesiredRun, _ instance: InstanceState, _ name: String, _ status: ProbeResult) {
         switch status {
@@ -422,6 +441,10 @@ private struct PlanBuilder {
                         waiting[name] = "waiting for snapshot \(snapshot) to be ready"
                     }
                 }
+                return
+            }
+            if let conflict = Self.conflict(run, instance, machine) {
+                waiting[name] = conflict
                 return
             }
             switch machine.state {

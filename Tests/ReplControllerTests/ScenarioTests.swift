@@ -185,6 +185,23 @@ import ReplStore
         try await w.tick { try w.run("base").instances.allSatisfy(\.logsCollected) }  // the source goes once the snapshot is taken
     }
 
+    /// Adopt only what we made (#16): a hand-made alpine machine named like the next instance
+    /// never gets the user's command, and is never deleted.
+    @Test(.machineCommands) func aHandMadeMachineWithTheNextNameIsAConflictNeverAdopted() async throws {
+        let w = try World()
+        let name = "repl-\(try w.store.controlID())-1-1"  // what the first run's first instance will be called
+        try await w.sim(["create", "alpine", name])
+        try w.apply("kind: Run\nname: r\ncommand: echo stolen > /tmp/stolen\n")
+        w.controller.settings.orphanGrace = .zero
+        for _ in 0..<5 { _ = await w.controller.tick() }
+        let report = await w.controller.tick()
+        #expect(report.plan?.waiting[name]?.hasPrefix("conflict") == true, "\(report.plan?.waiting ?? [:])")
+        #expect(try w.run("r").instances.allSatisfy { $0.startedAt == nil })
+        #expect(try w.machines().map(\.name) == [name])
+        let marker = try await w.sim(["run", "-m", name, "-u", "root", "sh", "-c", "ls /var/lib/repl /tmp/stolen 2>&1; true"])
+        #expect(!marker.stdoutText.contains("launched") && marker.stdoutText.contains("No such file"), "\(marker.stdoutText)")
+    }
+
     @Test func onlyOneProcessHoldsTheLease() async throws {
         let w = try World()
         #expect(try w.store.acquireLease(holder: "watch") == nil)

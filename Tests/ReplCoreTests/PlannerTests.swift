@@ -178,6 +178,27 @@ struct PlannerTests {
         #expect(plan.waiting["repl-ab12cd-2-2"]?.contains("whitelisted") == true)
     }
 
+    /// Adopt only what we made (#16): a machine with the instance's name made before repl asked
+    /// for it, or from another image, is a conflict: never given the command, never deleted.
+    @Test func aMachineWithOurNameThatWeDidNotMakeIsAConflict() {
+        let asked = InstanceState(id: 1, generation: 1, phase: .provisioning, createdAt: W.epoch)
+        let never = InstanceState(id: 1, generation: 1, phase: .pending)
+        for (instance, image, age) in [(never, "ubuntu", 10.0), (asked, "ubuntu", 60.0), (asked, "alpine", -1.0)] {
+            var w = W(runs: [Self.run(1, instances: [instance])])
+            w.machines = [ObservedMachine(id: ULID.make(at: W.epoch.addingTimeInterval(-age), using: &w.rng), name: "repl-ab12cd-1-1",
+                                          state: .running, distro: image, version: "noble", arch: "arm64")]
+            let plan = w.plan()
+            #expect(plan.actions.isEmpty, "\(image) made \(age) s before: \(plan.actions)")
+            #expect(plan.waiting["repl-ab12cd-1-1"]?.hasPrefix("conflict") == true)
+            #expect(plan.machines.first?.machineClass == .owned)  // accounted for: never an orphan
+        }
+        // Made after it was asked for, from the spec: adopted.
+        var w = W(runs: [Self.run(1, instances: [asked])])
+        w.machines = [ObservedMachine(id: ULID.make(at: W.epoch.addingTimeInterval(2), using: &w.rng), name: "repl-ab12cd-1-1",
+                                      state: .running, distro: "ubuntu", version: "noble", arch: "arm64")]
+        #expect(w.plan().actions == [.startRun(run: 1, instance: 1, machine: "repl-ab12cd-1-1")])
+    }
+
     @Test func aMachineThatDisappearsFailsItsInstance() {
         let w = W(runs: [Self.run(1, instances: [Self.running(1)])])
         // Its logs may be in the host channel: they are collected all the same.
@@ -300,7 +321,7 @@ struct PlannerTests {
         var inst = InstanceState(id: 1, generation: 1, phase: .provisioning, createdAt: W.epoch)
         inst.createdAt = W.epoch
         var w = W(runs: [Self.run(1, instances: [inst])])
-        w.newMachine("repl-ab12cd-1-1", .stopped)
+        w.machines = [ObservedMachine(id: ULID.make(at: W.epoch, using: &w.rng), name: "repl-ab12cd-1-1", state: .stopped, arch: Self.spec.arch)]
         #expect(w.plan().actions == [.start(machine: "repl-ab12cd-1-1")])
     }
 
