@@ -145,14 +145,35 @@ public final class Store: @unchecked Sendable {
         } catch let error as StoreError {
             throw error
         } catch {
-            throw StoreError("\(path) cannot be used: \(Store.reason(error)). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
+            // Only a corrupt file is worth rebuilding: a busy, read-only or full store is kept,
+            // with its history, whitelist and snapshots, and the advice says what to do instead.
+            if Store.isCorrupt(error) {
+                throw StoreError("\(path) cannot be used: \(Store.reason(error)). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
+            }
+            throw StoreError("\(path) cannot be opened: \(Store.reason(error))")
+        }
+    }
+
+    /// Whether the file itself is bad (as opposed to busy, read-only, full or not permitted,
+    /// which leave it as good as it was).
+    static func isCorrupt(_ error: Error) -> Bool {
+        guard let e = error as? DatabaseError else { return false }
+        switch e.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_READONLY, .SQLITE_FULL, .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH: return false
+        default: return true
         }
     }
 
     static func reason(_ error: Error) -> String {
         if let e = error as? DatabaseError {
-            if e.resultCode == .SQLITE_NOTADB || e.resultCode == .SQLITE_CORRUPT { return "it is not a valid repl database (corrupt or truncated)" }
-            return e.message ?? "\(e.resultCode)"
+            switch e.resultCode {
+            case .SQLITE_NOTADB, .SQLITE_CORRUPT: return "it is not a valid repl database (corrupt or truncated)"
+            case .SQLITE_BUSY, .SQLITE_LOCKED: return "another repl is writing to it (it stayed busy); try again in a moment"
+            case .SQLITE_READONLY: return "it is read-only (check its permissions and those of its directory); commands that only read still work"
+            case .SQLITE_FULL: return "the disk is full; free some space and try again"
+            case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH: return "it cannot be opened (check its permissions and those of its directory)"
+            default: return e.message ?? "\(e.resultCode)"
+            }
         }
         if let e = error as? CocoaError { return e.localizedDescription }
         return "\(error)"

@@ -78,4 +78,25 @@ struct StoreTests {
         let second = try store.tripBreaker("missing IP address", now: now)
         #expect(first.openUntil! == now.addingTimeInterval(30) && second.openUntil! == now.addingTimeInterval(60))
     }
+
+    /// Store errors by kind (#16): a busy store says another repl is writing, and never points
+    /// at `repl recover` (which would discard history, whitelist and snapshots).
+    @Test func aBusyStoreSaysSoAndNeverAdvisesRecover() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir, busyTimeout: 0.2)
+        _ = try store.controlID()
+        var config = Configuration()
+        config.allowsUnsafeTransactions = true
+        let other = try DatabaseQueue(path: store.path, configuration: config)
+        try other.inDatabase { try $0.execute(sql: "BEGIN EXCLUSIVE") }
+        defer { try? other.inDatabase { try $0.execute(sql: "ROLLBACK") } }
+        do {
+            _ = try store.openIntent(machine: "m", action: "x")
+            Issue.record("a write to a locked store succeeded")
+        } catch {
+            #expect(error.description.contains("another repl is writing"), "\(error.description)")
+            #expect(!error.description.contains("recover"))
+        }
+    }
 }
