@@ -61,7 +61,7 @@ import ReplStore
         #expect(calls?["verbs"] as? [String: Int] == ["list": 1])
     }
 
-    @Test func aCommandPastItsDeadlineEndsTimedOutWithItsMachineGone() async throws {
+    @Test(.machineCommands) func aCommandPastItsDeadlineEndsTimedOutWithItsMachineGone() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: slow\ncommand: sleep 60\nmaxDuration: 2s\n")
         try await w.tick(until: { try w.run("slow").phase.isTerminal && w.machines().isEmpty }, seconds: 30)
