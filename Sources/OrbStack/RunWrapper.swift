@@ -29,7 +29,7 @@ public enum RunWrapper {
     public static let killGrace = 5
     /// Seconds between two looks of the watch loop (each one a heartbeat).
     public static let watchPeriod = 2
-    /// A heartbeat older than this means the wrapper is gone.
+    /// A heartbeat older than this makes the controller ask whether the wrapper is gone.
     public static let heartbeatTimeout = 30
 
 
@@ -128,6 +128,7 @@ public enum RunWrapper {
     static func watchLoop(margin: Int, abandoned: Int) -> String {
         """
         R=\(directory)
+        echo $$ > "$R/switch.pid"
         H=$(cat "$R/channel" 2>/dev/null)
         T0=$(cat "$R/t0")
         \(limitFunction)
@@ -249,11 +250,12 @@ public struct OrbStackProvider: Provider {
     }
 
     public func probe(name: String) async throws(ProviderError) -> ProbeResult {
-        // The status, and whether the wrapper's heartbeat is fresh (it stops when the machine
-        // restarts, and the command with it).
+        // The status, and whether the wrapper's watch loop still exists: by its process, not by
+        // clocks (a restarted machine has lost it; a Mac that slept has not). No judgement
+        // without a recorded loop (a wrapper of an older repl, or one just starting).
         let result = try await client.run(name, user: "root", [
-            "sh", "-c", "cat \(RunWrapper.statusPath) || exit 1; a=$(cat \(RunWrapper.directory)/alive 2>/dev/null) || exit 0; "
-                + "[ $(($(date +%s) - ${a:-0})) -le \(RunWrapper.heartbeatTimeout) ] || echo 'heartbeat stopped'",
+            "sh", "-c", "cat \(RunWrapper.statusPath) || exit 1; p=$(cat \(RunWrapper.directory)/switch.pid 2>/dev/null) || exit 0; "
+                + "tr '\\000' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q switch.sh || echo 'heartbeat stopped'",
         ], timeout: client.timeouts.quick)
         guard result.status == 0 else {
             if result.stderrText.contains("machine not found") { throw OrbctlClient.classify(result, arguments: ["run", "-m", name]) }

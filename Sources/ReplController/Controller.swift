@@ -222,11 +222,19 @@ public final class Controller: @unchecked Sendable {
                         continue
                     }
                     // The command still runs, says the status; its heartbeat says whether the
-                    // wrapper does (it stops when the machine restarts).
-                    if !status.isFinal, running.contains(name), let started = instance.startedAt,
+                    // wrapper does. A stale one is only a reason to look: the machine is asked
+                    // whether the watch loop's process still exists (gone after a restart; alive
+                    // after a Mac slept, when every clock jumps), at most once per interval.
+                    if !status.isFinal, running.contains(name), !settings.dryRun, let started = instance.startedAt,
                        now.timeIntervalSince(started) > settings.heartbeatTimeout,
                        let beat = channel.heartbeat(name), now.timeIntervalSince(beat) > settings.heartbeatTimeout {
-                        status = .gone(ProbeResult.wrapperGone)
+                        if last == nil { last = try store.lastProbes() }
+                        if let at = last?[instance.id], now.timeIntervalSince(at) < max(settings.probeInterval, settings.heartbeatTimeout / 3) {
+                            probes[name] = status
+                        } else {
+                            targets.append((instance.id, name))
+                        }
+                        continue
                     }
                     probes[name] = status
                     continue

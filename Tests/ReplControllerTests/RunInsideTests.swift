@@ -276,6 +276,23 @@ import ReplStore
         #expect(instance.phase == .failed && instance.reason?.contains("restarted") == true, "\(instance)")
     }
 
+    /// A stale heartbeat alone never fails a run: when a Mac sleeps every clock jumps, but the
+    /// wrapper is still there. The machine is asked whether its watch loop exists.
+    @Test(.machineCommands) func aStaleHeartbeatWithTheWrapperAliveFailsNothing() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase == .running }
+        let machine = try machineName(w, "r")
+        try await Task.sleep(nanoseconds: 6_000_000_000)  // the run is older than the heartbeat timeout (5 s here)
+        // The loop is frozen (as a sleeping Mac freezes it): its heartbeat goes stale, its process stays.
+        try await w.sim(["run", "-m", machine, "-u", "root", "sh", "-c", "kill -STOP $(cat /var/lib/repl/switch.pid)"])
+        try await Task.sleep(nanoseconds: 7_000_000_000)
+        for _ in 0..<3 { _ = await w.controller.tick() }
+        #expect(try w.wanted(w.run("r")).first?.phase == .running)
+        #expect(try w.machines().map(\.name) == [machine])
+        try await w.sim(["run", "-m", machine, "-u", "root", "sh", "-c", "kill -CONT $(cat /var/lib/repl/switch.pid)"])
+    }
+
     /// The channel is a mirror anything on the Mac can write: an end it shows for a machine
     /// that runs is confirmed by the machine's own status first.
     @Test(.machineCommands) func aForgedChannelStatusDoesNotEndARunningCommand() async throws {
