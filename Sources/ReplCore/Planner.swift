@@ -136,6 +136,9 @@ public struct PlannerSettings: Hashable, Sendable {
     public var includeForeign: Bool
     /// Names kept on purpose even though nothing wants them.
     public var whitelist: Set<String>
+    /// After a command's deadline, how long it has to end before it is judged without a final
+    /// status: the wrapper's SIGTERM comes at the next whole second, its SIGKILL 5 s later.
+    public var deadlineGrace: TimeSpan = .seconds(9)
 
     public init(controlID: ControlID, orphanGrace: TimeSpan = .minutes(2), includeForeign: Bool = false, whitelist: Set<String> = []) {
         self.controlID = controlID
@@ -404,6 +407,10 @@ private struct PlanBuilder {
                 // code, however late this tick comes.
                 if let status, status.isFinal {
                     finish(run, instance, name, status)
+                } else if run.manifest.command != nil, byName[name]?.state == .running, now < deadline.adding(settings.deadlineGrace) {
+                    // Its SIGTERM handler has the grace to clean up and write its last output.
+                    due(deadline.adding(settings.deadlineGrace))
+                    waiting[name] = "past its deadline; the command has until \(deadline.adding(settings.deadlineGrace)) to end"
                 } else {
                     // Without a command, reaching maxDuration is the machine's planned end.
                     let phase: InstancePhase = run.manifest.command == nil ? .succeeded : .timedOut

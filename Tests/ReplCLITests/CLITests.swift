@@ -338,6 +338,9 @@ import ReplStore
         let refused = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", job.path], env: env)
         #expect(refused.status == 2, "\(refused.stdout)\(refused.stderr)")
         #expect(refused.stderr.contains("oldcid") && refused.stderr.contains("repl recover") && refused.stderr.contains("--new-installation"), "\(refused.stderr)")
+        // `watch -f` re-applies its files: it refuses the same way (found by attacking).
+        let watch = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "watch", "-f", job.path, "--plain"], env: env)
+        #expect(watch.status == 2 && watch.stderr.contains("repl recover"), "\(watch.stdout)\(watch.stderr)")
         let list = try await CLITests.exec(CLITests.repl, ["run", "list"], env: env)
         #expect(list.stdout.contains("No runs yet"))  // nothing was recorded
         let recover = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "recover"], env: env)

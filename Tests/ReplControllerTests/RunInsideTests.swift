@@ -244,6 +244,18 @@ import ReplStore
         #expect(try w.wanted(w.run("stubborn"))[0].phase == .timedOut)
     }
 
+    /// Found by attacking (round 2): the controller deleted the machine within a second of the
+    /// deadline's SIGTERM. The command has its grace to clean up, and its last words are kept.
+    @Test(.machineCommands) func aCommandGetsItsGraceAfterTheDeadline() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: trap 'echo got-term' TERM; echo start; sleep 6 & wait; echo after-wait; sleep 1; echo late; exit 0\nmaxDuration: 3s\n")
+        try await w.tick(until: { try w.run("r").phase.isTerminal && w.run("r").instances.allSatisfy(\.logsCollected) }, seconds: 40)
+        let instance = try w.wanted(w.run("r"))[0]
+        #expect(instance.phase == .timedOut)
+        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "r", instance: instance.id), encoding: .utf8)
+        #expect(log.hasSuffix("late\n"), "\(log)")
+    }
+
     @Test(.machineCommands) func aLongerMaxDurationAppliedInPlaceReachesTheRunningCommand() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: grow\ncommand: sleep 600\nmaxDuration: 4s\n")

@@ -106,7 +106,11 @@ struct PlannerTests {
         #expect(w.plan().nextCheck == W.epoch.addingTimeInterval(50))
         w.now += 45
         #expect(w.plan().actions.isEmpty)
+        // At the deadline the command gets the grace (SIGTERM, then SIGKILL) to end by itself.
         w.now += 5
+        #expect(w.plan().actions.isEmpty)
+        #expect(w.plan().nextCheck == W.epoch.addingTimeInterval(59))
+        w.now += 9
         #expect(w.plan().actions.first == .markPhase(run: 1, instance: 1, phase: .timedOut, exitCode: nil, reason: "maxDuration 1m reached"))
     }
 

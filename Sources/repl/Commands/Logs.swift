@@ -22,15 +22,27 @@ struct Logs: AsyncParsableCommand {
         var printed: [InstanceID: Int] = [:]
         var outputs: [InstanceID: Data] = [:]
         var liveError: String?
+        var lastShown: InstanceID?
         while true {
             let instances = record.run.instances.filter { $0.generation == record.run.generation && $0.startedAt != nil }
             // Without a controller running the run's phase may lag: a status that says every
             // command has ended (the host channel) ends following too, once all that was
             // written before it (read below) is printed.
             let channel = StatusChannel(directory: context.channelDirectory)
+            var silent: [String] = []
             let ended = !instances.isEmpty && instances.allSatisfy { instance in
-                instance.phase.isTerminal
-                    || channel.status(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)?.isFinal == true
+                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
+                if instance.phase.isTerminal || channel.status(machine)?.isFinal == true { return true }
+                // No heartbeat for a minute (a restarted machine, with no controller to say so).
+                if let beat = channel.heartbeat(machine), Date().timeIntervalSince(beat) > 60,
+                   let started = instance.startedAt, Date().timeIntervalSince(started) > 60 {
+                    silent.append(machine)
+                    return true
+                }
+                return false
+            }
+            if follow && ended && !silent.isEmpty {
+                Console.err("repl: no heartbeat from \(silent.joined(separator: ", ")) for over a minute (restarted?); stopped following. A sweep judges it\n")
             }
             // The machine itself is asked (orbctl) only for a live instance without the channel.
             let needsMachine = instances.contains { instance in
@@ -62,7 +74,11 @@ struct Logs: AsyncParsableCommand {
                     if context.json {
                         outputs[instance.id, default: Data()].append(data)
                     } else if !data.isEmpty {
-                        if instances.count > 1 && already == 0 { Console.out("==> instance \(Base36.encode(instance.id)) <==\n") }
+                        // A header whenever the output switches instance (with -f, pieces alternate).
+                        if instances.count > 1 && lastShown != instance.id {
+                            Console.out("\(lastShown == nil ? "" : "\n")==> instance \(Base36.encode(instance.id)) <==\n")
+                            lastShown = instance.id
+                        }
                         Console.out(data)  // byte for byte: output need not be UTF-8
                     }
                     printed[instance.id] = already + data.count

@@ -20,6 +20,7 @@ struct Watch: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Manifests to apply and keep applied (repeatable).") var file: [String] = []
     @Option(help: "Time between ticks: 2s, 500ms, 1m.") var interval: String = "2s"
     @Flag(help: "One line per event instead of the full-screen view (the default when not on a terminal).") var plain = false
+    @Flag(help: "With -f: start a new installation even though machines of another one exist (see `repl recover`).") var newInstallation = false
 
     func run() async throws {
         guard let every = TimeSpan(parsing: interval), every.milliseconds > 0 else {
@@ -27,6 +28,9 @@ struct Watch: AsyncParsableCommand {
         }
         let context = Context(global)
         let screen = !plain && context.interactive
+        // Applying to an empty store beside another installation's machines would start a second
+        // fleet: refused, as `apply` refuses it.
+        if !file.isEmpty && !newInstallation { try await Converger(context: context).refuseOverALostStore(try context.store()) }
         try await WatchLoop(context: context, files: file, interval: every.seconds, fullScreen: screen).run()
     }
 }
