@@ -327,7 +327,7 @@ import ReplStore
         let machine = try machineName(w, "r")
         let status = w.root.appendingPathComponent("state/machines/\(machine)/status")
         // The wrapper itself ends it (not only the controller's judgement): its status says so.
-        for _ in 0..<200 where !((try? String(contentsOf: status, encoding: .utf8))?.hasPrefix("timedout") ?? false) {
+        for _ in 0..<600 where !((try? String(contentsOf: status, encoding: .utf8))?.hasPrefix("timedout") ?? false) {
             try await Task.sleep(nanoseconds: 50_000_000)
         }
         #expect(try String(contentsOf: status, encoding: .utf8).hasPrefix("timedout"))
