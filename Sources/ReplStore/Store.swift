@@ -452,7 +452,17 @@ public final class Store: @unchecked Sendable {
         _ = try? write { db in
             try db.execute(sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
                            arguments: [now.timeIntervalSince1970, kind, machine, run.map { Int64($0) }, message])
+            try Store.pruneEvents(db, now: now)
         }
+    }
+
+    /// The event log is bounded: the newest `maxEvents`, none older than `eventsMaxAge`.
+    public static let maxEvents: Int64 = 10_000
+    public static let eventsMaxAge: TimeInterval = 30 * 86_400
+
+    static func pruneEvents(_ db: Database, now: Date) throws {
+        try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ? OR at < ?",
+                       arguments: [maxEvents, now.timeIntervalSince1970 - eventsMaxAge])
     }
 
     public func events(limit: Int = 50, run: RunID? = nil) throws(StoreError) -> [StoreEvent] {

@@ -99,4 +99,17 @@ struct StoreTests {
             #expect(!error.description.contains("recover"))
         }
     }
+
+    /// History off the hot path, in part (#16): the event log is pruned by count and age.
+    @Test func theEventLogIsBounded() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        store.event("old", "from two months ago", now: Date().addingTimeInterval(-60 * 86_400))
+        for i in 0..<(Int(Store.maxEvents) + 50) { store.event("tick", "event \(i)") }
+        let events = try store.events(limit: 100_000)
+        #expect(events.count == Int(Store.maxEvents))
+        #expect(!events.contains { $0.kind == "old" })
+        #expect(events.contains { $0.message == "event \(Int(Store.maxEvents) + 49)" })
+    }
 }
