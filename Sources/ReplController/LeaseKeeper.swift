@@ -12,7 +12,12 @@ public final class LeaseKeeper: @unchecked Sendable {
     public let duration: TimeInterval
     private let lock = NSLock()
     private var held = false
-    private var renewedAt = Date.distantPast
+    /// When this process last renewed the lease (internal: tests age it).
+    var renewedAt: Date {
+        get { lock.withLock { _renewedAt } }
+        set { lock.withLock { _renewedAt = newValue } }
+    }
+    private var _renewedAt = Date.distantPast
     private var renewal: Task<Void, Never>?
 
     public init(store: Store, holder: String, duration: TimeInterval = 300) {
@@ -29,12 +34,19 @@ public final class LeaseKeeper: @unchecked Sendable {
     /// Takes (or renews) the lease: nil when this process holds it, else who does.
     @discardableResult
     public func acquire() throws(StoreError) -> LeaseHolder? {
+        let other = try renew()
+        if other == nil { startRenewing() }
+        return other
+    }
+
+    /// Takes or renews the lease in the store and records the answer: nil when this process
+    /// holds it, else who does.
+    private func renew() throws(StoreError) -> LeaseHolder? {
         let other = try store.acquireLease(holder: holder, duration: duration)
         lock.withLock {
             held = other == nil
-            if held { renewedAt = Date() }
+            if held { _renewedAt = Date() }
         }
-        if other == nil { startRenewing() }
         return other
     }
 
@@ -48,12 +60,9 @@ public final class LeaseKeeper: @unchecked Sendable {
                 try? await Task.sleep(nanoseconds: UInt64(every * 1e9))
                 guard let self, !Task.isCancelled else { return }
                 // A busy store is retried at the next turn; the lease outlives two of them.
-                let answer: LeaseHolder??
-                do { answer = .some(try self.store.acquireLease(holder: self.holder, duration: self.duration)) } catch { answer = nil }
-                guard let other = answer else { continue }
-                if other == nil { self.lock.withLock { self.renewedAt = Date() } }
+                let other: LeaseHolder?
+                do { other = try self.renew() } catch { continue }
                 if let other {
-                    self.lock.withLock { self.held = false }
                     self.store.event("lease-lost", "\(other.holder) (pid \(other.pid)) took the controller lease; no further action is started")
                     return
                 }
@@ -65,15 +74,11 @@ public final class LeaseKeeper: @unchecked Sendable {
     /// renewal is older than a third of the lease (a process paused, SIGSTOP or a sleeping
     /// laptop, comes back to find it taken). Called before acting.
     public func confirm() -> Bool {
-        let (isHeld, last) = lock.withLock { (held, renewedAt) }
+        let (isHeld, last) = lock.withLock { (held, _renewedAt) }
         guard isHeld else { return false }
         if Date().timeIntervalSince(last) < duration / 3 { return true }
-        guard let other = try? store.acquireLease(holder: holder, duration: duration) else { return false }
-        lock.withLock {
-            held = other == nil
-            if held { renewedAt = Date() }
-        }
-        return other == nil
+        // (Not `try?`: it would flatten "renewed" (nil) and "the store failed" into one nil.)
+        do { return try renew() == nil } catch { return false }
     }
 
     /// Stops renewing and lets the lease go.

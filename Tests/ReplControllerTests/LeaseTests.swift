@@ -88,6 +88,21 @@ import ReplStore
         #expect(try w.run("r").instances.isEmpty)  // not even the store was written
     }
 
+    /// Found reading the change: `confirm()` read a successful renewal (nil: "no other holder")
+    /// through `try?`, which flattens it into the same nil as a failure, so a holder whose last
+    /// renewal was a little old acted on nothing that tick.
+    @Test func aHolderWhoseLastRenewalIsOldStillConfirmsItsLease() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 300)
+        #expect(try keeper.acquire() == nil)
+        defer { keeper.release() }
+        keeper.renewedAt = .distantPast  // e.g. the process was paused, but nobody took the lease
+        #expect(keeper.confirm())
+        #expect(keeper.isHeld)
+    }
+
     @Test func theLeaseIsRenewedInTheBackgroundThroughALongTick() async throws {
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
