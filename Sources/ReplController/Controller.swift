@@ -26,6 +26,8 @@ public struct ControllerSettings: Sendable {
     public var abandonedAfter: TimeInterval = 600
     /// Plan and report, but change nothing (`--dry-run`).
     public var dryRun = false
+    /// How long a run must have had nothing left to do before ticks stop reading it.
+    public var archiveAfter: TimeInterval = 3600
 
     public init(logsDirectory: URL) {
         self.logsDirectory = logsDirectory
@@ -47,6 +49,8 @@ public struct TickReport: Sendable {
     public var duration: TimeInterval = 0
     /// Provider calls this tick made (a list, probes, actions).
     public var calls = 0
+    /// Runs archived by this tick.
+    public var archived = 0
 
     public init() {}
 
@@ -134,6 +138,12 @@ public final class Controller: @unchecked Sendable {
             syncLimits(desired: desired, cid: cid)
             try await act(plan.actions, desired: desired, machines: machines, report: &report, now: now)
             report.breaker = try store.breaker()
+            // 5. History off the hot path: runs with nothing left to do are archived, judged on
+            // this tick's observation and its plan as made before acting (a run acted on now
+            // is judged again next tick).
+            let settled = Planner.settledRuns(desired, machines: machines, plan: plan, controlID: cid, now: now,
+                                              settleTime: settings.archiveAfter)
+            report.archived = try store.archive(settled, controlID: cid)
         } catch {
             report.observationError = "\(error)"
         }

@@ -76,13 +76,18 @@ public struct DesiredRun: Hashable, Sendable {
     public var cancelled: Bool
     /// Every instance ever made for this run, history included, by ascending id.
     public var instances: [InstanceState]
+    /// The store's revision of the run when it was read: an archive decided on this read
+    /// applies only if nobody changed the run since.
+    public var revision: Int
 
-    public init(id: RunID, manifest: RunManifest, generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = []) {
+    public init(id: RunID, manifest: RunManifest, generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = [],
+                revision: Int = 0) {
         self.id = id
         self.manifest = manifest
         self.generation = generation
         self.cancelled = cancelled
         self.instances = instances
+        self.revision = revision
     }
 
     /// Whether an instance is still wanted: current generation, not retired, run not cancelled.

@@ -111,11 +111,20 @@ public final class Store: @unchecked Sendable {
             ALTER TABLE lease ADD COLUMN started TEXT;
             """)
         }
+        // v4: history off the hot path. A run with nothing left to do is archived (ticks read
+        // only live runs); every change to a run bumps its revision and brings it back.
+        m.registerMigration("v4") { db in
+            try db.execute(sql: """
+            ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+            CREATE INDEX runs_live ON runs(id) WHERE archived = 0;
+            """)
+        }
         return m
     }
 
     /// The schema version this build writes.
-    public static let schemaVersion = "v3"
+    public static let schemaVersion = "v4"
 
     /// Opens (creating when absent) the store at `directory/state.db`.
     public init(directory: URL, busyTimeout: TimeInterval = 10) throws(StoreError) {
@@ -246,11 +255,11 @@ public final class Store: @unchecked Sendable {
                     let generation: Int = row["generation"]
                     let revived = (row["cancelled"] as Int) != 0 || (row["deleted"] as Int) != 0
                     if row["fingerprint"] as String != fingerprint || revived {
-                        try db.execute(sql: "UPDATE runs SET manifest = ?, fingerprint = ?, generation = ?, cancelled = 0, deleted = 0, updated_at = ? WHERE id = ?",
+                        try db.execute(sql: "UPDATE runs SET manifest = ?, fingerprint = ?, generation = ?, cancelled = 0, deleted = 0, updated_at = ?, \(Store.touched) WHERE id = ?",
                                        arguments: [json, fingerprint, generation + 1, now.timeIntervalSince1970, id])
                         changes.append(.replaced(run.name, generation: generation + 1))
                     } else if row["manifest"] as String != json {
-                        try db.execute(sql: "UPDATE runs SET manifest = ?, updated_at = ? WHERE id = ?", arguments: [json, now.timeIntervalSince1970, id])
+                        try db.execute(sql: "UPDATE runs SET manifest = ?, updated_at = ?, \(Store.touched) WHERE id = ?", arguments: [json, now.timeIntervalSince1970, id])
                         changes.append(.updated(run.name))
                     } else {
                         changes.append(.unchanged(run.name))
@@ -271,6 +280,8 @@ public final class Store: @unchecked Sendable {
                 let instance = try Store.next(db, "instance")
                 try db.execute(sql: "INSERT INTO snapshots (id, name, from_run, instance_id, applied_at) VALUES (?, ?, ?, ?, ?)",
                                arguments: [id, snap.name, snap.from, instance, now.timeIntervalSince1970])
+                // Its source run is read by ticks again, so that the plan says what it waits for.
+                try db.execute(sql: "UPDATE runs SET \(Store.touched) WHERE name = ? AND archived = 1", arguments: [snap.from])
                 changes.append(.created(snap.name))
             }
             return changes
@@ -304,22 +315,35 @@ public final class Store: @unchecked Sendable {
                       exitCode: row["exit_code"], logsCollected: (row["logs_collected"] as Int) != 0, reason: row["reason"])
     }
 
+    /// What an update of a run also does: it is read by ticks again, and its revision moves
+    /// (so that an archive decided on an older read does not apply).
+    static let touched = "archived = 0, revision = revision + 1"
+
     /// Every run (deleted ones included, with their history) and snapshot, read fresh.
-    public func runs(includeDeleted: Bool = true) throws(StoreError) -> [RunRecord] {
+    /// `liveOnly` leaves out archived runs: what a tick reads.
+    public func runs(includeDeleted: Bool = true, liveOnly: Bool = false) throws(StoreError) -> [RunRecord] {
         try read { db in
             var instancesByRun: [Int64: [InstanceState]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM instances ORDER BY id") {
+            let instances = liveOnly
+                ? "SELECT instances.* FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.archived = 0 ORDER BY instances.id"
+                : "SELECT * FROM instances ORDER BY id"
+            for row in try Row.fetchAll(db, sql: instances) {
                 instancesByRun[row["run_id"], default: []].append(Store.instance(row))
             }
+            var filters: [String] = []
+            if !includeDeleted { filters.append("deleted = 0") }
+            if liveOnly { filters.append("archived = 0") }
+            let filter = filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND ")
             let errors = Dictionary(try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
                                     uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
-            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(includeDeleted ? "" : "WHERE deleted = 0") ORDER BY id").compactMap { row in
+            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id").compactMap { row in
                 guard let manifest = try? JSONDecoder().decode(RunManifest.self, from: Data((row["manifest"] as String).utf8)) else { return nil }
                 let id: Int64 = row["id"]
                 let deleted = (row["deleted"] as Int) != 0
                 let run = DesiredRun(id: RunID(id), manifest: manifest, generation: row["generation"],
-                                     cancelled: (row["cancelled"] as Int) != 0 || deleted, instances: instancesByRun[id] ?? [])
+                                     cancelled: (row["cancelled"] as Int) != 0 || deleted, instances: instancesByRun[id] ?? [],
+                                     revision: row["revision"])
                 let lastError = cid.flatMap { cid in
                     run.instances.lazy.compactMap { errors[MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description] }.first
                 }
@@ -338,12 +362,43 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Desired state for the planner.
+    /// Desired state for the planner: live runs only (archived ones have nothing left to do).
     public func desiredState() throws(StoreError) -> DesiredState {
-        let runs = try runs().map(\.run)
+        let runs = try runs(liveOnly: true).map(\.run)
         let snapshots = try snapshots()
         let next = try read { db in try Int64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'instance'") ?? 1 }
         return DesiredState(runs: runs, snapshots: snapshots, nextInstanceID: InstanceID(next))
+    }
+
+    /// Archives runs that have nothing left to do (see `Planner.settledRuns`): ticks stop
+    /// reading them, history commands still show them. A run changed since it was read (its
+    /// revision moved) is left live. Their machines' backoff rows go with them. Returns how
+    /// many were archived.
+    @discardableResult
+    public func archive(_ runs: [DesiredRun], controlID: ControlID) throws(StoreError) -> Int {
+        guard !runs.isEmpty else { return 0 }
+        return try write { db in
+            var archived = 0
+            for run in runs {
+                try db.execute(sql: "UPDATE runs SET archived = 1 WHERE id = ? AND revision = ? AND archived = 0",
+                               arguments: [Int64(run.id), run.revision])
+                guard db.changesCount > 0 else { continue }
+                archived += 1
+                for instance in run.instances {
+                    try db.execute(sql: "DELETE FROM backoff WHERE machine = ?",
+                                   arguments: [MachineName(controlID: controlID, manifestID: run.id, instanceID: instance.id).description])
+                }
+            }
+            return archived
+        }
+    }
+
+    /// How many runs are archived and how many live (for `doctor` and the benchmark).
+    public func runCounts() throws(StoreError) -> (live: Int, archived: Int) {
+        try read { db in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE archived = 0") ?? 0,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE archived = 1") ?? 0)
+        }
     }
 
     // MARK: - Recording actions
@@ -351,6 +406,11 @@ public final class Store: @unchecked Sendable {
     /// Applies a store-only action (or the store part of an action that succeeded).
     public func record(_ action: Action, now: Date = Date()) throws(StoreError) {
         try write { db in try Store.record(action, in: db, at: now) }
+    }
+
+    /// Applies several store-only actions in one transaction.
+    public func record(_ actions: [Action], now: Date = Date()) throws(StoreError) {
+        try write { db in for action in actions { try Store.record(action, in: db, at: now) } }
     }
 
     static func record(_ action: Action, in db: Database, at now: Date) throws {
@@ -417,7 +477,11 @@ public final class Store: @unchecked Sendable {
     public func lastProbes() throws(StoreError) -> [InstanceID: Date] {
         try read { db in
             var out: [InstanceID: Date] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT id, last_probe_at FROM instances WHERE last_probe_at IS NOT NULL") {
+            let sql = """
+            SELECT instances.id, instances.last_probe_at FROM runs JOIN instances ON instances.run_id = runs.id
+            WHERE runs.archived = 0 AND instances.last_probe_at IS NOT NULL
+            """
+            for row in try Row.fetchAll(db, sql: sql) {
                 out[InstanceID(row["id"] as Int64)] = Date(timeIntervalSince1970: row["last_probe_at"])
             }
             return out
@@ -585,7 +649,7 @@ public final class Store: @unchecked Sendable {
     /// Cancels a run (its machines are deleted by the controller); with `delete`, it is also hidden.
     public func cancel(run: RunID, delete: Bool = false) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END WHERE id = ?", arguments: [delete, Int64(run)])
+            try db.execute(sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END, \(Store.touched) WHERE id = ?", arguments: [delete, Int64(run)])
         }
     }
 

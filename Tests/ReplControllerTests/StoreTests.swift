@@ -28,7 +28,7 @@ struct StoreTests {
         }
         // Nothing was migrated or reset: the newer schema and the data are still there.
         let check = try DatabaseQueue(path: path)
-        #expect(try check.read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") } == ["v1", "v2", "v3", "v99"])
+        #expect(try check.read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") } == ["v1", "v2", "v3", "v4", "v99"])
         #expect(try check.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'control_id'") } == cid.rawValue)
     }
 

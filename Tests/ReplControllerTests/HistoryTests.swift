@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+@testable import ReplController
+import ReplCore
+import ReplStore
+import ReplTestSupport
+
+/// History off the hot path: a tick reads the runs that can still need something, never the
+/// thousands that finished long ago; those stay queryable and come back when changed.
+@Suite(.serialized)
+struct HistoryTests {
+    static let manifests = """
+    kind: Run
+    name: done
+    command: echo finished-output
+    ---
+    kind: Run
+    name: held
+    command: "true"
+    hold: 10h
+    """
+
+    func settledWorld() async throws -> World {
+        let w = try World()
+        try w.apply(Self.manifests)
+        try await w.tick(until: {
+            let done = try w.run("done"), held = try w.run("held")
+            let machines = try w.machines().map(\.name)
+            return done.phase == .succeeded && held.phase == .succeeded && machines.count == 1
+                && done.instances.allSatisfy(\.logsCollected)
+        })
+        return w
+    }
+
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aFinishedRunLeavesTheTickOnceSettledAndStaysQueryable() async throws {
+        let w = try await settledWorld()
+        // Just finished: still live (a settle time guards a list that left a machine out).
+        _ = await w.controller.tick()
+        #expect(try w.store.desiredState().runs.map(\.manifest.name).sorted() == ["done", "held"])
+
+        // An hour later: the finished run, its machine gone and its log collected, is archived;
+        // the held one keeps its machine and stays live.
+        let later = Date().addingTimeInterval(2 * 3600)
+        let report = await w.controller.tick(now: later)
+        #expect(report.observationError == nil)
+        #expect(try w.store.desiredState().runs.map(\.manifest.name) == ["held"])
+        #expect(try w.machines().count == 1)
+        // Still queryable, with its outcome and its log.
+        let done = try w.run("done")
+        #expect(done.phase == .succeeded && done.instances.first?.exitCode == 0)
+        let log = Controller.logFile(w.controller.settings.logsDirectory, run: "done", instance: try #require(done.instances.first).id)
+        #expect(try String(contentsOf: log, encoding: .utf8).contains("finished-output"))
+        // And a further tick plans nothing for it.
+        let again = await w.controller.tick(now: later)
+        #expect(again.plan?.actions.isEmpty == true)
+    }
+
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anArchivedRunComesBackWhenItsManifestChanges() async throws {
+        let w = try await settledWorld()
+        _ = await w.controller.tick(now: Date().addingTimeInterval(2 * 3600))
+        #expect(try !w.store.desiredState().runs.contains { $0.manifest.name == "done" })
+        try w.apply("kind: Run\nname: done\ncommand: echo finished-output\nreplicas: 2\n")
+        #expect(try w.store.desiredState().runs.contains { $0.manifest.name == "done" })
+        try await w.tick(until: {
+            let done = try w.run("done")
+            return done.instances.count == 2 && done.phase == .succeeded
+        })
+    }
+
+    @Test func aRunChangedAfterTheTickReadItIsNotArchived() throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: x\nreplicas: 0\n")
+        let read = try #require(try w.store.desiredState().runs.first)
+        try w.apply("kind: Run\nname: r\ncommand: x\nreplicas: 3\n")
+        #expect(try w.store.archive([read], controlID: try w.store.controlID()) == 0)
+        #expect(try w.store.desiredState().runs.count == 1)
+        let fresh = try #require(try w.store.desiredState().runs.first)
+        #expect(try w.store.archive([fresh], controlID: try w.store.controlID()) == 1)
+        #expect(try w.store.desiredState().runs.isEmpty)
+        #expect(try w.store.runs().count == 1)
+    }
+}
