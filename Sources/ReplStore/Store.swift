@@ -65,7 +65,12 @@ public struct LeaseHolder: Sendable, Equatable, CustomStringConvertible {
 /// refused, never overwritten.
 public final class Store: @unchecked Sendable {
     public let path: String
-    let db: DatabasePool
+    let db: any DatabaseWriter
+    /// Opened read-only (its file or directory is not writable): reads work, writes fail
+    /// saying so.
+    public let isReadOnly: Bool
+    /// The private copy a read-only store is read from, removed with the store.
+    let scratch: URL?
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -134,10 +139,14 @@ public final class Store: @unchecked Sendable {
         } catch {
             throw StoreError("cannot create the state directory \(directory.path): \(Store.reason(error)); choose another with --state-dir or REPL_HOME")
         }
-        guard fm.isWritableFile(atPath: directory.path) else {
+        path = directory.appendingPathComponent("state.db").path
+        // A store that exists but cannot be written (a read-only mount, another user's, a
+        // locked-down copy) is still readable: read commands work, writes say why they fail.
+        let writable = fm.isWritableFile(atPath: directory.path) && (!fm.fileExists(atPath: path) || fm.isWritableFile(atPath: path))
+        guard writable || fm.fileExists(atPath: path) else {
             throw StoreError("the state directory \(directory.path) is not writable; choose another with --state-dir or REPL_HOME")
         }
-        path = directory.appendingPathComponent("state.db").path
+        isReadOnly = !writable
         var config = Configuration()
         config.busyMode = .timeout(busyTimeout)
         config.foreignKeysEnabled = true
@@ -145,12 +154,21 @@ public final class Store: @unchecked Sendable {
         // cut may lose the last transactions, which the intents and the list then reconcile.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         do {
-            db = try DatabasePool(path: path, configuration: config)
+            // SQLite cannot open a WAL database in a directory it cannot write (it needs the
+            // WAL index beside it), so a read-only store is read from a private copy of the
+            // file and its WAL; writes to it are refused (see `write`).
+            scratch = writable ? nil : try Store.privateCopy(of: path)
+            db = try DatabasePool(path: scratch?.appendingPathComponent("state.db").path ?? path, configuration: config)
             let migrator = Store.migrator
             if try db.read({ try migrator.hasBeenSuperseded($0) }) {
                 throw StoreError("\(path) was written by a newer version of repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "?")); upgrade repl, or move the file away to start afresh")
             }
-            try migrator.migrate(db)
+            if writable {
+                try migrator.migrate(db)
+            } else if try !db.read({ try migrator.hasCompletedMigrations($0) }) {
+                scratch.map { try? FileManager.default.removeItem(at: $0) }
+                throw StoreError("\(path) is read-only and was written by an older repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "none")); open it once where it is writable so that it is upgraded")
+            }
         } catch let error as StoreError {
             throw error
         } catch {
@@ -188,7 +206,31 @@ public final class Store: @unchecked Sendable {
         return "\(error)"
     }
 
+    deinit { scratch.map { try? FileManager.default.removeItem(at: $0) } }
+
+    /// A private copy of a database file and its WAL, to read what cannot be opened in place.
+    static func privateCopy(of path: String) throws -> URL {
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("repl-readonly-\(UUID().uuidString)")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        do {
+            for suffix in ["", "-wal"] where suffix.isEmpty || fm.fileExists(atPath: path + suffix) {
+                let copy = dir.appendingPathComponent("state.db" + suffix).path
+                try fm.copyItem(atPath: path + suffix, toPath: copy)
+                // The copy keeps the original's mode, which is what made it read-only.
+                try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: copy)
+            }
+        } catch {
+            try? fm.removeItem(at: dir)
+            throw error
+        }
+        return dir
+    }
+
     func write<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+        if isReadOnly {
+            throw StoreError("\(path) is read-only (check its permissions and those of its directory); commands that only read still work")
+        }
         do { return try db.write(body) } catch let e as StoreError { throw e } catch { throw StoreError("state store write failed: \(Store.reason(error))") }
     }
 
@@ -213,7 +255,11 @@ public final class Store: @unchecked Sendable {
 
     /// The installation's control id, made on first use.
     public func controlID() throws(StoreError) -> ControlID {
-        try write { db in
+        // Read first: a store that has one (always, once used) needs no write to say it.
+        if let id = try read({ db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'") }).flatMap(ControlID.init) {
+            return id
+        }
+        return try write { db in
             if let text = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'"), let id = ControlID(text) {
                 return id
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import OrbSim
 import ReplCore
+import ReplStore
 
 typealias ReplCoreManifestError = ManifestError
 
@@ -80,6 +81,11 @@ do {
 } catch let error as ExitCode2 {
     Interrupts.exitIfInterrupted()
     exit(error.code)
+} catch let error as StoreError {
+    // A store that failed mid-command (busy past its wait, read-only, disk full): one line.
+    Interrupts.exitIfInterrupted()
+    Console.err("repl: \(error.description)\n")
+    exit(1)
 } catch let error as ReplCoreManifestError {
     Interrupts.exitIfInterrupted()
     Console.err("\(error.description)\n")

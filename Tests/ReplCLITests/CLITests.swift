@@ -205,6 +205,50 @@ import ReplStore
         #expect(out.stderr.contains("state directory"))
     }
 
+    /// Store errors by kind (#16): a store that cannot be written (a read-only mount, another
+    /// user's) still answers every read command; a write says "read-only" in one line, exit 1,
+    /// never points at `repl recover`, and leaves the file as it was.
+    @Test(.machineCommands) func aReadOnlyStoreStillAnswersReadCommands() async throws {
+        let home = Home()
+        let applied = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let state = home.dir.appendingPathComponent("state")
+        let db = state.appendingPathComponent("state.db")
+        let fm = FileManager.default
+        // As root, permissions do not bind: the commands then run as nobody, from a copy of the
+        // binary that nobody can reach.
+        var prefix: [String] = []
+        var binary = Self.repl
+        if getuid() == 0 {
+            binary = home.dir.appendingPathComponent("repl").path
+            try fm.copyItem(atPath: Self.repl, toPath: binary)
+            prefix = ["--reuid=65534", "--regid=65534", "--clear-groups", binary]
+            binary = "/usr/bin/setpriv"
+        }
+        for path in try fm.subpathsOfDirectory(atPath: state.path).map({ state.appendingPathComponent($0).path }) + [state.path] {
+            var isDirectory: ObjCBool = false
+            _ = fm.fileExists(atPath: path, isDirectory: &isDirectory)
+            try fm.setAttributes([.posixPermissions: isDirectory.boolValue ? 0o555 : 0o444], ofItemAtPath: path)
+        }
+        defer { try? fm.setAttributes([.posixPermissions: 0o755], ofItemAtPath: state.path) }
+        let before = try Data(contentsOf: db)
+        func repl(_ args: [String]) async throws -> Output { try await Self.exec(binary, prefix + args, env: home.environment) }
+
+        let list = try await repl(["run", "list"])
+        #expect(list.status == 0 && list.stdout.contains("hello") && list.stdout.contains("Succeeded"), "\(list.stderr)")
+        let logs = try await repl(["logs", "hello"])
+        #expect(logs.status == 0 && logs.stdout == "hello\n", "\(logs.stderr)")
+        let status = try await repl(["run", "status", "hello", "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        for write in [["apply", "-f", Self.root.appendingPathComponent("examples/hello.yaml").path], ["run", "cancel", "hello"]] {
+            let out = try await repl(write)
+            #expect(out.status == 1, "\(write): \(out.stdout) \(out.stderr)")
+            #expect(out.stderr.contains("read-only") && !out.stderr.contains("recover") && !out.stderr.contains("Error:"), "\(out.stderr)")
+            #expect(out.stderr.split(separator: "\n").count == 1, "\(out.stderr)")
+        }
+        #expect(try Data(contentsOf: db) == before)
+    }
+
     /// Where the emulator cannot run machine commands (a Mac, Linux without root), `--orbctl sim`
     /// or an orbctl that is the emulator under another name says so in one line before recording
     /// anything, instead of runs that never start.
