@@ -189,6 +189,9 @@ public struct Plan: Sendable, Equatable {
 /// The planner: a pure function from desired state, observed machines, probe
 /// results, the time and settings to actions. No I/O, no clock, no randomness.
 public enum Planner {
+    /// How a snapshot's waiting reason begins when it can never be taken as things stand.
+    public static let cannotBeTaken = "cannot be taken"
+
     public static func machineName(_ settings: PlannerSettings, run: RunID, instance: InstanceID) -> String {
         MachineName(controlID: settings.controlID, manifestID: run, instanceID: instance).description
     }
@@ -520,6 +523,10 @@ private struct PlanBuilder {
                 continue
             }
             let sourceName = Planner.machineName(settings, run: run.id, instance: source.id)
+            if source.phase.isTerminal && byName[sourceName] == nil && !input.inFlight.contains(sourceName) {
+                waiting[name] = "\(Planner.cannotBeTaken): \(snap.fromRun) finished and its machine \(sourceName) is gone; apply the run again (with hold: to keep its machine) and snapshot that"
+                continue
+            }
             guard source.phase >= .running, let sourceMachine = byName[sourceName],
                   sourceMachine.state == .running || sourceMachine.state == .stopped else {
                 waiting[name] = "waiting for \(sourceName) to finish bootstrapping"

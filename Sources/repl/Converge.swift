@@ -28,11 +28,8 @@ struct Converger {
             }
         }
         let names = Set(set.runs.map(\.name))
-        let controller = try await context.controller()
-        var holding = false
-        let lease = LeaseKeeper(store: store, holder: "apply")
-        controller.lease = lease
-        defer { lease.release() }
+        let manager = Manager(controller: try await context.controller(), holder: "apply")
+        defer { manager.release() }
         var failures = 0
         let streamed = StreamedOutput()
         var lastStream = Date.distantPast
@@ -43,8 +40,8 @@ struct Converger {
         while true {
             // One actor at a time: while another process holds the lease it acts on these
             // manifests, and this one follows their runs (and takes over if it lets go).
-            if let holder = try lease.acquire() {
-                holding = false
+            let turn = try await manager.turn()
+            if case .heldBy(let holder) = turn {
                 if followed != holder.pid {
                     context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")")
                     followed = holder.pid
@@ -53,10 +50,8 @@ struct Converger {
                     if context.json { context.printJSON(["applied": changes.map { "\($0)" }, "leaseHeldBy": holder.holder]) }
                     return 0
                 }
-            } else {
-                holding = true
             }
-            let report = holding ? await controller.tick() : TickReport()
+            let report = turn.report ?? TickReport()
             if let plan = report.plan { waiting = plan.waiting }
             for (action, error) in report.outcomes {
                 if let error {
@@ -104,8 +99,9 @@ struct Converger {
                 lastStream = Date()
                 await stream(runs: runs, cid: cid, streamed: streamed)
             }
-            let pause: UInt64 = report.didSomething ? 100_000_000 : holding ? 300_000_000 : 500_000_000
-            try await Task.sleep(nanoseconds: pause)
+            // Statuses arrive through the host channel between ticks, so an idle tick comes
+            // again in a moment, sooner when the plan has something falling due.
+            await manager.sleep(Manager.pause(after: turn, idle: turn.report == nil ? 0.5 : 0.3))
         }
     }
 

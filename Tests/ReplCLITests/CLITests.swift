@@ -205,6 +205,21 @@ import ReplStore
         #expect(out.stderr.contains("state directory"))
     }
 
+    /// Snapshots of short runs (#16): `snapshot create` of a run whose machine is gone says at
+    /// once, exit 1, that it cannot be taken and why, instead of waiting and then calling it ready.
+    @Test(.machineCommands) func aSnapshotThatCannotBeTakenIsReportedAtOnce() async throws {
+        let home = Home()
+        #expect(try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"]).status == 0)
+        let started = Date()
+        let out = try await Self.run(home, ["--orbctl", "sim", "snapshot", "create", "hello", "snap1", "--timeout", "60s"])
+        #expect(out.status == 1, "\(out.stdout)\(out.stderr)")
+        #expect(out.stderr.contains("cannot be taken") && out.stderr.contains("hello finished"), "\(out.stderr)")
+        #expect(!out.stdout.contains("ready"))
+        #expect(Date().timeIntervalSince(started) < 30)
+        let list = try await Self.run(home, ["snapshot", "list", "--json"])
+        #expect(list.stdout.contains("\"ready\":false") || list.stdout.contains("\"ready\" : false"), "\(list.stdout)")
+    }
+
     /// Store errors by kind (#16): a store that cannot be written (a read-only mount, another
     /// user's) still answers every read command; a write says "read-only" in one line, exit 1,
     /// never points at `repl recover`, and leaves the file as it was.

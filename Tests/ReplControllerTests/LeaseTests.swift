@@ -4,8 +4,8 @@ import ReplPlatform
 import Testing
 import ReplTestSupport
 @testable import ReplController
-import ReplCore
-import ReplStore
+@testable import ReplCore
+@testable import ReplStore
 
 /// One actor at a time (#16): a lease is never stolen from a holder repl cannot prove dead,
 /// is taken at once from one it can, and is renewed in the background through a long tick.
@@ -117,5 +117,24 @@ import ReplStore
             #expect(holder.expiresAt > Date())
         }
         #expect(keeper.isHeld)
+    }
+}
+
+/// The manager paces ticks by the plan: soon after acting, never past what falls due next.
+struct ManagerPacingTests {
+    func turn(didSomething: Bool, nextCheck: Date?) -> Manager.Turn {
+        var report = TickReport()
+        if didSomething { report.outcomes = [(.start(machine: "m"), nil)] }
+        report.plan = Plan(actions: [], machines: [], observationError: nil, nextCheck: nextCheck, waiting: [:])
+        return .ticked(report)
+    }
+
+    @Test func pausesFollowThePlan() {
+        let now = Date()
+        #expect(Manager.pause(after: turn(didSomething: true, nextCheck: nil), idle: 5, now: now) == 0.1)
+        #expect(Manager.pause(after: turn(didSomething: false, nextCheck: nil), idle: 5, now: now) == 5)
+        #expect(Manager.pause(after: turn(didSomething: false, nextCheck: now.addingTimeInterval(2)), idle: 5, now: now) == 2)
+        #expect(Manager.pause(after: turn(didSomething: false, nextCheck: now.addingTimeInterval(-9)), idle: 5, now: now) == 0.05)
+        #expect(Manager.pause(after: .heldBy(LeaseHolder(holder: "watch", pid: 1, expiresAt: now)), idle: 5, now: now) == 5)
     }
 }

@@ -52,13 +52,9 @@ struct Delete: AsyncParsableCommand {
             guard try store.deleteSnapshot(named: name) else { throw CLIError.input("no snapshot named \"\(name)\" (see `repl snapshot list`)") }
             done.append("snapshot \(name)")
         }
-        let lease = LeaseKeeper(store: store, holder: "delete")
-        if try lease.acquire() == nil {
-            defer { lease.release() }
-            let controller = try await context.controller()
-            controller.lease = lease
-            let report = await controller.tick()
-            if let e = report.observationError { context.warn("recorded; machines will be deleted by the next tick (\(e))") }
+        // One tick now when no other process acts; else the process that does deletes them.
+        if let e = try await Manager(controller: try await context.controller(), holder: "delete").once().report?.observationError {
+            context.warn("recorded; machines will be deleted by the next tick (\(e))")
         }
         if context.json { context.printJSON(["deleted": done]) } else { for d in done { context.say("\(d): deleted") } }
     }

@@ -84,21 +84,21 @@ struct OrphansSweep: AsyncParsableCommand {
             #endif
         }
         let grace = try sweep.grace()
-        let store = try context.store()
-        let lease = LeaseKeeper(store: store, holder: "sweep")
-        if !dryRun, let holder = try lease.acquire() {
-            if context.json { context.printJSON(["skipped": true, "leaseHeldBy": holder.holder, "pid": Int(holder.pid)]) }
-            else { context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease; it converges, so this sweep did nothing") }
-            return
-        }
-        defer { lease.release() }
         let controller = try await context.controller(checkVersion: false) {
             $0.dryRun = dryRun
             $0.orphanGrace = grace
             $0.includeForeign = sweep.includeForeign
         }
-        if !dryRun { controller.lease = lease }
-        let report = await controller.tick()
+        // A dry run reads only, and needs no lease.
+        let report: TickReport
+        switch dryRun ? .ticked(await controller.tick()) : try await Manager(controller: controller, holder: "sweep").once() {
+        case .heldBy(let holder):
+            if context.json { context.printJSON(["skipped": true, "leaseHeldBy": holder.holder, "pid": Int(holder.pid)]) }
+            else { context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease; it converges, so this sweep did nothing") }
+            return
+        case .ticked(let tick):
+            report = tick
+        }
         if let e = report.observationError { throw CLIError.failure("sweep: cannot list machines, nothing was touched: \(e)") }
         let done: [(Action, ProviderError?)] = dryRun ? report.plan!.actions.filter { $0.machine != nil }.map { ($0, nil) } : report.outcomes
         if context.json {

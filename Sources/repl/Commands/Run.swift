@@ -135,13 +135,8 @@ struct RunCancel: AsyncParsableCommand {
         let context = Context(global)
         let r = try context.exactRun(id)
         try context.store().cancel(run: r.run.id)
-        let controller = try await context.controller()
-        let lease = LeaseKeeper(store: try context.store(), holder: "cancel")
-        if try lease.acquire() == nil {
-            defer { lease.release() }
-            controller.lease = lease
-            _ = await controller.tick()
-        }
+        // One tick now when no other process acts; else the process that does deletes them.
+        _ = try await Manager(controller: try await context.controller(), holder: "cancel").once()
         if context.json { context.printJSON(["cancelled": r.run.manifest.name]) } else { context.say("run \(r.run.manifest.name) cancelled") }
     }
 }

@@ -15,9 +15,16 @@ struct SnapshotCreate: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The run to snapshot.") var run: String
     @Argument(help: "The snapshot's name.") var name: String
+    @Option(help: "How long to wait for the snapshot to be taken (default 10m).") var timeout: String = "10m"
+
+    func timeoutSeconds() throws -> TimeInterval {
+        guard let span = TimeSpan(parsing: timeout) else { throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 90s, 10m or 600000)") }
+        return span.seconds
+    }
 
     func run() async throws {
         let context = Context(global)
+        let limit = try timeoutSeconds()
         let record = try context.findRun(run)
         let yaml = "kind: Snapshot\nname: \"\(name)\"\nfrom: \"\(record.run.manifest.name)\"\n"
         let known = try context.store().knownNames()
@@ -26,15 +33,31 @@ struct SnapshotCreate: AsyncParsableCommand {
             set = try ManifestParser(knownRuns: known.runs, knownSnapshots: known.snapshots).parse(yaml, file: "arguments")
         } catch { throw CLIError.input(error.diagnostics.map(\.message).joined(separator: "\n")) }
         _ = try await Converger(context: context).apply(set, wait: false, dryRun: false)
-        // Tick until the snapshot's machine exists (the source must have started its run).
-        let controller = try await context.controller()
-        let lease = LeaseKeeper(store: try context.store(), holder: "snapshot")
-        controller.lease = lease
-        defer { lease.release() }
-        for _ in 0..<600 {
-            if try context.store().snapshots().first(where: { $0.name == name })?.createdAt != nil { break }
-            if try lease.acquire() == nil { _ = await controller.tick() }
-            try await Task.sleep(nanoseconds: 200_000_000)
+        // Tick until the snapshot's machine exists (the source must have started its run), and
+        // say so honestly when it cannot be taken or is not taken in time.
+        let manager = Manager(controller: try await context.controller(), holder: "snapshot")
+        defer { manager.release() }
+        let store = try context.store()
+        let deadline = Date().addingTimeInterval(limit)
+        var why = "not taken yet"
+        try await manager.run(idle: 0.2) { turn in
+            guard let snap = try store.snapshots().first(where: { $0.name == name }) else {
+                throw CLIError.failure("snapshot \(name) was deleted while it was being taken")
+            }
+            if snap.createdAt != nil { return false }
+            let machine = MachineName(controlID: try store.controlID(), manifestID: snap.id, instanceID: snap.instanceID).description
+            if let waiting = turn.report?.plan?.waiting[machine] {
+                why = waiting
+                if waiting.hasPrefix(Planner.cannotBeTaken) {
+                    throw CLIError.failure("snapshot \(name) \(waiting). It stays recorded; `repl snapshot delete \(name)` removes it")
+                }
+            } else if case .heldBy(let holder) = turn {
+                why = "\(holder.holder) (pid \(holder.pid)) holds the controller lease and takes it"
+            }
+            if Date() > deadline {
+                throw CLIError.failure("snapshot \(name) is not ready after \(timeout): \(why). It stays recorded: `repl watch` or the next sweep goes on with it")
+            }
+            return true
         }
         if context.json { context.printJSON(["snapshot": name, "from": record.run.manifest.name]) } else { context.say("snapshot \(name) of \(record.run.manifest.name): ready") }
     }

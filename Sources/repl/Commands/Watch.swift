@@ -75,13 +75,15 @@ struct WatchLoop {
     func run() async throws {
         let store = try context.store()
         let controller = try await context.controller()
-        let lease = LeaseKeeper(store: store, holder: "watch")
-        controller.lease = lease
-        defer { lease.release() }
+        let manager = Manager(controller: controller, holder: "watch")
+        defer { manager.release() }
         let stop = StopFlag()
         // Ctrl-C, SIGTERM and SIGHUP stop after the tick in progress: the lease is released and
         // the terminal restored.
-        Interrupts.handle { _ in stop.set() }
+        Interrupts.handle { _ in
+            stop.set()
+            manager.stop()
+        }
         defer { Interrupts.restore() }
         let terminal = fullScreen ? Terminal.enter(stop: stop) : nil
         defer { terminal?.leave() }
@@ -91,14 +93,7 @@ struct WatchLoop {
         var ticks = 0
         var waitingFor: Int32?
         while !stop.isSet {
-            // Only one process acts: while a sweep or an apply holds the lease, wait for it.
-            if let holder = try lease.acquire() {
-                if waitingFor != holder.pid { line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease") }
-                waitingFor = holder.pid
-                try await Task.sleep(nanoseconds: UInt64(min(interval, 1) * 1e9))
-                continue
-            }
-            waitingFor = nil
+            // Changed manifests are recorded at once; whoever holds the lease acts on them.
             if !files.isEmpty, let changed = lastChange(), applied == nil || changed > applied! {
                 applied = changed
                 do {
@@ -108,7 +103,17 @@ struct WatchLoop {
                     line("manifests not applied:\n\(error.description)")
                 }
             }
-            let report = await controller.tick()
+            // Only one process acts: while a sweep or an apply holds the lease, wait for it.
+            let turn = try await manager.turn()
+            guard let report = turn.report else {
+                if case .heldBy(let holder) = turn, waitingFor != holder.pid {
+                    line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease")
+                    waitingFor = holder.pid
+                }
+                await manager.sleep(min(interval, 1))
+                continue
+            }
+            waitingFor = nil
             ticks += 1
             if let e = report.observationError { line("cannot list machines (nothing was changed): \(e)") }
             for case let .markPhase(run, instance, phase, code, reason) in report.plan?.actions ?? [] {
@@ -130,9 +135,7 @@ struct WatchLoop {
                 terminal.draw { w, h in WatchView.render(snapshot, width: w, height: h, colour: true) }
             }
             // Sleep until the interval passes, something falls due, a key asks, or we are stopped.
-            var wait = report.didSomething ? 0.2 : interval
-            if let due = report.plan?.nextCheck { wait = min(wait, max(0.05, due.timeIntervalSinceNow)) }
-            let until = Date().addingTimeInterval(wait)
+            let until = Date().addingTimeInterval(Manager.pause(after: turn, idle: interval))
             while Date() < until && !stop.isSet && !(terminal?.takeRefresh() ?? false) {
                 try await Task.sleep(nanoseconds: 50_000_000)
                 terminal?.redrawIfResized()
