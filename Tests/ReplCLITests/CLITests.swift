@@ -241,6 +241,8 @@ import ReplStore
             binary = "/usr/bin/setpriv"
         }
         for path in try fm.subpathsOfDirectory(atPath: state.path).map({ state.appendingPathComponent($0).path }) + [state.path] {
+            // Not through a symbolic link: the emulator's shims point at the built binaries.
+            guard try fm.attributesOfItem(atPath: path)[.type] as? FileAttributeType != .typeSymbolicLink else { continue }
             var isDirectory: ObjCBool = false
             _ = fm.fileExists(atPath: path, isDirectory: &isDirectory)
             try fm.setAttributes([.posixPermissions: isDirectory.boolValue ? 0o555 : 0o444], ofItemAtPath: path)
