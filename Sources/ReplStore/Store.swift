@@ -65,10 +65,11 @@ public struct LeaseHolder: Sendable, Equatable, CustomStringConvertible {
 /// refused, never overwritten.
 public final class Store: @unchecked Sendable {
     public let path: String
-    let db: any DatabaseWriter
-    /// Opened read-only (its file or directory is not writable): reads work, writes fail
-    /// saying so.
-    public let isReadOnly: Bool
+    let db: DatabasePool
+    /// Why the store cannot be written (read-only, a full disk), when it cannot: reads work
+    /// (from a private copy), writes fail saying this.
+    public let readOnlyReason: String?
+    public var isReadOnly: Bool { readOnlyReason != nil }
     /// The private copy a read-only store is read from, removed with the store.
     let scratch: URL?
 
@@ -140,34 +141,56 @@ public final class Store: @unchecked Sendable {
             throw StoreError("cannot create the state directory \(directory.path): \(Store.reason(error)); choose another with --state-dir or REPL_HOME")
         }
         path = directory.appendingPathComponent("state.db").path
-        // A store that exists but cannot be written (a read-only mount, another user's, a
-        // locked-down copy) is still readable: read commands work, writes say why they fail.
-        let writable = fm.isWritableFile(atPath: directory.path) && (!fm.fileExists(atPath: path) || fm.isWritableFile(atPath: path))
-        guard writable || fm.fileExists(atPath: path) else {
+        // A store that exists but cannot be written (a read-only mount, another user's, a full
+        // disk) is still readable: read commands work, writes say why they fail.
+        let exists = fm.fileExists(atPath: path)
+        let writable = fm.isWritableFile(atPath: directory.path) && (!exists || fm.isWritableFile(atPath: path))
+        guard writable || exists else {
             throw StoreError("the state directory \(directory.path) is not writable; choose another with --state-dir or REPL_HOME")
         }
-        isReadOnly = !writable
         var config = Configuration()
         config.busyMode = .timeout(busyTimeout)
         config.foreignKeysEnabled = true
         // WAL with synchronous=NORMAL: a crash of repl loses nothing committed; only a power
         // cut may lose the last transactions, which the intents and the list then reconcile.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        let path = self.path
         do {
-            // SQLite cannot open a WAL database in a directory it cannot write (it needs the
-            // WAL index beside it), so a read-only store is read from a private copy of the
-            // file and its WAL; writes to it are refused (see `write`).
-            scratch = writable ? nil : try Store.privateCopy(of: path)
-            db = try DatabasePool(path: scratch?.appendingPathComponent("state.db").path ?? path, configuration: config)
-            let migrator = Store.migrator
-            if try db.read({ try migrator.hasBeenSuperseded($0) }) {
-                throw StoreError("\(path) was written by a newer version of repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "?")); upgrade repl, or move the file away to start afresh")
-            }
             if writable {
-                try migrator.migrate(db)
-            } else if try !db.read({ try migrator.hasCompletedMigrations($0) }) {
-                scratch.map { try? FileManager.default.removeItem(at: $0) }
-                throw StoreError("\(path) is read-only and was written by an older repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "none")); open it once where it is writable so that it is upgraded")
+                do {
+                    db = try Store.openInPlace(path, config)
+                    scratch = nil
+                    readOnlyReason = nil
+                    return
+                } catch let error as StoreError {
+                    throw error
+                } catch where !exists || Store.isCorrupt(error) {
+                    throw error
+                } catch {
+                    // Busy past the wait, a full disk, an I/O error: the file is as good as it
+                    // was, so it is read from a copy, and writes say why they cannot be made.
+                    readOnlyReason = Store.reason(error)
+                }
+            } else {
+                readOnlyReason = "it is read-only (check its permissions and those of its directory)"
+            }
+            // SQLite cannot open a WAL database where it cannot write (it needs the WAL index
+            // beside it), so such a store is read from a private copy of the file and its WAL.
+            let copy = try Store.privateCopy(of: path)
+            scratch = copy
+            do {
+                db = try DatabasePool(path: copy.appendingPathComponent("state.db").path, configuration: config)
+                try Store.checkSchema(db, path: path)
+                let migrator = Store.migrator
+                if try !db.read({ try migrator.hasCompletedMigrations($0) }) {
+                    throw StoreError("\(path) cannot be written (\(readOnlyReason ?? "?")) and was written by an older repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "none")); open it once where it can be written so that it is upgraded")
+                }
+            } catch {
+                try? fm.removeItem(at: copy)
+                if let error = error as? StoreError { throw error }
+                // A copy taken while another process wrote may be torn: never read as the
+                // store being corrupt.
+                throw StoreError("\(path) cannot be opened: \(readOnlyReason ?? Store.reason(error))")
             }
         } catch let error as StoreError {
             throw error
@@ -181,13 +204,31 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Opens the store where it is, migrated to this build's schema.
+    static func openInPlace(_ path: String, _ config: Configuration) throws -> DatabasePool {
+        let db = try DatabasePool(path: path, configuration: config)
+        try checkSchema(db, path: path)
+        try migrator.migrate(db)
+        return db
+    }
+
+    /// Refuses a store written by a newer repl.
+    static func checkSchema(_ db: DatabasePool, path: String) throws {
+        let migrator = Store.migrator
+        if try db.read({ try migrator.hasBeenSuperseded($0) }) {
+            throw StoreError("\(path) was written by a newer version of repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "?")); upgrade repl, or move the file away to start afresh")
+        }
+    }
+
     /// Whether the file itself is bad (as opposed to busy, read-only, full or not permitted,
     /// which leave it as good as it was).
     static func isCorrupt(_ error: Error) -> Bool {
         guard let e = error as? DatabaseError else { return false }
+        // Only what SQLite itself calls corrupt: an I/O error (a full or failing disk) or a
+        // refusal leaves the file as good as it was.
         switch e.resultCode {
-        case .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_READONLY, .SQLITE_FULL, .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH: return false
-        default: return true
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB: return true
+        default: return false
         }
     }
 
@@ -198,6 +239,7 @@ public final class Store: @unchecked Sendable {
             case .SQLITE_BUSY, .SQLITE_LOCKED: return "another repl is writing to it (it stayed busy); try again in a moment"
             case .SQLITE_READONLY: return "it is read-only (check its permissions and those of its directory); commands that only read still work"
             case .SQLITE_FULL: return "the disk is full; free some space and try again"
+            case .SQLITE_IOERR: return "a disk I/O error (is the disk full or failing?); free some space and try again"
             case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH: return "it cannot be opened (check its permissions and those of its directory)"
             default: return e.message ?? "\(e.resultCode)"
             }
@@ -228,8 +270,8 @@ public final class Store: @unchecked Sendable {
     }
 
     func write<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
-        if isReadOnly {
-            throw StoreError("\(path) is read-only (check its permissions and those of its directory); commands that only read still work")
+        if let readOnlyReason {
+            throw StoreError("\(path) cannot be written: \(readOnlyReason); commands that only read still work")
         }
         do { return try db.write(body) } catch let e as StoreError { throw e } catch { throw StoreError("state store write failed: \(Store.reason(error))") }
     }

@@ -205,6 +205,42 @@ import ReplStore
         #expect(out.stderr.contains("state directory"))
     }
 
+    /// Store errors by kind (#16): on a full disk a write says so in one line, exit 1, never
+    /// points at `repl recover`, and what was recorded before is still read. Walked on a small
+    /// tmpfs, where one can be mounted (Linux as root); skipped elsewhere.
+    @Test func aFullDiskSaysSoAndKeepsTheStore() async throws {
+        let home = Home()
+        let disk = home.dir.appendingPathComponent("disk")
+        try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/bin/mount"),
+              (try? await SystemProcessRunner.run("/bin/mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", disk.path],
+                                                  input: nil, timeout: 10, environment: [:], limit: 1 << 16))?.status == 0 else {
+            return  // no small filesystem to fill here
+        }
+        func walk() async throws {
+            var env = home.environment
+            env["REPL_HOME"] = disk.appendingPathComponent("state").path
+            let first = try await Self.exec(Self.repl, ["orphans", "whitelist", "repl-ab12cd-3-7", "--reason", "kept"], env: env)
+            #expect(first.status == 0, "\(first.stderr)")
+            // Fill what is left.
+            let fillerPath = disk.appendingPathComponent("filler").path
+            FileManager.default.createFile(atPath: fillerPath, contents: nil)
+            let filler = try #require(FileHandle(forWritingAtPath: fillerPath))
+            while (try? filler.write(contentsOf: Data(count: 4096))) != nil {}
+            try? filler.close()
+            let out = try await Self.exec(Self.repl, ["orphans", "whitelist", "repl-ab12cd-3-8", "--reason", "more", "--expires", "2999-01-01"], env: env)
+            #expect(out.status == 1, "\(out.stdout)\(out.stderr)")
+            #expect(out.stderr.contains("full") && !out.stderr.contains("recover") && out.stderr.split(separator: "\n").count == 1, "\(out.stderr)")
+            let list = try await Self.exec(Self.repl, ["run", "list"], env: env)
+            #expect(list.status == 0, "\(list.stderr)")
+            #expect(try Store(directory: disk.appendingPathComponent("state")).whitelist().map(\.name) == ["repl-ab12cd-3-7"])
+        }
+        let result: Result<Void, Error>
+        do { try await walk(); result = .success(()) } catch { result = .failure(error) }
+        _ = try? await SystemProcessRunner.run("/bin/umount", [disk.path], input: nil, timeout: 10, environment: [:], limit: 1 << 16)
+        try result.get()
+    }
+
     /// Snapshots of short runs (#16): `snapshot create` of a run whose machine is gone says at
     /// once, exit 1, that it cannot be taken and why, instead of waiting and then calling it ready.
     @Test(.machineCommands) func aSnapshotThatCannotBeTakenIsReportedAtOnce() async throws {
