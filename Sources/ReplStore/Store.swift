@@ -155,6 +155,7 @@ public final class Store: @unchecked Sendable {
         // cut may lose the last transactions, which the intents and the list then reconcile.
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         let path = self.path
+        var busy = false
         do {
             if writable {
                 do {
@@ -170,6 +171,7 @@ public final class Store: @unchecked Sendable {
                     // Busy past the wait, a full disk, an I/O error: the file is as good as it
                     // was, so it is read from a copy, and writes say why they cannot be made.
                     readOnlyReason = Store.reason(error)
+                    busy = Store.isBusy(error)
                 }
             } else {
                 readOnlyReason = "it is read-only (check its permissions and those of its directory)"
@@ -188,9 +190,12 @@ public final class Store: @unchecked Sendable {
             } catch {
                 try? fm.removeItem(at: copy)
                 if let error = error as? StoreError { throw error }
-                // A copy taken while another process wrote may be torn: never read as the
-                // store being corrupt.
-                throw StoreError("\(path) cannot be opened: \(readOnlyReason ?? Store.reason(error))")
+                // A copy taken while another process was writing may be torn: then it is
+                // never called corrupt.
+                if busy || !Store.isCorrupt(error) {
+                    throw StoreError("\(path) cannot be opened: \(readOnlyReason ?? Store.reason(error))")
+                }
+                throw error
             }
         } catch let error as StoreError {
             throw error
@@ -230,6 +235,11 @@ public final class Store: @unchecked Sendable {
         case .SQLITE_CORRUPT, .SQLITE_NOTADB: return true
         default: return false
         }
+    }
+
+    static func isBusy(_ error: Error) -> Bool {
+        guard let e = error as? DatabaseError else { return false }
+        return e.resultCode == .SQLITE_BUSY || e.resultCode == .SQLITE_LOCKED
     }
 
     static func reason(_ error: Error) -> String {
