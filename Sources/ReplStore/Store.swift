@@ -144,6 +144,12 @@ public final class Store: @unchecked Sendable {
         // A store that exists but cannot be written (a read-only mount, another user's, a full
         // disk) is still readable: read commands work, writes say why they fail.
         let exists = fm.fileExists(atPath: path)
+        // SQLite reads an empty file as an empty database, and would make it a fresh store: a
+        // state.db truncated to nothing is refused like any other truncated one.
+        if exists, let size = (try? fm.attributesOfItem(atPath: path))?[.size] as? Int, size == 0,
+           !fm.fileExists(atPath: path + "-wal") {
+            throw StoreError("\(path) cannot be used: it is empty (0 bytes: truncated?). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
+        }
         let writable = fm.isWritableFile(atPath: directory.path) && (!exists || fm.isWritableFile(atPath: path))
         guard writable || exists else {
             throw StoreError("the state directory \(directory.path) is not writable; choose another with --state-dir or REPL_HOME")
@@ -213,7 +219,10 @@ public final class Store: @unchecked Sendable {
     static func openInPlace(_ path: String, _ config: Configuration) throws -> DatabasePool {
         let db = try DatabasePool(path: path, configuration: config)
         try checkSchema(db, path: path)
-        try migrator.migrate(db)
+        // Only when there is something to migrate: migrating takes the write lock (and changes
+        // the file), which a command that only reads must not wait for.
+        let migrator = Store.migrator
+        if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
         return db
     }
 
@@ -240,6 +249,19 @@ public final class Store: @unchecked Sendable {
     static func isBusy(_ error: Error) -> Bool {
         guard let e = error as? DatabaseError else { return false }
         return e.resultCode == .SQLITE_BUSY || e.resultCode == .SQLITE_LOCKED
+    }
+
+    static let decoder = JSONDecoder()
+
+    /// A decoding error in a few words (Foundation's own text is long and nested).
+    static func decodingReason(_ error: Error) -> String {
+        switch error as? DecodingError {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+            let at = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return at.isEmpty ? c.debugDescription : "\(at): \(c.debugDescription)"
+        default:
+            return "\(error)"
+        }
     }
 
     static func reason(_ error: Error) -> String {
@@ -435,8 +457,16 @@ public final class Store: @unchecked Sendable {
             let errors = Dictionary(try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
                                     uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
-            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id").compactMap { row in
-                guard let manifest = try? JSONDecoder().decode(RunManifest.self, from: Data((row["manifest"] as String).utf8)) else { return nil }
+            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id").map { row in
+                // A row that cannot be read is never left out: its machines would look like
+                // orphans, deleted by the next sweep. Everything stops, naming it.
+                let manifest: RunManifest
+                do {
+                    manifest = try Store.decoder.decode(RunManifest.self, from: Data(((row["manifest"] as String?) ?? "").utf8))
+                } catch {
+                    let name = (row["name"] as String?) ?? "?"
+                    throw StoreError("\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64((row["id"] as Int64?) ?? 0)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it")
+                }
                 let id: Int64 = row["id"]
                 let deleted = (row["deleted"] as Int) != 0
                 let run = DesiredRun(id: RunID(id), manifest: manifest, generation: row["generation"],

@@ -252,8 +252,11 @@ import ReplStore
         #expect(out.stderr.contains("cannot be taken") && out.stderr.contains("hello finished"), "\(out.stderr)")
         #expect(!out.stdout.contains("ready"))
         #expect(Date().timeIntervalSince(started) < 30)
+        // Nothing half-done is left: the snapshot it recorded is gone again.
         let list = try await Self.run(home, ["snapshot", "list", "--json"])
-        #expect(list.stdout.contains("\"ready\":false") || list.stdout.contains("\"ready\" : false"), "\(list.stdout)")
+        #expect(!list.stdout.contains("snap1"), "\(list.stdout)")
+        // A run given by prefix is refused (it records something), and `--json` is one document.
+        #expect(try await Self.run(home, ["snapshot", "create", "hel", "snap2"]).status == 2)
     }
 
     /// Store errors by kind (#16): a store that cannot be written (a read-only mount, another

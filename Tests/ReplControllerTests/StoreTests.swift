@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import ReplCore
+import ReplTestSupport
 @testable import ReplStore
 
 /// The store refuses what it cannot trust and never overwrites it.
@@ -32,7 +33,7 @@ struct StoreTests {
         #expect(try check.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'control_id'") } == cid.rawValue)
     }
 
-    @Test(arguments: ["truncated", "garbage"])
+    @Test(arguments: ["truncated", "garbage", "empty"])
     func aCorruptStoreIsRefusedAndNeverOverwritten(_ kind: String) throws {
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -41,13 +42,13 @@ struct StoreTests {
         let path = dir.appendingPathComponent("state.db").path
         for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         var data = try Data(contentsOf: URL(fileURLWithPath: path))
-        data = kind == "truncated" ? data.prefix(100) : Data(repeating: 0x42, count: 8192)
+        data = kind == "truncated" ? data.prefix(100) : kind == "empty" ? Data() : Data(repeating: 0x42, count: 8192)
         try data.write(to: URL(fileURLWithPath: path))
         do {
             _ = try Store(directory: dir).controlID()
             Issue.record("a corrupt store was used")
         } catch {
-            #expect(error.description.contains("cannot be used") || error.description.contains("not a valid repl database"))
+            #expect(error.description.contains("cannot be used") || error.description.contains("not a valid repl database"), "\(error.description)")
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == data)
     }
@@ -111,5 +112,31 @@ struct StoreTests {
         #expect(events.count == Int(Store.maxEvents))
         #expect(!events.contains { $0.kind == "old" })
         #expect(events.contains { $0.message == "event \(Int(Store.maxEvents) + 49)" })
+    }
+}
+
+/// A run whose stored manifest cannot be read is never dropped: dropping it made its machine
+/// an orphan, deleted by the next sweep (found by an attacker, #16).
+@Suite(.serialized) struct UnreadableRowTests {
+    @Test(.machineCommands, arguments: ["{\"command\":garbage", "{\"name\":\"precious\",\"replicas\":\"1\"}"])
+    func aRunWhoseManifestCannotBeReadStopsTheTickAndIsNamed(_ damage: String) async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: keep\n---\nkind: Run\nname: precious\n")
+        try await w.tick(until: { try w.machines().filter { $0.state == .running }.count == 2 })
+        let queue = try DatabaseQueue(path: w.store.path)
+        try await queue.write { try $0.execute(sql: "UPDATE runs SET manifest = ? WHERE name = 'precious'", arguments: [damage]) }
+        try queue.close()
+        // Long after any orphan grace, the machine of the unreadable run stays, and the tick
+        // says which run cannot be read.
+        let report = await w.controller.tick(now: Date().addingTimeInterval(3600))
+        #expect(report.outcomes.isEmpty)
+        #expect(report.observationError?.contains("precious") == true, "\(report.observationError ?? "nil")")
+        #expect(try w.machines().count == 2)
+        do {
+            _ = try w.store.runs()
+            Issue.record("an unreadable run was read")
+        } catch {
+            #expect(error.description.contains("precious") && error.description.contains("apply"), "\(error.description)")
+        }
     }
 }

@@ -13,7 +13,7 @@ struct SnapshotCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Snapshot a run's first instance.",
                                                     discussion: "Example: repl snapshot create base base-snap")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The run to snapshot.") var run: String
+    @Argument(help: "The run to snapshot: its exact name, or #ID.") var run: String
     @Argument(help: "The snapshot's name.") var name: String
     @Option(help: "How long to wait for the snapshot to be taken (default 10m).") var timeout: String = "10m"
 
@@ -25,19 +25,20 @@ struct SnapshotCreate: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         let limit = try timeoutSeconds()
-        let record = try context.findRun(run)
+        let record = try context.exactRun(run)
         let yaml = "kind: Snapshot\nname: \"\(name)\"\nfrom: \"\(record.run.manifest.name)\"\n"
         let known = try context.store().knownNames()
         let set: ManifestSet
         do {
             set = try ManifestParser(knownRuns: known.runs, knownSnapshots: known.snapshots).parse(yaml, file: "arguments")
         } catch { throw CLIError.input(error.diagnostics.map(\.message).joined(separator: "\n")) }
-        _ = try await Converger(context: context).apply(set, wait: false, dryRun: false)
+        let store = try context.store()
+        let created = try store.apply(set).contains(.created(name))
+        context.say("snapshot \(name) of \(record.run.manifest.name): \(created ? "recorded" : "already recorded"), waiting for it to be taken")
         // Tick until the snapshot's machine exists (the source must have started its run), and
         // say so honestly when it cannot be taken or is not taken in time.
         let manager = Manager(controller: try await context.controller(), holder: "snapshot")
         defer { manager.release() }
-        let store = try context.store()
         let deadline = Date().addingTimeInterval(limit)
         var why = "not taken yet"
         try await manager.run(idle: 0.2) { turn in
@@ -49,7 +50,9 @@ struct SnapshotCreate: AsyncParsableCommand {
             if let waiting = turn.report?.plan?.waiting[machine] {
                 why = waiting
                 if waiting.hasPrefix(Planner.cannotBeTaken) {
-                    throw CLIError.failure("snapshot \(name) \(waiting). It stays recorded; `repl snapshot delete \(name)` removes it")
+                    // What this command recorded goes again: nothing half-done is left behind.
+                    if created { try store.deleteSnapshot(named: name) }
+                    throw CLIError.failure("snapshot \(name) \(waiting). \(created ? "Nothing was kept" : "It stays recorded; `repl snapshot delete \(name)` removes it")")
                 }
             } else if case .heldBy(let holder) = turn {
                 why = "\(holder.holder) (pid \(holder.pid)) holds the controller lease and takes it"
