@@ -314,6 +314,9 @@ public final class Store: @unchecked Sendable {
 
     /// A throwaway copy of this store, for previews (`plan`, `apply --dry-run`).
     public func scratchCopy() throws(StoreError) -> Store {
+        // The installation's control id is made here, not in the copy: a preview then shows the
+        // machine names that applying will use.
+        if !isReadOnly { _ = try controlID() }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-preview-\(UUID().uuidString)")
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
