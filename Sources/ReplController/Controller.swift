@@ -396,7 +396,17 @@ public final class Controller: @unchecked Sendable {
                 do {
                     try await execute(action, runs: runs, states: states)
                     Self.crashPoint("after-call", action)
-                    try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
+                    do {
+                        try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
+                    } catch {
+                        // Done in OrbStack, not recorded (a full disk, a store held too long): not a
+                        // failure of the action. Its intent stays open, and the next tick resolves
+                        // it from what the list shows.
+                        let why = ProviderError(.failed, "done, but recording it failed (\(error.description)); the next tick reads it from the machines")
+                        outcomes.append((action, why))
+                        onOutcome?(action, why)
+                        break
+                    }
                     try recordForBreaker(action, began: began, error: nil)
                     // The channel's directory goes with its machine (its logs were moved first).
                     if case .delete = action { settings.channel?.remove(machine) }
