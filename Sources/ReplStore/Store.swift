@@ -146,8 +146,18 @@ public final class Store: @unchecked Sendable {
         let exists = fm.fileExists(atPath: path)
         // SQLite reads an empty file as an empty database, and would make it a fresh store: a
         // state.db truncated to nothing is refused like any other truncated one.
-        if exists, let size = (try? fm.attributesOfItem(atPath: path))?[.size] as? Int, size == 0,
-           !fm.fileExists(atPath: path + "-wal") {
+        // (Another repl creating the store at this moment leaves it empty for a few
+        // milliseconds: it is given a second to write its header.)
+        let file = path
+        func isEmpty() -> Bool {
+            ((try? fm.attributesOfItem(atPath: file))?[.size] as? Int) == 0 && !fm.fileExists(atPath: file + "-wal")
+        }
+        var waited = 0
+        while exists && isEmpty() && waited < 20 {
+            usleep(50_000)
+            waited += 1
+        }
+        if exists && isEmpty() {
             throw StoreError("\(path) cannot be used: it is empty (0 bytes: truncated?). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
         }
         let writable = fm.isWritableFile(atPath: directory.path) && (!exists || fm.isWritableFile(atPath: path))
@@ -222,7 +232,18 @@ public final class Store: @unchecked Sendable {
         // Only when there is something to migrate: migrating takes the write lock (and changes
         // the file), which a command that only reads must not wait for.
         let migrator = Store.migrator
-        if try !db.read({ try migrator.hasCompletedMigrations($0) }) { try migrator.migrate(db) }
+        // Two first commands at once (an apply meeting a cron sweep) may both start migrating:
+        // the one that loses finds the other's migration applied, and reads again.
+        var attempt = 0
+        while try !db.read({ try migrator.hasCompletedMigrations($0) }) {
+            do {
+                try migrator.migrate(db)
+            } catch {
+                attempt += 1
+                if attempt >= 5 || isCorrupt(error) { throw error }
+                usleep(UInt32.random(in: 20_000...100_000))
+            }
+        }
         return db
     }
 

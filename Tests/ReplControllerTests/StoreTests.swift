@@ -3,6 +3,7 @@ import GRDB
 import Testing
 import ReplCore
 import ReplTestSupport
+import ReplPlatform
 @testable import ReplStore
 
 /// The store refuses what it cannot trust and never overwrites it.
@@ -137,6 +138,30 @@ struct StoreTests {
             Issue.record("an unreadable run was read")
         } catch {
             #expect(error.description.contains("precious") && error.description.contains("apply"), "\(error.description)")
+        }
+    }
+}
+
+/// Two first commands at once on a fresh state directory (an apply meeting a cron sweep) both
+/// migrate: neither fails, and neither calls the store corrupt (found by an attacker, #16).
+struct FirstOpenRaceTests {
+    @Test func manyProcessesOpeningAFreshStoreAtOnceAllSucceed() async throws {
+        for round in 0..<12 {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-race-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            var environment = ProcessInfo.processInfo.environment
+            environment["REPL_HOME"] = dir.path
+            let env = environment
+            let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        try await SystemProcessRunner.run(Paths.repl, ["orphans", "whitelist", "repl-abcdef-1-\(round)", "--reason", "race"],
+                                                          input: nil, timeout: 60, environment: env, limit: 1 << 16)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for r in results { #expect(r.status == 0, "round \(round): \(r.stderrText)") }
         }
     }
 }
