@@ -44,16 +44,20 @@ public enum RunWrapper {
             "T0=$(date +%s); S=; E=",
             "echo \"$T0\" > \"$R/t0\"",
             "decode() { printf '%s' \"$1\" | base64 -d; }",
-            // In the machine first (the source of truth while it runs), then mirrored to the host.
+            mirrorFunctions,
+            // In the machine (the source of truth), then the watch loop is woken: it mirrors the
+            // logs, then the status, to the host channel (so a final status there means the logs
+            // there are whole).
             "status() {",
             "  { printf '%s\\nlaunched=%s\\n' \"$1\" \"$T0\"; [ -z \"$S\" ] || printf 'started=%s\\n' \"$S\"; [ -z \"$E\" ] || printf 'ended=%s\\n' \"$E\"; } > \"$R/status.tmp\" && mv -f \"$R/status.tmp\" \"$R/status\"",
-            "  [ -z \"$H\" ] || { cp \"$R/status\" \"$H/status.tmp\" && mv -f \"$H/status.tmp\" \"$H/status\"; } 2>/dev/null || true",
+            // (When the loop is gone, killed by the command, the wrapper copies them itself.)
+            "  SP=; [ -s \"$R/switch.pid\" ] && read -r SP < \"$R/switch.pid\" && kill -USR1 \"$SP\" 2>/dev/null && return",
+            "  [ -z \"$H\" ] || [ ! -s \"$R/switch.pid\" ] || mirror 2>/dev/null; true",
             "}",
             "SH=$(command -v bash || echo sh)",
+            // The logs are written in the machine, always: removing the host channel (or /mnt/mac
+            // going away) loses nothing; the watch loop copies them out.
             "LOG=\(logPath); BLOG=\(bootstrapLogPath)",
-            "if [ -n \"$H\" ] && printf '' 2>/dev/null > \"$H/run.log\" && printf '' 2>/dev/null > \"$H/bootstrap.log\"; then",
-            "  LOG=\"$H/run.log\"; BLOG=\"$H/bootstrap.log\"; ln -sf \"$LOG\" \(logPath); ln -sf \"$BLOG\" \(bootstrapLogPath)",
-            "fi",
             "mkdir -p /etc/repl",
             "decode '\(b64(p.manifestYAML))' > \(manifestPath)",
             "printf '%s' '\(RunLimits.text(maxDuration: p.remaining, hold: p.hold))' > \"$R/limits\"",
@@ -65,7 +69,6 @@ public enum RunWrapper {
         ]
         if let bootstrap = p.bootstrap {
             lines.append("decode '\(b64(bootstrap))' > \"$R/bootstrap.sh\"")
-            lines.append(Self.keepLog("BLOG", inMachine: bootstrapLogPath))
             lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") > \"$BLOG\" 2>&1 < /dev/null || "
                          + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \"$BLOG\"")
         }
@@ -92,7 +95,6 @@ public enum RunWrapper {
             "MD=$(limit maxDuration)",
             "if [ -n \"$MD\" ] && [ \"$MD\" != none ] && [ $(($(date +%s) - T0)) -gt \"$MD\" ]; then printf '' > \"$R/timedout\"; E=$(date +%s); echo \"$E\" > \"$R/ended\"; status timedout; exit 0; fi",
             "S=$(date +%s)",
-            Self.keepLog("LOG", inMachine: logPath),
             "status running",
             // The command gets a session of its own (its pid is its group's id), so the watch loop
             // can end all of it at the deadline.
@@ -107,13 +109,36 @@ public enum RunWrapper {
         return lines.joined(separator: "\n")
     }
 
-    /// A host log that can no longer be written (its directory was removed on the host) is
-    /// replaced by the machine's own, so the script still runs and its output is kept there.
-    /// (`printf`, a regular built-in: a redirection that fails on the special built-in `:`
-    /// ends a POSIX shell, which here would be the whole wrapper.)
-    static func keepLog(_ variable: String, inMachine path: String) -> String {
-        "if [ \"$\(variable)\" != \(path) ] && ! printf '' 2>/dev/null >> \"$\(variable)\"; then rm -f \(path); \(variable)=\(path); fi"
-    }
+    /// The watch loop's copy of the machine's logs and status to the host channel: the status
+    /// is read first, the logs' new bytes appended (by offset, so a host copy that was removed
+    /// is copied again whole), then that status written, so a final status on the host comes
+    /// after the whole output. Builtins only, but `wc` (and `tail | head` when there is news).
+    static let mirrorFunctions = """
+        copyNew() {
+          [ -f "$1" ] || return 0
+          o=0; [ -f "$H/$2" ] && [ -s "$R/$3" ] && read -r o < "$R/$3"
+          case "$o" in ''|*[!0-9]*) o=0 ;; esac
+          m=$(wc -c < "$1"); m=${m##* }
+          case "$m" in ''|*[!0-9]*) return 1 ;; esac
+          [ "$m" -gt "$o" ] || { [ -f "$H/$2" ] || printf '' > "$H/$2"; return; }
+          if [ "$o" -eq 0 ]; then printf '' > "$H/$2" || return 1; fi
+          tail -c +$((o + 1)) "$1" | head -c $((m - o)) >> "$H/$2" && printf '%s\\n' "$m" > "$R/$3"
+        }
+        mirror() {
+          SV=; while IFS= read -r l; do SV="$SV$l
+        "; done < "$R/status"
+          [ -d "$H" ] || return 1
+          if [ -z "$BDONE" ]; then
+            copyNew \(bootstrapLogPath) bootstrap.log mirrored.bootstrap || return 1
+            # Read after the bootstrap ended: that copy was the last one needed.
+            case "$SV" in bootstrapping*) ;; *) BDONE=1 ;; esac
+          fi
+          copyNew \(logPath) run.log mirrored.run || return 1
+          if [ "$SV" != "$LAST" ] || [ ! -f "$H/status" ]; then
+            printf '%s' "$SV" > "$H/status.tmp" && mv -f "$H/status.tmp" "$H/status" && LAST=$SV
+          fi
+        }
+        """
 
     /// `limit NAME`: a value of the limits, from the channel's copy when there is one (the
     /// controller rewrites it when maxDuration or hold change in place), else the launch's.
@@ -127,15 +152,20 @@ public enum RunWrapper {
     /// The watch loop: no user text, only numbers. It forks twice per look (`date`, `sleep`).
     static func watchLoop(margin: Int, abandoned: Int) -> String {
         """
+        # The wrapper wakes this loop when its status changes (a trapped signal ends `wait`);
+        # trapped before the pid is known, or the first signal would end the loop.
+        trap : USR1
         R=\(directory)
         echo $$ > "$R/switch.pid"
         H=$(cat "$R/channel" 2>/dev/null)
         T0=$(cat "$R/t0")
         \(limitFunction)
+        \(mirrorFunctions)
         while :; do
           NOW=$(date +%s); MD=$(limit maxDuration); HOLD=$(limit hold); FIRE=
           # The heartbeat: the wrapper (this loop) is alive. It stops when the machine restarts.
           printf '%s\\n' "$NOW" > "$R/alive"; [ -z "$H" ] || printf '%s\\n' "$NOW" > "$H/alive"
+          [ -z "$H" ] || mirror
           case "$MD" in ''|*[!0-9]*) MD= ;; esac
           case "$HOLD" in ''|*[!0-9]*) HOLD=0 ;; esac
           if [ -n "$MD" ]; then
@@ -149,8 +179,8 @@ public enum RunWrapper {
             AFTER=$(($(cat "$R/ended") + HOLD + \(abandoned)))
             if [ -z "$FIRE" ] || [ "$AFTER" -lt "$FIRE" ]; then FIRE=$AFTER; fi
           fi
-          if [ -n "$FIRE" ] && [ "$NOW" -ge "$FIRE" ]; then poweroff; exit 0; fi
-          sleep \(watchPeriod)
+          if [ -n "$FIRE" ] && [ "$NOW" -ge "$FIRE" ]; then [ -z "$H" ] || mirror; poweroff; exit 0; fi
+          sleep \(watchPeriod) & wait $!
         done 2>/dev/null
         """
     }

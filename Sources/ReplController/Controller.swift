@@ -390,6 +390,13 @@ public final class Controller: @unchecked Sendable {
                 break
             }
             do {
+                // The plan is as old as the tick: a run cancelled, deleted or replaced since (by
+                // `run cancel`, `delete`, `apply` in another process) gets no new machine and no
+                // command. The next tick removes what it has.
+                if action.startsSomething, let (run, instance) = action.instance, try !store.isWanted(run: run, instance: instance) {
+                    store.event("skipped", machine: machine, run: run, "\(action) not done: the run was cancelled or changed after this tick read it")
+                    break
+                }
                 let intent = try store.openIntent(machine: machine, action: "\(action)")
                 Self.crashPoint("after-intent", action)
                 let began = Date()
@@ -525,7 +532,14 @@ public final class Controller: @unchecked Sendable {
         try fm.createDirectory(at: settings.logsDirectory, withIntermediateDirectories: true)
         let output = Self.logFile(settings.logsDirectory, run: run, instance: instance)
         let boot = Self.logFile(settings.logsDirectory, run: run, instance: instance, bootstrap: true)
-        if let channel = settings.channel, channel.isInUse(machine) {
+        // The channel's copy is whole once its status there is final (the watch loop writes it
+        // after the last bytes); otherwise (the channel removed meanwhile, or the loop gone) a
+        // running machine is read, and what the channel has is kept only as a last resort.
+        if let channel = settings.channel, channel.isInUse(machine),
+           channel.status(machine)?.isFinal == true || state != .running {
+            if channel.status(machine)?.isFinal != true {
+                store.event("logs-partial", machine: machine, "\(machine) \(state.map { "is \($0)" } ?? "is gone"): its logs are the host channel's copy, which may lack the last lines")
+            }
             for (from, to) in [(channel.logFile(machine, bootstrap: false), output), (channel.logFile(machine, bootstrap: true), boot)] {
                 try? fm.removeItem(at: to)
                 // Only a regular file: never a symlink a machine planted to a file of the host.

@@ -62,6 +62,14 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether the action stops or deletes a machine.
+    /// Whether it makes or starts something for an instance (a machine, its command).
+    public var startsSomething: Bool {
+        switch self {
+        case .create, .clone, .startRun: return true
+        default: return false
+        }
+    }
+
     public var isDestructive: Bool {
         switch self {
         case .delete, .stop: return true

@@ -598,6 +598,20 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Whether an instance is still wanted as stored now: its run neither cancelled nor deleted,
+    /// the instance neither retired nor of an older generation.
+    public func isWanted(run: RunID, instance: InstanceID) throws(StoreError) -> Bool {
+        try read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT runs.cancelled, runs.deleted, runs.generation AS run_generation, instances.generation, instances.retired
+                FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.id = ? AND instances.id = ?
+                """, arguments: [Int64(run), Int64(instance)])
+            guard let row else { return false }
+            return (row["cancelled"] as Int) == 0 && (row["deleted"] as Int) == 0 && (row["retired"] as Int) == 0
+                && (row["run_generation"] as Int) == (row["generation"] as Int)
+        }
+    }
+
     /// One instance as stored now.
     public func instance(_ id: InstanceID) throws(StoreError) -> InstanceState? {
         try read { db in try Row.fetchOne(db, sql: "SELECT * FROM instances WHERE id = ?", arguments: [Int64(id)]).map(Store.instance) }

@@ -76,9 +76,16 @@ struct Converger {
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
                     && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase >= .bootstrapping }
             }
+            // Finished once every output is whole somewhere: collected, or in the host channel
+            // under a final status (a held machine's logs are collected only when it goes).
+            let channel = StatusChannel(directory: context.channelDirectory)
             let finished = runs.allSatisfy { run in
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
-                    && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase.isTerminal && ($0.logsCollected || $0.startedAt == nil) }
+                    && run.instances.filter { run.wants($0) }.allSatisfy { instance in
+                        let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                        return instance.phase.isTerminal
+                            && (instance.logsCollected || instance.startedAt == nil || channel.status(machine)?.isFinal == true)
+                    }
             }
             if context.interactive {
                 let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][Int(Date().timeIntervalSince1970 * 10) % 10]
@@ -87,7 +94,7 @@ struct Converger {
                 }.joined(separator: " · "))
             }
             if finished || (!wait && started) {
-                return try finish(runs: runs, wait: wait, streamed: streamed)
+                return try await finish(runs: runs, wait: wait, streamed: streamed, cid: cid)
             }
             if !started && Date() > startBy {
                 throw CLIError.failure("gave up after \(TimeSpan(milliseconds: Int64(timeout * 1000))): not started yet: "
@@ -212,17 +219,18 @@ struct Converger {
         streamed.partial[instance] = buffer
     }
 
-    func finish(runs: [DesiredRun], wait: Bool, streamed: StreamedOutput) throws -> Int32 {
+    func finish(runs: [DesiredRun], wait: Bool, streamed: StreamedOutput, cid: ControlID) async throws -> Int32 {
         context.out("")  // clears the status line on a terminal
-        let logs = context.stateDirectory.appendingPathComponent("logs")
+        let reader = try await context.logReader(live: false)
         var code: Int32 = 0
         var documents: [[String: Any]] = []
         for run in runs {
             for instance in run.instances where run.wants(instance) {
                 // What was not streamed yet (all of it when the run was quick), read from there on.
                 if wait, !context.json {
-                    let data = LogReader.read(Controller.logFile(logs, run: run.manifest.name, instance: instance.id),
-                                              from: streamed.offsets[instance.id] ?? 0) ?? Data()
+                    let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                    let data = (try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
+                                                       from: streamed.offsets[instance.id] ?? 0, live: false)) ?? Data()
                     let many = Self.instanceCount(runs) > 1
                     emit(data, instance: instance.id, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil,
                          streamed: streamed, final: true)

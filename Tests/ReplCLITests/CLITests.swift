@@ -241,6 +241,24 @@ import ReplStore
         try result.get()
     }
 
+    /// `--wait` on a run with `hold:` ends when the command ends, with its output and exit code;
+    /// the machine stays for its hold (it waited for the hold to pass, its logs being collected
+    /// only when the machine goes).
+    @Test(.machineCommands) func waitWithHoldEndsWhenTheCommandEnds() async throws {
+        let home = Home()
+        let file = home.dir.appendingPathComponent("held.yaml")
+        try "kind: Run\nname: held\ncommand: echo held-output; exit 3\nhold: 1h\n".write(to: file, atomically: true, encoding: .utf8)
+        let started = Date()
+        let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait", "--timeout", "60s"])
+        #expect(out.status == 3, "\(out.stderr)")
+        #expect(out.stdout.contains("held-output"))
+        #expect(Date().timeIntervalSince(started) < 50)
+        let list = try await Self.run(home, ["--orbctl", "sim", "orphans", "sweep", "--dry-run"])
+        #expect(!list.stdout.contains("held"), "\(list.stdout)")
+        let status = try await Self.run(home, ["run", "status", "held"])
+        #expect(status.stdout.contains("Failed") && status.stdout.contains("3"), "\(status.stdout)")
+    }
+
     /// Snapshots of short runs (#16): `snapshot create` of a run whose machine is gone says at
     /// once, exit 1, that it cannot be taken and why, instead of waiting and then calling it ready.
     @Test(.machineCommands) func aSnapshotThatCannotBeTakenIsReportedAtOnce() async throws {

@@ -148,6 +148,57 @@ import ReplStore
         return Controller(store: store, provider: provider, settings: settings)
     }
 
+    /// A provider that lets another process cancel the run while its machine is being made.
+    final class CancelDuringCreate: Provider, @unchecked Sendable {
+        let base: any Provider
+        let cancel: @Sendable () throws -> Void
+        let lock = NSLock()
+        var launches = 0
+        init(_ base: any Provider, cancel: @escaping @Sendable () throws -> Void) {
+            self.base = base
+            self.cancel = cancel
+        }
+        var capabilities: ProviderCapabilities { base.capabilities }
+        func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
+        func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
+        func spawn(name: String, spec: Spec) async throws(ProviderError) {
+            try await base.spawn(name: name, spec: spec)
+            do { try cancel() } catch { Issue.record("cannot cancel: \(error)") }
+        }
+        func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
+        func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
+        func terminate(name: String) async throws(ProviderError) { try await base.terminate(name: name) }
+        func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
+        func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
+        func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
+        func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
+            try await base.logs(name: name, bootstrap: bootstrap, from: offset)
+        }
+        func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
+        func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+            lock.withLock { launches += 1 }
+            try await base.startRun(name: name, payload: payload)
+        }
+    }
+
+    /// `run cancel` (or `delete run`) while the acting process is making the run's machines:
+    /// once the cancel is recorded, no command of the run starts (found by an attacker, #16:
+    /// three commands started 4 s after the cancel said it was done).
+    @Test(.machineCommands) func aRunCancelledWhileItsMachinesAreMadeNeverStarts() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: \(Self.countingCommand)\nreplicas: 3\n")
+        let store = w.store
+        let provider = CancelDuringCreate(w.controller.provider) {
+            let run = try #require(try store.runs().first { $0.run.manifest.name == "r" })
+            try store.cancel(run: run.run.id)
+        }
+        let controller = controller(w, provider: provider, store: w.store)
+        _ = await controller.tick()
+        #expect(provider.launches == 0)
+        try await w.tick(until: { try w.machines().isEmpty && w.run("r").phase == .cancelled })
+        #expect(provider.launches == 0)
+    }
+
     @Test(.machineCommands, arguments: [true, false]) func aLaunchThatTimedOutButHappenedIsNotRepeated(_ channel: Bool) async throws {
         let w = try World(channel: channel)
         let lost = LostLaunch(w.controller.provider)
@@ -261,6 +312,9 @@ import ReplStore
     /// deadline's SIGTERM. The command has its grace to clean up, and its last words are kept.
     @Test(.machineCommands) func aCommandGetsItsGraceAfterTheDeadline() async throws {
         let w = try World()
+        // The machine is powered off `deadlineMargin` after the deadline: as by default, after
+        // the grace (the World's 1 s would power it off with the SIGTERM).
+        w.controller.settings.deadlineMargin = 8
         try w.apply("kind: Run\nname: r\ncommand: trap 'echo got-term' TERM; echo start; sleep 6 & wait; echo after-wait; sleep 1; echo late; exit 0\nmaxDuration: 3s\n")
         try await w.tick(until: { try w.run("r").phase.isTerminal && w.run("r").instances.allSatisfy(\.logsCollected) }, seconds: 40)
         let instance = try w.wanted(w.run("r"))[0]
@@ -390,6 +444,29 @@ import ReplStore
         #expect(instance.phase == .succeeded && instance.exitCode == 0)
         let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lost", instance: instance.id), encoding: .utf8)
         #expect(log == "out\n")
+    }
+
+    /// The channel's directory removed while the command writes (found by an attacker, #16: the
+    /// command wrote into the host's file, so lines before and after the removal were all lost):
+    /// the logs are written in the machine and only copied out, so every line arrives.
+    @Test(.machineCommands, arguments: ["one", "all"]) func aChannelRemovedWhileTheCommandWritesLosesNoLine(_ what: String) async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: lines\nreplicas: 2\ncommand: for i in 1 2 3 4 5 6; do echo line$i; sleep 0.5; done\n")
+        let machines = w.root.appendingPathComponent("state/machines")
+        // Until the host has some of the output: it is removed with the directory.
+        try await w.tick(until: {
+            let name = try machineName(w, "lines")
+            let log = (try? String(contentsOf: machines.appendingPathComponent("\(name)/run.log"), encoding: .utf8)) ?? ""
+            return log.contains("line1")
+        })
+        try await removeWhileWritten(what == "all" ? machines : machines.appendingPathComponent(try machineName(w, "lines")))
+        try await w.tick(until: { try w.run("lines").phase.isTerminal && w.machines().isEmpty }, seconds: 40)
+        let expected = (1...6).map { "line\($0)\n" }.joined()
+        for instance in try w.wanted(w.run("lines")) {
+            #expect(instance.phase == .succeeded)
+            let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lines", instance: instance.id), encoding: .utf8)
+            #expect(log == expected, "instance \(instance.id): \(log)")
+        }
     }
 
     /// Deleted behind repl's back after its command ended: judged by its status, its logs kept

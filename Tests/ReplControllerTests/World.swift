@@ -31,7 +31,8 @@ final class World: @unchecked Sendable {
         client.pollInterval = 0.02
         var settings = ControllerSettings(logsDirectory: root.appendingPathComponent("state/logs"))
         settings.probeInterval = 0
-        settings.deadlineMargin = 1
+        // (Past the SIGTERM and a loaded machine's skew between the launch and its record.)
+        settings.deadlineMargin = 3
         settings.heartbeatTimeout = 5
         settings.channelDirectory = channel ? root.appendingPathComponent("state/machines") : nil
         controller = Controller(store: store, provider: OrbStackProvider(client: client), settings: settings)
@@ -63,7 +64,13 @@ final class World: @unchecked Sendable {
             if try await done() { return ticks }
             if !report.didSomething { try await Task.sleep(nanoseconds: 50_000_000) }
         }
-        throw WorldError("condition not reached after \(ticks) ticks")
+        // Say what the world looked like, so that a failure on a loaded machine can be read.
+        let runs = (try? store.runs().map { r in
+            "\(r.run.manifest.name): " + r.run.instances.map { "\($0.id) \($0.phase.rawValue) exit \($0.exitCode.map(String.init) ?? "-")\($0.reason.map { " (\($0))" } ?? "")" }.joined(separator: ", ")
+        }) ?? []
+        let last = await controller.tick()
+        let plan = last.plan.map { "actions \($0.actions.map { "\($0)" }), waiting \($0.waiting)" } ?? "no plan: \(last.observationError ?? "?")"
+        throw WorldError("condition not reached after \(ticks) ticks; runs: \(runs.joined(separator: "; ")); last tick: \(plan); machines: \((try? machines().map { "\($0.name) \($0.state)" }) ?? [])")
     }
 
     func wanted(_ run: DesiredRun) -> [InstanceState] { run.instances.filter { run.wants($0) } }
