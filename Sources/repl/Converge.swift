@@ -71,7 +71,12 @@ struct Converger {
             if let breaker = report.breaker, breaker.isOpen(at: Date()), report.deferred.contains(where: { Controller.needsAddress($0.action) }) {
                 throw CLIError.failure("OrbStack ran out of machine addresses; creates are paused until \(breaker.openUntil!) (circuit breaker). \(ProviderError.resetAdvice)")
             }
-            let runs = try store.runs(includeDeleted: false).filter { names.contains($0.run.manifest.name) }.map(\.run)
+            let runs = try store.runs().filter { names.contains($0.run.manifest.name) }.map(\.run)
+            // Cancelled or deleted by another command while followed: it will never start or end
+            // as this apply was waiting for.
+            if let gone = runs.first(where: \.cancelled) {
+                throw CLIError.failure("run \(gone.manifest.name) was cancelled or deleted by another command while this apply followed it; its machines are removed")
+            }
             let started = runs.allSatisfy { run in
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
                     && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase >= .bootstrapping }

@@ -422,6 +422,53 @@ import ReplStore
     }
 }
 
+/// Another command cancels or deletes a run that `apply --wait` follows (found by an attacker,
+/// #16: the apply waited out its timeout claiming "not started yet", or exited 0 after a delete).
+@Suite(.serialized) struct FollowedRunCancelledTests {
+    @Test(.machineCommands, arguments: [["--orbctl", "sim", "run", "cancel", "long"], ["--orbctl", "sim", "delete", "run", "long"]])
+    func applyWaitSaysTheRunWasCancelledAndExitsOne(_ other: [String]) async throws {
+        let home = CLITests.Home()
+        let out = home.dir.appendingPathComponent("apply.out").path
+        let job = home.dir.appendingPathComponent("long.yaml")
+        try "kind: Run\nname: long\ncommand: echo begun; sleep 120\n".write(to: job, atomically: true, encoding: .utf8)
+        var env = home.environment
+        env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
+        let script = "exec \"\(CLITests.repl)\" --orbctl sim apply -f \"\(job.path)\" --wait > \"\(out)\" 2>&1"
+        let apply = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
+        defer { apply.signal(SIGKILL) }
+        for _ in 0..<300 where !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("begun") {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        let started = Date()
+        let cancel = try await CLITests.run(home, other)
+        #expect(cancel.status == 0, "\(cancel.stderr)")
+        let limit = Task {
+            try await Task.sleep(nanoseconds: 60_000_000_000)
+            apply.signal(SIGKILL)  // a regression waits for ever: it fails here instead
+        }
+        defer { limit.cancel() }
+        let code = try await apply.wait()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(code == 1, "\(text)")
+        #expect(text.contains("was cancelled or deleted by another command"), "\(text)")
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+
+    /// Cancelling a run that has finished keeps its result, and an unchanged re-apply then does
+    /// nothing (it ran the command again, reported as "changed").
+    @Test(.machineCommands) func cancellingAFinishedRunKeepsItsResult() async throws {
+        let home = CLITests.Home()
+        let job = home.dir.appendingPathComponent("cf.yaml")
+        try "kind: Run\nname: cf\ncommand: echo once >> /var/tmp/count; echo done\n".write(to: job, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"]).status == 0)
+        let cancel = try await CLITests.run(home, ["--orbctl", "sim", "run", "cancel", "cf"])
+        #expect(cancel.status == 0 && cancel.stdout.contains("already finished (Succeeded)"), "\(cancel.stdout)\(cancel.stderr)")
+        #expect(try await CLITests.run(home, ["run", "status", "cf"]).stdout.contains("Succeeded"))
+        let again = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path])
+        #expect(again.status == 0 && again.stdout.contains("cf: unchanged") && !again.stdout.contains("created"), "\(again.stdout)")
+    }
+}
+
 /// `apply` without `--wait` gives up at its `--timeout`, naming what is stuck and why (#16).
 @Suite(.serialized) struct ApplyTimeoutTests {
     @Test(.machineCommands) func applyGivesUpAtItsTimeoutNamingWhatIsStuck() async throws {

@@ -134,6 +134,14 @@ struct RunCancel: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         let r = try context.exactRun(id)
+        // A finished run keeps its result: cancelling it would rewrite Succeeded as Cancelled
+        // (and a later apply would run it again).
+        if r.run.phase.isTerminal {
+            let held = r.run.manifest.hold != .zero ? "; a held machine stays until its hold ends (`repl delete run \(r.run.manifest.name)` removes it now)" : ""
+            if context.json { context.printJSON(["cancelled": false, "run": r.run.manifest.name, "phase": r.run.phase.rawValue]) }
+            else { context.say("run \(r.run.manifest.name) has already finished (\(r.run.phase.rawValue)): nothing to cancel\(held)") }
+            return
+        }
         try context.store().cancel(run: r.run.id)
         // One tick now when no other process acts; else the process that does deletes them.
         _ = try await Manager(controller: try await context.controller(), holder: "cancel").once()
