@@ -381,8 +381,30 @@ public final class Store: @unchecked Sendable {
     }()
 
     /// What applying a set changed, per document.
-    public enum ApplyChange: Sendable, Equatable {
+    public enum ApplyChange: Sendable, Equatable, CustomStringConvertible {
         case created(String), replaced(String, generation: Int), updated(String), unchanged(String)
+
+        /// What a user reads: `hello: created`.
+        public var description: String {
+            switch self {
+            case .created(let n): return "\(n): created"
+            case .replaced(let n, let g): return "\(n): changed, replacing its machines (generation \(g))"
+            case .updated(let n): return "\(n): updated in place"
+            case .unchanged(let n): return "\(n): unchanged"
+            }
+        }
+
+        public var isChange: Bool { if case .unchanged = self { return false } else { return true } }
+
+        /// For `--json`: `{"name": …, "change": "created|replaced|updated|unchanged"[, "generation": N]}`.
+        public var json: [String: Any] {
+            switch self {
+            case .created(let n): return ["name": n, "change": "created"]
+            case .replaced(let n, let g): return ["name": n, "change": "replaced", "generation": g]
+            case .updated(let n): return ["name": n, "change": "updated"]
+            case .unchanged(let n): return ["name": n, "change": "unchanged"]
+            }
+        }
     }
 
     /// Records a validated set of manifests atomically: new runs, new generations for

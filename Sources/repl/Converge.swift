@@ -19,14 +19,7 @@ struct Converger {
         if !set.runs.isEmpty { try context.requireRunnableEmulator() }
         if !newInstallation { try await refuseOverALostStore(store) }
         let changes = try store.apply(set)
-        for change in changes {
-            switch change {
-            case .created(let n): context.say("\(n): created")
-            case .replaced(let n, let g): context.say("\(n): changed, replacing its machines (generation \(g))")
-            case .updated(let n): context.say("\(n): updated in place")
-            case .unchanged(let n): context.say("\(n): unchanged")
-            }
-        }
+        for change in changes { context.say(change.description) }
         let names = Set(set.runs.map(\.name))
         let manager = Manager(controller: try await context.controller(), holder: "apply")
         defer { manager.release() }
@@ -47,7 +40,7 @@ struct Converger {
                     followed = holder.pid
                 }
                 if !wait {
-                    if context.json { context.printJSON(["applied": changes.map { "\($0)" }, "leaseHeldBy": holder.holder]) }
+                    if context.json { context.printJSON(["applied": changes.map(\.json), "leaseHeldBy": holder.holder]) }
                     return 0
                 }
             }

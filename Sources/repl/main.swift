@@ -16,8 +16,14 @@ struct Repl: AsyncParsableCommand {
           repl --orbctl sim apply -f examples/hello.yaml --wait
         Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
         """,
+        version: Repl.version,
         subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, SnapshotCommand.self,
                       Orphans.self, Watch.self, Recover.self, Doctor.self])
+}
+
+extension Repl {
+    /// This build's version (`repl --version`, `doctor`).
+    static let version = "0.16.0"
 }
 
 Console.guardStandardDescriptors()
@@ -96,6 +102,9 @@ do {
     if code == .success {
         Repl.exit(withError: error)  // --help, --version
     }
-    Console.err("repl: \(Repl.fullMessage(for: error))\n")
+    // One error format: `repl: …` (not ArgumentParser's `Error: …`).
+    var message = Repl.fullMessage(for: error)
+    if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+    Console.err("repl: \(message)\n")
     exit(code == .validationFailure ? 2 : (code.rawValue == 0 ? 0 : 1))
 }

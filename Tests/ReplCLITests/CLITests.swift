@@ -383,6 +383,8 @@ import ReplStore
             try await Task.sleep(nanoseconds: UInt64(100_000) * 1000)
         }
         #expect(text.contains("Succeeded (exit 0)"))
+        // Human sentences, never Swift's debug form (#18).
+        #expect(text.contains("applied hello: created") && !text.contains("created(\""), "\(text)")
         // While it runs, another process may not act.
         let sweep = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep"])
         #expect(sweep.stdout.contains("watch (pid \(pid)) holds the controller lease"))
@@ -466,6 +468,21 @@ import ReplStore
         #expect(try await CLITests.run(home, ["run", "status", "cf"]).stdout.contains("Succeeded"))
         let again = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path])
         #expect(again.status == 0 && again.stdout.contains("cf: unchanged") && !again.stdout.contains("created"), "\(again.stdout)")
+    }
+}
+
+/// One error format and a version (#18).
+@Suite struct OutputFormatTests {
+    @Test func versionAndErrorsHaveOneForm() async throws {
+        let home = CLITests.Home()
+        let version = try await CLITests.run(home, ["--version"])
+        #expect(version.status == 0 && version.stdout.wholeMatch(of: /[0-9]+\.[0-9]+\.[0-9]+\n/) != nil, "\(version.stdout)")
+        for args in [["--bogus"], ["run", "list", "--nope"], ["logs"]] {
+            let out = try await CLITests.run(home, args)
+            #expect(out.status == 2, "\(args)")
+            #expect(out.stderr.hasPrefix("repl: ") && !out.stderr.contains("Error:"), "\(args): \(out.stderr)")
+            #expect(out.stdout.isEmpty)
+        }
     }
 }
 

@@ -98,7 +98,7 @@ struct WatchLoop {
                 applied = changed
                 do {
                     let set = try context.manifests(files)
-                    for change in try store.apply(set) where !"\(change)".hasPrefix("unchanged") { line("applied: \(change)") }
+                    for change in try store.apply(set) where change.isChange { line("applied \(change)") }
                 } catch let error as ManifestError {
                     line("manifests not applied:\n\(error.description)")
                 }
