@@ -90,6 +90,21 @@ public struct DesiredRun: Hashable, Sendable {
         self.revision = revision
     }
 
+    /// An instance's number as users see it: 1, 2, … in the order its generation's instances
+    /// were made (the machine's name keeps the global id). Stable: a later scale-up numbers on.
+    public func number(of id: InstanceID) -> Int? {
+        guard let instance = instances.first(where: { $0.id == id }) else { return nil }
+        return instances.filter { $0.generation == instance.generation && $0.id <= id }.count
+    }
+
+    /// The instance numbered `number` in the current generation (`RUN/N`).
+    public func instance(numbered number: Int) -> InstanceState? {
+        instances.first { $0.generation == generation && self.number(of: $0.id) == number }
+    }
+
+    /// `NAME/N`, as users see an instance.
+    public func label(_ id: InstanceID) -> String { "\(manifest.name)/\(number(of: id).map(String.init) ?? Base36.encode(id))" }
+
     /// Whether an instance is still wanted: current generation, not retired, run not cancelled.
     public func wants(_ instance: InstanceState) -> Bool {
         !cancelled && !instance.retired && instance.generation == generation

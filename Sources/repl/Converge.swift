@@ -88,7 +88,7 @@ struct Converger {
             if context.interactive {
                 let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][Int(Date().timeIntervalSince1970 * 10) % 10]
                 context.status(spinner + " " + runs.flatMap { run in
-                    run.instances.filter { run.wants($0) }.map { "\(run.manifest.name)/\(Base36.encode($0.id)) \($0.phase.rawValue.lowercased())" }
+                    run.instances.filter { run.wants($0) }.map { "\(run.label($0.id)) \($0.phase.rawValue.lowercased())" }
                 }.joined(separator: " · "))
             }
             if finished || (!wait && started) {
@@ -172,7 +172,7 @@ struct Converger {
                 let already = streamed.offsets[instance.id] ?? 0
                 guard let data = try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
                                                         from: already, live: true), !data.isEmpty else { continue }
-                emit(data, instance: instance.id, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil, streamed: streamed)
+                emit(data, instance: instance.id, prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed)
             }
         }
     }
@@ -230,14 +230,15 @@ struct Converger {
                     let data = (try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
                                                        from: streamed.offsets[instance.id] ?? 0, live: false)) ?? Data()
                     let many = Self.instanceCount(runs) > 1
-                    emit(data, instance: instance.id, prefix: many ? "[\(run.manifest.name)/\(Base36.encode(instance.id))] " : nil,
+                    emit(data, instance: instance.id, prefix: many ? "[\(run.label(instance.id))] " : nil,
                          streamed: streamed, final: true)
                     // Output that did not end its last line does not run into what follows.
                     if !many, let last = streamed.lastByte[instance.id], last != 10 { context.out("\n") }
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }
-                documents.append(["run": run.manifest.name, "id": Base36.encode(run.id), "instance": Base36.encode(instance.id),
+                documents.append(["run": run.manifest.name, "id": Base36.encode(run.id), "instance": run.number(of: instance.id) ?? 0,
+                                  "machine": MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description,
                                   "phase": instance.phase.rawValue, "exitCode": instance.exitCode as Any])
             }
             if wait { context.say("\(run.manifest.name): \(run.phase.rawValue)") }

@@ -486,6 +486,41 @@ import ReplStore
     }
 }
 
+/// Instances are numbered 1..replicas within their run wherever a user sees them; `logs`
+/// takes `RUN/N` and `--tail N` (#18).
+@Suite(.serialized) struct InstanceNumberTests {
+    @Test(.machineCommands) func instancesAreNumberedPerRunAndLogsPicksAndTails() async throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("fan.yaml")
+        try "kind: Run\nname: fan\nreplicas: 3\ncommand: echo \"out-$(hostname)\"; seq 1 5\n".write(to: file, atomically: true, encoding: .utf8)
+        let wait = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait"])
+        #expect(wait.status == 0, "\(wait.stderr)")
+        for n in 1...3 { #expect(wait.stdout.contains("[fan/\(n)] 5\n"), "\(wait.stdout)") }
+        #expect(!wait.stdout.contains("[fan/4]"))
+
+        let status = try await CLITests.run(home, ["run", "status", "fan", "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let instances = try #require(json["instances"] as? [[String: Any]])
+        #expect(instances.compactMap { $0["number"] as? Int }.sorted() == [1, 2, 3])
+        let second = try #require(instances.first { $0["number"] as? Int == 2 }?["machine"] as? String)
+
+        let one = try await CLITests.run(home, ["logs", "fan/2"])
+        #expect(one.status == 0 && one.stdout == "out-\(second)\n1\n2\n3\n4\n5\n", "\(one.stdout)\(one.stderr)")
+        let tail = try await CLITests.run(home, ["logs", "fan", "--tail", "2"])
+        #expect(tail.stdout.components(separatedBy: "4\n5\n").count == 4, "\(tail.stdout)")
+        #expect(tail.stdout.contains("==> fan/2 (\(second)) <==") && !tail.stdout.contains("out-"), "\(tail.stdout)")
+        let lastOfTwo = try await CLITests.run(home, ["logs", "fan/2", "--tail", "1"])
+        #expect(lastOfTwo.stdout == "5\n")
+        let none = try await CLITests.run(home, ["logs", "fan/4"])
+        #expect(none.status == 2 && none.stderr.contains("has no instance 4"), "\(none.stderr)")
+        let table = try await CLITests.run(home, ["run", "status", "fan"])
+        let rows: [String] = table.stdout.split(separator: "\n").dropFirst(3).map { line -> String in
+            String(line.split(separator: " ").first ?? "")
+        }
+        #expect(rows == ["1", "2", "3"], "\(table.stdout)")
+    }
+}
+
 /// `apply` without `--wait` gives up at its `--timeout`, naming what is stuck and why (#16).
 @Suite(.serialized) struct ApplyTimeoutTests {
     @Test(.machineCommands) func applyGivesUpAtItsTimeoutNamingWhatIsStuck() async throws {

@@ -6,25 +6,66 @@ import ReplCore
 struct Logs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a run's output; works after its machine is gone.",
-        discussion: "Example: repl logs hello   ·   repl logs hello -f   ·   repl logs hello --bootstrap")
+        discussion: "Example: repl logs hello   ·   repl logs hello/2 -f   ·   repl logs hello --tail 20   ·   repl logs hello --bootstrap")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+    @Argument(help: "Run id, name, or a unique prefix; RUN/N for its instance N (1, 2, …).") var id: String
+    @Option(help: "Only the last N lines of each instance's output (then, with -f, what follows).") var tail: Int?
     @Flag(name: .shortAndLong, help: "Follow a live run until it ends.") var follow = false
     @Flag(help: "Show /tmp/bootstrap.log instead of the command's output.") var bootstrap = false
 
     static let piece = 8 << 20
 
+    /// The byte offset where an output's last `lines` lines begin, reading it a piece at a time
+    /// and keeping only the offsets of the last line starts (a log of any size).
+    static func tailOffset(_ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, bootstrap: Bool,
+                           lines: Int) async throws -> Int {
+        var starts: [Int] = [0]  // offsets of line starts, the newest `lines + 1` of them
+        var offset = 0
+        var last: UInt8 = 10
+        while true {
+            guard let data = try await reader.read(run: run.manifest.name, instance: instance, machine: machine, bootstrap: bootstrap,
+                                                   from: offset, live: !(run.instances.first { $0.id == instance }?.phase.isTerminal ?? true),
+                                                   limit: piece), !data.isEmpty else { break }
+            for (i, byte) in data.enumerated() where byte == 10 {
+                starts.append(offset + i + 1)
+                if starts.count > lines + 2 { starts.removeFirst(starts.count - lines - 2) }
+            }
+            offset += data.count
+            last = data.last ?? last
+            if data.count < piece { break }
+        }
+        // A final line without its newline counts as a line; a trailing newline starts none.
+        if last == 10, starts.last == offset { starts.removeLast() }
+        return lines == 0 ? offset : starts.count > lines ? starts[starts.count - lines] : 0
+    }
+
+    /// `RUN/N`: the run and an instance number; a run name never contains `/`.
+    func target() throws -> (run: String, number: Int?) {
+        guard let slash = id.lastIndex(of: "/") else { return (id, nil) }
+        guard let n = Int(id[id.index(after: slash)...]), n >= 1 else {
+            throw CLIError.input("\(id): after the / comes an instance number (1, 2, …), as in hello/2")
+        }
+        return (String(id[..<slash]), n)
+    }
+
     func run() async throws {
         let context = Context(global)
-        var record = try context.findRun(id)
+        if let tail, tail < 0 { throw CLIError.input("--tail: \(tail) is not a number of lines (use 0 or more)") }
+        let (runID, number) = try target()
+        var record = try context.findRun(runID)
+        if let number, record.run.instance(numbered: number) == nil {
+            throw CLIError.input("run \(record.run.manifest.name) has no instance \(number) (it has \(record.run.instances.filter { $0.generation == record.run.generation }.count))")
+        }
         let cid = try context.store().controlID()
         var printed: [InstanceID: Int] = [:]
         var outputs: [InstanceID: Data] = [:]
         var liveError: String?
         var lastShown: InstanceID?
         while true {
-            let instances = record.run.instances.filter { $0.generation == record.run.generation && $0.startedAt != nil }
+            let instances = record.run.instances.filter {
+                $0.generation == record.run.generation && $0.startedAt != nil && (number == nil || record.run.number(of: $0.id) == number)
+            }
             // Without a controller running the run's phase may lag: a status that says every
             // command has ended (the host channel) ends following too, once all that was
             // written before it (read below) is printed.
@@ -60,6 +101,11 @@ struct Logs: AsyncParsableCommand {
                 // or (a machine without the channel, still running) the machine itself.
                 let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
                 // A piece at a time (8 MiB), so a log of any size is printed without holding it.
+                // --tail: where the last N lines begin, found on the first read.
+                if let tail, printed[instance.id] == nil, !context.json {
+                    printed[instance.id] = try await Self.tailOffset(reader, run: record.run, instance: instance.id, machine: machine,
+                                                                     bootstrap: bootstrap, lines: tail)
+                }
                 while true {
                     let already = printed[instance.id] ?? 0
                     let data: Data?
@@ -76,7 +122,7 @@ struct Logs: AsyncParsableCommand {
                     } else if !data.isEmpty {
                         // A header whenever the output switches instance (with -f, pieces alternate).
                         if instances.count > 1 && lastShown != instance.id {
-                            Console.out("\(lastShown == nil ? "" : "\n")==> instance \(Base36.encode(instance.id)) <==\n")
+                            Console.out("\(lastShown == nil ? "" : "\n")==> \(record.run.label(instance.id)) (\(machine)) <==\n")
                             lastShown = instance.id
                         }
                         Console.out(data)  // byte for byte: output need not be UTF-8
@@ -88,13 +134,16 @@ struct Logs: AsyncParsableCommand {
             if follow && ended && !context.json { break }
             if !follow || record.run.phase.isTerminal { break }
             try await Task.sleep(nanoseconds: 1_000_000_000)
-            record = try context.findRun(id)
+            record = try context.findRun(runID)
         }
         if context.json {
-            let documents = outputs.keys.sorted().map { ["instance": Base36.encode($0), "output": String(decoding: outputs[$0]!, as: UTF8.self)] }
+            let documents = outputs.keys.sorted().map {
+                ["instance": record.run.number(of: $0) ?? 0, "machine": MachineName(controlID: cid, manifestID: record.run.id, instanceID: $0).description,
+                 "output": String(decoding: outputs[$0]!, as: UTF8.self)] as [String: Any]
+            }
             context.printJSON(["run": record.run.manifest.name, "logs": documents])
         }
-        else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet {
+        else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet && tail == nil {
             let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
             Console.err("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n")
         }

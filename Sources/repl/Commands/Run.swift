@@ -73,7 +73,8 @@ struct RunList: AsyncParsableCommand {
         let context = Context(global)
         let records = try context.store().runs(includeDeleted: false)
         if context.json {
-            context.printJSON(["runs": records.map(RunJSON.object)])
+            let cid = try context.store().controlID()
+            context.printJSON(["runs": records.map { RunJSON.object($0, cid: cid) }])
             return
         }
         if records.isEmpty { print("No runs yet. Try: repl apply -f examples/hello.yaml"); return }
@@ -89,14 +90,16 @@ struct RunList: AsyncParsableCommand {
 }
 
 enum RunJSON {
-    static func object(_ r: RunRecord) -> [String: Any] {
+    static func object(_ r: RunRecord, cid: ControlID) -> [String: Any] {
         [
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
             "generation": r.run.generation, "replicas": r.run.manifest.replicas, "source": r.run.manifest.source.description,
             "command": r.run.manifest.command as Any, "createdAt": DateFormats.iso8601(r.createdAt),
             "lastError": r.lastError as Any,
             "instances": r.run.instances.map { i in
-                ["id": Base36.encode(i.id), "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,
+                ["id": Base36.encode(i.id), "number": r.run.number(of: i.id) ?? 0,
+                 "machine": MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
+                 "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,
                  "exitCode": i.exitCode as Any, "reason": i.reason as Any] as [String: Any]
             },
         ]
@@ -112,16 +115,18 @@ struct RunStatus: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         let r = try context.findRun(id)
-        if context.json { context.printJSON(RunJSON.object(r)); return }
         let cid = try context.store().controlID()
+        if context.json { context.printJSON(RunJSON.object(r, cid: cid)); return }
         print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(r.run.phase.rawValue) (generation \(r.run.generation), \(r.run.manifest.source))")
         if let c = r.run.manifest.command { print("command: \(c)") }
         if let e = r.lastError { print("last error: \(e)") }
+        // Instances are numbered 1, 2, … within their generation (`RUN/N`); history says which.
         let rows = r.run.instances.map { i in
-            [Base36.encode(i.id), MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description, i.phase.rawValue,
-             i.exitCode.map(String.init) ?? "-", i.retired ? "retired" : (i.generation == r.run.generation ? "" : "old generation"), i.reason ?? ""]
+            let note = i.retired ? "retired" : (i.generation == r.run.generation ? nil : "generation \(i.generation)")
+            return [r.run.number(of: i.id).map(String.init) ?? "?", MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
+                    i.phase.rawValue, i.exitCode.map(String.init) ?? "-", [note, i.reason].compactMap { $0 }.joined(separator: "; ")]
         }
-        print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "", "REASON"], rows))
+        print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "NOTE"], rows))
     }
 }
 

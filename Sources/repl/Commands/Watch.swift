@@ -116,8 +116,11 @@ struct WatchLoop {
             waitingFor = nil
             ticks += 1
             if let e = report.observationError { line("cannot list machines (nothing was changed): \(e)") }
-            for case let .markPhase(run, instance, phase, code, reason) in report.plan?.actions ?? [] {
-                line("run \(Base36.encode(run)) instance \(Base36.encode(instance)): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
+            let phases = (report.plan?.actions ?? []).filter { if case .markPhase = $0 { return true } else { return false } }
+            let runs = phases.isEmpty ? [:] : Dictionary((try? store.runs())?.map { ($0.run.id, $0.run) } ?? [], uniquingKeysWith: { a, _ in a })
+            for case let .markPhase(run, instance, phase, code, reason) in phases {
+                let who = runs[run].map { $0.label(instance) } ?? "run \(Base36.encode(run)) instance \(Base36.encode(instance))"
+                line("\(who): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
             }
             for (action, error) in report.outcomes {
                 line(error.map { "\(action) failed: \($0.description)" } ?? "\(action)")
@@ -156,7 +159,7 @@ struct WatchLoop {
             for i in run.instances where run.wants(i) || (!i.phase.isTerminal && !i.retired) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: i.id).description
                 let left = run.manifest.maxDuration.flatMap { max in i.startedAt.map { $0.adding(max).timeIntervalSince(now) } }
-                instances.append(.init(run: run.manifest.name, instance: Base36.encode(i.id), machine: machine, phase: i.phase,
+                instances.append(.init(run: run.manifest.name, instance: run.number(of: i.id).map(String.init) ?? Base36.encode(i.id), machine: machine, phase: i.phase,
                                        address: addresses[machine], age: i.createdAt.map { now.timeIntervalSince($0) },
                                        timeLeft: i.phase.isTerminal ? nil : left, exitCode: i.exitCode))
             }
