@@ -521,6 +521,49 @@ import ReplStore
     }
 }
 
+/// kubectl-like querying on `run list` (#18): `-l`, `-o wide|json`, `--all`.
+@Suite(.serialized) struct RunQueryTests {
+    @Test(.machineCommands) func runListSelectsByLabelAndShowsDeletedOnlyWithAll() async throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("labelled.yaml")
+        try """
+        kind: Run
+        name: a
+        replicas: 0
+        labels: {team: ml, tier: batch}
+        ---
+        kind: Run
+        name: b
+        replicas: 0
+        labels: {team: web}
+        ---
+        kind: Run
+        name: c
+        replicas: 0
+        """.write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path]).status == 0)
+        func names(_ args: [String]) async throws -> [String] {
+            let out = try await CLITests.run(home, ["run", "list", "-o", "json"] + args)
+            #expect(out.status == 0, "\(out.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]
+            return (json?["runs"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
+        }
+        #expect(try await names(["-l", "team=ml"]) == ["a"])
+        #expect(try await names(["-l", "team"]) == ["a", "b"])
+        #expect(try await names(["-l", "team!=ml"]) == ["b", "c"])
+        #expect(try await names(["-l", "team=ml,tier=batch"]) == ["a"])
+        #expect(try await names(["-l", "team=ml,tier=web"]) == [])
+        let wide = try await CLITests.run(home, ["run", "list", "-o", "wide"])
+        #expect(wide.stdout.contains("LABELS") && wide.stdout.contains("team=ml,tier=batch"), "\(wide.stdout)")
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "delete", "run", "b"]).status == 0)
+        #expect(try await names([]) == ["a", "c"])
+        #expect(try await names(["--all"]) == ["a", "b", "c"])
+        let bad = try await CLITests.run(home, ["run", "list", "-l", "=x"])
+        #expect(bad.status == 2 && bad.stderr.hasPrefix("repl: -l:"), "\(bad.stderr)")
+        #expect(try await CLITests.run(home, ["run", "list", "-o", "yamlish"]).status == 2)
+    }
+}
+
 /// `apply` without `--wait` gives up at its `--timeout`, naming what is stuck and why (#16).
 @Suite(.serialized) struct ApplyTimeoutTests {
     @Test(.machineCommands) func applyGivesUpAtItsTimeoutNamingWhatIsStuck() async throws {

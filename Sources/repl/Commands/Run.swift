@@ -66,26 +66,47 @@ struct RunCommand: AsyncParsableCommand {
 
 struct RunList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List runs, finished ones included.",
-                                                    discussion: "Example: repl run list --json")
+                                                    discussion: "Example: repl run list -l team=ml -o wide   ·   repl run list --all --json")
     @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "Only runs whose labels match: key=value[,key2=value2], key!=value, key.")
+    var selector: String?
+    @Option(name: [.customShort("o"), .customLong("output")], help: "wide (adds labels) or json.") var output: String?
+    @Flag(help: "Include deleted runs (their history is kept).") var all = false
 
     func run() async throws {
-        let context = Context(global)
-        let records = try context.store().runs(includeDeleted: false)
+        var options = global
+        if output == "json" { options.json = true }
+        let context = Context(options)
+        var select: LabelSelector?
+        if let selector {
+            do { select = try LabelSelector(parsing: selector) } catch {
+                throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
+            }
+        }
+        switch output {
+        case nil, "wide", "json": break
+        default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide or json)")
+        }
+        let records = try context.store().runs(includeDeleted: all).filter { select?.matches($0.run.manifest.labels) ?? true }
         if context.json {
             let cid = try context.store().controlID()
             context.printJSON(["runs": records.map { RunJSON.object($0, cid: cid) }])
             return
         }
-        if records.isEmpty { print("No runs yet. Try: repl apply -f examples/hello.yaml"); return }
+        if records.isEmpty {
+            print(select == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(selector!).")
+            return
+        }
         let rows = records.map { r -> [String] in
             let wanted = r.run.instances.filter { r.run.wants($0) }
             let codes = wanted.compactMap(\.exitCode).map(String.init).joined(separator: ",")
             return [Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue,
                     "\(wanted.filter { !$0.phase.isTerminal }.count)/\(r.run.manifest.replicas)",
                     r.run.manifest.source.description, codes.isEmpty ? "-" : codes, Table.age(Date().timeIntervalSince(r.createdAt))]
+                + (output == "wide" ? [r.run.manifest.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")] : [])
+                + (all ? [r.deleted ? "deleted" : ""] : [])
         }
-        print(Table.render(["ID", "NAME", "PHASE", "ACTIVE", "SOURCE", "EXIT", "AGE"], rows))
+        print(Table.render(["ID", "NAME", "PHASE", "ACTIVE", "SOURCE", "EXIT", "AGE"] + (output == "wide" ? ["LABELS"] : []) + (all ? [""] : []), rows))
     }
 }
 
@@ -95,7 +116,7 @@ enum RunJSON {
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
             "generation": r.run.generation, "replicas": r.run.manifest.replicas, "source": r.run.manifest.source.description,
             "command": r.run.manifest.command as Any, "createdAt": DateFormats.iso8601(r.createdAt),
-            "lastError": r.lastError as Any,
+            "lastError": r.lastError as Any, "labels": r.run.manifest.labels, "deleted": r.deleted,
             "instances": r.run.instances.map { i in
                 ["id": Base36.encode(i.id), "number": r.run.number(of: i.id) ?? 0,
                  "machine": MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
