@@ -314,7 +314,7 @@ import ReplStore
         #expect(logs.status == 0 && logs.stdout == "hello\n", "\(logs.stderr)")
         let status = try await repl(["run", "status", "hello", "--json"])
         #expect(status.status == 0, "\(status.stderr)")
-        for write in [["apply", "-f", Self.root.appendingPathComponent("examples/hello.yaml").path], ["run", "cancel", "hello"]] {
+        for write in [["apply", "-f", Self.root.appendingPathComponent("examples/hello.yaml").path], ["orphans", "whitelist", "repl-abcdef-1-1", "--reason", "kept"]] {
             let out = try await repl(write)
             #expect(out.status == 1, "\(write): \(out.stdout) \(out.stderr)")
             #expect(out.stderr.contains("read-only") && !out.stderr.contains("recover") && !out.stderr.contains("Error:"), "\(out.stderr)")
