@@ -30,7 +30,28 @@ enum Console {
     }
 
     static func err(_ text: String) {
-        _ = write(Array(text.utf8)[...], to: 2)
+        _ = write(Array(visible(text).utf8)[...], to: 2)
+    }
+
+    /// Text from machines and orbctl (a reason, an error, a name in a message) shown, never
+    /// interpreted: control characters other than newline and tab become `\x1B`-style escapes,
+    /// so an escape sequence cannot move the cursor, retitle the terminal or hide a line. A
+    /// command's own output (`--wait`, `logs`) is the one raw stream, written as bytes.
+    static func visible(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if isControl(scalar) {
+                out += String(format: scalar.value > 0xFF ? "\\u{%04X}" : "\\x%02X", scalar.value)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    static func isControl(_ s: Unicode.Scalar) -> Bool {
+        (s.value < 0x20 && s != "\n" && s != "\t") || (0x7F...0x9F).contains(s.value) || s.value == 0x2028 || s.value == 0x2029
     }
 
     /// Flushes what `print` buffered; exits 1 when any output could not be written.

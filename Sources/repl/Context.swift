@@ -186,7 +186,7 @@ final class Context: @unchecked Sendable {
     /// Progress for people; unbuffered, so lines appear as they happen even through a pipe.
     func say(_ text: String) {
         guard !quiet && !json else { return }
-        out(text + "\n")
+        out(Console.visible(text) + "\n")
     }
 
     /// Writes to standard output at once (no buffering), clearing the status line first.
@@ -213,6 +213,7 @@ final class Context: @unchecked Sendable {
         var width = 100
         var size = winsize()
         if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 10 { width = Int(size.ws_col) - 1 }
+        let text = Console.visible(text).replacingOccurrences(of: "\n", with: " ")
         let line = text.count > width ? String(text.prefix(width - 1)) + "…" : text
         Console.out("\r\u{1B}[K\(line)")
         statusShown = true

@@ -472,7 +472,25 @@ import ReplStore
 }
 
 /// One error format and a version (#18).
-@Suite struct OutputFormatTests {
+@Suite(.serialized) struct OutputFormatTests {
+    /// Escape sequences in orbctl's stderr (or a machine's text) are shown, never interpreted.
+    @Test(.machineCommands) func controlCharactersFromOrbctlAreMadeVisible() async throws {
+        let home = CLITests.Home()
+        let sim = home.dir.appendingPathComponent("state/sim/bin/orbctl").path
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "doctor"]).status >= 0)  // sets the emulator up
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        let fail = try await CLITests.exec(sim, ["admin", "fail", "create", "--times", "9", "--message", "boom \u{1B}]0;pwned\u{07}\u{1B}[2J end"], env: env)
+        #expect(fail.status == 0, "\(fail.stderr)")
+        let file = home.dir.appendingPathComponent("x.yaml")
+        try "kind: Run\nname: x\ncommand: \"true\"\n".write(to: file, atomically: true, encoding: .utf8)
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--timeout", "3s"])
+        #expect(out.status == 1)
+        #expect(out.stderr.contains("boom \\x1B]0;pwned\\x07\\x1B[2J end"), "\(out.stderr)")
+        #expect(!out.stderr.contains("\u{1B}") && !out.stdout.contains("\u{1B}") && !out.stderr.contains("\u{07}"))
+    }
+
+
     @Test func versionAndErrorsHaveOneForm() async throws {
         let home = CLITests.Home()
         let version = try await CLITests.run(home, ["--version"])

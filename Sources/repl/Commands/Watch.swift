@@ -54,6 +54,7 @@ struct WatchLoop {
     static func stamp() -> String { DateFormats.clock(Date()) }
 
     func line(_ text: String) {
+        let text = Console.visible(text)
         if fullScreen { events.append("\(Self.stamp()) \(text)") } else { context.out("\(Self.stamp()) \(text)\n") }
     }
     let events = EventBuffer()
