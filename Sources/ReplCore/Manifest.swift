@@ -145,6 +145,16 @@ public struct ManifestDiagnostic: Hashable, Sendable, CustomStringConvertible {
 /// Every problem found in a set of manifests; when thrown, nothing was applied.
 public struct ManifestError: Error, Sendable, CustomStringConvertible, Equatable {
     public var diagnostics: [ManifestDiagnostic]
-    public init(_ diagnostics: [ManifestDiagnostic]) { self.diagnostics = diagnostics }
+    /// Sorted as a reader goes through the files: files in the order given, then by line and
+    /// column (validation finds them in another order).
+    public init(_ diagnostics: [ManifestDiagnostic]) {
+        var fileOrder: [String: Int] = [:]
+        for d in diagnostics where fileOrder[d.location.file] == nil { fileOrder[d.location.file] = fileOrder.count }
+        self.diagnostics = diagnostics.enumerated().sorted { a, b in
+            let ka = (fileOrder[a.element.location.file]!, a.element.location.line, a.element.location.column, a.offset)
+            let kb = (fileOrder[b.element.location.file]!, b.element.location.line, b.element.location.column, b.offset)
+            return ka < kb
+        }.map(\.element)
+    }
     public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
 }

@@ -106,12 +106,12 @@ struct ManifestErrorTests {
              errors: ["run.yaml:4:1: invalid YAML: found unexpected end of stream while scanning a quoted scalar"]),
         Case(yaml: "kind: Run\n  name: a\n",
              errors: ["run.yaml:2:7: invalid YAML: mapping values are not allowed in this context"]),
-        // Every error of a document is reported, not only the first.
+        // Every error of a document is reported, not only the first, in line order.
         Case(yaml: "kind: Run\nname: A_B\ncomand: x\nreplicas: many\nmaxDuration: soon\n",
-             errors: ["run.yaml:3:1: comand: unknown key; did you mean command?",
-                      "run.yaml:2:7: name: \"A_B\" may only contain lowercase letters, digits and '-'",
-                      "run.yaml:5:14: maxDuration: \"soon\" is not a duration (use 300s, 5m or 300000)",
-                      "run.yaml:4:11: replicas: expected a whole number, got the text \"many\""]),
+             errors: ["run.yaml:2:7: name: \"A_B\" may only contain lowercase letters, digits and '-'",
+                      "run.yaml:3:1: comand: unknown key; did you mean command?",
+                      "run.yaml:4:11: replicas: expected a whole number, got the text \"many\"",
+                      "run.yaml:5:14: maxDuration: \"soon\" is not a duration (use 300s, 5m or 300000)"]),
         // And every document's errors, across documents.
         Case(yaml: "kind: Run\nname: ok\n---\nkind: Run\nname: x\nspot: 1\n---\nkind: Run\nname: y\nhold: nope\n",
              errors: ["run.yaml:6:1: spot: not supported: OrbStack has no spot instances; remove this key",
@@ -161,5 +161,30 @@ struct ManifestErrorTests {
         let parts = text.split(separator: ":", maxSplits: 3)
         return ManifestDiagnostic(SourceLocation(file: String(parts[0]), line: Int(parts[1])!, column: Int(parts[2])!),
                                   String(parts[3].dropFirst()))
+    }
+}
+
+/// Errors read in file and line order, however validation found them (#18).
+struct DiagnosticOrderTests {
+    @Test func errorsAreSortedByFileLineAndColumn() {
+        let e = ManifestError([
+            ManifestDiagnostic(SourceLocation(file: "b.yaml", line: 2, column: 1), "b2"),
+            ManifestDiagnostic(SourceLocation(file: "a.yaml", line: 6, column: 3), "a6"),
+            ManifestDiagnostic(SourceLocation(file: "b.yaml", line: 1, column: 1), "b1"),
+            ManifestDiagnostic(SourceLocation(file: "a.yaml", line: 3, column: 1), "a3"),
+            ManifestDiagnostic(SourceLocation(file: "a.yaml", line: 5, column: 1), "a5"),
+        ])
+        #expect(e.diagnostics.map(\.message) == ["b1", "b2", "a3", "a5", "a6"])
+    }
+
+    @Test func aRealManifestReportsInLineOrder() throws {
+        let yaml = "kind: Run\nname: ok\nreplicas: -1\ncommand: x\nmaxDuration: forever\nhold: nope\n"
+        do {
+            _ = try ManifestParser().parse(yaml, file: "m.yaml")
+            Issue.record("accepted")
+        } catch {
+            let lines = error.diagnostics.map(\.location.line)
+            #expect(lines == lines.sorted() && lines.count >= 3, "\(error.description)")
+        }
     }
 }
