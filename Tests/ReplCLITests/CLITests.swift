@@ -539,6 +539,35 @@ import ReplStore
     }
 }
 
+/// `doctor` reports what it can and says by its exit code whether all is well (#18).
+@Suite(.serialized) struct DoctorTests {
+    @Test func doctorExitsOneWhenTheBreakerIsOpenOrTheStoreUnusableAndStillReports() async throws {
+        let home = CLITests.Home()
+        let ok = try await CLITests.run(home, ["--orbctl", "sim", "doctor", "--json"])
+        #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [String: Any])
+        #expect(json["ok"] as? Bool == true && json["schemaVersion"] as? Int == 1 && json["repl"] is String)
+        #expect((json["store"] as? [String: Any])?["schema"] as? String == Store.schemaVersion)
+
+        // The breaker open: exit 1, and the report says why.
+        let store = try Store(directory: home.dir.appendingPathComponent("state"))
+        _ = try store.tripBreaker("missing IP address")
+        let open = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])
+        #expect(open.status == 1 && open.stdout.contains("breaker:       OPEN") && open.stdout.contains("needs attention"), "\(open.stdout)")
+
+        // A corrupt store: still a report (orbctl, machines), exit 1.
+        let db = home.dir.appendingPathComponent("state/state.db")
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db.path + suffix) }
+        try Data(repeating: 0x42, count: 8192).write(to: db)
+        let corrupt = try await CLITests.run(home, ["--orbctl", "sim", "doctor", "--json"])
+        #expect(corrupt.status == 1, "\(corrupt.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(corrupt.stdout.utf8)) as? [String: Any])
+        #expect(((report["store"] as? [String: Any])?["error"] as? String)?.contains("not a valid repl database") == true)
+        #expect((report["orbctl"] as? [String: Any])?["version"] is String)
+        #expect(report["ok"] as? Bool == false)
+    }
+}
+
 /// kubectl-like querying on `run list` (#18): `-l`, `-o wide|json`, `--all`.
 @Suite(.serialized) struct RunQueryTests {
     @Test(.machineCommands) func runListSelectsByLabelAndShowsDeletedOnlyWithAll() async throws {

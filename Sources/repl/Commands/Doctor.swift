@@ -6,46 +6,98 @@ import ReplStore
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check orbctl, the state store, the lease, the circuit breaker and the machines.",
-        discussion: "Example: repl doctor")
+        discussion: """
+        Reports everything it can, even when a part is broken, and exits 0 when all is well, \
+        1 when something needs attention (the circuit breaker open, the store unusable, the \
+        machines not listable), 3 when orbctl cannot be used.
+        Example: repl doctor --json
+        """)
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         let context = Context(global)
-        let provider = try await context.provider()
-        let store = try context.store()
-        let cid = try store.controlID()
-        let lease = try store.leaseHolder()
-        let breaker = try store.breaker()
-        var counts: [String: Int] = [:]
-        var listError: String?
-        let controller = try await context.controller { $0.dryRun = true }
-        let report = await controller.tick()
-        if let e = report.observationError { listError = e }
-        for m in report.plan?.machines ?? [] { counts[m.machineClass.rawValue, default: 0] += 1 }
-        let caps = provider.capabilities.table
+        var problems: [String] = []
+        var orbctlUnusable = false
+        // orbctl first, then the store: each reported whatever became of the other.
+        var providerError: String?
+        do { _ = try await context.provider() } catch {
+            providerError = (error as? CLIError)?.description ?? "\(error)"
+            orbctlUnusable = true
+            problems.append("orbctl: \(providerError!)")
+        }
+        var store: Store?
+        var storeError: String?
+        do { store = try context.store() } catch {
+            storeError = (error as? CLIError)?.description ?? "\(error)"
+            problems.append("state store: \(storeError!)")
+        }
+        let cid = try? store?.controlID()
+        let lease = try? store?.leaseHolder()
+        let breaker = try? store?.breaker()
+        let breakerOpen = breaker?.isOpen(at: Date()) == true
+        if breakerOpen { problems.append("circuit breaker open until \(breaker!.openUntil!): \(breaker!.message ?? "")") }
+        let counts = try await machines(context, store: store, problems: &problems)
+        let caps = (try? await context.provider().capabilities.table) ?? []
         if context.json {
             context.printJSON([
-                "orbctl": context.orbctlDescription, "orbctlVersion": context.orbctlVersion?.version as Any,
-                "store": store.path, "schema": Store.schemaVersion, "controlId": cid.rawValue,
-                "lease": lease.map { ["holder": $0.holder, "pid": Int($0.pid)] } as Any,
-                "breaker": ["open": breaker.isOpen(at: Date()), "failures": breaker.failures, "message": breaker.message as Any],
-                "machines": counts, "listError": listError as Any,
+                "schemaVersion": 1, "repl": Repl.version,
+                "orbctl": ["path": context.orbctlDescription, "version": context.orbctlVersion?.version as Any, "error": providerError as Any] as [String: Any],
+                "store": ["path": context.stateDirectory.appendingPathComponent("state.db").path, "schema": Store.schemaVersion,
+                          "readOnly": store?.readOnlyReason as Any, "error": storeError as Any] as [String: Any],
+                "controlId": cid?.rawValue as Any,
+                "lease": lease.map { ["holder": $0.holder, "pid": Int($0.pid), "expiresAt": DateFormats.iso8601($0.expiresAt)] } as Any,
+                "breaker": breaker.map { ["open": breakerOpen, "failures": $0.failures, "message": $0.message as Any,
+                                          "openUntil": $0.openUntil.map(DateFormats.iso8601) as Any] as [String: Any] } as Any,
+                "machines": counts.byClass, "listError": counts.error as Any,
                 "capabilities": Dictionary(uniqueKeysWithValues: caps.map { ($0.0, $0.1) }),
+                "problems": problems, "ok": problems.isEmpty,
             ])
-            return
-        }
-        print("orbctl:        \(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))")
-        print("state store:   \(store.path) (schema \(Store.schemaVersion))")
-        print("control id:    \(cid)")
-        print("lease:         \(lease.map { "held by \($0)" } ?? "free")")
-        if breaker.isOpen(at: Date()) {
-            print("breaker:       OPEN until \(breaker.openUntil!): \(breaker.message ?? ""); \(ProviderError.resetAdvice)")
         } else {
-            print("breaker:       closed")
+            print("repl:          \(Repl.version)")
+            print("orbctl:        " + (providerError.map { "UNUSABLE: \($0)" } ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
+            print("state store:   " + (storeError.map { "UNUSABLE: \($0)" }
+                ?? "\(store!.path) (schema \(Store.schemaVersion))\(store!.readOnlyReason.map { "; cannot be written: \($0)" } ?? "")"))
+            print("control id:    \(cid.map(\.rawValue) ?? "-")")
+            print("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
+            if breakerOpen {
+                print("breaker:       OPEN until \(breaker!.openUntil!): \(breaker!.message ?? ""); \(ProviderError.resetAdvice)")
+            } else {
+                print("breaker:       \(breaker == nil ? "-" : "closed")")
+            }
+            if let e = counts.error { print("machines:      cannot list: \(e)") } else if providerError != nil {
+                print("machines:      -")
+            } else if let listed = counts.byClass["listed"] {
+                print("machines:      \(listed) listed (sorting them into ours and others needs the store)")
+            } else {
+                print("machines:      " + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts.byClass[$0] ?? 0) \($0)" }.joined(separator: ", "))
+            }
+            if !caps.isEmpty { print("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", ")) }
+            print(problems.isEmpty ? "all well" : "needs attention: " + problems.joined(separator: "; "))
         }
-        if let listError { print("machines:      cannot list: \(listError)") } else {
-            print("machines:      " + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts[$0] ?? 0) \($0)" }.joined(separator: ", "))
+        if orbctlUnusable { throw ExitCode2(code: 3) }
+        if !problems.isEmpty { throw ExitCode2(code: 1) }
+    }
+
+    /// The machines by class, through a dry-run tick (one `orbctl list`); without a store, only
+    /// whether they can be listed.
+    func machines(_ context: Context, store: Store?, problems: inout [String]) async throws -> (byClass: [String: Int], error: String?) {
+        guard let provider = try? await context.provider() else { return ([:], nil) }
+        guard store != nil, let controller = try? await context.controller(settings: { $0.dryRun = true }) else {
+            do {
+                let listed = try await provider.list()
+                return (["listed": listed.count], nil)
+            } catch {
+                problems.append("machines: cannot list: \(error.description)")
+                return ([:], error.description)
+            }
         }
-        print("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", "))
+        let report = await controller.tick()
+        if let e = report.observationError {
+            problems.append("machines: cannot list: \(e)")
+            return ([:], e)
+        }
+        var counts: [String: Int] = [:]
+        for m in report.plan?.machines ?? [] { counts[m.machineClass.rawValue, default: 0] += 1 }
+        return (counts, nil)
     }
 }
