@@ -111,7 +111,7 @@ struct WatchViewTests {
         #expect(view.0, "no view: \(view.1)")
         // Apply from another process: it records the manifest and leaves the acting to watch.
         let file = home.dir.appendingPathComponent("demo.yaml")
-        try "kind: Run\nname: demo\ncommand: sleep 2\nhold: 30s\n".write(to: file, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: demo\ncommand: sleep 6\nhold: 30s\n".write(to: file, atomically: true, encoding: .utf8)
         let apply = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
         #expect(apply.status == 0 && apply.stdout.contains("holds the controller lease"))
         let running = try await waitFor("Running")
