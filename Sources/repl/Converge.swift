@@ -17,6 +17,9 @@ struct Converger {
             return try await PlanPrinter(context: context).show(set: set, controller: controller)
         }
         if !set.runs.isEmpty { try context.requireRunnableEmulator() }
+        // orbctl is checked before anything is recorded: a run saved and then left because
+        // OrbStack is missing (exit 3) would start later, by surprise, under a sweep.
+        _ = try await context.provider()
         if !newInstallation { try await refuseOverALostStore(store) }
         let changes = try store.apply(set)
         for change in changes { context.say(change.description) }

@@ -4,6 +4,7 @@ import Testing
 @testable import OrbStack
 import ReplTestSupport
 import ReplStore
+import ReplCore
 
 /// The built `repl` binary run as a new user would, against the built-in emulator.
 @Suite(.serialized) struct CLITests {
@@ -536,6 +537,38 @@ import ReplStore
             String(line.split(separator: " ").first ?? "")
         }
         #expect(rows == ["1", "2", "3"], "\(table.stdout)")
+    }
+}
+
+/// Setting up on a Mac (#18): the crontab line names this binary and state directory, and a
+/// `run` without a usable orbctl records nothing.
+@Suite(.serialized) struct InstallTests {
+    @Test func printCrontabNamesThisBinaryAndStateAndItsLineRuns() async throws {
+        let home = CLITests.Home()
+        let out = try await CLITests.run(home, ["orphans", "sweep", "--print-crontab"])
+        #expect(out.status == 0, "\(out.stderr)")
+        let line = out.stdout.trimmingCharacters(in: .newlines)
+        let real = URL(fileURLWithPath: CLITests.repl).resolvingSymlinksInPath().path
+        #expect(line.hasPrefix("* * * * * ") && line.contains("'\(real)' orphans sweep --quiet"), "\(line)")
+        #expect(line.contains("REPL_HOME='\(home.dir.appendingPathComponent("state").path)'"), "\(line)")
+        // The command part runs as cron would run it (sh, a bare PATH): with no orbctl here it
+        // fails cleanly, and its log is where the line says.
+        let command = String(line.dropFirst("* * * * * ".count))
+        let r = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 60,
+                                                  environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
+        #expect(r.status == 3, "\(r.stderrText)")
+        let log = (try? String(contentsOf: home.dir.appendingPathComponent("state/sweep.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("orbctl not found"), "\(log)")
+    }
+
+    @Test func runWithoutAUsableOrbctlRecordsNothing() async throws {
+        let home = CLITests.Home()
+        // A store in use (an empty one is checked against the machines first, which fails too).
+        let store = try Store(directory: home.dir.appendingPathComponent("state"))
+        try store.apply(try ManifestParser().parse("kind: Run\nname: seed\nreplicas: 0\n", file: "seed.yaml"))
+        let out = try await CLITests.run(home, ["--orbctl", "/nonexistent/orbctl", "run", "--name", "x", "--command", "true"])
+        #expect(out.status == 3, "\(out.stderr)")
+        #expect(try store.runs().map(\.run.manifest.name) == ["seed"])
     }
 }
 

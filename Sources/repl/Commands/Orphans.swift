@@ -67,9 +67,28 @@ struct OrphansSweep: AsyncParsableCommand {
     @Flag(help: "Show what would be deleted and delete nothing.") var dryRun = false
     @Flag(help: "Install a launchd agent (~/Library/LaunchAgents) that sweeps every minute (macOS).") var installLaunchd = false
     @Flag(help: "Remove that launchd agent (macOS).") var uninstallLaunchd = false
+    @Flag(help: "Print the crontab line for this repl (its real path) and state directory, to add with `crontab -e`.")
+    var printCrontab = false
+
+    /// The cron line: cron's PATH is /usr/bin:/bin, so it names this binary by its real path and
+    /// adds the directories orbctl lives in; the log's directory is made first, or the shell
+    /// could not open the log and repl would never run.
+    static func crontabLine(program: String, stateDirectory: String, orbctl: String?) -> String {
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        let orbctlFlag = orbctl.map { " --orbctl \(quoted($0))" } ?? ""
+        return "* * * * * mkdir -p \(quoted(stateDirectory)) && PATH=\"$HOME/.orbstack/bin:/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin\" "
+            + "REPL_HOME=\(quoted(stateDirectory)) \(quoted(program))\(orbctlFlag) orphans sweep --quiet >> \(quoted(stateDirectory + "/sweep.log")) 2>&1"
+    }
 
     func run() async throws {
         let context = Context(global)
+        if printCrontab {
+            // An explicit --orbctl is kept (a path, not `sim`: cron has no emulator to try).
+            let orbctl = global.orbctl.flatMap { $0 == "sim" ? nil : (($0 as NSString).isAbsolutePath ? $0 : nil) }
+            let program = URL(fileURLWithPath: Platform.executablePath()).resolvingSymlinksInPath().path
+            print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl))
+            return
+        }
         if installLaunchd || uninstallLaunchd {
             #if os(macOS)
             let agent = LaunchAgent(home: context.environment["HOME"] ?? NSHomeDirectory(), uid: getuid())
