@@ -540,6 +540,31 @@ import ReplCore
     }
 }
 
+/// Phases that are true without a controller running (#18): read commands show what the
+/// machines' own status says, marked as not yet recorded, and when it was last confirmed.
+@Suite(.serialized) struct SeenPhaseTests {
+    @Test(.machineCommands) func aFinishedCommandIsNotShownRunningWhenNoControllerRuns() async throws {
+        let home = CLITests.Home()
+        let applied = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml"])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        var json: [String: Any] = [:]
+        for _ in 0..<100 {
+            let out = try await CLITests.run(home, ["run", "status", "hello", "--json"])
+            json = (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]) ?? [:]
+            if json["observedPhase"] as? String == "Succeeded" { break }
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        #expect(json["observedPhase"] as? String == "Succeeded", "\(json)")
+        #expect(json["phase"] as? String != "Succeeded")  // nothing recorded it: no controller ran
+        let list = try await CLITests.run(home, ["run", "list"])
+        #expect(list.stdout.contains("Succeeded*") && list.stdout.contains("not yet recorded"), "\(list.stdout)")
+        // A sweep records it: the mark goes.
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep"]).status == 0)
+        let after = try await CLITests.run(home, ["run", "list"])
+        #expect(after.stdout.contains("Succeeded") && !after.stdout.contains("*"), "\(after.stdout)")
+    }
+}
+
 /// Setting up on a Mac (#18): the crontab line names this binary and state directory, and a
 /// `run` without a usable orbctl records nothing.
 @Suite(.serialized) struct InstallTests {

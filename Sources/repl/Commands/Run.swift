@@ -88,32 +88,43 @@ struct RunList: AsyncParsableCommand {
         default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide or json)")
         }
         let records = try context.store().runs(includeDeleted: all).filter { select?.matches($0.run.manifest.labels) ?? true }
+        let cid = try context.store().controlID()
+        let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         if context.json {
-            let cid = try context.store().controlID()
-            context.printJSON(["runs": records.map { RunJSON.object($0, cid: cid) }])
+            context.printJSON(["runs": records.map { RunJSON.object($0, cid: cid, seen: seen) }])
             return
         }
         if records.isEmpty {
             print(select == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(selector!).")
             return
         }
-        let rows = records.map { r -> [String] in
+        var footnote = false
+        let rows = records.map { record -> [String] in
+            // As the machines show it, when no controller has recorded it yet.
+            let (run, unrecorded) = seen.run(record.run)
+            footnote = footnote || unrecorded
+            let r = (run: run, record: record)
             let wanted = r.run.instances.filter { r.run.wants($0) }
             let codes = wanted.compactMap(\.exitCode).map(String.init).joined(separator: ",")
-            return [Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue,
+            return [Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue + (unrecorded ? "*" : ""),
                     "\(wanted.filter { !$0.phase.isTerminal }.count)/\(r.run.manifest.replicas)",
-                    r.run.manifest.source.description, codes.isEmpty ? "-" : codes, Table.age(Date().timeIntervalSince(r.createdAt))]
+                    r.run.manifest.source.description, codes.isEmpty ? "-" : codes, Table.age(Date().timeIntervalSince(r.record.createdAt))]
                 + (output == "wide" ? [r.run.manifest.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")] : [])
-                + (all ? [r.deleted ? "deleted" : ""] : [])
+                + (all ? [r.record.deleted ? "deleted" : ""] : [])
         }
         print(Table.render(["ID", "NAME", "PHASE", "ACTIVE", "SOURCE", "EXIT", "AGE"] + (output == "wide" ? ["LABELS"] : []) + (all ? [""] : []), rows))
+        if footnote { print(SeenPhases.footnote) }
     }
 }
 
 enum RunJSON {
-    static func object(_ r: RunRecord, cid: ControlID) -> [String: Any] {
-        [
+    /// `phase` is the recorded one; `observedPhase` what the machines show (the same once a
+    /// controller has recorded it), with `confirmedAt` of a live instance's last heartbeat.
+    static func object(_ r: RunRecord, cid: ControlID, seen: SeenPhases) -> [String: Any] {
+        let observed = seen.run(r.run)
+        return [
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
+            "observedPhase": observed.run.phase.rawValue,
             "generation": r.run.generation, "replicas": r.run.manifest.replicas, "source": r.run.manifest.source.description,
             "command": r.run.manifest.command as Any, "createdAt": DateFormats.iso8601(r.createdAt),
             "lastError": r.lastError as Any, "labels": r.run.manifest.labels, "deleted": r.deleted,
@@ -121,7 +132,9 @@ enum RunJSON {
                 ["id": Base36.encode(i.id), "number": r.run.number(of: i.id) ?? 0,
                  "machine": MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
                  "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,
-                 "exitCode": i.exitCode as Any, "reason": i.reason as Any] as [String: Any]
+                 "exitCode": i.exitCode as Any, "reason": i.reason as Any,
+                 "observedPhase": seen.seen(r.run, i).phase.rawValue,
+                 "confirmedAt": seen.seen(r.run, i).confirmed.map(DateFormats.iso8601) as Any] as [String: Any]
             },
         ]
     }
@@ -137,17 +150,25 @@ struct RunStatus: AsyncParsableCommand {
         let context = Context(global)
         let r = try context.findRun(id)
         let cid = try context.store().controlID()
-        if context.json { context.printJSON(RunJSON.object(r, cid: cid)); return }
-        print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(r.run.phase.rawValue) (generation \(r.run.generation), \(r.run.manifest.source))")
+        let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
+        if context.json { context.printJSON(RunJSON.object(r, cid: cid, seen: seen)); return }
+        let observed = seen.run(r.run)
+        print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
         if let c = r.run.manifest.command { print("command: \(c)") }
         if let e = r.lastError { print("last error: \(e)") }
         // Instances are numbered 1, 2, … within their generation (`RUN/N`); history says which.
+        // A live one says when its machine last confirmed it (the wrapper's heartbeat).
+        let now = Date()
         let rows = r.run.instances.map { i in
+            let s = seen.seen(r.run, i)
             let note = i.retired ? "retired" : (i.generation == r.run.generation ? nil : "generation \(i.generation)")
+            let confirmed = s.phase.isTerminal ? nil : s.confirmed.map { "seen \(Table.age(max(0, now.timeIntervalSince($0)))) ago" }
             return [r.run.number(of: i.id).map(String.init) ?? "?", MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
-                    i.phase.rawValue, i.exitCode.map(String.init) ?? "-", [note, i.reason].compactMap { $0 }.joined(separator: "; ")]
+                    s.phase.rawValue + (s.unrecorded ? "*" : ""), s.exitCode.map(String.init) ?? "-",
+                    [note, confirmed, i.reason].compactMap { $0 }.joined(separator: "; ")]
         }
         print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "NOTE"], rows))
+        if observed.unrecorded { print(SeenPhases.footnote) }
     }
 }
 
