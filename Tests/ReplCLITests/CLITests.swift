@@ -565,6 +565,29 @@ import ReplCore
     }
 }
 
+/// `repl wait RUN --for PHASE --timeout D` (#18), with no controller running.
+@Suite(.serialized) struct WaitCommandTests {
+    @Test(.machineCommands) func waitReturnsAtThePhaseAndFailsWhenItCannotComeOrTimesOut() async throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("w.yaml")
+        try "kind: Run\nname: quick\ncommand: sleep 1; echo x\n---\nkind: Run\nname: long\ncommand: sleep 100\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path]).status == 0)
+        let ok = try await CLITests.run(home, ["wait", "quick", "--for", "Succeeded", "--timeout", "30s"])
+        #expect(ok.status == 0 && ok.stdout == "quick: Succeeded\n", "\(ok.stdout)\(ok.stderr)")
+        let finished = try await CLITests.run(home, ["wait", "quick", "--for", "finished"])
+        #expect(finished.status == 0)
+        let never = try await CLITests.run(home, ["wait", "quick", "--for", "Failed", "--timeout", "30s"])
+        #expect(never.status == 1 && never.stderr.contains("ended Succeeded, not Failed"), "\(never.stderr)")
+        let running = try await CLITests.run(home, ["wait", "long", "--for", "Running", "--timeout", "30s"])
+        #expect(running.status == 0, "\(running.stderr)")
+        let late = try await CLITests.run(home, ["wait", "long", "--for", "Succeeded", "--timeout", "1s"])
+        #expect(late.status == 1 && late.stderr.contains("is Running, not Succeeded, after"), "\(late.stderr)")
+        let bad = try await CLITests.run(home, ["wait", "long", "--for", "Done"])
+        #expect(bad.status == 2 && bad.stderr.contains("is not a phase"), "\(bad.stderr)")
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "delete", "run", "long"]).status == 0)
+    }
+}
+
 /// Setting up on a Mac (#18): the crontab line names this binary and state directory, and a
 /// `run` without a usable orbctl records nothing.
 @Suite(.serialized) struct InstallTests {

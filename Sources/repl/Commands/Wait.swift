@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import ReplController
+import ReplCore
+
+/// `repl wait RUN --for PHASE`: blocks until the run is in that phase, as kubectl wait does.
+/// It reads (the store and the host channel); it never acts, so it can wait beside a `watch`
+/// or between cron sweeps.
+struct Wait: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait until a run reaches a phase (Running, Succeeded, Failed, TimedOut, Cancelled, or Finished for any end).",
+        discussion: """
+        Exits 0 once the run is in that phase; 1 when it ended in another phase (it will never get there) \
+        or at --timeout. It only reads: a controller (watch, a sweep, an apply) moves the run.
+        Example: repl wait hello --for Succeeded --timeout 5m
+        """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+    @Option(name: .customLong("for"), help: "The phase to wait for.") var phase: String
+    @Option(help: "How long to wait at most (default 10m).") var timeout: String = "10m"
+
+    func run() async throws {
+        let context = Context(global)
+        guard let limit = TimeSpan(parsing: timeout) else { throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 90s, 10m or 600000)") }
+        let wanted = phase.lowercased()
+        let phases = InstancePhase.allCases.map { $0.rawValue.lowercased() } + ["finished"]
+        guard phases.contains(wanted) else {
+            throw CLIError.input("--for: \"\(phase)\" is not a phase (use \(InstancePhase.allCases.map(\.rawValue).joined(separator: ", ")) or Finished)")
+        }
+        let record = try context.findRun(id)
+        let cid = try context.store().controlID()
+        let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
+        let deadline = Date().addingTimeInterval(limit.seconds)
+        while true {
+            guard let current = try context.store().runs().first(where: { $0.run.id == record.run.id }) else {
+                throw CLIError.failure("run \(record.run.manifest.name) is gone")
+            }
+            let now = seen.run(current.run).run.phase
+            let reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
+            if reached {
+                if context.json { context.printJSON(["run": record.run.manifest.name, "phase": now.rawValue, "reached": true]) }
+                else { context.say("\(record.run.manifest.name): \(now.rawValue)") }
+                return
+            }
+            if now.isTerminal || (current.deleted && wanted != "cancelled") {
+                throw CLIError.failure("\(record.run.manifest.name) ended \(now.rawValue), not \(phase)")
+            }
+            if Date() > deadline {
+                throw CLIError.failure("\(record.run.manifest.name) is \(now.rawValue), not \(phase), after \(limit)")
+            }
+            try await Task.sleep(nanoseconds: 250_000_000)
+        }
+    }
+}
