@@ -567,6 +567,24 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Removes the history of deleted runs: those deleted (and settled, their machines gone)
+    /// before `cutoff`, with their instances and events. Returns them, for their logs to go too.
+    public func prune(deletedBefore cutoff: Date) throws(StoreError) -> [DesiredRun] {
+        let gone = try runs().filter(\.deleted).map(\.run)
+        return try write { db in
+            var pruned: [DesiredRun] = []
+            for run in gone {
+                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE id = ? AND deleted = 1 AND archived = 1 AND updated_at < ?",
+                                       arguments: [Int64(run.id), cutoff.timeIntervalSince1970]) == 1 else { continue }
+                try db.execute(sql: "DELETE FROM instances WHERE run_id = ?", arguments: [Int64(run.id)])
+                try db.execute(sql: "DELETE FROM events WHERE run_id = ?", arguments: [Int64(run.id)])
+                try db.execute(sql: "DELETE FROM runs WHERE id = ?", arguments: [Int64(run.id)])
+                pruned.append(run)
+            }
+            return pruned
+        }
+    }
+
     /// How many runs are archived and how many live (for `doctor` and the benchmark).
     public func runCounts() throws(StoreError) -> (live: Int, archived: Int) {
         try read { db in
@@ -835,9 +853,10 @@ public final class Store: @unchecked Sendable {
     // MARK: - Desired-state changes from the CLI
 
     /// Cancels a run (its machines are deleted by the controller); with `delete`, it is also hidden.
-    public func cancel(run: RunID, delete: Bool = false) throws(StoreError) {
+    public func cancel(run: RunID, delete: Bool = false, now: Date = Date()) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END, \(Store.touched) WHERE id = ?", arguments: [delete, Int64(run)])
+            try db.execute(sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END, updated_at = ?, \(Store.touched) WHERE id = ?",
+                           arguments: [delete, now.timeIntervalSince1970, Int64(run)])
         }
     }
 

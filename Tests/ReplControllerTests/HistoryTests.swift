@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 import Testing
 @testable import ReplController
 import ReplCore
@@ -65,6 +66,34 @@ struct HistoryTests {
             let done = try w.run("done")
             return done.instances.count == 2 && done.phase == .succeeded
         })
+    }
+
+    /// `repl prune --older-than D` removes the history of deleted runs whose machines are gone
+    /// (rows, logs, events), and nothing else (#18).
+    @Test(.machineCommands) func pruneRemovesOnlyDeletedSettledRuns() async throws {
+        let w = try await settledWorld()
+        let done = try w.run("done")
+        let log = Controller.logFile(w.controller.settings.logsDirectory, run: "done", instance: try #require(done.instances.first).id)
+        #expect(FileManager.default.fileExists(atPath: log.path))
+        try w.store.cancel(run: done.id, delete: true)
+        func repl(_ args: [String]) async throws -> ProcessResult {
+            try await SystemProcessRunner.run(Paths.repl, args, input: nil, timeout: 60, environment: w.environment, limit: 1 << 20)
+        }
+        // Not yet settled (archived): kept.
+        #expect(try await repl(["prune", "--older-than", "0s"]).stdoutText.contains("nothing to prune"))
+        _ = await w.controller.tick(now: Date().addingTimeInterval(2 * 3600))
+        let preview = try await repl(["prune", "--older-than", "0s", "--dry-run"])
+        #expect(preview.stdoutText.contains("would prune done"), "\(preview.stdoutText)\(preview.stderrText)")
+        #expect(try w.store.runs().contains { $0.run.manifest.name == "done" })
+        // Deleted less than a day ago: kept by --older-than 1d.
+        #expect(try await repl(["prune", "--older-than", "1d"]).stdoutText.contains("nothing to prune"))
+        let pruned = try await repl(["prune", "--older-than", "0s"])
+        #expect(pruned.status == 0 && pruned.stdoutText.contains("pruned done"), "\(pruned.stdoutText)\(pruned.stderrText)")
+        #expect(try w.store.runs().map(\.run.manifest.name) == ["held"])
+        #expect(!FileManager.default.fileExists(atPath: log.path))
+        // The name is free again.
+        try w.apply("kind: Run\nname: done\ncommand: echo again\n")
+        #expect(try w.run("done").id != done.id)
     }
 
     @Test func aRunChangedAfterTheTickReadItIsNotArchived() throws {
