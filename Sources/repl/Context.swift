@@ -256,7 +256,16 @@ final class Context: @unchecked Sendable {
             if !quiet { Console.err("repl: \"\(key)\" is run \(run.manifest.name) (#\(Base36.encode(run.id)))\n") }
             return matches[0]
         }
-        if matches.isEmpty { throw CLIError.input("no run matches \"\(key)\" (see `repl run list`)") }
+        if matches.isEmpty {
+            // History: a deleted run is still read by its exact name or #ID (its logs are kept
+            // until `repl prune`).
+            let deleted = try store().runs().filter(\.deleted)
+            if let gone = deleted.last(where: { $0.run.manifest.name == key || "#" + Base36.encode($0.run.id) == key }) {
+                if !quiet { Console.err("repl: run \(gone.run.manifest.name) (#\(Base36.encode(gone.run.id))) was deleted; showing its history\n") }
+                return gone
+            }
+            throw CLIError.input("no run matches \"\(key)\" (see `repl run list`, or `repl run list --all` for deleted runs)")
+        }
         throw CLIError.input("\"\(key)\" matches \(matches.count) runs: \(matches.map { "#\(Base36.encode($0.run.id)) (\($0.run.manifest.name))" }.joined(separator: ", ")); give the full name or #ID")
     }
 }

@@ -686,6 +686,9 @@ import ReplCore
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "delete", "run", "b"]).status == 0)
         #expect(try await names([]) == ["a", "c"])
         #expect(try await names(["--all"]) == ["a", "b", "c"])
+        // A deleted run is still read by its name, saying so.
+        let status = try await CLITests.run(home, ["run", "status", "b"])
+        #expect(status.status == 0 && status.stderr.contains("was deleted; showing its history"), "\(status.stdout)\(status.stderr)")
         let bad = try await CLITests.run(home, ["run", "list", "-l", "=x"])
         #expect(bad.status == 2 && bad.stderr.hasPrefix("repl: -l:"), "\(bad.stderr)")
         #expect(try await CLITests.run(home, ["run", "list", "-o", "yamlish"]).status == 2)
