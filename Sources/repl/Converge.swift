@@ -240,13 +240,18 @@ struct Converger {
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                // Where its whole output is: collected, else (a held machine) the host channel's copy.
+                let collected = Controller.logFile(context.stateDirectory.appendingPathComponent("logs"), run: run.manifest.name, instance: instance.id)
+                let log = FileManager.default.fileExists(atPath: collected.path)
+                    ? collected.path : StatusChannel(directory: context.channelDirectory).logFile(machine, bootstrap: false).path
                 documents.append(["run": run.manifest.name, "id": Base36.encode(run.id), "instance": run.number(of: instance.id) ?? 0,
-                                  "machine": MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description,
+                                  "machine": machine, "log": log, "timedOut": instance.phase == .timedOut,
                                   "phase": instance.phase.rawValue, "exitCode": instance.exitCode as Any])
             }
             if wait { context.say("\(run.manifest.name): \(run.phase.rawValue)") }
         }
-        if context.json { context.printJSON(["runs": documents, "exitCode": Int(code)]) }
+        if context.json { context.printJSON(["schemaVersion": 1, "runs": documents, "exitCode": Int(code)]) }
         return code
     }
 }

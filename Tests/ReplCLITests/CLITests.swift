@@ -245,6 +245,24 @@ import ReplCore
     /// `--wait` on a run with `hold:` ends when the command ends, with its output and exit code;
     /// the machine stays for its hold (it waited for the hold to pass, its logs being collected
     /// only when the machine goes).
+    /// `apply --wait --json`: each instance's exit code, phase and where its whole log is (#18).
+    @Test(.machineCommands) func waitJSONCarriesExitCodesAndLogPaths() async throws {
+        let home = Home()
+        let file = home.dir.appendingPathComponent("j.yaml")
+        try "kind: Run\nname: j\nreplicas: 2\ncommand: echo json-output; exit 4\n".write(to: file, atomically: true, encoding: .utf8)
+        let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait", "--json"])
+        #expect(out.status == 4, "\(out.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any], "\(out.stdout)")
+        #expect(json["exitCode"] as? Int == 4 && json["schemaVersion"] as? Int == 1)
+        let runs = try #require(json["runs"] as? [[String: Any]])
+        #expect(runs.compactMap { $0["instance"] as? Int }.sorted() == [1, 2])
+        for r in runs {
+            #expect(r["exitCode"] as? Int == 4 && r["phase"] as? String == "Failed")
+            let log = try #require(r["log"] as? String)
+            #expect(try String(contentsOfFile: log, encoding: .utf8) == "json-output\n")
+        }
+    }
+
     @Test(.machineCommands) func waitWithHoldEndsWhenTheCommandEnds() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("held.yaml")
