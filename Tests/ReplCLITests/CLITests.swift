@@ -420,6 +420,31 @@ import ReplCore
 
 /// `apply --wait` while another process holds the controller lease (#16): it records its
 /// manifests, follows its runs to their end, and exits with their real code and output.
+/// `watch --json`: one JSON object per event, per line (NDJSON) (#18).
+@Suite(.serialized) struct WatchJSONTests {
+    @Test(.machineCommands) func watchJSONIsOneObjectPerEventLine() async throws {
+        let home = CLITests.Home()
+        let log = home.dir.appendingPathComponent("watch.ndjson").path
+        var env = home.environment
+        env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
+        let script = "exec \"\(CLITests.repl)\" --orbctl sim watch --json -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
+        let watch = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("(finished)") {
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        watch.signal(SIGINT)
+        #expect(try await watch.wait() == 0)
+        let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(events.count == lines.count && events.count >= 5, "\(lines)")
+        let kinds = events.compactMap { $0["kind"] as? String }
+        #expect(kinds.first == "started" && kinds.last == "stopped" && kinds.contains("applied") && kinds.contains("action"), "\(kinds)")
+        let phase = events.first { $0["kind"] as? String == "phase" && $0["phase"] as? String == "Succeeded" }
+        #expect(phase?["run"] as? String == "hello" && phase?["instance"] as? Int == 1 && phase?["exitCode"] as? Int == 0, "\(events)")
+    }
+}
+
 @Suite(.serialized) struct LeaseFollowTests {
     @Test(.machineCommands) func applyWaitUnderAWatchFollowsTheRunToItsRealExitCode() async throws {
         let home = CLITests.Home()

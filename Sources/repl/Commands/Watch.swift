@@ -53,7 +53,18 @@ struct WatchLoop {
 
     static func stamp() -> String { DateFormats.clock(Date()) }
 
-    func line(_ text: String) {
+    /// One event: a timestamped line, or with `--json` one JSON object per line (NDJSON) with
+    /// `at`, `kind`, `message` and the event's fields.
+    func line(_ text: String, kind: String = "info", _ fields: [String: Any] = [:]) {
+        if context.json {
+            var object = fields
+            object["at"] = DateFormats.iso8601(Date())
+            object["kind"] = kind
+            object["message"] = text
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+            context.out(data + Data("\n".utf8))
+            return
+        }
         let text = Console.visible(text)
         if fullScreen { events.append("\(Self.stamp()) \(text)") } else { context.out("\(Self.stamp()) \(text)\n") }
     }
@@ -90,7 +101,8 @@ struct WatchLoop {
         defer { terminal?.leave() }
         var addresses: [String: String] = [:]
         var applied: Date?
-        line("watching (control id \(try store.controlID()), state \(context.stateDirectory.path)); Ctrl-C to stop")
+        line("watching (control id \(try store.controlID()), state \(context.stateDirectory.path)); Ctrl-C to stop", kind: "started",
+             ["controlId": try store.controlID().rawValue, "stateDirectory": context.stateDirectory.path])
         var ticks = 0
         var waitingFor: Int32?
         while !stop.isSet {
@@ -99,16 +111,17 @@ struct WatchLoop {
                 applied = changed
                 do {
                     let set = try context.manifests(files)
-                    for change in try store.apply(set) where change.isChange { line("applied \(change)") }
+                    for change in try store.apply(set) where change.isChange { line("applied \(change)", kind: "applied", change.json) }
                 } catch let error as ManifestError {
-                    line("manifests not applied:\n\(error.description)")
+                    line("manifests not applied:\n\(error.description)", kind: "invalid", ["errors": error.diagnostics.map(\.description)])
                 }
             }
             // Only one process acts: while a sweep or an apply holds the lease, wait for it.
             let turn = try await manager.turn()
             guard let report = turn.report else {
                 if case .heldBy(let holder) = turn, waitingFor != holder.pid {
-                    line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease")
+                    line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease", kind: "lease-held",
+                         ["holder": holder.holder, "pid": Int(holder.pid)])
                     waitingFor = holder.pid
                 }
                 await manager.sleep(min(interval, 1))
@@ -116,18 +129,21 @@ struct WatchLoop {
             }
             waitingFor = nil
             ticks += 1
-            if let e = report.observationError { line("cannot list machines (nothing was changed): \(e)") }
+            if let e = report.observationError { line("cannot list machines (nothing was changed): \(e)", kind: "observe-failed", ["error": e]) }
             let phases = (report.plan?.actions ?? []).filter { if case .markPhase = $0 { return true } else { return false } }
             let runs = phases.isEmpty ? [:] : Dictionary((try? store.runs())?.map { ($0.run.id, $0.run) } ?? [], uniquingKeysWith: { a, _ in a })
             for case let .markPhase(run, instance, phase, code, reason) in phases {
                 let who = runs[run].map { $0.label(instance) } ?? "run \(Base36.encode(run)) instance \(Base36.encode(instance))"
-                line("\(who): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
+                line("\(who): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")", kind: "phase",
+                     ["run": runs[run]?.manifest.name as Any, "instance": runs[run]?.number(of: instance) as Any, "phase": phase.rawValue,
+                      "exitCode": code as Any, "reason": reason as Any])
             }
             for (action, error) in report.outcomes {
-                line(error.map { "\(action) failed: \($0.description)" } ?? "\(action)")
+                line(error.map { "\(action) failed: \($0.description)" } ?? "\(action)", kind: "action",
+                     ["action": "\(action)", "machine": action.machine as Any, "error": error?.description as Any])
             }
             for d in report.deferred where Controller.needsAddress(d.action) && d.why.hasPrefix("circuit breaker open") {
-                line("waiting: \(d.why)")
+                line("waiting: \(d.why)", kind: "breaker", ["why": d.why])
                 break
             }
             if let terminal {
@@ -147,7 +163,7 @@ struct WatchLoop {
         }
         terminal?.leave()
         if fullScreen { context.out("\(Self.stamp()) stopped after \(ticks) ticks; machines stay as they are\n") }
-        else { line("stopped after \(ticks) ticks; machines stay as they are") }
+        else { line("stopped after \(ticks) ticks; machines stay as they are", kind: "stopped", ["ticks": ticks]) }
     }
 
     func snapshot(report: TickReport, ticks: Int, addresses: [String: String]) throws -> WatchSnapshot {
