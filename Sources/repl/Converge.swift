@@ -10,7 +10,8 @@ struct Converger {
 
     /// Exit code: 0, the command's exit code with `wait` (124 on timeout), or 1 on failure.
     /// `timeout` bounds the wait for the runs to start (not, with `wait`, for them to finish).
-    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600, newInstallation: Bool = false) async throws -> Int32 {
+    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600, newInstallation: Bool = false,
+               replaceLongLived: Bool = true) async throws -> Int32 {
         let store = try context.store()
         if dryRun {
             let controller = try await context.controller { $0.dryRun = true }
@@ -21,6 +22,7 @@ struct Converger {
         // OrbStack is missing (exit 3) would start later, by surprise, under a sweep.
         _ = try await context.provider()
         if !newInstallation { try await refuseOverALostStore(store) }
+        if !replaceLongLived { try confirmReplacingLongLived(set, store: store) }
         let changes = try store.apply(set)
         for change in changes { context.say(change.description) }
         let names = Set(set.runs.map(\.name))
@@ -111,6 +113,30 @@ struct Converger {
             // again in a moment, sooner when the plan has something falling due.
             await manager.sleep(Manager.pause(after: turn, idle: turn.report == nil ? 0.5 : 0.3))
         }
+    }
+
+    /// A machine without a command is a long-lived box someone may be working in: replacing it
+    /// (its source, bootstrap or env changed) loses what is on it, so it is asked for, on a
+    /// terminal, or needs `--yes`; nothing is recorded otherwise.
+    func confirmReplacingLongLived(_ set: ManifestSet, store: Store) throws {
+        let current = Dictionary(try store.runs(includeDeleted: false).map { ($0.run.manifest.name, $0.run) }, uniquingKeysWith: { a, _ in a })
+        var boxes: [String] = []
+        for run in set.runs {
+            guard let old = current[run.name], !old.cancelled, old.manifest.command == nil,
+                  old.manifest.generationFingerprint != run.generationFingerprint else { continue }
+            let live = old.instances.filter { old.wants($0) && !$0.phase.isTerminal }.count
+            guard live > 0 else { continue }
+            let why = run.differences(from: old.manifest).prefix(3).joined(separator: "; ")
+            boxes.append("\(run.name) (\(live) machine\(live == 1 ? "" : "s"); \(why))")
+        }
+        guard !boxes.isEmpty else { return }
+        let what = "this replaces the long-lived machines of " + boxes.joined(separator: ", ") + ", and what is on them is lost"
+        if isatty(0) == 1 && isatty(2) == 1 && !context.json {
+            Console.err("repl: \(what). Replace them? [y/N] ")
+            if let answer = readLine(), ["y", "yes"].contains(answer.lowercased().trimmingCharacters(in: .whitespaces)) { return }
+            throw CLIError.input("not replaced; nothing was recorded")
+        }
+        throw CLIError.input("\(what); apply with --yes to replace them. Nothing was recorded")
     }
 
     /// An empty store beside machines of another installation is most likely a lost `state.db`:

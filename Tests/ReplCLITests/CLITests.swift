@@ -631,6 +631,37 @@ import ReplCore
     }
 }
 
+/// `plan` shows what changes field by field, counts that add up, snapshots; replacing a
+/// long-lived machine needs `--yes` (#18).
+@Suite(.serialized) struct PlanDiffTests {
+    @Test(.machineCommands) func planShowsFieldDiffsAndReplacingABoxNeedsYes() async throws {
+        let home = CLITests.Home()
+        let v1 = home.dir.appendingPathComponent("v1.yaml"), v2 = home.dir.appendingPathComponent("v2.yaml")
+        try "kind: Run\nname: box\nbootstrap: echo one\n---\nkind: Run\nname: job\ncommand: sleep 30\n".write(to: v1, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: box\nbootstrap: echo two\n---\nkind: Run\nname: job\ncommand: sleep 40\nreplicas: 2\n---\nkind: Snapshot\nname: s\nfrom: job\n"
+            .write(to: v2, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", v1.path]).status == 0)
+        let plan = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", v2.path])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        let text = plan.stdout
+        #expect(text.contains("bootstrap: \"echo one\" → \"echo two\""), "\(text)")
+        #expect(text.contains("command: \"sleep 30\" → \"sleep 40\"") && text.contains("replicas: 1 → 2"), "\(text)")
+        #expect(text.contains("+ snapshot s"), "\(text)")
+        #expect(!text.contains("~ start"), "\(text)")  // a new machine's start is part of its create line
+        let lines = text.split(separator: "\n")
+        let counts = ["+", "~", "-"].map { sign in lines.filter { $0.hasPrefix(sign + " ") }.count }
+        #expect(text.contains("Plan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete."), "\(text)")
+        // Replacing the long-lived box is refused without --yes (no terminal here), nothing recorded.
+        let refused = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", v2.path])
+        #expect(refused.status == 2 && refused.stderr.contains("long-lived machines of box") && refused.stderr.contains("--yes"), "\(refused.stderr)")
+        #expect(try await CLITests.run(home, ["run", "status", "box"]).stdout.contains("generation 1"))
+        let yes = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", v2.path, "--yes"])
+        #expect(yes.status == 0, "\(yes.stderr)")
+        #expect(try await CLITests.run(home, ["run", "status", "box"]).stdout.contains("generation 2"))
+        _ = try await CLITests.run(home, ["--orbctl", "sim", "delete", "-f", v2.path])
+    }
+}
+
 /// Setting up on a Mac (#18): the crontab line names this binary and state directory, and a
 /// `run` without a usable orbctl records nothing.
 @Suite(.serialized) struct InstallTests {

@@ -25,6 +25,8 @@ struct Apply: AsyncParsableCommand {
     var watch = false
     @Option(help: "Give up (exit 1, naming what is stuck and why) when the runs have not all started by then: 10m, 90s.")
     var timeout: String = "10m"
+    @Flag(help: "Replace long-lived machines (runs without a command) whose source, bootstrap or env changed, without asking.")
+    var yes = false
     @Flag(help: "Start a new installation even though machines of another one exist (see `repl recover`).")
     var newInstallation = false
 
@@ -38,7 +40,8 @@ struct Apply: AsyncParsableCommand {
             throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 10m, 90s or 600000)")
         }
         let set = try context.manifests(file)
-        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun, timeout: limit.seconds, newInstallation: newInstallation)
+        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun, timeout: limit.seconds, newInstallation: newInstallation,
+                                                               replaceLongLived: yes)
         if watch && !dryRun { try await WatchLoop(context: context, files: file, interval: 2).run() }
         if code != 0 { throw ExitCode2(code: code) }
     }
@@ -71,6 +74,7 @@ struct PlanPrinter {
     let context: Context
 
     func show(set: ManifestSet, controller: Controller) async throws -> Int32 {
+        let before = Dictionary(try context.store().runs().map { ($0.run.manifest.name, $0.run) }, uniquingKeysWith: { a, _ in a })
         let scratch = try context.store().scratchCopy()
         defer { try? FileManager.default.removeItem(atPath: (scratch.path as NSString).deletingLastPathComponent) }
         let changes = try scratch.apply(set)
@@ -79,23 +83,41 @@ struct PlanPrinter {
         if let error = report.observationError { throw CLIError.failure("cannot plan: \(error)") }
         let plan = report.plan!
         var lines: [String] = []
-        var items: [[String: String]] = []
-        func add(_ sign: String, _ verb: String, _ what: String, _ why: String) {
-            lines.append("\(sign) \(verb) \(what)  (\(why))")
-            items.append(["action": verb, "target": what, "reason": why])
+        var items: [[String: Any]] = []
+        func add(_ sign: String, _ verb: String, _ what: String, _ why: String, fields: [String] = []) {
+            lines.append("\(sign) \(verb) \(what)  (\(why))" + fields.map { "\n    \($0)" }.joined())
+            items.append(["action": verb, "target": what, "reason": why, "fields": fields])
         }
+        // The manifests first, with what changed in each field.
+        let snapshots = Set(set.snapshots.map(\.name))
         for change in changes {
-            if case .replaced(let n, let g) = change { add("~", "replace", "run \(n)", "changed: generation \(g)") }
+            switch change {
+            case .replaced(let n, let g):
+                let fields = set.runs.first { $0.name == n }.flatMap { new in before[n].map { new.differences(from: $0.manifest) } } ?? []
+                add("~", "replace", "run \(n)", "its machines are made again: generation \(g)", fields: fields)
+            case .updated(let n):
+                let fields = set.runs.first { $0.name == n }.flatMap { new in before[n].map { new.differences(from: $0.manifest) } } ?? []
+                add("~", "update", "run \(n)", "in place", fields: fields)
+            case .created(let n) where snapshots.contains(n):
+                let from = set.snapshots.first { $0.name == n }?.from ?? "?"
+                add("+", "snapshot", n, "of run \(from), taken once its command has started")
+            default: break
+            }
         }
         let runs = try scratch.runs()
         func runName(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.name ?? Base36.encode(id) }
+        func start(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.command == nil ? "bootstrap it" : "start its command" }
+        // A machine made and started in one go is one line.
+        let made = Set(plan.actions.compactMap { action -> String? in
+            switch action { case .create(_, _, let m, _), .clone(_, _, let m, _): return m; default: return nil }
+        })
         for action in plan.actions {
             switch action {
-            case let .create(run, _, machine, spec): add("+", "create", machine, "run \(runName(run)), \(spec)")
-            case let .clone(run, _, machine, snap): add("+", "clone", machine, "run \(runName(run)) from \(snap)")
+            case let .create(run, _, machine, spec): add("+", "create", machine, "run \(runName(run)), \(spec), then \(start(run))")
+            case let .clone(run, _, machine, snap): add("+", "clone", machine, "run \(runName(run)) from \(snap), then \(start(run))")
             case let .delete(machine, reason): add("-", "delete", machine, reason.rawValue)
             case let .takeSnapshot(s, src, machine): add("+", "snapshot", machine, "snapshot \(s) of \(src)")
-            case let .startRun(run, _, machine): add("~", "start", machine, "run \(runName(run))")
+            case let .startRun(run, _, machine) where !made.contains(machine): add("~", "start", machine, "run \(runName(run))")
             case let .start(machine): add("~", "start", machine, "stopped but wanted")
             case let .stop(machine): add("~", "stop", machine, "a snapshot is kept stopped")
             default: break
@@ -107,6 +129,7 @@ struct PlanPrinter {
             print("Nothing to do: machines match the manifests.")
         } else {
             print(lines.joined(separator: "\n"))
+            // Each line is one thing: the counts add up to the lines above.
             let counts = ["+", "~", "-"].map { s in lines.filter { $0.hasPrefix(s) }.count }
             print("\nPlan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete.")
         }
