@@ -352,6 +352,11 @@ public final class Store: @unchecked Sendable {
     // MARK: - Control id
 
     /// The installation's control id, made on first use.
+    /// The control id if one was made, without making one (read commands).
+    public func existingControlID() throws(StoreError) -> ControlID? {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'") }.flatMap(ControlID.init)
+    }
+
     public func controlID() throws(StoreError) -> ControlID {
         // Read first: a store that has one (always, once used) needs no write to say it.
         if let id = try read({ db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'") }).flatMap(ControlID.init) {

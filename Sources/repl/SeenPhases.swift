@@ -7,7 +7,8 @@ import ReplCore
 /// machine's wrapper wrote (a command that ended an hour ago is not `Running` to the user).
 struct SeenPhases {
     let channel: StatusChannel
-    let cid: ControlID
+    /// None before any machine was made: then nothing is seen.
+    let cid: ControlID?
 
     struct Seen {
         var phase: InstancePhase
@@ -20,7 +21,7 @@ struct SeenPhases {
 
     func seen(_ run: DesiredRun, _ instance: InstanceState) -> Seen {
         var seen = Seen(phase: instance.phase, exitCode: instance.exitCode)
-        guard run.wants(instance), !instance.phase.isTerminal else { return seen }
+        guard let cid, run.wants(instance), !instance.phase.isTerminal else { return seen }
         let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
         seen.confirmed = channel.heartbeat(machine)
         guard let status = channel.status(machine) else { return seen }

@@ -333,7 +333,7 @@ import ReplCore
         #expect(logs.status == 0 && logs.stdout == "hello\n", "\(logs.stderr)")
         let status = try await repl(["run", "status", "hello", "--json"])
         #expect(status.status == 0, "\(status.stderr)")
-        for write in [["apply", "-f", Self.root.appendingPathComponent("examples/hello.yaml").path], ["orphans", "whitelist", "repl-abcdef-1-1", "--reason", "kept"]] {
+        for write in [["delete", "run", "hello"], ["orphans", "whitelist", "repl-abcdef-1-1", "--reason", "kept"]] {
             let out = try await repl(write)
             #expect(out.status == 1, "\(write): \(out.stdout) \(out.stderr)")
             #expect(out.stderr.contains("read-only") && !out.stderr.contains("recover") && !out.stderr.contains("Error:"), "\(out.stderr)")

@@ -88,7 +88,7 @@ struct RunList: AsyncParsableCommand {
         default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide or json)")
         }
         let records = try context.store().runs(includeDeleted: all).filter { select?.matches($0.run.manifest.labels) ?? true }
-        let cid = try context.store().controlID()
+        let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         if context.json {
             context.printJSON(["runs": records.map { RunJSON.object($0, cid: cid, seen: seen) }])
@@ -120,7 +120,7 @@ struct RunList: AsyncParsableCommand {
 enum RunJSON {
     /// `phase` is the recorded one; `observedPhase` what the machines show (the same once a
     /// controller has recorded it), with `confirmedAt` of a live instance's last heartbeat.
-    static func object(_ r: RunRecord, cid: ControlID, seen: SeenPhases) -> [String: Any] {
+    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases) -> [String: Any] {
         let observed = seen.run(r.run)
         return [
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
@@ -130,7 +130,7 @@ enum RunJSON {
             "lastError": r.lastError as Any, "labels": r.run.manifest.labels, "deleted": r.deleted,
             "instances": r.run.instances.map { i in
                 ["id": Base36.encode(i.id), "number": r.run.number(of: i.id) ?? 0,
-                 "machine": MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
+                 "machine": cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description } as Any,
                  "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,
                  "exitCode": i.exitCode as Any, "reason": i.reason as Any,
                  "observedPhase": seen.seen(r.run, i).phase.rawValue,
@@ -149,7 +149,7 @@ struct RunStatus: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         let r = try context.findRun(id)
-        let cid = try context.store().controlID()
+        let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         if context.json { context.printJSON(RunJSON.object(r, cid: cid, seen: seen)); return }
         let observed = seen.run(r.run)
@@ -163,7 +163,7 @@ struct RunStatus: AsyncParsableCommand {
             let s = seen.seen(r.run, i)
             let note = i.retired ? "retired" : (i.generation == r.run.generation ? nil : "generation \(i.generation)")
             let confirmed = s.phase.isTerminal ? nil : s.confirmed.map { "seen \(Table.age(max(0, now.timeIntervalSince($0)))) ago" }
-            return [r.run.number(of: i.id).map(String.init) ?? "?", MachineName(controlID: cid, manifestID: r.run.id, instanceID: i.id).description,
+            return [r.run.number(of: i.id).map(String.init) ?? "?", cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description } ?? "-",
                     s.phase.rawValue + (s.unrecorded ? "*" : ""), s.exitCode.map(String.init) ?? "-",
                     [note, confirmed, i.reason].compactMap { $0 }.joined(separator: "; ")]
         }
