@@ -766,6 +766,12 @@ import ReplCore
         let bad = try await CLITests.run(home, ["run", "list", "-l", "=x"])
         #expect(bad.status == 2 && bad.stderr.hasPrefix("repl: -l:"), "\(bad.stderr)")
         #expect(try await CLITests.run(home, ["run", "list", "-o", "yamlish"]).status == 2)
+        // delete -l: every run whose labels match, exactly; none matching deletes nothing.
+        let none = try await CLITests.run(home, ["--orbctl", "sim", "delete", "-l", "team=nobody"])
+        #expect(none.status == 2 && none.stderr.contains("nothing was deleted"), "\(none.stderr)")
+        let byLabel = try await CLITests.run(home, ["--orbctl", "sim", "delete", "-l", "tier=batch"])
+        #expect(byLabel.status == 0 && byLabel.stdout.contains("run a: deleted"), "\(byLabel.stdout)\(byLabel.stderr)")
+        #expect(try await names([]) == ["c"])
     }
 }
 

@@ -7,14 +7,17 @@ import ReplStore
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove runs or snapshots from desired state; the controller deletes their machines.",
-        discussion: "Example: repl delete -f examples/hello.yaml   ·   repl delete run hello   ·   repl delete snapshot base-snap")
+        discussion: "Example: repl delete -f examples/hello.yaml   ·   repl delete run hello   ·   repl delete -l team=ml   ·   repl delete snapshot base-snap")
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Delete what these manifests declare.") var file: [String] = []
     @Argument(help: "`run NAME` (or `run #ID`) or `snapshot NAME`: exact names, never a prefix.") var target: [String] = []
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "Delete every run whose labels match (key=value[,key2=value2], key!=value, key).")
+    var selector: String?
 
     func validate() throws {
-        if file.isEmpty && target.count != 2 { throw ValidationError("use -f PATH, or `run NAME`, or `snapshot NAME`") }
+        if selector != nil && (!file.isEmpty || !target.isEmpty) { throw ValidationError("use -l alone, not with -f or a name") }
+        if selector == nil && file.isEmpty && target.count != 2 { throw ValidationError("use -f PATH, -l SELECTOR, or `run NAME`, or `snapshot NAME`") }
         if target.count == 2 && !["run", "snapshot"].contains(target[0]) { throw ValidationError("say `run NAME` or `snapshot NAME`") }
     }
 
@@ -22,7 +25,15 @@ struct Delete: AsyncParsableCommand {
         let context = Context(global)
         let store = try context.store()
         var runs: [String] = [], snapshots: [String] = []
-        if !file.isEmpty {
+        if let selector {
+            // Labels are matched exactly; a selector that matches nothing deletes nothing.
+            let select: LabelSelector
+            do { select = try LabelSelector(parsing: selector) } catch {
+                throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
+            }
+            runs = try store.runs(includeDeleted: false).filter { select.matches($0.run.manifest.labels) }.map(\.run.manifest.name)
+            if runs.isEmpty { throw CLIError.input("no run's labels match \(selector) (see `repl run list -o wide`); nothing was deleted") }
+        } else if !file.isEmpty {
             let sources = try ManifestFiles.load(file)
             let set = try ManifestParser(knownRuns: Set(try store.runs().map(\.run.manifest.name)), knownSnapshots: Set(try store.snapshots().map(\.name))).parse(sources)
             runs = set.runs.map(\.name)
