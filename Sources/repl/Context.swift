@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Yams
 import ReplPlatform
 import OrbSim
 import OrbStack
@@ -221,6 +222,27 @@ final class Context: @unchecked Sendable {
 
     func warn(_ text: String) {
         Console.err("repl: \(text)\n")
+    }
+
+    /// `-o yaml`: the same document as `--json`, as YAML.
+    func printYAML(_ value: Any) throws {
+        print(try Yams.dump(object: Self.yamlReady(value), sortKeys: true), terminator: "")
+    }
+
+    /// The document's Swift values as Yams takes them: optionals unwrapped (nil is null), and
+    /// dictionaries and arrays of any values walked.
+    static func yamlReady(_ value: Any) -> Any? {
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional {
+            guard let wrapped = mirror.children.first?.value else { return nil }
+            return yamlReady(wrapped)
+        }
+        switch value {
+        case let d as [String: Any]: return d.mapValues { yamlReady($0) as Any }
+        case let d as [String: String]: return d
+        case let a as [Any]: return a.map { yamlReady($0) as Any }
+        default: return value
+        }
     }
 
     func printJSON(_ value: Any) {

@@ -766,6 +766,12 @@ import ReplCore
         let bad = try await CLITests.run(home, ["run", "list", "-l", "=x"])
         #expect(bad.status == 2 && bad.stderr.hasPrefix("repl: -l:"), "\(bad.stderr)")
         #expect(try await CLITests.run(home, ["run", "list", "-o", "yamlish"]).status == 2)
+        // -o yaml: the JSON document as YAML (types kept: numbers, booleans, nulls).
+        let yaml = try await CLITests.run(home, ["run", "list", "-l", "team=ml", "-o", "yaml"])
+        #expect(yaml.status == 0 && yaml.stdout.hasPrefix("runs:\n- ") && yaml.stdout.contains("  name: a\n")
+                && yaml.stdout.contains("  replicas: 0\n") && yaml.stdout.contains("  deleted: false\n") && yaml.stdout.contains("team: ml"), "\(yaml.stdout)")
+        let one = try await CLITests.run(home, ["run", "status", "a", "-o", "yaml"])
+        #expect(one.status == 0 && one.stdout.contains("name: a\n") && one.stdout.contains("lastError: null\n"), "\(one.stdout)")
         // delete -l: every run whose labels match, exactly; none matching deletes nothing.
         let none = try await CLITests.run(home, ["--orbctl", "sim", "delete", "-l", "team=nobody"])
         #expect(none.status == 2 && none.stderr.contains("nothing was deleted"), "\(none.stderr)")

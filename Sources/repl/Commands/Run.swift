@@ -70,7 +70,7 @@ struct RunList: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("l"), .customLong("selector")], help: "Only runs whose labels match: key=value[,key2=value2], key!=value, key.")
     var selector: String?
-    @Option(name: [.customShort("o"), .customLong("output")], help: "wide (adds labels) or json.") var output: String?
+    @Option(name: [.customShort("o"), .customLong("output")], help: "wide (adds labels), json or yaml.") var output: String?
     @Flag(help: "Include deleted runs (their history is kept).") var all = false
 
     func run() async throws {
@@ -84,12 +84,16 @@ struct RunList: AsyncParsableCommand {
             }
         }
         switch output {
-        case nil, "wide", "json": break
-        default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide or json)")
+        case nil, "wide", "json", "yaml": break
+        default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide, json or yaml)")
         }
         let records = try context.store().runs(includeDeleted: all).filter { select?.matches($0.run.manifest.labels) ?? true }
         let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
+        if output == "yaml" {
+            try context.printYAML(["runs": records.map { RunJSON.object($0, cid: cid, seen: seen) }])
+            return
+        }
         if context.json {
             context.printJSON(["runs": records.map { RunJSON.object($0, cid: cid, seen: seen) }])
             return
@@ -145,13 +149,18 @@ struct RunStatus: AsyncParsableCommand {
                                                     discussion: "Example: repl run status hello")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Run id, name, or a unique prefix.") var id: String
+    @Option(name: [.customShort("o"), .customLong("output")], help: "json or yaml.") var output: String?
 
     func run() async throws {
         let context = Context(global)
+        guard output == nil || output == "json" || output == "yaml" else {
+            throw CLIError.input("-o: \"\(output!)\" is not an output format (use json or yaml)")
+        }
         let r = try context.findRun(id)
         let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
-        if context.json { context.printJSON(RunJSON.object(r, cid: cid, seen: seen)); return }
+        if output == "yaml" { try context.printYAML(RunJSON.object(r, cid: cid, seen: seen)); return }
+        if context.json || output == "json" { context.printJSON(RunJSON.object(r, cid: cid, seen: seen)); return }
         let observed = seen.run(r.run)
         print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
         if let c = r.run.manifest.command { print("command: \(c)") }
