@@ -662,6 +662,26 @@ import ReplCore
     }
 }
 
+/// Shell completion of run names (#18): what the generated scripts call.
+@Suite struct CompletionTests {
+    @Test func runNamesComplete() async throws {
+        let home = CLITests.Home()
+        let store = try Store(directory: home.dir.appendingPathComponent("state"))
+        try store.apply(try ManifestParser().parse("kind: Run\nname: alpha\nreplicas: 0\n---\nkind: Run\nname: alps\nreplicas: 0\n---\nkind: Run\nname: beta\nreplicas: 0\n", file: "c.yaml"))
+        let logs = try await CLITests.run(home, ["---completion", "logs", "--", "positional@0", "2", "2", "repl", "logs", "al"])
+        #expect(logs.status == 0 && logs.stdout.split(separator: "\n") == ["alpha", "alps"], "\(logs.stdout)\(logs.stderr)")
+        let status = try await CLITests.run(home, ["---completion", "run", "status", "--", "positional@0", "3", "1", "repl", "run", "status", "b"])
+        #expect(status.stdout == "beta\n", "\(status.stdout)")
+        // --state-dir on the line is where the names come from.
+        var env = home.environment
+        env["REPL_HOME"] = home.dir.appendingPathComponent("elsewhere").path
+        let other = try await CLITests.exec(CLITests.repl, ["---completion", "wait", "--", "positional@0", "4", "1",
+                                                           "repl", "--state-dir", home.dir.appendingPathComponent("state").path, "wait", "a"], env: env)
+        #expect(other.stdout.split(separator: "\n") == ["alpha", "alps"], "\(other.stdout)\(other.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: home.dir.appendingPathComponent("elsewhere").path))
+    }
+}
+
 /// Setting up on a Mac (#18): the crontab line names this binary and state directory, and a
 /// `run` without a usable orbctl records nothing.
 @Suite(.serialized) struct InstallTests {

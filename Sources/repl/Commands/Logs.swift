@@ -9,7 +9,7 @@ struct Logs: AsyncParsableCommand {
         discussion: "Example: repl logs hello   ·   repl logs hello/2 -f   ·   repl logs hello --tail 20   ·   repl logs hello --bootstrap")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix; RUN/N for its instance N (1, 2, …).") var id: String
+    @Argument(help: "Run id, name, or a unique prefix; RUN/N for its instance N (1, 2, …).", completion: RunNameCompletion.kind) var id: String
     @Option(help: "Only the last N lines of each instance's output (then, with -f, what follows).") var tail: Int?
     @Flag(name: .shortAndLong, help: "Follow a live run until it ends.") var follow = false
     @Flag(help: "Show /tmp/bootstrap.log instead of the command's output.") var bootstrap = false

@@ -148,7 +148,7 @@ struct RunStatus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one run and its instances.",
                                                     discussion: "Example: repl run status hello")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+    @Argument(help: "Run id, name, or a unique prefix.", completion: RunNameCompletion.kind) var id: String
     @Option(name: [.customShort("o"), .customLong("output")], help: "json or yaml.") var output: String?
 
     func run() async throws {
@@ -185,7 +185,7 @@ struct RunCancel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a run: the controller deletes its machines.",
                                                     discussion: "Example: repl run cancel hello")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The run's exact name, or #ID.") var id: String
+    @Argument(help: "The run's exact name, or #ID.", completion: RunNameCompletion.kind) var id: String
 
     func run() async throws {
         let context = Context(global)

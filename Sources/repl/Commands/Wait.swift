@@ -15,7 +15,7 @@ struct Wait: AsyncParsableCommand {
         Example: repl wait hello --for Succeeded --timeout 5m
         """)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix.") var id: String
+    @Argument(help: "Run id, name, or a unique prefix.", completion: RunNameCompletion.kind) var id: String
     @Option(name: .customLong("for"), help: "The phase to wait for.") var phase: String
     @Option(help: "How long to wait at most (default 10m).") var timeout: String = "10m"
 
