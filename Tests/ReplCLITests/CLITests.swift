@@ -790,6 +790,13 @@ import ReplCore
         let yaml = try await CLITests.run(home, ["run", "list", "-l", "team=ml", "-o", "yaml"])
         #expect(yaml.status == 0 && yaml.stdout.hasPrefix("runs:\n- ") && yaml.stdout.contains("  name: a\n")
                 && yaml.stdout.contains("  replicas: 0\n") && yaml.stdout.contains("  deleted: false\n") && yaml.stdout.contains("team: ml"), "\(yaml.stdout)")
+        // run status -l: every match, text blocks or one document of runs.
+        let many = try await CLITests.run(home, ["run", "status", "-l", "team!=web", "-o", "json"])
+        let doc = try JSONSerialization.jsonObject(with: Data(many.stdout.utf8)) as? [String: Any]
+        #expect((doc?["runs"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted() == ["a", "c"], "\(many.stdout)")
+        let text = try await CLITests.run(home, ["run", "status", "-l", "team!=web"])
+        #expect(text.stdout.contains("run 1 a:") && text.stdout.contains("run 3 c:") && !text.stdout.contains(" b:"), "\(text.stdout)")
+        #expect(try await CLITests.run(home, ["run", "status"]).status == 2)
         let one = try await CLITests.run(home, ["run", "status", "a", "-o", "yaml"])
         #expect(one.status == 0 && one.stdout.contains("name: a\n") && one.stdout.contains("lastError: null\n"), "\(one.stdout)")
         // delete -l: every run whose labels match, exactly; none matching deletes nothing.

@@ -146,21 +146,47 @@ enum RunJSON {
 
 struct RunStatus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one run and its instances.",
-                                                    discussion: "Example: repl run status hello")
+                                                    discussion: "Example: repl run status hello   ·   repl run status -l team=ml -o yaml")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix.", completion: RunNameCompletion.kind) var id: String
+    @Argument(help: "Run id, name, or a unique prefix.", completion: RunNameCompletion.kind) var id: String?
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "Every run whose labels match (key=value[,key2=value2], key!=value, key).")
+    var selector: String?
     @Option(name: [.customShort("o"), .customLong("output")], help: "json or yaml.") var output: String?
+
+    func validate() throws {
+        if (id == nil) == (selector == nil) { throw ValidationError("give a run, or -l SELECTOR") }
+    }
 
     func run() async throws {
         let context = Context(global)
         guard output == nil || output == "json" || output == "yaml" else {
             throw CLIError.input("-o: \"\(output!)\" is not an output format (use json or yaml)")
         }
-        let r = try context.findRun(id)
         let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
-        if output == "yaml" { try context.printYAML(RunJSON.object(r, cid: cid, seen: seen)); return }
-        if context.json || output == "json" { context.printJSON(RunJSON.object(r, cid: cid, seen: seen)); return }
+        let records: [RunRecord]
+        if let selector {
+            let select: LabelSelector
+            do { select = try LabelSelector(parsing: selector) } catch {
+                throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
+            }
+            records = try context.store().runs(includeDeleted: false).filter { select.matches($0.run.manifest.labels) }
+            let documents = records.map { RunJSON.object($0, cid: cid, seen: seen) }
+            if output == "yaml" { try context.printYAML(["runs": documents]); return }
+            if context.json || output == "json" { context.printJSON(["runs": documents]); return }
+            if records.isEmpty { print("No runs match \(selector).") }
+        } else {
+            records = [try context.findRun(id!)]
+            if output == "yaml" { try context.printYAML(RunJSON.object(records[0], cid: cid, seen: seen)); return }
+            if context.json || output == "json" { context.printJSON(RunJSON.object(records[0], cid: cid, seen: seen)); return }
+        }
+        for (i, r) in records.enumerated() {
+            if i > 0 { print("") }
+            show(r, cid: cid, seen: seen)
+        }
+    }
+
+    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases) {
         let observed = seen.run(r.run)
         print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
         if let c = r.run.manifest.command { print("command: \(c)") }
