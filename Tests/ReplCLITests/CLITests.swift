@@ -608,6 +608,25 @@ import ReplCore
     }
 }
 
+/// `logs -l SELECTOR`: the output of every matching run, each instance headed (#18).
+@Suite(.serialized) struct LogsBySelectorTests {
+    @Test(.machineCommands) func logsBySelectorPrintsEveryMatchingRun() async throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("l.yaml")
+        try "kind: Run\nname: one\nlabels: {team: x}\ncommand: printf 'a1\\na2\\n'\n---\nkind: Run\nname: two\nlabels: {team: x}\ncommand: printf 'b1\\nb2\\n'\n---\nkind: Run\nname: three\ncommand: echo c\n"
+            .write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait"]).status == 0)
+        let all = try await CLITests.run(home, ["logs", "-l", "team=x"])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(all.stdout.contains("==> one/1 (") && all.stdout.contains("a1\na2\n") && all.stdout.contains("==> two/1 (") && all.stdout.contains("b1\nb2\n"), "\(all.stdout)")
+        #expect(!all.stdout.contains("c\n==>") && !all.stdout.hasSuffix("c\n"), "\(all.stdout)")
+        let tail = try await CLITests.run(home, ["logs", "-l", "team=x", "--tail", "1"])
+        #expect(tail.stdout.contains("a2\n") && !tail.stdout.contains("a1") && tail.stdout.contains("b2\n") && !tail.stdout.contains("b1"), "\(tail.stdout)")
+        #expect(try await CLITests.run(home, ["logs", "-l", "team=nobody"]).status == 2)
+        #expect(try await CLITests.run(home, ["logs", "-l", "team=x", "-f"]).status == 2)
+    }
+}
+
 /// `repl wait RUN --for PHASE --timeout D` (#18), with no controller running.
 @Suite(.serialized) struct WaitCommandTests {
     @Test(.machineCommands) func waitReturnsAtThePhaseAndFailsWhenItCannotComeOrTimesOut() async throws {

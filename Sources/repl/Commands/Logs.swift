@@ -9,7 +9,9 @@ struct Logs: AsyncParsableCommand {
         discussion: "Example: repl logs hello   ·   repl logs hello/2 -f   ·   repl logs hello --tail 20   ·   repl logs hello --bootstrap")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run id, name, or a unique prefix; RUN/N for its instance N (1, 2, …).", completion: RunNameCompletion.kind) var id: String
+    @Argument(help: "Run id, name, or a unique prefix; RUN/N for its instance N (1, 2, …).", completion: RunNameCompletion.kind) var id: String = ""
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "The output of every run whose labels match (key=value[,key2=value2], key!=value, key).")
+    var selector: String?
     @Option(help: "Only the last N lines of each instance's output (then, with -f, what follows).") var tail: Int?
     @Flag(name: .shortAndLong, help: "Follow a live run until it ends.") var follow = false
     @Flag(help: "Show /tmp/bootstrap.log instead of the command's output.") var bootstrap = false
@@ -49,9 +51,45 @@ struct Logs: AsyncParsableCommand {
         return (String(id[..<slash]), n)
     }
 
+    func validate() throws {
+        if id.isEmpty == (selector == nil) { throw ValidationError("give a run, or -l SELECTOR") }
+        if selector != nil && follow { throw ValidationError("-f follows one run; -l prints what the matching runs have written") }
+    }
+
+    /// `-l`: every matching run's output, each instance headed `==> RUN/N (machine) <==`.
+    func printSelected(_ context: Context, _ selector: String) async throws {
+        let select: LabelSelector
+        do { select = try LabelSelector(parsing: selector) } catch {
+            throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
+        }
+        let records = try context.store().runs(includeDeleted: false).filter { select.matches($0.run.manifest.labels) }
+        if records.isEmpty { throw CLIError.input("no run's labels match \(selector) (see `repl run list -o wide`)") }
+        guard let cid = try context.store().existingControlID() else { return }
+        let reader = try await context.logReader(live: false)
+        var first = true
+        for record in records {
+            for instance in record.run.instances where instance.generation == record.run.generation && instance.startedAt != nil {
+                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
+                var offset = 0
+                if let tail {
+                    offset = try await Self.tailOffset(reader, run: record.run, instance: instance.id, machine: machine, bootstrap: bootstrap, lines: tail)
+                }
+                Console.out("\(first ? "" : "\n")==> \(record.run.label(instance.id)) (\(machine)) <==\n")
+                first = false
+                while let data = try await reader.read(run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
+                                                       from: offset, live: false, limit: Self.piece), !data.isEmpty {
+                    Console.out(data)
+                    offset += data.count
+                    if data.count < Self.piece { break }
+                }
+            }
+        }
+    }
+
     func run() async throws {
         let context = Context(global)
         if let tail, tail < 0 { throw CLIError.input("--tail: \(tail) is not a number of lines (use 0 or more)") }
+        if let selector { return try await printSelected(context, selector) }
         let (runID, number) = try target()
         var record = try context.findRun(runID)
         if let number, record.run.instance(numbered: number) == nil {
