@@ -515,6 +515,38 @@ import ReplCore
     }
 }
 
+/// Every command the README shows exists (#18): each `repl SUB [SUB]` it names answers
+/// `--help` with exit 0, and every flag it shows for that command is one the command knows.
+@Suite struct ReadmeCommandTests {
+    @Test func everyCommandTheReadmeShowsParses() async throws {
+        let readme = try String(contentsOf: CLITests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let groups: Set<String> = ["run", "snapshot", "orphans", "delete"]
+        var shown: [String: Set<String>] = [:]  // command path → flags shown with it
+        for match in readme.matches(of: /(?:`|\$ |^)repl ((?:--orbctl sim |--state-dir \S+ )?)([a-z]+)(?: ([a-z]+))?([^`\n]*)/.anchorsMatchLineEndings()) {
+            var path = String(match.output.2)
+            if let sub = match.output.3, groups.contains(path), !["run", "snapshot"].contains(String(sub)) || path != "delete" {
+                path += " " + sub
+            }
+            let flags = String(match.output.4).matches(of: /(?:^|\s|\[)(--[a-z][a-z-]*)/).map { String($0.output.1) }
+            shown[path, default: []].formUnion(flags)
+        }
+        #expect(shown.count >= 20, "\(shown.keys.sorted())")
+        let home = CLITests.Home()
+        for (path, flags) in shown.sorted(by: { $0.key < $1.key }) {
+            var words = path.split(separator: " ").map(String.init)
+            // `delete run NAME` and `run NAME …` (the bare `run`) take positional words, not subcommands.
+            if words.first == "delete" || (words.first == "run" && !["list", "status", "cancel"].contains(words.last ?? "")) { words = [words[0]] }
+            let help = try await CLITests.run(home, words + ["--help"])
+            #expect(help.status == 0, "repl \(words.joined(separator: " ")) --help: \(help.stderr)")
+            // Its own help, not the root's (an unknown word falls back to it).
+            #expect(help.stdout.contains("USAGE: repl \(words.joined(separator: " "))"), "the README shows `repl \(path)`, which is no command")
+            for flag in flags where !["--help", "--orbctl", "--state-dir", "--json", "--quiet", "--version", "--generate-completion-script"].contains(flag) {
+                #expect(help.stdout.contains(flag), "the README shows `repl \(path) … \(flag)`, which `repl \(words.joined(separator: " ")) --help` does not list")
+            }
+        }
+    }
+}
+
 /// One error format and a version (#18).
 @Suite(.serialized) struct OutputFormatTests {
     /// Escape sequences in orbctl's stderr (or a machine's text) are shown, never interpreted.
