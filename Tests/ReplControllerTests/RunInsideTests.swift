@@ -91,18 +91,11 @@ import ReplStore
         for i in 0..<3 { #expect(try await executions(w, machineName(w, "r", i)) == 1) }
     }
 
-    /// A provider whose first launch happens but is reported as failed (a launch that timed
-    /// out after the fact), or whose record is lost to a locked store.
-    final class LostLaunch: Provider, @unchecked Sendable {
+    /// A provider that passes every call to another; the test providers below override only
+    /// the calls they change.
+    class ForwardingProvider: Provider, @unchecked Sendable {
         let base: any Provider
-        let storePath: String?
-        let lock = NSLock()
-        var launches = 0
-        var holder: DatabaseQueue?
-        init(_ base: any Provider, lockingStoreAt storePath: String? = nil) {
-            self.base = base
-            self.storePath = storePath
-        }
+        init(_ base: any Provider) { self.base = base }
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
         func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
@@ -117,7 +110,21 @@ import ReplStore
             try await base.logs(name: name, bootstrap: bootstrap, from: offset)
         }
         func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
-        func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+        func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await base.startRun(name: name, payload: payload) }
+    }
+
+    /// A provider whose first launch happens but is reported as failed (a launch that timed
+    /// out after the fact), or whose record is lost to a locked store.
+    final class LostLaunch: ForwardingProvider, @unchecked Sendable {
+        let storePath: String?
+        let lock = NSLock()
+        var launches = 0
+        var holder: DatabaseQueue?
+        init(_ base: any Provider, lockingStoreAt storePath: String? = nil) {
+            self.storePath = storePath
+            super.init(base)
+        }
+        override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
             try await base.startRun(name: name, payload: payload)
             let first = lock.withLock { launches += 1; return launches == 1 }
             guard first else { return }
@@ -149,33 +156,19 @@ import ReplStore
     }
 
     /// A provider that lets another process cancel the run while its machine is being made.
-    final class CancelDuringCreate: Provider, @unchecked Sendable {
-        let base: any Provider
+    final class CancelDuringCreate: ForwardingProvider, @unchecked Sendable {
         let cancel: @Sendable () throws -> Void
         let lock = NSLock()
         var launches = 0
         init(_ base: any Provider, cancel: @escaping @Sendable () throws -> Void) {
-            self.base = base
             self.cancel = cancel
+            super.init(base)
         }
-        var capabilities: ProviderCapabilities { base.capabilities }
-        func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
-        func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
-        func spawn(name: String, spec: Spec) async throws(ProviderError) {
+        override func spawn(name: String, spec: Spec) async throws(ProviderError) {
             try await base.spawn(name: name, spec: spec)
             do { try cancel() } catch { Issue.record("cannot cancel: \(error)") }
         }
-        func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
-        func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
-        func terminate(name: String) async throws(ProviderError) { try await base.terminate(name: name) }
-        func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
-        func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
-        func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
-        func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
-            try await base.logs(name: name, bootstrap: bootstrap, from: offset)
-        }
-        func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
-        func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+        override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
             lock.withLock { launches += 1 }
             try await base.startRun(name: name, payload: payload)
         }
