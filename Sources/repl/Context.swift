@@ -267,6 +267,18 @@ final class Context: @unchecked Sendable {
         throw CLIError.input("no run named \"\(key)\" (see `repl run list`; give its full name, or #ID); nothing was changed")
     }
 
+    /// The runs whose labels match `-l SELECTOR` (all when nil); a bad selector is one line,
+    /// exit 2.
+    func runs(matching selector: String?, includeDeleted: Bool = false) throws -> [RunRecord] {
+        let runs = try store().runs(includeDeleted: includeDeleted)
+        guard let selector else { return runs }
+        let select: LabelSelector
+        do { select = try LabelSelector(parsing: selector) } catch {
+            throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
+        }
+        return runs.filter { select.matches($0.run.manifest.labels) }
+    }
+
     /// The run a read command names: its exact name or `#ID`, else its id or a unique prefix of
     /// its name or id, and then it says which run it picked.
     func findRun(_ key: String) throws -> RunRecord {

@@ -27,11 +27,7 @@ struct Delete: AsyncParsableCommand {
         var runs: [String] = [], snapshots: [String] = []
         if let selector {
             // Labels are matched exactly; a selector that matches nothing deletes nothing.
-            let select: LabelSelector
-            do { select = try LabelSelector(parsing: selector) } catch {
-                throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
-            }
-            runs = try store.runs(includeDeleted: false).filter { select.matches($0.run.manifest.labels) }.map(\.run.manifest.name)
+            runs = try context.runs(matching: selector).map(\.run.manifest.name)
             if runs.isEmpty { throw CLIError.input("no run's labels match \(selector) (see `repl run list -o wide`); nothing was deleted") }
         } else if !file.isEmpty {
             let sources = try ManifestFiles.load(file)

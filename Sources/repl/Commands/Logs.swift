@@ -58,11 +58,7 @@ struct Logs: AsyncParsableCommand {
 
     /// `-l`: every matching run's output, each instance headed `==> RUN/N (machine) <==`.
     func printSelected(_ context: Context, _ selector: String) async throws {
-        let select: LabelSelector
-        do { select = try LabelSelector(parsing: selector) } catch {
-            throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
-        }
-        let records = try context.store().runs(includeDeleted: false).filter { select.matches($0.run.manifest.labels) }
+        let records = try context.runs(matching: selector)
         if records.isEmpty { throw CLIError.input("no run's labels match \(selector) (see `repl run list -o wide`)") }
         guard let cid = try context.store().existingControlID() else { return }
         let reader = try await context.logReader(live: false)

@@ -77,17 +77,11 @@ struct RunList: AsyncParsableCommand {
         var options = global
         if output == "json" { options.json = true }
         let context = Context(options)
-        var select: LabelSelector?
-        if let selector {
-            do { select = try LabelSelector(parsing: selector) } catch {
-                throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
-            }
-        }
         switch output {
         case nil, "wide", "json", "yaml": break
         default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide, json or yaml)")
         }
-        let records = try context.store().runs(includeDeleted: all).filter { select?.matches($0.run.manifest.labels) ?? true }
+        let records = try context.runs(matching: selector, includeDeleted: all)
         let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         if output == "yaml" {
@@ -99,7 +93,7 @@ struct RunList: AsyncParsableCommand {
             return
         }
         if records.isEmpty {
-            print(select == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(selector!).")
+            print(selector == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(selector!).")
             return
         }
         var footnote = false
@@ -166,11 +160,7 @@ struct RunStatus: AsyncParsableCommand {
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         let records: [RunRecord]
         if let selector {
-            let select: LabelSelector
-            do { select = try LabelSelector(parsing: selector) } catch {
-                throw CLIError.input("-l: " + error.diagnostics.map { $0.message }.joined(separator: "; "))
-            }
-            records = try context.store().runs(includeDeleted: false).filter { select.matches($0.run.manifest.labels) }
+            records = try context.runs(matching: selector)
             let documents = records.map { RunJSON.object($0, cid: cid, seen: seen) }
             if output == "yaml" { try context.printYAML(["runs": documents]); return }
             if context.json || output == "json" { context.printJSON(["runs": documents]); return }
