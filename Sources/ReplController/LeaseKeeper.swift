@@ -18,7 +18,7 @@ public final class LeaseKeeper: @unchecked Sendable {
         set { lock.withLock { _renewedAt = newValue } }
     }
     private var _renewedAt = Date.distantPast
-    private var renewal: Task<Void, Never>?
+    private var renewal: Renewal?
 
     public init(store: Store, holder: String, duration: TimeInterval = 300) {
         self.store = store
@@ -26,7 +26,7 @@ public final class LeaseKeeper: @unchecked Sendable {
         self.duration = duration
     }
 
-    deinit { renewal?.cancel() }
+    deinit { renewal?.stop() }
 
     /// Whether this process holds the lease now.
     public var isHeld: Bool { lock.withLock { held } }
@@ -50,15 +50,19 @@ public final class LeaseKeeper: @unchecked Sendable {
         return other
     }
 
+    /// Renews on a thread of its own, not as a task: a tick may fill Swift's cooperative pool
+    /// with threads blocked in synchronous work, and a renewal waiting behind them lets the
+    /// lease lapse under a live holder.
     private func startRenewing() {
         lock.lock()
         defer { lock.unlock() }
         guard renewal == nil else { return }
         let every = max(0.05, duration / 3)
-        renewal = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: UInt64(every * 1e9))
-                guard let self, !Task.isCancelled else { return }
+        let signal = Renewal()
+        renewal = signal
+        let thread = Thread { [weak self] in
+            while signal.wait(every) {
+                guard let self else { return }
                 // A busy store is retried at the next turn; the lease outlives two of them.
                 let other: LeaseHolder?
                 do { other = try self.renew() } catch { continue }
@@ -68,6 +72,8 @@ public final class LeaseKeeper: @unchecked Sendable {
                 }
             }
         }
+        thread.name = "repl lease renewal"
+        thread.start()
     }
 
     /// Whether the lease is still this process's, checked against the store when the last
@@ -83,12 +89,34 @@ public final class LeaseKeeper: @unchecked Sendable {
 
     /// Stops renewing and lets the lease go.
     public func release() {
-        let task: Task<Void, Never>? = lock.withLock {
+        let running: Renewal? = lock.withLock {
             defer { renewal = nil }
             return renewal
         }
-        task?.cancel()
+        running?.stop()
         if isHeld { store.releaseLease() }
         lock.withLock { held = false }
+    }
+}
+
+/// The renewal thread's clock and off switch.
+private final class Renewal: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stopped = false
+
+    /// Waits `seconds`; false once stopped (at once, not at the end of the wait).
+    func wait(_ seconds: TimeInterval) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let until = Date().addingTimeInterval(seconds)
+        while !stopped, condition.wait(until: until) {}
+        return !stopped
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
     }
 }

@@ -118,6 +118,35 @@ import ReplTestSupport
         }
         #expect(keeper.isHeld)
     }
+
+    /// Found by CI: the renewal ran as a task on Swift's cooperative pool, which a busy tick
+    /// (or a busy test run) can fill with threads blocked in synchronous work; the lease then
+    /// lapsed under a live holder. Renewal has its own thread now.
+    @Test func theLeaseIsRenewedWhileEveryCooperativeThreadIsBlocked() async throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 0.6)
+        #expect(try keeper.acquire() == nil)
+        defer { keeper.release() }
+        // Block more cooperative threads than there are, for 2.5 lease durations (briefly: other suites share the pool).
+        let width = ProcessInfo.processInfo.activeProcessorCount + 2
+        let blocked = (0..<width).map { _ in Task.detached { usleep(1_500_000) } }
+        // Look from a thread of our own (the pool is full), past the point the lease would lapse.
+        let lapsed = await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            Thread.detachNewThread {
+                var lapsed = false
+                for _ in 0..<14 {
+                    usleep(100_000)
+                    if (try? store.leaseHolder()) == nil { lapsed = true }
+                }
+                done.resume(returning: lapsed)
+            }
+        }
+        for task in blocked { await task.value }
+        #expect(!lapsed)
+        #expect(keeper.isHeld)
+    }
 }
 
 /// The manager paces ticks by the plan: soon after acting, never past what falls due next.
