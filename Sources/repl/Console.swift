@@ -29,8 +29,9 @@ enum Console {
         if !write(Array(data)[...], to: 1), lost == nil { lost = errno }
     }
 
-    static func err(_ text: String) {
-        _ = write(Array(visible(text).utf8)[...], to: 2)
+    /// Text on standard error, control characters made visible (`raw`: repl's own escapes, the status line).
+    static func err(_ text: String, raw: Bool = false) {
+        _ = write(Array((raw ? text : visible(text)).utf8)[...], to: 2)
     }
 
     /// Text from machines and orbctl (a reason, an error, a name in a message) shown, never

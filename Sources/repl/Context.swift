@@ -184,10 +184,20 @@ final class Context: @unchecked Sendable {
 
     // MARK: Output
 
-    /// Progress for people; unbuffered, so lines appear as they happen even through a pipe.
+    /// A result for people (what was applied, deleted, cancelled): standard output, unbuffered,
+    /// so lines appear as they happen even through a pipe.
     func say(_ text: String) {
         guard !quiet && !json else { return }
         out(Console.visible(text) + "\n")
+    }
+
+    /// Progress for people (a machine created, a run started, who holds the lease): standard
+    /// error, so that standard output carries only results (with `--wait`, the command's own
+    /// output, byte for byte).
+    func progress(_ text: String) {
+        guard !quiet && !json else { return }
+        clearStatus()
+        Console.err(text + "\n")
     }
 
     /// Writes to standard output at once (no buffering), clearing the status line first.
@@ -197,30 +207,37 @@ final class Context: @unchecked Sendable {
 
     /// Bytes as they are (a command's output), clearing the status line first.
     func out(_ data: Data) {
-        if statusShown {
-            Console.out("\r\u{1B}[K")
-            statusShown = false
-        }
+        clearStatus()
         Console.out(data)
     }
 
-    /// Whether progress may be drawn in place: a terminal, and neither --json nor --quiet.
+    /// Whether standard output is a terminal for people: neither --json nor --quiet (watch draws its view then).
     lazy var interactive: Bool = isatty(1) == 1 && !json && !quiet && environment["TERM"] != "dumb"
+    /// Whether a status line may be drawn in place on standard error (progress, as the lines are).
+    lazy var showsStatus: Bool = isatty(2) == 1 && !json && !quiet && environment["TERM"] != "dumb"
     private var statusShown = false
 
-    /// Redraws one status line in place on a terminal (what each instance is doing).
+    /// Redraws one status line in place on a terminal, on standard error (what each instance is doing).
     func status(_ text: String) {
-        guard interactive else { return }
+        guard showsStatus else { return }
         var width = 100
         var size = winsize()
-        if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 10 { width = Int(size.ws_col) - 1 }
+        if ioctl(2, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 10 { width = Int(size.ws_col) - 1 }
         let text = Console.visible(text).replacingOccurrences(of: "\n", with: " ")
         let line = text.count > width ? String(text.prefix(width - 1)) + "…" : text
-        Console.out("\r\u{1B}[K\(line)")
+        Console.err("\r\u{1B}[K\(line)", raw: true)
         statusShown = true
     }
 
+    /// Takes the status line away, so the next line starts on a clean one.
+    func clearStatus() {
+        guard statusShown else { return }
+        Console.err("\r\u{1B}[K", raw: true)
+        statusShown = false
+    }
+
     func warn(_ text: String) {
+        clearStatus()
         Console.err("repl: \(text)\n")
     }
 

@@ -24,7 +24,8 @@ struct Converger {
         if !newInstallation { try await refuseOverALostStore(store) }
         if !replaceLongLived { try confirmReplacingLongLived(set, store: store) }
         let changes = try store.apply(set)
-        for change in changes { context.say(change.description) }
+        // With --wait, standard output is the commands' own output: what changed is progress then.
+        for change in changes { if wait { context.progress(change.description) } else { context.say(change.description) } }
         let names = Set(set.runs.map(\.name))
         let manager = Manager(controller: try await context.controller(), holder: "apply")
         defer { manager.release() }
@@ -41,7 +42,7 @@ struct Converger {
             let turn = try await manager.turn()
             if case .heldBy(let holder) = turn {
                 if followed != holder.pid {
-                    context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")")
+                    context.progress("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")")
                     followed = holder.pid
                 }
                 if !wait {
@@ -55,7 +56,7 @@ struct Converger {
                 if let error {
                     context.warn("\(action) failed: \(error.description)")
                 } else if let line = Self.progress(action) {
-                    context.say(line)
+                    context.progress(line)
                 }
             }
             if let error = report.observationError {
@@ -90,7 +91,7 @@ struct Converger {
                             && (instance.logsCollected || instance.startedAt == nil || channel.status(machine)?.isFinal == true)
                     }
             }
-            if context.interactive {
+            if context.showsStatus {
                 let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][Int(Date().timeIntervalSince1970 * 10) % 10]
                 context.status(spinner + " " + runs.flatMap { run in
                     run.instances.filter { run.wants($0) }.map { "\(run.label($0.id)) \($0.phase.rawValue.lowercased())" }
@@ -247,7 +248,7 @@ struct Converger {
     }
 
     func finish(runs: [DesiredRun], wait: Bool, streamed: StreamedOutput, cid: ControlID) async throws -> Int32 {
-        context.out("")  // clears the status line on a terminal
+        context.clearStatus()
         let reader = try await context.logReader(live: false)
         var code: Int32 = 0
         var documents: [[String: Any]] = []
@@ -275,7 +276,7 @@ struct Converger {
                                   "machine": machine, "log": log, "timedOut": instance.phase == .timedOut,
                                   "phase": instance.phase.rawValue, "exitCode": instance.exitCode as Any])
             }
-            if wait { context.say("\(run.manifest.name): \(run.phase.rawValue)") }
+            if wait { context.progress("\(run.manifest.name): \(run.phase.rawValue)") }
         }
         if context.json { context.printJSON(["schemaVersion": 1, "runs": documents, "exitCode": Int(code)]) }
         return code

@@ -113,7 +113,7 @@ struct WatchViewTests {
         let file = home.dir.appendingPathComponent("demo.yaml")
         try "kind: Run\nname: demo\ncommand: sleep 6\nhold: 30s\n".write(to: file, atomically: true, encoding: .utf8)
         let apply = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path])
-        #expect(apply.status == 0 && apply.stdout.contains("holds the controller lease"))
+        #expect(apply.status == 0 && apply.stderr.contains("holds the controller lease"))  // progress: standard error
         let running = try await waitFor("Running")
         #expect(running.0, "never running: \(running.1)")
         let succeeded = try await waitFor("Succeeded")

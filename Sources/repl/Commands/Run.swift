@@ -58,7 +58,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         let code = try await Converger(context: context).apply(set, wait: wait, dryRun: false, newInstallation: newInstallation)
         if !context.json, let record = try? context.findRun(set.runs[0].name) {
-            context.say("run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))")
+            let line = "run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))"
+            if wait { context.progress(line) } else { context.say(line) }
         }
         if code != 0 { throw ExitCode2(code: code) }
     }

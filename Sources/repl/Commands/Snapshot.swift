@@ -34,7 +34,7 @@ struct SnapshotCreate: AsyncParsableCommand {
         } catch { throw CLIError.input(error.diagnostics.map(\.message).joined(separator: "\n")) }
         let store = try context.store()
         let created = try store.apply(set).contains(.created(name))
-        context.say("snapshot \(name) of \(record.run.manifest.name): \(created ? "recorded" : "already recorded"), waiting for it to be taken")
+        context.progress("snapshot \(name) of \(record.run.manifest.name): \(created ? "recorded" : "already recorded"), waiting for it to be taken")
         // Tick until the snapshot's machine exists (the source must have started its run), and
         // say so honestly when it cannot be taken or is not taken in time.
         let manager = Manager(controller: try await context.controller(), holder: "snapshot")
