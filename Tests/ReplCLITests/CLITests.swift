@@ -547,6 +547,32 @@ import ReplCore
     }
 }
 
+/// The README's quick start shows what a real run prints (#18): its transcript of
+/// `apply -f examples/hello.yaml --wait`, standard error and output together, is what the
+/// binary prints here, but for the control id and the host's architecture.
+@Suite(.serialized) struct ReadmeTranscriptTests {
+    static func normalized(_ text: some StringProtocol) -> String {
+        String(text).replacing(/repl-[0-9a-z]{6}-/, with: "repl-CID-").replacing(/:(amd64|arm64)\)/, with: ":ARCH)")
+    }
+
+    @Test(.machineCommands) func theQuickStartPrintsWhatTheReadmeShows() async throws {
+        let readme = try String(contentsOf: CLITests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let prompt = "$ repl --orbctl sim apply -f examples/hello.yaml --wait\n"
+        let start = try #require(readme.range(of: prompt), "the README shows no quick-start transcript")
+        let shown = readme[start.upperBound...].components(separatedBy: "\n\n")[0] + "\n"
+        let home = CLITests.Home()
+        let hello = CLITests.root.appendingPathComponent("examples/hello.yaml").path
+        let r = try await SystemProcessRunner.run("/bin/sh", ["-c", "'\(CLITests.repl)' --orbctl sim apply -f '\(hello)' --wait 2>&1"],
+                                                  input: nil, timeout: 120, environment: home.environment, limit: 1 << 20)
+        #expect(r.status == 0)
+        #expect(Self.normalized(r.stdoutText) == Self.normalized(shown), "printed:\n\(r.stdoutText)\nthe README shows:\n\(shown)")
+        // And its first screen's promise: standard output is "hello", exit 0.
+        let again = try await CLITests.run(CLITests.Home(), ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
+        #expect(again.status == 0 && again.stdout == "hello\n")
+        #expect(readme.contains("swift run repl --orbctl sim apply -f examples/hello.yaml --wait   # try it: prints \"hello\", exits 0"))
+    }
+}
+
 /// One error format and a version (#18).
 @Suite(.serialized) struct OutputFormatTests {
     /// Escape sequences in orbctl's stderr (or a machine's text) are shown, never interpreted.
