@@ -46,6 +46,11 @@ import ReplStore
         let dryActions = (planned?["actions"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
         await #expect(try names(w) == before)  // --dry-run deletes nothing…
         #expect(Set(dryActions) == Set(m.old.map { "delete \($0) (orphan)" }))  // …and lists the same set
+        // An orphan still in its grace is named with when it goes, never left unsaid (#18).
+        let waiting = (planned?["waiting"] as? [[String: Any]] ?? []).compactMap { $0["machine"] as? String }
+        #expect(waiting == [m.young], "\(planned ?? [:])")
+        let told = try await repl(w, ["orphans", "sweep", "--dry-run"])
+        #expect(told.stdoutText.contains("\(m.young): orphan, deleted once its grace of 2m has passed, in "), "\(told.stdoutText)")
         let sweep = try await repl(w, ["orphans", "sweep"])
         #expect(sweep.status == 0, "\(sweep.stderrText)")
         await #expect(try names(w) == before.subtracting(m.old))
@@ -57,9 +62,11 @@ import ReplStore
         await #expect(try repl(w, ["orphans", "sweep", "--quiet"]).status == 0)
         await #expect(try names(w) == before.subtracting(m.old + [m.foreign, m.young]))
         await #expect(try names(w).isSuperset(of: [m.whitelisted, m.unmanaged]))
-        // A quiet sweep with nothing to do prints nothing.
+        // A quiet sweep with nothing to do prints nothing; without --quiet it says so.
         let quiet = try await repl(w, ["orphans", "sweep", "--quiet"])
         #expect(quiet.status == 0 && quiet.stdoutText.isEmpty)
+        let said = try await repl(w, ["orphans", "sweep"])
+        #expect(said.status == 0 && said.stdoutText.hasPrefix("Nothing to do"), "\(said.stdoutText)")
     }
 
     /// Random machine lists: a sweep never stops or deletes an unmanaged, whitelisted or young machine

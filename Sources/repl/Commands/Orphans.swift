@@ -120,14 +120,29 @@ struct OrphansSweep: AsyncParsableCommand {
         }
         if let e = report.observationError { throw CLIError.failure("sweep: cannot list machines, nothing was touched: \(e)") }
         let done: [(Action, ProviderError?)] = dryRun ? report.plan!.actions.filter { $0.machine != nil }.map { ($0, nil) } : report.outcomes
+        // Orphans (and, with --include-foreign, foreign machines) still in their grace: named with
+        // when they go, so that a sweep that deleted nothing says why.
+        let now = Date()
+        let waiting = (report.plan?.machines ?? []).compactMap { m -> (name: String, kind: String, at: Date)? in
+            guard let at = m.deletableAt, at > now, m.machineClass == .orphan || m.machineClass == .foreign else { return nil }
+            return (m.machine.name, m.machineClass.rawValue, at)
+        }
         if context.json {
             context.printJSON(["dryRun": dryRun, "actions": done.map { ["action": "\($0.0)", "error": $0.1?.description as Any] as [String: Any] },
-                               "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] }])
+                               "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] },
+                               "waiting": waiting.map { ["machine": $0.name, "class": $0.kind, "deletableAt": DateFormats.iso8601($0.at)] }])
         } else {
             for (action, error) in done {
                 if let error { context.warn("\(action): \(error.description)") } else { context.say((dryRun ? "would " : "") + "\(action)") }
             }
             for d in report.deferred { context.say("deferred: \(d.action): \(d.why)") }
+            for w in waiting {
+                let left = TimeSpan(milliseconds: Int64(w.at.timeIntervalSince(now).rounded(.up)) * 1000)
+                context.say("\(w.name): \(w.kind), deleted once its grace of \(grace) has passed, in \(left)")
+            }
+            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty {
+                context.say("Nothing to do: every machine of ours is wanted, and no orphan is left.")
+            }
         }
         if report.failed { throw ExitCode2(code: 1) }
     }
