@@ -31,10 +31,13 @@ public struct RunManifest: Hashable, Sendable, Codable {
     public var hold: TimeSpan
     public var env: [String: String]
     public var labels: [String: String]
+    /// OrbStack's own machine options (resources, isolated, user, userData).
+    public var options: MachineOptions
 
     public init(name: String, provider: String = "orbstack", source: RunSource = .spec(.defaultSpec),
                 command: String? = nil, maxDuration: TimeSpan? = nil, bootstrap: String? = nil,
-                replicas: Int = 1, hold: TimeSpan = .zero, env: [String: String] = [:], labels: [String: String] = [:]) {
+                replicas: Int = 1, hold: TimeSpan = .zero, env: [String: String] = [:], labels: [String: String] = [:],
+                options: MachineOptions = .none) {
         self.name = name
         self.provider = provider
         self.source = source
@@ -45,15 +48,34 @@ public struct RunManifest: Hashable, Sendable, Codable {
         self.hold = hold
         self.env = env
         self.labels = labels
+        self.options = options
+    }
+
+    /// Manifests stored before `options` existed have none.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        provider = try c.decode(String.self, forKey: .provider)
+        source = try c.decode(RunSource.self, forKey: .source)
+        command = try c.decodeIfPresent(String.self, forKey: .command)
+        maxDuration = try c.decodeIfPresent(TimeSpan.self, forKey: .maxDuration)
+        bootstrap = try c.decodeIfPresent(String.self, forKey: .bootstrap)
+        replicas = try c.decode(Int.self, forKey: .replicas)
+        hold = try c.decode(TimeSpan.self, forKey: .hold)
+        env = try c.decode([String: String].self, forKey: .env)
+        labels = try c.decode([String: String].self, forKey: .labels)
+        options = try c.decodeIfPresent(MachineOptions.self, forKey: .options) ?? .none
     }
 
     /// The part of the manifest whose change replaces the machines (a new
-    /// generation): source, bootstrap, command and env. Replicas, hold,
+    /// generation): source, bootstrap, command, env and the machine options. Replicas, hold,
     /// maxDuration and labels change in place.
     public var generationFingerprint: String {
         let envText = env.keys.sorted().map { "\($0)=\(env[$0]!.debugDescription)" }.joined(separator: ",")
-        return [source.description, bootstrap?.debugDescription ?? "-", command?.debugDescription ?? "-", envText]
-            .joined(separator: "\u{1F}")
+        var parts = [source.description, bootstrap?.debugDescription ?? "-", command?.debugDescription ?? "-", envText]
+        // Only when set: a run applied before the options existed keeps its generation.
+        if options != .none { parts.append(options.fingerprint) }
+        return parts.joined(separator: "\u{1F}")
     }
 }
 

@@ -29,9 +29,31 @@ public struct ManifestParser: Sendable {
     }
 
     static let runKeys = ["kind", "name", "provider", "spec", "from", "command", "maxDuration",
-                          "bootstrap", "replicas", "hold", "env", "labels"]
+                          "bootstrap", "replicas", "hold", "env", "labels", "resources", "isolated", "user", "userData"]
+    static let resourceKeys = ["cpus", "memory", "disk"]
     static let snapshotKeys = ["kind", "name", "from", "labels"]
     public static let maxReplicas = 1000
+    public static let maxCPUs = 256
+
+    /// Why a `userData` text is not a cloud-init document repl can hand to OrbStack, or nil.
+    public static func userDataProblem(_ text: String) -> String? {
+        if text.utf8.count > maxScriptBytes { return "is \(text.utf8.count / 1024) KiB; at most \(maxScriptBytes / 1024) KiB" }
+        if text.hasPrefix("#!") { return nil }
+        guard text.hasPrefix("#cloud-config") else {
+            return "must start with #cloud-config (a cloud-init document) or #! (a script)"
+        }
+        do {
+            let document = try Yams.load(yaml: text)
+            if document != nil, !(document is [String: Any]) { return "the #cloud-config document must be a mapping (write_files:, runcmd:, …)" }
+        } catch let error as YamlError {
+            let d = ManifestParser.diagnostic(for: error, file: "userData")
+            let message = d.message.hasPrefix("invalid YAML: ") ? String(d.message.dropFirst(14)) : d.message
+            return "is not valid YAML (line \(d.location.line) of the document): \(message)"
+        } catch {
+            return "is not valid YAML: \(error)"
+        }
+        return nil
+    }
     public static let maxNameLength = 40
     /// A command or bootstrap longer than this is refused: it travels inside the wrapper.
     public static let maxScriptBytes = 1 << 20
@@ -232,6 +254,8 @@ struct DocumentContext {
         where !allowed.contains(key) {
             if let reason = capabilities.unsupportedKeyReason(key) {
                 error(keyNode, "\(key): not supported: \(reason); remove this key")
+            } else if kind == .run, ["cpus", "cpu", "memory", "disk"].contains(key) {
+                error(keyNode, "\(key): belongs under resources: (resources: {cpus: 2, memory: 4G, disk: 64G})")
             } else if let guess = ManifestParser.suggestion(key, among: allowed) {
                 error(keyNode, "\(key): unknown key; did you mean \(guess)?")
             } else if kind == .snapshot, ManifestParser.runKeys.contains(key) {
@@ -286,11 +310,79 @@ struct DocumentContext {
             let replicas = integer(fields["replicas"], key: "replicas", range: 0...ManifestParser.maxReplicas) ?? 1
             let env = stringMap(fields["env"], key: "env", keyRule: .environment)
             let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
+            let options = machineOptions(fields)
             guard let name, diagnostics.isEmpty else { return nil }
             return LocatedManifest(manifest: .run(RunManifest(
                 name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
-                bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels)), location: here)
+                bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels, options: options)), location: here)
         }
+    }
+
+    // MARK: - Machine options
+
+    /// `resources`, `isolated`, `user` and `userData`: OrbStack's own options at create.
+    mutating func machineOptions(_ fields: [String: (key: Node, value: Node)]) -> MachineOptions {
+        var options = MachineOptions()
+        if let field = fields["resources"], !Self.isNull(field.value) {
+            if case .mapping(let mapping) = field.value {
+                for (k, v) in mapping {
+                    guard case .scalar(let key) = k else {
+                        error(k, "resources: keys must be words, not \(Self.describe(k))")
+                        continue
+                    }
+                    switch key.string {
+                    case "cpus":
+                        options.cpus = integer((k, v), key: "resources.cpus", range: 1...ManifestParser.maxCPUs)
+                    case "memory":
+                        options.memory = size(v, key: "resources.memory", example: "4G", minimum: ByteSize(bytes: 512 << 20))
+                    case "disk":
+                        options.disk = size(v, key: "resources.disk", example: "64G", minimum: ByteSize(bytes: 1 << 30))
+                    default:
+                        let hint = ManifestParser.suggestion(key.string, among: ManifestParser.resourceKeys).map { "did you mean \($0)?" }
+                            ?? "use cpus, memory or disk"
+                        error(k, "resources.\(key.string.prefix(40)): unknown key; \(hint)")
+                    }
+                }
+            } else {
+                error(field.value, "resources: expected a mapping such as {cpus: 2, memory: 4G, disk: 64G}, got \(Self.describe(field.value))")
+            }
+        }
+        if let field = fields["isolated"], !Self.isNull(field.value) {
+            if case .scalar(let s) = field.value, s.resolvedTagName == .bool {
+                options.isolated = ["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"].contains(s.string)
+            } else {
+                error(field.value, "isolated: expected true or false, got \(Self.describe(field.value))")
+            }
+        }
+        if let user = optionalString(fields["user"], key: "user") {
+            if user.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) == nil {
+                error(fields["user"]!.value, "user: \"\(user.prefix(40))\" is not a Linux user name (lowercase letters, digits, _ and -, "
+                      + "at most 32, not starting with a digit or -)")
+            } else {
+                options.user = user
+            }
+        }
+        if let field = fields["userData"], let text = optionalString(field, key: "userData") {
+            if let problem = ManifestParser.userDataProblem(text) { error(field.value, "userData: \(problem)") } else { options.userData = text }
+        }
+        return options
+    }
+
+    mutating func size(_ node: Node, key: String, example: String, minimum: ByteSize) -> ByteSize? {
+        guard case .scalar(let s) = node, s.resolvedTagName != .null else {
+            error(node, "\(key): expected a size such as \(example), got \(Self.describe(node))")
+            return nil
+        }
+        guard let size = ByteSize(parsing: s.string) else {
+            let unitless = Int64(s.string) != nil
+            error(node, "\(key): \"\(s.string.prefix(40))\" is not a size\(unitless ? " (it has no unit)" : ""); use \(example), 512M or 1T")
+            return nil
+        }
+        guard size >= minimum else {
+            error(node, "\(key): \(size) is too small; at least \(minimum)")
+            return nil
+        }
+        return size
     }
 
     // MARK: - Field readers

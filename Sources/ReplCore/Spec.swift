@@ -120,8 +120,8 @@ public struct ProviderCapabilities: Sendable, Equatable {
             return costExplorer ? nil : "\(display) is free and has no billing API"
         case "network", "subnet", "securityGroups", "ports":
             return customNetworking ? nil : "\(display) machines share its one network; per-machine networking is not configurable"
-        case "cpus", "cpu", "memory", "disk", "instanceType":
-            return "\(display) machines share the host's CPU and memory; per-machine resource limits are not supported"
+        case "instanceType":
+            return "\(display) has no instance types; give resources: {cpus: 2, memory: 4G, disk: 64G}"
         default:
             return nil
         }

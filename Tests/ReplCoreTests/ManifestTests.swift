@@ -114,4 +114,30 @@ struct ManifestTests {
         d.command = "echo 2"
         #expect(a.generationFingerprint != d.generationFingerprint)
     }
+
+    /// OrbStack's machine options (#17): read from the manifest, stored, and part of the
+    /// generation only when set, so runs stored before them keep theirs.
+    @Test func machineOptionsAreReadStoredAndReplaceMachines() throws {
+        let yaml = "kind: Run\nname: a\ncommand: echo\nresources: {cpus: 2, memory: 1.5G, disk: 64GiB}\nisolated: yes\nuser: dev\n"
+            + "userData: |\n  #cloud-config\n  runcmd: [ls]\n"
+        let run = try #require(try ManifestParser().parse(yaml, file: "a.yaml").runs.first)
+        #expect(run.options == MachineOptions(cpus: 2, memory: ByteSize(bytes: 1536 << 20), disk: ByteSize(bytes: 64 << 30), isolated: true,
+                                              user: "dev", userData: "#cloud-config\nruncmd: [ls]\n"))
+        #expect(run.options.createFlags == ["--cpus", "2", "--memory", "1536M", "--disk", "64G", "--isolated", "-u", "dev"])
+        let stored = try JSONDecoder().decode(RunManifest.self, from: JSONEncoder().encode(run))
+        #expect(stored == run)
+        // A manifest stored before the options existed: none, and the same generation as ever.
+        var plain = run
+        plain.options = .none
+        var old = try JSONSerialization.jsonObject(with: JSONEncoder().encode(plain)) as! [String: Any]
+        old["options"] = nil
+        let decoded = try JSONDecoder().decode(RunManifest.self, from: JSONSerialization.data(withJSONObject: old))
+        #expect(decoded.options == .none)
+        #expect(decoded.generationFingerprint == [plain.source.description, "-", "\"echo\"", ""].joined(separator: "\u{1F}"))
+        for change in [MachineOptions(cpus: 2), MachineOptions(isolated: true), MachineOptions(user: "dev"), MachineOptions(userData: "#!/bin/sh\n")] {
+            var changed = plain
+            changed.options = change
+            #expect(changed.generationFingerprint != plain.generationFingerprint)
+        }
+    }
 }

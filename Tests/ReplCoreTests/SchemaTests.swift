@@ -35,7 +35,8 @@ struct SchemaTests {
     /// Errors the schema cannot express: they need other documents, the store or
     /// trimming whitespace. Every other invalid manifest must fail the schema too.
     static let semanticOnly: Set<String> = ["from: no Snapshot", "from: no Run", "is already defined", "command: is empty",
-                                            "is longer than the maximum"]
+                                            "is longer than the maximum", "userData: is not valid YAML",
+                                            "the #cloud-config document must be a mapping"]
 
     /// Every document, or `nil` when the YAML itself is invalid.
     static func loadAll(_ yaml: String) -> [Any]? {
@@ -66,6 +67,7 @@ struct SchemaTests {
             "kind: Run\nname: a\n", "kind: Run\nname: a\nmaxDuration: 60000\nhold: 0\n",
             "kind: Run\nname: a\nspec: ubuntu:24.04:arm64\nreplicas: 0\n", "kind: Run\nname: a\nspec: \"::amd64\"\n",
             "kind: Run\nname: a\nmaxDuration: 1h30m\nenv: {A_1: 3, B: x}\n",
+            "kind: Run\nname: a\nresources: {cpus: 2, memory: 4G, disk: 64GiB}\nisolated: true\nuser: dev\nuserData: \"#cloud-config\\nruncmd: [ls]\\n\"\n",
         ]
         for yaml in valid {
             _ = try ManifestParser().parse(yaml, file: "v.yaml")
