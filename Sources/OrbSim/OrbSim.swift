@@ -55,6 +55,15 @@ public final class OrbSim {
     public static let versionNumber = 2_020_300
     public static let commit = "8b3f7e2c41d95a06e7f1c2b9d4a3e5f60718293a"
 
+    /// The version `orbctl version` reports: `admin version`'s, else ``version``.
+    var emulatedVersion: String { (try? store.read())?.version ?? OrbSim.version }
+
+    /// As `orbctl version` numbers it: major·10⁶ + minor·10⁴ + patch·100.
+    static func number(of version: String) -> Int {
+        let p = version.split(separator: ".").map { Int($0) ?? 0 } + [0, 0, 0]
+        return p[0] * 1_000_000 + p[1] * 10_000 + p[2] * 100
+    }
+
     public init(home: URL, executable: String, environment: [String: String] = ProcessInfo.processInfo.environment) {
         var initial = SimState()
         // ORBSIM_LATENCY=fast: a few milliseconds for every verb (tests); the default is demo-realistic.

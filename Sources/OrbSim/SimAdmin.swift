@@ -15,6 +15,7 @@ struct SimAdmin {
       admin ip-pool SIZE [--lease DURATION]         address pool size (1-238) and lease time (default 24h)
       admin clock advance DURATION                  move the emulator's clock forward (ages, leases, boots)
       admin calls [--json] [--reset]                calls of each verb so far, from the call log
+      admin version X.Y.Z                           the OrbStack version emulated (older ones lack newer flags)
       admin reset                                   no machines, default settings, empty call log
 
     DURATION: milliseconds or 90s, 10m, 2h, 1d.
@@ -83,6 +84,9 @@ struct SimAdmin {
                 sim.out("total \(counts.values.reduce(0, +))\n")
             }
             if f.bools.contains("reset") { try? FileManager.default.removeItem(at: sim.store.callLogURL) }
+        case "version":
+            guard rest.count == 1, rest[0].wholeMatch(of: /[0-9]+\.[0-9]+\.[0-9]+/) != nil else { throw usage("admin version X.Y.Z") }
+            try sim.store.withState { $0.version = rest[0] == OrbSim.version ? nil : rest[0] }
         case "reset":
             let machines = (try? sim.store.read().machines) ?? []
             for m in machines { MachineBoot(sim: sim).halt(m.key, grace: 0) }

@@ -6,10 +6,6 @@ extension OrbSim {
     // MARK: - Names, images and addresses
 
     static let reservedNames: Set<String> = ["default", "vm", "host", "services", "gateway", "k8s", "docker"]
-    static let distros = ["alma", "alpine", "arch", "centos", "debian", "devuan", "fedora", "gentoo", "kali", "nixos",
-                          "opensuse", "oracle", "rocky", "ubuntu", "void"]
-    static let ubuntuVersions: [(String, String)] = [("focal", "20.04"), ("jammy", "22.04"), ("noble", "24.04"),
-                                                     ("oracular", "24.10"), ("plucky", "25.04")]
 
     /// `nil` when the name is acceptable, else the daemon's complaint.
     static func nameProblem(_ name: String) -> String? {
@@ -66,24 +62,33 @@ extension OrbSim {
         guard (1...2).contains(flags.positional.count) else {
             throw SimExit.usage("accepts between 1 and 2 arg(s), received \(flags.positional.count)", usage)
         }
+        // Flags newer than the emulated version are unknown to it, as to an older orbctl: per-machine
+        // limits arrived in 2.2.0 [orbstack issue #789], isolated machines in 2.1.0 [docs].
+        let emulated = OrbSim.number(of: emulatedVersion)
+        for flag in ["cpus", "memory", "disk"] where flags.values[flag] != nil && emulated < 2_020_000 {
+            throw SimExit.usage("unknown flag: --\(flag)", usage)
+        }
+        if flags.bools.contains("isolated") && emulated < 2_010_000 { throw SimExit.usage("unknown flag: --isolated", usage) }
+        // An Apple silicon Mac: arm64 (native) and amd64 (Rosetta) [S: images.go Archs()].
         var arch = Spec.hostArch
         if let a = flags.values["arch"] {
             guard ["arm64", "amd64"].contains(a) else { throw SimExit(code: 1, stderr: "invalid architecture: \(a)\n") }
             arch = a
         }
         let parts = flags.positional[0].split(separator: ":", maxSplits: 1).map(String.init)
-        let distro = parts.first ?? ""
-        guard OrbSim.distros.contains(distro) else { throw SimExit(code: 1, stderr: "invalid distro: \(distro)\n") }
-        let name = flags.positional.count > 1 ? flags.positional[1] : distro
-        var version = parts.count > 1 ? parts[1] : (distro == "ubuntu" ? "noble" : "latest")
-        if distro == "ubuntu" {
-            // Numeric versions are stored as codenames.
-            if let codename = OrbSim.ubuntuVersions.first(where: { $0.1 == version })?.0 { version = codename }
-            guard OrbSim.ubuntuVersions.contains(where: { $0.0 == version }) else {
-                throw SimExit.daemon("create '\(name)': invalid version: \(version)")  // text uncertain
-            }
-        }
+        let distroName = parts.first ?? ""
+        // The CLI checks the distro name only [S: scon/cmd/scli/cmd/create.go L88–95] …
+        guard let distro = Distro.named(distroName) else { throw SimExit(code: 1, stderr: "invalid distro: \(distroName)\n") }
+        let name = flags.positional.count > 1 ? flags.positional[1] : distroName
         if let problem = OrbSim.nameProblem(name) { throw SimExit.daemon("create '\(name)': \(problem)") }
+        // … the daemon reads numeric versions as codenames, and a version its image index lacks
+        // fails [S: scon/create.go L72–79, scon/images.go L284–286] (the prefix is uncertain).
+        guard let version = distro.canonical(parts.count > 1 ? parts[1] : distro.defaultVersion) else {
+            throw SimExit.daemon("create '\(name)': image not found")
+        }
+        if flags.values["user-data"] != nil && !distro.cloudInit {
+            throw SimExit.daemon("create '\(name)': cloud-init not supported for '\(distro.name)'")  // [S: scon/create.go L49–55]
+        }
         // Per-machine limits (OrbStack 2.2.0+), shown as `machine.NAME.cpu|memory_mib|disk_bytes`.
         var resources: [String: String] = [:]
         if let cpus = flags.values["cpus"] {
@@ -127,7 +132,7 @@ extension OrbSim {
             if flags.bools.contains("isolate-network") { settings["isolate_network"] = "true" }
             settings.merge(resources) { $1 }
             state.machines.append(SimMachine(
-                id: id, name: name, distro: distro, version: version, arch: arch,
+                id: id, name: name, distro: distro.name, version: version, arch: arch,
                 variant: flags.values["user-data"] == nil ? "default" : "cloud", defaultUsername: user,
                 storedState: "starting", transitionAt: now.addingTimeInterval(Double(bootMilliseconds) / 1000), ip4: ip,
                 createdAt: now, busyOperation: nil, busyUntil: nil, settings: settings))

@@ -5,7 +5,8 @@ extension OrbSim {
     // MARK: - Simple verbs
 
     func version(_ args: [String]) throws -> Int32 {
-        out("Version: \(OrbSim.version) (\(OrbSim.versionNumber))\nCommit: \(OrbSim.commit) (v\(OrbSim.version))\n")
+        let version = emulatedVersion
+        out("Version: \(version) (\(OrbSim.number(of: version)))\nCommit: \(OrbSim.commit) (v\(version))\n")
         return 0
     }
 

@@ -69,6 +69,8 @@ public struct SimState: Codable, Equatable, Sendable {
     /// Seconds added to the real clock (`admin clock advance`).
     public var clockOffset: Double = 0
     public var config: [String: String] = [:]
+    /// The OrbStack version emulated (`admin version`); nil for ``OrbSim/version``.
+    public var version: String?
 
     public static let defaultLatencies: [String: Int] = [
         "create": 1500, "clone": 150, "start": 400, "stop": 300, "restart": 700, "delete": 150,

@@ -311,6 +311,11 @@ struct DocumentContext {
             let env = stringMap(fields["env"], key: "env", keyRule: .environment)
             let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
             let options = machineOptions(fields)
+            if options.userData != nil, case .spec(let spec) = source, let distro = Distro.named(spec.distro), !distro.cloudInit {
+                let others = Distro.all.filter { !$0.cloudInit && $0 != distro }.map(\.name)
+                let list = others.dropLast().joined(separator: ", ") + (others.count > 1 ? " and " : "") + (others.last ?? "")
+                error(fields["userData"]!.value, "userData: \(distro.name) has no cloud-init image in OrbStack (nor have \(list)); provision with bootstrap instead")
+            }
             guard let name, diagnostics.isEmpty else { return nil }
             return LocatedManifest(manifest: .run(RunManifest(
                 name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,

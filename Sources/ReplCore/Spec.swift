@@ -1,17 +1,15 @@
 /// A machine specification `distro:version:arch`, every part optional.
 ///
-/// Defaults: `ubuntu`, `noble`, and the host's architecture (`arm64` on Apple
-/// Silicon, `amd64` elsewhere). Only the values OrbStack supports for `repl` are
-/// accepted; numeric versions (`24.04`) are read as their codenames, as OrbStack
-/// itself stores them.
+/// Defaults: `ubuntu`, `noble` (repl pins the LTS; for another distro, OrbStack's own default
+/// version), and the host's architecture (`arm64` on Apple Silicon, `amd64` elsewhere). Only
+/// what OrbStack offers is accepted (``Distro/all``, with its sources); numeric versions
+/// (`24.04`, `12`) are read as their codenames, as OrbStack itself stores them.
 public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
     public var distro: String
     public var version: String
     public var arch: String
 
-    public static let supportedDistros = ["ubuntu"]
-    /// Supported versions as (codename, release number).
-    public static let supportedVersions = [("noble", "24.04"), ("jammy", "22.04"), ("focal", "20.04")]
+    public static var supportedDistros: [String] { Distro.all.map(\.name) }
     public static let supportedArchs = ["arm64", "amd64"]
 
     /// The host's architecture in OrbStack's spelling.
@@ -25,6 +23,15 @@ public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
 
     public static let defaultSpec = Spec(distro: "ubuntu", version: "noble", arch: hostArch)
 
+    /// An Intel Mac, where OrbStack has no arm64 machines.
+    public static var isIntelMac: Bool {
+        #if os(macOS) && arch(x86_64)
+        return true
+        #else
+        return false
+        #endif
+    }
+
     public init(distro: String, version: String, arch: String) {
         self.distro = distro
         self.version = version
@@ -35,28 +42,34 @@ public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Throws ``SpecError`` naming the bad part and the supported values.
     public init(parsing text: String) throws(SpecError) {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
+            $0.trimmingCharacters(in: .whitespaces)
         }
         guard parts.count <= 3 else {
             throw SpecError("spec \"\(text)\" has \(parts.count) parts; use distro:version:arch, e.g. ubuntu:noble:\(Spec.hostArch)")
         }
-        let distro = parts.count > 0 && !parts[0].isEmpty ? parts[0] : Spec.defaultSpec.distro
-        var version = parts.count > 1 && !parts[1].isEmpty ? parts[1] : Spec.defaultSpec.version
-        var arch = parts.count > 2 && !parts[2].isEmpty ? parts[2] : Spec.defaultSpec.arch
-        guard Spec.supportedDistros.contains(distro) else {
-            throw SpecError("distro \"\(distro)\" is not supported on OrbStack (supported: \(Spec.supportedDistros.joined(separator: ", ")))")
+        let distroName = parts.count > 0 && !parts[0].isEmpty ? parts[0].lowercased() : Spec.defaultSpec.distro
+        guard let distro = Distro.named(distroName) else {
+            throw SpecError("distro \"\(distroName)\" is not one OrbStack offers (it offers: \(Spec.supportedDistros.joined(separator: ", ")))")
         }
-        if let codename = Spec.supportedVersions.first(where: { $0.1 == version })?.0 { version = codename }
-        guard Spec.supportedVersions.contains(where: { $0.0 == version }) else {
-            let list = Spec.supportedVersions.map { "\($0.0) (\($0.1))" }.joined(separator: ", ")
-            throw SpecError("version \"\(version)\" is not supported on OrbStack (supported: \(list))")
+        var version = parts.count > 1 && !parts[1].isEmpty ? parts[1] : (distro.name == "ubuntu" ? Spec.defaultSpec.version : distro.defaultVersion)
+        // Codenames are lowercase; a few versions are not (`9-Stream`).
+        guard let canonical = distro.canonical(version) ?? distro.canonical(version.lowercased())
+                ?? distro.versions.first(where: { $0.name.lowercased() == version.lowercased() })?.name else {
+            throw SpecError("version \"\(version)\" of \(distro.name) is not one OrbStack offers (it offers: \(distro.versionList))")
         }
+        version = canonical
+        let archs = distro.architectures()
+        var arch = parts.count > 2 && !parts[2].isEmpty ? parts[2].lowercased() : (archs.contains(Spec.hostArch) ? Spec.hostArch : archs[0])
         if arch == "aarch64" { arch = "arm64" }
-        if arch == "x86_64" || arch == "amd64" { arch = "amd64" }
+        if arch == "x86_64" { arch = "amd64" }
         guard Spec.supportedArchs.contains(arch) else {
             throw SpecError("arch \"\(arch)\" is not supported on OrbStack (supported: \(Spec.supportedArchs.joined(separator: ", ")))")
         }
-        self.init(distro: distro, version: version, arch: arch)
+        if !archs.contains(arch) {
+            throw SpecError("arch \"\(arch)\": \(distro.name) runs only as \(archs.joined(separator: " or ")) on this Mac"
+                            + (distro.name == "nixos" ? " (NixOS does not work under Rosetta)" : ""))
+        }
+        self.init(distro: distro.name, version: version, arch: arch)
     }
 
     public var description: String { "\(distro):\(version):\(arch)" }

@@ -101,7 +101,7 @@ import ReplCore
     @Test func listTextQuietAndFormats() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "bravo"])
-        try await sim.run(["create", "ubuntu", "alpha"])
+        try await sim.run(["create", "ubuntu:24.04", "alpha"])
         await #expect(try sim.run(["list", "-q"]).stdout == "alpha\nbravo\n")
         let text = try await sim.run(["list"]).stdout
         #expect(!text.contains("NAME"))
@@ -160,6 +160,40 @@ import ReplCore
         #expect(distro.exitCode == 1 && distro.stderr == "invalid distro: windows\n")
         let arch = try await sim.run(["create", "-a", "riscv64", "ubuntu", "m1"])
         #expect(arch.exitCode == 1 && arch.stderr == "invalid architecture: riscv64\n")
+    }
+
+    // Distros and versions as OrbStack's source lists them (ReplCore's `Distro.all`, with its
+    // sources): a distro's default version, numeric versions as codenames, a version the image
+    // index lacks fails, and distros without a cloud image refuse user data.
+    @Test func distrosVersionsAndCloudImages() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "debian", "deb"])
+        try await sim.run(["create", "fedora:41", "fed"])
+        try await sim.run(["create", "ubuntu:25.04", "ubu"])
+        let listed = try JSONSerialization.jsonObject(with: Data(try await sim.run(["list", "-f", "json"]).stdout.utf8)) as? [[String: Any]] ?? []
+        let versions = Dictionary(uniqueKeysWithValues: listed.map { ($0["name"] as! String, ($0["image"] as! [String: Any])["version"] as! String) })
+        #expect(versions == ["deb": "bookworm", "fed": "41", "ubu": "plucky"])
+        let gone = try await sim.run(["create", "ubuntu:focal", "old"])
+        #expect(gone.exitCode == 1 && gone.stderr == "[-32098] create 'old': image not found\n")
+        let userData = sim.home.appendingPathComponent("ud.yaml")
+        try "#cloud-config\n".write(to: userData, atomically: true, encoding: .utf8)
+        let noCloud = try await sim.run(["create", "-c", userData.path, "arch", "arc"])
+        #expect(noCloud.exitCode == 1 && noCloud.stderr == "[-32098] create 'arc': cloud-init not supported for 'arch'\n")
+        await #expect(try sim.run(["list", "-q"]).stdout == "deb\nfed\nubu\n")  // nothing half-made
+    }
+
+    // "Per-machine CPU, memory and disk limits arrived in 2.2.0"; isolated machines in 2.1.0: an
+    // older orbctl does not know the flags (`admin version` emulates one).
+    @Test(.enabled(if: !Conformance.isReal, "emulates an older OrbStack")) func olderOrbStackLacksNewerCreateFlags() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["admin", "version", "2.1.4"])
+        await #expect(try sim.run(["version"]).stdout.hasPrefix("Version: 2.1.4 (2010400)\n"))
+        let cpus = try await sim.run(["create", "--cpus", "2", "ubuntu", "m1"])
+        #expect(cpus.exitCode == 1 && cpus.stderr.hasPrefix("Error: unknown flag: --cpus\n"), "\(cpus.stderr)")
+        await #expect(try sim.run(["create", "--isolated", "ubuntu", "m1"]).exitCode == 0)
+        try await sim.run(["admin", "version", "2.0.5"])
+        let isolated = try await sim.run(["create", "--isolated", "ubuntu", "m2"])
+        #expect(isolated.exitCode == 1 && isolated.stderr.hasPrefix("Error: unknown flag: --isolated\n"), "\(isolated.stderr)")
     }
 
     // "Names must match `^[a-zA-Z0-9][a-zA-Z0-9-.]+$` (two characters at least, no `_`);
@@ -239,11 +273,11 @@ import ReplCore
     //  and keeps the source's settings"
     @Test func cloneIsStoppedAndKeepsSettings() async throws {
         let sim = try SimHarness()
-        try await sim.run(["create", "-a", "amd64", "ubuntu:focal", "src"])
+        try await sim.run(["create", "-a", "amd64", "ubuntu:jammy", "src"])
         await #expect(try sim.run(["clone", "src", "copy"]).exitCode == 0)
         let copy = try await #require(try sim.machines().first { $0["name"] as? String == "copy" })
         #expect(copy["state"] as? String == "stopped")
-        #expect((copy["image"] as? [String: Any])?["version"] as? String == "focal")
+        #expect((copy["image"] as? [String: Any])?["version"] as? String == "jammy")
         #expect((copy["image"] as? [String: Any])?["arch"] as? String == "amd64")
         await #expect(try sim.state("src") == "running")
         await #expect(try sim.run(["clone", "a", "b", "c"]).stderr.hasPrefix("Error: accepts 2 arg(s), received 3"))

@@ -123,7 +123,7 @@ import ReplCore
         (["run", "status", "nosuchrun"], "no run matches \"nosuchrun\""),
         (["run", "--command", "x", "--max-duration", "5 minutes"], "--max-duration: \"5 minutes\" is not a duration"),
         (["run", "--command", "x", "--name", "../etc"], "--name: \"../etc\" may only contain"),
-        (["run", "--command", "x", "--spec", "debian"], "--spec: distro \"debian\" is not supported"),
+        (["run", "--command", "x", "--spec", "redhat"], "--spec: distro \"redhat\" is not one OrbStack offers"),
     ] as [([String], String)])
     func badInputIsOneClearLine(_ args: [String], _ message: String) async throws {
         let home = Home()

@@ -66,7 +66,7 @@ struct ManifestTests {
     @Test(arguments: [
         ("", "ubuntu:noble:\(Spec.hostArch)"), ("ubuntu", "ubuntu:noble:\(Spec.hostArch)"),
         ("ubuntu:jammy", "ubuntu:jammy:\(Spec.hostArch)"), ("::amd64", "ubuntu:noble:amd64"),
-        ("ubuntu:24.04:arm64", "ubuntu:noble:arm64"), ("ubuntu:20.04", "ubuntu:focal:\(Spec.hostArch)"),
+        ("ubuntu:24.04:arm64", "ubuntu:noble:arm64"), ("ubuntu:22.04", "ubuntu:jammy:\(Spec.hostArch)"), ("debian:12", "debian:bookworm:\(Spec.hostArch)"), ("debian", "debian:bookworm:\(Spec.hostArch)"), ("centos:9-stream", "centos:9-Stream:\(Spec.hostArch)"), ("nixos", "nixos:25.05:arm64"),
         ("UBUNTU:Noble:ARM64", "ubuntu:noble:arm64"), ("ubuntu:noble:x86_64", "ubuntu:noble:amd64"),
     ])
     func specs(_ text: String, _ expected: String) throws {
