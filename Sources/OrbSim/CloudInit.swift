@@ -22,24 +22,68 @@ struct CloudInit {
     /// How long `create` waits for the user data to finish. **uncertain**: OrbStack's own limit.
     static let timeout: TimeInterval = 600
 
+    /// Microseconds from the create's return to the user data's start (modelled).
+    static let startDelay: useconds_t = 1_000_000
+
+    /// The machine stops (or goes) while its user data runs: nothing will finish it.
+    func interrupt(_ key: String) {
+        guard read(key)?.status == "running" else { return }
+        try? JSONEncoder().encode(Status(status: "error", errors: ["cloud-init was interrupted: the machine stopped"])).write(to: statusURL(key))
+    }
+
+    func read(_ key: String) -> Status? {
+        FileManager.default.contents(atPath: statusURL(key).path).flatMap { try? JSONDecoder().decode(Status.self, from: $0) }
+    }
+
     func statusURL(_ key: String) -> URL { MachineBoot(sim: sim).directory(key).appendingPathComponent("cloud-init.json") }
 
-    func run(_ userData: String, in machine: SimMachine) throws {
+    /// Records the user data and its status (`running`, or `error` when it cannot be read), then
+    /// runs it in a process of its own (`orbctl-sim __cloudinit KEY`) that outlives the create.
+    func start(_ userData: String, in machine: SimMachine) throws {
         let root = sim.machineRoot(machine.key)
         let scripts = root.appendingPathComponent("var/lib/cloud/instance/scripts")
         try FileManager.default.createDirectory(at: scripts, withIntermediateDirectories: true)
         try Data(userData.utf8).write(to: root.appendingPathComponent("var/lib/cloud/instance/user-data.txt"))
-        var errors: [String] = []
         let script: String
         do {
             script = try CloudInit.script(for: userData)
         } catch {
-            errors.append("\(error)")
-            script = ""
+            try JSONEncoder().encode(Status(status: "error", errors: ["\(error)"])).write(to: statusURL(machine.key))
+            return
         }
-        if errors.isEmpty {
-            try JSONEncoder().encode(Status(status: "running", errors: [])).write(to: statusURL(machine.key))
-            try Data(script.utf8).write(to: scripts.appendingPathComponent("user-data"))
+        try JSONEncoder().encode(Status(status: "running", errors: [])).write(to: statusURL(machine.key))
+        try Data(script.utf8).write(to: scripts.appendingPathComponent("user-data"))
+        var env = sim.environment
+        env["ORBSIM_HOME"] = sim.store.home.path
+        let environment = env
+        let arguments = ["-c", "\"$0\" __cloudinit \"$1\" </dev/null >/dev/null 2>&1 &", sim.executable, machine.key]
+        let launched = try waitForAsync {
+            try await SystemProcessRunner.run("/bin/sh", arguments,
+                                              input: nil, timeout: 30, environment: environment, limit: 1 << 16)
+        }
+        guard launched.status == 0 else { throw SimExit.daemon("create '\(machine.name)': cloud-init: \(launched.stderrText)") }
+    }
+
+    /// `orbctl-sim __cloudinit KEY`: runs the machine's recorded user data to its end.
+    static func main(_ args: [String], sim: OrbSim) -> Int32 {
+        guard let key = args.first, let machine = try? sim.store.read().machines.first(where: { $0.key == key }) else { return 1 }
+        do {
+            try CloudInit(sim: sim).run(in: machine)
+            return 0
+        } catch {
+            let status = Status(status: "error", errors: ["\(error)"])
+            try? JSONEncoder().encode(status).write(to: CloudInit(sim: sim).statusURL(key))
+            return 1
+        }
+    }
+
+    func run(in machine: SimMachine) throws {
+        let root = sim.machineRoot(machine.key)
+        var errors: [String] = []
+        // cloud-init's earlier stages (network, config) take a while on a real boot: a client
+        // that does not wait for it finds its files missing, here as there.
+        usleep(CloudInit.startDelay)
+        do {
             let log = root.appendingPathComponent("var/log/cloud-init-output.log")
             if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
             let output = try FileHandle(forWritingTo: log)
@@ -113,9 +157,12 @@ struct CloudInit {
         guard arguments.first == "status" else {
             throw SimExit(code: 2, stderr: "cloud-init: orbctl-sim answers only `cloud-init status`\n")
         }
-        guard let data = FileManager.default.contents(atPath: statusURL(machine.key).path),
-              let status = try? JSONDecoder().decode(Status.self, from: data) else {
-            throw SimExit(code: 127, stderr: "cloud-init: command not found\n")
+        guard var status = read(machine.key) else { throw SimExit(code: 127, stderr: "cloud-init: command not found\n") }
+        // `--wait`: until it has finished (a machine stopped midway marks it an error).
+        let deadline = Date().addingTimeInterval(CloudInit.timeout + 30)
+        while status.status == "running" && arguments.contains("--wait") && Date() < deadline {
+            usleep(100_000)
+            status = read(machine.key) ?? status
         }
         if arguments.contains("json") || arguments.contains("--format=json") {
             sim.out(GoJSON.object([("status", .string(status.status)),
@@ -126,12 +173,7 @@ struct CloudInit {
                 sim.out("errors:\n" + status.errors.map { "\t- \($0)\n" }.joined())
             }
         }
-        if status.status == "running" && arguments.contains("--wait") {
-            // The create that runs it was killed midway: nothing will finish it.
-            sim.out("status: error\n")
-            return 1
-        }
-        return status.status == "done" ? 0 : (status.status == "running" ? 0 : 1)
+        return status.status == "done" ? 0 : (status.status == "running" && !arguments.contains("--wait") ? 0 : 1)
     }
 }
 

@@ -106,6 +106,8 @@ struct MachineBoot {
     /// and the kernel kills the rest. From inside the machine (a `poweroff` shim) this does
     /// not return: the caller is one of the processes that end.
     func halt(_ key: String, grace: TimeInterval) {
+        // A cloud-init still running is ended with the machine, and says so.
+        CloudInit(sim: sim).interrupt(key)
         if MachineBoot.inside(key) {
             terminate(MachineNamespace.processesInside(), grace: grace)
             kill(1, SIGTERM)  // the init's handler ends it, and the machine with it

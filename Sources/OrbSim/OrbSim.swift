@@ -85,7 +85,7 @@ public final class OrbSim {
 
     /// The emulator's own helpers, run by its machines (an init, a session, a shim): any
     /// binary that embeds the emulator must hand these to it.
-    public static let helperVerbs: Set<String> = ["__init", "__enter", "__shim"]
+    public static let helperVerbs: Set<String> = ["__init", "__enter", "__shim", "__cloudinit"]
 
     static let aliases: [String: String] = [
         "ls": "list", "add": "create", "new": "create", "rm": "delete", "remove": "delete", "exec": "run", "shell": "run",
@@ -144,6 +144,7 @@ public final class OrbSim {
         if verb == "__enter" { return MachineExec.enter(args, sim: self) }
         if verb == "__init" { return MachineBoot.initMain(args, sim: self) }
         if verb == "__shim" { return try shim(args) }
+        if verb == "__cloudinit" { return CloudInit.main(args, sim: self) }
         if args.contains("-h") || args.contains("--help"), verb != "run" {
             out("Usage:\n  orbctl \(verb) [flags]\n")
             return 0

@@ -149,9 +149,10 @@ extension OrbSim {
             throw SimExit.daemon("create '\(name)': setup: machine didn't start in 30s (missing IP address)")
         }
         if let userData {
-            // cloud-init runs before create returns.
+            // cloud-init runs in the booted machine, after create has returned (**uncertain**:
+            // the stricter model; a client that must build on it waits with `cloud-init status --wait`).
             guard let machine = try store.read().machines.first(where: { $0.id == id }) else { throw SimExit.notFound(name) }
-            try CloudInit(sim: self).run(userData, in: machine)
+            try CloudInit(sim: self).start(userData, in: machine)
         }
         return 0
     }

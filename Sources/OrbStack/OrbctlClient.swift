@@ -169,11 +169,27 @@ public struct OrbctlClient: Sendable {
 
     // MARK: - Lifecycle
 
-    /// `create distro:version NAME -a arch`, then `info` until running. A machine that
-    /// already exists under the name (a retried or interrupted create) is adopted.
-    public func create(name: String, spec: Spec) async throws(ProviderError) {
+    /// `create distro:version NAME -a arch` with the machine options (user data through a
+    /// private file, removed after), then `info` until running. A machine that already exists
+    /// under the name (a retried or interrupted create) is adopted.
+    public func create(name: String, spec: Spec, options: MachineOptions = .none) async throws(ProviderError) {
+        var arguments = ["create", "\(spec.distro):\(spec.version)", name, "-a", spec.arch] + options.createFlags
+        var userDataDirectory: URL?
+        if let userData = options.userData {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("repl-user-data-\(UUID().uuidString)")
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+                let file = directory.appendingPathComponent("user-data.yaml")
+                try Data(userData.utf8).write(to: file)
+                arguments += ["-c", file.path]
+                userDataDirectory = directory
+            } catch {
+                throw ProviderError(.failed, "cannot write the user data for \(name): \(error.localizedDescription)")
+            }
+        }
+        defer { if let userDataDirectory { try? FileManager.default.removeItem(at: userDataDirectory) } }
         do {
-            try await call(["create", "\(spec.distro):\(spec.version)", name, "-a", spec.arch], timeout: timeouts.create)
+            try await call(arguments, timeout: timeouts.create)
         } catch where error.kind == .alreadyExists {
             // Adopt it: names are ours and deterministic.
         }

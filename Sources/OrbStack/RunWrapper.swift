@@ -67,9 +67,15 @@ public enum RunWrapper {
             "SWITCH",
             "setsid sh \"$R/switch.sh\" > /dev/null 2>&1 < /dev/null &",
         ]
+        if p.waitForCloudInit {
+            // User data (cloud-init) provisions first; the bootstrap builds on it. Its errors are
+            // logged, not fatal, like the bootstrap's.
+            lines.append("cloud-init status --wait > \"$BLOG\" 2>&1 < /dev/null || "
+                         + "echo \"repl: cloud-init reported errors (see /var/log/cloud-init-output.log); not fatal: the bootstrap and command still run\" >> \"$BLOG\"")
+        }
         if let bootstrap = p.bootstrap {
             lines.append("decode '\(b64(bootstrap))' > \"$R/bootstrap.sh\"")
-            lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") > \"$BLOG\" 2>&1 < /dev/null || "
+            lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") >> \"$BLOG\" 2>&1 < /dev/null || "
                          + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \"$BLOG\"")
         }
         guard let command = p.command else {
@@ -251,8 +257,8 @@ public struct OrbStackProvider: Provider {
         }
     }
 
-    public func spawn(name: String, spec: Spec) async throws(ProviderError) {
-        try await client.create(name: name, spec: spec)
+    public func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+        try await client.create(name: name, spec: spec, options: options)
     }
 
     public func clone(snapshot: String, name: String) async throws(ProviderError) {

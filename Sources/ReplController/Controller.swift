@@ -479,9 +479,13 @@ public final class Controller: @unchecked Sendable {
 
     func execute(_ action: Action, runs: [RunID: DesiredRun], states: [String: MachineState] = [:]) async throws {
         switch action {
-        case let .create(_, instance, machine, spec):
+        case let .create(run, instance, machine, spec):
             try store.markRequested(instance: instance, at: Date())
-            try await provider.spawn(name: machine, spec: spec)
+            // Never without its options (an isolated machine made shared would be a surprise).
+            guard let options = runs[run]?.manifest.options else {
+                throw ProviderError(.failed, "run \(Base36.encode(run)) of \(machine) is not in the store")
+            }
+            try await provider.spawn(name: machine, spec: spec, options: options)
         case let .clone(_, instance, machine, snapshot):
             try store.markRequested(instance: instance, at: Date())
             try await provider.clone(snapshot: snapshot, name: machine)
@@ -495,8 +499,11 @@ public final class Controller: @unchecked Sendable {
                 throw ProviderError(.failed, "instance \(Base36.encode(instance)) of run \(Base36.encode(run)) is not in the store")
             }
             var payload = payload(run, state)
-            // The channel's directory exists before the launch; without it the run is probed.
-            payload.channel = try? settings.channel?.prepare(machine, limits: RunLimits.text(maxDuration: payload.remaining, hold: payload.hold))
+            // The channel's directory exists before the launch; without it the run is probed. An
+            // isolated machine cannot reach the Mac's files: it has none.
+            if !run.manifest.options.isolated {
+                payload.channel = try? settings.channel?.prepare(machine, limits: RunLimits.text(maxDuration: payload.remaining, hold: payload.hold))
+            }
             try await provider.startRun(name: machine, payload: payload)
         case let .collectLogs(run, instance, machine):
             guard let run = runs[run] else { return }
@@ -513,9 +520,11 @@ public final class Controller: @unchecked Sendable {
     func payload(_ run: DesiredRun, _ instance: InstanceState) -> RunPayload {
         let m = run.manifest
         // maxDuration counts from this launch, in the running machine (never from the create).
-        return RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: m.maxDuration?.seconds, hold: m.hold.seconds,
-                          manifestYAML: ManifestCopy.yaml(run: run, instance: instance),
-                          deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
+        var payload = RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: m.maxDuration?.seconds, hold: m.hold.seconds,
+                                 manifestYAML: ManifestCopy.yaml(run: run, instance: instance),
+                                 deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
+        payload.waitForCloudInit = m.options.userData != nil
+        return payload
     }
 
     /// `logs/RUN-INSTANCE.log` (and `.bootstrap.log`) under the state directory.

@@ -66,8 +66,10 @@ struct LimitedProvider: Provider {
 
     var capabilities: ProviderCapabilities { base.capabilities }
     func list() async throws(ProviderError) -> [ObservedMachine] { try await limiter.run { () async throws(ProviderError) in try await base.list() } }
-    func spawn(name: String, spec: Spec) async throws(ProviderError) {
-        try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec) } }
+    func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+        try await limiter.run { () async throws(ProviderError) in
+            try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec, options: options) }
+        }
     }
     func clone(snapshot: String, name: String) async throws(ProviderError) {
         try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) } }

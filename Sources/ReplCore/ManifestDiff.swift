@@ -18,6 +18,15 @@ extension RunManifest {
             let keys = Set(old.env.keys).union(env.keys).sorted().filter { old.env[$0] != env[$0] }
             out.append("env: " + keys.map { k in old.env[k] == nil ? "+\(k)" : env[k] == nil ? "-\(k)" : "~\(k)" }.joined(separator: " ") + " (values not shown)")
         }
+        func resources(_ o: MachineOptions) -> String {
+            guard o.hasResources else { return "none" }
+            return "{" + [o.cpus.map { "cpus: \($0)" }, o.memory.map { "memory: \($0)" }, o.disk.map { "disk: \($0)" }]
+                .compactMap { $0 }.joined(separator: ", ") + "}"
+        }
+        field("resources", resources(old.options), resources(options))
+        field("isolated", "\(old.options.isolated)", "\(options.isolated)")
+        field("user", old.options.user ?? "none", options.user ?? "none")
+        field("userData", show(old.options.userData), show(options.userData))
         field("replicas", "\(old.replicas)", "\(replicas)")
         field("maxDuration", old.maxDuration.map { "\($0)" } ?? "none", maxDuration.map { "\($0)" } ?? "none")
         field("hold", "\(old.hold)", "\(hold)")

@@ -8,9 +8,9 @@ public protocol Provider: Sendable {
     func list() async throws(ProviderError) -> [ObservedMachine]
     /// Whether a machine exists, asked of it by name (to confirm what a list left out).
     func exists(name: String) async throws(ProviderError) -> Bool
-    /// Creates a machine and waits until it runs. A machine of that name that
-    /// already exists is adopted (spawn is idempotent by name).
-    func spawn(name: String, spec: Spec) async throws(ProviderError)
+    /// Creates a machine with OrbStack's own options and waits until it runs. A machine of that
+    /// name that already exists is adopted (spawn is idempotent by name).
+    func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError)
     /// Clones a stopped snapshot machine into a new machine and starts it.
     func clone(snapshot: String, name: String) async throws(ProviderError)
     func start(name: String) async throws(ProviderError)
@@ -28,6 +28,13 @@ public protocol Provider: Sendable {
     func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data
     /// The machine's address, through the provider's discovery chain.
     func address(name: String) async throws(ProviderError) -> String?
+}
+
+extension Provider {
+    /// A machine with no options of its own.
+    public func spawn(name: String, spec: Spec) async throws(ProviderError) {
+        try await spawn(name: name, spec: spec, options: .none)
+    }
 }
 
 /// A provider whose terminate is a stop, a grace and a delete, exposed in parts so the
@@ -59,6 +66,8 @@ public struct RunPayload: Sendable, Equatable {
     /// The host status channel's directory for this machine, as the host names it (the
     /// wrapper reaches it at `/mnt/mac` + this path); `nil` for none.
     public var channel: String?
+    /// The machine was created with user data: the bootstrap waits until cloud-init has finished.
+    public var waitForCloudInit = false
 
     public init(command: String?, bootstrap: String?, env: [String: String], remaining: TimeInterval?, hold: TimeInterval,
                 manifestYAML: String, deadlineMargin: TimeInterval = 15, abandonedAfter: TimeInterval = 600, channel: String? = nil) {

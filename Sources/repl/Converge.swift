@@ -21,6 +21,7 @@ struct Converger {
         // orbctl is checked before anything is recorded: a run saved and then left because
         // OrbStack is missing (exit 3) would start later, by surprise, under a sweep.
         _ = try await context.provider()
+        try refuseOptionsThisOrbStackLacks(set)
         if !newInstallation { try await refuseOverALostStore(store) }
         if !replaceLongLived { try confirmReplacingLongLived(set, store: store) }
         let changes = try store.apply(set)
@@ -113,6 +114,20 @@ struct Converger {
             // Statuses arrive through the host channel between ticks, so an idle tick comes
             // again in a moment, sooner when the plan has something falling due.
             await manager.sleep(Manager.pause(after: turn, idle: turn.report == nil ? 0.5 : 0.3))
+        }
+    }
+
+    /// Options newer than the OrbStack installed (per-machine resources need 2.2.0, isolated
+    /// machines 2.1.0) are refused before anything is recorded, naming the version needed:
+    /// an older orbctl would fail every create with "unknown flag".
+    func refuseOptionsThisOrbStackLacks(_ set: ManifestSet) throws {
+        guard let installed = context.orbctlVersion else { return }
+        for document in set.documents {
+            guard case .run(let run) = document.manifest else { continue }
+            for need in run.options.requirements where installed.number < need.number {
+                throw CLIError.input("\(document.location): \(need.option): needs OrbStack \(need.version) or later; "
+                                     + "this Mac has \(installed.version) (update OrbStack, or remove \(need.option))")
+            }
         }
     }
 

@@ -114,8 +114,9 @@ struct MachineWorldTests {
     }
 
     // "`create -c/--user-data FILE` takes a cloud-init document" and "`variant` is `default`, or
-    //  `cloud` when created with user data [S]". cloud-init runs before create returns.
-    @Test func userDataRunsBeforeCreateReturns() async throws {
+    //  `cloud` when created with user data [S]". cloud-init runs after create returns (the
+    //  stricter model): its files are there once `cloud-init status --wait` has returned.
+    @Test func userDataRunsAfterCreateReturnsAndIsWaitedFor() async throws {
         let sim = try SimHarness()
         let config = sim.home.appendingPathComponent("user-data.yaml")
         try Data("""
@@ -134,15 +135,17 @@ struct MachineWorldTests {
 
         """.utf8).write(to: config)
         await #expect(try sim.run(["create", "--user-data", config.path, "ubuntu", "m1"]).exitCode == 0)
-        let check = "cat /etc/app/app.conf; stat -c %a /etc/app/app.conf; cat /opt/blob; echo; cat /srv/ran-by-runcmd /opt/runcmd-user"
-        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", check]).stdout == "port=8080\n600\nhello\nran\nroot\n")
+        let early = try await sim.run(["run", "-m", "m1", "cloud-init", "status"])
+        #expect(early.stdout == "status: running\n", "\(early.stdout)")
         let status = try await sim.run(["run", "-m", "m1", "cloud-init", "status", "--wait"])
         #expect(status.stdout == "status: done\n" && status.exitCode == 0)
+        let check = "cat /etc/app/app.conf; stat -c %a /etc/app/app.conf; cat /opt/blob; echo; cat /srv/ran-by-runcmd /opt/runcmd-user"
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", check]).stdout == "port=8080\n600\nhello\nran\nroot\n")
         #expect((try await sim.machines().first?["image"] as? [String: Any])?["variant"] as? String == "cloud")
         // A failing runcmd: create still succeeds, cloud-init says error.
         try Data("#cloud-config\nruncmd:\n  - exit 3\n".utf8).write(to: config)
         await #expect(try sim.run(["create", "-c", config.path, "ubuntu", "m2"]).exitCode == 0)
-        let failed = try await sim.run(["run", "-m", "m2", "cloud-init", "status"])
+        let failed = try await sim.run(["run", "-m", "m2", "cloud-init", "status", "--wait"])
         #expect(failed.stdout == "status: error\n" && failed.exitCode == 1)
         // No user data: no cloud-init.
         try await sim.run(["create", "ubuntu", "m3"])

@@ -1098,3 +1098,59 @@ import ReplCore
         #expect(doctor.status == 0 && doctor.stdout.contains("control id"), "\(doctor.stdout)\(doctor.stderr)")
     }
 }
+
+/// OrbStack's own machine options from the manifest (#17): resources, isolated, user and
+/// cloud-init user data reach `orbctl create`, and a too-old OrbStack is refused up front.
+@Suite(.serialized) struct MachineOptionsTests {
+    func sim(_ home: CLITests.Home, _ args: [String]) async throws -> CLITests.Output {
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        return try await CLITests.exec(BuildProducts.orbctlSim, args, env: env)
+    }
+
+    static let userData = "userData: |\n  #cloud-config\n  write_files:\n    - path: /etc/hello.txt\n      content: from-cloud-init\n"
+
+    @Test(.machineCommands) func optionsReachTheMachineAndUserDataComesBeforeTheBootstrap() async throws {
+        let home = CLITests.Home()
+        // A command in an isolated machine: the user data's file was there for the bootstrap,
+        // and there is no /mnt/mac (nor a host channel: its status comes by probing).
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try ("kind: Run\nname: job\nisolated: true\nbootstrap: cp /etc/hello.txt /root/seen\n"
+             + "command: cat /root/seen; echo; test -e /mnt/mac && echo mac || echo no-mac\n" + Self.userData)
+            .write(to: job, atomically: true, encoding: .utf8)
+        let plan = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", job.path])
+        #expect(plan.stdout.contains("isolated: no host status channel, so its status is read by probing the machine"), "\(plan.stdout)")
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"])
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout == "from-cloud-init\nno-mac\n", "\(out.stdout)")
+        // A long-lived box with limits and a default user: OrbStack's own config shows them.
+        let box = home.dir.appendingPathComponent("box.yaml")
+        try "kind: Run\nname: box\nresources: {cpus: 2, memory: 1536M, disk: 8G}\nuser: dev\n".write(to: box, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", box.path]).status == 0)
+        let status = try await CLITests.run(home, ["run", "status", "box", "--json"])
+        let doc = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let machine = try #require(((doc?["instances"] as? [[String: Any]])?.first?["machine"]) as? String, "\(status.stdout)")
+        await #expect(try sim(home, ["config", "get", "machine.\(machine).cpu"]).stdout == "2\n")
+        await #expect(try sim(home, ["config", "get", "machine.\(machine).memory_mib"]).stdout == "1536\n")
+        let info = try await sim(home, ["info", machine, "-f", "json"])
+        #expect(info.stdout.contains("\"default_username\": \"dev\""), "\(info.stdout)")
+        // A change of any option replaces the machines, and plan names the field.
+        try "kind: Run\nname: box\nresources: {cpus: 4, memory: 1536M, disk: 8G}\nuser: dev\n".write(to: box, atomically: true, encoding: .utf8)
+        let change = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", box.path])
+        #expect(change.stdout.contains("~ replace run box") && change.stdout.contains("resources: {cpus: 2, memory: 1536M, disk: 8G} → {cpus: 4, memory: 1536M, disk: 8G}"),
+                "\(change.stdout)")
+    }
+
+    @Test func anOrbStackTooOldForAnOptionIsRefusedBeforeAnythingIsRecorded() async throws {
+        let home = CLITests.Home()
+        _ = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])  // sets the emulator up
+        #expect(try await sim(home, ["admin", "version", "2.1.0"]).status == 0)
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: job\ncommand: echo hi\nresources:\n  cpus: 2\n".write(to: job, atomically: true, encoding: .utf8)
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path])
+        #expect(out.status == 2)
+        #expect(out.stderr == "repl: \(job.path):1:1: resources: needs OrbStack 2.2.0 or later; this Mac has 2.1.0 (update OrbStack, or remove resources)\n",
+                "\(out.stderr)")
+        await #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))
+    }
+}

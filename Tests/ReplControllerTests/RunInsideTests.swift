@@ -99,7 +99,9 @@ import ReplStore
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
         func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
-        func spawn(name: String, spec: Spec) async throws(ProviderError) { try await base.spawn(name: name, spec: spec) }
+        func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+            try await base.spawn(name: name, spec: spec, options: options)
+        }
         func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
         func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
         func terminate(name: String) async throws(ProviderError) { try await base.terminate(name: name) }
@@ -164,8 +166,8 @@ import ReplStore
             self.cancel = cancel
             super.init(base)
         }
-        override func spawn(name: String, spec: Spec) async throws(ProviderError) {
-            try await base.spawn(name: name, spec: spec)
+        override func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+            try await base.spawn(name: name, spec: spec, options: options)
             do { try cancel() } catch { Issue.record("cannot cancel: \(error)") }
         }
         override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {

@@ -106,6 +106,18 @@ struct PlanPrinter {
         }
         let runs = try scratch.runs()
         func runName(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.name ?? Base36.encode(id) }
+        // OrbStack's options for the machine; an isolated one has no host status channel.
+        func machineOptions(_ id: RunID) -> String {
+            guard let o = runs.first(where: { $0.run.id == id })?.run.manifest.options, o != .none else { return "" }
+            var parts: [String] = []
+            if let c = o.cpus { parts.append("\(c) cpus") }
+            if let m = o.memory { parts.append("memory \(m)") }
+            if let d = o.disk { parts.append("disk \(d)") }
+            if let u = o.user { parts.append("user \(u)") }
+            if o.userData != nil { parts.append("cloud-init user data, waited for before the bootstrap") }
+            if o.isolated { parts.append("isolated: no host status channel, so its status is read by probing the machine") }
+            return " (" + parts.joined(separator: "; ") + ")"
+        }
         func start(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.command == nil ? "bootstrap it" : "start its command" }
         // A machine made and started in one go is one line.
         let made = Set(plan.actions.compactMap { action -> String? in
@@ -113,7 +125,7 @@ struct PlanPrinter {
         })
         for action in plan.actions {
             switch action {
-            case let .create(run, _, machine, spec): add("+", "create", machine, "run \(runName(run)), \(spec), then \(start(run))")
+            case let .create(run, _, machine, spec): add("+", "create", machine, "run \(runName(run)), \(spec)\(machineOptions(run)), then \(start(run))")
             case let .clone(run, _, machine, snap): add("+", "clone", machine, "run \(runName(run)) from \(snap), then \(start(run))")
             case let .delete(machine, reason): add("-", "delete", machine, reason.rawValue)
             case let .takeSnapshot(s, src, machine): add("+", "snapshot", machine, "snapshot \(s) of \(src)")
