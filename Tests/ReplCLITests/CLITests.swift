@@ -124,6 +124,10 @@ import ReplCore
         (["run", "--command", "x", "--max-duration", "5 minutes"], "--max-duration: \"5 minutes\" is not a duration"),
         (["run", "--command", "x", "--name", "../etc"], "--name: \"../etc\" may only contain"),
         (["run", "--command", "x", "--spec", "redhat"], "--spec: distro \"redhat\" is not one OrbStack offers"),
+        (["run", "--command", "x", "--cpus", "0"], "--cpus: 0 is out of range (1–256)"),
+        (["run", "--command", "x", "--memory", "4"], "--memory: \"4\" is not a size (it has no unit); use 4G, 512M or 1T"),
+        (["run", "--command", "x", "--user", "Bad"], "--user: \"Bad\" is not a Linux user name"),
+        (["run", "--command", "x", "--user-data", "/nonexistent/ud.yaml"], "--user-data: cannot read /nonexistent/ud.yaml"),
     ] as [([String], String)])
     func badInputIsOneClearLine(_ args: [String], _ message: String) async throws {
         let home = Home()

@@ -23,6 +23,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Deadline: milliseconds (60000) or 90s, 10m, 2h, 1d.") var maxDuration: String?
     @Option(help: "A script file run as root before the command.") var bootstrap: String?
     @Option(help: "Number of machines.") var replicas: Int?
+    @Option(help: "CPUs of each machine (OrbStack 2.2.0+).") var cpus: Int?
+    @Option(help: "Memory of each machine, e.g. 4G (OrbStack 2.2.0+).") var memory: String?
+    @Option(help: "Disk of each machine, e.g. 64G (OrbStack 2.2.0+).") var disk: String?
+    @Flag(help: "Isolated machines: no /mnt/mac, no way to the Mac (OrbStack 2.1.0+).") var isolated = false
+    @Option(help: "The machines' default user.") var user: String?
+    @Option(help: "A cloud-init file (#cloud-config or a #! script) given to orbctl create -c.") var userData: String?
     @Flag(help: "Wait for the run to finish and exit with the command's exit code.") var wait = false
     @Flag(help: "Start a new installation even though machines of another one exist (see `repl recover`).") var newInstallation = false
 
@@ -35,6 +41,19 @@ struct RunCommand: AsyncParsableCommand {
         if let command { doc["command"] = command }
         if let maxDuration { doc["maxDuration"] = maxDuration }
         if let replicas { doc["replicas"] = replicas }
+        var resources: [String: Any] = [:]
+        if let cpus { resources["cpus"] = cpus }
+        if let memory { resources["memory"] = memory }
+        if let disk { resources["disk"] = disk }
+        if !resources.isEmpty { doc["resources"] = resources }
+        if isolated { doc["isolated"] = true }
+        if let user { doc["user"] = user }
+        if let userData {
+            guard let text = try? String(contentsOfFile: userData, encoding: .utf8) else {
+                throw CLIError.input("--user-data: cannot read \(userData)")
+            }
+            doc["userData"] = text
+        }
         if let bootstrap {
             guard let text = try? String(contentsOfFile: bootstrap, encoding: .utf8) else {
                 throw CLIError.input("--bootstrap: cannot read \(bootstrap)")
@@ -49,7 +68,9 @@ struct RunCommand: AsyncParsableCommand {
             set = try ManifestParser(knownRuns: known.runs, knownSnapshots: known.snapshots).parse(yaml, file: "flags")
         } catch let error as ManifestError {
             let flags = ["maxDuration": "--max-duration", "spec": "--spec", "from": "--from", "name": "--name", "command": "--command",
-                         "provider": "--provider", "replicas": "--replicas", "bootstrap": "--bootstrap"]
+                         "provider": "--provider", "replicas": "--replicas", "bootstrap": "--bootstrap",
+                         "resources.cpus": "--cpus", "resources.memory": "--memory", "resources.disk": "--disk",
+                         "isolated": "--isolated", "user": "--user", "userData": "--user-data"]
             let lines = error.diagnostics.map { d -> String in
                 let key = String(d.message.prefix { $0 != ":" })
                 return "\(flags[key] ?? key)\(d.message.dropFirst(key.count))"
