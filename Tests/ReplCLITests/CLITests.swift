@@ -1131,9 +1131,14 @@ import ReplCore
         let box = home.dir.appendingPathComponent("box.yaml")
         try "kind: Run\nname: box\nresources: {cpus: 2, memory: 1536M, disk: 8G}\nuser: dev\n".write(to: box, atomically: true, encoding: .utf8)
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", box.path]).status == 0)
-        let status = try await CLITests.run(home, ["run", "status", "box", "--json"])
+        let status = try await CLITests.run(home, ["--orbctl", "sim", "run", "status", "box", "--json"])
         let doc = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
-        let machine = try #require(((doc?["instances"] as? [[String: Any]])?.first?["machine"]) as? String, "\(status.stdout)")
+        let instance = try #require((doc?["instances"] as? [[String: Any]])?.first, "\(status.stdout)")
+        let machine = try #require(instance["machine"] as? String, "\(status.stdout)")
+        // Where to reach it: its name on the Mac and its address (#17).
+        #expect(instance["host"] as? String == "\(machine).orb.local")
+        #expect((instance["address"] as? String)?.hasPrefix("192.168.139.") == true, "\(instance)")
+        await #expect(try CLITests.run(home, ["--orbctl", "sim", "run", "status", "box"]).stdout.contains("ADDRESS"))
         await #expect(try sim(home, ["config", "get", "machine.\(machine).cpu"]).stdout == "2\n")
         await #expect(try sim(home, ["config", "get", "machine.\(machine).memory_mib"]).stdout == "1536\n")
         let info = try await sim(home, ["info", machine, "-f", "json"])

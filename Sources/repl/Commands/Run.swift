@@ -140,7 +140,7 @@ struct RunList: AsyncParsableCommand {
 enum RunJSON {
     /// `phase` is the recorded one; `observedPhase` what the machines show (the same once a
     /// controller has recorded it), with `confirmedAt` of a live instance's last heartbeat.
-    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases) -> [String: Any] {
+    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:]) -> [String: Any] {
         let observed = seen.run(r.run)
         return [
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
@@ -151,6 +151,8 @@ enum RunJSON {
             "instances": r.run.instances.map { i in
                 ["id": Base36.encode(i.id), "number": r.run.number(of: i.id) ?? 0,
                  "machine": cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description } as Any,
+                 "host": cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description + ".orb.local" } as Any,
+                 "address": cid.flatMap { addresses[MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description] } as Any,
                  "generation": i.generation, "phase": i.phase.rawValue, "retired": i.retired,
                  "exitCode": i.exitCode as Any, "reason": i.reason as Any,
                  "observedPhase": seen.seen(r.run, i).phase.rawValue,
@@ -183,22 +185,44 @@ struct RunStatus: AsyncParsableCommand {
         let records: [RunRecord]
         if let selector {
             records = try context.runs(matching: selector)
-            let documents = records.map { RunJSON.object($0, cid: cid, seen: seen) }
+            let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
+            let documents = records.map { RunJSON.object($0, cid: cid, seen: seen, addresses: addresses) }
             if output == "yaml" { try context.printYAML(["runs": documents]); return }
             if context.json || output == "json" { context.printJSON(["runs": documents]); return }
             if records.isEmpty { print("No runs match \(selector).") }
         } else {
             records = [try context.findRun(id!)]
-            if output == "yaml" { try context.printYAML(RunJSON.object(records[0], cid: cid, seen: seen)); return }
-            if context.json || output == "json" { context.printJSON(RunJSON.object(records[0], cid: cid, seen: seen)); return }
+            let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
+            if output == "yaml" { try context.printYAML(RunJSON.object(records[0], cid: cid, seen: seen, addresses: addresses)); return }
+            if context.json || output == "json" {
+                context.printJSON(RunJSON.object(records[0], cid: cid, seen: seen, addresses: addresses))
+                return
+            }
         }
+        let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
         for (i, r) in records.enumerated() {
             if i > 0 { print("") }
-            show(r, cid: cid, seen: seen)
+            show(r, cid: cid, seen: seen, addresses: addresses)
         }
     }
 
-    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases) {
+    /// The addresses of the live instances' machines, asked of orbctl (`info`, read only); none
+    /// when it cannot be asked (status works without OrbStack, from the store).
+    static func addresses(of records: [RunRecord], cid: ControlID?, seen: SeenPhases, context: Context) async -> [String: String] {
+        guard let cid else { return [:] }
+        let live = records.flatMap { r in
+            r.run.instances.filter { !$0.retired && !seen.seen(r.run, $0).phase.isTerminal && $0.phase >= .provisioning }
+                .map { MachineName(controlID: cid, manifestID: r.run.id, instanceID: $0.id).description }
+        }
+        guard !live.isEmpty, let provider = try? await context.provider(checkVersion: false) else { return [:] }
+        var out: [String: String] = [:]
+        for machine in live.prefix(50) {
+            if let address = try? await provider.address(name: machine) { out[machine] = address }
+        }
+        return out
+    }
+
+    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:]) {
         let observed = seen.run(r.run)
         print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
         if let c = r.run.manifest.command { print("command: \(c)") }
@@ -210,12 +234,15 @@ struct RunStatus: AsyncParsableCommand {
             let s = seen.seen(r.run, i)
             let note = i.retired ? "retired" : (i.generation == r.run.generation ? nil : "generation \(i.generation)")
             let confirmed = s.phase.isTerminal ? nil : s.confirmed.map { "seen \(Table.age(max(0, now.timeIntervalSince($0)))) ago" }
-            return [r.run.number(of: i.id).map(String.init) ?? "?", cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description } ?? "-",
+            let machine = cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description }
+            return [r.run.number(of: i.id).map(String.init) ?? "?", machine ?? "-",
                     s.phase.rawValue + (s.unrecorded ? "*" : ""), s.exitCode.map(String.init) ?? "-",
+                    machine.flatMap { addresses[$0] } ?? "-",
                     [note, confirmed, i.reason].compactMap { $0 }.joined(separator: "; ")]
         }
-        print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "NOTE"], rows))
+        print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "ADDRESS", "NOTE"], rows))
         if observed.unrecorded { print(SeenPhases.footnote) }
+        if !addresses.isEmpty { print("From the Mac, a machine answers at MACHINE.orb.local (e.g. ssh, http).") }
     }
 }
 
