@@ -4,6 +4,35 @@ import Foundation
 /// (namespaces, the proc file system, mounts); macOS needs none of it, because OrbStack runs
 /// the machines there and the emulator runs no machine commands.
 public enum Platform {
+    /// Replaces this process with `program` (`execve(2)`), so that it gets the terminal, the
+    /// standard streams and the signals as they are, and its exit code is the one the caller
+    /// sees. Signals repl ignores or blocks (to handle them itself) are given back their
+    /// defaults first: an ignored SIGINT would survive the exec and Ctrl-C would reach nothing.
+    /// A `program` without a `/` is looked up on the environment's PATH. Returns only on failure,
+    /// with errno's text.
+    public static func replaceProcess(_ program: String, _ arguments: [String], environment: [String: String]) -> String {
+        var path = program
+        if !program.contains("/") {
+            let dirs = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+            let candidates: [String] = dirs.map { dir in dir + "/" + program }
+            guard let found = candidates.first(where: { (candidate: String) in access(candidate, X_OK) == 0 }) else {
+                return "\(program): not found on PATH"
+            }
+            path = found
+        }
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU] { signal(sig, SIG_DFL) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+        var argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) }
+        argv.append(nil)
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") }
+        envp.append(nil)
+        execve(path, argv, envp)
+        let reason = String(cString: strerror(errno))
+        return "\(path): \(reason)"
+    }
+
     /// The absolute path of the running executable, symlinks resolved: what launchd
     /// must be given, and what the emulator's shims call back.
     public static func executablePath() -> String {
