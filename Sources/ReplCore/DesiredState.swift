@@ -113,7 +113,10 @@ public struct DesiredRun: Hashable, Sendable {
     /// The run's phase, derived from its wanted instances (or all, once none is wanted).
     public var phase: InstancePhase {
         let current = instances.filter { $0.generation == generation && !$0.retired }
-        if cancelled && instances.allSatisfy({ $0.phase.isTerminal }) { return .cancelled }
+        // Cancelled (or deleted) after it had finished whole, a run keeps its result: only one
+        // cut short is Cancelled.
+        let finishedWhole = current.count >= manifest.replicas && current.allSatisfy { $0.phase.isTerminal && $0.phase != .cancelled }
+        if cancelled && instances.allSatisfy({ $0.phase.isTerminal }) && !finishedWhole { return .cancelled }
         guard !current.isEmpty else { return cancelled ? .cancelled : (manifest.replicas == 0 ? .succeeded : .pending) }
         if let active = current.filter({ !$0.phase.isTerminal }).map(\.phase).min() { return active }
         if current.contains(where: { $0.phase == .failed }) { return .failed }

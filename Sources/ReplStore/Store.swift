@@ -579,8 +579,11 @@ public final class Store: @unchecked Sendable {
         return try write { db in
             var pruned: [DesiredRun] = []
             for run in gone {
-                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE id = ? AND deleted = 1 AND archived = 1 AND updated_at < ?",
-                                       arguments: [Int64(run.id), cutoff.timeIntervalSince1970]) == 1 else { continue }
+                // Settled: archived by a controller, or every instance ended with its logs
+                // collected (its machine was deleted right after) or never started.
+                let settled = run.instances.allSatisfy { $0.phase.isTerminal && ($0.logsCollected || $0.startedAt == nil) }
+                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE id = ? AND deleted = 1 AND (archived = 1 OR ?) AND updated_at < ?",
+                                       arguments: [Int64(run.id), settled, cutoff.timeIntervalSince1970]) == 1 else { continue }
                 try db.execute(sql: "DELETE FROM instances WHERE run_id = ?", arguments: [Int64(run.id)])
                 try db.execute(sql: "DELETE FROM events WHERE run_id = ?", arguments: [Int64(run.id)])
                 try db.execute(sql: "DELETE FROM runs WHERE id = ?", arguments: [Int64(run.id)])

@@ -236,6 +236,12 @@ final class Context: @unchecked Sendable {
         statusShown = false
     }
 
+    /// A newline on standard error when it is a terminal: what follows a command's unended last
+    /// line starts on a line of its own there, and a file or pipe gets nothing repl added.
+    func endLineOnTerminal() {
+        if isatty(2) == 1 && !quiet && !json { Console.err("\n", raw: true) }
+    }
+
     func warn(_ text: String) {
         clearStatus()
         Console.err("repl: \(text)\n")

@@ -277,8 +277,9 @@ struct Converger {
                     let many = Self.instanceCount(runs) > 1
                     emit(data, instance: instance.id, prefix: many ? "[\(run.label(instance.id))] " : nil,
                          streamed: streamed, final: true)
-                    // Output that did not end its last line does not run into what follows.
-                    if !many, let last = streamed.lastByte[instance.id], last != 10 { context.out("\n") }
+                    // Output that did not end its last line does not run into what follows on a
+                    // terminal; standard output itself stays byte for byte the command's.
+                    if !many, let last = streamed.lastByte[instance.id], last != 10 { context.endLineOnTerminal() }
                 }
                 let c: Int32 = instance.phase == .timedOut ? 124 : instance.phase == .succeeded ? 0 : Int32(instance.exitCode ?? 1)
                 if wait && code == 0 { code = c }

@@ -1163,3 +1163,25 @@ import ReplCore
         await #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))
     }
 }
+
+/// What an attacker found in #18's commands, each as the user saw it.
+@Suite(.serialized) struct QueryAttackTests {
+    func raw(_ home: CLITests.Home, _ args: [String]) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(CLITests.repl, args, input: nil, timeout: 120, environment: home.environment, limit: 1 << 24)
+    }
+
+    @Test(.machineCommands) func finishedRunsKeepTheirResultAndOutputIsByteForByte() async throws {
+        let home = CLITests.Home()
+        // --wait added a newline the command never printed.
+        let wait = try await raw(home, ["--orbctl", "sim", "run", "--name", "nonl", "--command", "printf abc", "--wait"])
+        #expect(wait.status == 0 && wait.stdout == Data("abc".utf8), "\(Array(wait.stdout))")
+        // A huge --tail crashed (arithmetic overflow).
+        let tail = try await raw(home, ["logs", "nonl", "--tail", "9223372036854775807"])
+        #expect(tail.status == 0 && tail.stdoutText == "abc", "\(tail.status) \(tail.stderrText)")
+        // Deleting a run that had finished rewrote its result to Cancelled.
+        #expect(try await raw(home, ["--orbctl", "sim", "delete", "run", "nonl"]).status == 0)
+        let status = try await raw(home, ["run", "status", "nonl"])
+        #expect(status.stdoutText.hasPrefix("run 1 nonl: Succeeded"), "\(status.stdoutText)")
+        #expect(try await raw(home, ["wait", "nonl", "--for", "Succeeded", "--timeout", "5s"]).status == 0)
+    }
+}

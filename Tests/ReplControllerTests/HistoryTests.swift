@@ -79,14 +79,17 @@ struct HistoryTests {
         func repl(_ args: [String]) async throws -> ProcessResult {
             try await SystemProcessRunner.run(Paths.repl, args, input: nil, timeout: 60, environment: w.environment, limit: 1 << 20)
         }
-        // Not yet settled (archived): kept.
-        #expect(try await repl(["prune", "--older-than", "0s"]).stdoutText.contains("nothing to prune"))
-        _ = await w.controller.tick(now: Date().addingTimeInterval(2 * 3600))
+        // A deleted run whose machine is still there (held, its command running) is kept, and
+        // prune says why; one that ended with its log collected (its machine deleted right
+        // after) goes, with no controller needed to archive it first (found by attacking).
+        let held = try w.run("held")
+        try w.store.cancel(run: held.id, delete: true)
         let preview = try await repl(["prune", "--older-than", "0s", "--dry-run"])
+        #expect(!preview.stdoutText.contains("held"), "\(preview.stdoutText)")
         #expect(preview.stdoutText.contains("would prune done"), "\(preview.stdoutText)\(preview.stderrText)")
         #expect(try w.store.runs().contains { $0.run.manifest.name == "done" })
-        // Deleted less than a day ago: kept by --older-than 1d.
-        #expect(try await repl(["prune", "--older-than", "1d"]).stdoutText.contains("nothing to prune"))
+        // Deleted less than a day ago: kept by --older-than 1d, saying so.
+        #expect(try await repl(["prune", "--older-than", "1d"]).stdoutText.contains("nothing to prune: 2 deleted runs are kept, deleted less than 1d ago"))
         let pruned = try await repl(["prune", "--older-than", "0s"])
         #expect(pruned.status == 0 && pruned.stdoutText.contains("pruned done"), "\(pruned.stdoutText)\(pruned.stderrText)")
         #expect(try w.store.runs().map(\.run.manifest.name) == ["held"])

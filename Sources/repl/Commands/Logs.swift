@@ -22,6 +22,8 @@ struct Logs: AsyncParsableCommand {
     /// and keeping only the offsets of the last line starts (a log of any size).
     static func tailOffset(_ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, bootstrap: Bool,
                            lines: Int) async throws -> Int {
+        // More lines than any output can have is all of it (and no overflow below).
+        let lines = min(lines, Int(Int32.max))
         var starts: [Int] = [0]  // offsets of line starts, the newest `lines + 1` of them
         var offset = 0
         var last: UInt8 = 10
