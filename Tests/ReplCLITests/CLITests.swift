@@ -1173,11 +1173,11 @@ import ReplCore
     @Test(.machineCommands) func finishedRunsKeepTheirResultAndOutputIsByteForByte() async throws {
         let home = CLITests.Home()
         // --wait added a newline the command never printed.
-        let wait = try await raw(home, ["--orbctl", "sim", "run", "--name", "nonl", "--command", "printf abc", "--wait"])
-        #expect(wait.status == 0 && wait.stdout == Data("abc".utf8), "\(Array(wait.stdout))")
+        let wait = try await raw(home, ["--orbctl", "sim", "run", "--name", "nonl", "--command", "printf 'x\\nabc'", "--wait"])
+        #expect(wait.status == 0 && wait.stdout == Data("x\nabc".utf8), "\(Array(wait.stdout))")
         // A huge --tail crashed (arithmetic overflow).
         let tail = try await raw(home, ["logs", "nonl", "--tail", "9223372036854775807"])
-        #expect(tail.status == 0 && tail.stdoutText == "abc", "\(tail.status) \(tail.stderrText)")
+        #expect(tail.status == 0 && tail.stdoutText == "x\nabc", "\(tail.status) \(tail.stderrText)")
         // Deleting a run that had finished rewrote its result to Cancelled.
         #expect(try await raw(home, ["--orbctl", "sim", "delete", "run", "nonl"]).status == 0)
         let status = try await raw(home, ["run", "status", "nonl"])
