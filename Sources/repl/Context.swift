@@ -305,6 +305,7 @@ final class Context: @unchecked Sendable {
     /// The run a read command names: its exact name or `#ID`, else its id or a unique prefix of
     /// its name or id, and then it says which run it picked.
     func findRun(_ key: String) throws -> RunRecord {
+        if key.isEmpty { throw CLIError.input("the run name is empty; give a run's name or #ID (repl run list shows them)") }
         if let exact = try? exactRun(key) { return exact }
         let runs = try store().runs(includeDeleted: false)
         let matches = runs.filter { Base36.encode($0.run.id).hasPrefix(key) || $0.run.manifest.name.hasPrefix(key) }
@@ -329,8 +330,10 @@ final class Context: @unchecked Sendable {
 
 /// Aligned text tables.
 enum Table {
+    /// Columns padded to their widest cell; text from machines, orbctl or manifests (a label,
+    /// an error) has its control characters made visible, as everywhere else.
     static func render(_ header: [String], _ rows: [[String]]) -> String {
-        let all = [header] + rows
+        let all = [header] + rows.map { $0.map { Console.visible($0).replacingOccurrences(of: "\n", with: "\\n") } }
         var widths = [Int](repeating: 0, count: header.count)
         for row in all { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         return all.map { row in

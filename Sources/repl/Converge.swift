@@ -85,7 +85,13 @@ struct Converger {
             // under a final status (a held machine's logs are collected only when it goes).
             let channel = StatusChannel(directory: context.channelDirectory)
             let finished = runs.allSatisfy { run in
-                run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
+                // A run without a command never finishes by itself (it stays up until deleted or
+                // its maxDuration): once started, there is nothing more to wait for.
+                if run.manifest.command == nil {
+                    return run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
+                        && run.instances.filter { run.wants($0) }.allSatisfy { $0.phase >= .bootstrapping }
+                }
+                return run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
                     && run.instances.filter { run.wants($0) }.allSatisfy { instance in
                         let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
                         return instance.phase.isTerminal
@@ -268,6 +274,11 @@ struct Converger {
         var code: Int32 = 0
         var documents: [[String: Any]] = []
         for run in runs {
+            if wait && run.manifest.command == nil {
+                context.progress("\(run.manifest.name) has no command: nothing to wait for; its machines stay up until deleted"
+                                 + (run.manifest.maxDuration.map { " or until its maxDuration (\($0))" } ?? ""))
+                continue
+            }
             for instance in run.instances where run.wants(instance) {
                 // What was not streamed yet (all of it when the run was quick), read from there on.
                 if wait, !context.json {

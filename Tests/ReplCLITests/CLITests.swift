@@ -782,6 +782,20 @@ import ReplCore
         #expect(r.status == 3, "\(r.stderrText)")
         let log = (try? String(contentsOf: home.dir.appendingPathComponent("state/sweep.log"), encoding: .utf8)) ?? ""
         #expect(log.contains("orbctl not found"), "\(log)")
+        // A `%` in the path (cron ends the command at an unescaped one, and drops the `\` of `\%`),
+        // and the orbctl REPL_ORBCTL names (found by attacking).
+        var env = home.environment
+        env["REPL_HOME"] = home.dir.appendingPathComponent("st%te").path
+        env["REPL_ORBCTL"] = "/nonexistent/orbctl"
+        let odd = try await CLITests.exec(CLITests.repl, ["orphans", "sweep", "--print-crontab"], env: env)
+        let oddLine = String(odd.stdout.trimmingCharacters(in: .newlines).dropFirst("* * * * * ".count))
+        #expect(oddLine.contains("--orbctl '/nonexistent/orbctl'"), "\(oddLine)")
+        let asCron = oddLine.replacingOccurrences(of: "\\%", with: "\u{0}").split(separator: "%", omittingEmptySubsequences: false)[0]
+            .replacingOccurrences(of: "\u{0}", with: "%")
+        _ = try await SystemProcessRunner.run("/bin/sh", ["-c", String(asCron)], input: nil, timeout: 60,
+                                              environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
+        let oddLog = (try? String(contentsOf: home.dir.appendingPathComponent("st%te/sweep.log"), encoding: .utf8)) ?? ""
+        #expect(oddLog.contains("/nonexistent/orbctl"), "\(oddLog)")
     }
 
     @Test func runWithoutAUsableOrbctlRecordsNothing() async throws {
@@ -1183,5 +1197,36 @@ import ReplCore
         let status = try await raw(home, ["run", "status", "nonl"])
         #expect(status.stdoutText.hasPrefix("run 1 nonl: Succeeded"), "\(status.stdoutText)")
         #expect(try await raw(home, ["wait", "nonl", "--for", "Succeeded", "--timeout", "5s"]).status == 0)
+    }
+
+    @Test(.machineCommands) func queriesSayWhatIsWrongAndShowNothingRaw() async throws {
+        let home = CLITests.Home()
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: fan\nreplicas: 2\ncommand: echo hi\nlabels: {k: \"\\e[31m\"}\n---\nkind: Run\nname: box\nmaxDuration: 1h\n"
+            .write(to: job, atomically: true, encoding: .utf8)
+        // A run without a command: --wait returns once it is up, saying there is nothing to wait for.
+        let wait = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait", "--timeout", "60s"])
+        #expect(wait.status == 0 && wait.stderrText.contains("box has no command: nothing to wait for"), "\(wait.stderrText)")
+        let follow = try await raw(home, ["logs", "box", "-f"])
+        #expect(follow.status == 0 && follow.stderrText.contains("has no command, so no output to follow"), "\(follow.stderrText)")
+        // RUN/N in run status, as in logs; an empty name is named as such.
+        let one = try await raw(home, ["run", "status", "fan/2"])
+        #expect(one.status == 0 && one.stdoutText.contains("\n2 ") && !one.stdoutText.contains("\n1 "), "\(one.stdoutText)")
+        #expect(try await raw(home, ["run", "status", ""]).stderrText.contains("the run name is empty"))
+        // Selector syntax repl does not read is an error, not a key that matches nothing.
+        for (selector, why) in [("!k", "!key (absent) is not supported"), ("k in (a)", "set-based selectors"), (" k = v ", "the key has spaces")] {
+            let r = try await raw(home, ["run", "list", "-l", selector])
+            #expect(r.status == 2 && r.stderrText.contains(why), "\(selector): \(r.stderrText)")
+        }
+        // Label values and errors from orbctl are shown with their control characters visible.
+        let wide = try await raw(home, ["run", "list", "-o", "wide"])
+        #expect(!wide.stdout.contains(0x1B) && wide.stdoutText.contains("k=\\x1B[31m"), "\(wide.stdoutText)")
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        _ = try await CLITests.exec(BuildProducts.orbctlSim, ["admin", "fail", "create", "--times", "50", "--message", "\u{1B}[2Jboom"], env: env)
+        try "kind: Run\nname: bad\ncommand: echo\n".write(to: job, atomically: true, encoding: .utf8)
+        _ = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--timeout", "3s"])
+        let status = try await raw(home, ["run", "status", "bad"])
+        #expect(status.stdoutText.contains("\\x1B[2Jboom") && !status.stdout.contains(0x1B), "\(status.stdoutText)")
     }
 }

@@ -53,26 +53,28 @@ struct Doctor: AsyncParsableCommand {
                 "problems": problems, "ok": problems.isEmpty,
             ])
         } else {
-            print("repl:          \(Repl.version)")
-            print("orbctl:        " + (providerError.map { "UNUSABLE: \($0)" } ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
-            print("state store:   " + (storeError.map { "UNUSABLE: \($0)" }
+            // What orbctl and the store said is shown, never interpreted by the terminal.
+            func line(_ text: String) { print(Console.visible(text)) }
+            line("repl:          \(Repl.version)")
+            line("orbctl:        " + (providerError.map { "UNUSABLE: \($0)" } ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
+            line("state store:   " + (storeError.map { "UNUSABLE: \($0)" }
                 ?? "\(store!.path) (schema \(Store.schemaVersion))\(store!.readOnlyReason.map { "; cannot be written: \($0)" } ?? "")"))
-            print("control id:    \(cid.map(\.rawValue) ?? "-")")
-            print("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
+            line("control id:    \(cid.map(\.rawValue) ?? "-")")
+            line("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
             if breakerOpen {
-                print("breaker:       OPEN until \(breaker!.openUntil!): \(breaker!.message ?? ""); \(ProviderError.resetAdvice)")
+                line("breaker:       OPEN until \(breaker!.openUntil!): \(breaker!.message ?? ""); \(ProviderError.resetAdvice)")
             } else {
-                print("breaker:       \(breaker == nil ? "-" : "closed")")
+                line("breaker:       \(breaker == nil ? "-" : "closed")")
             }
-            if let e = counts.error { print("machines:      cannot list: \(e)") } else if providerError != nil {
-                print("machines:      -")
+            if let e = counts.error { line("machines:      cannot list: \(e)") } else if providerError != nil {
+                line("machines:      -")
             } else if let listed = counts.byClass["listed"] {
-                print("machines:      \(listed) listed (sorting them into ours and others needs the store)")
+                line("machines:      \(listed) listed (sorting them into ours and others needs the store)")
             } else {
-                print("machines:      " + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts.byClass[$0] ?? 0) \($0)" }.joined(separator: ", "))
+                line("machines:      " + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts.byClass[$0] ?? 0) \($0)" }.joined(separator: ", "))
             }
-            if !caps.isEmpty { print("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", ")) }
-            print(problems.isEmpty ? "all well" : "needs attention: " + problems.joined(separator: "; "))
+            if !caps.isEmpty { line("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", ")) }
+            line(problems.isEmpty ? "all well" : "needs attention: " + problems.joined(separator: "; "))
         }
         if orbctlUnusable { throw ExitCode2(code: 3) }
         if !problems.isEmpty { throw ExitCode2(code: 1) }

@@ -93,6 +93,12 @@ struct Logs: AsyncParsableCommand {
         if let number, record.run.instance(numbered: number) == nil {
             throw CLIError.input("run \(record.run.manifest.name) has no instance \(number) (it has \(record.run.instances.filter { $0.generation == record.run.generation }.count))")
         }
+        // A run without a command has no command output to follow: what there is, then done.
+        var follow = self.follow
+        if follow && !bootstrap && record.run.manifest.command == nil {
+            context.progress("run \(record.run.manifest.name) has no command, so no output to follow (its bootstrap's: --bootstrap)")
+            follow = false
+        }
         let cid = try context.store().controlID()
         var printed: [InstanceID: Int] = [:]
         var outputs: [InstanceID: Data] = [:]

@@ -74,7 +74,8 @@ struct OrphansSweep: AsyncParsableCommand {
     /// adds the directories orbctl lives in; the log's directory is made first, or the shell
     /// could not open the log and repl would never run.
     static func crontabLine(program: String, stateDirectory: String, orbctl: String?) -> String {
-        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        // cron ends a command at an unescaped `%` (and turns it into a newline), even in quotes.
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''").replacingOccurrences(of: "%", with: "\\%") + "'" }
         let orbctlFlag = orbctl.map { " --orbctl \(quoted($0))" } ?? ""
         return "* * * * * mkdir -p \(quoted(stateDirectory)) && PATH=\"$HOME/.orbstack/bin:/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin\" "
             + "REPL_HOME=\(quoted(stateDirectory)) \(quoted(program))\(orbctlFlag) orphans sweep --quiet >> \(quoted(stateDirectory + "/sweep.log")) 2>&1"
@@ -83,8 +84,8 @@ struct OrphansSweep: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         if printCrontab {
-            // An explicit --orbctl is kept (a path, not `sim`: cron has no emulator to try).
-            let orbctl = global.orbctl.flatMap { $0 == "sim" ? nil : (($0 as NSString).isAbsolutePath ? $0 : nil) }
+            // An explicit --orbctl or REPL_ORBCTL is kept (a path, not `sim`: cron has no emulator to try).
+            let orbctl = context.orbctlChoice.flatMap { $0 == "sim" ? nil : (($0 as NSString).isAbsolutePath ? $0 : nil) }
             let program = URL(fileURLWithPath: Platform.executablePath()).resolvingSymlinksInPath().path
             print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl))
             return

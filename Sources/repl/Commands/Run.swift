@@ -115,7 +115,7 @@ struct RunList: AsyncParsableCommand {
             return
         }
         if records.isEmpty {
-            print(selector == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(selector!).")
+            print(selector == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(Console.visible(String(selector!.prefix(200)))).")
             return
         }
         var footnote = false
@@ -140,7 +140,7 @@ struct RunList: AsyncParsableCommand {
 enum RunJSON {
     /// `phase` is the recorded one; `observedPhase` what the machines show (the same once a
     /// controller has recorded it), with `confirmedAt` of a live instance's last heartbeat.
-    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:]) -> [String: Any] {
+    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil) -> [String: Any] {
         let observed = seen.run(r.run)
         return [
             "id": Base36.encode(r.run.id), "name": r.run.manifest.name, "phase": r.run.phase.rawValue,
@@ -148,7 +148,7 @@ enum RunJSON {
             "generation": r.run.generation, "replicas": r.run.manifest.replicas, "source": r.run.manifest.source.description,
             "command": r.run.manifest.command as Any, "createdAt": DateFormats.iso8601(r.createdAt),
             "lastError": r.lastError as Any, "labels": r.run.manifest.labels, "deleted": r.deleted,
-            "instances": r.run.instances.map { i in
+            "instances": r.run.instances.filter { only == nil || $0.id == only }.map { i in
                 ["id": Base36.encode(i.id), "number": r.run.number(of: i.id) ?? 0,
                  "machine": cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description } as Any,
                  "host": cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description + ".orb.local" } as Any,
@@ -183,26 +183,44 @@ struct RunStatus: AsyncParsableCommand {
         let cid = try context.store().existingControlID()
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         let records: [RunRecord]
+        var only: InstanceID?
         if let selector {
             records = try context.runs(matching: selector)
             let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
             let documents = records.map { RunJSON.object($0, cid: cid, seen: seen, addresses: addresses) }
             if output == "yaml" { try context.printYAML(["runs": documents]); return }
             if context.json || output == "json" { context.printJSON(["runs": documents]); return }
-            if records.isEmpty { print("No runs match \(selector).") }
+            if records.isEmpty { print("No runs match \(Console.visible(String(selector.prefix(200)))).") }
         } else {
-            records = [try context.findRun(id!)]
+            // `RUN/N`: that instance only, as `logs RUN/N` reads it.
+            var key = id!, number: Int?
+            if let slash = key.lastIndex(of: "/") {
+                guard let n = Int(key[key.index(after: slash)...]), n >= 1 else {
+                    throw CLIError.input("\(key): after the / comes an instance number (1, 2, …), as in hello/2")
+                }
+                number = n
+                key = String(key[..<slash])
+            }
+            let record = try context.findRun(key)
+            if let number {
+                guard let instance = record.run.instance(numbered: number) else {
+                    throw CLIError.input("run \(record.run.manifest.name) has no instance \(number) (it has \(record.run.instances.filter { $0.generation == record.run.generation }.count))")
+                }
+                only = instance.id
+            }
+            records = [record]
             let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
-            if output == "yaml" { try context.printYAML(RunJSON.object(records[0], cid: cid, seen: seen, addresses: addresses)); return }
+            let document = RunJSON.object(records[0], cid: cid, seen: seen, addresses: addresses, only: only)
+            if output == "yaml" { try context.printYAML(document); return }
             if context.json || output == "json" {
-                context.printJSON(RunJSON.object(records[0], cid: cid, seen: seen, addresses: addresses))
+                context.printJSON(document)
                 return
             }
         }
         let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
         for (i, r) in records.enumerated() {
             if i > 0 { print("") }
-            show(r, cid: cid, seen: seen, addresses: addresses)
+            show(r, cid: cid, seen: seen, addresses: addresses, only: only)
         }
     }
 
@@ -222,15 +240,15 @@ struct RunStatus: AsyncParsableCommand {
         return out
     }
 
-    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:]) {
+    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil) {
         let observed = seen.run(r.run)
         print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
-        if let c = r.run.manifest.command { print("command: \(c)") }
-        if let e = r.lastError { print("last error: \(e)") }
+        if let c = r.run.manifest.command { print(Console.visible("command: \(c)")) }
+        if let e = r.lastError { print(Console.visible("last error: \(e)")) }
         // Instances are numbered 1, 2, … within their generation (`RUN/N`); history says which.
         // A live one says when its machine last confirmed it (the wrapper's heartbeat).
         let now = Date()
-        let rows = r.run.instances.map { i in
+        let rows = r.run.instances.filter { only == nil || $0.id == only }.map { i in
             let s = seen.seen(r.run, i)
             let note = i.retired ? "retired" : (i.generation == r.run.generation ? nil : "generation \(i.generation)")
             let confirmed = s.phase.isTerminal ? nil : s.confirmed.map { "seen \(Table.age(max(0, now.timeIntervalSince($0)))) ago" }
