@@ -37,6 +37,7 @@ struct Converger {
         let cid = try store.controlID()
         let startBy = Date().addingTimeInterval(timeout)
         var waiting: [String: String] = [:]
+        var cancelledSince: Date?
         while true {
             // One actor at a time: while another process holds the lease it acts on these
             // manifests, and this one follows their runs (and takes over if it lets go).
@@ -74,8 +75,17 @@ struct Converger {
             let runs = try store.runs().filter { names.contains($0.run.manifest.name) }.map(\.run)
             // Cancelled or deleted by another command while followed: it will never start or end
             // as this apply was waiting for.
+            // It removes their machines before it says so (one created meanwhile, by a create
+            // already in flight when the cancel came, included), for up to a minute.
             if let gone = runs.first(where: \.cancelled) {
-                throw CLIError.failure("run \(gone.manifest.name) was cancelled or deleted by another command while this apply followed it; its machines are removed")
+                let removing = runs.filter(\.cancelled).contains { run in run.instances.contains { !$0.phase.isTerminal } }
+                if removing, cancelledSince.map({ Date().timeIntervalSince($0) < 60 }) ?? true, turn.report != nil {
+                    if cancelledSince == nil { cancelledSince = Date() }
+                    await manager.sleep(0.2)
+                    continue
+                }
+                throw CLIError.failure("run \(gone.manifest.name) was cancelled or deleted by another command while this apply followed it; "
+                                       + (removing ? "its machines are removed by the next controller tick (`repl watch`, or the next sweep)" : "its machines are removed"))
             }
             let started = runs.allSatisfy { run in
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas

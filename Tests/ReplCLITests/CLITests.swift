@@ -475,20 +475,25 @@ import ReplCore
 /// Another command cancels or deletes a run that `apply --wait` follows (found by an attacker,
 /// #16: the apply waited out its timeout claiming "not started yet", or exited 0 after a delete).
 @Suite(.serialized) struct FollowedRunCancelledTests {
-    @Test(.machineCommands, arguments: [["--orbctl", "sim", "run", "cancel", "long"], ["--orbctl", "sim", "delete", "run", "long"]])
-    func applyWaitSaysTheRunWasCancelledAndExitsOne(_ other: [String]) async throws {
+    /// Cancelled while its command runs, or while its machine is still being created (a create
+    /// in flight when the cancel came: found by attacking).
+    @Test(.machineCommands, arguments: [["--orbctl", "sim", "run", "cancel", "long"], ["--orbctl", "sim", "delete", "run", "long"]], [false, true])
+    func applyWaitSaysTheRunWasCancelledAndExitsOne(_ other: [String], _ whileCreating: Bool) async throws {
         let home = CLITests.Home()
         let out = home.dir.appendingPathComponent("apply.out").path
         let job = home.dir.appendingPathComponent("long.yaml")
         try "kind: Run\nname: long\ncommand: echo begun; sleep 120\n".write(to: job, atomically: true, encoding: .utf8)
         var env = home.environment
         env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
+        if whileCreating { env["ORBSIM_LATENCY"] = nil }  // a create takes 1.5 s, as on a Mac
         let script = "exec \"\(CLITests.repl)\" --orbctl sim apply -f \"\(job.path)\" --wait > \"\(out)\" 2>&1"
         let apply = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
         defer { apply.signal(SIGKILL) }
-        for _ in 0..<300 where !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("begun") {
+        let mark = whileCreating ? "long: created" : "begun"
+        for _ in 0..<300 where !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains(mark) {
             try await Task.sleep(nanoseconds: 50_000_000)
         }
+        if whileCreating { try await Task.sleep(nanoseconds: 300_000_000) }  // the create is under way
         let started = Date()
         let cancel = try await CLITests.run(home, other)
         #expect(cancel.status == 0, "\(cancel.stderr)")
@@ -502,6 +507,13 @@ import ReplCore
         #expect(code == 1, "\(text)")
         #expect(text.contains("was cancelled or deleted by another command"), "\(text)")
         #expect(Date().timeIntervalSince(started) < 30)
+        // …and its machines are gone when it says so (found by attacking: they ran on until the
+        // next sweep), and the run shows Cancelled.
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        let listed = try await CLITests.exec(BuildProducts.orbctlSim, ["list", "-q"], env: env)
+        #expect(listed.stdout.isEmpty, "\(listed.stdout)")
+        let status = try await CLITests.run(home, ["run", "list", "--all"])
+        #expect(status.stdout.contains("Cancelled"), "\(status.stdout)")
     }
 
     /// Cancelling a run that has finished keeps its result, and an unchanged re-apply then does
