@@ -163,6 +163,30 @@ public struct ManifestParser: Sendable {
                 }
             }
         }
+        // A snapshot taken of a run that clones that very snapshot (directly or through others)
+        // can never be taken: every run in the loop waits for ever (found by attacking).
+        var runFrom: [String: String] = [:], snapshotFrom: [String: String] = [:]
+        for doc in documents {
+            switch doc.manifest {
+            case .run(let run): if case .snapshot(let from) = run.source { runFrom[run.name] = from }
+            case .snapshot(let snap): snapshotFrom[snap.name] = snap.from
+            }
+        }
+        for doc in documents {
+            guard case .snapshot(let snap) = doc.manifest else { continue }
+            var chain = [snap.name], run = snap.from
+            while let next = runFrom[run], chain.count <= documents.count {
+                chain.append(run)
+                if next == snap.name {
+                    diagnostics.append(ManifestDiagnostic(doc.location, "from: Snapshot \"\(snap.name)\" is taken from a run that clones it ("
+                        + (chain + [snap.name]).joined(separator: " → ") + "); it could never be taken: start the loop from a spec"))
+                    break
+                }
+                chain.append(next)
+                guard let after = snapshotFrom[next] else { break }
+                run = after
+            }
+        }
         return diagnostics
     }
 

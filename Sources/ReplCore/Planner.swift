@@ -601,3 +601,12 @@ private struct PlanBuilder {
         }
     }
 }
+
+extension Plan {
+    /// The waits that need a person (a conflicting machine, a snapshot that cannot be taken):
+    /// nothing repl does will end them.
+    public var blocked: [(machine: String, why: String)] {
+        waiting.filter { $0.value.hasPrefix("conflict:") || $0.value.hasPrefix(Planner.cannotBeTaken) }
+            .sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}

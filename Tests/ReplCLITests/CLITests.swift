@@ -1211,6 +1211,24 @@ import ReplCore
         #expect(try await raw(home, ["wait", "nonl", "--for", "Succeeded", "--timeout", "5s"]).status == 0)
     }
 
+    /// A machine in the way of a run's instance: plan and the sweep say so, never "Nothing to do".
+    @Test(.machineCommands) func aConflictingMachineIsShownAsBlocked() async throws {
+        let home = CLITests.Home()
+        let doctor = try await raw(home, ["--orbctl", "sim", "doctor", "--json"])
+        let cid = try #require((try JSONSerialization.jsonObject(with: doctor.stdout) as? [String: Any])?["controlId"] as? String)
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        _ = try await CLITests.exec(BuildProducts.orbctlSim, ["create", "ubuntu:jammy", "repl-\(cid)-1-1"], env: env)
+        let job = home.dir.appendingPathComponent("a.yaml")
+        try "kind: Run\nname: a\ncommand: echo hi\n".write(to: job, atomically: true, encoding: .utf8)
+        let plan = try await raw(home, ["--orbctl", "sim", "plan", "-f", job.path])
+        #expect(plan.stdoutText.contains("! blocked repl-\(cid)-1-1  (conflict: repl-\(cid)-1-1 exists, but repl never asked for it"), "\(plan.stdoutText)")
+        #expect(plan.stdoutText.contains("1 blocked until you act"), "\(plan.stdoutText)")
+        _ = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--timeout", "2s"])
+        let sweep = try await raw(home, ["--orbctl", "sim", "orphans", "sweep"])
+        #expect(sweep.stdoutText.contains("blocked: repl-\(cid)-1-1: conflict") && !sweep.stdoutText.contains("Nothing to do"), "\(sweep.stdoutText)")
+    }
+
     @Test(.machineCommands) func queriesSayWhatIsWrongAndShowNothingRaw() async throws {
         let home = CLITests.Home()
         let job = home.dir.appendingPathComponent("job.yaml")

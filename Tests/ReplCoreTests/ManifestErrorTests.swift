@@ -16,6 +16,9 @@ struct ManifestErrorTests {
              errors: ["run.yaml:3:1: maxDuraton: unknown key; did you mean maxDuration?"]),
         Case(yaml: "kind: Run\nname: a\nfoo: 1\n",
              errors: ["run.yaml:3:1: foo: unknown key (known keys: name, provider, spec, from, command, maxDuration, bootstrap, replicas, hold, env, labels, resources, isolated, user, userData)"]),
+        // A loop of clones that could never start (found by attacking).
+        Case(yaml: "kind: Run\nname: a\nfrom: s2\ncommand: echo\n---\nkind: Snapshot\nname: s2\nfrom: a\n",
+             errors: ["run.yaml:6:1: from: Snapshot \"s2\" is taken from a run that clones it (s2 → a → s2); it could never be taken: start the loop from a spec"]),
         // OrbStack's own machine options (#17).
         Case(yaml: "kind: Run\nname: a\nresources: {cpus: 0, memory: 4, disk: 64X}\n",
              errors: ["run.yaml:3:19: resources.cpus: 0 is out of range (1–256)",

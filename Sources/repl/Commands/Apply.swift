@@ -135,15 +135,21 @@ struct PlanPrinter {
             default: break
             }
         }
+        // What nothing repl does will end (a machine in the way): shown, not hidden behind
+        // "Nothing to do" (found by attacking).
+        let blocked = plan.blocked
+        for b in blocked { lines.append("! blocked \(b.machine)  (\(b.why))") }
         if context.json {
-            context.printJSON(["changes": items, "nothingToDo": items.isEmpty])
+            context.printJSON(["changes": items, "nothingToDo": items.isEmpty && blocked.isEmpty,
+                               "blocked": blocked.map { ["machine": $0.machine, "reason": $0.why] }])
         } else if lines.isEmpty {
             print("Nothing to do: machines match the manifests.")
         } else {
-            print(lines.joined(separator: "\n"))
+            print(Console.visible(lines.joined(separator: "\n")))
             // Each line is one thing: the counts add up to the lines above.
-            let counts = ["+", "~", "-"].map { s in lines.filter { $0.hasPrefix(s) }.count }
-            print("\nPlan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete.")
+            let counts = ["+", "~", "-", "!"].map { s in lines.filter { $0.hasPrefix(s) }.count }
+            print("\nPlan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete"
+                  + (counts[3] > 0 ? "; \(counts[3]) blocked until you act." : "."))
         }
         return 0
     }

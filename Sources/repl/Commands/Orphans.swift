@@ -141,7 +141,9 @@ struct OrphansSweep: AsyncParsableCommand {
                 let left = TimeSpan(milliseconds: Int64(w.at.timeIntervalSince(now).rounded(.up)) * 1000)
                 context.say("\(w.name): \(w.kind), deleted once its grace of \(grace) has passed, in \(left)")
             }
-            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty {
+            let blocked = report.plan?.blocked ?? []
+            for b in blocked { context.say("blocked: \(b.machine): \(b.why)") }
+            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty && blocked.isEmpty {
                 context.say("Nothing to do: every machine of ours is wanted, and no orphan is left.")
             }
         }
