@@ -34,6 +34,8 @@ public struct ManifestParser: Sendable {
     static let snapshotKeys = ["kind", "name", "from", "labels"]
     public static let maxReplicas = 1000
     public static let maxCPUs = 256
+    /// `MAX_ARG_STRLEN` of Linux: one `KEY=value` entry with its NUL.
+    public static let maxEnvironmentEntry = 128 * 1024
 
     /// Why a `userData` text is not a cloud-init document repl can hand to OrbStack, or nil.
     public static func userDataProblem(_ text: String) -> String? {
@@ -551,6 +553,13 @@ struct DocumentContext {
             }
             if vs.string.unicodeScalars.contains("\0") {
                 error(v, "\(key).\(ks.string): contains a NUL byte")
+                continue
+            }
+            // Linux holds one environment entry (`KEY=value`) in at most 128 KiB (MAX_ARG_STRLEN);
+            // past it every program the command starts fails (found by attacking).
+            if keyRule == .environment, ks.string.utf8.count + vs.string.utf8.count + 2 > ManifestParser.maxEnvironmentEntry {
+                error(v, "\(key).\(ks.string): is \(vs.string.utf8.count / 1024) KiB; one environment variable holds at most 128 KiB on Linux "
+                      + "(put large data in a file, with bootstrap or userData)")
                 continue
             }
             out[ks.string] = vs.string

@@ -343,6 +343,10 @@ import ReplCore
             #expect(out.stderr.contains("read-only") && !out.stderr.contains("recover") && !out.stderr.contains("Error:"), "\(out.stderr)")
             #expect(out.stderr.split(separator: "\n").count == 1, "\(out.stderr)")
         }
+        // doctor names the store that cannot be written as a problem (it said "all well": found by
+        // attacking); here it exits 3 for the missing orbctl, which comes first.
+        let doctor = try await repl(["doctor"])
+        #expect(doctor.status != 0 && doctor.stdout.contains("needs attention: ") && doctor.stdout.contains("state store: cannot be written"), "\(doctor.status) \(doctor.stdout) \(doctor.stderr)")
         #expect(try Data(contentsOf: db) == before)
     }
 

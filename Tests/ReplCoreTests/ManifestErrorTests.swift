@@ -16,6 +16,8 @@ struct ManifestErrorTests {
              errors: ["run.yaml:3:1: maxDuraton: unknown key; did you mean maxDuration?"]),
         Case(yaml: "kind: Run\nname: a\nfoo: 1\n",
              errors: ["run.yaml:3:1: foo: unknown key (known keys: name, provider, spec, from, command, maxDuration, bootstrap, replicas, hold, env, labels, resources, isolated, user, userData)"]),
+        Case(yaml: "kind: Run\nname: a\nenv:\n  BIG: \(String(repeating: "x", count: 200_000))\n",
+             errors: ["run.yaml:4:8: env.BIG: is 195 KiB; one environment variable holds at most 128 KiB on Linux (put large data in a file, with bootstrap or userData)"]),
         // A loop of clones that could never start (found by attacking).
         Case(yaml: "kind: Run\nname: a\nfrom: s2\ncommand: echo\n---\nkind: Snapshot\nname: s2\nfrom: a\n",
              errors: ["run.yaml:6:1: from: Snapshot \"s2\" is taken from a run that clones it (s2 → a → s2); it could never be taken: start the loop from a spec"]),

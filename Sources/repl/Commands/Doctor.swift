@@ -31,6 +31,8 @@ struct Doctor: AsyncParsableCommand {
             storeError = (error as? CLIError)?.description ?? "\(error)"
             problems.append("state store: \(storeError!)")
         }
+        // Readable but not writable: no apply, sweep or watch can record anything (found by attacking).
+        if let reason = store?.readOnlyReason { problems.append("state store: cannot be written: \(reason)") }
         let cid = try? store?.controlID()
         let lease = try? store?.leaseHolder()
         let breaker = try? store?.breaker()
