@@ -100,7 +100,11 @@ do {
     Interrupts.exitIfInterrupted()
     let code = Repl.exitCode(for: error)
     if code == .success {
-        Repl.exit(withError: error)  // --help, --version
+        // --help, --version, a completion script: printed through Console, so that output that
+        // cannot be written is exit 1 with one line, as for every command (found by attacking).
+        Console.out(Repl.fullMessage(for: error) + "\n")
+        Console.finish()
+        exit(0)
     }
     // One error format: `repl: …` (not ArgumentParser's `Error: …`).
     var message = Repl.fullMessage(for: error)

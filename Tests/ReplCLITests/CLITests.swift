@@ -1101,7 +1101,8 @@ import ReplCore
         try await SystemProcessRunner.run("/bin/sh", ["-c", script], input: nil, timeout: 120, environment: home.environment, limit: 1 << 20)
     }
 
-    @Test(.enabled(if: OutputStreamTests.devFull, "needs /dev/full (Linux)"), arguments: [["run", "list"], ["doctor"], ["orphans", "list"]])
+    @Test(.enabled(if: OutputStreamTests.devFull, "needs /dev/full (Linux)"),
+          arguments: [["run", "list"], ["doctor"], ["orphans", "list"], ["--version"], ["--help"], ["--generate-completion-script", "bash"]])
     func aFullDiskIsExitOneWithOneLine(_ args: [String]) async throws {
         let home = CLITests.Home()
         let words = (["'\(CLITests.repl)'", "--orbctl", "sim"] + args).joined(separator: " ")
