@@ -57,6 +57,13 @@ final class Context: @unchecked Sendable {
     var json: Bool { options.json }
     var quiet: Bool { options.quiet }
 
+    /// Whether this state directory has a store at all. Read commands on one that has none read
+    /// it as empty, creating nothing (found by attacking: `run list` under a stray HOME made a
+    /// new installation there).
+    var hasStore: Bool {
+        _store != nil || FileManager.default.fileExists(atPath: stateDirectory.appendingPathComponent("state.db").path)
+    }
+
     func store() throws -> Store {
         if let s = _store { return s }
         do {
@@ -284,7 +291,7 @@ final class Context: @unchecked Sendable {
     /// The run a destructive command names: exactly its name, or `#ID` (its base-36 id), never a
     /// prefix or a guess (a run named `1` is that run, not run id 1).
     func exactRun(_ key: String) throws -> RunRecord {
-        let runs = try store().runs(includeDeleted: false)
+        let runs = hasStore ? try store().runs(includeDeleted: false) : []
         if let named = runs.first(where: { $0.run.manifest.name == key }) { return named }
         if key.hasPrefix("#"), let byID = runs.first(where: { Base36.encode($0.run.id) == key.dropFirst() }) { return byID }
         throw CLIError.input("no run named \"\(key)\" (see `repl run list`; give its full name, or #ID); nothing was changed")
@@ -293,7 +300,7 @@ final class Context: @unchecked Sendable {
     /// The runs whose labels match `-l SELECTOR` (all when nil); a bad selector is one line,
     /// exit 2.
     func runs(matching selector: String?, includeDeleted: Bool = false) throws -> [RunRecord] {
-        let runs = try store().runs(includeDeleted: includeDeleted)
+        let runs = hasStore ? try store().runs(includeDeleted: includeDeleted) : []
         guard let selector else { return runs }
         let select: LabelSelector
         do { select = try LabelSelector(parsing: selector) } catch {
@@ -307,6 +314,7 @@ final class Context: @unchecked Sendable {
     func findRun(_ key: String) throws -> RunRecord {
         if key.isEmpty { throw CLIError.input("the run name is empty; give a run's name or #ID (repl run list shows them)") }
         if let exact = try? exactRun(key) { return exact }
+        guard hasStore else { throw CLIError.input("no run matches \"\(key)\": nothing has been applied with the state in \(stateDirectory.path)") }
         let runs = try store().runs(includeDeleted: false)
         let matches = runs.filter { Base36.encode($0.run.id).hasPrefix(key) || $0.run.manifest.name.hasPrefix(key) }
         if matches.count == 1 {

@@ -1216,6 +1216,22 @@ import ReplCore
         #expect(try await raw(home, ["wait", "nonl", "--for", "Succeeded", "--timeout", "5s"]).status == 0)
     }
 
+    /// Read commands on a state directory with no store create nothing (they made a new
+    /// installation wherever HOME pointed).
+    @Test func readCommandsCreateNoStore() async throws {
+        let home = CLITests.Home()
+        var env = home.environment
+        let nowhere = home.dir.appendingPathComponent("nowhere")
+        env["REPL_HOME"] = nowhere.path
+        let list = try await CLITests.exec(CLITests.repl, ["run", "list"], env: env)
+        #expect(list.status == 0 && list.stdout.hasPrefix("No runs yet"), "\(list.stderr)")
+        for args in [["run", "status", "x"], ["logs", "x"], ["wait", "x", "--for", "Running", "--timeout", "1s"]] {
+            let r = try await CLITests.exec(CLITests.repl, args, env: env)
+            #expect(r.status == 2 && r.stderr.contains("nothing has been applied"), "\(args): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: nowhere.path))
+    }
+
     /// A machine in the way of a run's instance: plan and the sweep say so, never "Nothing to do".
     @Test(.machineCommands) func aConflictingMachineIsShownAsBlocked() async throws {
         let home = CLITests.Home()

@@ -104,7 +104,7 @@ struct RunList: AsyncParsableCommand {
         default: throw CLIError.input("-o: \"\(output!)\" is not an output format (use wide, json or yaml)")
         }
         let records = try context.runs(matching: selector, includeDeleted: all)
-        let cid = try context.store().existingControlID()
+        let cid = context.hasStore ? try context.store().existingControlID() : nil
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         if output == "yaml" {
             try context.printYAML(["runs": records.map { RunJSON.object($0, cid: cid, seen: seen) }])
@@ -180,7 +180,7 @@ struct RunStatus: AsyncParsableCommand {
         guard output == nil || output == "json" || output == "yaml" else {
             throw CLIError.input("-o: \"\(output!)\" is not an output format (use json or yaml)")
         }
-        let cid = try context.store().existingControlID()
+        let cid = context.hasStore ? try context.store().existingControlID() : nil
         let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         let records: [RunRecord]
         var only: InstanceID?
