@@ -21,9 +21,10 @@ public enum Platform {
             path = found
         }
         for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU] { signal(sig, SIG_DFL) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        sigprocmask(SIG_SETMASK, &none, nil)
+        // (sigset_t is a struct on Linux and an integer on Darwin: set up by sigemptyset alone.)
+        let none = UnsafeMutablePointer<sigset_t>.allocate(capacity: 1)
+        sigemptyset(none)
+        sigprocmask(SIG_SETMASK, none, nil)
         var argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) }
         argv.append(nil)
         var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") }
