@@ -17,8 +17,8 @@ struct Repl: AsyncParsableCommand {
         Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
         """,
         version: Repl.version,
-        subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, Wait.self, Prune.self, SnapshotCommand.self,
-                      Orphans.self, Watch.self, Recover.self, Doctor.self])
+        subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, Exec.self, SSH.self, SSHConfig.self, Wait.self,
+                      Prune.self, SnapshotCommand.self, Orphans.self, Watch.self, Recover.self, Doctor.self])
 }
 
 extension Repl {
@@ -49,6 +49,10 @@ func reorder(_ args: [String]) -> [String] {
     var seenCommand = false
     while i < args.count {
         let a = args[i]
+        if a == "--" {
+            rest += args[i...]
+            break
+        }
         if !seenCommand && withValue.contains(a) && i + 1 < args.count {
             globals += [a, args[i + 1]]
             i += 2
@@ -62,6 +66,8 @@ func reorder(_ args: [String]) -> [String] {
         }
         i += 1
     }
+    // Before a `--`: what follows it is a command's own (`repl exec r -- ls --json`).
+    if let terminator = rest.firstIndex(of: "--") { return Array(rest[..<terminator]) + globals + Array(rest[terminator...]) }
     return rest + globals
 }
 

@@ -543,7 +543,7 @@ import ReplCore
         let readme = try String(contentsOf: CLITests.root.appendingPathComponent("README.md"), encoding: .utf8)
         let groups: Set<String> = ["run", "snapshot", "orphans", "delete"]
         var shown: [String: Set<String>] = [:]  // command path → flags shown with it
-        for match in readme.matches(of: /(?:`|\$ |^)repl ((?:--orbctl sim |--state-dir \S+ )?)([a-z]+)(?: ([a-z]+))?([^`\n]*)/.anchorsMatchLineEndings()) {
+        for match in readme.matches(of: /(?:`|\$ |^)repl ((?:--orbctl sim |--state-dir \S+ )?)([a-z][a-z-]*)(?: ([a-z]+))?([^`\n]*)/.anchorsMatchLineEndings()) {
             var path = String(match.output.2)
             if let sub = match.output.3, groups.contains(path), !["run", "snapshot"].contains(String(sub)) || path != "delete" {
                 path += " " + sub
@@ -1182,7 +1182,7 @@ import ReplCore
                 "\(change.stdout)")
     }
 
-    @Test func anOrbStackTooOldForAnOptionIsRefusedBeforeAnythingIsRecorded() async throws {
+    @Test(.machineCommands) func anOrbStackTooOldForAnOptionIsRefusedBeforeAnythingIsRecorded() async throws {
         let home = CLITests.Home()
         _ = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])  // sets the emulator up
         #expect(try await sim(home, ["admin", "version", "2.1.0"]).status == 0)
@@ -1280,5 +1280,59 @@ import ReplCore
         _ = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--timeout", "3s"])
         let status = try await raw(home, ["run", "status", "bad"])
         #expect(status.stdoutText.contains("\\x1B[2Jboom") && !status.stdout.contains(0x1B), "\(status.stdoutText)")
+    }
+}
+
+/// Into the machines (#17): `exec` passes input, output and the exit code through; `ssh`
+/// reaches OrbStack's SSH server for the machine; `ssh-config` has an entry per live instance.
+@Suite(.serialized) struct IntoTheMachineTests {
+    @Test(.machineCommands) func execSshAndSshConfig() async throws {
+        let home = CLITests.Home()
+        let job = home.dir.appendingPathComponent("fan.yaml")
+        try "kind: Run\nname: done\ncommand: echo hi\n".write(to: job, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"]).status == 0)
+        try "kind: Run\nname: fan\nreplicas: 2\ncommand: sleep 300\n".write(to: job, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path]).status == 0)
+        // exec: standard input in, output out, the exit code through; global options before or after.
+        let exec = try await CLITests.run(home, ["--orbctl", "sim", "exec", "fan/2", "--", "sh", "-c", "cat; hostname; exit 7"], stdin: "from-stdin\n")
+        let status = try await CLITests.run(home, ["run", "status", "fan", "--json"])
+        let doc = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let machines = (doc?["instances"] as? [[String: Any]] ?? []).compactMap { $0["machine"] as? String }
+        #expect(machines.count == 2)
+        #expect(exec.status == 7, "\(exec.stderr)")
+        #expect(exec.stdout == "from-stdin\n\(machines.last ?? "?")\n", "\(exec.stdout)")
+        let root = try await CLITests.run(home, ["exec", "fan", "--user", "root", "--orbctl", "sim", "--", "id", "-un"])
+        #expect(root.status == 0 && root.stdout == "root\n", "\(root.stdout)\(root.stderr)")
+        // A finished run, an unknown one, a missing command: one line, exit 2.
+        for (args, says) in [(["exec", "done", "--", "true"], "done has finished (Succeeded) and its machine is gone"),
+                             (["exec", "nosuch", "--", "true"], "no run matches \"nosuch\""),
+                             (["exec", "fan"], "give the command after --"),
+                             (["exec", "fan/3", "--", "true"], "run fan has no instance 3")] {
+            let r = try await CLITests.run(home, ["--orbctl", "sim"] + args)
+            #expect(r.status == 2 && r.stderr.hasPrefix("repl: ") && r.stderr.contains(says) && r.stderr.split(separator: "\n").count == 1,
+                    "\(args): \(r.status) \(r.stderr)")
+        }
+        // ssh: OrbStack's server on localhost:32222 with its key, the machine in the user name.
+        let bin = home.dir.appendingPathComponent("bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        let fake = bin.appendingPathComponent("ssh")
+        try "#!/bin/sh\nprintf '%s\\n' \"$@\"\n".write(to: fake, atomically: true, encoding: .utf8)
+        chmod(fake.path, 0o755)
+        var env = home.environment
+        env["PATH"] = bin.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        let ssh = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "ssh", "fan/1", "--user", "root", "--", "uptime"], env: env)
+        #expect(ssh.status == 0, "\(ssh.stderr)")
+        #expect(ssh.stdout == ["-p", "32222", "-i", home.dir.path + "/.orbstack/ssh/id_ed25519", "-o", "IdentitiesOnly=yes",
+                               "-o", "UserKnownHostsFile=\(home.dir.path)/.orbstack/ssh/known_hosts", "root@\(machines[0])@localhost", "uptime"]
+                    .joined(separator: "\n") + "\n", "\(ssh.stdout)")
+        // ssh-config: a Host per live instance (the finished run has none), written with --write.
+        let config = try await CLITests.run(home, ["ssh-config"])
+        #expect(config.stdout.contains("Host fan-1\n  HostName localhost\n  Port 32222\n  User \(machines[0])\n  IdentityFile ~/.orbstack/ssh/id_ed25519\n"),
+                "\(config.stdout)")
+        #expect(config.stdout.contains("Host fan-2\n") && config.stdout.contains("User \(machines[1])\n") && !config.stdout.contains("Host done"))
+        let written = try await CLITests.run(home, ["ssh-config", "--write"])
+        let file = home.dir.appendingPathComponent("state/ssh_config")
+        #expect(written.status == 0 && written.stdout.contains("Include \(file.path)"), "\(written.stdout)")
+        #expect(try String(contentsOf: file, encoding: .utf8) == config.stdout)
     }
 }
