@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
         .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Yams", package: "Yams")]),
         .target(name: "ReplStore", dependencies: ["ReplCore", "ReplPlatform", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack"]),
+        .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack", "ReplPlatform"]),
         .executableTarget(name: "orbctl-sim", dependencies: ["OrbSim", "ReplPlatform"]),
         .executableTarget(
             name: "repl",

@@ -285,6 +285,41 @@ public struct OrbStackProvider: Provider {
         }
     }
 
+    public func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
+        // `-o`: owned by root in the machine, not by the Mac user's uid the archive records.
+        let result = try await client.run(name, user: "root", ["sh", "-c", "mkdir -p \"$1\" && tar -x -o -f - -C \"$1\"", "sh", directory],
+                                          input: archive, timeout: client.timeouts.create)
+        guard result.status == 0 else {
+            throw ProviderError(.failed, "cannot unpack into \(directory) in \(name): \(result.stderrText.prefix(300))", exitStatus: result.status)
+        }
+    }
+
+    public func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
+        let result = try await client.run(name, user: "root", ["sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh", path],
+                                          input: data, timeout: client.timeouts.create)
+        guard result.status == 0 else {
+            throw ProviderError(.failed, "cannot write \(path) in \(name): \(result.stderrText.prefix(300))", exitStatus: result.status)
+        }
+    }
+
+    public func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
+        // Each glob expands in the machine's shell; what matches nothing is named on stderr.
+        let script = """
+            L=$(mktemp) || exit 1
+            for g in "$@"; do n=0; for f in $g; do [ -e "$f" ] || continue; printf '%s\\n' "${f#/}" >> "$L"; n=1; done
+              [ $n = 1 ] || printf 'repl-unmatched %s\\n' "$g" >&2; done
+            if [ -s "$L" ]; then tar -c -f - -C / -T "$L"; s=$?; else s=0; fi
+            rm -f "$L"; exit $s
+            """
+        let result = try await client.run(name, user: "root", ["sh", "-c", script, "sh"] + globs, timeout: client.timeouts.create)
+        let unmatched = result.stderrText.split(separator: "\n").compactMap { $0.hasPrefix("repl-unmatched ") ? String($0.dropFirst(15)) : nil }
+        if result.truncated { throw ProviderError(.failed, "the artifacts of \(name) are more than 64 MiB; copy them out with repl exec") }
+        guard result.status == 0 else {
+            throw ProviderError(.failed, "cannot pack the artifacts in \(name): \(result.stderrText.prefix(300))", exitStatus: result.status)
+        }
+        return (result.stdout, unmatched)
+    }
+
     public func probe(name: String) async throws(ProviderError) -> ProbeResult {
         // The status, and whether the wrapper's watch loop still exists: by its process, not by
         // clocks (a restarted machine has lost it; a Mac that slept has not). No judgement

@@ -1,5 +1,6 @@
 import Foundation
 import ReplCore
+import ReplPlatform
 import ReplStore
 
 /// Knobs of the controller loop.
@@ -504,10 +505,15 @@ public final class Controller: @unchecked Sendable {
             if !run.manifest.options.isolated {
                 payload.channel = try? settings.channel?.prepare(machine, limits: RunLimits.text(maxDuration: payload.remaining, hold: payload.hold))
             }
+            // Files first: the bootstrap builds on them.
+            try await copyFiles(run.manifest.files, into: machine)
             try await provider.startRun(name: machine, payload: payload)
         case let .collectLogs(run, instance, machine):
             guard let run = runs[run] else { return }
             try await collectLogs(run: run.manifest.name, instance: instance, machine: machine, state: states[machine])
+            if !run.manifest.artifacts.isEmpty {
+                await collectArtifacts(run: run, instance: instance, machine: machine, state: states[machine])
+            }
         case let .delete(machine, _):
             try await provider.terminate(name: machine)
         case let .takeSnapshot(_, source, machine):
@@ -525,6 +531,84 @@ public final class Controller: @unchecked Sendable {
                                  deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
         payload.waitForCloudInit = m.options.userData != nil
         return payload
+    }
+
+    /// `files:` into the machine: a directory's contents through one tar archive (without what
+    /// `exclude` names), a file as it is. A copy that fails fails the launch, which says why on
+    /// the run (its last error) and is tried again.
+    func copyFiles(_ files: [FileCopy], into machine: String) async throws {
+        for (index, copy) in files.enumerated() {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: copy.from, isDirectory: &isDirectory) else {
+                throw ProviderError(.failed, "files[\(index)]: \(copy.from) does not exist (any more)")
+            }
+            if isDirectory.boolValue {
+                let archive = try await Self.tar(directory: copy.from, exclude: copy.exclude)
+                try await provider.pushArchive(name: machine, archive: archive, to: copy.to)
+            } else {
+                guard let data = FileManager.default.contents(atPath: copy.from) else {
+                    throw ProviderError(.failed, "files[\(index)]: cannot read \(copy.from)")
+                }
+                try await provider.pushFile(name: machine, data: data, to: copy.to)
+            }
+        }
+    }
+
+    /// The host's tar (GNU on Linux, bsdtar on macOS: both read `-C`, `--exclude` and `-f -`).
+    static var hostTar: String { ["/usr/bin/tar", "/bin/tar"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "tar" }
+
+    /// A tar archive of a directory's contents. `COPYFILE_DISABLE`: no `._` AppleDouble files
+    /// for macOS's extended attributes.
+    static func tar(directory: String, exclude: [String]) async throws -> Data {
+        var env = ProcessInfo.processInfo.environment
+        env["COPYFILE_DISABLE"] = "1"
+        let arguments = ["-c", "-f", "-", "-C", directory] + exclude.map { "--exclude=\($0)" } + ["."]
+        let result = try await SystemProcessRunner.run(hostTar, arguments, input: nil, timeout: 600, environment: env, limit: 1 << 30)
+        guard result.status == 0, !result.truncated else {
+            throw ProviderError(.failed, "cannot pack \(directory): \(result.stderrText.prefix(300))")
+        }
+        return result.stdout
+    }
+
+    /// `artifacts:` out of a finished instance's machine, before it goes, into
+    /// `$REPL_HOME/artifacts/RUN/N/` (paths kept under it). A glob that matches nothing is a
+    /// note on the run, as is a machine that cannot be read; neither fails the run.
+    func collectArtifacts(run: DesiredRun, instance: InstanceID, machine: String, state: MachineState?) async {
+        let number = run.number(of: instance) ?? 0
+        let directory = settings.logsDirectory.deletingLastPathComponent().appendingPathComponent("artifacts")
+            .appendingPathComponent(run.manifest.name).appendingPathComponent(String(number))
+        guard state == .running else {
+            store.event("artifacts-left", machine: machine, run: run.id,
+                        "\(run.label(instance)): its machine \(state.map { "is \($0)" } ?? "is gone"), so its artifacts were not copied")
+            return
+        }
+        do {
+            let (archive, unmatched) = try await provider.pullArchive(name: machine, globs: run.manifest.artifacts)
+            for glob in unmatched {
+                store.event("artifacts-unmatched", machine: machine, run: run.id, "\(run.label(instance)): artifacts: \(glob) matched nothing")
+            }
+            guard !archive.isEmpty else { return }
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let file = directory.appendingPathComponent(".incoming.tar")
+            try archive.write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            // Files and directories only: a link a machine sent could point the next member out
+            // of the directory.
+            let listing = try await SystemProcessRunner.run(Self.hostTar, ["-t", "-v", "-f", file.path], input: nil, timeout: 600,
+                                                            environment: ProcessInfo.processInfo.environment, limit: 1 << 26)
+            if listing.status != 0 || listing.stdoutText.split(separator: "\n").contains(where: { !["-", "d"].contains($0.first.map(String.init) ?? "") }) {
+                store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): its artifacts hold links or special files; none were kept")
+                return
+            }
+            // Never outside the directory: tar drops absolute paths and `..` of what a machine sent.
+            let result = try await SystemProcessRunner.run(Self.hostTar, ["-x", "-f", file.path, "-C", directory.path], input: nil, timeout: 600,
+                                                           environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
+            if result.status != 0 {
+                store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot unpack its artifacts: \(result.stderrText.prefix(300))")
+            }
+        } catch {
+            store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot copy its artifacts: \(error)")
+        }
     }
 
     /// `logs/RUN-INSTANCE.log` (and `.bootstrap.log`) under the state directory.

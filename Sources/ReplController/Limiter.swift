@@ -83,6 +83,15 @@ struct LimitedProvider: Provider {
     func exists(name: String) async throws(ProviderError) -> Bool { try await limiter.run { () async throws(ProviderError) in try await base.exists(name: name) } }
     func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limiter.run { () async throws(ProviderError) in try await base.probe(name: name) } }
     func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await limiter.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
+    func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
+        try await limiter.run { () async throws(ProviderError) in try await base.pushArchive(name: name, archive: archive, to: directory) }
+    }
+    func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
+        try await limiter.run { () async throws(ProviderError) in try await base.pushFile(name: name, data: data, to: path) }
+    }
+    func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
+        try await limiter.run { () async throws(ProviderError) in try await base.pullArchive(name: name, globs: globs) }
+    }
     func address(name: String) async throws(ProviderError) -> String? { try await limiter.run { () async throws(ProviderError) in try await base.address(name: name) } }
 
     /// Terminate is stop, grace, delete: the grace is spent without a permit.

@@ -104,3 +104,19 @@ public struct ByteSize: Hashable, Sendable, Codable, Comparable, CustomStringCon
         try c.encode(description)
     }
 }
+
+/// `files:` one copy into the machine before its bootstrap: a file to a path, or a directory's
+/// contents into a directory, without what `exclude` names (tar patterns: `.git`, `*.o`).
+public struct FileCopy: Hashable, Sendable, Codable {
+    /// Absolute, resolved from the manifest's directory when the manifest gave it relative.
+    public var from: String
+    /// Absolute, in the machine.
+    public var to: String
+    public var exclude: [String]
+
+    public init(from: String, to: String, exclude: [String] = []) {
+        self.from = from
+        self.to = to
+        self.exclude = exclude
+    }
+}

@@ -33,11 +33,15 @@ public struct RunManifest: Hashable, Sendable, Codable {
     public var labels: [String: String]
     /// OrbStack's own machine options (resources, isolated, user, userData).
     public var options: MachineOptions
+    /// Copied into each machine before its bootstrap.
+    public var files: [FileCopy]
+    /// Globs in the machine copied back to `$REPL_HOME/artifacts/RUN/N/` after the command ends.
+    public var artifacts: [String]
 
     public init(name: String, provider: String = "orbstack", source: RunSource = .spec(.defaultSpec),
                 command: String? = nil, maxDuration: TimeSpan? = nil, bootstrap: String? = nil,
                 replicas: Int = 1, hold: TimeSpan = .zero, env: [String: String] = [:], labels: [String: String] = [:],
-                options: MachineOptions = .none) {
+                options: MachineOptions = .none, files: [FileCopy] = [], artifacts: [String] = []) {
         self.name = name
         self.provider = provider
         self.source = source
@@ -49,6 +53,8 @@ public struct RunManifest: Hashable, Sendable, Codable {
         self.env = env
         self.labels = labels
         self.options = options
+        self.files = files
+        self.artifacts = artifacts
     }
 
     /// Manifests stored before `options` existed have none.
@@ -65,6 +71,8 @@ public struct RunManifest: Hashable, Sendable, Codable {
         env = try c.decode([String: String].self, forKey: .env)
         labels = try c.decode([String: String].self, forKey: .labels)
         options = try c.decodeIfPresent(MachineOptions.self, forKey: .options) ?? .none
+        files = try c.decodeIfPresent([FileCopy].self, forKey: .files) ?? []
+        artifacts = try c.decodeIfPresent([String].self, forKey: .artifacts) ?? []
     }
 
     /// The part of the manifest whose change replaces the machines (a new
@@ -75,6 +83,8 @@ public struct RunManifest: Hashable, Sendable, Codable {
         var parts = [source.description, bootstrap?.debugDescription ?? "-", command?.debugDescription ?? "-", envText]
         // Only when set: a run applied before the options existed keeps its generation.
         if options != .none { parts.append(options.fingerprint) }
+        // What is copied in is part of the machine as the bootstrap finds it.
+        if !files.isEmpty { parts.append(files.map { "\($0.from)>\($0.to)-\($0.exclude.joined(separator: "|"))" }.joined(separator: ";")) }
         return parts.joined(separator: "\u{1F}")
     }
 }

@@ -29,7 +29,7 @@ public struct ManifestParser: Sendable {
     }
 
     static let runKeys = ["kind", "name", "provider", "spec", "from", "command", "maxDuration",
-                          "bootstrap", "replicas", "hold", "env", "labels", "resources", "isolated", "user", "userData"]
+                          "bootstrap", "replicas", "hold", "env", "labels", "resources", "isolated", "user", "userData", "files", "artifacts"]
     static let resourceKeys = ["cpus", "memory", "disk"]
     static let snapshotKeys = ["kind", "name", "from", "labels"]
     public static let maxReplicas = 1000
@@ -337,6 +337,8 @@ struct DocumentContext {
             let env = stringMap(fields["env"], key: "env", keyRule: .environment)
             let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
             let options = machineOptions(fields)
+            let files = fileCopies(fields["files"])
+            let artifacts = artifactGlobs(fields["artifacts"])
             if options.userData != nil, case .spec(let spec) = source, let distro = Distro.named(spec.distro), !distro.cloudInit {
                 let others = Distro.all.filter { !$0.cloudInit && $0 != distro }.map(\.name)
                 let list = others.dropLast().joined(separator: ", ") + (others.count > 1 ? " and " : "") + (others.last ?? "")
@@ -345,7 +347,8 @@ struct DocumentContext {
             guard let name, diagnostics.isEmpty else { return nil }
             return LocatedManifest(manifest: .run(RunManifest(
                 name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
-                bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels, options: options)), location: here)
+                bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels, options: options,
+                files: files, artifacts: artifacts)), location: here)
         }
     }
 
@@ -397,6 +400,77 @@ struct DocumentContext {
             if let problem = ManifestParser.userDataProblem(text) { error(field.value, "userData: \(problem)") } else { options.userData = text }
         }
         return options
+    }
+
+    /// `files: [{from: ./src, to: /srv/app, exclude: [".git"]}]`: `from` relative to the
+    /// manifest's directory (the working directory for standard input), and there now.
+    mutating func fileCopies(_ field: (key: Node, value: Node)?) -> [FileCopy] {
+        guard let field, !Self.isNull(field.value) else { return [] }
+        guard case .sequence(let items) = field.value else {
+            error(field.value, "files: expected a list such as [{from: ./src, to: /srv/app}], got \(Self.describe(field.value))")
+            return []
+        }
+        var out: [FileCopy] = []
+        for (index, item) in items.enumerated() {
+            let key = "files[\(index)]"
+            guard case .mapping(let mapping) = item else {
+                error(item, "\(key): expected {from: PATH, to: PATH}, got \(Self.describe(item))")
+                continue
+            }
+            var entry: [String: (key: Node, value: Node)] = [:]
+            for (k, v) in mapping {
+                guard case .scalar(let name) = k, ["from", "to", "exclude"].contains(name.string) else {
+                    let word = { if case .scalar(let n) = k { return n.string } else { return "?" } }()
+                    let hint = ManifestParser.suggestion(word, among: ["from", "to", "exclude"]).map { "did you mean \($0)?" } ?? "use from, to and exclude"
+                    error(k, "\(key).\(word.prefix(40)): unknown key; \(hint)")
+                    continue
+                }
+                entry[name.string] = (k, v)
+            }
+            guard let fromField = entry["from"] else { error(item, "\(key).from: missing; the file or directory to copy"); continue }
+            guard let toField = entry["to"] else { error(item, "\(key).to: missing; where it goes in the machine (an absolute path)"); continue }
+            guard let from = string(fromField.value, key: "\(key).from"), let to = string(toField.value, key: "\(key).to") else { continue }
+            guard to.hasPrefix("/"), !to.split(separator: "/").contains("..") else {
+                error(toField.value, "\(key).to: \"\(to.prefix(60))\" is not an absolute path in the machine (as /srv/app)")
+                continue
+            }
+            let base = file == "<stdin>" || file == "flags" || !file.contains("/")
+                ? FileManager.default.currentDirectoryPath : (file as NSString).deletingLastPathComponent
+            let absolute = ((from.hasPrefix("/") ? from : (base as NSString).appendingPathComponent(from)) as NSString).standardizingPath
+            if !FileManager.default.fileExists(atPath: absolute) {
+                error(fromField.value, "\(key).from: \(absolute) does not exist\(from.hasPrefix("/") ? "" : " (relative to the manifest's directory)")")
+                continue
+            }
+            var exclude: [String] = []
+            if let ex = entry["exclude"], !Self.isNull(ex.value) {
+                if case .sequence(let patterns) = ex.value {
+                    for p in patterns { if let text = string(p, key: "\(key).exclude") { exclude.append(text) } }
+                } else {
+                    error(ex.value, "\(key).exclude: expected a list of patterns such as [\".git\", \"*.o\"], got \(Self.describe(ex.value))")
+                }
+            }
+            out.append(FileCopy(from: absolute, to: to, exclude: exclude))
+        }
+        return out
+    }
+
+    /// `artifacts: ["/srv/out/*.json"]`: absolute globs in the machine.
+    mutating func artifactGlobs(_ field: (key: Node, value: Node)?) -> [String] {
+        guard let field, !Self.isNull(field.value) else { return [] }
+        guard case .sequence(let items) = field.value else {
+            error(field.value, "artifacts: expected a list of paths or globs such as [\"/srv/out/*.json\"], got \(Self.describe(field.value))")
+            return []
+        }
+        var out: [String] = []
+        for (index, item) in items.enumerated() {
+            guard let glob = string(item, key: "artifacts[\(index)]") else { continue }
+            guard glob.hasPrefix("/"), !glob.split(separator: "/").contains(".."), !glob.contains(where: { $0.isNewline }) else {
+                error(item, "artifacts[\(index)]: \"\(glob.prefix(60))\" is not an absolute path or glob in the machine (as /srv/out/*.json)")
+                continue
+            }
+            out.append(glob)
+        }
+        return out
     }
 
     mutating func size(_ node: Node, key: String, example: String, minimum: ByteSize) -> ByteSize? {

@@ -28,9 +28,26 @@ public protocol Provider: Sendable {
     func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data
     /// The machine's address, through the provider's discovery chain.
     func address(name: String) async throws(ProviderError) -> String?
+    /// Unpacks a tar archive into `directory` in the machine (made when missing), as root.
+    func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError)
+    /// Writes `data` to the file `path` in the machine (its directory made when missing), as root.
+    func pushFile(name: String, data: Data, to path: String) async throws(ProviderError)
+    /// A tar archive of what the absolute globs match in the machine (paths without their
+    /// leading `/`), and the globs that matched nothing.
+    func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String])
 }
 
 extension Provider {
+    public func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
+        throw ProviderError(.failed, "\(capabilities.name) cannot copy files into machines")
+    }
+    public func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
+        throw ProviderError(.failed, "\(capabilities.name) cannot copy files into machines")
+    }
+    public func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
+        throw ProviderError(.failed, "\(capabilities.name) cannot copy files out of machines")
+    }
+
     /// A machine with no options of its own.
     public func spawn(name: String, spec: Spec) async throws(ProviderError) {
         try await spawn(name: name, spec: spec, options: .none)

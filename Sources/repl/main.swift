@@ -17,7 +17,7 @@ struct Repl: AsyncParsableCommand {
         Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
         """,
         version: Repl.version,
-        subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, Exec.self, SSH.self, SSHConfig.self, Wait.self,
+        subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, Exec.self, SSH.self, SSHConfig.self, Artifacts.self, Wait.self,
                       Prune.self, SnapshotCommand.self, Orphans.self, Watch.self, Recover.self, Doctor.self])
 }
 

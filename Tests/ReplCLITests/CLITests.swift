@@ -1336,3 +1336,74 @@ import ReplCore
         #expect(try String(contentsOf: file, encoding: .utf8) == config.stdout)
     }
 }
+
+/// Files in and results out (#17): a directory arrives whole and binary-exact before the
+/// bootstrap, without what `exclude` names; artifacts come back before the machine goes and
+/// stay; a glob that matched nothing is noted on the run.
+@Suite(.serialized) struct FilesAndArtifactsTests {
+    @Test(.machineCommands) func filesArriveWholeAndArtifactsComeBack() async throws {
+        let home = CLITests.Home()
+        let project = home.dir.appendingPathComponent("project")
+        let src = project.appendingPathComponent("src")
+        let fm = FileManager.default
+        try fm.createDirectory(at: src.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        try fm.createDirectory(at: src.appendingPathComponent(".git"), withIntermediateDirectories: true)
+        var rng = SystemRandomNumberGenerator()
+        let big = Data((0..<(20 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        try big.write(to: src.appendingPathComponent("big.bin"))
+        try "nested\n".write(to: src.appendingPathComponent("sub/a.txt"), atomically: true, encoding: .utf8)
+        try "object".write(to: src.appendingPathComponent("x.o"), atomically: true, encoding: .utf8)
+        try "[core]".write(to: src.appendingPathComponent(".git/config"), atomically: true, encoding: .utf8)
+        try "one\n".write(to: project.appendingPathComponent("one.txt"), atomically: true, encoding: .utf8)
+        let manifest = project.appendingPathComponent("ship.yaml")
+        try """
+        kind: Run
+        name: ship
+        files:
+          - {from: ./src, to: /srv/app, exclude: [".git", "*.o"]}
+          - {from: one.txt, to: /etc/ship/one.txt}
+        bootstrap: ls -A /srv/app > /root/seen
+        command: |
+          cat /root/seen /etc/ship/one.txt /srv/app/sub/a.txt
+          cmp -s /srv/app/big.bin /mnt/mac\(src.path)/big.bin && echo big-whole || echo big-differs
+          mkdir -p /srv/out && printf '{"a":1}' > /srv/out/r.json
+        artifacts: ["/srv/out/*.json", "/srv/none/*.txt"]
+
+        """.write(to: manifest, atomically: true, encoding: .utf8)
+        // From another directory: `from` is relative to the manifest's.
+        let out = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", manifest.path, "--wait"], env: home.environment)
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout == "big.bin\nsub\none\nnested\nbig-whole\n", "\(out.stdout)")
+        // The machine is gone; the artifact is kept, with its path.
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        await #expect(try CLITests.exec(BuildProducts.orbctlSim, ["list", "-q"], env: env).stdout.isEmpty)
+        let kept = home.dir.appendingPathComponent("state/artifacts/ship/1/srv/out/r.json")
+        #expect(try String(contentsOf: kept, encoding: .utf8) == "{\"a\":1}")
+        let listed = try await CLITests.run(home, ["artifacts", "ship"])
+        #expect(listed.status == 0 && listed.stdout.contains("ship/1  /srv/out/r.json"), "\(listed.stdout)\(listed.stderr)")
+        let copied = home.dir.appendingPathComponent("results")
+        #expect(try await CLITests.run(home, ["artifacts", "ship", "--to", copied.path]).status == 0)
+        #expect(fm.fileExists(atPath: copied.appendingPathComponent("ship/1/srv/out/r.json").path))
+        let status = try await CLITests.run(home, ["run", "status", "ship"])
+        #expect(status.stdout.contains("note: ship/1: artifacts: /srv/none/*.txt matched nothing"), "\(status.stdout)")
+        // Still there once the run is deleted.
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "delete", "run", "ship"]).status == 0)
+        #expect(fm.fileExists(atPath: kept.path))
+    }
+
+    @Test func aMissingFromIsBadInputNamingTheLine() async throws {
+        let home = CLITests.Home()
+        let manifest = home.dir.appendingPathComponent("ship.yaml")
+        try "kind: Run\nname: ship\nfiles:\n  - {from: ./nope, to: /srv/app}\n  - {from: /etc/hostname, to: relative}\nartifacts: [out/*.json]\n"
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", manifest.path])
+        #expect(out.status == 2)
+        #expect(out.stderr == """
+            \(manifest.path):4:12: files[0].from: \(home.dir.path)/nope does not exist (relative to the manifest's directory)
+            \(manifest.path):5:31: files[1].to: "relative" is not an absolute path in the machine (as /srv/app)
+            \(manifest.path):6:13: artifacts[0]: "out/*.json" is not an absolute path or glob in the machine (as /srv/out/*.json)
+
+            """, "\(out.stderr)")
+    }
+}

@@ -108,6 +108,13 @@ import ReplStore
         func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
         func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
         func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
+        func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
+            try await base.pushArchive(name: name, archive: archive, to: directory)
+        }
+        func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) { try await base.pushFile(name: name, data: data, to: path) }
+        func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
+            try await base.pullArchive(name: name, globs: globs)
+        }
         func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
             try await base.logs(name: name, bootstrap: bootstrap, from: offset)
         }

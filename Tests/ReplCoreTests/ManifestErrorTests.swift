@@ -15,7 +15,7 @@ struct ManifestErrorTests {
         Case(yaml: "kind: Run\nname: a\nmaxDuraton: 5m\n",
              errors: ["run.yaml:3:1: maxDuraton: unknown key; did you mean maxDuration?"]),
         Case(yaml: "kind: Run\nname: a\nfoo: 1\n",
-             errors: ["run.yaml:3:1: foo: unknown key (known keys: name, provider, spec, from, command, maxDuration, bootstrap, replicas, hold, env, labels, resources, isolated, user, userData)"]),
+             errors: ["run.yaml:3:1: foo: unknown key (known keys: name, provider, spec, from, command, maxDuration, bootstrap, replicas, hold, env, labels, resources, isolated, user, userData, files, artifacts)"]),
         Case(yaml: "kind: Run\nname: a\nenv:\n  BIG: \(String(repeating: "x", count: 200_000))\n",
              errors: ["run.yaml:4:8: env.BIG: is 195 KiB; one environment variable holds at most 128 KiB on Linux (put large data in a file, with bootstrap or userData)"]),
         // A loop of clones that could never start (found by attacking).

@@ -220,8 +220,15 @@ struct RunStatus: AsyncParsableCommand {
         let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
         for (i, r) in records.enumerated() {
             if i > 0 { print("") }
-            show(r, cid: cid, seen: seen, addresses: addresses, only: only)
+            show(r, cid: cid, seen: seen, addresses: addresses, only: only, notes: Self.notes(of: r, context: context))
         }
+    }
+
+    /// The run's events about its files and output (artifacts that matched nothing, logs or
+    /// artifacts left in a machine that was gone), oldest first.
+    static func notes(of r: RunRecord, context: Context) -> [String] {
+        guard context.hasStore, let events = try? context.store().events(limit: 50, run: r.run.id) else { return [] }
+        return events.filter { $0.kind.hasPrefix("artifacts-") || $0.kind.hasPrefix("logs-") }.sorted { $0.at < $1.at }.map(\.message)
     }
 
     /// The addresses of the live instances' machines, asked of orbctl (`info`, read only); none
@@ -240,7 +247,7 @@ struct RunStatus: AsyncParsableCommand {
         return out
     }
 
-    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil) {
+    func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil, notes: [String] = []) {
         let observed = seen.run(r.run)
         print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
         if let c = r.run.manifest.command { print(Console.visible("command: \(c)")) }
@@ -259,6 +266,8 @@ struct RunStatus: AsyncParsableCommand {
                     [note, confirmed, i.reason].compactMap { $0 }.joined(separator: "; ")]
         }
         print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "ADDRESS", "NOTE"], rows))
+        // What happened to its files and output on the way (a glob that matched nothing…).
+        for note in notes { print(Console.visible("note: \(note)")) }
         if observed.unrecorded { print(SeenPhases.footnote) }
         if !addresses.isEmpty { print("From the Mac, a machine answers at MACHINE.orb.local (e.g. ssh, http).") }
     }
