@@ -740,6 +740,19 @@ public enum ManifestCopy {
         if let d = m.maxDuration { doc["maxDuration"] = d.description }
         if !m.env.isEmpty { doc["env"] = m.env }
         if !m.labels.isEmpty { doc["labels"] = m.labels }
+        // OrbStack's options, files and artifacts: a recovered run is the run that was applied
+        // (without them it would differ, and the next apply would replace its machines).
+        let o = m.options
+        var resources: [String: Any] = [:]
+        if let c = o.cpus { resources["cpus"] = c }
+        if let v = o.memory { resources["memory"] = v.description }
+        if let v = o.disk { resources["disk"] = v.description }
+        if !resources.isEmpty { doc["resources"] = resources }
+        if o.isolated { doc["isolated"] = true }
+        if let u = o.user { doc["user"] = u }
+        if let d = o.userData { doc["userData"] = d }
+        if !m.files.isEmpty { doc["files"] = m.files.map { ["from": $0.from, "to": $0.to, "exclude": $0.exclude] as [String: Any] } }
+        if !m.artifacts.isEmpty { doc["artifacts"] = m.artifacts }
         let json = (try? JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .prettyPrinted])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return "# repl run \(Base36.encode(run.id)) generation \(run.generation) instance \(Base36.encode(instance.id))\n\(json)\n"
     }

@@ -109,9 +109,13 @@ import ReplStore
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func recoverRebuildsTheStoreFromTheMachines() async throws {
         let w = try World()
+        try "kept\n".write(to: w.root.appendingPathComponent("f.txt"), atomically: true, encoding: .utf8)
         for name in ["one", "two", "three"] {
             let file = w.root.appendingPathComponent("\(name).yaml")
-            try "kind: Run\nname: \(name)\ncommand: sleep 600\nenv: {WHO: \(name)}\n".write(to: file, atomically: true, encoding: .utf8)
+            // One with OrbStack's options, files and artifacts: recovered whole, or the re-apply
+            // below would replace its machines (#17).
+            let more = name == "one" ? "resources: {cpus: 2, memory: 1G}\nuser: dev\nfiles: [{from: f.txt, to: /etc/f.txt}]\nartifacts: [/srv/*.json]\n" : ""
+            try "kind: Run\nname: \(name)\ncommand: sleep 600\nenv: {WHO: \(name)}\n\(more)".write(to: file, atomically: true, encoding: .utf8)
             await #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
         }
         let machines = try await names(w)
