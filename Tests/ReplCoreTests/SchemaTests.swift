@@ -80,7 +80,7 @@ struct SchemaTests {
 
 /// A JSON Schema validator for the keywords our schemas use (type, const, enum,
 /// pattern, min/maxLength, minimum/maximum, required, properties,
-/// additionalProperties, propertyNames, oneOf, not, $ref to $defs and sibling files).
+/// additionalProperties, propertyNames, items, oneOf, not, $ref to $defs and sibling files).
 struct SchemaValidator {
     let schemas: [String: [String: Any]]
 
@@ -154,6 +154,9 @@ struct SchemaValidator {
                     if let s = extra as? [String: Any] { problems += check(v, s, file: file, path: "\(path).\(k)") }
                 }
             }
+        }
+        if let array = value as? [Any], let items = schema["items"] as? [String: Any] {
+            for (i, item) in array.enumerated() { problems += check(item, items, file: file, path: "\(path)[\(i)]") }
         }
         if let options = schema["oneOf"] as? [[String: Any]] {
             let matches = options.filter { check(value, $0, file: file, path: path).isEmpty }.count
