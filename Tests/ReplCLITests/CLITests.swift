@@ -1392,6 +1392,21 @@ import ReplCore
         #expect(fm.fileExists(atPath: kept.path))
     }
 
+    /// A machine is not trusted with the host's files: links among its artifacts (which could
+    /// point the next member out of the artifacts directory) keep nothing, and say so.
+    @Test(.machineCommands) func artifactsWithLinksAreRefused() async throws {
+        let home = CLITests.Home()
+        let manifest = home.dir.appendingPathComponent("evil.yaml")
+        try "kind: Run\nname: evil\ncommand: mkdir -p /srv/out && ln -s /etc /srv/out/etc && echo x > /srv/out/x.txt\nartifacts: [/srv/out/*]\n"
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", manifest.path, "--wait"])
+        #expect(out.status == 0, "\(out.stderr)")
+        let root = home.dir.appendingPathComponent("state/artifacts/evil/1")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).isEmpty)
+        let status = try await CLITests.run(home, ["run", "status", "evil"])
+        #expect(status.stdout.contains("note: evil/1: its artifacts hold links or special files; none were kept"), "\(status.stdout)")
+    }
+
     @Test func aMissingFromIsBadInputNamingTheLine() async throws {
         let home = CLITests.Home()
         let manifest = home.dir.appendingPathComponent("ship.yaml")
