@@ -228,7 +228,8 @@ struct RunStatus: AsyncParsableCommand {
     /// artifacts left in a machine that was gone), oldest first.
     static func notes(of r: RunRecord, context: Context) -> [String] {
         guard context.hasStore, let events = try? context.store().events(limit: 50, run: r.run.id) else { return [] }
-        return events.filter { $0.kind.hasPrefix("artifacts-") || $0.kind.hasPrefix("logs-") }.sorted { $0.at < $1.at }.map(\.message)
+        return events.filter { $0.kind.hasPrefix("artifacts-") || $0.kind == "logs-left" || $0.kind == "logs-partial" }
+            .sorted { $0.at < $1.at }.map(\.message)
     }
 
     /// The addresses of the live instances' machines, asked of orbctl (`info`, read only); none
