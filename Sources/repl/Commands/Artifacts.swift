@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import ReplCore
+
+/// `repl artifacts RUN [--instance N] [--to DIR]`: what `artifacts:` brought back, kept under
+/// `$REPL_HOME/artifacts/RUN/N/` with the paths they had in the machine.
+struct Artifacts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List or copy the artifacts a run's instances brought back.",
+        discussion: "Example: repl artifacts train   ·   repl artifacts train --instance 2 --to ./results")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The run's name.", completion: RunNameCompletion.kind) var run: String
+    @Option(help: "Only instance N (1, 2, …).") var instance: Int?
+    @Option(help: "Copy them into this directory (RUN/N/… under it) instead of listing them.") var to: String?
+
+    func run() async throws {
+        let context = Context(global)
+        let root = context.stateDirectory.appendingPathComponent("artifacts").appendingPathComponent(run)
+        guard run.wholeMatch(of: /[a-z0-9][a-z0-9-]{0,39}/) != nil else { throw CLIError.input("\"\(Console.visible(run))\" is not a run name") }
+        let fm = FileManager.default
+        let numbers = ((try? fm.contentsOfDirectory(atPath: root.path)) ?? []).compactMap(Int.init).sorted()
+            .filter { instance == nil || $0 == instance }
+        var files: [(number: Int, path: String)] = []
+        for n in numbers {
+            let base = root.appendingPathComponent(String(n))
+            for path in (fm.enumerator(atPath: base.path)?.allObjects as? [String] ?? []).sorted() where !path.hasSuffix(".incoming.tar") {
+                var isDirectory: ObjCBool = false
+                if fm.fileExists(atPath: base.appendingPathComponent(path).path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    files.append((n, path))
+                }
+            }
+        }
+        if files.isEmpty {
+            throw CLIError.input("run \(run) has no artifacts\(instance.map { " from instance \($0)" } ?? "") in \(root.path) "
+                                 + "(they are copied when an instance's command ends; a glob that matched nothing is noted in `repl run status \(run)` events)")
+        }
+        if let to {
+            let destination = URL(fileURLWithPath: to).appendingPathComponent(run)
+            for file in files {
+                let target = destination.appendingPathComponent(String(file.number)).appendingPathComponent(file.path)
+                try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try? fm.removeItem(at: target)
+                try fm.copyItem(at: root.appendingPathComponent(String(file.number)).appendingPathComponent(file.path), to: target)
+            }
+            context.say("copied \(files.count) file\(files.count == 1 ? "" : "s") to \(destination.path)")
+            return
+        }
+        if context.json {
+            context.printJSON(["artifacts": files.map { ["instance": $0.number, "path": "/" + $0.path,
+                                                         "file": root.appendingPathComponent(String($0.number)).appendingPathComponent($0.path).path] }])
+            return
+        }
+        for file in files { print(Console.visible("\(run)/\(file.number)  /\(file.path)  \(root.appendingPathComponent(String(file.number)).appendingPathComponent(file.path).path)")) }
+    }
+}
