@@ -94,6 +94,12 @@ public struct OrbctlClient: Sendable {
         return result
     }
 
+    /// Text from a command as one line of a message (`; ` between its lines), cut at 300.
+    public static func oneLine(_ text: String) -> String {
+        String(text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .joined(separator: "; ").prefix(300))
+    }
+
     /// Turns a failed call into a ``ProviderError`` carrying argv, status and stderr's first line.
     public static func classify(_ result: ProcessResult, arguments: [String]) -> ProviderError {
         let stderr = result.stderrText
@@ -180,6 +186,7 @@ public struct OrbctlClient: Sendable {
             do {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
                 let file = directory.appendingPathComponent("user-data.yaml")
+                FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600])
                 try Data(userData.utf8).write(to: file)
                 arguments += ["-c", file.path]
                 userDataDirectory = directory

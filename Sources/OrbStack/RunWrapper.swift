@@ -287,10 +287,12 @@ public struct OrbStackProvider: Provider {
 
     public func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
         // `-o`: owned by root in the machine, not by the Mac user's uid the archive records.
-        let result = try await client.run(name, user: "root", ["sh", "-c", "mkdir -p \"$1\" && tar -x -o -f - -C \"$1\"", "sh", directory],
-                                          input: archive, timeout: client.timeouts.create)
+        // An empty archive: the directory only (an empty source directory).
+        let unpack = archive.isEmpty ? "mkdir -p \"$1\"" : "mkdir -p \"$1\" && tar -x -o -f - -C \"$1\""
+        let result = try await client.run(name, user: "root", ["sh", "-c", unpack, "sh", directory],
+                                          input: archive.isEmpty ? nil : archive, timeout: client.timeouts.create)
         guard result.status == 0 else {
-            throw ProviderError(.failed, "cannot unpack into \(directory) in \(name): \(result.stderrText.prefix(300))", exitStatus: result.status)
+            throw ProviderError(.failed, "cannot unpack into \(directory) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
     }
 
@@ -298,15 +300,22 @@ public struct OrbStackProvider: Provider {
         let result = try await client.run(name, user: "root", ["sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh", path],
                                           input: data, timeout: client.timeouts.create)
         guard result.status == 0 else {
-            throw ProviderError(.failed, "cannot write \(path) in \(name): \(result.stderrText.prefix(300))", exitStatus: result.status)
+            throw ProviderError(.failed, "cannot write \(path) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
     }
 
     public func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
         // Each glob expands in the machine's shell; what matches nothing is named on stderr.
+        // Globs are split at newlines only (a glob may hold spaces); names are listed one a line
+        // as `./path` (never read as a tar option), and one holding a newline is skipped, said so.
         let script = """
             L=$(mktemp) || exit 1
-            for g in "$@"; do n=0; for f in $g; do [ -e "$f" ] || continue; printf '%s\\n' "${f#/}" >> "$L"; n=1; done
+            NL='
+            '
+            IFS=$NL
+            for g in "$@"; do n=0; for f in $g; do [ -e "$f" ] || [ -L "$f" ] || continue
+                case "$f" in *"$NL"*) printf 'repl-skipped a name with a newline under %s\\n' "$g" >&2; continue ;; esac
+                printf './%s\\n' "${f#/}" >> "$L"; n=1; done
               [ $n = 1 ] || printf 'repl-unmatched %s\\n' "$g" >&2; done
             if [ -s "$L" ]; then tar -c -f - -C / -T "$L"; s=$?; else s=0; fi
             rm -f "$L"; exit $s
@@ -315,7 +324,7 @@ public struct OrbStackProvider: Provider {
         let unmatched = result.stderrText.split(separator: "\n").compactMap { $0.hasPrefix("repl-unmatched ") ? String($0.dropFirst(15)) : nil }
         if result.truncated { throw ProviderError(.failed, "the artifacts of \(name) are more than 64 MiB; copy them out with repl exec") }
         guard result.status == 0 else {
-            throw ProviderError(.failed, "cannot pack the artifacts in \(name): \(result.stderrText.prefix(300))", exitStatus: result.status)
+            throw ProviderError(.failed, "cannot pack the artifacts in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
         return (result.stdout, unmatched)
     }

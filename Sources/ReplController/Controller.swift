@@ -1,4 +1,5 @@
 import Foundation
+import OrbStack
 import ReplCore
 import ReplPlatform
 import ReplStore
@@ -559,16 +560,25 @@ public final class Controller: @unchecked Sendable {
 
     /// A tar archive of a directory's contents. `COPYFILE_DISABLE`: no `._` AppleDouble files
     /// for macOS's extended attributes.
+    /// Its entries, not `.`: an archive's `.` would give the target directory in the machine the
+    /// source's mode and owner (found by attacking: `/tmp` lost its sticky bit). Empty when the
+    /// directory is (the target is only made).
     static func tar(directory: String, exclude: [String]) async throws -> Data {
         var env = ProcessInfo.processInfo.environment
         env["COPYFILE_DISABLE"] = "1"
-        let arguments = ["-c", "-f", "-", "-C", directory] + exclude.map { "--exclude=\($0)" } + ["."]
-        let result = try await SystemProcessRunner.run(hostTar, arguments, input: nil, timeout: 600, environment: env, limit: 1 << 30)
-        guard result.status == 0, !result.truncated else {
-            throw ProviderError(.failed, "cannot pack \(directory): \(result.stderrText.prefix(300))")
+        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted().map { "./" + $0 }
+        guard !entries.isEmpty else { return Data() }
+        let arguments = ["-c", "-f", "-", "-C", directory] + exclude.map { "--exclude=\($0)" } + entries
+        let result = try await SystemProcessRunner.run(hostTar, arguments, input: nil, timeout: 600, environment: env, limit: maxFilesArchive)
+        if result.truncated {
+            throw ProviderError(.failed, "cannot copy \(directory): it is more than \(maxFilesArchive >> 30) GiB; copy data that large another way (a shared path, or download it in the bootstrap)")
         }
+        guard result.status == 0 else { throw ProviderError(.failed, "cannot pack \(directory): \(OrbctlClient.oneLine(result.stderrText))") }
         return result.stdout
     }
+
+    /// The largest `files` directory, as an archive held in memory on its way in.
+    static let maxFilesArchive = 1 << 30
 
     /// `artifacts:` out of a finished instance's machine, before it goes, into
     /// `$REPL_HOME/artifacts/RUN/N/` (paths kept under it). A glob that matches nothing is a
@@ -577,6 +587,8 @@ public final class Controller: @unchecked Sendable {
         let number = run.number(of: instance) ?? 0
         let directory = settings.logsDirectory.deletingLastPathComponent().appendingPathComponent("artifacts")
             .appendingPathComponent(run.manifest.name).appendingPathComponent(String(number))
+        // What an earlier run of this name, or an earlier generation, left here goes first.
+        try? FileManager.default.removeItem(at: directory)
         guard state == .running else {
             store.event("artifacts-left", machine: machine, run: run.id,
                         "\(run.label(instance)): its machine \(state.map { "is \($0)" } ?? "is gone"), so its artifacts were not copied")
@@ -587,8 +599,10 @@ public final class Controller: @unchecked Sendable {
             for glob in unmatched {
                 store.event("artifacts-unmatched", machine: machine, run: run.id, "\(run.label(instance)): artifacts: \(glob) matched nothing")
             }
-            guard !archive.isEmpty else { return }
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try Data("run \(Base36.encode(run.id)) generation \(run.generation) instance \(Base36.encode(instance))\n".utf8)
+                .write(to: directory.appendingPathComponent(Self.artifactsOrigin))
+            guard !archive.isEmpty else { return }
             let file = directory.appendingPathComponent(".incoming.tar")
             try archive.write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
@@ -604,12 +618,15 @@ public final class Controller: @unchecked Sendable {
             let result = try await SystemProcessRunner.run(Self.hostTar, ["-x", "-f", file.path, "-C", directory.path], input: nil, timeout: 600,
                                                            environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
             if result.status != 0 {
-                store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot unpack its artifacts: \(result.stderrText.prefix(300))")
+                store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot unpack its artifacts: \(OrbctlClient.oneLine(result.stderrText))")
             }
         } catch {
-            store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot copy its artifacts: \(error)")
+            store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot copy its artifacts: \(OrbctlClient.oneLine("\(error)"))")
         }
     }
+
+    /// The file in each instance's artifacts directory that says which run filled it.
+    public static let artifactsOrigin = ".origin"
 
     /// `logs/RUN-INSTANCE.log` (and `.bootstrap.log`) under the state directory.
     public static func logFile(_ directory: URL, run: String, instance: InstanceID, bootstrap: Bool = false) -> URL {

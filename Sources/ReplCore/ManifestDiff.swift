@@ -27,6 +27,9 @@ extension RunManifest {
         field("isolated", "\(old.options.isolated)", "\(options.isolated)")
         field("user", old.options.user ?? "none", options.user ?? "none")
         field("userData", show(old.options.userData), show(options.userData))
+        func copies(_ f: [FileCopy]) -> String { f.isEmpty ? "none" : f.map { "\($0.from) → \($0.to)" + ($0.exclude.isEmpty ? "" : " (without \($0.exclude.joined(separator: ", ")))") }.joined(separator: "; ") }
+        field("files", copies(old.files), copies(files))
+        field("artifacts", old.artifacts.isEmpty ? "none" : old.artifacts.joined(separator: ", "), artifacts.isEmpty ? "none" : artifacts.joined(separator: ", "))
         field("replicas", "\(old.replicas)", "\(replicas)")
         field("maxDuration", old.maxDuration.map { "\($0)" } ?? "none", maxDuration.map { "\($0)" } ?? "none")
         field("hold", "\(old.hold)", "\(hold)")

@@ -411,6 +411,7 @@ struct DocumentContext {
             return []
         }
         var out: [FileCopy] = []
+        var targets: [String: Int] = [:]
         for (index, item) in items.enumerated() {
             let key = "files[\(index)]"
             guard case .mapping(let mapping) = item else {
@@ -434,13 +435,36 @@ struct DocumentContext {
                 error(toField.value, "\(key).to: \"\(to.prefix(60))\" is not an absolute path in the machine (as /srv/app)")
                 continue
             }
+            let target = (to as NSString).standardizingPath
+            if target == "/" { error(toField.value, "\(key).to: / is the machine's root; give a directory under it (as /srv/app)"); continue }
+            if target == "/mnt/mac" || target.hasPrefix("/mnt/mac/") {
+                error(toField.value, "\(key).to: \(target) is the Mac's own file system seen from the machine; give a path in the machine")
+                continue
+            }
+            if let earlier = targets[target] {
+                error(toField.value, "\(key).to: \(target) is already the target of files[\(earlier)]")
+                continue
+            }
+            targets[target] = index
+            if from.isEmpty { error(fromField.value, "\(key).from: is empty; give a file or directory"); continue }
             let base = file == "<stdin>" || file == "flags" || !file.contains("/")
                 ? FileManager.default.currentDirectoryPath : (file as NSString).deletingLastPathComponent
             let absolute = ((from.hasPrefix("/") ? from : (base as NSString).appendingPathComponent(from)) as NSString).standardizingPath
-            if !FileManager.default.fileExists(atPath: absolute) {
+            guard let type = (try? FileManager.default.attributesOfItem(atPath: absolute))?[.type] as? FileAttributeType,
+                  FileManager.default.fileExists(atPath: absolute) else {
                 error(fromField.value, "\(key).from: \(absolute) does not exist\(from.hasPrefix("/") ? "" : " (relative to the manifest's directory)")")
                 continue
             }
+            // A regular file or a directory (a link to one is followed); never a device, a fifo
+            // or a socket, which would never end or mean nothing in the machine.
+            var isDirectory: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: absolute, isDirectory: &isDirectory)
+            let resolved = type == .typeSymbolicLink ? (try? FileManager.default.attributesOfItem(atPath: (absolute as NSString).resolvingSymlinksInPath))?[.type] as? FileAttributeType : type
+            guard isDirectory.boolValue || resolved == .typeRegular else {
+                error(fromField.value, "\(key).from: \(absolute) is neither a file nor a directory")
+                continue
+            }
+            if absolute == "/" { error(fromField.value, "\(key).from: / is the whole host; give the directory to copy"); continue }
             var exclude: [String] = []
             if let ex = entry["exclude"], !Self.isNull(ex.value) {
                 if case .sequence(let patterns) = ex.value {

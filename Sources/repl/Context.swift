@@ -311,7 +311,8 @@ final class Context: @unchecked Sendable {
 
     /// The run a read command names: its exact name or `#ID`, else its id or a unique prefix of
     /// its name or id, and then it says which run it picked.
-    func findRun(_ key: String) throws -> RunRecord {
+    func findRun(_ key: String, quiet silent: Bool = false) throws -> RunRecord {
+        let quiet = self.quiet || silent
         if key.isEmpty { throw CLIError.input("the run name is empty; give a run's name or #ID (repl run list shows them)") }
         if let exact = try? exactRun(key) { return exact }
         guard hasStore else { throw CLIError.input("no run matches \"\(key)\": nothing has been applied with the state in \(stateDirectory.path)") }

@@ -1180,6 +1180,10 @@ import ReplCore
         let change = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", box.path])
         #expect(change.stdout.contains("~ replace run box") && change.stdout.contains("resources: {cpus: 2, memory: 1536M, disk: 8G} → {cpus: 4, memory: 1536M, disk: 8G}"),
                 "\(change.stdout)")
+        // Artifacts change in place, and plan names them too.
+        try "kind: Run\nname: box\nresources: {cpus: 2, memory: 1536M, disk: 8G}\nuser: dev\nartifacts: [/srv/*.json]\n".write(to: box, atomically: true, encoding: .utf8)
+        let inPlace = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", box.path])
+        #expect(inPlace.stdout.contains("~ update run box") && inPlace.stdout.contains("artifacts: none → /srv/*.json"), "\(inPlace.stdout)")
     }
 
     @Test(.machineCommands) func anOrbStackTooOldForAnOptionIsRefusedBeforeAnythingIsRecorded() async throws {
@@ -1193,6 +1197,9 @@ import ReplCore
         #expect(out.stderr == "repl: \(job.path):1:1: resources: needs OrbStack 2.2.0 or later; this Mac has 2.1.0 (update OrbStack, or remove resources)\n",
                 "\(out.stderr)")
         await #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))
+        // plan says so too, rather than promise a create apply refuses (found by attacking).
+        let plan = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", job.path])
+        #expect(plan.status == 2 && plan.stderr.contains("resources: needs OrbStack 2.2.0 or later"), "\(plan.stdout)\(plan.stderr)")
     }
 }
 
@@ -1325,6 +1332,9 @@ import ReplCore
         #expect(ssh.stdout == ["-p", "32222", "-i", home.dir.path + "/.orbstack/ssh/id_ed25519", "-o", "IdentitiesOnly=yes",
                                "-o", "UserKnownHostsFile=\(home.dir.path)/.orbstack/ssh/known_hosts", "root@\(machines[0])@localhost", "uptime"]
                     .joined(separator: "\n") + "\n", "\(ssh.stdout)")
+        // A --user that ssh would read as an option is refused (found by attacking).
+        let hostile = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "ssh", "fan/1", "--user=-oProxyCommand=id"], env: env)
+        #expect(hostile.status == 2 && hostile.stdout.isEmpty && hostile.stderr.contains("is not a Linux user name"), "\(hostile.stderr)")
         // ssh-config: a Host per live instance (the finished run has none), written with --write.
         let config = try await CLITests.run(home, ["ssh-config"])
         #expect(config.stdout.contains("Host fan-1\n  HostName localhost\n  Port 32222\n  User \(machines[0])\n  IdentityFile ~/.orbstack/ssh/id_ed25519\n"),
@@ -1362,24 +1372,33 @@ import ReplCore
         files:
           - {from: ./src, to: /srv/app, exclude: [".git", "*.o"]}
           - {from: one.txt, to: /etc/ship/one.txt}
+          - {from: ./src/sub, to: /tmp}
         bootstrap: ls -A /srv/app > /root/seen
         command: |
           cat /root/seen /etc/ship/one.txt /srv/app/sub/a.txt
           cmp -s /srv/app/big.bin /mnt/mac\(src.path)/big.bin && echo big-whole || echo big-differs
-          mkdir -p /srv/out && printf '{"a":1}' > /srv/out/r.json
-        artifacts: ["/srv/out/*.json", "/srv/none/*.txt"]
+          stat -c %a /tmp
+          mkdir -p /srv/out && printf '{"a":1}' > /srv/out/r.json && echo spaced > "/srv/out/my file.txt"
+        artifacts: ["/srv/out/*.json", "/srv/none/*.txt", "/srv/out/my file.txt"]
 
         """.write(to: manifest, atomically: true, encoding: .utf8)
         // From another directory: `from` is relative to the manifest's.
         let out = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", manifest.path, "--wait"], env: home.environment)
         #expect(out.status == 0, "\(out.stderr)")
-        #expect(out.stdout == "big.bin\nsub\none\nnested\nbig-whole\n", "\(out.stdout)")
+        // (/tmp keeps its mode: the archive carries the directory's entries, not its `.`.)
+        #expect(out.stdout == "big.bin\nsub\none\nnested\nbig-whole\n1777\n", "\(out.stdout)")
         // The machine is gone; the artifact is kept, with its path.
         var env = home.environment
         env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
         await #expect(try CLITests.exec(BuildProducts.orbctlSim, ["list", "-q"], env: env).stdout.isEmpty)
         let kept = home.dir.appendingPathComponent("state/artifacts/ship/1/srv/out/r.json")
         #expect(try String(contentsOf: kept, encoding: .utf8) == "{\"a\":1}")
+        #expect(fm.fileExists(atPath: home.dir.appendingPathComponent("state/artifacts/ship/1/srv/out/my file.txt").path))  // a glob with a space
+        // Never a copy into the store itself (it lost the files), nor instance 0.
+        let inside = try await CLITests.run(home, ["artifacts", "ship", "--to", home.dir.appendingPathComponent("state/artifacts").path])
+        #expect(inside.status == 2 && inside.stderr.contains("is inside the artifacts repl keeps"), "\(inside.stderr)")
+        #expect(fm.fileExists(atPath: kept.path))
+        #expect(try await CLITests.run(home, ["artifacts", "ship", "--instance", "0"]).status == 2)
         let listed = try await CLITests.run(home, ["artifacts", "ship"])
         #expect(listed.status == 0 && listed.stdout.contains("ship/1  /srv/out/r.json"), "\(listed.stdout)\(listed.stderr)")
         let copied = home.dir.appendingPathComponent("results")
@@ -1387,9 +1406,13 @@ import ReplCore
         #expect(fm.fileExists(atPath: copied.appendingPathComponent("ship/1/srv/out/r.json").path))
         let status = try await CLITests.run(home, ["run", "status", "ship"])
         #expect(status.stdout.contains("note: ship/1: artifacts: /srv/none/*.txt matched nothing"), "\(status.stdout)")
-        // Still there once the run is deleted.
+        // Still there once the run is deleted; a new run of the same name never shows them.
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "delete", "run", "ship"]).status == 0)
         #expect(fm.fileExists(atPath: kept.path))
+        try "kind: Run\nname: ship\ncommand: \"true\"\nartifacts: [/srv/nothing/*]\n".write(to: manifest, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", manifest.path, "--wait"]).status == 0)
+        let fresh = try await CLITests.run(home, ["artifacts", "ship"])
+        #expect(fresh.status == 2 && !fresh.stdout.contains("r.json"), "\(fresh.stdout)")
     }
 
     /// A machine is not trusted with the host's files: links among its artifacts (which could
@@ -1402,7 +1425,7 @@ import ReplCore
         let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", manifest.path, "--wait"])
         #expect(out.status == 0, "\(out.stderr)")
         let root = home.dir.appendingPathComponent("state/artifacts/evil/1")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).isEmpty)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []) == [".origin"])
         let status = try await CLITests.run(home, ["run", "status", "evil"])
         #expect(status.stdout.contains("note: evil/1: its artifacts hold links or special files; none were kept"), "\(status.stdout)")
     }
@@ -1412,6 +1435,16 @@ import ReplCore
         let manifest = home.dir.appendingPathComponent("ship.yaml")
         try "kind: Run\nname: ship\nfiles:\n  - {from: ./nope, to: /srv/app}\n  - {from: /etc/hostname, to: relative}\nartifacts: [out/*.json]\n"
             .write(to: manifest, atomically: true, encoding: .utf8)
+        // (and, checked below: a device, the root, the Mac's files, a target given twice)
+        let more = home.dir.appendingPathComponent("more.yaml")
+        try "kind: Run\nname: more\nfiles:\n  - {from: /dev/zero, to: /srv/z}\n  - {from: /etc/hostname, to: /}\n  - {from: /etc/hostname, to: /mnt/mac/tmp/x}\n  - {from: /etc/hostname, to: /srv/h}\n  - {from: /etc/hosts, to: /srv/h/}\n"
+            .write(to: more, atomically: true, encoding: .utf8)
+        let refused = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", more.path])
+        #expect(refused.status == 2)
+        for says in ["files[0].from: /dev/zero is neither a file nor a directory", "files[1].to: / is the machine's root",
+                     "files[2].to: /mnt/mac/tmp/x is the Mac's own file system", "files[4].to: /srv/h is already the target of files[3]"] {
+            #expect(refused.stderr.contains(says), "\(says): \(refused.stderr)")
+        }
         let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", manifest.path])
         #expect(out.status == 2)
         #expect(out.stderr == """

@@ -74,6 +74,8 @@ struct PlanPrinter {
     let context: Context
 
     func show(set: ManifestSet, controller: Controller) async throws -> Int32 {
+        // What apply would refuse, plan refuses too (an option this OrbStack is too old for).
+        try Converger(context: context).refuseOptionsThisOrbStackLacks(set)
         let before = Dictionary(try context.store().runs().map { ($0.run.manifest.name, $0.run) }, uniquingKeysWith: { a, _ in a })
         let scratch = try context.store().scratchCopy()
         defer { try? FileManager.default.removeItem(atPath: (scratch.path as NSString).deletingLastPathComponent) }

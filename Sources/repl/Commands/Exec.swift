@@ -23,7 +23,7 @@ struct InstanceTarget {
             number = n
             key = String(key[..<slash])
         }
-        let record = try context.findRun(key)
+        let record = try context.findRun(key, quiet: true)
         let run = record.run
         guard let cid = try context.store().existingControlID() else { throw CLIError.input("run \(run.manifest.name) has no machines") }
         if record.deleted || run.cancelled {
@@ -57,6 +57,15 @@ struct InstanceTarget {
     }
 }
 
+/// A Linux account name for `--user`: never something ssh or orbctl would read as an option or
+/// as a user@host (found by attacking: `--user=-oProxyCommand=…`).
+func checkUser(_ user: String?) throws {
+    guard let user else { return }
+    if user.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) == nil {
+        throw CLIError.input("--user: \"\(Console.visible(String(user.prefix(40))))\" is not a Linux user name (lowercase letters, digits, _ and -, not starting with a digit or -)")
+    }
+}
+
 /// `repl exec RUN[/N] [--user U] -- CMD ARGS…`: the command in the machine through
 /// `orbctl run`, which this process becomes: the terminal, the streams, the signals and the
 /// exit code are the command's.
@@ -72,6 +81,7 @@ struct Exec: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context(global)
+        try checkUser(user)
         guard let first = command.first else {
             throw CLIError.input("give the command after --, as in: repl exec \(target) -- uname -a")
         }

@@ -20,6 +20,7 @@ struct SSH: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context(global)
+        try checkUser(user)
         let target = try await InstanceTarget.resolve(target, context: context)
         let home = context.environment["HOME"] ?? NSHomeDirectory()
         let arguments = OrbStackSSH.arguments(machine: target.machine, user: user, home: home) + more
@@ -47,8 +48,10 @@ struct SSHConfig: AsyncParsableCommand {
             let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
             for record in try context.store().runs(includeDeleted: false) where !record.run.cancelled {
                 let run = record.run
+                // (and a held one: its command ended, its machine stays for `hold`)
                 for instance in run.instances where run.wants(instance) && instance.phase >= .bootstrapping
-                    && !instance.phase.isTerminal && !seen.seen(run, instance).phase.isTerminal {
+                    && ((!instance.phase.isTerminal && !seen.seen(run, instance).phase.isTerminal)
+                        || (run.manifest.hold > .zero && !instance.logsCollected && instance.startedAt != nil)) {
                     guard let n = run.number(of: instance.id) else { continue }
                     entries.append(("\(run.manifest.name)-\(n)", MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description))
                 }
@@ -67,8 +70,9 @@ struct SSHConfig: AsyncParsableCommand {
         let file = context.stateDirectory.appendingPathComponent("ssh_config")
         do {
             try FileManager.default.createDirectory(at: context.stateDirectory, withIntermediateDirectories: true)
-            let temporary = file.appendingPathExtension("tmp")
-            try Data(text.utf8).write(to: temporary)
+            // A fresh name, made by this write alone: never through a link someone left.
+            let temporary = context.stateDirectory.appendingPathComponent(".ssh_config.\(UUID().uuidString)")
+            try Data(text.utf8).write(to: temporary, options: .withoutOverwriting)
             chmod(temporary.path, 0o600)
             guard rename(temporary.path, file.path) == 0 else { throw CLIError.failure(String(cString: strerror(errno))) }
         } catch {
