@@ -1,4 +1,5 @@
 import Foundation
+import OrbStack
 import ReplController
 import ReplCore
 import ReplStore
@@ -56,7 +57,7 @@ struct Converger {
             if let plan = report.plan { waiting = plan.waiting }
             for (action, error) in report.outcomes {
                 if let error {
-                    context.warn("\(action) failed: \(error.description)")
+                    context.warn("\(action) failed: \(OrbctlClient.oneLine(error.description))")
                 } else if let line = Self.progress(action) {
                     context.progress(line)
                 }
@@ -202,7 +203,7 @@ struct Converger {
             let wanted = run.instances.filter { run.wants($0) }
             for instance in wanted where instance.phase < .bootstrapping {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                let why = waiting[machine] ?? record.lastError ?? "no machine yet"
+                let why = OrbctlClient.oneLine(waiting[machine] ?? record.lastError ?? "no machine yet")
                 parts.append("\(run.manifest.name) (\(machine), \(instance.phase.rawValue.lowercased())): \(why)")
             }
             if wanted.count < run.manifest.replicas { parts.append("\(run.manifest.name): \(run.manifest.replicas - wanted.count) instance(s) not yet planned") }
