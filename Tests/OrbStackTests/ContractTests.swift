@@ -105,7 +105,7 @@ import ReplCore
             #expect(error.kind == .timedOut)
             #expect(error.description.contains("did not answer within"))
         }
-        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(Date().timeIntervalSince(start) < 30)  // it hangs for ever otherwise; a loaded machine wakes late
     }
 
     @Test(.emulatorOnly) func exhaustionIsRecognisedWithTheResetAdvice() async throws {

@@ -511,7 +511,7 @@ import ReplCore
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         #expect(code == 1, "\(text)")
         #expect(text.contains("was cancelled or deleted by another command"), "\(text)")
-        #expect(Date().timeIntervalSince(started) < 30)
+        #expect(Date().timeIntervalSince(started) < 50)  // (it removes the machines first)
         // …and its machines are gone when it says so (found by attacking: they ran on until the
         // next sweep), and the run shows Cancelled.
         env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path

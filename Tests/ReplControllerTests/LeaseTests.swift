@@ -126,17 +126,17 @@ import ReplTestSupport
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(directory: dir)
-        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 0.6)
+        let keeper = LeaseKeeper(store: store, holder: "apply", duration: 0.9)
         #expect(try keeper.acquire() == nil)
         defer { keeper.release() }
-        // Block more cooperative threads than there are, for 2.5 lease durations (briefly: other suites share the pool).
+        // Block more cooperative threads than there are, for 2.2 lease durations (briefly: other suites share the pool).
         let width = ProcessInfo.processInfo.activeProcessorCount + 2
-        let blocked = (0..<width).map { _ in Task.detached { usleep(1_500_000) } }
+        let blocked = (0..<width).map { _ in Task.detached { usleep(2_000_000) } }
         // Look from a thread of our own (the pool is full), past the point the lease would lapse.
         let lapsed = await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
             Thread.detachNewThread {
                 var lapsed = false
-                for _ in 0..<14 {
+                for _ in 0..<19 {
                     usleep(100_000)
                     if (try? store.leaseHolder()) == nil { lapsed = true }
                 }
