@@ -176,8 +176,8 @@ public struct OrbctlClient: Sendable {
     // MARK: - Lifecycle
 
     /// `create distro:version NAME -a arch` with the machine options (user data through a
-    /// private file, removed after), then `info` until running. A machine that already exists
-    /// under the name (a retried or interrupted create) is adopted.
+    /// private file, removed after). A machine that already exists under the name (a retried
+    /// or interrupted create) is adopted, once `info` says it runs.
     public func create(name: String, spec: Spec, options: MachineOptions = .none) async throws(ProviderError) {
         var arguments = ["create", "\(spec.distro):\(spec.version)", name, "-a", spec.arch] + options.createFlags
         var userDataDirectory: URL?
@@ -197,8 +197,12 @@ public struct OrbctlClient: Sendable {
         defer { if let userDataDirectory { try? FileManager.default.removeItem(at: userDataDirectory) } }
         do {
             try await call(arguments, timeout: timeouts.create)
+            // `create` blocks until the machine has started and leaves it running (ORBCTL.md,
+            // from the GARM provider tested against 2.2.3): no `info` after it (#20).
+            return
         } catch where error.kind == .alreadyExists {
-            // Adopt it: names are ours and deterministic.
+            // Adopt it: names are ours and deterministic. It may still be starting (a create
+            // interrupted on our side completes in the daemon), so wait until it runs.
         }
         try await waitUntilRunning(name)
     }

@@ -17,6 +17,21 @@ import ReplCore
         #expect(m.version == "jammy" && m.arch == "amd64")
     }
 
+    /// A create that returned 0 left its machine running: it costs one call, no `info` after it
+    /// (#20); a create that met an existing machine adopts it once `info` says it runs.
+    @Test(.emulatorOnly) func aCreateCostsOneCall() async throws {
+        let h = try ClientHarness()
+        _ = try await h.sim(["admin", "calls", "--reset"])
+        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        let calls = try JSONSerialization.jsonObject(with: try await h.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
+        #expect(calls?["verbs"] as? [String: Int] == ["create": 1], "\(calls ?? [:])")
+        await #expect(try h.state(h.n("m1")) == "running")
+        // Adopted: the name exists, so the create fails and info confirms it runs.
+        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        let again = try JSONSerialization.jsonObject(with: try await h.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
+        #expect((again?["verbs"] as? [String: Int])?["info"] ?? 0 >= 1, "\(again ?? [:])")
+    }
+
     @Test(arguments: Backend.available)
     func deleteIsIdempotent(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
