@@ -14,7 +14,7 @@ struct MachineWorldTests {
     @Test func backgroundProcessesDieWithTheSessionUnlessDetached() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
-        let script = "sleep 300 & (sleep 301 &) & setsid sleep 302 >/dev/null 2>&1 </dev/null & sleep 0.2; echo started"
+        let script = "sleep 300 & (sleep 301 &) & setsid sleep 302 >/dev/null 2>&1 </dev/null & sleep 1; echo started"  // (1 s: time to detach on a loaded machine)
         await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", script]).stdout == "started\n")
         let left = try await sim.run(["run", "-m", "m1", "ps", "-eo", "args"]).stdout
         #expect(!left.contains("sleep 300"))
