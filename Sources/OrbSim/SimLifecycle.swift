@@ -35,9 +35,7 @@ extension OrbSim {
     }
 
     /// A Linux account name: lower case, digits, `_` and `-`, not starting with a digit or `-`.
-    static func isUsername(_ name: String) -> Bool {
-        name.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) != nil
-    }
+    static func isUsername(_ name: String) -> Bool { MachineOptions.isUsername(name) }
 
     /// `--memory 4G` / `--disk 64G` as a number of `unit`s (bytes or MiB); nil when unreadable.
     static func size(_ text: String, unit: Double) -> Int64? {

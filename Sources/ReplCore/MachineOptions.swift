@@ -32,6 +32,12 @@ public struct MachineOptions: Hashable, Sendable, Codable {
 
     public static let none = MachineOptions()
 
+    /// A Linux account name: lowercase letters, digits, `_` and `-`, at most 32, not starting
+    /// with a digit or `-` (so never read as an option).
+    public static func isUsername(_ name: String) -> Bool {
+        name.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) != nil
+    }
+
     public var hasResources: Bool { cpus != nil || memory != nil || disk != nil }
 
     /// The OrbStack release each option needs, as `orbctl version` numbers them

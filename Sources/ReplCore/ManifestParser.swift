@@ -389,7 +389,7 @@ struct DocumentContext {
             }
         }
         if let user = optionalString(fields["user"], key: "user") {
-            if user.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) == nil {
+            if !MachineOptions.isUsername(user) {
                 error(fields["user"]!.value, "user: \"\(user.prefix(40))\" is not a Linux user name (lowercase letters, digits, _ and -, "
                       + "at most 32, not starting with a digit or -)")
             } else {

@@ -309,6 +309,24 @@ final class Context: @unchecked Sendable {
         return runs.filter { select.matches($0.run.manifest.labels) }
     }
 
+    /// `RUN/N`: the run and an instance number (a run name never contains `/`), as `logs`,
+    /// `run status`, `exec` and `ssh` take it.
+    static func splitInstance(_ text: String) throws -> (run: String, number: Int?) {
+        guard let slash = text.lastIndex(of: "/") else { return (text, nil) }
+        guard let n = Int(text[text.index(after: slash)...]), n >= 1 else {
+            throw CLIError.input("\(text): after the / comes an instance number (1, 2, …), as in hello/2")
+        }
+        return (String(text[..<slash]), n)
+    }
+
+    /// Instance N (1, 2, …) of the run's current generation, or one line, exit 2.
+    static func instance(_ number: Int, of run: DesiredRun) throws -> InstanceState {
+        guard let instance = run.instance(numbered: number) else {
+            throw CLIError.input("run \(run.manifest.name) has no instance \(number) (it has \(run.instances.filter { $0.generation == run.generation }.count))")
+        }
+        return instance
+    }
+
     /// The run a read command names: its exact name or `#ID`, else its id or a unique prefix of
     /// its name or id, and then it says which run it picked.
     func findRun(_ key: String, quiet silent: Bool = false) throws -> RunRecord {

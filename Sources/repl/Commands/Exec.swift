@@ -15,14 +15,7 @@ struct InstanceTarget {
     /// The instance N names (1, 2, … within the run), else the run's first live one. A run that
     /// has no machine up (finished, cancelled, not yet started) is one line, exit 2.
     static func resolve(_ text: String, context: Context) async throws -> InstanceTarget {
-        var key = text, number: Int?
-        if let slash = key.lastIndex(of: "/") {
-            guard let n = Int(key[key.index(after: slash)...]), n >= 1 else {
-                throw CLIError.input("\(text): after the / comes an instance number (1, 2, …), as in hello/2")
-            }
-            number = n
-            key = String(key[..<slash])
-        }
+        let (key, number) = try Context.splitInstance(text)
         let record = try context.findRun(key, quiet: true)
         let run = record.run
         guard let cid = try context.store().existingControlID() else { throw CLIError.input("run \(run.manifest.name) has no machines") }
@@ -30,12 +23,7 @@ struct InstanceTarget {
             throw CLIError.input("run \(run.manifest.name) was \(record.deleted ? "deleted" : "cancelled"): it has no machine to enter")
         }
         var candidates = run.instances.filter { run.wants($0) }.sorted { $0.id < $1.id }
-        if let number {
-            guard let instance = run.instance(numbered: number) else {
-                throw CLIError.input("run \(run.manifest.name) has no instance \(number) (it has \(candidates.count))")
-            }
-            candidates = [instance]
-        }
+        if let number { candidates = [try Context.instance(number, of: run)] }
         func machine(_ i: InstanceState) -> String { MachineName(controlID: cid, manifestID: run.id, instanceID: i.id).description }
         // Up: its machine was made and its run launched, and it has not ended; else one that
         // ended but whose machine is still there (held).
@@ -61,7 +49,7 @@ struct InstanceTarget {
 /// as a user@host (found by attacking: `--user=-oProxyCommand=…`).
 func checkUser(_ user: String?) throws {
     guard let user else { return }
-    if user.wholeMatch(of: /[a-z_][a-z0-9_-]{0,31}/) == nil {
+    if !MachineOptions.isUsername(user) {
         throw CLIError.input("--user: \"\(Console.visible(String(user.prefix(40))))\" is not a Linux user name (lowercase letters, digits, _ and -, not starting with a digit or -)")
     }
 }

@@ -44,14 +44,6 @@ struct Logs: AsyncParsableCommand {
         return lines == 0 ? offset : starts.count > lines ? starts[starts.count - lines] : 0
     }
 
-    /// `RUN/N`: the run and an instance number; a run name never contains `/`.
-    func target() throws -> (run: String, number: Int?) {
-        guard let slash = id.lastIndex(of: "/") else { return (id, nil) }
-        guard let n = Int(id[id.index(after: slash)...]), n >= 1 else {
-            throw CLIError.input("\(id): after the / comes an instance number (1, 2, …), as in hello/2")
-        }
-        return (String(id[..<slash]), n)
-    }
 
     func validate() throws {
         if id.isEmpty == (selector == nil) { throw ValidationError("give a run, or -l SELECTOR") }
@@ -88,11 +80,9 @@ struct Logs: AsyncParsableCommand {
         let context = Context(global)
         if let tail, tail < 0 { throw CLIError.input("--tail: \(tail) is not a number of lines (use 0 or more)") }
         if let selector { return try await printSelected(context, selector) }
-        let (runID, number) = try target()
+        let (runID, number) = try Context.splitInstance(id)
         var record = try context.findRun(runID)
-        if let number, record.run.instance(numbered: number) == nil {
-            throw CLIError.input("run \(record.run.manifest.name) has no instance \(number) (it has \(record.run.instances.filter { $0.generation == record.run.generation }.count))")
-        }
+        if let number { _ = try Context.instance(number, of: record.run) }
         // A run without a command has no command output to follow: what there is, then done.
         var follow = self.follow
         if follow && !bootstrap && record.run.manifest.command == nil {

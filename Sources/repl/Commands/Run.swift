@@ -193,21 +193,9 @@ struct RunStatus: AsyncParsableCommand {
             if records.isEmpty { print("No runs match \(Console.visible(String(selector.prefix(200)))).") }
         } else {
             // `RUN/N`: that instance only, as `logs RUN/N` reads it.
-            var key = id!, number: Int?
-            if let slash = key.lastIndex(of: "/") {
-                guard let n = Int(key[key.index(after: slash)...]), n >= 1 else {
-                    throw CLIError.input("\(key): after the / comes an instance number (1, 2, …), as in hello/2")
-                }
-                number = n
-                key = String(key[..<slash])
-            }
+            let (key, number) = try Context.splitInstance(id!)
             let record = try context.findRun(key)
-            if let number {
-                guard let instance = record.run.instance(numbered: number) else {
-                    throw CLIError.input("run \(record.run.manifest.name) has no instance \(number) (it has \(record.run.instances.filter { $0.generation == record.run.generation }.count))")
-                }
-                only = instance.id
-            }
+            if let number { only = try Context.instance(number, of: record.run).id }
             records = [record]
             let addresses = await Self.addresses(of: records, cid: cid, seen: seen, context: context)
             let document = RunJSON.object(records[0], cid: cid, seen: seen, addresses: addresses, only: only)
