@@ -22,9 +22,6 @@ struct CloudInit {
     /// How long `create` waits for the user data to finish. **uncertain**: OrbStack's own limit.
     static let timeout: TimeInterval = 600
 
-    /// Microseconds from the create's return to the user data's start (modelled).
-    static let startDelay: useconds_t = 1_000_000
-
     /// The machine stops (or goes) while its user data runs: nothing will finish it.
     func interrupt(_ key: String) {
         guard read(key)?.status == "running" else { return }
@@ -82,7 +79,9 @@ struct CloudInit {
         var errors: [String] = []
         // cloud-init's earlier stages (network, config) take a while on a real boot: a client
         // that does not wait for it finds its files missing, here as there.
-        usleep(CloudInit.startDelay)
+        // The delay is the `cloud-init` latency (`admin latency cloud-init MS`).
+        let delay = (try? sim.store.read().latencies["cloud-init"]) ?? nil
+        Thread.sleep(forTimeInterval: Double(min(max(0, delay ?? 1000), 600_000)) / 1000)
         do {
             let log = root.appendingPathComponent("var/log/cloud-init-output.log")
             if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }

@@ -76,10 +76,14 @@ public struct SimState: Codable, Equatable, Sendable {
         "create": 1500, "clone": 150, "start": 400, "stop": 300, "restart": 700, "delete": 150,
         "list": 15, "info": 10, "run": 20, "rename": 20, "push": 20, "pull": 20, "version": 5,
         "status": 5, "config": 10,
+        // From a create's return to the start of its user data (cloud-init's earlier stages).
+        "cloud-init": 1000,
     ]
 
-    /// Latencies for tests: a few milliseconds everywhere.
+    /// Latencies for tests: a few milliseconds everywhere but cloud-init's start, which stays
+    /// late so that a client that does not wait for it still finds its files missing.
     public static let fastLatencies: [String: Int] = defaultLatencies.mapValues { min($0, 5) }
+        .merging(["cloud-init": 1000]) { $1 }
 
     public init() {}
 }
