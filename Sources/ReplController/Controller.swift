@@ -6,8 +6,13 @@ import ReplStore
 
 /// Knobs of the controller loop.
 public struct ControllerSettings: Sendable {
-    /// Orbctl actions in flight at once (`--concurrency`).
+    /// Orbctl calls that boot or copy machines (create, clone, start, launch, probes) in
+    /// flight at once.
     public var concurrency: Int = 4
+    /// Stops and deletes in flight at once: RPCs to OrbStack's daemon that boot nothing
+    /// (serialised per machine, concurrent across machines), so a sweep need not queue
+    /// behind the creates' limit.
+    public var teardownConcurrency: Int = 32
     /// Without the host channel: at most one status read (`orbctl run`) per instance per this
     /// interval, growing to a tenth of the command's age (at most a minute) for long commands.
     public var probeInterval: TimeInterval = 2
@@ -72,22 +77,24 @@ public final class Controller: @unchecked Sendable {
     public var lease: LeaseKeeper?
 
     let limiter: CallLimiter
+    let teardownLimiter: CallLimiter
     let gate = BreakerGate()
 
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
         limiter = CallLimiter(permits: settings.concurrency)
-        self.provider = LimitedProvider(base: provider, limiter: limiter, gate: gate)
+        teardownLimiter = CallLimiter(permits: settings.teardownConcurrency)
+        self.provider = LimitedProvider(base: provider, limiter: limiter, teardown: teardownLimiter, gate: gate)
         self.settings = settings
     }
 
     /// One full tick.
     public func tick(now: Date = Date()) async -> TickReport {
         let started = Date()
-        let callsBefore = await limiter.calls
+        let callsBefore = await limiter.calls + teardownLimiter.calls
         var report = await tickBody(now: now)
         report.duration = Date().timeIntervalSince(started)
-        report.calls = await limiter.calls - callsBefore
+        report.calls = await limiter.calls + teardownLimiter.calls - callsBefore
         return report
     }
 

@@ -43,6 +43,8 @@ public actor CallLimiter {
 struct LimitedProvider: Provider {
     let base: any Provider
     let limiter: CallLimiter
+    /// Stops and deletes go through their own, wider limiter.
+    var teardown: CallLimiter
     /// Asked once a call that takes an address (create, clone, start) holds its permit, just
     /// before it goes to OrbStack: why it must not go now, or nil.
     var gate: BreakerGate?
@@ -77,7 +79,7 @@ struct LimitedProvider: Provider {
     func start(name: String) async throws(ProviderError) {
         try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) } }
     }
-    func stop(name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.stop(name: name) } }
+    func stop(name: String) async throws(ProviderError) { try await teardown.run { () async throws(ProviderError) in try await base.stop(name: name) } }
     func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
     func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
     func exists(name: String) async throws(ProviderError) -> Bool { try await limiter.run { () async throws(ProviderError) in try await base.exists(name: name) } }
@@ -97,11 +99,11 @@ struct LimitedProvider: Provider {
     /// Terminate is stop, grace, delete: the grace is spent without a permit.
     func terminate(name: String) async throws(ProviderError) {
         if let grace = base as? any GracefulTerminating {
-            try await limiter.run { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
+            try await teardown.run { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
             try? await Task.sleep(nanoseconds: UInt64(grace.terminationGrace * 1e9))
-            try await limiter.run { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
+            try await teardown.run { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
         } else {
-            try await limiter.run { () async throws(ProviderError) in try await base.terminate(name: name) }
+            try await teardown.run { () async throws(ProviderError) in try await base.terminate(name: name) }
         }
     }
 }

@@ -71,11 +71,18 @@ final class Fleet: @unchecked Sendable {
     /// Ends the machines' processes (in this process, through the emulator's model, so a
     /// `defer` can call it) and removes the fleet's directory.
     func cleanUp() {
+        let keep = environment["REPL_BENCH_KEEP"] == "1"
+        if keep {
+            let log = root.appendingPathComponent("sim/calls.jsonl")
+            try? FileManager.default.copyItem(at: log, to: root.appendingPathComponent("calls.jsonl"))
+        }
         if let io = SimIO.discarded {
             let sim = OrbSim(home: URL(fileURLWithPath: environment["ORBSIM_HOME"]!), executable: orbctl, environment: environment)
             _ = sim.main(["admin", "reset"], io: io)
         }
-        try? FileManager.default.removeItem(at: root)
+        // REPL_BENCH_KEEP=1 keeps the directory (its call log, store and logs) to look into a figure.
+        if !keep { try? FileManager.default.removeItem(at: root) }
+        else { FileHandle.standardError.write(Data("kept \(root.path)\n".utf8)) }
     }
 }
 

@@ -36,6 +36,32 @@ import ReplStore
 
     func names(_ w: World) async throws -> Set<String> { Set(try w.machines().map(\.name)) }
 
+    /// Stops and deletes boot nothing (RPCs to OrbStack's daemon), so a sweep does not queue
+    /// them behind the creates' limit of 4 (#20): 16 orphans' stops are in flight together.
+    @Test func aSweepStopsOrphansBeyondTheCreateLimitAtOnce() async throws {
+        let w = try World()
+        let cid = try w.store.controlID()
+        let orphans = (0..<16).map { "repl-\(cid)-none-o\($0)" }
+        for name in orphans { try await w.sim(["create", "ubuntu", name]) }
+        try await w.sim(["admin", "clock", "advance", "10m"])
+        try await w.sim(["admin", "latency", "stop", "800"])
+        try await w.sim(["admin", "calls", "--reset"])
+        #expect(w.controller.settings.concurrency == 4)
+        let report = await w.controller.tick()
+        #expect(!report.failed)
+        #expect(try w.machines().isEmpty)
+        // The most stops whose spans overlap, from the emulator's call log.
+        let log = try String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)
+        let stops = log.split(separator: "\n").compactMap { line -> (Int, Int)? in
+            guard let call = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  (call["argv"] as? [String])?.first == "stop", let at = call["at"] as? Int, let ms = call["ms"] as? Int else { return nil }
+            return (at, at + ms)
+        }
+        #expect(stops.count == 16)
+        let overlap = stops.map { s in stops.filter { $0.0 <= s.0 && s.0 < $0.1 }.count }.max() ?? 0
+        #expect(overlap > 4, "at most \(overlap) stops at once")
+    }
+
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aSweepDeletesExactlyTheOldOrphans() async throws {
         let w = try World()
         let m = try await populate(w)
