@@ -274,6 +274,11 @@ public final class Store: @unchecked Sendable {
 
     static let decoder = JSONDecoder()
 
+    /// Manifests decoded once per process: a tick re-reads every live run, and its stored
+    /// manifest changes only when the run is applied again. Keyed by run id; a row whose text
+    /// differs from the one decoded is decoded afresh.
+    let manifests = ManifestCache()
+
     /// A decoding error in a few words (Foundation's own text is long and nested).
     static func decodingReason(_ error: Error) -> String {
         switch error as? DecodingError {
@@ -513,7 +518,7 @@ public final class Store: @unchecked Sendable {
                 // orphans, deleted by the next sweep. Everything stops, naming it.
                 let manifest: RunManifest
                 do {
-                    manifest = try Store.decoder.decode(RunManifest.self, from: Data(((row["manifest"] as String?) ?? "").utf8))
+                    manifest = try manifests.manifest(run: row["id"], text: (row["manifest"] as String?) ?? "")
                 } catch {
                     let name = (row["name"] as String?) ?? "?"
                     throw StoreError("\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64((row["id"] as Int64?) ?? 0)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it")
@@ -933,4 +938,20 @@ public final class Store: @unchecked Sendable {
     }
 
     public static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+}
+
+/// Stored manifests as decoded, by run id, with the text they were decoded from.
+final class ManifestCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var decoded: [Int64: (text: String, manifest: RunManifest)] = [:]
+
+    func manifest(run: Int64, text: String) throws -> RunManifest {
+        if let hit = lock.withLock({ decoded[run] }), hit.text == text { return hit.manifest }
+        let manifest = try Store.decoder.decode(RunManifest.self, from: Data(text.utf8))
+        lock.withLock { decoded[run] = (text, manifest) }
+        return manifest
+    }
+
+    /// How many manifests were decoded (for tests).
+    var count: Int { lock.withLock { decoded.count } }
 }

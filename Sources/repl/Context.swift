@@ -268,6 +268,7 @@ final class Context: @unchecked Sendable {
             return yamlReady(wrapped)
         }
         switch value {
+        case let d as JSONDocument: return d.plain
         case let d as [String: Any]: return d.mapValues { yamlReady($0) as Any }
         case let d as [String: String]: return d
         case let a as [Any]: return a.map { yamlReady($0) as Any }
@@ -276,8 +277,7 @@ final class Context: @unchecked Sendable {
     }
 
     func printJSON(_ value: Any) {
-        let data = (try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        print(String(decoding: data, as: UTF8.self))
+        print(JSONDocument(value).text())
     }
 
     /// Reads manifests from paths and validates them against what the store knows.

@@ -14,6 +14,21 @@ struct StoreTests {
         return dir
     }
 
+    /// Manifests are decoded once per process (#20), and a run applied again is read as
+    /// applied, by this store and by another process's.
+    @Test func manifestsAreDecodedOnceAndAReapplyIsSeen() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        try store.apply(try ManifestParser().parse("kind: Run\nname: a\ncommand: echo one\n---\nkind: Run\nname: b\n", file: "m.yaml"))
+        for _ in 0..<3 { #expect(try store.runs().map(\.run.manifest.command) == ["echo one", nil]) }
+        #expect(store.manifests.count == 2)
+        // Applied again, elsewhere: the text changed under the same run id.
+        let other = try Store(directory: dir)
+        try other.apply(try ManifestParser(knownRuns: ["a", "b"]).parse("kind: Run\nname: a\ncommand: echo two\n", file: "m.yaml"))
+        #expect(try store.runs().first?.run.manifest.command == "echo two")
+    }
+
     @Test func aStoreFromANewerSchemaIsRefusedAndLeftAlone() throws {
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -61,8 +61,7 @@ struct WatchLoop {
             object["at"] = DateFormats.iso8601(Date())
             object["kind"] = kind
             object["message"] = text
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-            context.out(data + Data("\n".utf8))
+            context.out(JSONDocument(object).text(pretty: false) + "\n")
             return
         }
         let text = Console.visible(text)
