@@ -78,14 +78,22 @@ public struct MachineName: Hashable, Sendable, CustomStringConvertible {
     /// Parses a machine name; `nil` for anything that is not exactly our pattern.
     public init?(parsing name: String) {
         guard name.hasPrefix(MachineName.prefix) else { return nil }
-        let parts = name.dropFirst(MachineName.prefix.count).split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3, let cid = ControlID(String(parts[0])),
-              let instance = Base36.decode(parts[2]) else { return nil }
+        // Three fields after the prefix, split by hand: the planner parses every machine's
+        // name each tick, and `split` allocates.
+        let rest = name.utf8.dropFirst(MachineName.prefix.utf8.count)
+        let dash = UInt8(ascii: "-")
+        guard let first = rest.firstIndex(of: dash) else { return nil }
+        let afterFirst = rest.index(after: first)
+        guard let second = rest[afterFirst...].firstIndex(of: dash) else { return nil }
+        let tail = rest[rest.index(after: second)...]
+        guard !tail.contains(dash), let cid = ControlID(String(Substring(rest[..<first]))),
+              let instance = Base36.decode(Substring(tail)) else { return nil }
+        let middle = Substring(rest[afterFirst..<second])
         let manifest: UInt64?
-        if parts[1] == "none" {
+        if middle == "none" {
             manifest = nil
         } else {
-            guard let m = Base36.decode(parts[1]) else { return nil }
+            guard let m = Base36.decode(middle) else { return nil }
             manifest = m
         }
         self.init(controlID: cid, manifestID: manifest, instanceID: instance)
@@ -102,28 +110,29 @@ public struct MachineName: Hashable, Sendable, CustomStringConvertible {
 /// ULID decoding: the first 10 Crockford base-32 characters of a machine's `id`
 /// are its creation time in Unix milliseconds, so age is readable without a database.
 public enum ULID {
-    private static let crockford: [UInt8: UInt8] = {
-        var map: [UInt8: UInt8] = [:]
+    /// Each byte's Crockford value, 255 for none (a table, not a dictionary: the planner
+    /// reads every machine's age each tick).
+    private static let crockford: [UInt8] = {
+        var map = [UInt8](repeating: 255, count: 256)
         for (i, c) in "0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8.enumerated() {
-            map[c] = UInt8(i)
-            if c >= UInt8(ascii: "A") { map[c + 32] = UInt8(i) }  // lowercase is accepted too
+            map[Int(c)] = UInt8(i)
+            if c >= UInt8(ascii: "A") { map[Int(c + 32)] = UInt8(i) }  // lowercase is accepted too
         }
         for (alias, value) in [("I", 1), ("L", 1), ("O", 0), ("i", 1), ("l", 1), ("o", 0)] {
-            map[alias.utf8.first!] = UInt8(value)
+            map[Int(alias.utf8.first!)] = UInt8(value)
         }
         return map
     }()
 
     /// The creation time encoded in a ULID, or `nil` when `id` is not a ULID.
     public static func timestamp(of id: String) -> Date? {
-        let bytes = Array(id.utf8)
-        guard bytes.count == 26 else { return nil }
+        guard id.utf8.count == 26 else { return nil }
         var ms: UInt64 = 0
-        for b in bytes[0..<10] {
-            guard let v = crockford[b] else { return nil }
-            ms = ms << 5 | UInt64(v)
+        for (i, b) in id.utf8.enumerated() {
+            let v = crockford[Int(b)]
+            if v == 255 { return nil }
+            if i < 10 { ms = ms << 5 | UInt64(v) }
         }
-        for b in bytes[10...] where crockford[b] == nil { return nil }
         guard ms < (1 << 48) else { return nil }
         return Date(timeIntervalSince1970: TimeInterval(ms) / 1000)
     }

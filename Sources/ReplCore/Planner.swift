@@ -500,7 +500,9 @@ private struct PlanBuilder {
     // MARK: Snapshots
 
     mutating func planSnapshots() {
+        guard !input.desired.snapshots.isEmpty else { return }
         var runsByName: [String: DesiredRun] = [:]
+        runsByName.reserveCapacity(input.desired.runs.count)
         for run in input.desired.runs { runsByName[run.manifest.name] = run }
         for snap in input.desired.snapshots {
             let name = Planner.machineName(settings, run: snap.id, instance: snap.instanceID)
@@ -552,7 +554,9 @@ private struct PlanBuilder {
 
     mutating func classify() {
         let grace = settings.orphanGrace
-        for machine in byName.values.sorted(by: { $0.name < $1.name }) {
+        // Names sorted, not the machines: sorting 10,000 structs moves them all.
+        for key in byName.keys.sorted() {
+            let machine = byName[key]!
             let parsed = MachineName(parsing: machine.name)
             let created = machine.createdAt
             let age = created.map { now.timeIntervalSince($0) }
