@@ -72,6 +72,12 @@ enum LinuxOnly {
         return nil
     }
 
+    static func childrenPeakResidentKilobytes() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return Int(usage.ru_maxrss)  // kilobytes on Linux
+    }
+
     static func peakResidentMegabytes() -> Int {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)

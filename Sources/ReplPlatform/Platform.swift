@@ -134,6 +134,18 @@ public enum Platform {
         #endif
     }
 
+    /// The peak resident set size of the largest child this process has waited for, in
+    /// kilobytes (Linux reports kilobytes, macOS bytes).
+    public static func childrenPeakResidentKilobytes() -> Int {
+        #if os(Linux)
+        return LinuxOnly.childrenPeakResidentKilobytes()
+        #else
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN, &usage)
+        return Int(usage.ru_maxrss) / 1024  // bytes on macOS
+        #endif
+    }
+
     /// Reads a file to its end with read(2) (Linux's proc files report size 0, and
     /// Foundation's readers stop after their first page).
     public static func readWholeFile(_ path: String) -> Data? {

@@ -16,6 +16,14 @@ let args = Array(CommandLine.arguments.dropFirst())
 if (CommandLine.arguments[0] as NSString).lastPathComponent == "orbctl" || args.first.map(OrbSim.helperVerbs.contains) == true {
     exit(OrbSim(home: OrbSim.defaultHome(environment: environment), executable: me, environment: environment).main(args, io: .standard))
 }
+// `repl-bench __measure PROGRAM ARGS…`: runs PROGRAM (its output discarded) and prints its
+// exit code and peak resident set in kilobytes: a fresh process has no other children.
+if args.first == "__measure", args.count >= 2 {
+    let code = try await SystemProcessRunner.runAttached(args[1], Array(args.dropFirst(2)), environment: environment,
+                                                          stdout: open("/dev/null", O_WRONLY), stderr: 2)
+    print("\(code) \(Platform.childrenPeakResidentKilobytes())")
+    exit(0)
+}
 let quick = args.contains("--quick")
 let output = args.firstIndex(of: "--output").flatMap { args.indices.contains($0 + 1) ? args[$0 + 1] : nil }
 // `--only 1c,2` runs only those sections (for working on one figure).
@@ -70,7 +78,7 @@ func idleTickRow(_ fleet: Fleet, _ n: Int) async throws -> String {
 // 1. Converged idle tick.
 if section("1") {
     emit("## 1. Converged idle tick\n")
-    emit("Up to 200 running machines; past that, the rest are stopped snapshots (OrbStack's pool holds 238 addresses).\n")
+    emit("Up to 200 running machines; past that, the rest are stopped snapshots (OrbStack's pool holds 238 addresses). Goal: one call, ≤ 1.2× one list at 1,000 machines.\n")
     emit("| owned machines | orbctl calls per tick | tick time | one `orbctl list` alone | ratio |")
     emit("|---|---|---|---|---|")
     for n in quick ? [10, 100] : [10, 100, 1000] {
@@ -95,10 +103,10 @@ if section("1") {
 // 1b. Idle tick with commands running: statuses come through the host channel.
 if section("1b") {
     emit("\n## 1b. Idle tick with N running commands\n")
-    emit("Every instance's command is running (`sleep`); each tick reads their statuses from the host status channel (`$REPL_HOME/machines`), so a tick costs the one `orbctl list`, as an idle fleet's does. Without the channel (isolated machines), each status is an `orbctl run` per probe interval.\n")
+    emit("Every instance's command is running (`sleep`); each tick reads their statuses from the host status channel (`$REPL_HOME/machines`), so a tick costs the one `orbctl list`, as an idle fleet's does. Without the channel (isolated machines), each status is an `orbctl run` per probe interval. Goal: one call, ≤ 1.2× one list with 100 running commands.\n")
     emit("| running commands | orbctl calls per tick | tick time | one `orbctl list` alone | ratio |")
     emit("|---|---|---|---|---|")
-    for n in quick ? [5, 20] : [5, 50] {
+    for n in quick ? [5, 20] : [5, 100] {
         progress("idle tick with \(n) running commands")
         let fleet = try Fleet(self: me)
         defer { fleet.cleanUp() }
@@ -116,7 +124,7 @@ if section("1b") {
 if section("1c") {
     let historySize = quick ? 2_000 : 20_000
     emit("\n## 1c. Idle tick with \(historySize) finished runs in history\n")
-    emit("10 running machines; the same fleet with a fresh store, then with \(historySize) runs that finished a day ago (each with its instance, exit code and collected log). Ticks read only live runs: finished ones are archived once settled and stay queryable (`run list`, `logs`).\n")
+    emit("10 running machines; the same fleet with a fresh store, then with \(historySize) runs that finished a day ago (each with its instance, exit code and collected log). Ticks read only live runs: finished ones are archived once settled and stay queryable (`run list`, `logs`). Goal: ≤ 1.2× the fresh store.\n")
     emit("| store | runs in the store | orbctl calls per tick | tick time | one `orbctl list` alone | ratio to list | ratio to fresh |")
     emit("|---|---|---|---|---|---|---|")
     var freshTick: Double?
@@ -155,6 +163,7 @@ if section("1c") {
 // 2. Planner alone.
 if section("2") {
     emit("\n## 2. Planner alone (no I/O)\n")
+    emit("Goal: < 20 ms at 10,000 × 10,000.\n")
     emit("| desired × observed | median time | peak RSS of this process |")
     emit("|---|---|---|")
     for (desired, observed) in [(1_000, 10_000), (10_000, 10_000)] {
@@ -167,7 +176,7 @@ if section("2") {
 if section("3") {
     let runs = quick ? 24 : 100
     emit("\n## 3. Convergence: \(runs) one-shot runs, create latency 300 ms\n")
-    emit("Wall time from apply until every run's command has started, against the ideal ceil(\(runs) / concurrency) × 300 ms.\n")
+    emit("Wall time from apply until every run's command has started, against the ideal ceil(\(runs) / concurrency) × 300 ms. Goal: ≤ 1.15×.\n")
     emit("| concurrency | wall time | ideal | ratio |")
     emit("|---|---|---|---|")
     for c in [1, 4, 8] {
@@ -226,24 +235,71 @@ if section("4") {
 
 // 5. CLI start-up.
 if section("5") {
-    emit("\n## 5. CLI start-up: `repl run list --json` with 1,000 runs in the store\n")
+    emit("\n## 5. CLI start-up\n")
     let repl = (me as NSString).deletingLastPathComponent + "/repl"
     if FileManager.default.isExecutableFile(atPath: repl) {
         progress("CLI start-up")
+        emit("Each the median of 7, against the emulator's own start-up (`orbctl-sim version`, 5 ms of modelled latency) or one `orbctl-sim list`. Goal: `run list --json` with 1,000 runs ≤ 1.5× one list.\n")
+        emit("| command | time | baseline | baseline time | ratio |")
+        emit("|---|---|---|---|---|")
         let fleet = try Fleet(self: me)
         defer { fleet.cleanUp() }
-        try fleet.apply((0..<1000).map { "kind: Run\nname: r\($0)\ncommand: echo \($0)\n" }.joined(separator: "---\n"))
-        var cli: [Double] = [], list: [Double] = []
-        for _ in 0..<7 {
-            cli.append(try await seconds {
-                let r = try await SystemProcessRunner.run(repl, ["run", "list", "--json"], input: nil, timeout: 60, environment: fleet.environment, limit: 1 << 26)
+        func time(_ program: String, _ arguments: [String]) async throws -> Double {
+            var times: [Double] = []
+            for _ in 0..<7 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let r = try await SystemProcessRunner.run(program, arguments, input: nil, timeout: 60, environment: fleet.environment, limit: 1 << 26)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
                 precondition(r.status == 0, r.stderrText)
-            })
-            list.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) })
+            }
+            return median(times)
         }
-        emit("| `repl run list --json` | `orbctl-sim list` alone | ratio |")
-        emit("|---|---|---|")
-        emit("| \(String(format: "%.1f", median(cli) * 1000)) ms | \(String(format: "%.1f", median(list) * 1000)) ms | \(String(format: "%.2f", median(cli) / median(list))) |")
+        func row(_ what: String, _ t: Double, _ baseline: String, _ b: Double) {
+            emit("| `\(what)` | \(String(format: "%.1f", t * 1000)) ms | `\(baseline)` | \(String(format: "%.1f", b * 1000)) ms | \(String(format: "%.2f", t / b)) |")
+        }
+        let version = try await time(fleet.orbctl, ["version"])
+        row("repl --version", try await time(repl, ["--version"]), "orbctl-sim version", version)
+        try fleet.apply((0..<10).map { "kind: Run\nname: r\($0)\ncommand: echo \($0)\n" }.joined(separator: "---\n"))
+        row("repl run list (10 runs)", try await time(repl, ["run", "list"]), "orbctl-sim version", version)
+        try fleet.apply((10..<1000).map { "kind: Run\nname: r\($0)\ncommand: echo \($0)\n" }.joined(separator: "---\n"))
+        let list = try await time(fleet.orbctl, ["list", "--format", "json"])
+        row("repl run list (1,000 runs)", try await time(repl, ["run", "list"]), "orbctl-sim list", list)
+        row("repl run list --json (1,000 runs)", try await time(repl, ["run", "list", "--json"]), "orbctl-sim list", list)
+    } else {
+        emit("Skipped: no `repl` binary beside this one; build it with `swift build -c release` first.")
+    }
+}
+
+// 6. Log streaming: `repl run --wait` on a command that prints a lot.
+if section("6") {
+    emit("\n## 6. Log streaming: `repl run --wait` on a command printing N MB\n")
+    let repl = (me as NSString).deletingLastPathComponent + "/repl"
+    if FileManager.default.isExecutableFile(atPath: repl) {
+        emit("The command prints N MB (`head -c` of a repeated line) in the machine; `repl run --wait` streams it to its standard output (here /dev/null) and exits with the command. The baseline is `cat` of a file of the same size on the host. Time and peak memory of the whole `repl` process. Goal: time and memory linear in the log's size (the time per MB steady, the memory flat).\n")
+        emit("| output | `repl run --wait` | per MB | peak RSS | `cat` of the same | `cat` peak RSS |")
+        emit("|---|---|---|---|---|---|")
+        for mb in quick ? [10] : [10, 100] {
+            progress("--wait on \(mb) MB")
+            let fleet = try Fleet(self: me)
+            defer { fleet.cleanUp() }
+            let bytes = mb << 20
+            let command = "yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c \(bytes)"
+            let measure = { (program: String, arguments: [String]) async throws -> (Double, Int) in
+                let start = DispatchTime.now().uptimeNanoseconds
+                let r = try await SystemProcessRunner.run(me, ["__measure", program] + arguments, input: nil, timeout: 900,
+                                                          environment: fleet.environment, limit: 1 << 16)
+                let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                let line = r.stdoutText
+                let fields = line.split(separator: " ")
+                precondition(fields.first == "0", "\(program) failed: \(line)")
+                return (t, Int(fields.last!.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+            }
+            let (t, rss) = try await measure(repl, ["--orbctl", fleet.orbctl, "-q", "run", "--name", "big", "--command", command, "--wait"])
+            let file = fleet.root.appendingPathComponent("big.txt")
+            _ = try await SystemProcessRunner.run("/bin/sh", ["-c", "\(command) > '\(file.path)'"], input: nil, timeout: 300, environment: fleet.environment, limit: 1 << 16)
+            let (c, crss) = try await measure("/bin/cat", [file.path])
+            emit("| \(mb) MB | \(String(format: "%.2f", t)) s | \(String(format: "%.0f", t / Double(mb) * 1000)) ms | \(rss / 1024) MB | \(String(format: "%.3f", c)) s | \(crss / 1024) MB |")
+        }
     } else {
         emit("Skipped: no `repl` binary beside this one; build it with `swift build -c release` first.")
     }

@@ -231,11 +231,26 @@ struct Converger {
         for run in runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                let already = streamed.offsets[instance.id] ?? 0
-                guard let data = try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
-                                                        from: already, live: true), !data.isEmpty else { continue }
-                emit(data, instance: instance.id, prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed)
+                await drain(reader, run: run, instance: instance.id, machine: machine, live: true,
+                            prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed)
             }
+        }
+    }
+
+    /// Bytes a read of a command's output takes at most: output is streamed in pieces of this
+    /// size, so `--wait` on a command that printed 100 MB holds a few of them, not the whole.
+    static let streamChunk = 1 << 20
+
+    /// Reads and writes an instance's output from where it was left, a piece at a time, to
+    /// its current end.
+    func drain(_ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, live: Bool, prefix: String?,
+               streamed: StreamedOutput, final: Bool = false) async {
+        while true {
+            let data = (try? await reader.read(run: run.manifest.name, instance: instance, machine: machine, bootstrap: false,
+                                               from: streamed.offsets[instance] ?? 0, live: live, limit: Self.streamChunk)) ?? Data()
+            let more = data.count >= Self.streamChunk
+            if !data.isEmpty || final { emit(data, instance: instance, prefix: prefix, streamed: streamed, final: final && !more) }
+            if !more { return }
         }
     }
 
@@ -258,7 +273,7 @@ struct Converger {
         streamed.offsets[instance, default: 0] += data.count
         if let last = data.last { streamed.lastByte[instance] = last }
         let head = Data((prefix ?? "").utf8)
-        var buffer = (streamed.partial[instance] ?? Data()) + data
+        var buffer = streamed.partial[instance].map { $0 + data } ?? data
         if let last = buffer.lastIndex(of: 10) {
             let whole = buffer[buffer.startIndex...last]
             if prefix == nil {
@@ -294,11 +309,9 @@ struct Converger {
                 // What was not streamed yet (all of it when the run was quick), read from there on.
                 if wait, !context.json {
                     let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                    let data = (try? await reader.read(run: run.manifest.name, instance: instance.id, machine: machine, bootstrap: false,
-                                                       from: streamed.offsets[instance.id] ?? 0, live: false)) ?? Data()
                     let many = Self.instanceCount(runs) > 1
-                    emit(data, instance: instance.id, prefix: many ? "[\(run.label(instance.id))] " : nil,
-                         streamed: streamed, final: true)
+                    await drain(reader, run: run, instance: instance.id, machine: machine, live: false,
+                                prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed, final: true)
                     // Output that did not end its last line does not run into what follows on a
                     // terminal; standard output itself stays byte for byte the command's.
                     if !many, let last = streamed.lastByte[instance.id], last != 10 { context.endLineOnTerminal() }

@@ -90,6 +90,27 @@ import ReplCore
         #expect(!boot.stdout.contains("base-bootstrap"))
     }
 
+    /// `--wait` streams output in pieces of 1 MiB (#20): lines that straddle two pieces arrive
+    /// whole, byte for byte with one instance and each with its prefix with two, and an
+    /// unterminated last line is kept.
+    @Test(.machineCommands) func waitStreamsALargeOutputWholeInPieces() async throws {
+        let home = Home()
+        let pad = String(repeating: "a", count: 60)
+        let command = "seq -f 'line-%06g-\(pad)' 1 50000; printf tail"
+        let lines = (1...50000).map { String(format: "line-%06d-", $0) + pad }
+        let one = try await Self.run(home, ["--orbctl", "sim", "run", "--name", "big", "--command", command, "--wait"])
+        #expect(one.status == 0, "\(one.stderr)")
+        #expect(one.stdout.utf8.count > 3 << 20)
+        #expect(one.stdout == lines.joined(separator: "\n") + "\ntail", "\(one.stdout.utf8.count) bytes")
+        let two = try await Self.run(home, ["--orbctl", "sim", "run", "--name", "twin", "--replicas", "2", "--command", command, "--wait"])
+        #expect(two.status == 0, "\(two.stderr)")
+        let got = two.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        for n in [1, 2] {
+            let mine = got.filter { $0.hasPrefix("[twin/\(n)] ") }.map { String($0.dropFirst("[twin/\(n)] ".count)) }
+            #expect(mine == lines + ["tail"], "instance \(n): \(mine.count) lines")
+        }
+    }
+
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func waitExitsWithTheCommandsExitCode() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("seven.yaml")
