@@ -163,11 +163,12 @@ struct MachineBoot {
         do {
             try MachineUsers(root: sim.machineRoot(key).path).prepare(user: user, hostname: name)
             let home = sim.store.home.path, machines = sim.store.machinesDirectory.path
-            let layout = MachineNamespace.Layout(
+            var layout = MachineNamespace.Layout(
                 hostView: hostView, hostPaths: [home], readOnlyHostPaths: boot.readOnlyHostPaths + [sim.store.shimsDirectory.path],
                 hidden: [machines], revealed: [machineDirectory], directories: directories,
                 machineRoot: sim.machineRoot(key).path, hostname: name, isolated: isolated,
                 guarded: MachineShims.guarded, shims: sim.store.shimsDirectory.path)
+            if MachineUsers(root: sim.machineRoot(key).path).overlaid { layout.overlaid = ["etc"] }
             let pid = try MachineNamespace.setUp(layout)
             try Data(key.utf8).write(to: URL(fileURLWithPath: machineMark))
             let record = try JSONEncoder().encode(Record(pid: pid))

@@ -24,7 +24,7 @@ extension OrbSim {
     /// A machine's root directory, keyed by what survives a rename and `admin clock advance`.
     func machineRoot(_ key: String) -> URL { store.machinesDirectory.appendingPathComponent(key).appendingPathComponent("root") }
 
-    /// Makes the machine's own directories (but `/etc`, which its first boot copies from the host).
+    /// Makes the machine's own directories (but `/etc`, which its first boot makes: see `MachineUsers.prepare`).
     func makeMachineRoot(_ key: String, user: String) throws {
         let root = machineRoot(key)
         for d in MachineBoot.directories + ["home/\(user)"] where d != "etc" {

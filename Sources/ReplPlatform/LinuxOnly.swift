@@ -159,7 +159,14 @@ public enum MachineNamespace {
         for dir in layout.directories {
             let target = "/" + dir
             if !fm.fileExists(atPath: target) { try fm.createDirectory(atPath: target, withIntermediateDirectories: true) }
-            try bind(layout.hostView + layout.machineRoot + "/" + dir, target)
+            let own = layout.hostView + layout.machineRoot + "/" + dir
+            if layout.overlaid.contains(dir) {
+                // The host's directory below (still the host's here: nothing covers it yet), the
+                // machine's changes above.
+                try overlay(lower: target, upper: own, work: layout.hostView + layout.machineRoot + "/." + dir + "-work", on: target)
+            } else {
+                try bind(own, target)
+            }
         }
         if layout.isolated {
             let entries = (try? fm.contentsOfDirectory(atPath: "/")) ?? []
@@ -324,6 +331,26 @@ public enum MachineNamespace {
         }
     }
 
+    static func overlay(lower: String, upper: String, work: String, on target: String) throws {
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        guard mount("overlay", target, "overlay", 0, "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)") == 0 else {
+            throw SetUpError(description: "overlay \(upper) over \(lower): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Whether this kernel and file system take an overlay with `upper` (an empty directory)
+    /// over `lower`: tried on a scratch directory beside it, in this process's own mount
+    /// namespace, and undone. Overlays need root, a kernel with overlayfs, and an upper
+    /// directory that is not itself on an overlay.
+    public static func canOverlay(lower: String, upper: String, work: String, scratch: String) -> Bool {
+        let fm = FileManager.default
+        guard (try? fm.createDirectory(atPath: scratch, withIntermediateDirectories: true)) != nil else { return false }
+        defer { try? fm.removeItem(atPath: scratch) }
+        guard (try? overlay(lower: lower, upper: upper, work: work, on: scratch)) != nil else { return false }
+        _ = umount2(scratch, Int32(MNT_DETACH))
+        return true
+    }
+
     static func bind(_ source: String, _ target: String, recursive: Bool = false) throws {
         let flags = UInt(MS_BIND) | (recursive ? UInt(MS_REC) : 0)
         guard mount(source, target, nil, flags, nil) == 0 else {
@@ -353,6 +380,7 @@ public enum MachineNamespace {
     public static func inits(key: String) -> [Int32] { [] }
     public static func isMachineInit(_ pid: Int32) -> Bool { false }
     public static func makeReadOnly(_ path: String) throws {}
+    public static func canOverlay(lower: String, upper: String, work: String, scratch: String) -> Bool { false }
     public static func ownPIDNamespace() -> String? { nil }
 }
 #endif

@@ -191,6 +191,9 @@ extension MachineNamespace {
         /// Programs covered by the shim of the same name in `shims` (a host path).
         public var guarded: [String]
         public var shims: String
+        /// Own directories that are overlays of the host's (the machine's changes only, in
+        /// `machineRoot/DIR`, its work directory beside it as `.DIR-work`) rather than whole copies.
+        public var overlaid: [String] = []
 
         public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
                     directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],

@@ -57,6 +57,33 @@ struct MachineWorldTests {
 
     // "`orbctl push|pull [-m M] SRC… [DST]`: guest paths are relative to the guest user's home [S]."
     // "Real clients (pyinfra-orbstack) push files to absolute paths such as `/etc/...` and expect them exactly there."
+    // A machine's `/etc` is its own: what a command writes or deletes there stays in the
+    // machine (over a restart and into a clone) and never reaches the host's. It is an overlay
+    // of the host's where the kernel takes one, so a boot copies nothing (#20).
+    @Test func aMachinesEtcIsItsOwnAndABootCopiesNothing() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let marker = "repl-test-\(UUID().uuidString)"
+        let wrote = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c",
+                                       "echo mine > /etc/\(marker); rm /etc/os-release; cat /etc/hostname; id -un ubuntu"])
+        #expect(wrote.exitCode == 0 && wrote.stdout == "m1\nubuntu\n", "\(wrote)")
+        #expect(!FileManager.default.fileExists(atPath: "/etc/" + marker))
+        #expect(FileManager.default.fileExists(atPath: "/etc/os-release"))
+        try await sim.run(["stop", "m1"])
+        try await sim.run(["clone", "m1", "m2"])
+        for machine in ["m1", "m2"] {
+            let seen = try await sim.run(["run", "-m", machine, "sh", "-c", "cat /etc/\(marker); test -e /etc/os-release || echo gone; cat /etc/hostname"])
+            #expect(seen.stdout == "mine\ngone\n\(machine)\n", "\(machine): \(seen)")
+        }
+        let keys = try FileManager.default.contentsOfDirectory(atPath: sim.store().machinesDirectory.path).filter { !$0.hasPrefix(".") }
+        for key in keys {
+            let root = sim.store().machinesDirectory.appendingPathComponent(key).appendingPathComponent("root").path
+            guard FileManager.default.fileExists(atPath: root + "/.etc-overlay") else { continue }  // no overlays here: a copy
+            let own = FileManager.default.enumerator(atPath: root + "/etc")?.allObjects.count ?? 0
+            #expect(own < 20, "\(own) files in the machine's own /etc")
+        }
+    }
+
     @Test func pushAndPullUseTheMachinesOwnPaths() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "--user", "dev", "ubuntu", "m1"])

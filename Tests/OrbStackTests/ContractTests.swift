@@ -227,9 +227,10 @@ import ReplCore
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
-        // The switch fires 4 s after the deadline, well after the probe below has read `timedout`:
-        // a probe (`orbctl run`) of a machine already powered off would start it again.
-        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 4)
+        // The switch fires 8 s after the deadline, well after the probe below has read `timedout`
+        // even on a loaded machine (4 s was once too little): a probe (`orbctl run`) of a
+        // machine already powered off would start it again.
+        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 8)
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { $0 == .timedOut }
         #expect(final == .timedOut)
