@@ -6,13 +6,13 @@ import ReplStore
 
 /// Knobs of the controller loop.
 public struct ControllerSettings: Sendable {
-    /// Orbctl calls that boot or copy machines (create, clone, start, launch, probes) in
-    /// flight at once.
+    /// Orbctl calls that boot or copy machines (create, clone, start, snapshot, files in and
+    /// out) in flight at once.
     public var concurrency: Int = 4
-    /// Stops and deletes in flight at once: RPCs to OrbStack's daemon that boot nothing
-    /// (serialised per machine, concurrent across machines), so a sweep need not queue
-    /// behind the creates' limit.
-    public var teardownConcurrency: Int = 32
+    /// Calls that boot nothing in flight at once: `list`, `info`, `run` (a launch, a probe, a
+    /// log read), `stop` and `delete` are RPCs to OrbStack's daemon (serialised per machine,
+    /// concurrent across machines), so a launch or a sweep need not queue behind creates.
+    public var rpcConcurrency: Int = 32
     /// Without the host channel: at most one status read (`orbctl run`) per instance per this
     /// interval, growing to a tenth of the command's age (at most a minute) for long commands.
     public var probeInterval: TimeInterval = 2
@@ -77,24 +77,24 @@ public final class Controller: @unchecked Sendable {
     public var lease: LeaseKeeper?
 
     let limiter: CallLimiter
-    let teardownLimiter: CallLimiter
+    let rpcLimiter: CallLimiter
     let gate = BreakerGate()
 
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
         limiter = CallLimiter(permits: settings.concurrency)
-        teardownLimiter = CallLimiter(permits: settings.teardownConcurrency)
-        self.provider = LimitedProvider(base: provider, limiter: limiter, teardown: teardownLimiter, gate: gate)
+        rpcLimiter = CallLimiter(permits: settings.rpcConcurrency)
+        self.provider = LimitedProvider(base: provider, limiter: limiter, rpc: rpcLimiter, gate: gate)
         self.settings = settings
     }
 
     /// One full tick.
     public func tick(now: Date = Date()) async -> TickReport {
         let started = Date()
-        let callsBefore = await limiter.calls + teardownLimiter.calls
+        let callsBefore = await limiter.calls + rpcLimiter.calls
         var report = await tickBody(now: now)
         report.duration = Date().timeIntervalSince(started)
-        report.calls = await limiter.calls + teardownLimiter.calls - callsBefore
+        report.calls = await limiter.calls + rpcLimiter.calls - callsBefore
         return report
     }
 

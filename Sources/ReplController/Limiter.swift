@@ -43,8 +43,9 @@ public actor CallLimiter {
 struct LimitedProvider: Provider {
     let base: any Provider
     let limiter: CallLimiter
-    /// Stops and deletes go through their own, wider limiter.
-    var teardown: CallLimiter
+    /// Calls that boot or copy nothing (list, info, run, stop, delete) go through their own,
+    /// wider limiter.
+    var rpc: CallLimiter
     /// Asked once a call that takes an address (create, clone, start) holds its permit, just
     /// before it goes to OrbStack: why it must not go now, or nil.
     var gate: BreakerGate?
@@ -67,7 +68,7 @@ struct LimitedProvider: Provider {
     }
 
     var capabilities: ProviderCapabilities { base.capabilities }
-    func list() async throws(ProviderError) -> [ObservedMachine] { try await limiter.run { () async throws(ProviderError) in try await base.list() } }
+    func list() async throws(ProviderError) -> [ObservedMachine] { try await rpc.run { () async throws(ProviderError) in try await base.list() } }
     func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
         try await limiter.run { () async throws(ProviderError) in
             try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec, options: options) }
@@ -79,12 +80,12 @@ struct LimitedProvider: Provider {
     func start(name: String) async throws(ProviderError) {
         try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) } }
     }
-    func stop(name: String) async throws(ProviderError) { try await teardown.run { () async throws(ProviderError) in try await base.stop(name: name) } }
+    func stop(name: String) async throws(ProviderError) { try await rpc.run { () async throws(ProviderError) in try await base.stop(name: name) } }
     func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
-    func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
-    func exists(name: String) async throws(ProviderError) -> Bool { try await limiter.run { () async throws(ProviderError) in try await base.exists(name: name) } }
-    func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limiter.run { () async throws(ProviderError) in try await base.probe(name: name) } }
-    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await limiter.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
+    func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await rpc.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
+    func exists(name: String) async throws(ProviderError) -> Bool { try await rpc.run { () async throws(ProviderError) in try await base.exists(name: name) } }
+    func probe(name: String) async throws(ProviderError) -> ProbeResult { try await rpc.run { () async throws(ProviderError) in try await base.probe(name: name) } }
+    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await rpc.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
     func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
         try await limiter.run { () async throws(ProviderError) in try await base.pushArchive(name: name, archive: archive, to: directory) }
     }
@@ -94,16 +95,16 @@ struct LimitedProvider: Provider {
     func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
         try await limiter.run { () async throws(ProviderError) in try await base.pullArchive(name: name, globs: globs) }
     }
-    func address(name: String) async throws(ProviderError) -> String? { try await limiter.run { () async throws(ProviderError) in try await base.address(name: name) } }
+    func address(name: String) async throws(ProviderError) -> String? { try await rpc.run { () async throws(ProviderError) in try await base.address(name: name) } }
 
     /// Terminate is stop, grace, delete: the grace is spent without a permit.
     func terminate(name: String) async throws(ProviderError) {
         if let grace = base as? any GracefulTerminating {
-            try await teardown.run { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
+            try await rpc.run { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
             try? await Task.sleep(nanoseconds: UInt64(grace.terminationGrace * 1e9))
-            try await teardown.run { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
+            try await rpc.run { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
         } else {
-            try await teardown.run { () async throws(ProviderError) in try await base.terminate(name: name) }
+            try await rpc.run { () async throws(ProviderError) in try await base.terminate(name: name) }
         }
     }
 }

@@ -201,7 +201,7 @@ if section("3") {
 // 4. Orphan sweep against its limit and the sequential baseline.
 if section("4") {
     let orphans = quick ? 12 : 50
-    let teardown = ControllerSettings(logsDirectory: URL(fileURLWithPath: "/")).teardownConcurrency
+    let teardown = ControllerSettings(logsDirectory: URL(fileURLWithPath: "/")).rpcConcurrency
     emit("\n## 4. Orphan sweep of \(orphans) machines\n")
     emit("Stop latency 300 ms, delete 150 ms, 1 s grace between them. `repl orphans sweep` is one tick: creates are limited to 4 at once, stops and deletes to \(teardown). Its limit is one stop, the grace and one delete (1.45 s), as if every machine went at once; the baseline is `scaffold/bench/sequential-sweep.sh` (stop, 1 s, delete, one machine at a time). Each runs on its own \(orphans) machines. Goal: ≤ 1.5× the limit.\n")
     emit("| sweep | limit | ratio to limit | sequential baseline | speed-up |")
