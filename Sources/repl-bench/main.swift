@@ -65,8 +65,13 @@ func idleTick(_ fleet: Fleet) async throws -> IdleTick {
         ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
     }
     let calls = Double(try await fleet.calls()) / 7
+    // Ticks and lists alternate, so that a slower or faster stretch of the machine weighs on
+    // both sides of the ratio (the list alone once varied from 85 to 143 ms between runs).
     var lists: [Double] = []
-    for _ in 0..<7 { lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) }) }
+    for _ in 0..<7 {
+        lists.append(try await seconds { try await fleet.sim(["list", "--format", "json"]) })
+        ticks.append(await seconds { _ = await controller.tick() })
+    }
     return IdleTick(calls: calls, tick: median(ticks), list: median(lists))
 }
 
