@@ -497,23 +497,28 @@ public final class Store: @unchecked Sendable {
 
     /// Every run (deleted ones included, with their history) and snapshot, read fresh.
     /// `liveOnly` leaves out archived runs: what a tick reads.
-    public func runs(includeDeleted: Bool = true, liveOnly: Bool = false) throws(StoreError) -> [RunRecord] {
+    /// `named` reads only the runs of that name (a command that shows one run reads one).
+    public func runs(includeDeleted: Bool = true, liveOnly: Bool = false, named: String? = nil) throws(StoreError) -> [RunRecord] {
         try read { db in
             var instancesByRun: [Int64: [InstanceState]] = [:]
-            let instances = liveOnly
+            let instances = named != nil
+                ? "SELECT instances.* FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.name = ? ORDER BY instances.id"
+                : liveOnly
                 ? "SELECT instances.* FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.archived = 0 ORDER BY instances.id"
                 : "SELECT * FROM instances ORDER BY id"
-            for row in try Row.fetchAll(db, sql: instances) {
+            let byName: StatementArguments = named.map { [$0] } ?? []
+            for row in try Row.fetchAll(db, sql: instances, arguments: byName) {
                 instancesByRun[row["run_id"], default: []].append(Store.instance(row))
             }
             var filters: [String] = []
             if !includeDeleted { filters.append("deleted = 0") }
             if liveOnly { filters.append("archived = 0") }
+            if named != nil { filters.append("name = ?") }
             let filter = filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND ")
             let errors = Dictionary(try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
                                     uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
-            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id").map { row in
+            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id", arguments: byName).map { row in
                 // A row that cannot be read is never left out: its machines would look like
                 // orphans, deleted by the next sweep. Everything stops, naming it.
                 let manifest: RunManifest

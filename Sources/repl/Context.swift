@@ -291,8 +291,9 @@ final class Context: @unchecked Sendable {
     /// The run a destructive command names: exactly its name, or `#ID` (its base-36 id), never a
     /// prefix or a guess (a run named `1` is that run, not run id 1).
     func exactRun(_ key: String) throws -> RunRecord {
-        let runs = hasStore ? try store().runs(includeDeleted: false) : []
-        if let named = runs.first(where: { $0.run.manifest.name == key }) { return named }
+        // By name, only that run's rows are read.
+        if hasStore, let named = try store().runs(includeDeleted: false, named: key).first { return named }
+        let runs = hasStore && key.hasPrefix("#") ? try store().runs(includeDeleted: false) : []
         if key.hasPrefix("#"), let byID = runs.first(where: { Base36.encode($0.run.id) == key.dropFirst() }) { return byID }
         throw CLIError.input("no run named \"\(key)\" (see `repl run list`; give its full name, or #ID); nothing was changed")
     }

@@ -29,6 +29,23 @@ struct StoreTests {
         #expect(try store.runs().first?.run.manifest.command == "echo two")
     }
 
+    /// A command that shows one run reads that run's rows only (#20): exactly its name, never
+    /// a prefix or a look-alike.
+    @Test func aRunIsReadByItsNameAlone() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        try store.apply(try ManifestParser().parse("kind: Run\nname: web\nreplicas: 2\n---\nkind: Run\nname: web-2\n", file: "m.yaml"))
+        let runs = try store.runs()
+        let web = try #require(runs.first { $0.run.manifest.name == "web" })
+        try store.record([.addInstance(run: web.run.id, instance: 7, generation: 1), .addInstance(run: web.run.id, instance: 8, generation: 1)], now: Date())
+        let read = try store.runs(named: "web")
+        #expect(read.map(\.run.manifest.name) == ["web"])
+        #expect(read.first?.run.instances.map(\.id) == [7, 8])
+        #expect(try store.runs(named: "we").isEmpty)
+        #expect(try store.runs(named: "web-2").first?.run.instances.isEmpty == true)
+    }
+
     @Test func aStoreFromANewerSchemaIsRefusedAndLeftAlone() throws {
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
