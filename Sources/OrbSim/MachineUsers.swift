@@ -34,12 +34,18 @@ struct MachineUsers {
         let fm = FileManager.default
         if !fm.fileExists(atPath: etc) {
             // 1,200 files copied per machine cost 40 ms on a fresh disk and up to 800 ms on
-            // one with many recently deleted files: the overlay copies none.
-            try fm.createDirectory(atPath: etc, withIntermediateDirectories: true)
-            if MachineNamespace.canOverlay(lower: "/etc", upper: etc, work: work, scratch: root + "/.etc-probe") {
+            // one with many recently deleted files: the overlay copies none. The empty layer
+            // is made beside and moved in once the marker is written, so a boot killed midway
+            // leaves no `/etc` that is neither an overlay nor a copy.
+            let fresh = etc + ".new"
+            try? fm.removeItem(atPath: fresh)
+            try? fm.removeItem(atPath: work)
+            try fm.createDirectory(atPath: fresh, withIntermediateDirectories: true)
+            if MachineNamespace.canOverlay(lower: "/etc", upper: fresh, work: work, scratch: root + "/.etc-probe") {
                 try Data().write(to: URL(fileURLWithPath: root + "/.etc-overlay"))
+                guard rename(fresh, etc) == 0 else { throw SimStoreError("cannot place /etc: \(String(cString: strerror(errno)))") }
             } else {
-                try fm.removeItem(atPath: etc)
+                try fm.removeItem(atPath: fresh)
                 try? fm.removeItem(atPath: work)
             }
         }
@@ -72,15 +78,65 @@ struct MachineUsers {
             if exists("shadow") { try append("shadow", "\(user):*:20000:0:99999:7:::\n") }
         }
         if exists("sudoers") {
-            try fm.createDirectory(atPath: etc + "/sudoers.d", withIntermediateDirectories: true)
-            let rule = etc + "/sudoers.d/90-orbstack-\(user)"
-            try Data("\(user) ALL=(ALL) NOPASSWD:ALL\n".utf8).write(to: URL(fileURLWithPath: rule))
+            // The machine's own entry, whatever it made of it (a link to a host directory is
+            // removed, never followed: this runs on the host's file system).
+            let directory = etc + "/sudoers.d"
+            if let kind = MachineUsers.kind(directory), kind != .typeDirectory { try fm.removeItem(atPath: directory) }
+            if MachineUsers.kind(directory) == nil { try fm.createDirectory(atPath: directory, withIntermediateDirectories: false) }
+            let rule = directory + "/90-orbstack-\(user)"
+            try MachineUsers.writeRegular(rule, Data("\(user) ALL=(ALL) NOPASSWD:ALL\n".utf8))
             chmod(rule, 0o440)
         }
-        let home = root + account.home
-        try fm.createDirectory(atPath: home, withIntermediateDirectories: true)
-        chown(home, account.uid, account.gid)
-        chmod(root + "/root", 0o700)
+        // The home the machine's passwd names, under the machine's root: never through a `..`
+        // or a link the machine made (this runs on the host's file system, as root).
+        if let home = ownPath(account.home) {
+            if MachineUsers.kind(home) == nil { try fm.createDirectory(atPath: home, withIntermediateDirectories: true) }
+            if MachineUsers.kind(home) == .typeDirectory { lchown(home, account.uid, account.gid) }
+        }
+        if MachineUsers.kind(root + "/root") == .typeDirectory { chmod(root + "/root", 0o700) }
+    }
+
+    /// `path` (absolute, in the machine) as a host path under its root, when no part of it is
+    /// `.`, `..` or a link; nil otherwise.
+    func ownPath(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return nil }
+        let parts = path.split(separator: "/")
+        guard !parts.isEmpty, !parts.contains(where: { $0 == "." || $0 == ".." }) else { return nil }
+        var current = root
+        for part in parts {
+            current += "/" + part
+            switch MachineUsers.kind(current) {
+            case nil: return root + "/" + parts.joined(separator: "/")  // the rest is to be made
+            case .typeDirectory?: continue
+            default: return nil
+            }
+        }
+        return current
+    }
+
+    /// What is at `path`, without following a link: nil when nothing is. With `lstat(2)`, not
+    /// `attributesOfItem`, which also looks up the owner's names, through an `/etc/group` that
+    /// in a machine can be a pipe that never answers.
+    static func kind(_ path: String) -> FileAttributeType? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        switch st.st_mode & mode_t(S_IFMT) {
+        case mode_t(S_IFREG): return .typeRegular
+        case mode_t(S_IFDIR): return .typeDirectory
+        case mode_t(S_IFLNK): return .typeSymbolicLink
+        case mode_t(S_IFCHR): return .typeCharacterSpecial
+        default: return .typeUnknown
+        }
+    }
+
+    /// Writes `data` as a regular file at `path`, replacing whatever else is there (a link, a
+    /// pipe, a directory) rather than going through it.
+    static func writeRegular(_ path: String, _ data: Data) throws {
+        if let kind = kind(path), kind != .typeRegular { try FileManager.default.removeItem(atPath: path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SimStoreError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        try handle.write(contentsOf: data)
     }
 
     /// The account named `name` in the machine's `/etc/passwd`.
@@ -111,12 +167,12 @@ struct MachineUsers {
 
     /// Where the machine's `/etc/FILE` is read from: its own, else (an overlay's lower layer)
     /// the host's; nil when it has none, or deleted it (an overlay's whiteout, a device 0/0).
+    /// Only a regular file is read: a link the machine made could name a host file (this also
+    /// runs on the host), and a pipe would never answer.
     private func source(_ file: String) -> String? {
         let own = etc + "/" + file
-        if let type = (try? FileManager.default.attributesOfItem(atPath: own))?[.type] as? FileAttributeType {
-            return type == .typeCharacterSpecial ? nil : own
-        }
-        guard overlaid, FileManager.default.fileExists(atPath: "/etc/" + file) else { return nil }
+        if let kind = MachineUsers.kind(own) { return kind == .typeRegular ? own : nil }
+        guard overlaid, MachineUsers.kind("/etc/" + file) != nil, FileManager.default.fileExists(atPath: "/etc/" + file) else { return nil }
         return "/etc/" + file
     }
 
@@ -129,8 +185,7 @@ struct MachineUsers {
     private func write(_ file: String, _ text: String) throws {
         let own = etc + "/" + file
         let from = source(file)
-        if from == nil { try? FileManager.default.removeItem(atPath: own) }  // a whiteout
-        try Data(text.utf8).write(to: URL(fileURLWithPath: own))
+        try MachineUsers.writeRegular(own, Data(text.utf8))
         if let from, from != own, let attributes = try? FileManager.default.attributesOfItem(atPath: from) {
             let kept = attributes.filter { [.posixPermissions, .ownerAccountID, .groupOwnerAccountID].contains($0.key) }
             try? FileManager.default.setAttributes(kept, ofItemAtPath: own)

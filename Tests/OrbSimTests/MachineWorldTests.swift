@@ -84,6 +84,43 @@ struct MachineWorldTests {
         }
     }
 
+    // The boot writes the machine's hostname, hosts, user, sudo rule and home on the host's
+    // file system, as root: what a machine made of those (links to host files, a `..` home, a
+    // pipe for passwd) is replaced or refused, never followed, isolated or not (attacked, #20).
+    @Test(arguments: [false, true]) func aBootNeverFollowsWhatTheMachineMadeOfItsEtcOrHome(_ isolated: Bool) async throws {
+        let sim = try SimHarness()
+        let victim = sim.home.appendingPathComponent("victim")
+        for dir in ["sudoers.d", "home", "chown"] {
+            try FileManager.default.createDirectory(at: victim.appendingPathComponent(dir), withIntermediateDirectories: true)
+        }
+        for file in ["hostname", "hosts"] { try Data("ORIGINAL\n".utf8).write(to: victim.appendingPathComponent(file)) }
+        func owner(_ path: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: path))?[.ownerAccountID] as? Int }
+        try await sim.run(["create"] + (isolated ? ["--isolated"] : []) + ["ubuntu", "m1"])
+        let v = victim.path
+        let plant = """
+        rm -f /etc/hostname /etc/hosts; ln -s \(v)/hostname /etc/hostname; ln -s \(v)/hosts /etc/hosts
+        rm -rf /etc/sudoers.d; ln -s \(v)/sudoers.d /etc/sudoers.d
+        rm -rf /home/ubuntu; ln -s \(v)/home /home/ubuntu
+        """
+        #expect(try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", plant]).exitCode == 0)
+        try await sim.run(["stop", "m1"])
+        let booted = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "cat /etc/hostname; test -L /etc/hosts || echo own-hosts"])
+        #expect(booted.stdout == "m1\nown-hosts\n", "\(booted)")
+        for file in ["hostname", "hosts"] {
+            #expect(try String(contentsOf: victim.appendingPathComponent(file), encoding: .utf8) == "ORIGINAL\n", "\(file)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: v + "/sudoers.d").isEmpty)
+        #expect(owner(v + "/home") == 0)
+        // A home of `..`s in the machine's passwd, and a pipe for its group file.
+        let escape = "sed -i 's#:/home/ubuntu:#:/../../../../../../../../..\(v)/chown:#' /etc/passwd; rm /etc/group; mkfifo /etc/group"
+        #expect(try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", escape]).exitCode == 0)
+        try await sim.run(["stop", "m1"])
+        let again = try await sim.run(["run", "-m", "m1", "-u", "root", "true"], timeout: 60)
+        #expect(again.exitCode == 0, "\(again)")
+        #expect(owner(v + "/chown") == 0)
+        try await sim.run(["stop", "m1"])
+    }
+
     @Test func pushAndPullUseTheMachinesOwnPaths() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "--user", "dev", "ubuntu", "m1"])
