@@ -45,6 +45,13 @@ final class Fleet: @unchecked Sendable {
         try await SystemProcessRunner.run(orbctl, args, input: nil, timeout: 120, environment: environment, limit: 1 << 26)
     }
 
+    /// Runs `program` with the fleet's environment: its result, and its wall time in seconds.
+    func timed(_ program: String, _ arguments: [String], timeout: TimeInterval = 60, limit: Int = 1 << 26) async throws -> (ProcessResult, Double) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = try await SystemProcessRunner.run(program, arguments, input: nil, timeout: timeout, environment: environment, limit: limit)
+        return (result, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+
     func latency(_ verb: String, _ ms: Int) async throws { try await sim(["admin", "latency", verb, "\(ms)"]) }
 
     func calls() async throws -> Int {

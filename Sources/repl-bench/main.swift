@@ -25,6 +25,8 @@ if args.first == "__measure", args.count >= 2 {
     exit(0)
 }
 let quick = args.contains("--quick")
+/// The `repl` binary built beside this one (sections 5 and 6 run it).
+let repl = (me as NSString).deletingLastPathComponent + "/repl"
 let output = args.firstIndex(of: "--output").flatMap { args.indices.contains($0 + 1) ? args[$0 + 1] : nil }
 // `--only 1c,2` runs only those sections (for working on one figure).
 let only = args.firstIndex(of: "--only").flatMap { args.indices.contains($0 + 1) ? Set(args[$0 + 1].split(separator: ",").map(String.init)) : nil }
@@ -241,7 +243,6 @@ if section("4") {
 // 5. CLI start-up.
 if section("5") {
     emit("\n## 5. CLI start-up\n")
-    let repl = (me as NSString).deletingLastPathComponent + "/repl"
     if FileManager.default.isExecutableFile(atPath: repl) {
         progress("CLI start-up")
         emit("Each the median of 7, against the emulator's own start-up (`orbctl-sim version`, 5 ms of modelled latency) or one `orbctl-sim list`. Goal: `run list --json` with 1,000 runs ≤ 1.5× one list.\n")
@@ -252,9 +253,8 @@ if section("5") {
         func time(_ program: String, _ arguments: [String]) async throws -> Double {
             var times: [Double] = []
             for _ in 0..<7 {
-                let start = DispatchTime.now().uptimeNanoseconds
-                let r = try await SystemProcessRunner.run(program, arguments, input: nil, timeout: 60, environment: fleet.environment, limit: 1 << 26)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                let (r, t) = try await fleet.timed(program, arguments)
+                times.append(t)
                 precondition(r.status == 0, r.stderrText)
             }
             return median(times)
@@ -278,7 +278,6 @@ if section("5") {
 // 6. Log streaming: `repl run --wait` on a command that prints a lot.
 if section("6") {
     emit("\n## 6. Log streaming: `repl run --wait` on a command printing N MB\n")
-    let repl = (me as NSString).deletingLastPathComponent + "/repl"
     if FileManager.default.isExecutableFile(atPath: repl) {
         emit("The command prints N MB (`head -c` of a repeated line) in the machine; `repl run --wait` streams it to its standard output (here /dev/null) and exits with the command. The baseline is `cat` of a file of the same size on the host. Time and peak memory of the whole `repl` process. Goal: time and memory linear in the log's size (the time per MB steady, the memory flat).\n")
         emit("| output | `repl run --wait` | per MB | peak RSS | `cat` of the same | `cat` peak RSS |")
@@ -290,10 +289,7 @@ if section("6") {
             let bytes = mb << 20
             let command = "yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c \(bytes)"
             let measure = { (program: String, arguments: [String]) async throws -> (Double, Int) in
-                let start = DispatchTime.now().uptimeNanoseconds
-                let r = try await SystemProcessRunner.run(me, ["__measure", program] + arguments, input: nil, timeout: 900,
-                                                          environment: fleet.environment, limit: 1 << 16)
-                let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                let (r, t) = try await fleet.timed(me, ["__measure", program] + arguments, timeout: 900, limit: 1 << 16)
                 let line = r.stdoutText
                 let fields = line.split(separator: " ")
                 precondition(fields.first == "0", "\(program) failed: \(line)")
