@@ -293,8 +293,8 @@ final class Context: @unchecked Sendable {
     func exactRun(_ key: String) throws -> RunRecord {
         // By name, only that run's rows are read.
         if hasStore, let named = try store().runs(includeDeleted: false, named: key).first { return named }
-        let runs = hasStore && key.hasPrefix("#") ? try store().runs(includeDeleted: false) : []
-        if key.hasPrefix("#"), let byID = runs.first(where: { Base36.encode($0.run.id) == key.dropFirst() }) { return byID }
+        if hasStore, key.hasPrefix("#"),
+           let byID = try store().runs(includeDeleted: false).first(where: { Base36.encode($0.run.id) == key.dropFirst() }) { return byID }
         throw CLIError.input("no run named \"\(key)\" (see `repl run list`; give its full name, or #ID); nothing was changed")
     }
 
