@@ -48,15 +48,6 @@ struct MachineBoot {
         [URL(fileURLWithPath: sim.executable).deletingLastPathComponent().path, Platform.swiftRuntimeDirectory()].compactMap { $0 }
     }
 
-    /// The environment that reaches the emulator from inside a machine (for `__enter`).
-    var insideEnvironment: [String: String] {
-        var env: [String: String] = ["HOME": "/root", "ORBSIM_HOME": MachineBoot.hostView + sim.store.home.path,
-                                     "ORBSIM_EXECUTABLE": sim.executable]
-        if let runtime = Platform.swiftRuntimeDirectory() { env["LD_LIBRARY_PATH"] = MachineBoot.hostView + runtime }
-        for key in ["TERM", "LANG"] { if let v = sim.environment[key] { env[key] = v } }
-        return env
-    }
-
     /// The init of a running machine: the one it has, else a new one (a boot).
     func ensureInit(_ machine: SimMachine) throws -> Record {
         let key = machine.key

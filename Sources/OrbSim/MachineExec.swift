@@ -54,93 +54,62 @@ struct MachineExec {
     }
 
     /// Runs `command` in a booted machine as `user`, with the given standard streams.
+    ///
+    /// One process of the emulator's, on the host: it enters the machine's namespaces with
+    /// `nsenter`, whose child, a small shell in the machine, changes to the working
+    /// directory, finds the command on the machine's PATH and becomes it through `setpriv`
+    /// (the user switch and the capabilities withheld). Nothing of the emulator's is left in
+    /// the machine's process table, and `kill -TERM -1` inside cannot reach it.
+    /// The session ends with the command: what it left in its process group ends too.
     func enter(_ machine: SimMachine, record: MachineBoot.Record, user: String, workdir: String, command: [String],
                streams: (Int32, Int32, Int32), timeout: TimeInterval? = nil) throws -> Int32 {
-        let boot = MachineBoot(sim: sim)
+        let users = MachineUsers(root: sim.machineRoot(machine.key).path)
+        guard let account = users.account(named: user) else {
+            // **uncertain** text: OrbStack's message for an unknown user is not in any source at hand.
+            throw SimExit.daemon("user '\(user)' not found in machine '\(machine.name)'")
+        }
+        // What this session starts carries its mark; what stays in its process group ends with it.
+        let session = UUID().uuidString
+        // A machine does not inherit the host's environment.
+        let path = MachineBoot.hostView + sim.store.shimsDirectory.path + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        let environment: [String: String] = [
+            "TERM": sim.environment["TERM"] ?? "xterm", "LANG": sim.environment["LANG"] ?? "C.UTF-8",
+            "HOME": account.home, "USER": user, "LOGNAME": user, "SHELL": account.uid == 0 ? "/bin/bash" : "/bin/sh",
+            "PATH": path, "ORBSIM_MACHINE": machine.key, "ORBSIM_SESSION": session,
+        ]
+        // Whoever the command runs as, it cannot gain what would reach the host through the
+        // kernel it shares with it (mount, modules, raw devices, the clock, the host's network).
+        var privileges = ["--bounding-set=" + MachineExec.withheld.map { "-" + $0 }.joined(separator: ",")]
+        if account.uid != 0 {
+            let groups = users.groups(of: account).map(String.init).joined(separator: ",")
+            privileges += ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--groups=\(groups)"]
+        }
         let arguments = MachineNamespace.enterArguments(initPID: record.pid, isolated: machine.isolated)
-            + [MachineBoot.hostView + sim.executable, "__enter", machine.key, user, workdir, "--"] + command
-        let environment = boot.insideEnvironment
+            + ["--", "/bin/sh", "-c", MachineExec.session, "orbctl-run", workdir, account.home, privileges.joined(separator: " ")]
+            + command
+        // A signal to this process does not end the session early (`kill -TERM -1` inside the
+        // machine cannot reach it; a caller's SIGTERM or SIGHUP waits for the command). A
+        // handler, unlike an ignored signal, is not inherited by the command.
+        signal(SIGTERM) { _ in }
+        signal(SIGHUP) { _ in }
         let program = MachineNamespace.enterProgram
+        let started = Spawned()
+        let code: Int32
         do {
-            return try waitForAsync {
+            code = try waitForAsync {
                 try await SystemProcessRunner.runAttached(program, arguments, environment: environment,
-                                                          stdin: streams.0, stdout: streams.1, stderr: streams.2, timeout: timeout)
+                                                          stdin: streams.0, stdout: streams.1, stderr: streams.2, timeout: timeout,
+                                                          spawned: { started.pid = $0 })
             }
         } catch {
             throw SimExit.daemon("exec \(program): \(error)")
         }
-    }
-
-    // MARK: - Inside the machine (`orbctl-sim __enter`)
-
-    /// Runs in the machine's namespaces (as root): starts the command as its user, waits for
-    /// it, then ends what it left in its process group. Arguments: KEY USER WORKDIR -- COMMAND...
-    static func enter(_ args: [String], sim: OrbSim) -> Int32 {
-        guard args.count >= 5, let sep = args.firstIndex(of: "--"), sep == 3 else {
-            FileHandle.standardError.write(Data("orbctl-sim: bad __enter arguments\n".utf8))
-            return 125
-        }
-        let (key, user, workdir) = (args[0], args[1], args[2])
-        let command = Array(args[(sep + 1)...])
-        let users = MachineUsers(root: "")
-        guard let account = users.account(named: user) else {
-            FileHandle.standardError.write(Data("orbctl-sim: no user '\(user)' in this machine\n".utf8))
-            return 125
-        }
-        // What this session starts carries its mark; what stays in its process group ends with it.
-        let session = UUID().uuidString
-        // A signal to every process of the machine (`kill -TERM -1`) does not end the session
-        // early: the command decides (a handler, unlike an ignored signal, is not inherited).
-        signal(SIGTERM) { _ in }
-        signal(SIGHUP) { _ in }
-        // A machine does not inherit the host's environment.
-        let path = sim.store.shimsDirectory.path + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        var env: [String: String] = [
-            "TERM": sim.environment["TERM"] ?? "xterm", "LANG": sim.environment["LANG"] ?? "C.UTF-8",
-            "HOME": account.home, "USER": user, "LOGNAME": user, "SHELL": "/bin/sh", "PATH": path,
-            "HOSTNAME": ProcessInfo.processInfo.hostName, "ORBSIM_MACHINE": key, "ORBSIM_SESSION": session,
-        ]
-        if account.uid == 0 { env["SHELL"] = "/bin/bash" }
-        var isDirectory: ObjCBool = false
-        var cwd = workdir.isEmpty ? account.home : workdir
-        if !FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory) || !isDirectory.boolValue {
-            // **uncertain** text: a missing -w directory is an error, not a silent `/`.
-            guard workdir.isEmpty else {
-                FileHandle.standardError.write(Data("chdir \(workdir): no such file or directory\n".utf8))
-                return 1
-            }
-            cwd = "/"
-        }
-        guard let program = resolve(command[0], path: path) else {
-            FileHandle.standardError.write(Data("\(command[0]): command not found\n".utf8))
-            return 127
-        }
-        // The user is switched by util-linux's setpriv, exec'd in the child: this process stays
-        // root, to end what the session leaves behind whoever it runs as.
-        // Whoever it runs as, it cannot gain what would reach the host through the kernel
-        // it shares with it (mount, modules, raw devices, the clock, the host's network).
-        var argv = [MachineExec.setpriv, "--bounding-set=" + MachineExec.withheld.map { "-" + $0 }.joined(separator: ",")]
-        if account.uid != 0 {
-            let groups = users.groups(of: account).map(String.init).joined(separator: ",")
-            argv += ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--groups=\(groups)"]
-        }
-        argv += ["--", program] + command.dropFirst()
-        let environment = env, directory = cwd, arguments = argv
-        let code: Int32
-        do {
-            code = try waitForAsync {
-                try await SystemProcessRunner.runAttached(arguments[0], Array(arguments.dropFirst()), environment: environment,
-                                                          workingDirectory: directory)
-            }
-        } catch {
-            FileHandle.standardError.write(Data("\(command[0]): \(error)\n".utf8))
-            return 126
-        }
-        // The session ends: what the command left in its process group ends with it.
+        // The session's process group: this process's, or with a timeout, the one the run was given.
+        let group = timeout == nil ? getpgrp() : started.pid
         // A process caught mid-fork or mid-exec may not show its environment yet: look again
         // until a look finds none.
-        for _ in 0..<20 {
-            let left = MachineNamespace.processes(inGroup: getpgrp(), withEnvironmentEntry: "ORBSIM_SESSION=\(session)")
+        for _ in 0..<20 where group > 1 {
+            let left = MachineNamespace.processes(inGroup: group, withEnvironmentEntry: "ORBSIM_SESSION=\(session)")
             if left.isEmpty { break }
             for pid in left { kill(pid, SIGKILL) }
             usleep(2_000)
@@ -148,7 +117,44 @@ struct MachineExec {
         return code
     }
 
-    static let setpriv = "/usr/bin/setpriv"
+    /// The child's pid, as the runner reports it.
+    private final class Spawned: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: Int32 = 0
+        var pid: Int32 {
+            get { lock.withLock { value } }
+            set { lock.withLock { value = newValue } }
+        }
+    }
+
+    /// The machine's half of a session, run by `/bin/sh` as root in the machine's namespaces.
+    /// Arguments: WORKDIR HOME PRIVILEGES COMMAND…. A missing working directory and a command
+    /// not on the machine's PATH are said in one line, as a shell would (127 for the latter).
+    static let session = #"""
+        set -f
+        w=$1 home=$2 privileges=$3
+        shift 3
+        if [ -n "$w" ]; then
+          cd -- "$w" 2>/dev/null || { printf 'chdir %s: no such file or directory\n' "$w" >&2; exit 1; }
+        else
+          cd -- "$home" 2>/dev/null || cd /
+        fi
+        read -r HOSTNAME </proc/sys/kernel/hostname
+        export HOSTNAME
+        p=
+        case $1 in
+          */*) p=$1 ;;
+          *) IFS=:
+             for d in $PATH; do
+               if [ -f "$d/$1" ] && [ -x "$d/$1" ]; then p=$d/$1; break; fi
+             done
+             unset IFS ;;
+        esac
+        if [ -z "$p" ] || [ ! -f "$p" ] || [ ! -x "$p" ]; then printf '%s: command not found\n' "$1" >&2; exit 127; fi
+        shift
+        exec /usr/bin/setpriv $privileges -- "$p" "$@"
+        """#
+
     /// Capabilities no machine command gets: a machine shares the host's kernel, network and
     /// devices, so these would reach the host (a cgroup release agent, a module, a raw disk).
     /// `sys_ptrace` too: the machine's init and sessions keep every capability, and a command
@@ -156,16 +162,6 @@ struct MachineExec {
     static let withheld = ["sys_admin", "sys_module", "sys_rawio", "sys_time", "net_admin", "net_raw", "dac_read_search",
                            "mknod", "mac_admin", "mac_override", "syslog", "sys_pacct", "linux_immutable", "audit_control",
                            "sys_ptrace", "bpf", "perfmon", "ipc_owner"]
-
-    /// The executable a command's first word names, looked up on PATH as a shell would.
-    static func resolve(_ name: String, path: String) -> String? {
-        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
-        for dir in path.split(separator: ":") {
-            let candidate = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
 }
 
 extension OrbSim {

@@ -233,17 +233,19 @@ public enum MachineNamespace {
     }
 
     /// The processes of process group `group` whose environment holds `entry`, this one
-    /// left out (in this process's `/proc`).
+    /// left out (in this process's `/proc`). The group is read first (a short `stat`), the
+    /// environment only of the group's members: on a host, `/proc` lists every process.
     public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] {
-        let marked = Set(LinuxOnly.processes(withEnvironmentEntry: entry))
+        let mark = Array(entry.utf8), me = getpid()
         return allProcesses().filter { pid in
-            guard marked.contains(pid) else { return false }
-            guard pid != getpid(), let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return false }
+            guard pid != me, let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return false }
             let stat = String(decoding: raw, as: UTF8.self)
             guard let close = stat.lastIndex(of: ")") else { return false }
             // After "pid (comm)": state, ppid, pgrp.
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 2 && Int32(fields[2]) == group
+            guard fields.count > 2, Int32(fields[2]) == group,
+                  let environ = Platform.readWholeFile("/proc/\(pid)/environ") else { return false }
+            return environ.split(separator: 0).contains { Array($0) == mark }
         }
     }
 

@@ -159,7 +159,8 @@ public struct SystemProcessRunner: ProcessRunner {
     /// Returns its exit code, or 128 + the signal that ended it.
     public static func runAttached(_ executable: String, _ arguments: [String], environment: [String: String],
                                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
-                                   workingDirectory: String? = nil, timeout: TimeInterval? = nil) async throws -> Int32 {
+                                   workingDirectory: String? = nil, timeout: TimeInterval? = nil,
+                                   spawned: (@Sendable (Int32) -> Void)? = nil) async throws -> Int32 {
         // No user or group switch here: the library does that with fork(2) in a threaded
         // process, and its child can hang on a lock taken before the fork (seen under load).
         var options = PlatformOptions()
@@ -171,7 +172,7 @@ public struct SystemProcessRunner: ProcessRunner {
         let configuration = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(arguments),
                                           environment: .custom(keys(environment)),
                                           workingDirectory: workingDirectory.map { FilePath($0) }, platformOptions: options)
-        switch try await run(configuration, stdin: stdin, stdout: stdout, stderr: stderr, timeout: timeout) {
+        switch try await run(configuration, stdin: stdin, stdout: stdout, stderr: stderr, timeout: timeout, spawned: spawned) {
         case .finished(let code): return code
         case .timedOut: return 137
         }

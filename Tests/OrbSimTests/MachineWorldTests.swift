@@ -247,6 +247,29 @@ struct MachineWorldTests {
         #expect((Int(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) < 1000)
     }
 
+    /// A command run in a machine is the only thing `orbctl run` adds to the machine's
+    /// process table, as on OrbStack: the emulator's own part stays on the host.
+    /// What it checks before starting the command still answers as before.
+    @Test(.emulatorOnly) func aRunAddsOnlyItsCommandToTheMachine() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--user", "dev", "ubuntu", "m1"])
+        let ps = try await sim.run(["run", "-m", "m1", "ps", "-eo", "pid,args"]).stdout
+        let rows = ps.split(separator: "\n").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }
+        // The machine's init (PID 1) and `ps` itself, nothing else.
+        #expect(rows.count == 2 && rows.first?.hasPrefix("1 ") == true, "\(ps)")
+        #expect(rows.dropFirst().allSatisfy { !$0.contains("orbctl-sim") }, "\(ps)")
+        let missing = try await sim.run(["run", "-m", "m1", "no-such-command", "x"])
+        #expect(missing.exitCode == 127)
+        #expect(missing.stderr == "no-such-command: command not found\n")
+        let directory = try await sim.run(["run", "-m", "m1", "-w", "/nonexistent", "true"])
+        #expect(directory.exitCode == 1)
+        #expect(directory.stderr == "chdir /nonexistent: no such file or directory\n")
+        let env = try await sim.run(["run", "-m", "m1", "-w", "/tmp", "sh", "-c", "echo $PWD $HOSTNAME $USER $HOME"]).stdout
+        #expect(env == "/tmp m1 dev /home/dev\n")
+        let root = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo $PWD $SHELL; id -u"]).stdout
+        #expect(root == "/root /bin/bash\n0\n")
+    }
+
     /// `kill -TERM -1` as root inside a machine signals every process it can see: the
     /// machine's, never the host's or another machine's.
     @Test(.emulatorOnly) func killAllInsideAMachineReachesOnlyThatMachine() async throws {
