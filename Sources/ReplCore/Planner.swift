@@ -225,6 +225,8 @@ private struct PlanBuilder {
     let settings: PlannerSettings
     let now: Date
     var byName: [String: ObservedMachine] = [:]
+    /// The machines as listed, each name once (the first of a name wins, as in `byName`).
+    let observed: [ObservedMachine]
     /// Names desired state accounts for (instances, snapshots, in-flight machines).
     var accounted: Set<String> = []
     var actions: [Action] = []
@@ -242,6 +244,13 @@ private struct PlanBuilder {
         self.nextInstanceID = input.desired.nextInstanceID
         byName.reserveCapacity(observed.count)
         for m in observed where byName[m.name] == nil { byName[m.name] = m }
+        // OrbStack's names are unique; a list that repeats one is read as its first.
+        if byName.count == observed.count {
+            self.observed = observed
+        } else {
+            var seen = Set<String>()
+            self.observed = observed.filter { seen.insert($0.name).inserted }
+        }
         accounted = input.inFlight
         for snap in input.desired.snapshots {
             let name = Planner.machineName(settings, run: snap.id, instance: snap.instanceID)
@@ -554,9 +563,11 @@ private struct PlanBuilder {
 
     mutating func classify() {
         let grace = settings.orphanGrace
-        // Names sorted, not the machines: sorting 10,000 structs moves them all.
-        for key in byName.keys.sorted() {
-            let machine = byName[key]!
+        let firstDelete = actions.count
+        classified.reserveCapacity(observed.count)
+        // In the list's order (sorting 10,000 names cost a seventh of a plan); the deletes
+        // decided here are put in name order below, so the plan does not depend on it.
+        for machine in observed {
             let parsed = MachineName(parsing: machine.name)
             let created = machine.createdAt
             let age = created.map { now.timeIntervalSince($0) }
@@ -587,6 +598,7 @@ private struct PlanBuilder {
             }
             classified.append(entry)
         }
+        actions[firstDelete...].sort { ($0.machine ?? "") < ($1.machine ?? "") }
     }
 
     mutating func considerDeleting(_ entry: inout ClassifiedMachine, created: Date?, grace: TimeSpan, reason: DeleteReason) {

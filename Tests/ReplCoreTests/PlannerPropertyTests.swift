@@ -97,6 +97,22 @@ struct PlannerPropertyTests {
         }
     }
 
+    /// The list's order is OrbStack's business: the same machines in any order give the same
+    /// plan (actions in the same order, the same classes and reasons).
+    @Test func thePlanDoesNotDependOnTheListsOrder() {
+        var rng = SeededGenerator(seed: 1005)
+        for _ in 0..<Self.cases {
+            var world = Self.randomWorld(&rng)
+            let plan = world.plan()
+            world.machines.shuffle(using: &rng)
+            let shuffled = world.plan()
+            #expect(shuffled.actions == plan.actions)
+            #expect(shuffled.waiting == plan.waiting && shuffled.nextCheck == plan.nextCheck)
+            let classes = { (p: Plan) in Dictionary(p.machines.map { ($0.machine.name, "\($0.machineClass) \($0.why)") }, uniquingKeysWith: { a, _ in a }) }
+            #expect(classes(shuffled) == classes(plan))
+        }
+    }
+
     @Test func aFailedObservationYieldsNoActionAtAll() {
         var rng = SeededGenerator(seed: 1002)
         for _ in 0..<Self.cases {

@@ -38,6 +38,7 @@ struct OrphansList: AsyncParsableCommand {
         let report = await controller.tick()
         if let e = report.observationError { throw CLIError.failure("cannot list machines: \(e)") }
         let machines = report.plan!.machines.filter { [.orphan, .foreign, .whitelisted].contains($0.machineClass) }
+            .sorted { $0.machine.name < $1.machine.name }
         if context.json {
             context.printJSON(["machines": machines.map { m in
                 ["name": m.machine.name, "class": m.machineClass.rawValue, "state": m.machine.state.description,
@@ -127,7 +128,7 @@ struct OrphansSweep: AsyncParsableCommand {
         let waiting = (report.plan?.machines ?? []).compactMap { m -> (name: String, kind: String, at: Date)? in
             guard let at = m.deletableAt, at > now, m.machineClass == .orphan || m.machineClass == .foreign else { return nil }
             return (m.machine.name, m.machineClass.rawValue, at)
-        }
+        }.sorted { $0.name < $1.name }
         if context.json {
             context.printJSON(["dryRun": dryRun, "actions": done.map { ["action": "\($0.0)", "error": $0.1?.description as Any] as [String: Any] },
                                "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] },

@@ -180,7 +180,8 @@ struct WatchLoop {
                                        timeLeft: i.phase.isTerminal ? nil : left, exitCode: i.exitCode))
             }
         }
-        let waiting = (report.plan?.machines ?? []).filter { $0.machineClass == .orphan || $0.machineClass == .foreign }.map {
+        let waiting = (report.plan?.machines ?? []).filter { $0.machineClass == .orphan || $0.machineClass == .foreign }
+            .sorted { $0.machine.name < $1.machine.name }.map {
             WatchSnapshot.Waiting(name: $0.machine.name, machineClass: $0.machineClass.rawValue, state: $0.machine.state.description,
                                   deletesIn: $0.deletableAt.map { $0.timeIntervalSince(now) })
         }
