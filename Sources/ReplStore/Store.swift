@@ -536,13 +536,15 @@ public final class Store: @unchecked Sendable {
             let errors = Dictionary(try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
                                     uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
-            return try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id", arguments: byName).map { row in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id", arguments: byName)
+            let decoded = manifests.manifests(of: rows.map { (run: $0["id"], text: ($0["manifest"] as String?) ?? "") })
+            return try zip(rows, decoded).map { row, result in
                 // A row that cannot be read is never left out: its machines would look like
                 // orphans, deleted by the next sweep. Everything stops, naming it.
                 let manifest: RunManifest
-                do {
-                    manifest = try manifests.manifest(run: row["id"], text: (row["manifest"] as String?) ?? "")
-                } catch {
+                switch result {
+                case .success(let m): manifest = m
+                case .failure(let error):
                     let name = (row["name"] as String?) ?? "?"
                     throw StoreError("\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64((row["id"] as Int64?) ?? 0)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it")
                 }
@@ -973,6 +975,29 @@ final class ManifestCache: @unchecked Sendable {
         let manifest = try Store.decoder.decode(RunManifest.self, from: Data(text.utf8))
         lock.withLock { decoded[run] = (text, manifest) }
         return manifest
+    }
+
+    /// Many manifests at once, in order: decoded on every core when there are enough of them
+    /// (decoding was a quarter of `run list` with 1,000 runs).
+    func manifests(of rows: [(run: Int64, text: String)]) -> [Result<RunManifest, any Error>] {
+        guard rows.count >= 64 else { return rows.map { row in Result { try manifest(run: row.run, text: row.text) } } }
+        let results = Results(count: rows.count)
+        let chunks = min(ProcessInfo.processInfo.activeProcessorCount * 2, rows.count / 32)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            for i in stride(from: chunk, to: rows.count, by: chunks) {
+                results.set(i, Result { try manifest(run: rows[i].run, text: rows[i].text) })
+            }
+        }
+        return results.all
+    }
+
+    /// Results written by index from several threads.
+    private final class Results: @unchecked Sendable {
+        private let lock = NSLock()
+        private var values: [Result<RunManifest, any Error>?]
+        init(count: Int) { values = Array(repeating: nil, count: count) }
+        func set(_ i: Int, _ value: Result<RunManifest, any Error>) { lock.withLock { values[i] = value } }
+        var all: [Result<RunManifest, any Error>] { lock.withLock { values.map { $0! } } }
     }
 
     /// How many manifests were decoded (for tests).

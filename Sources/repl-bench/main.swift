@@ -45,7 +45,13 @@ func progress(_ line: String) { FileHandle.standardError.write(Data("… \(line)
 
 let started = Date()
 emit("# repl benchmarks\n")
-emit("Measured \(DateFormats.iso8601(Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated.\n")
+// Each emulated orbctl call is a process: with the Swift runtime as shared libraries, the
+// dynamic loader's symbol lookups take about 8 ms of CPU per call on Linux, which real
+// orbctl (one static Go binary) does not pay.
+let runtime = Platform.swiftRuntimeDirectory() == nil
+    ? "the Swift runtime linked in (`--static-swift-stdlib`)"
+    : "the Swift runtime as shared libraries (build with `--static-swift-stdlib` for comparable figures)"
+emit("Measured \(DateFormats.iso8601(Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated, \(runtime).\n")
 
 /// An idle tick measured: orbctl calls per tick, the tick's median time and one `orbctl list`
 /// alone at OrbStack's latency (7 ticks each).

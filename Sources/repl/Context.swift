@@ -361,12 +361,23 @@ enum Table {
     /// Columns padded to their widest cell; text from machines, orbctl or manifests (a label,
     /// an error) has its control characters made visible, as everywhere else.
     static func render(_ header: [String], _ rows: [[String]]) -> String {
-        let all = [header] + rows.map { $0.map { Console.visible($0).replacingOccurrences(of: "\n", with: "\\n") } }
+        let all = [header] + rows.map { $0.map { cell in
+            let shown = Console.visible(cell)
+            return shown.contains("\n") ? shown.replacingOccurrences(of: "\n", with: "\\n") : shown
+        } }
         var widths = [Int](repeating: 0, count: header.count)
         for row in all { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-        return all.map { row in
-            row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }.joined()
-        }.joined(separator: "\n")
+        // Padded by characters, as the widths are counted (NSString's padding counts UTF-16
+        // units, and cost a fifth of `run list` with 1,000 runs).
+        var out = ""
+        for (r, row) in all.enumerated() {
+            if r > 0 { out += "\n" }
+            for (i, c) in row.enumerated() {
+                out += c
+                if i < row.count - 1 { out += String(repeating: " ", count: max(0, widths[i] + 2 - c.count)) }
+            }
+        }
+        return out
     }
 
     static func age(_ interval: TimeInterval) -> String {

@@ -79,10 +79,28 @@ enum JSONDocument: Encodable {
             try c.encode(v)
         case .array(let v):
             var c = encoder.unkeyedContainer()
-            for element in v { try c.encode(element) }
+            for element in v {
+                switch element {
+                case .null: try c.encodeNil()
+                case .bool(let x): try c.encode(x)
+                case .int(let x): try c.encode(x)
+                case .string(let x): try c.encode(x)
+                default: try c.encode(element)
+                }
+            }
         case .object(let v):
+            // Leaves through the container's own typed methods: the generic path costs a
+            // dynamic cast and a nested encoder per value.
             var c = encoder.container(keyedBy: Key.self)
-            for (key, element) in v { try c.encode(element, forKey: Key(key)) }
+            for (key, element) in v {
+                switch element {
+                case .null: try c.encodeNil(forKey: Key(key))
+                case .bool(let x): try c.encode(x, forKey: Key(key))
+                case .int(let x): try c.encode(x, forKey: Key(key))
+                case .string(let x): try c.encode(x, forKey: Key(key))
+                default: try c.encode(element, forKey: Key(key))
+                }
+            }
         }
     }
 
