@@ -77,6 +77,35 @@ import ReplCore
         }
     }
 
+    /// Each kind of bad list is said as what it is, and a field of another type is absent.
+    @Test(arguments: [
+        ("null", "orbctl list printed null instead of a list of machines"),
+        ("{}", "orbctl list printed a non-array instead of a list of machines"),
+        ("\"x\"", "orbctl list printed a non-array instead of a list of machines"),
+        ("garbage", "orbctl list printed something that is not JSON: \"garbage\""),
+        ("[1]", "orbctl list: record 0 is not an object"),
+        (#"[{"id":"a","name":"a","state":"running"},[]]"#, "orbctl list: record 1 is not an object"),
+        (#"[{"id":5,"name":"a","state":"running"}]"#, "orbctl list: record 0 lacks id, name or state"),
+        (#"[{"id":"","name":"a","state":"running"}]"#, "orbctl list: record 0 lacks id, name or state"),
+        (#"[{"id":"x","name":"a","state":"running"},{"id":"x","name":"b","state":"stopped"}]"#, "orbctl list: id x appears twice"),
+    ])
+    func aBadListSaysWhatIsWrong(_ text: String, _ message: String) {
+        do {
+            let machines = try OrbctlClient.decodeList(Data(text.utf8))
+            Issue.record("accepted \(text): \(machines)")
+        } catch {
+            #expect(error.kind == .malformedOutput && error.message == message)
+        }
+    }
+
+    @Test func aListRecordsFieldsOfAnotherTypeReadAsAbsent() throws {
+        let text = #"[{"id":"01KTK0Z32XA8Y4R8MVY2F4TZKN","name":"a","state":"stopped","image":"ubuntu"},"#
+            + #"{"id":"01KTK0Z32XA8Y4R8MVY2F4TZKP","name":"b","state":"running","image":{"distro":"debian","version":12,"arch":"arm64"}}]"#
+        let machines = try OrbctlClient.decodeList(Data(text.utf8))
+        #expect(machines.map(\.name) == ["a", "b"] && machines.map(\.state) == [.stopped, .running])
+        #expect(machines[0].distro == "" && machines[1].distro == "debian" && machines[1].version == "" && machines[1].arch == "arm64")
+    }
+
     /// Each step of address discovery, by forcing the earlier ones to fail.
     @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func addressDiscoveryFallsBackStepByStep() async throws {
         let h = try ClientHarness()
