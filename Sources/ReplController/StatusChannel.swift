@@ -1,5 +1,6 @@
 import Foundation
 import ReplCore
+import ReplPlatform
 
 /// The host status channel: one directory per machine under `$REPL_HOME/machines`, which
 /// OrbStack shows inside every normal machine under `/mnt/mac`. The controller makes it and
@@ -55,16 +56,10 @@ public struct StatusChannel: Sendable {
 
     /// The first `bytes` of a regular file (never through a symlink a machine planted); nil
     /// when it is absent or not a regular file.
-    static func head(_ url: URL, bytes: Int) -> Data? {
-        guard StatusChannel.isRegularFile(url), let handle = try? FileHandle(forReadingFrom: url) else { return nil }
-        defer { try? handle.close() }
-        return try? handle.read(upToCount: bytes) ?? Data()
-    }
+    static func head(_ url: URL, bytes: Int) -> Data? { Platform.readRegularFile(url.path, upTo: bytes) }
 
     /// Whether `url` is a regular file itself (a symlink is not followed).
-    public static func isRegularFile(_ url: URL) -> Bool {
-        (try? FileManager.default.attributesOfItem(atPath: url.path)[.type] as? FileAttributeType) == .typeRegular
-    }
+    public static func isRegularFile(_ url: URL) -> Bool { Platform.isRegularFile(url.path) }
 
     /// Whether the wrapper of this machine reached the channel (its logs are here).
     public func isInUse(_ machine: String) -> Bool { Self.isRegularFile(file(machine, "status")) }

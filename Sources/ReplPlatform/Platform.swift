@@ -162,6 +162,34 @@ public enum Platform {
         }
         return data
     }
+
+    /// Whether `path` is a regular file itself (a link is not followed), with `lstat(2)`:
+    /// `attributesOfItem` also looks up the owner's names through NSS, a read of
+    /// `/etc/passwd` and `/etc/group` for each file asked about.
+    public static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG)
+    }
+
+    /// The first `limit` bytes of a regular file, or nil when `path` is absent, a link, or not
+    /// a regular file (a pipe a machine made is never waited on). One open, checked on the
+    /// descriptor, so nothing can be swapped in between the check and the read.
+    public static func readRegularFile(_ path: String, upTo limit: Int) -> Data? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else { return nil }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: min(max(limit, 0), 65536))
+        while data.count < limit {
+            let n = read(fd, &buffer, min(buffer.count, limit - data.count))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(buffer, count: n)
+        }
+        return data
+    }
 }
 
 
