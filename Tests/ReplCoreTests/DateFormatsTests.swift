@@ -19,6 +19,12 @@ struct DateFormatsTests {
 
     @Test func printsUTCWithSeconds() {
         #expect(DateFormats.iso8601(Self.newYearsEve.addingTimeInterval(13 * 3600 + 5 * 60 + 9)) == "2026-12-31T13:05:09Z")
+        // Seconds are cut, never rounded up into the next one; any year reads back.
+        #expect(DateFormats.iso8601(Self.newYearsEve.addingTimeInterval(59.9)) == "2026-12-31T00:00:59Z")
+        #expect(DateFormats.iso8601(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00Z")
+        for date in [Self.newYearsEve, Date(timeIntervalSince1970: 4_102_444_800.5), Date(timeIntervalSince1970: 1)] {
+            #expect(DateFormats.parse(DateFormats.iso8601(date)) == Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down)))
+        }
     }
 
     @Test func theClockIsAlways24Hour() {
