@@ -199,22 +199,33 @@ public final class Controller: @unchecked Sendable {
         var start = 0
         while start < missing.count {
             let batch = Array(missing[start..<min(missing.count, start + max(1, settings.concurrency))])
-            let answers = await Self.forEach(batch, concurrency: batch.count) { name -> (String, Result<Bool, ProviderError>) in
-                do throws(ProviderError) { return (name, .success(try await provider.exists(name: name))) } catch { return (name, .failure(error)) }
+            // (Answers as plain values: a tuple holding a `Result` with a typed error, returned
+            // from a task group's child, crashed optimized builds in the task group's copy.)
+            let answers = await Self.forEach(batch, concurrency: batch.count) { name -> ExistsAnswer in
+                do {
+                    return ExistsAnswer(name: name, exists: try await provider.exists(name: name), failure: nil)
+                } catch {
+                    return ExistsAnswer(name: name, exists: false, failure: "\(error)")
+                }
             }
-            for (name, answer) in answers {
-                switch answer {
-                case .success(true):
-                    return "orbctl list left out \(name), which exists (\(missing.count) running machine\(missing.count == 1 ? "" : "s") missing from it): the list is not trusted this tick"
-                case .failure(let error):
-                    return "orbctl list left out \(name), and asking for it failed (\(error.description)): the list is not trusted this tick"
-                case .success(false):
-                    continue
+            for answer in answers {
+                if let failure = answer.failure {
+                    return "orbctl list left out \(answer.name), and asking for it failed (\(failure)): the list is not trusted this tick"
+                }
+                if answer.exists {
+                    return "orbctl list left out \(answer.name), which exists (\(missing.count) running machine\(missing.count == 1 ? "" : "s") missing from it): the list is not trusted this tick"
                 }
             }
             start += batch.count
         }
         return nil
+    }
+
+    /// What `info` said of a machine the list left out.
+    struct ExistsAnswer: Sendable {
+        var name: String
+        var exists: Bool
+        var failure: String?
     }
 
     /// Each unfinished instance's status. The host channel is read for all (a local file);

@@ -1,0 +1,34 @@
+import Foundation
+import ReplPlatform
+import ReplTestSupport
+import Testing
+
+/// Found by the attack on #20's changes, each a scenario on the built binaries. `.ci/run` also
+/// runs these suites against the optimized build (`REPL_BUILD_DIR=.build/release`): the first
+/// crashed only there.
+@Suite(.serialized) struct AttackTwentyTests {
+    func sim(_ home: CLITests.Home, _ args: [String]) async throws -> CLITests.Output {
+        var env = home.environment
+        env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
+        return try await CLITests.exec(BuildProducts.orbctlSim, args, env: env)
+    }
+
+    /// A running instance's machine deleted behind repl's back: every command that ticks asks
+    /// `info` for it, and none may crash (an optimized build died of SIGILL or SIGSEGV in the
+    /// task group that asks). The machine confirmed gone fails its instance.
+    @Test(.machineCommands) func aMachineDeletedBehindReplsBackCrashesNothing() async throws {
+        let home = CLITests.Home()
+        let applied = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", "examples/long-lived.yaml"])
+        try #require(applied.status == 0, "\(applied.stderr)")
+        let machine = try #require(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").first.map(String.init))
+        try #require(try await sim(home, ["delete", "-f", machine]).status == 0)
+        for args in [["orphans", "list"], ["orphans", "sweep", "--dry-run"], ["plan", "-f", "examples/long-lived.yaml"],
+                     ["doctor"], ["orphans", "sweep"]] {
+            let out = try await CLITests.run(home, ["--orbctl", "sim"] + args)
+            #expect(out.status < 2, "repl \(args.joined(separator: " ")) exited \(out.status): \(out.stderr)")
+            #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Crash"), "\(out.stderr)")
+        }
+        let status = try await CLITests.run(home, ["run", "status", "devbox", "--json"])
+        #expect(status.status == 0 && status.stdout.contains("\"Failed\""), "\(status.stdout)")
+    }
+}
