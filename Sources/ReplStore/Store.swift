@@ -502,11 +502,68 @@ public final class Store: @unchecked Sendable {
         (row[column] as Double?).map { Date(timeIntervalSince1970: $0) }
     }
 
-    static func instance(_ row: Row) -> InstanceState {
-        InstanceState(id: InstanceID(row["id"] as Int64), generation: row["generation"],
-                      phase: InstancePhase(rawValue: row["phase"]) ?? .failed, retired: (row["retired"] as Int) != 0,
-                      createdAt: date(row, "created_at"), startedAt: date(row, "started_at"), finishedAt: date(row, "finished_at"),
-                      exitCode: row["exit_code"], logsCollected: (row["logs_collected"] as Int) != 0, reason: row["reason"])
+    static func instance(_ row: Row) throws(StoreError) -> InstanceState {
+        let c = Cells(row: row, what: "instance \(Base36.encode(UInt64(bitPattern: Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0)))")
+        let phaseText = try c.string("phase")
+        guard let phase = InstancePhase(rawValue: phaseText) else { throw c.damaged("phase", "\"\(phaseText)\" is no phase") }
+        let generation = try c.int("generation")
+        guard generation >= 1 else { throw c.damaged("generation", "\(generation)") }
+        return InstanceState(id: InstanceID(try c.int64("id")), generation: generation, phase: phase, retired: try c.int("retired") != 0,
+                             createdAt: try c.date("created_at"), startedAt: try c.date("started_at"), finishedAt: try c.date("finished_at"),
+                             exitCode: try c.optionalInt("exit_code"), logsCollected: try c.int("logs_collected") != 0,
+                             reason: try c.optionalString("reason"))
+    }
+
+    /// A row's cells read as the schema says they are, or an error naming the row and the
+    /// column (a value of another type, written by hand or by a damaged file, is never read as
+    /// something else, and never crashes: GRDB's own conversion stops the process).
+    struct Cells {
+        let row: Row
+        let what: String
+
+        func damaged(_ column: String, _ why: String) -> StoreError {
+            StoreError("the store's \(what) has a damaged \(column) (\(why)); nothing was changed. Move state.db aside and run repl recover to rebuild the store from the machines")
+        }
+
+        func optional<T: DatabaseValueConvertible>(_ column: String, _ type: T.Type) throws(StoreError) -> T? {
+            let value = row[column] as DatabaseValue
+            if value.isNull { return nil }
+            guard let converted = T.fromDatabaseValue(value), Cells.sameKind(value, as: T.self) else {
+                throw damaged(column, "holds \(String(describing: value).prefix(40))")
+            }
+            return converted
+        }
+
+        func required<T: DatabaseValueConvertible>(_ column: String, _ type: T.Type) throws(StoreError) -> T {
+            guard let value = try optional(column, type) else { throw damaged(column, "is empty") }
+            return value
+        }
+
+        /// Text is not a number, a number is not text (SQLite would convert either way).
+        static func sameKind<T>(_ value: DatabaseValue, as: T.Type) -> Bool {
+            switch value.storage {
+            case .string: return T.self == String.self
+            case .blob: return T.self == String.self
+            case .int64: return T.self != String.self
+            case .double: return T.self == Double.self
+            case .null: return true
+            }
+        }
+
+        func int64(_ column: String) throws(StoreError) -> Int64 { try required(column, Int64.self) }
+        func int(_ column: String) throws(StoreError) -> Int { try required(column, Int.self) }
+        func optionalInt(_ column: String) throws(StoreError) -> Int? { try optional(column, Int.self) }
+        func string(_ column: String) throws(StoreError) -> String { try required(column, String.self) }
+        func optionalString(_ column: String) throws(StoreError) -> String? { try optional(column, String.self) }
+        func date(_ column: String) throws(StoreError) -> Date? {
+            let value = row[column] as DatabaseValue
+            switch value.storage {
+            case .null: return nil
+            case .double(let d): return Date(timeIntervalSince1970: d)
+            case .int64(let i): return Date(timeIntervalSince1970: Double(i))
+            default: throw damaged(column, "holds \(String(describing: value).prefix(40))")
+            }
+        }
     }
 
     /// What an update of a run also does: it is read by ticks again, and its revision moves
@@ -526,7 +583,9 @@ public final class Store: @unchecked Sendable {
                 : "SELECT * FROM instances ORDER BY id"
             let byName: StatementArguments = named.map { [$0] } ?? []
             for row in try Row.fetchAll(db, sql: instances, arguments: byName) {
-                instancesByRun[row["run_id"], default: []].append(Store.instance(row))
+                let instance = try Store.instance(row)
+                let run = try Cells(row: row, what: "instance \(Base36.encode(instance.id))").int64("run_id")
+                instancesByRun[run, default: []].append(instance)
             }
             var filters: [String] = []
             if !includeDeleted { filters.append("deleted = 0") }
@@ -537,26 +596,44 @@ public final class Store: @unchecked Sendable {
                                     uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id", arguments: byName)
-            let decoded = manifests.manifests(of: rows.map { (run: $0["id"], text: ($0["manifest"] as String?) ?? "") })
+            var texts: [(run: Int64, text: String)] = []
+            texts.reserveCapacity(rows.count)
+            for row in rows {
+                let c = Cells(row: row, what: "run \(String.fromDatabaseValue(row["name"] as DatabaseValue) ?? "?")")
+                texts.append((try c.int64("id"), try c.string("manifest")))
+            }
+            let decoded = manifests.manifests(of: texts)
             return try zip(rows, decoded).map { row, result in
+                let name = String.fromDatabaseValue(row["name"] as DatabaseValue) ?? "?"
+                let c = Cells(row: row, what: "run \(name)")
+                let id = try c.int64("id")
                 // A row that cannot be read is never left out: its machines would look like
                 // orphans, deleted by the next sweep. Everything stops, naming it.
                 let manifest: RunManifest
                 switch result {
                 case .success(let m): manifest = m
                 case .failure(let error):
-                    let name = (row["name"] as String?) ?? "?"
-                    throw StoreError("\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64((row["id"] as Int64?) ?? 0)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it")
+                    throw StoreError("\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64(id)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it")
                 }
-                let id: Int64 = row["id"]
-                let deleted = (row["deleted"] as Int) != 0
-                let run = DesiredRun(id: RunID(id), manifest: manifest, generation: row["generation"],
-                                     cancelled: (row["cancelled"] as Int) != 0 || deleted, instances: instancesByRun[id] ?? [],
-                                     revision: row["revision"])
+                // What a manifest's own checks would refuse, or a generation no apply makes, is
+                // damage: acting on it would retire or delete the run's running machines.
+                guard (0...ManifestParser.maxReplicas).contains(manifest.replicas) else {
+                    throw c.damaged("manifest", "replicas \(manifest.replicas)")
+                }
+                let generation = try c.int("generation")
+                guard generation >= 1 else { throw c.damaged("generation", "\(generation)") }
+                let instances = instancesByRun[id] ?? []
+                if let newer = instances.first(where: { $0.generation > generation }) {
+                    throw c.damaged("generation", "\(generation), below its instance \(Base36.encode(newer.id))'s \(newer.generation)")
+                }
+                let deleted = try c.int("deleted") != 0
+                let run = DesiredRun(id: RunID(id), manifest: manifest, generation: generation,
+                                     cancelled: try c.int("cancelled") != 0 || deleted, instances: instances,
+                                     revision: try c.int("revision"))
                 let lastError = cid.flatMap { cid in
                     run.instances.lazy.compactMap { errors[MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description] }.first
                 }
-                return RunRecord(run: run, deleted: deleted, createdAt: Store.date(row, "created_at") ?? Date(), lastError: lastError)
+                return RunRecord(run: run, deleted: deleted, createdAt: try c.date("created_at") ?? Date(), lastError: lastError)
             }
         }
     }
@@ -564,15 +641,24 @@ public final class Store: @unchecked Sendable {
     public func snapshots() throws(StoreError) -> [DesiredSnapshot] {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM snapshots ORDER BY id").map { row in
-                DesiredSnapshot(id: RunID(row["id"] as Int64), name: row["name"], fromRun: row["from_run"],
-                                instanceID: InstanceID(row["instance_id"] as Int64), deleted: (row["deleted"] as Int) != 0,
-                                createdAt: Store.date(row, "created_at"))
+                let c = Cells(row: row, what: "snapshot \(String.fromDatabaseValue(row["name"] as DatabaseValue) ?? "?")")
+                return DesiredSnapshot(id: RunID(try c.int64("id")), name: try c.string("name"), fromRun: try c.string("from_run"),
+                                       instanceID: InstanceID(try c.int64("instance_id")), deleted: try c.int("deleted") != 0,
+                                       createdAt: try c.date("created_at"))
             }
         }
     }
 
     /// Desired state for the planner: live runs only (archived ones have nothing left to do).
     public func desiredState() throws(StoreError) -> DesiredState {
+        // An instance whose run is gone would leave its machine to the sweep as an orphan.
+        if let stray = try read({ db in try Row.fetchOne(db, sql: """
+            SELECT instances.id, instances.run_id FROM instances LEFT JOIN runs ON runs.id = instances.run_id
+            WHERE runs.id IS NULL LIMIT 1
+            """) }) {
+            let c = Cells(row: stray, what: "instance \(Base36.encode(UInt64(bitPattern: Int64.fromDatabaseValue(stray["id"] as DatabaseValue) ?? 0)))")
+            throw c.damaged("run_id", "no run \((stray["run_id"] as DatabaseValue).description)")
+        }
         let runs = try runs(liveOnly: true).map(\.run)
         let snapshots = try snapshots()
         let next = try read { db in try Int64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'instance'") ?? 1 }

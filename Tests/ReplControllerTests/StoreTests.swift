@@ -174,6 +174,37 @@ struct StoreTests {
     }
 }
 
+/// Rows that are damaged without being unreadable JSON (found by the attack on #20): a value
+/// of another type crashed every command (GRDB's conversion stops the process), and values
+/// no apply writes made the sweep delete running machines and start their commands again.
+@Suite(.serialized) struct DamagedRowTests {
+    @Test(.machineCommands, arguments: [
+        ("UPDATE instances SET exit_code = 'x' WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "exit_code"),
+        ("UPDATE runs SET generation = 'abc' WHERE name = 'precious'", "generation"),
+        ("UPDATE runs SET created_at = 'yesterday' WHERE name = 'precious'", "created_at"),
+        ("UPDATE instances SET run_id = 99 WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "run_id"),
+        ("UPDATE runs SET generation = 0 WHERE name = 'precious'", "generation"),
+        ("UPDATE instances SET phase = 'Exploded' WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "phase"),
+        ("UPDATE runs SET manifest = replace(manifest, '\"replicas\":1', '\"replicas\":-1') WHERE name = 'precious'", "replicas"),
+    ])
+    func aDamagedRowStopsTheTickAndTouchesNoMachine(_ damage: String, _ named: String) async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: keep\n---\nkind: Run\nname: precious\ncommand: sleep 600\n")
+        try await w.tick(until: { try w.machines().filter { $0.state == .running }.count == 2 })
+        // As a hand-made change would be (sqlite3 and Python's module leave foreign keys off).
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = false
+        let queue = try DatabaseQueue(path: w.store.path, configuration: configuration)
+        try await queue.write { try $0.execute(sql: damage) }
+        try queue.close()
+        let before = try w.machines().map(\.name).sorted()
+        let report = await w.controller.tick(now: Date().addingTimeInterval(3600))
+        #expect(report.outcomes.isEmpty, "acted on a damaged store: \(report.outcomes)")
+        #expect(report.observationError?.contains(named) == true, "\(report.observationError ?? "nil")")
+        #expect(try w.machines().map(\.name).sorted() == before)
+    }
+}
+
 /// Two first commands at once on a fresh state directory (an apply meeting a cron sweep) both
 /// migrate: neither fails, and neither calls the store corrupt (found by an attacker, #16).
 struct FirstOpenRaceTests {
