@@ -261,7 +261,11 @@ public enum ProbeResult: Hashable, Sendable {
         case "running": self = .running
         case "timedout": self = .timedOut
         default:
-            if t.hasPrefix("exited "), let code = Int(t.dropFirst(7)) { self = .exited(code) }
+            // An exit code is what a shell's `$?` prints: 0 to 255, digits only (a `+0`, a
+            // `-5` or a 256 was written by something else).
+            let digits = t.dropFirst(7)
+            if t.hasPrefix("exited "), (1...3).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+               let code = Int(digits), code <= 255 { self = .exited(code) }
             else { self = .unreadable("unexpected status \"\(t.prefix(40))\"") }
         }
     }

@@ -53,6 +53,8 @@ enum Console {
 
     static func isControl(_ s: Unicode.Scalar) -> Bool {
         (s.value < 0x20 && s != "\n" && s != "\t") || (0x7F...0x9F).contains(s.value) || s.value == 0x2028 || s.value == 0x2029
+            // Bidirectional overrides and isolates reorder what follows them on the terminal.
+            || (0x202A...0x202E).contains(s.value) || (0x2066...0x2069).contains(s.value) || s.value == 0x200E || s.value == 0x200F
     }
 
     /// Flushes what `print` buffered; exits 1 when any output could not be written.

@@ -363,7 +363,8 @@ enum Table {
     static func render(_ header: [String], _ rows: [[String]]) -> String {
         let all = [header] + rows.map { $0.map { cell in
             let shown = Console.visible(cell)
-            return shown.contains("\n") ? shown.replacingOccurrences(of: "\n", with: "\\n") : shown
+            guard shown.contains("\n") || shown.contains("\t") else { return shown }
+            return shown.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\t", with: "\\t")
         } }
         var widths = [Int](repeating: 0, count: header.count)
         for row in all { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
