@@ -24,6 +24,11 @@ public struct StatusChannel: Sendable {
     /// absolute target, such as macOS's `/tmp`, would point outside `/mnt/mac`).
     public func prepare(_ machine: String, limits: String) throws -> String {
         let dir = machineDirectory(machine)
+        // Anything in the machine can write here: what is not a directory of ours is replaced.
+        if FileManager.default.fileExists(atPath: dir.path) || (try? FileManager.default.destinationOfSymbolicLink(atPath: dir.path)) != nil,
+           !Platform.isDirectory(dir.path) {
+            try FileManager.default.removeItem(at: dir)
+        }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try Data(limits.utf8).write(to: file(machine, "limits"), options: .atomic)
         return dir.resolvingSymlinksInPath().path
@@ -56,10 +61,17 @@ public struct StatusChannel: Sendable {
 
     /// The first `bytes` of a regular file (never through a symlink a machine planted); nil
     /// when it is absent or not a regular file.
-    static func head(_ url: URL, bytes: Int) -> Data? { Platform.readRegularFile(url.path, upTo: bytes) }
+    static func head(_ url: URL, bytes: Int) -> Data? {
+        guard Platform.isDirectory(url.deletingLastPathComponent().path) else { return nil }
+        return Platform.readRegularFile(url.path, upTo: bytes)
+    }
 
     /// Whether `url` is a regular file itself (a symlink is not followed).
-    public static func isRegularFile(_ url: URL) -> Bool { Platform.isRegularFile(url.path) }
+    /// Whether `url` is a regular file itself, in a directory that is one itself: a machine
+    /// that turns its channel directory into a link reaches no file of the Mac through repl.
+    public static func isRegularFile(_ url: URL) -> Bool {
+        Platform.isDirectory(url.deletingLastPathComponent().path) && Platform.isRegularFile(url.path)
+    }
 
     /// Whether the wrapper of this machine reached the channel (its logs are here).
     public func isInUse(_ machine: String) -> Bool { Self.isRegularFile(file(machine, "status")) }
@@ -68,7 +80,7 @@ public struct StatusChannel: Sendable {
     /// loop reads it. Only for machines whose directory exists.
     public func syncLimits(_ machine: String, limits: String) {
         let url = file(machine, "limits")
-        guard FileManager.default.fileExists(atPath: machineDirectory(machine).path),
+        guard Platform.isDirectory(machineDirectory(machine).path),
               FileManager.default.contents(atPath: url.path) != Data(limits.utf8) else { return }
         try? Data(limits.utf8).write(to: url, options: .atomic)
     }

@@ -112,16 +112,25 @@ public struct DesiredRun: Hashable, Sendable {
 
     /// The run's phase, derived from its wanted instances (or all, once none is wanted).
     public var phase: InstancePhase {
-        let current = instances.filter { $0.generation == generation && !$0.retired }
+        let ofGeneration = instances.filter { $0.generation == generation }
+        let current = ofGeneration.filter { !$0.retired }
+        // An instance that had ended before replicas were reduced keeps its result: scaling
+        // down a finished run does not rewrite how it ended (one cut short is Cancelled).
+        let judged = current + ofGeneration.filter { $0.retired && $0.phase.isTerminal && $0.phase != .cancelled }
         // Cancelled (or deleted) after it had finished whole, a run keeps its result: only one
         // cut short is Cancelled.
-        let finishedWhole = current.count >= manifest.replicas && current.allSatisfy { $0.phase.isTerminal && $0.phase != .cancelled }
+        let finishedWhole = current.count >= manifest.replicas && judged.allSatisfy { $0.phase.isTerminal && $0.phase != .cancelled }
         if cancelled && instances.allSatisfy({ $0.phase.isTerminal }) && !finishedWhole { return .cancelled }
-        guard !current.isEmpty else { return cancelled ? .cancelled : (manifest.replicas == 0 ? .succeeded : .pending) }
+        guard !judged.isEmpty else {
+            if cancelled { return .cancelled }
+            guard manifest.replicas == 0 else { return .pending }
+            // Scaled to nothing before anything ran: a command that never ran never succeeds.
+            return manifest.command == nil ? .succeeded : .cancelled
+        }
         if let active = current.filter({ !$0.phase.isTerminal }).map(\.phase).min() { return active }
-        if current.contains(where: { $0.phase == .failed }) { return .failed }
-        if current.contains(where: { $0.phase == .timedOut }) { return .timedOut }
-        if current.contains(where: { $0.phase == .cancelled }) { return .cancelled }
+        if judged.contains(where: { $0.phase == .failed }) { return .failed }
+        if judged.contains(where: { $0.phase == .timedOut }) { return .timedOut }
+        if judged.contains(where: { $0.phase == .cancelled }) { return .cancelled }
         return .succeeded
     }
 }

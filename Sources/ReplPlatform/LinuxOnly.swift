@@ -133,6 +133,13 @@ public enum MachineNamespace {
             try bind(path, target)
             if layout.readOnlyHostPaths.contains(path) { try remountReadOnly(target, options: []) }
         }
+        // The host's dynamic loader cache, kept aside before the machine's /etc covers it.
+        let loaderCache = layout.hostView + "/ld.so.cache"
+        if fm.fileExists(atPath: "/etc/ld.so.cache") {
+            fm.createFile(atPath: loaderCache, contents: nil)
+            try bind("/etc/ld.so.cache", loaderCache)
+            try remountReadOnly(loaderCache, options: [])
+        }
         for path in layout.hidden {
             try fm.createDirectory(atPath: layout.hostView + path, withIntermediateDirectories: true)
             try mountTmpfs(layout.hostView + path, mode: "0755")
@@ -204,6 +211,22 @@ public enum MachineNamespace {
         guard sethostname(hostname, hostname.utf8.count) == 0 else {
             throw SetUpError(description: "sethostname: \(String(cString: strerror(errno)))")
         }
+        // The dynamic loader's configuration is the distro's, read-only: the first programs of
+        // every session (a shell, setpriv) run as root with every capability until setpriv drops
+        // them, and a preload or cache the machine's root wrote would run code in them (found by
+        // attacking: a preload reached CAP_SYS_ADMIN on the host's kernel). Nothing in a machine
+        // can unmount these (no CAP_SYS_ADMIN), and a mount point cannot be removed or renamed.
+        if !fm.fileExists(atPath: "/etc/ld.so.preload") { fm.createFile(atPath: "/etc/ld.so.preload", contents: nil) }
+        try bind("/dev/null", "/etc/ld.so.preload")
+        try remountReadOnly("/etc/ld.so.preload", options: [])
+        if fm.fileExists(atPath: loaderCache) {
+            if !fm.fileExists(atPath: "/etc/ld.so.cache") { fm.createFile(atPath: "/etc/ld.so.cache", contents: nil) }
+            try bind(loaderCache, "/etc/ld.so.cache")
+            try remountReadOnly("/etc/ld.so.cache", options: [])
+        }
+        // The init keeps no directory of the host's as its working directory: `/proc/1/cwd`
+        // would show an isolated machine the directory its first command was run from.
+        guard chdir("/") == 0 else { throw SetUpError(description: "chdir /: \(String(cString: strerror(errno)))") }
         var covered = Set<String>()
         for tool in layout.guarded {
             for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin", "/lib/systemd"] {

@@ -171,6 +171,26 @@ public enum Platform {
         return lstat(path, &st) == 0 && st.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG)
     }
 
+    /// Opens `/dev/null` on any of descriptors 0, 1 and 2 that the caller left closed. Otherwise
+    /// the first file this process opens takes that number, and a child handed "standard input"
+    /// gets it: an emulated machine's command was given the emulator's own epoll descriptor
+    /// (and crashed the emulator through it) when started with `<&-`.
+    public static func openStandardStreams() {
+        for fd in Int32(0)...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+            let opened = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+            if opened >= 0 && opened != fd {
+                dup2(opened, fd)
+                close(opened)
+            }
+        }
+    }
+
+    /// Whether `path` is a directory itself (a link to one is not).
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & mode_t(S_IFMT) == mode_t(S_IFDIR)
+    }
+
     /// The first `limit` bytes of a regular file, or nil when `path` is absent, a link, or not
     /// a regular file (a pipe a machine made is never waited on). One open, checked on the
     /// descriptor, so nothing can be swapped in between the check and the read.

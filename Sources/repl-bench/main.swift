@@ -10,6 +10,7 @@ import ReplStore
 // compare, written to docs/BENCHMARKS.md. `--quick` runs smaller sizes (under a minute).
 
 let environment = ProcessInfo.processInfo.environment
+Platform.openStandardStreams()
 let me = OrbSimExecutable.path()
 let args = Array(CommandLine.arguments.dropFirst())
 // This binary is also the emulator when called as `orbctl`.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import OrbSim
 import ReplCore
+import ReplPlatform
 import ReplStore
 
 typealias ReplCoreManifestError = ManifestError
@@ -27,6 +28,7 @@ extension Repl {
 }
 
 Console.guardStandardDescriptors()
+Platform.openStandardStreams()
 let arguments = Array(CommandLine.arguments.dropFirst())
 let invokedAs = (CommandLine.arguments[0] as NSString).lastPathComponent
 

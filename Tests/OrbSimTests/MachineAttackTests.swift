@@ -135,6 +135,50 @@ struct MachineAttackTests {
         await #expect(try sim.run(["run", "-m", name, "true"]).exitCode == 0)
     }
 
+    // Found by the attack on #20.
+
+    /// The dynamic loader's configuration is out of the machine's reach: the first programs of
+    /// a session run with every capability until they are dropped, and a preload the machine's
+    /// root wrote would have run in them.
+    @Test(arguments: [false, true]) func theLoadersConfigurationCannotBeChanged(_ isolated: Bool) async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create"] + (isolated ? ["--isolated"] : []) + ["ubuntu", "m1"])
+        let attempts = ["echo /tmp/x.so > /etc/ld.so.preload", "cp /dev/null /etc/ld.so.cache", "rm -f /etc/ld.so.preload",
+                        "mv /etc/ld.so.cache /etc/ld.so.cache.old", "umount /etc/ld.so.preload"]
+        for attempt in attempts {
+            _ = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", attempt + " 2>/dev/null; true"])
+            // Still nothing to preload, and the host's cache (a write to the preload goes to /dev/null).
+            let state = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c",
+                                           "wc -c < /etc/ld.so.preload; test -s /etc/ld.so.cache && echo cache; ls /etc/ld.so.cache.old 2>&1 >/dev/null | wc -l"])
+            #expect(state.stdout == "0\ncache\n1\n", "after \(attempt): \(state)")
+        }
+        if let host = FileManager.default.contents(atPath: "/etc/ld.so.cache") {
+            let inside = try await sim.run(["run", "-m", "m1", "-u", "root", "md5sum", "/etc/ld.so.cache"])
+            let expected = try await SystemProcessRunner.run("/usr/bin/md5sum", ["/etc/ld.so.cache"], input: nil, timeout: 10, environment: [:], limit: 4096)
+            #expect(inside.stdout == expected.stdoutText && !host.isEmpty, "\(inside.stdout) vs \(expected.stdoutText)")
+        }
+    }
+
+    /// A machine's init works from `/`: an isolated machine never sees, through `/proc/1/cwd`,
+    /// the directory its first command was run from.
+    @Test func theInitsWorkingDirectoryIsNotTheCallers() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--isolated", "ubuntu", "iso"])
+        // The session's shell changes to `-w` before it drops what lets it look into the init.
+        let cwd = try await sim.run(["run", "-m", "iso", "-u", "root", "-w", "/proc/1/cwd", "pwd", "-P"])  // portability: allowed, a command inside the machine
+        #expect(cwd.stdout == "/\n", "\(cwd)")
+    }
+
+    /// A closed standard stream of the caller is not a descriptor of the emulator's in the
+    /// command (its epoll descriptor was, and the command crashed the emulator through it).
+    @Test func aClosedStandardInputIsNotTheEmulatorsDescriptor() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let out = try await SystemProcessRunner.run("/bin/sh", ["-c", "exec \"$0\" run -m m1 readlink /proc/self/fd/0 <&-", BuildProducts.orbctlSim],
+                                                     input: nil, timeout: 60, environment: sim.environment, limit: 1 << 16)
+        #expect(out.status == 0 && out.stdoutText == "/dev/null\n", "\(out.stdoutText)\(out.stderrText)")
+    }
+
     /// Power tools need root, as on a real machine; a missing `-w` directory is an error.
     @Test func powerNeedsRootAndWorkdirMustExist() async throws {
         let sim = try SimHarness()

@@ -31,4 +31,33 @@ import Testing
         let status = try await CLITests.run(home, ["run", "status", "devbox", "--json"])
         #expect(status.status == 0 && status.stdout.contains("\"Failed\""), "\(status.stdout)")
     }
+
+    /// An orphan whose id is not a ULID (its age cannot be read) is kept, and the sweep says
+    /// so rather than "no orphan is left".
+    @Test func anOrphanOfUnknownAgeIsKeptAndNamed() async throws {
+        let home = CLITests.Home()
+        let job = home.dir.appendingPathComponent("job.yaml")
+        try "kind: Run\nname: web\nreplicas: 0\n".write(to: job, atomically: true, encoding: .utf8)
+        try #require(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path]).status == 0)
+        let doctor = try await CLITests.run(home, ["--orbctl", "sim", "doctor"]).stdout
+        let cid = try #require(doctor.split(separator: "\n").first { $0.contains("control id") }?.split(separator: " ").last.map(String.init))
+        let orphan = "repl-\(cid)-50-1"
+        let fake = home.dir.appendingPathComponent("orbctl")
+        try """
+        #!/bin/sh
+        if [ "$1" = list ]; then
+          printf '[{"id":"hello","name":"\(orphan)","state":"running","image":{"distro":"ubuntu","version":"noble","arch":"amd64"}}]\\n'
+          exit 0
+        fi
+        exec '\(BuildProducts.orbctlSim)' "$@"
+
+        """.write(to: fake, atomically: true, encoding: .utf8)
+        chmod(fake.path, 0o755)
+        for args in [["orphans", "sweep", "--dry-run"], ["orphans", "sweep"]] {
+            let out = try await CLITests.run(home, ["--orbctl", fake.path] + args)
+            #expect(out.status == 0, "\(out.stderr)")
+            #expect(out.stdout.contains("\(orphan): orphan, kept: its age is unknown"), "\(out.stdout)")
+            #expect(!out.stdout.contains("no orphan is left"), "\(out.stdout)")
+        }
+    }
 }

@@ -129,10 +129,15 @@ struct OrphansSweep: AsyncParsableCommand {
             guard let at = m.deletableAt, at > now, m.machineClass == .orphan || m.machineClass == .foreign else { return nil }
             return (m.machine.name, m.machineClass.rawValue, at)
         }.sorted { $0.name < $1.name }
+        // Orphans whose age cannot be read (an id that is not a ULID) are kept: said, not hidden.
+        let kept = (report.plan?.machines ?? []).filter { m in
+            m.deletableAt == nil && m.age == nil && (m.machineClass == .orphan || (m.machineClass == .foreign && sweep.includeForeign))
+        }.map { (name: $0.machine.name, kind: $0.machineClass.rawValue) }.sorted { $0.name < $1.name }
         if context.json {
             context.printJSON(["dryRun": dryRun, "actions": done.map { ["action": "\($0.0)", "error": $0.1?.description as Any] as [String: Any] },
                                "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] },
-                               "waiting": waiting.map { ["machine": $0.name, "class": $0.kind, "deletableAt": DateFormats.iso8601($0.at)] }])
+                               "waiting": waiting.map { ["machine": $0.name, "class": $0.kind, "deletableAt": DateFormats.iso8601($0.at)] },
+                               "kept": kept.map { ["machine": $0.name, "class": $0.kind, "why": "age unknown (its id is not a ULID)"] }])
         } else {
             for (action, error) in done {
                 if let error { context.warn("\(action): \(error.description)") } else { context.say((dryRun ? "would " : "") + "\(action)") }
@@ -142,9 +147,10 @@ struct OrphansSweep: AsyncParsableCommand {
                 let left = TimeSpan(milliseconds: Int64(w.at.timeIntervalSince(now).rounded(.up)) * 1000)
                 context.say("\(w.name): \(w.kind), deleted once its grace of \(grace) has passed, in \(left)")
             }
+            for k in kept { context.say("\(k.name): \(k.kind), kept: its age is unknown (its id is not a ULID); delete it yourself if it is not wanted") }
             let blocked = report.plan?.blocked ?? []
             for b in blocked { context.say("blocked: \(b.machine): \(b.why)") }
-            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty && blocked.isEmpty {
+            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty && blocked.isEmpty && kept.isEmpty {
                 context.say("Nothing to do: every machine of ours is wanted, and no orphan is left.")
             }
         }
