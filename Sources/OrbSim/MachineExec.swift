@@ -56,11 +56,14 @@ struct MachineExec {
     /// Runs `command` in a booted machine as `user`, with the given standard streams.
     ///
     /// One process of the emulator's, on the host: it enters the machine's namespaces with
-    /// `nsenter`, whose child, a small shell in the machine, changes to the working
-    /// directory, finds the command on the machine's PATH and becomes it through `setpriv`
-    /// (the user switch and the capabilities withheld). Nothing of the emulator's is left in
-    /// the machine's process table, and `kill -TERM -1` inside cannot reach it.
-    /// The session ends with the command: what it left in its process group ends too.
+    /// `nsenter`, whose child drops what the user may not have with `setpriv` (the user switch,
+    /// the capabilities withheld) before anything of the machine's runs; a small shell, as the
+    /// user, changes to the working directory, finds the command on the machine's PATH and
+    /// becomes it in a session of its own (`setsid`). Nothing of the emulator's is left in the
+    /// machine's process table, `kill -TERM -1` inside cannot reach it, and the caller's
+    /// terminal is not the command's controlling terminal (it could type into it).
+    /// The run's signals (TERM, HUP, INT) are passed on to the command. The session ends with
+    /// the command: whatever is left in it ends too; only what detached (`setsid`) lives on.
     func enter(_ machine: SimMachine, record: MachineBoot.Record, user: String, workdir: String, command: [String],
                streams: (Int32, Int32, Int32), timeout: TimeInterval? = nil) throws -> Int32 {
         let users = MachineUsers(root: sim.machineRoot(machine.key).path)
@@ -68,14 +71,12 @@ struct MachineExec {
             // **uncertain** text: OrbStack's message for an unknown user is not in any source at hand.
             throw SimExit.daemon("user '\(user)' not found in machine '\(machine.name)'")
         }
-        // What this session starts carries its mark; what stays in its process group ends with it.
-        let session = UUID().uuidString
         // A machine does not inherit the host's environment.
         let path = MachineBoot.hostView + sim.store.shimsDirectory.path + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         let environment: [String: String] = [
             "TERM": sim.environment["TERM"] ?? "xterm", "LANG": sim.environment["LANG"] ?? "C.UTF-8",
             "HOME": account.home, "USER": user, "LOGNAME": user, "SHELL": account.uid == 0 ? "/bin/bash" : "/bin/sh",
-            "PATH": path, "ORBSIM_MACHINE": machine.key, "ORBSIM_SESSION": session,
+            "PATH": path, "ORBSIM_MACHINE": machine.key,
         ]
         // Whoever the command runs as, it cannot gain what would reach the host through the
         // kernel it shares with it (mount, modules, raw devices, the clock, the host's network).
@@ -85,55 +86,90 @@ struct MachineExec {
             privileges += ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--groups=\(groups)"]
         }
         let arguments = MachineNamespace.enterArguments(initPID: record.pid, isolated: machine.isolated)
-            + ["--", "/bin/sh", "-c", MachineExec.session, "orbctl-run", workdir, account.home, privileges.joined(separator: " ")]
-            + command
-        // A signal to this process does not end the session early (`kill -TERM -1` inside the
-        // machine cannot reach it; a caller's SIGTERM or SIGHUP waits for the command). A
-        // handler, unlike an ignored signal, is not inherited by the command.
-        signal(SIGTERM) { _ in }
-        signal(SIGHUP) { _ in }
+            + ["--", "/usr/bin/setpriv"] + privileges
+            + ["--", "/bin/sh", "-c", MachineExec.session, "orbctl-run", workdir, account.home] + command
+        let leader = SessionLeader()
+        MachineExec.forwardSignals()
         let program = MachineNamespace.enterProgram
-        let started = Spawned()
         let code: Int32
         do {
             code = try waitForAsync {
                 try await SystemProcessRunner.runAttached(program, arguments, environment: environment,
                                                           stdin: streams.0, stdout: streams.1, stderr: streams.2, timeout: timeout,
-                                                          spawned: { started.pid = $0 })
+                                                          spawned: { leader.watch(enter: $0) })
             }
         } catch {
+            leader.stop()
             throw SimExit.daemon("exec \(program): \(error)")
         }
-        // The session's process group: this process's, or with a timeout, the one the run was given.
-        let group = timeout == nil ? getpgrp() : started.pid
-        // A process caught mid-fork or mid-exec may not show its environment yet: look again
-        // until a look finds none.
-        for _ in 0..<20 where group > 1 {
-            let left = MachineNamespace.processes(inGroup: group, withEnvironmentEntry: "ORBSIM_SESSION=\(session)")
-            if left.isEmpty { break }
-            for pid in left { kill(pid, SIGKILL) }
-            usleep(2_000)
+        leader.stop()
+        // The session ends: what the command left in it ends with it. A process caught
+        // mid-fork may be missed by one look: look again until a look finds none.
+        if let session = leader.pid {
+            for _ in 0..<20 {
+                let left = MachineNamespace.processes(inSession: session, ofInit: record.pid)
+                if left.isEmpty { break }
+                for pid in left { kill(pid, SIGKILL) }
+                usleep(2_000)
+            }
         }
         return code
     }
 
-    /// The child's pid, as the runner reports it.
-    private final class Spawned: @unchecked Sendable {
+    /// The host id of a run's session leader: `nsenter`'s child, which stops itself before
+    /// anything of the user's runs, so that it is known before the command can start (a
+    /// command that ends at once is never missed). The watcher finds it stopped, records it,
+    /// and lets it go on (`nsenter` stops with its child, and continues it when continued).
+    final class SessionLeader: @unchecked Sendable {
         private let lock = NSLock()
-        private var value: Int32 = 0
-        var pid: Int32 {
-            get { lock.withLock { value } }
-            set { lock.withLock { value = newValue } }
+        private var found: Int32?
+        private var stopped = false
+
+        var pid: Int32? { lock.withLock { found } }
+
+        func stop() { lock.withLock { stopped = true } }
+
+        func watch(enter: Int32) {
+            Thread.detachNewThread { [self] in
+                let deadline = Date().addingTimeInterval(30)
+                while Date() < deadline, !lock.withLock({ stopped }), kill(enter, 0) == 0 {
+                    if let child = MachineNamespace.children(of: enter).first,
+                       MachineNamespace.isStopped(child), MachineNamespace.isStopped(enter) {
+                        lock.withLock { found = child }
+                        MachineExec.forwardedSession.store(child)
+                        kill(enter, SIGCONT)
+                        return
+                    }
+                    usleep(300)
+                }
+            }
         }
     }
 
-    /// The machine's half of a session, run by `/bin/sh` as root in the machine's namespaces.
-    /// Arguments: WORKDIR HOME PRIVILEGES COMMAND…. A missing working directory and a command
-    /// not on the machine's PATH are said in one line, as a shell would (127 for the latter).
+    /// The session the run's signals go to (0: none yet).
+    static let forwardedSession = AtomicPID()
+
+    /// TERM, HUP and INT to the run are the command's: passed on to its session's process
+    /// group. (A handler, unlike an ignored signal, is not inherited by the command.)
+    static func forwardSignals() {
+        for sig in [SIGTERM, SIGHUP, SIGINT] {
+            signal(sig) { received in
+                let session = MachineExec.forwardedSession.load()
+                if session > 1 { kill(-session, received) }
+            }
+        }
+    }
+
+    /// The machine's half of a session, run by `/bin/sh` as the command's user in the machine's
+    /// namespaces, after `setpriv`. Arguments: WORKDIR HOME COMMAND…. It first stops itself
+    /// until the run has recorded it (see `SessionLeader`). A missing working directory and a
+    /// command not on the machine's PATH are said in one line, as a shell would (127 for the
+    /// latter); one that cannot be executed is `setsid`'s to say (126).
     static let session = #"""
         set -f
-        w=$1 home=$2 privileges=$3
-        shift 3
+        kill -STOP $$
+        w=$1 home=$2
+        shift 2
         if [ -n "$w" ]; then
           cd -- "$w" 2>/dev/null || { printf 'chdir %s: no such file or directory\n' "$w" >&2; exit 1; }
         else
@@ -141,18 +177,19 @@ struct MachineExec {
         fi
         read -r HOSTNAME </proc/sys/kernel/hostname
         export HOSTNAME
-        p=
+        p=$1
         case $1 in
-          */*) p=$1 ;;
-          *) IFS=:
+          */*) ;;
+          *) p=
+             IFS=:
              for d in $PATH; do
                if [ -f "$d/$1" ] && [ -x "$d/$1" ]; then p=$d/$1; break; fi
              done
-             unset IFS ;;
+             unset IFS
+             if [ -z "$p" ]; then printf '%s: command not found\n' "$1" >&2; exit 127; fi ;;
         esac
-        if [ -z "$p" ] || [ ! -f "$p" ] || [ ! -x "$p" ]; then printf '%s: command not found\n' "$1" >&2; exit 127; fi
         shift
-        exec /usr/bin/setpriv $privileges -- "$p" "$@"
+        exec /usr/bin/setsid "$p" "$@"
         """#
 
     /// Capabilities no machine command gets: a machine shares the host's kernel, network and
@@ -179,4 +216,12 @@ extension OrbSim {
         if machine.state(at: now(state)) != "running" { try startMachine(id: machine.id) }
         return machine
     }
+}
+
+/// A process id shared with a signal handler (read there without a lock).
+final class AtomicPID: @unchecked Sendable {
+    private let value = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    init() { value.initialize(to: 0) }
+    func store(_ pid: Int32) { value.pointee = pid }
+    func load() -> Int32 { value.pointee }
 }

@@ -255,21 +255,35 @@ public enum MachineNamespace {
         allProcesses().filter { $0 != 1 && $0 != getpid() }
     }
 
-    /// The processes of process group `group` whose environment holds `entry`, this one
-    /// left out (in this process's `/proc`). The group is read first (a short `stat`), the
-    /// environment only of the group's members: on a host, `/proc` lists every process.
-    public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] {
-        let mark = Array(entry.utf8), me = getpid()
-        return allProcesses().filter { pid in
-            guard pid != me, let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return false }
-            let stat = String(decoding: raw, as: UTF8.self)
-            guard let close = stat.lastIndex(of: ")") else { return false }
-            // After "pid (comm)": state, ppid, pgrp.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 2, Int32(fields[2]) == group,
-                  let environ = Platform.readWholeFile("/proc/\(pid)/environ") else { return false }
-            return environ.split(separator: 0).contains { Array($0) == mark }
-        }
+    /// The processes of the machine whose init is `initPID` that belong to session `session`
+    /// (host ids): what a run's command left behind. One that detached (`setsid`) is of
+    /// another session and is left out.
+    public static func processes(inSession session: Int32, ofInit initPID: Int32) -> [Int32] {
+        processes(ofInit: initPID).filter { pid in statField(pid, 6) == session }
+    }
+
+    /// The children of `pid` (its main thread's), from `/proc`.
+    public static func children(of pid: Int32) -> [Int32] {
+        guard let raw = Platform.readWholeFile("/proc/\(pid)/task/\(pid)/children") else { return [] }
+        return String(decoding: raw, as: UTF8.self).split(separator: " ").compactMap { Int32($0) }
+    }
+
+    /// Whether `pid` is stopped (state `T`).
+    public static func isStopped(_ pid: Int32) -> Bool {
+        guard let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return false }
+        let stat = String(decoding: raw, as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].split(separator: " ").first == "T"
+    }
+
+    /// Field `n` (1-based, as in proc(5)) of a process's stat, for the numeric fields after
+    /// its name.
+    static func statField(_ pid: Int32, _ n: Int) -> Int32? {
+        guard n > 2, let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return nil }
+        let stat = String(decoding: raw, as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > n - 3 ? Int32(fields[n - 3]) : nil
     }
 
     /// Whether `pid` is PID 1 of a PID namespace other than this process's: a machine's init,
@@ -400,7 +414,9 @@ public enum MachineNamespace {
 
     public static func processes(ofInit initPID: Int32) -> [Int32] { [] }
     public static func processesInside() -> [Int32] { [] }
-    public static func processes(inGroup group: Int32, withEnvironmentEntry entry: String) -> [Int32] { [] }
+    public static func processes(inSession session: Int32, ofInit initPID: Int32) -> [Int32] { [] }
+    public static func children(of pid: Int32) -> [Int32] { [] }
+    public static func isStopped(_ pid: Int32) -> Bool { false }
     public static func isRunning(_ pid: Int32, with words: [String]) -> Bool { false }
     public static func inits(key: String) -> [Int32] { [] }
     public static func isMachineInit(_ pid: Int32) -> Bool { false }

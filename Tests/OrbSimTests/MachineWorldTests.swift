@@ -20,6 +20,50 @@ struct MachineWorldTests {
         #expect(!left.contains("sleep 300"))
         #expect(!left.contains("sleep 301"))
         #expect(left.contains("sleep 302"))
+        // Found by the attack on #20: a job in a process group of its own (job control, setpgrp)
+        // or one that drops the session's environment is still of the session, and ends with it.
+        let escapes = "set -m; sleep 305 & perl -e 'if(!fork){setpgrp;exec \"sleep\",\"306\"}'; env -i sleep 307 & sleep 1; echo started"
+        await #expect(try sim.run(["run", "-m", "m1", "bash", "-c", escapes]).stdout == "started\n")
+        let after = try await sim.run(["run", "-m", "m1", "ps", "-eo", "args"]).stdout
+        for n in 305...307 { #expect(!after.contains("sleep \(n)"), "sleep \(n) outlived its session: \(after)") }
+        #expect(after.contains("sleep 302"))
+    }
+
+    /// A command leads a session of its own in the machine: the caller's terminal is not its
+    /// controlling terminal (a command could type into it: TIOCSTI), and a signal to the run is
+    /// the command's (found by the attack on #20).
+    @Test(.emulatorOnly) func aCommandLeadsItsOwnSessionAndGetsTheRunsSignals() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let ids = try await sim.run(["run", "-m", "m1", "sh", "-c", "echo $$; cut -d' ' -f6 /proc/$$/stat"]).stdout  // portability: allowed, a command inside the machine
+        let lines = ids.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0] == lines[1], "not a session leader: \(ids)")
+        let out = sim.home.appendingPathComponent("term.out").path
+        let script = "trap 'echo got-term; exit 3' TERM; echo ready; sleep 20 & wait"
+        let run = try await BackgroundProcess.start(BuildProducts.orbctlSim, ["run", "-m", "m1", "sh", "-c", script],
+                                                     environment: sim.environment, outputPath: out)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("ready") { usleep(20_000) }
+        run.signal(SIGTERM)
+        let code = try await run.wait()
+        #expect(code == 3, "exit \(code)")
+        #expect(((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("got-term"))
+    }
+
+    /// What a command is started as is checked as its user: a working directory or a program
+    /// the user may not reach is refused, as a shell in the machine would (found by the attack).
+    @Test func theCommandsUserIsWhoseAccessCounts() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "printf '#!/bin/sh\\necho ran\\n' > /root/x; chmod 700 /root/x /root"])
+        let program = try await sim.run(["run", "-m", "m1", "/root/x"])
+        #expect(program.exitCode == 126 && !program.stdout.contains("ran"), "\(program)")
+        let directory = try await sim.run(["run", "-m", "m1", "-w", "/root", "pwd"])
+        #expect(directory.exitCode == 1 && directory.stderr == "chdir /root: no such file or directory\n", "\(directory)")
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "/root/x"]).stdout == "ran\n")
+        try await sim.run(["run", "-m", "m1", "sh", "-c", "echo true > /tmp/plain; chmod 644 /tmp/plain"])
+        let notExecutable = try await sim.run(["run", "-m", "m1", "/tmp/plain"])
+        #expect(notExecutable.exitCode == 126, "\(notExecutable)")
     }
 
     // "Commands run as the machine's default user (`--user` at create, else the Mac user's
