@@ -144,6 +144,14 @@ public final class Controller: @unchecked Sendable {
                 report.observationError = "the machine list is \(Int(Date().timeIntervalSince(observedAt))) s old (was this process paused?); acting on nothing until the next tick"
                 return report
             }
+            // An orphan whose instance row exists but names no run is a damaged store, not an
+            // orphan: nothing is deleted on it.
+            for case .delete(let machine, .orphan) in plan.actions {
+                if let name = MachineName(parsing: machine), let damage = try store.strayInstance(name.instanceID) {
+                    report.observationError = "\(store.path): \(damage.description)"
+                    return report
+                }
+            }
             syncLimits(desired: desired, cid: cid)
             try await act(plan.actions, desired: desired, machines: machines, report: &report, now: now)
             report.breaker = try store.breaker()

@@ -649,16 +649,22 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Why the machine of instance `id` may not be taken for an orphan: its row exists but
+    /// names a run that does not (a damaged store; nil when the store is whole there). Asked
+    /// for each orphan about to be deleted, rather than scanning every instance each tick.
+    public func strayInstance(_ id: InstanceID) throws(StoreError) -> StoreError? {
+        try read { db -> StoreError? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, run_id FROM instances WHERE id = ?", arguments: [Int64(bitPattern: id)]) else { return nil }
+            let run = row["run_id"] as DatabaseValue
+            if let runID = Int64.fromDatabaseValue(run), try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [runID]) == true {
+                return nil
+            }
+            return Cells(row: row, what: "instance \(Base36.encode(id))").damaged("run_id", "no run \(run.description)")
+        }
+    }
+
     /// Desired state for the planner: live runs only (archived ones have nothing left to do).
     public func desiredState() throws(StoreError) -> DesiredState {
-        // An instance whose run is gone would leave its machine to the sweep as an orphan.
-        if let stray = try read({ db in try Row.fetchOne(db, sql: """
-            SELECT instances.id, instances.run_id FROM instances LEFT JOIN runs ON runs.id = instances.run_id
-            WHERE runs.id IS NULL LIMIT 1
-            """) }) {
-            let c = Cells(row: stray, what: "instance \(Base36.encode(UInt64(bitPattern: Int64.fromDatabaseValue(stray["id"] as DatabaseValue) ?? 0)))")
-            throw c.damaged("run_id", "no run \((stray["run_id"] as DatabaseValue).description)")
-        }
         let runs = try runs(liveOnly: true).map(\.run)
         let snapshots = try snapshots()
         let next = try read { db in try Int64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'instance'") ?? 1 }
