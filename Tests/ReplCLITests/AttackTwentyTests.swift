@@ -34,7 +34,7 @@ import Testing
 
     /// An orphan whose id is not a ULID (its age cannot be read) is kept, and the sweep says
     /// so rather than "no orphan is left".
-    @Test func anOrphanOfUnknownAgeIsKeptAndNamed() async throws {
+    @Test(.machineCommands) func anOrphanOfUnknownAgeIsKeptAndNamed() async throws {
         let home = CLITests.Home()
         let job = home.dir.appendingPathComponent("job.yaml")
         try "kind: Run\nname: web\nreplicas: 0\n".write(to: job, atomically: true, encoding: .utf8)
