@@ -36,7 +36,7 @@ let package = Package(
         ),
         .executableTarget(name: "repl-bench", dependencies: ["ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController"]),
         .target(name: "ReplTestSupport", dependencies: ["OrbStack", "OrbSim", "ReplPlatform"], path: "Tests/ReplTestSupport"),
-        .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore"]),
+        .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore", "ReplTestSupport"]),
         .testTarget(name: "ReplPlatformTests", dependencies: ["ReplPlatform"], exclude: ["Fixtures"]),
         .testTarget(name: "OrbStackTests", dependencies: ["ReplPlatform", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim"]),
         .testTarget(name: "ReplControllerTests", dependencies: ["ReplPlatform", 

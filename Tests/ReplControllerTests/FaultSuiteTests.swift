@@ -27,6 +27,16 @@ import ReplStore
         }
     }
 
+    /// `stop` or `delete` calls that name no machine (a bare `orbctl stop` stops all of OrbStack).
+    func bareDestructiveCalls(_ w: World) throws -> Int {
+        let text = (try? String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { line in
+            let argv = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
+            guard let verb = argv.first, verb == "stop" || verb == "delete" else { return false }
+            return argv.dropFirst().allSatisfy { $0.hasPrefix("-") }
+        }.count
+    }
+
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: ["fails", "garbage", "null", "hangs"])
     func aBadListTouchesNothingAndTheNextGoodTickConverges(_ fault: String) async throws {
         let w = try World()
@@ -129,6 +139,10 @@ import ReplStore
         let touched = Set(try destructiveCalls(w))
         #expect(touched.isDisjoint(with: unmanaged + foreign))
         #expect(Set(try w.machines().map(\.name)) == Set(unmanaged + foreign))
+        // States, not names alone (#21): a bare `orbctl stop` names nothing and stops them all.
+        let stopped = try w.machines().filter { $0.state != .running }.map(\.name)
+        #expect(stopped.isEmpty, "\(stopped)")
+        #expect(try bareDestructiveCalls(w) == 0)
     }
 
     /// Short runs in waves through a small pool: graceful stops return every address, so the

@@ -1,4 +1,5 @@
 import Foundation
+import ReplTestSupport
 import Testing
 @testable import ReplCore
 

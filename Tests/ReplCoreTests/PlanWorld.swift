@@ -1,4 +1,5 @@
 import Foundation
+import ReplTestSupport
 @testable import ReplCore
 
 /// A tiny model of the world for planner tests: desired state plus machines,

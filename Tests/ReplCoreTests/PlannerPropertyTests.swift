@@ -1,4 +1,5 @@
 import Foundation
+import ReplTestSupport
 import Testing
 @testable import ReplCore
 
@@ -166,6 +167,10 @@ struct PlannerPropertyTests {
                 case .foreign: #expect(MachineName(parsing: c.machine.name).map { $0.controlID != PlanWorld.cid } == true)
                 case .owned, .orphan, .whitelisted: #expect(Self.isOurs(c.machine.name))
                 }
+                // The whitelist decides between the two classes of an unwanted machine of ours
+                // (#21: this property never looked at it).
+                if c.machineClass == .whitelisted { #expect(world.settings.whitelist.contains(c.machine.name), "\(c.machine.name)") }
+                if c.machineClass == .orphan { #expect(!world.settings.whitelist.contains(c.machine.name), "\(c.machine.name)") }
             }
         }
     }

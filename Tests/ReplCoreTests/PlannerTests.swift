@@ -304,6 +304,21 @@ struct PlannerTests {
                                      .delete(machine: "repl-zz99zz-1-1", reason: .foreign)])
     }
 
+    /// The grace boundary itself (#21: no test put an orphan exactly there): an orphan exactly as
+    /// old as the grace goes; one a millisecond younger waits, and is due a millisecond later.
+    @Test func anOrphanGoesExactlyWhenItsGraceHasPassed() {
+        var w = W()
+        let grace = w.settings.orphanGrace.seconds
+        w.machines = [
+            ObservedMachine(id: ULID.make(at: W.epoch.addingTimeInterval(-grace), using: &w.rng), name: "repl-ab12cd-9-1", state: .running),
+            ObservedMachine(id: ULID.make(at: W.epoch.addingTimeInterval(-grace + 0.001), using: &w.rng), name: "repl-ab12cd-9-2", state: .running),
+        ]
+        let plan = w.plan()
+        #expect(plan.actions == [.delete(machine: "repl-ab12cd-9-1", reason: .orphan)])
+        let due = try? #require(plan.nextCheck).timeIntervalSince(W.epoch)
+        #expect(due.map { abs($0 - 0.001) < 0.0005 } == true, "due \(String(describing: due)) s after now")
+    }
+
     @Test func aFailedListPlansNothing() {
         var w = W(runs: [Self.run(1)])
         w.newMachine("repl-ab12cd-7-7", .running)
