@@ -27,11 +27,20 @@ import ReplStore
         let again = try await repl(w, ["apply", "-f", file.path])
         #expect(again.status == 0, "\(again.stderrText)")
         let machines = try w.machines()
-        #expect(machines.count == 2)  // no duplicate, none missing
-        #expect(Set(machines.map(\.name)).count == 2)
+        #expect(machines.count == 2)  // none missing
         #expect(try w.store.openIntents().isEmpty)
         let run = try w.run("r")
         #expect(run.instances.count == 2 && run.instances.allSatisfy { $0.phase >= .bootstrapping })
+        // No duplicate (#21: a count of unique names cannot fail once there are two): the
+        // machines are the instances', and each was created once, the crashed call included.
+        let cid = try w.store.controlID()
+        #expect(Set(machines.map(\.name)) == Set(run.instances.map { MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description }))
+        let log = (try? String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)) ?? ""
+        let creates = log.split(separator: "\n").compactMap { line -> String? in
+            let argv = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
+            return argv.first == "create" && argv.count > 2 ? argv[2] : nil
+        }
+        #expect(creates.count == 2 && Set(creates).count == 2, "\(creates)")
         // Nothing is left to clean up: every machine is owned.
         let sweep = try await repl(w, ["orphans", "sweep", "--orphan-grace", "0s", "--json"])
         #expect(sweep.status == 0)

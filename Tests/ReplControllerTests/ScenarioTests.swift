@@ -128,6 +128,11 @@ import ReplStore
         #expect(creates == [2] + Array(repeating: 0, count: 19))
         let breaker = try w.store.breaker()
         #expect(breaker.isOpen(at: Date()))
+        // The breaker, not each machine's own backoff (#21: the counts above cannot tell them
+        // apart): a new run, whose machine never failed, gets no create either while it is open.
+        try w.apply("kind: Run\nname: a\nreplicas: 2\n---\nkind: Run\nname: b\n")
+        let fresh = await w.controller.tick()
+        #expect(!fresh.outcomes.contains { if case .create = $0.action { return true } else { return false } }, "\(fresh.outcomes)")
         #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("orbstack-reset-networking.sh") })
         // The pool is freed (the other machine goes gracefully) and the cool-down passes:
         // the half-open breaker lets one create through, it succeeds, and the fleet converges.
@@ -135,7 +140,7 @@ import ReplStore
         try await w.sim(["delete", "-f", "someone-else"])
         try await w.sim(["admin", "ip-pool", "4"])
         _ = try w.store.tripBreaker("cool-down elapsed (test)", now: Date().addingTimeInterval(-3600))
-        try await w.tick { try w.machines().count == 2 && w.wanted(w.run("a")).allSatisfy { $0.phase >= .bootstrapping } }
+        try await w.tick { try w.machines().count == 3 && ["a", "b"].allSatisfy { try w.wanted(w.run($0)).allSatisfy { $0.phase >= .bootstrapping } } }
         #expect(try w.store.breaker().failures == 0)
     }
 
