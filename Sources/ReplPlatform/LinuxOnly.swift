@@ -46,20 +46,20 @@ enum LinuxOnly {
     static func identity(of pid: Int32) -> Platform.ProcessIdentity? {
         guard let bootData = Platform.readWholeFile("/proc/sys/kernel/random/boot_id"),
               let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"),
-              let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return nil }
-        let stat = String(decoding: raw, as: UTF8.self)
-        guard let close = stat.lastIndex(of: ")") else { return nil }
-        // After "pid (comm)": state is field 3, so starttime (22) is the 20th after the paren.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19 else { return nil }
+              let fields = statFields(pid), fields.count > 19 else { return nil }
         let boot = String(decoding: bootData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return Platform.ProcessIdentity(boot: boot, namespace: namespace, start: String(fields[19]))
     }
 
-    static func isZombie(_ pid: Int32) -> Bool {
-        guard let raw = Platform.readWholeFile("/proc/\(pid)/stat"), case let stat = String(decoding: raw, as: UTF8.self),
-              let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    static func isZombie(_ pid: Int32) -> Bool { statFields(pid)?.first?.hasPrefix("Z") == true }
+
+    /// A process's stat fields after "pid (comm)" (a name may hold spaces and parentheses):
+    /// element 0 is field 3 of proc(5), the state; starttime (22) is element 19.
+    static func statFields(_ pid: Int32) -> [Substring]? {
+        guard let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return nil }
+        let stat = String(decoding: raw, as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ")
     }
 
     static func swiftRuntimeDirectory() -> String? {
@@ -259,7 +259,11 @@ public enum MachineNamespace {
     /// (host ids): what a run's command left behind. One that detached (`setsid`) is of
     /// another session and is left out.
     public static func processes(inSession session: Int32, ofInit initPID: Int32) -> [Int32] {
-        processes(ofInit: initPID).filter { pid in statField(pid, 6) == session }
+        // The session is field 6, element 3 after the name.
+        processes(ofInit: initPID).filter { pid in
+            guard let fields = LinuxOnly.statFields(pid), fields.count > 3 else { return false }
+            return Int32(fields[3]) == session
+        }
     }
 
     /// The children of `pid` (its main thread's), from `/proc`.
@@ -269,22 +273,7 @@ public enum MachineNamespace {
     }
 
     /// Whether `pid` is stopped (state `T`).
-    public static func isStopped(_ pid: Int32) -> Bool {
-        guard let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return false }
-        let stat = String(decoding: raw, as: UTF8.self)
-        guard let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(after: close)...].split(separator: " ").first == "T"
-    }
-
-    /// Field `n` (1-based, as in proc(5)) of a process's stat, for the numeric fields after
-    /// its name.
-    static func statField(_ pid: Int32, _ n: Int) -> Int32? {
-        guard n > 2, let raw = Platform.readWholeFile("/proc/\(pid)/stat") else { return nil }
-        let stat = String(decoding: raw, as: UTF8.self)
-        guard let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > n - 3 ? Int32(fields[n - 3]) : nil
-    }
+    public static func isStopped(_ pid: Int32) -> Bool { LinuxOnly.statFields(pid)?.first == "T" }
 
     /// Whether `pid` is PID 1 of a PID namespace other than this process's: a machine's init,
     /// never a process of the host (a forged record must not turn a stop into a kill of the host).
