@@ -152,16 +152,16 @@ struct CloudInit {
     }
 
     /// `cloud-init status` inside a machine.
-    func status(_ machine: SimMachine, arguments: [String]) throws -> Int32 {
+    func status(_ key: String, arguments: [String]) throws -> Int32 {
         guard arguments.first == "status" else {
             throw SimExit(code: 2, stderr: "cloud-init: orbctl-sim answers only `cloud-init status`\n")
         }
-        guard var status = read(machine.key) else { throw SimExit(code: 127, stderr: "cloud-init: command not found\n") }
+        guard var status = read(key) else { throw SimExit(code: 127, stderr: "cloud-init: command not found\n") }
         // `--wait`: until it has finished (a machine stopped midway marks it an error).
         let deadline = Date().addingTimeInterval(CloudInit.timeout + 30)
         while status.status == "running" && arguments.contains("--wait") && Date() < deadline {
             usleep(100_000)
-            status = read(machine.key) ?? status
+            status = read(key) ?? status
         }
         if arguments.contains("json") || arguments.contains("--format=json") {
             sim.out(GoJSON.object([("status", .string(status.status)),

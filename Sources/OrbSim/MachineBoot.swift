@@ -27,11 +27,29 @@ struct MachineBoot {
     static let hostView = "/run/orbsim-host"
     /// Inside a machine, the file naming it (the shims read it; the environment may be gone).
     static let machineMark = "/run/orbsim-machine"
+    /// The init's descriptor of the emulator's home, opened on the host by its launch: the
+    /// init writes the state through it (a `poweroff` inside), and nothing in the machine can
+    /// reach it (the home is bound nowhere in the machine; `/proc/1/fd` is closed to its root).
+    static let homeDescriptor: Int32 = 9
+
+    /// What the machine's shims know of it, written by its init (`machineMark`).
+    struct Mark: Codable {
+        var key: String
+        var ip4: String?
+    }
     /// The machine's own directories, relative to its root.
     static let directories = ["tmp", "etc", "root", "home", "opt", "srv", "var/lib/repl", "var/lib/cloud", "var/log", "var/tmp"]
 
     func directory(_ key: String) -> URL { sim.store.machinesDirectory.appendingPathComponent(key) }
     func recordURL(_ key: String) -> URL { directory(key).appendingPathComponent("init.json") }
+
+    /// The machine's boot lock: held while it boots or its delete ends. Outside its directory,
+    /// which the machine sees: a lock its root held would hang every boot and delete of it.
+    func bootLock(_ key: String) throws -> FileLock {
+        let locks = sim.store.home.appendingPathComponent("locks")
+        try FileManager.default.createDirectory(at: locks, withIntermediateDirectories: true)
+        return try FileLock(locks.appendingPathComponent("boot-" + key).path)
+    }
 
     /// The running init of a machine, if it has one.
     func running(_ key: String) -> Record? {
@@ -42,17 +60,18 @@ struct MachineBoot {
     }
 
     /// The host paths a machine's init binds read-only under the host view: the emulator's
-    /// binary and the Swift runtime it loads (a toolchain under `/opt` would be covered).
-    /// Its home is bound too, writable (the state), without the other machines' directories.
+    /// binary and the Swift runtime it loads (a toolchain under `/opt` would be covered), and
+    /// the shims.
     var readOnlyHostPaths: [String] {
-        [URL(fileURLWithPath: sim.executable).deletingLastPathComponent().path, Platform.swiftRuntimeDirectory()].compactMap { $0 }
+        [URL(fileURLWithPath: sim.executable).deletingLastPathComponent().path, Platform.swiftRuntimeDirectory(),
+         sim.store.shimsDirectory.path].compactMap { $0 }
     }
 
     /// The init of a running machine: the one it has, else a new one (a boot).
     func ensureInit(_ machine: SimMachine) throws -> Record {
         let key = machine.key
         try FileManager.default.createDirectory(at: directory(key), withIntermediateDirectories: true)
-        let lock = try FileLock(directory(key).appendingPathComponent("boot.lock").path)
+        let lock = try bootLock(key)
         defer { lock.release() }
         if let record = running(key) { return record }
         // The machine may have been stopped or deleted since the caller looked.
@@ -65,7 +84,8 @@ struct MachineBoot {
         try sim.makeMachineRoot(key, user: machine.defaultUsername)
         try MachineShims(sim: sim).install()
         let log = directory(key).appendingPathComponent("init.log").path
-        let arguments = ["-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1", MachineNamespace.bootProgram]
+        let arguments = ["-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1 \(MachineBoot.homeDescriptor)<\"$ORBSIM_HOME\"",
+                         MachineNamespace.bootProgram]
             + MachineNamespace.bootArguments(isolated: machine.isolated)
             + [sim.executable, "__init", key, machine.name, machine.defaultUsername, machine.isolated ? "isolated" : "shared"]
         var env = sim.environment
@@ -99,12 +119,6 @@ struct MachineBoot {
     func halt(_ key: String, grace: TimeInterval) {
         // A cloud-init still running is ended with the machine, and says so.
         CloudInit(sim: sim).interrupt(key)
-        if MachineBoot.inside(key) {
-            terminate(MachineNamespace.processesInside(), grace: grace)
-            kill(1, SIGTERM)  // the init's handler ends it, and the machine with it
-            sleep(30)
-            return
-        }
         guard let record = running(key) else {
             try? FileManager.default.removeItem(at: recordURL(key))
             return
@@ -116,7 +130,7 @@ struct MachineBoot {
         try? FileManager.default.removeItem(at: recordURL(key))
     }
 
-    private func terminate(_ pids: [Int32], grace: TimeInterval) {
+    func terminate(_ pids: [Int32], grace: TimeInterval) {
         guard !pids.isEmpty, grace > 0 else { return }
         for pid in pids { kill(pid, SIGTERM) }
         let deadline = Date().addingTimeInterval(grace)
@@ -128,11 +142,6 @@ struct MachineBoot {
         }
     }
 
-    /// Whether this process runs inside the machine `key`.
-    static func inside(_ key: String) -> Bool {
-        (try? String(contentsOfFile: machineMark, encoding: .utf8)) == key
-    }
-
     /// The processes of a machine, seen from the host (its init left out): for tests.
     func processes(_ key: String) -> [Int32] {
         guard let record = running(key) else { return [] }
@@ -142,8 +151,10 @@ struct MachineBoot {
     // MARK: - The init (`orbctl-sim __init KEY NAME USER isolated|shared`)
 
     /// Runs as PID 1 of the machine's fresh namespaces: makes the machine's world, records
-    /// itself, then reaps orphans until it is told to end or its machine is gone.
+    /// itself, then reaps orphans until it is told to end or its machine is gone. A SIGTERM
+    /// (the machine's `poweroff`) stops the machine the way `orbctl stop` does.
     static func initMain(_ args: [String], sim: OrbSim) -> Int32 {
+        MachineNamespace.holdPoweroff()
         guard args.count == 4 else {
             FileHandle.standardError.write(Data("orbctl-sim: bad __init arguments\n".utf8))
             return 125
@@ -151,17 +162,23 @@ struct MachineBoot {
         let (key, name, user, isolated) = (args[0], args[1], args[2], args[3] == "isolated")
         let boot = MachineBoot(sim: sim)
         let machineDirectory = boot.directory(key).path
+        // The emulator's home as the host sees it, through the descriptor the launch opened there.
+        let host = OrbSim(home: URL(fileURLWithPath: MachineNamespace.path(ofDescriptor: homeDescriptor)), executable: sim.executable,
+                          environment: sim.environment)
+        let id: String
         do {
+            guard isHome(homeDescriptor, of: sim) else { throw SimStoreError("descriptor \(homeDescriptor) is not the emulator's home") }
+            guard let machine = try host.store.read().machines.first(where: { $0.key == key }) else { throw SimExit.notFound(name) }
+            id = machine.id
             try MachineUsers(root: sim.machineRoot(key).path).prepare(user: user, hostname: name)
-            let home = sim.store.home.path, machines = sim.store.machinesDirectory.path
             var layout = MachineNamespace.Layout(
-                hostView: hostView, hostPaths: [home], readOnlyHostPaths: boot.readOnlyHostPaths + [sim.store.shimsDirectory.path],
-                hidden: [machines], revealed: [machineDirectory], directories: directories,
+                hostView: hostView, readOnlyHostPaths: boot.readOnlyHostPaths, ownHostPath: machineDirectory,
+                concealed: [sim.store.home.path], directories: directories,
                 machineRoot: sim.machineRoot(key).path, hostname: name, isolated: isolated,
                 guarded: MachineShims.guarded, shims: sim.store.shimsDirectory.path)
             if MachineUsers(root: sim.machineRoot(key).path).overlaid { layout.overlaid = ["etc"] }
             let pid = try MachineNamespace.setUp(layout)
-            try Data(key.utf8).write(to: URL(fileURLWithPath: machineMark))
+            try JSONEncoder().encode(Mark(key: key, ip4: machine.ip4)).write(to: URL(fileURLWithPath: machineMark))
             let record = try JSONEncoder().encode(Record(pid: pid))
             let inView = URL(fileURLWithPath: hostView + machineDirectory)
             try record.write(to: inView.appendingPathComponent("init.json.tmp"))
@@ -174,25 +191,45 @@ struct MachineBoot {
             FileHandle.standardError.write(Data("orbctl-sim: machine \(name) cannot boot: \(error)\n".utf8))
             return 1
         }
-        // As PID 1, only signals it handles reach it: SIGTERM is the machine's poweroff.
-        signal(SIGTERM) { _ in _exit(0) }
         // Its machine is gone (deleted, or the emulator's home removed) or stopped (by a stop
         // whose caller was killed midway): the machine's world ends with this process.
-        let watched = hostView + machineDirectory
-        let state = SimStore(home: URL(fileURLWithPath: hostView + sim.store.home.path))
+        let watched = host.store.machinesDirectory.appendingPathComponent(key).path
         var tick = 0
         while FileManager.default.fileExists(atPath: watched) {
             var status: Int32 = 0
             while waitpid(-1, &status, WNOHANG) > 0 {}
-            if tick % 5 == 0, let current = try? state.read() {
+            if tick % 5 == 0, let current = try? host.store.read() {
                 guard let m = current.machines.first(where: { $0.key == key }) else { break }
                 let phase = m.lifecycle.state(at: Date().addingTimeInterval(current.clockOffset))
                 if phase == .stopped || phase == .deleting { break }
             }
             tick += 1
-            usleep(200_000)
+            if MachineNamespace.awaitPoweroff(milliseconds: 200) {
+                host.powerOff(id: id)
+                break
+            }
         }
         return 0
+    }
+
+    /// Whether descriptor `fd` is the emulator's home directory (the init's launch opened it).
+    static func isHome(_ fd: Int32, of sim: OrbSim) -> Bool {
+        var given = stat(), home = stat()
+        guard fstat(fd, &given) == 0, stat(sim.store.home.path, &home) == 0 else { return false }
+        return (given.st_mode & S_IFMT) == S_IFDIR && given.st_dev == home.st_dev && given.st_ino == home.st_ino
+    }
+}
+
+extension OrbSim {
+    /// In a machine's init, on its `poweroff`: the machine stops as `orbctl stop` stops it (its
+    /// state first, then its processes, given the stop's grace); the init then ends, and the
+    /// kernel ends what is left.
+    func powerOff(id: String) {
+        let actions = (try? recordStop(id: id)) ?? []
+        CloudInit(sim: self).interrupt(String(id.dropFirst(10)))
+        for case .endProcesses(let grace) in actions {
+            MachineBoot(sim: self).terminate(MachineNamespace.processesInside(), grace: grace)
+        }
     }
 }
 

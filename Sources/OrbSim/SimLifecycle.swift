@@ -214,15 +214,19 @@ extension OrbSim {
 
     /// Stops one machine gracefully (no-op when stopped): its processes end and its address is returned.
     func stopMachine(id: String) throws {
+        try perform(try recordStop(id: id), machineID: id)
+    }
+
+    /// A stop's change of state (stopping, its address returned), and what is left to do.
+    func recordStop(id: String) throws -> [MachineLifecycle.Action] {
         let grace = Double(latency("stop")) / 1000
-        let actions = try store.withState { state -> [MachineLifecycle.Action] in
+        return try store.withState { state -> [MachineLifecycle.Action] in
             let now = now(state)
             guard let i = state.machines.firstIndex(where: { $0.id == id }) else { throw SimExit.notFound(id) }
             let actions = state.machines[i].lifecycle.stop(at: now, grace: grace)
             if actions.contains(.releaseAddress) { state.pool.release(machineID: id) }
             return actions
         }
-        try perform(actions, machineID: id)
     }
 
     func restart(_ args: [String]) throws -> Int32 {
@@ -281,7 +285,7 @@ extension OrbSim {
         let key = String(id.dropFirst(10))
         let directory = store.machinesDirectory.appendingPathComponent(key)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let lock = try FileLock(directory.appendingPathComponent("boot.lock").path)
+        let lock = try MachineBoot(sim: self).bootLock(key)
         defer { lock.release() }
         try perform(actions, machineID: id)
         sleepMilliseconds(latency("delete"))

@@ -43,19 +43,19 @@ struct MachineShims {
 }
 
 extension OrbSim {
-    /// `poweroff`, `shutdown`, `halt`, `reboot`, `systemctl`, `hostname`, `cloud-init` inside a machine.
+    /// `poweroff`, `shutdown`, `halt`, `reboot`, `systemctl`, `hostname`, `cloud-init` inside a
+    /// machine. A shim sees only what the machine's init wrote for it and the machine's own
+    /// directory: the emulator's state is out of its reach, and a power tool asks the init.
     func shim(_ args: [String]) throws -> Int32 {
-        let mark = try? String(contentsOfFile: MachineBoot.machineMark, encoding: .utf8)
-        guard let tool = args.first, let key = mark ?? environment["ORBSIM_MACHINE"] else {
+        let written = FileManager.default.contents(atPath: MachineBoot.machineMark).flatMap { try? JSONDecoder().decode(MachineBoot.Mark.self, from: $0) }
+        guard let tool = args.first, let mark = written else {
             throw SimExit(code: 1, stderr: "orbctl-sim: shims only work inside an emulated machine\n")
         }
         let rest = Array(args.dropFirst())
-        let state = try store.read()
-        guard let machine = state.machines.first(where: { $0.key == key }) else { return 1 }
         switch tool {
         case "hostname":
             if rest.contains("-I") || rest.contains("--all-ip-addresses") || rest.contains("-i") {
-                out((machine.ip4 ?? "") + " \n")
+                out((mark.ip4 ?? "") + " \n")
             } else if rest.isEmpty || rest == ["-s"] || rest == ["-f"] {
                 out(ProcessInfo.processInfo.hostName + "\n")
             } else {
@@ -63,7 +63,7 @@ extension OrbSim {
             }
             return 0
         case "cloud-init":
-            return try CloudInit(sim: self).status(machine, arguments: rest)
+            return try CloudInit(sim: self).status(mark.key, arguments: rest)
         case "systemctl":
             guard let verb = rest.first(where: { !$0.hasPrefix("-") }), ["poweroff", "halt", "reboot", "kexec"].contains(verb) else {
                 throw SimExit(code: 1, stderr: "System has not been booted with systemd as init system (PID 1). Can't operate.\n")
@@ -72,10 +72,11 @@ extension OrbSim {
         default:
             // poweroff, shutdown, halt, reboot, init, telinit: stop the emulated machine, never the host.
             // Only root may (the default user goes through sudo). **uncertain** text.
-            guard getuid() == 0 else {
+            guard getuid() == 0, kill(1, SIGTERM) == 0 else {
                 throw SimExit(code: 1, stderr: "\(tool): Access denied (must be root; use sudo)\n")
             }
-            try stopMachine(id: machine.id)
+            // The init stops the machine, and this process with it.
+            sleep(60)
             return 0
         }
     }

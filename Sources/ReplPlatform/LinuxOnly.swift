@@ -123,15 +123,16 @@ public enum MachineNamespace {
         }
         // The host's mounts, as this namespace got them: all but the machine's own end read-only.
         let hostMounts = mounts()
-        // What the emulator needs from the host, bound before anything is covered: its home
-        // (writable: the state), its binary and runtime (read-only), none of the other
-        // machines' directories.
+        // What the emulator needs from the host, bound before anything is covered: its binary,
+        // runtime and shims (read-only) and the machine's own directory. Not its home: the state
+        // and its lock stay out of every machine's reach (the init writes the state through a
+        // descriptor it was given on the host).
         try mountTmpfs("/run", mode: "0755")
-        for path in layout.hostPaths + layout.readOnlyHostPaths {
+        for path in layout.readOnlyHostPaths + [layout.ownHostPath] {
             let target = layout.hostView + path
             try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
             try bind(path, target)
-            if layout.readOnlyHostPaths.contains(path) { try remountReadOnly(target, options: []) }
+            if path != layout.ownHostPath { try remountReadOnly(target, options: []) }
         }
         // The host's dynamic loader cache, kept aside before the machine's /etc covers it.
         let loaderCache = layout.hostView + "/ld.so.cache"
@@ -139,14 +140,6 @@ public enum MachineNamespace {
             fm.createFile(atPath: loaderCache, contents: nil)
             try bind("/etc/ld.so.cache", loaderCache)
             try remountReadOnly(loaderCache, options: [])
-        }
-        for path in layout.hidden {
-            try fm.createDirectory(atPath: layout.hostView + path, withIntermediateDirectories: true)
-            try mountTmpfs(layout.hostView + path, mode: "0755")
-        }
-        for path in layout.revealed {
-            try fm.createDirectory(atPath: layout.hostView + path, withIntermediateDirectories: true)
-            try bind(path, layout.hostView + path)
         }
         // The Mac's file system (the host's `/`, writable as OrbStack's is), without the host's
         // kernel views or sockets (`/run`, a mount or not).
@@ -159,7 +152,7 @@ public enum MachineNamespace {
                 if fm.fileExists(atPath: "/mnt/mac/" + sub) { try mountTmpfs("/mnt/mac/" + sub, mode: "0555") }
             }
             // Nor the emulator's own home: other machines' disks and the emulator's state.
-            for path in layout.hostPaths where fm.fileExists(atPath: "/mnt/mac" + path) {
+            for path in layout.concealed where fm.fileExists(atPath: "/mnt/mac" + path) {
                 try mountTmpfs("/mnt/mac" + path, mode: "0555")
             }
         }
@@ -240,6 +233,34 @@ public enum MachineNamespace {
         }
         return hostPID
     }
+
+    /// In a machine's init, first of all: SIGTERM is its `poweroff` (from a shim, its root or the
+    /// host), held for ``awaitPoweroff(milliseconds:)``. Blocked before any thread starts, so no
+    /// thread takes it; handled, because a namespace's init receives from inside only the
+    /// signals it handles.
+    public static func holdPoweroff() {
+        signal(SIGTERM) { _ in }
+        var set = poweroffSignals
+        sigprocmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Waits up to `milliseconds` for a held SIGTERM: whether one came.
+    public static func awaitPoweroff(milliseconds: Int) -> Bool {
+        var set = poweroffSignals
+        var timeout = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        return sigtimedwait(&set, nil, &timeout) == SIGTERM
+    }
+
+    private static var poweroffSignals: sigset_t {
+        var set = sigset_t()  // portability: allowed, glibc's sigset_t is a struct of words (Linux only)
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        return set
+    }
+
+    /// A path that reaches what descriptor `fd` of this process is open on, as it was opened
+    /// (another mount namespace's view included).
+    public static func path(ofDescriptor fd: Int32) -> String { "/proc/self/fd/\(fd)" }
 
     /// The processes of the machine whose init is `initPID` (host ids), the init left out.
     public static func processes(ofInit initPID: Int32) -> [Int32] {
@@ -403,6 +424,12 @@ public enum MachineNamespace {
 
     public static func processes(ofInit initPID: Int32) -> [Int32] { [] }
     public static func processesInside() -> [Int32] { [] }
+    public static func holdPoweroff() {}
+    public static func path(ofDescriptor fd: Int32) -> String { "/dev/fd/\(fd)" }
+    public static func awaitPoweroff(milliseconds: Int) -> Bool {
+        usleep(UInt32(milliseconds) * 1000)
+        return false
+    }
     public static func processes(inSession session: Int32, ofInit initPID: Int32) -> [Int32] { [] }
     public static func children(of pid: Int32) -> [Int32] { [] }
     public static func isStopped(_ pid: Int32) -> Bool { false }

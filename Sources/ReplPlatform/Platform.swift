@@ -220,16 +220,17 @@ extension MachineNamespace {
 
     /// What a machine's namespace is made of.
     public struct Layout: Sendable {
-        /// Where the host paths the emulator needs inside (its binary, the Swift runtime, its
-        /// home) are bound: a directory of the machine's private `/run`.
+        /// Where the host paths the emulator needs inside (its binary, the Swift runtime, the
+        /// machine's own directory) are bound: a directory of the machine's private `/run`.
         public var hostView: String
-        public var hostPaths: [String]
-        /// Host paths bound read-only under the host view (the emulator's binary, the runtime).
+        /// Host paths bound read-only under the host view (the emulator's binary, the runtime, the shims).
         public var readOnlyHostPaths: [String]
-        /// Host paths whose view is emptied (other machines' directories), and those shown again
-        /// inside them (this machine's own).
-        public var hidden: [String]
-        public var revealed: [String]
+        /// The machine's own directory (its disk), bound writable under the host view for the
+        /// boot; the init makes it read-only once it has recorded itself. Nothing else of the
+        /// emulator's home is bound: its state and locks are the host's alone.
+        public var ownHostPath: String
+        /// Host paths covered in `/mnt/mac` (the emulator's home: its state and other machines' disks).
+        public var concealed: [String]
         /// The machine's own directories (relative, e.g. `tmp`, `etc`) and where they come from.
         public var directories: [String]
         public var machineRoot: String
@@ -243,14 +244,13 @@ extension MachineNamespace {
         /// `machineRoot/DIR`, its work directory beside it as `.DIR-work`) rather than whole copies.
         public var overlaid: [String] = []
 
-        public init(hostView: String, hostPaths: [String], readOnlyHostPaths: [String], hidden: [String], revealed: [String],
+        public init(hostView: String, readOnlyHostPaths: [String], ownHostPath: String, concealed: [String],
                     directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
                     shims: String) {
             self.hostView = hostView
-            self.hostPaths = hostPaths
             self.readOnlyHostPaths = readOnlyHostPaths
-            self.hidden = hidden
-            self.revealed = revealed
+            self.ownHostPath = ownHostPath
+            self.concealed = concealed
             self.directories = directories
             self.machineRoot = machineRoot
             self.hostname = hostname

@@ -230,6 +230,43 @@ struct MachineAttackTests {
         #expect(MachineBoot(sim: sim2).running(key) == nil)
     }
 
+    /// The emulator's state is the host's: a machine's root can neither rewrite it (an isolated
+    /// machine once switched its isolation off for its next boot) nor hold its lock (which hung
+    /// every call), nor reach it through the init's descriptors. Its own boot lock is out of
+    /// reach too (holding it hung a delete of the machine). Its `poweroff` still stops it.
+    @Test func machineRootCannotReachTheEmulatorsState() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "--isolated", "ubuntu", "m1"])
+        let id = try #require(try await sim.machines().first?["id"] as? String)
+        let key = String(id.dropFirst(10))
+        let view = MachineBoot.hostView + sim.simHome.path
+        let tries = [
+            "sed -i 's/\"isolated\":\"true\"/\"isolated\":\"false\"/' \(view)/state.json",
+            "test -e \(view)/state.json",
+            "test -e \(view)/lock",
+            "test -e \(view)/machines/\(key)/boot.lock",
+            "ls /proc/1/fd/*/state.json",
+            "cat /proc/1/fd/*/state.json",
+        ]
+        for attempt in tries {
+            let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", attempt + " >/dev/null 2>&1 && echo REACHED; echo checked"])
+            #expect(out.stdout == "checked\n", "machine root could: \(attempt) \(out)")
+        }
+        let state = try String(contentsOf: sim.simHome.appendingPathComponent("state.json"), encoding: .utf8)
+        #expect(state.contains("\"isolated\":\"true\""))
+        // A lock on anything it can see does not stop the emulator: a list still answers.
+        try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c",
+                           "for f in $(find /run -type f 2>/dev/null); do setsid flock -x \"$f\" sleep 30 >/dev/null 2>&1 </dev/null & done; sleep 0.2"])
+        let listed = try await sim.run(["list"], timeout: 10)
+        #expect(listed.exitCode == 0)
+        // Its root powers it off from inside; a root that signals its init directly does too.
+        _ = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "kill -TERM 1; sleep 5"])
+        await #expect(try sim.state("m1") == "stopped")
+        try await sim.run(["start", "m1"])
+        _ = try await sim.run(["run", "-m", "m1", "-u", "root", "poweroff"])
+        await #expect(try sim.state("m1") == "stopped")
+    }
+
     /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
     /// turned into paths.
     @Test func aStateWithAForgedIDIsRefused() async throws {
