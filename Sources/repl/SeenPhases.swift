@@ -9,6 +9,9 @@ struct SeenPhases {
     let channel: StatusChannel
     /// None before any machine was made: then nothing is seen.
     let cid: ControlID?
+    /// What machines said of themselves when their channel was doubted: believed in place of
+    /// the channel. A machine doubted but not heard from keeps its instance's recorded phase.
+    var heard: [String: ProbeResult?] = [:]
 
     struct Seen {
         var phase: InstancePhase
@@ -17,6 +20,8 @@ struct SeenPhases {
         var confirmed: Date?
         /// The phase is the machine's, not yet recorded by a controller.
         var unrecorded = false
+        /// The machine whose channel showed it.
+        var machine: String?
     }
 
     func seen(_ run: DesiredRun, _ instance: InstanceState) -> Seen {
@@ -24,7 +29,8 @@ struct SeenPhases {
         guard let cid, run.wants(instance), !instance.phase.isTerminal else { return seen }
         let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
         seen.confirmed = channel.heartbeat(machine)
-        guard let status = channel.status(machine) else { return seen }
+        seen.machine = machine
+        guard let status = heard[machine] ?? channel.status(machine) else { return seen }
         let phase: InstancePhase
         switch status {
         case .bootstrapping: phase = .bootstrapping
@@ -61,6 +67,15 @@ struct SeenPhases {
             return i
         }
         return (copy, unrecorded)
+    }
+
+    /// The machines whose end (as their channel shows it) no controller has recorded yet: what
+    /// a command that answers on it should confirm with the machine first.
+    func unrecordedEnds(_ run: DesiredRun) -> [String] {
+        run.instances.compactMap { instance in
+            let s = seen(run, instance)
+            return s.unrecorded && s.phase.isTerminal ? s.machine : nil
+        }
     }
 
     static let footnote = "* as the machines' own status shows; not yet recorded (a controller records it: `repl watch`, or the next `repl orphans sweep`)"

@@ -60,4 +60,28 @@ import Testing
             #expect(!out.stdout.contains("no orphan is left"), "\(out.stdout)")
         }
     }
+
+    /// `repl wait` reads the host channel, which anything on the Mac can write: an end it shows
+    /// while the command still runs is confirmed with the machine before wait answers. A forged
+    /// `exited 0` is not `Succeeded`; the real end, unrecorded by any controller, still is.
+    @Test(.machineCommands) func waitConfirmsAnEndTheChannelShowsWithTheMachine() async throws {
+        let home = CLITests.Home()
+        let marker = "/tmp/repl-wait-\(UUID().uuidString)"
+        let started = try await CLITests.run(home, ["--orbctl", "sim", "run", "--name", "lr", "--command",
+                                                    "while [ ! -e \(marker) ]; do sleep 0.2; done"])
+        try #require(started.status == 0, "\(started.stderr)")
+        try #require(try await CLITests.run(home, ["--orbctl", "sim", "wait", "lr", "--for", "Running", "--timeout", "60s"]).status == 0)
+        let machine = try #require(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").first.map(String.init))
+        let status = home.dir.appendingPathComponent("state/machines/\(machine)/status")
+        try "exited 0\nlaunched=1\n".write(to: status, atomically: true, encoding: .utf8)
+        for phase in ["Succeeded", "Finished"] {
+            let forged = try await CLITests.run(home, ["--orbctl", "sim", "wait", "lr", "--for", phase, "--timeout", "2s"])
+            #expect(forged.status == 1, "wait believed a forged end: \(forged.stdout)")
+            #expect(forged.stderr.contains("is Running, not \(phase)"), "\(forged.stderr)")
+        }
+        // The command really ends: wait answers from the machine, with no controller running.
+        try #require(try await sim(home, ["run", "-m", machine, "-u", "root", "touch", marker]).status == 0)
+        let real = try await CLITests.run(home, ["--orbctl", "sim", "wait", "lr", "--for", "Succeeded", "--timeout", "60s"])
+        #expect(real.status == 0 && real.stdout == "lr: Succeeded\n", "\(real.stdout)\(real.stderr)")
+    }
 }

@@ -29,14 +29,35 @@ struct Wait: AsyncParsableCommand {
         }
         let record = try context.findRun(id)
         let cid = try context.store().controlID()
-        let seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
+        var seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         let deadline = Date().addingTimeInterval(limit.seconds)
+        var confirmed: Set<String> = [], heard: [String: (status: ProbeResult?, at: Date)] = [:]
         while true {
             guard let current = try context.store().runs().first(where: { $0.run.id == record.run.id }) else {
                 throw CLIError.failure("run \(record.run.manifest.name) is gone")
             }
-            let now = seen.run(current.run).run.phase
-            let reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
+            // What a machine said holds for a while; then it is asked again (its command may
+            // have ended since).
+            heard = heard.filter { Date().timeIntervalSince($0.value.at) < 5 }
+            seen.heard = heard.mapValues(\.status)
+            var now = seen.run(current.run).run.phase
+            var reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
+            // The channel is a file anything on the Mac can write: an end no controller has
+            // recorded is confirmed with the machine before it is the answer.
+            let unconfirmed = reached ? seen.unrecordedEnds(current.run).filter { !confirmed.contains($0) } : []
+            if !unconfirmed.isEmpty {
+                for (machine, answer) in await ask(unconfirmed, context: context) {
+                    switch answer {
+                    case .notRunning: confirmed.insert(machine)  // the channel is all there is
+                    case .said(let status) where status.isFinal: confirmed.insert(machine)
+                    case .said(let status): heard[machine] = (status, Date())
+                    case .silent: heard[machine] = (nil, Date())
+                    }
+                }
+                seen.heard = heard.mapValues(\.status)
+                now = seen.run(current.run).run.phase
+                reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
+            }
             if reached {
                 if context.json { context.printJSON(["run": record.run.manifest.name, "phase": now.rawValue, "reached": true]) }
                 else { context.say("\(record.run.manifest.name): \(now.rawValue)") }
@@ -50,5 +71,30 @@ struct Wait: AsyncParsableCommand {
             }
             try await Task.sleep(nanoseconds: 250_000_000)
         }
+    }
+
+    enum Answer {
+        /// Stopped or gone: it cannot be asked, and its channel is what any controller judges by.
+        case notRunning
+        /// Its own status file.
+        case said(ProbeResult)
+        /// It could not be asked now.
+        case silent
+    }
+
+    /// What each running machine says of its command (one `orbctl run` reading its own status file).
+    func ask(_ machines: [String], context: Context) async -> [(String, Answer)] {
+        guard let provider = try? await context.provider(checkVersion: false), let listed = try? await provider.list() else {
+            return machines.map { ($0, .silent) }
+        }
+        var answers: [(String, Answer)] = []
+        for machine in machines {
+            guard listed.contains(where: { $0.name == machine && $0.state == .running }) else {
+                answers.append((machine, .notRunning))
+                continue
+            }
+            answers.append((machine, (try? await provider.probe(name: machine)).map(Answer.said) ?? .silent))
+        }
+        return answers
     }
 }
