@@ -100,6 +100,7 @@ public final class Controller: @unchecked Sendable {
 
     func tickBody(now: Date) async -> TickReport {
         var report = TickReport()
+        gate.beginTick()
         do {
             let cid = try store.controlID()
             // 1. Observe: exactly one list. A failed list is never read as "no machines".
@@ -339,33 +340,14 @@ public final class Controller: @unchecked Sendable {
             if groups[machine] == nil { order.append(machine) }
             groups[machine, default: []].append(action)
         }
-        let backoffs = try store.backoffs()
-        let breaker = try store.breaker()
-        gate.load(breaker)
+        let admission = Admission(backoffs: try store.backoffs(), breaker: try store.breaker())
+        gate.load(admission.breaker)
+        let groupsInOrder = order.map { groups[$0]! }
         var runnable: [[Action]] = []
-        for machine in order {
-            let group = groups[machine]!
-            if let b = backoffs[machine], b.nextAttempt > now {
-                for a in group { report.deferred.append((a, "retrying after \(Int(b.nextAttempt.timeIntervalSince(now)) + 1) s: \(b.lastError)")) }
-                continue
-            }
-            if group.contains(where: Self.needsAddress), breaker.isOpen(at: now) {
-                for a in group { report.deferred.append((a, "circuit breaker open: \(ProviderError.resetAdvice)")) }
-                continue
-            }
-            runnable.append(group)
-        }
-        // While the breaker is half-open (cool-down over), let only one create through to test the pool.
-        if breaker.failures > 0, !breaker.isOpen(at: now) {
-            var allowed = false
-            runnable = runnable.filter { group in
-                guard group.contains(where: Self.needsAddress) else { return true }
-                if allowed {
-                    for a in group { report.deferred.append((a, "circuit breaker half-open: one create at a time")) }
-                    return false
-                }
-                allowed = true
-                return true
+        for (group, verdict) in zip(groupsInOrder, admission.admit(groupsInOrder, now: now)) {
+            switch verdict {
+            case .run: runnable.append(group)
+            case .defer(let why): for a in group { report.deferred.append((a, why)) }
             }
         }
         let runsByID = Dictionary(uniqueKeysWithValues: desired.runs.map { ($0.id, $0) })
@@ -395,16 +377,19 @@ public final class Controller: @unchecked Sendable {
             if let breaker = try gate.exhausted(began: began, message: error.message, store: store) {
                 store.event("breaker-open", machine: action.machine, "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
             }
-        } else if error == nil, Self.needsAddress(action), try gate.succeeded(began: began, store: store) {
+        } else if error == nil, Admission.needsAddress(action), try gate.succeeded(began: began, store: store) {
             store.event("breaker-closed", machine: action.machine, "a create succeeded; circuit breaker closed")
         }
     }
 
-    /// Whether an action needs a new address from the pool (held back while the breaker is open).
-    public static func needsAddress(_ action: Action) -> Bool {
-        switch action {
-        case .create, .clone, .start: return true
-        default: return false
+    /// A failed action's consequence, as ``Admission`` decides it: the machine backs off, the
+    /// breaker trips, or the tick ends (no further action of it starts).
+    func recordFailure(_ action: Action, machine: String, began: Date, error: ProviderError) throws(StoreError) {
+        switch Admission(backoffs: try store.backoffs(), breaker: .closed).reaction(to: error, machine: machine, now: Date()) {
+        case .backOff(let backoff): try store.saveBackoff(machine: machine, backoff)
+        case .exhaustion: try recordForBreaker(action, began: began, error: error)
+        case .endTick(let why): gate.endTick(why)
+        case .none: break
         }
     }
 
@@ -415,6 +400,10 @@ public final class Controller: @unchecked Sendable {
             let machine = action.machine!
             if let lease, !lease.isHeld {
                 outcomes.append((action, ProviderError(.heldBack, "the controller lease was lost: another process acts now")))
+                break
+            }
+            if let why = gate.endedTick {
+                outcomes.append((action, ProviderError(.heldBack, "not attempted this tick: \(why)")))
                 break
             }
             do {
@@ -455,8 +444,7 @@ public final class Controller: @unchecked Sendable {
                         outcomes.append((action, error))
                         break
                     }
-                    try recordForBreaker(action, began: began, error: error)
-                    try store.recordFailure(machine: machine, error: error.description)
+                    try recordFailure(action, machine: machine, began: began, error: error)
                     store.event("error", machine: machine, run: action.instance?.run, "\(action) failed: \(error.description)")
                     outcomes.append((action, error))
                     onOutcome?(action, error)
@@ -723,11 +711,18 @@ public final class Controller: @unchecked Sendable {
 /// The circuit breaker as the actions of one tick see it, shared by them as they run.
 final class BreakerGate: @unchecked Sendable {
     private let lock = NSLock()
-    private var breaker = Breaker(openUntil: nil, failures: 0, message: nil)
+    private var breaker = Breaker.closed
     /// An exhaustion was seen and is not yet recorded: shut at once.
     private var shut = false
+    /// Why no further action starts this tick (orbctl is not usable), once one found it.
+    private var ended: String?
 
     func load(_ breaker: Breaker) { lock.withLock { self.breaker = breaker; shut = false } }
+    /// A new tick: whatever ended the last one is asked again.
+    func beginTick() { lock.withLock { ended = nil } }
+
+    func endTick(_ why: String) { lock.withLock { ended = ended ?? why } }
+    var endedTick: String? { lock.withLock { ended } }
 
     /// Why an address-taking call must not go now, or nil.
     func refusal(at now: Date) -> String? {
@@ -744,7 +739,8 @@ final class BreakerGate: @unchecked Sendable {
         defer { lock.unlock() }
         if let tripped = breaker.trippedAt, began < tripped { return nil }
         if breaker.isOpen(at: began) { return nil }
-        breaker = try store.tripBreaker(message, now: Date())
+        breaker = Admission.trip(breaker, message: message, now: Date())
+        try store.saveBreaker(breaker)
         return breaker
     }
 
@@ -755,7 +751,7 @@ final class BreakerGate: @unchecked Sendable {
         guard breaker.failures > 0 else { return false }
         if let tripped = breaker.trippedAt, began <= tripped { return false }
         try store.resetBreaker()
-        breaker = Breaker(openUntil: nil, failures: 0, message: nil)
+        breaker = .closed
         return true
     }
 }

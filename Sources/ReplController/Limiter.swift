@@ -50,6 +50,15 @@ struct LimitedProvider: Provider {
     /// before it goes to OrbStack: why it must not go now, or nil.
     var gate: BreakerGate?
 
+    /// Runs a call under `limiter`: once it holds a permit, a call of a tick that has ended
+    /// (orbctl found unusable meanwhile) is not made.
+    func limited<T: Sendable>(_ limiter: CallLimiter, _ body: @Sendable () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
+        try await limiter.run { () async throws(ProviderError) -> T in
+            if let why = gate?.endedTick { throw ProviderError(.heldBack, "not attempted this tick: \(why)") }
+            return try await body()
+        }
+    }
+
     /// Throws `heldBack` when the gate says no: the breaker opened while the call waited.
     func admit() throws(ProviderError) {
         if let why = gate?.refusal(at: Date()) { throw ProviderError(.heldBack, why) }
@@ -68,43 +77,43 @@ struct LimitedProvider: Provider {
     }
 
     var capabilities: ProviderCapabilities { base.capabilities }
-    func list() async throws(ProviderError) -> [ObservedMachine] { try await rpc.run { () async throws(ProviderError) in try await base.list() } }
+    func list() async throws(ProviderError) -> [ObservedMachine] { try await limited(rpc) { () async throws(ProviderError) in try await base.list() } }
     func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
-        try await limiter.run { () async throws(ProviderError) in
+        try await limited(limiter) { () async throws(ProviderError) in
             try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec, options: options) }
         }
     }
     func clone(snapshot: String, name: String) async throws(ProviderError) {
-        try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) } }
+        try await limited(limiter) { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) } }
     }
     func start(name: String) async throws(ProviderError) {
-        try await limiter.run { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) } }
+        try await limited(limiter) { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) } }
     }
-    func stop(name: String) async throws(ProviderError) { try await rpc.run { () async throws(ProviderError) in try await base.stop(name: name) } }
-    func snapshot(source: String, name: String) async throws(ProviderError) { try await limiter.run { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
-    func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await rpc.run { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
-    func exists(name: String) async throws(ProviderError) -> Bool { try await rpc.run { () async throws(ProviderError) in try await base.exists(name: name) } }
-    func probe(name: String) async throws(ProviderError) -> ProbeResult { try await rpc.run { () async throws(ProviderError) in try await base.probe(name: name) } }
-    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await rpc.run { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
+    func stop(name: String) async throws(ProviderError) { try await limited(rpc) { () async throws(ProviderError) in try await base.stop(name: name) } }
+    func snapshot(source: String, name: String) async throws(ProviderError) { try await limited(limiter) { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
+    func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limited(rpc) { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
+    func exists(name: String) async throws(ProviderError) -> Bool { try await limited(rpc) { () async throws(ProviderError) in try await base.exists(name: name) } }
+    func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limited(rpc) { () async throws(ProviderError) in try await base.probe(name: name) } }
+    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await limited(rpc) { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
     func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
-        try await limiter.run { () async throws(ProviderError) in try await base.pushArchive(name: name, archive: archive, to: directory) }
+        try await limited(limiter) { () async throws(ProviderError) in try await base.pushArchive(name: name, archive: archive, to: directory) }
     }
     func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
-        try await limiter.run { () async throws(ProviderError) in try await base.pushFile(name: name, data: data, to: path) }
+        try await limited(limiter) { () async throws(ProviderError) in try await base.pushFile(name: name, data: data, to: path) }
     }
     func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
-        try await limiter.run { () async throws(ProviderError) in try await base.pullArchive(name: name, globs: globs) }
+        try await limited(limiter) { () async throws(ProviderError) in try await base.pullArchive(name: name, globs: globs) }
     }
-    func address(name: String) async throws(ProviderError) -> String? { try await rpc.run { () async throws(ProviderError) in try await base.address(name: name) } }
+    func address(name: String) async throws(ProviderError) -> String? { try await limited(rpc) { () async throws(ProviderError) in try await base.address(name: name) } }
 
     /// Terminate is stop, grace, delete: the grace is spent without a permit.
     func terminate(name: String) async throws(ProviderError) {
         if let grace = base as? any GracefulTerminating {
-            try await rpc.run { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
+            try await limited(rpc) { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
             try? await Task.sleep(nanoseconds: UInt64(grace.terminationGrace * 1e9))
-            try await rpc.run { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
+            try await limited(rpc) { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
         } else {
-            try await rpc.run { () async throws(ProviderError) in try await base.terminate(name: name) }
+            try await limited(rpc) { () async throws(ProviderError) in try await base.terminate(name: name) }
         }
     }
 }

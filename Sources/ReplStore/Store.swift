@@ -27,31 +27,6 @@ public struct RunRecord: Sendable {
     public var lastError: String?
 }
 
-/// The per-machine retry state of failed actions.
-public struct Backoff: Sendable, Equatable {
-    public var attempts: Int
-    public var nextAttempt: Date
-    public var lastError: String
-}
-
-/// The circuit breaker on address exhaustion.
-public struct Breaker: Sendable, Equatable {
-    public var openUntil: Date?
-    public var failures: Int
-    public var message: String?
-    /// When it last tripped: an exhaustion of an action that began before this is the same episode.
-    public var trippedAt: Date?
-
-    public init(openUntil: Date?, failures: Int, message: String?, trippedAt: Date? = nil) {
-        self.openUntil = openUntil
-        self.failures = failures
-        self.message = message
-        self.trippedAt = trippedAt
-    }
-
-    public func isOpen(at now: Date) -> Bool { openUntil.map { now < $0 } ?? false }
-}
-
 /// Who may act: one process at a time.
 public struct LeaseHolder: Sendable, Equatable, CustomStringConvertible {
     public var holder: String
@@ -885,13 +860,11 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Records a failure: the next attempt waits 2, 4, 8 … seconds, at most 5 minutes.
-    public func recordFailure(machine: String, error: String, now: Date = Date()) throws(StoreError) {
+    /// Records a machine's backoff (``Admission`` decides it).
+    public func saveBackoff(machine: String, _ backoff: Backoff) throws(StoreError) {
         try write { db in
-            let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM backoff WHERE machine = ?", arguments: [machine]) ?? 0) + 1
-            let delay = min(300, pow(2.0, Double(attempts)))
             try db.execute(sql: "INSERT OR REPLACE INTO backoff (machine, attempts, next_at, last_error) VALUES (?, ?, ?, ?)",
-                           arguments: [machine, attempts, now.timeIntervalSince1970 + delay, error])
+                           arguments: [machine, backoff.attempts, backoff.nextAttempt.timeIntervalSince1970, backoff.lastError])
         }
     }
 
@@ -901,20 +874,18 @@ public final class Store: @unchecked Sendable {
 
     public func breaker() throws(StoreError) -> Breaker {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1") else { return Breaker(openUntil: nil, failures: 0, message: nil) }
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1") else { return .closed }
             return Breaker(openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"],
                            trippedAt: Store.date(row, "tripped_at"))
         }
     }
 
-    /// Opens the breaker after an exhaustion: no creates for 30 s, doubling each time, at most 10 minutes.
-    public func tripBreaker(_ message: String, now: Date = Date()) throws(StoreError) -> Breaker {
+    /// Records the breaker (``Admission`` trips it).
+    public func saveBreaker(_ breaker: Breaker) throws(StoreError) {
         try write { db in
-            let failures = (try Int.fetchOne(db, sql: "SELECT failures FROM breaker WHERE id = 1") ?? 0) + 1
-            let cooldown = min(600, 30 * pow(2.0, Double(failures - 1)))
             try db.execute(sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message, tripped_at) VALUES (1, ?, ?, ?, ?)",
-                           arguments: [now.timeIntervalSince1970 + cooldown, failures, message, now.timeIntervalSince1970])
-            return Breaker(openUntil: now.addingTimeInterval(cooldown), failures: failures, message: message, trippedAt: now)
+                           arguments: [breaker.openUntil?.timeIntervalSince1970, breaker.failures, breaker.message,
+                                       breaker.trippedAt?.timeIntervalSince1970])
         }
     }
 

@@ -70,7 +70,7 @@ struct Converger {
                 continue
             }
             failures = 0
-            if let breaker = report.breaker, breaker.isOpen(at: Date()), report.deferred.contains(where: { Controller.needsAddress($0.action) }) {
+            if let breaker = report.breaker, breaker.isOpen(at: Date()), report.deferred.contains(where: { Admission.needsAddress($0.action) }) {
                 throw CLIError.failure("OrbStack ran out of machine addresses; creates are paused until \(breaker.openUntil!) (circuit breaker). \(ProviderError.resetAdvice)")
             }
             let runs = try store.runs().filter { names.contains($0.run.manifest.name) }.map(\.run)

@@ -859,7 +859,7 @@ import ReplCore
 
         // The breaker open: exit 1, and the report says why.
         let store = try Store(directory: home.dir.appendingPathComponent("state"))
-        _ = try store.tripBreaker("missing IP address")
+        try store.saveBreaker(Admission.trip(.closed, message: "missing IP address", now: Date()))
         let open = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])
         #expect(open.status == 1 && open.stdout.contains("breaker:       OPEN") && open.stdout.contains("needs attention"), "\(open.stdout)")
 

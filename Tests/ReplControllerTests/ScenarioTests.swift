@@ -139,9 +139,30 @@ import ReplStore
         try await w.sim(["stop", "someone-else"])
         try await w.sim(["delete", "-f", "someone-else"])
         try await w.sim(["admin", "ip-pool", "4"])
-        _ = try w.store.tripBreaker("cool-down elapsed (test)", now: Date().addingTimeInterval(-3600))
+        try w.store.saveBreaker(Admission.trip(try w.store.breaker(), message: "cool-down elapsed (test)", now: Date().addingTimeInterval(-3600)))
         try await w.tick { try w.machines().count == 3 && ["a", "b"].allSatisfy { try w.wanted(w.run($0)).allSatisfy { $0.phase >= .bootstrapping } } }
         #expect(try w.store.breaker().failures == 0)
+    }
+
+    /// An orbctl that is not usable ends the tick (#21: `isRetryable` decides): the actions
+    /// after it are not attempted, no machine is made to back off for it, and the next tick
+    /// tries again at once.
+    @Test func anUnusableOrbctlEndsTheTickWithoutBackingOff() async throws {
+        let w = try World(concurrency: 1)
+        try w.apply("kind: Run\nname: a\nreplicas: 3\n")
+        try await w.sim(["admin", "fail", "create", "--times", "1", "--message", "panic: $HOME is not defined"])
+        try await w.sim(["admin", "calls", "--reset"])
+        let first = await w.controller.tick()
+        let creates = first.outcomes.filter { if case .create = $0.action { return true } else { return false } }
+        #expect(creates.count == 1 && creates.first?.error?.kind == .unavailable, "\(first.outcomes)")
+        let held = first.deferred.filter { if case .create = $0.action { return true } else { return false } }
+        #expect(held.count == 2 && held.allSatisfy { $0.why.hasPrefix("not attempted this tick: orbctl is not usable") }, "\(first.deferred)")
+        let log = try await w.sim(["admin", "calls", "--json"]).stdoutText
+        #expect(log.contains("\"create\": 1,"), "one create reached orbctl: \(log)")
+        #expect(try w.store.backoffs().isEmpty)
+        let second = await w.controller.tick()
+        #expect(second.outcomes.filter { if case .create = $0.action { return $0.error == nil } else { return false } }.count == 3,
+                "\(second.outcomes) \(second.deferred)")
     }
 
     /// The breaker is checked before every create within a tick, and one episode counts once

@@ -99,18 +99,21 @@ struct StoreTests {
         #expect(run.generation == 2 && run.manifest.replicas == 3)
     }
 
-    @Test func backoffGrowsAndTheBreakerCoolsDownLonger() throws {
+    /// The store keeps what admission decides, as it was decided.
+    @Test func backoffsAndTheBreakerAreKeptAsDecided() throws {
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store(directory: dir)
-        let now = Date()
-        try store.recordFailure(machine: "m", error: "boom", now: now)
-        try store.recordFailure(machine: "m", error: "boom", now: now)
-        let b = try #require(try store.backoffs()["m"])
-        #expect(b.attempts == 2 && abs(b.nextAttempt.timeIntervalSince(now) - 4) < 0.01)
-        let first = try store.tripBreaker("missing IP address", now: now)
-        let second = try store.tripBreaker("missing IP address", now: now)
-        #expect(first.openUntil! == now.addingTimeInterval(30) && second.openUntil! == now.addingTimeInterval(60))
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let backoff = Admission.backoff(after: Admission.backoff(after: nil, error: "boom", now: now), error: "boom", now: now)
+        try store.saveBackoff(machine: "m", backoff)
+        #expect(try store.backoffs() == ["m": backoff])
+        #expect(try store.breaker() == .closed)
+        let tripped = Admission.trip(.closed, message: "missing IP address", now: now)
+        try store.saveBreaker(tripped)
+        #expect(try store.breaker() == tripped)
+        try store.resetBreaker()
+        #expect(try store.breaker() == .closed)
     }
 
     /// Store errors by kind (#16): a busy store says another repl is writing, and never points

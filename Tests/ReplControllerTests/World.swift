@@ -21,7 +21,7 @@ final class World: @unchecked Sendable {
     let store: Store
     let controller: Controller
 
-    init(channel: Bool = true) throws {
+    init(channel: Bool = true, concurrency: Int? = nil) throws {
         emulator = try EmulatorHome(prefix: "repl-world")
         emulator.environment["REPL_HOME"] = emulator.root.appendingPathComponent("state").path
         let root = emulator.root, env = emulator.environment
@@ -35,6 +35,7 @@ final class World: @unchecked Sendable {
         settings.deadlineMargin = 3
         settings.heartbeatTimeout = 5
         settings.channelDirectory = channel ? root.appendingPathComponent("state/machines") : nil
+        if let concurrency { settings.concurrency = concurrency }
         controller = Controller(store: store, provider: OrbStackProvider(client: client), settings: settings)
     }
 

@@ -74,7 +74,8 @@ struct Wait: AsyncParsableCommand {
     }
 
     enum Answer {
-        /// Stopped or gone: it cannot be asked, and its channel is what any controller judges by.
+        /// Stopped or gone, or orbctl is not usable: it cannot be asked, and its channel is what
+        /// any controller judges by.
         case notRunning
         /// Its own status file.
         case said(ProbeResult)
@@ -84,8 +85,14 @@ struct Wait: AsyncParsableCommand {
 
     /// What each running machine says of its command (one `orbctl run` reading its own status file).
     func ask(_ machines: [String], context: Context) async -> [(String, Answer)] {
-        guard let provider = try? await context.provider(checkVersion: false), let listed = try? await provider.list() else {
-            return machines.map { ($0, .silent) }
+        // Without a usable orbctl no machine can be asked, and no controller can judge any
+        // other way: the channel is all there is.
+        guard let provider = try? await context.provider(checkVersion: false) else { return machines.map { ($0, .notRunning) } }
+        let listed: [ObservedMachine]
+        do {
+            listed = try await provider.list()
+        } catch {
+            return machines.map { ($0, error.kind == .unavailable ? .notRunning : .silent) }
         }
         var answers: [(String, Answer)] = []
         for machine in machines {

@@ -141,7 +141,7 @@ struct WatchLoop {
                 line(error.map { "\(action) failed: \($0.description)" } ?? "\(action)", kind: "action",
                      ["action": "\(action)", "machine": action.machine as Any, "error": error?.description as Any])
             }
-            for d in report.deferred where Controller.needsAddress(d.action) && d.why.hasPrefix("circuit breaker open") {
+            for d in report.deferred where Admission.needsAddress(d.action) && d.why.hasPrefix("circuit breaker open") {
                 line("waiting: \(d.why)", kind: "breaker", ["why": d.why])
                 break
             }

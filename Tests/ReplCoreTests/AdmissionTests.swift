@@ -1,0 +1,74 @@
+import Foundation
+import ReplCore
+import Testing
+
+/// Admission as a pure policy (#21): which machine actions go now, and what a failure leads to.
+struct AdmissionTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+    let spec = Spec(distro: "ubuntu", version: "noble", arch: "arm64")
+
+    func create(_ machine: String) -> [Action] { [.create(run: 1, instance: 1, machine: machine, spec: spec)] }
+    func delete(_ machine: String) -> [Action] { [.delete(machine: machine, reason: .orphan)] }
+
+    @Test func backoffDoublesFromTwoSecondsToFiveMinutes() {
+        var b: Backoff?
+        var delays: [TimeInterval] = []
+        for _ in 0..<10 {
+            b = Admission.backoff(after: b, error: "boom", now: now)
+            delays.append(b!.nextAttempt.timeIntervalSince(now))
+        }
+        #expect(delays == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300])
+        #expect(b?.attempts == 10 && b?.lastError == "boom")
+    }
+
+    @Test func theBreakerCoolsDownLongerWithEachTripToTenMinutes() {
+        var breaker = Breaker.closed
+        var cooldowns: [TimeInterval] = []
+        for _ in 0..<6 {
+            breaker = Admission.trip(breaker, message: "missing IP address", now: now)
+            cooldowns.append(breaker.openUntil!.timeIntervalSince(now))
+        }
+        #expect(cooldowns == [30, 60, 120, 240, 480, 600])
+        #expect(breaker.trippedAt == now && breaker.failures == 6)
+    }
+
+    @Test func aMachineBackingOffWaitsAndOthersGo() {
+        let backoff = Backoff(attempts: 1, nextAttempt: now.addingTimeInterval(2), lastError: "boom")
+        let admission = Admission(backoffs: ["a": backoff], breaker: .closed)
+        #expect(admission.admit([create("a"), create("b"), delete("a")], now: now)
+            == [.defer("retrying after 3 s: boom"), .run, .defer("retrying after 3 s: boom")])
+        // Once its time has come, it goes.
+        #expect(admission.admit([create("a")], now: now.addingTimeInterval(2)) == [.run])
+    }
+
+    @Test func anOpenBreakerHoldsBackOnlyWhatTakesAnAddress() {
+        let admission = Admission(backoffs: [:], breaker: Admission.trip(.closed, message: "x", now: now))
+        let verdicts = admission.admit([create("a"), delete("b"), [.start(machine: "c")], [.stop(machine: "d")]], now: now)
+        #expect(verdicts.map { $0 == .run } == [false, true, false, true])
+        if case .defer(let why) = verdicts[0] { #expect(why.hasPrefix("circuit breaker open")) } else { Issue.record("not deferred") }
+    }
+
+    /// Half-open: the first address-taking group goes, the rest wait; a group deferred by its
+    /// backoff does not use the one try.
+    @Test func aHalfOpenBreakerLetsOneCreateThrough() {
+        let breaker = Admission.trip(.closed, message: "x", now: now.addingTimeInterval(-31))
+        let backoff = Backoff(attempts: 1, nextAttempt: now.addingTimeInterval(2), lastError: "boom")
+        let admission = Admission(backoffs: ["a": backoff], breaker: breaker)
+        #expect(admission.admit([create("a"), delete("x"), create("b"), create("c")], now: now)
+            == [.defer("retrying after 3 s: boom"), .run, .run, .defer("circuit breaker half-open: one create at a time")])
+        #expect(Admission(backoffs: [:], breaker: .closed).admit([create("b"), create("c")], now: now) == [.run, .run])
+    }
+
+    /// `isRetryable` decides between a backoff and ending the tick; exhaustion is the breaker's.
+    @Test func aFailureBacksOffEndsTheTickOrTripsTheBreaker() {
+        let admission = Admission(backoffs: ["m": Backoff(attempts: 2, nextAttempt: now, lastError: "old")], breaker: .closed)
+        for kind in [ProviderError.Kind.timedOut, .failed, .malformedOutput, .alreadyExists, .notFound] {
+            #expect(admission.reaction(to: ProviderError(kind, "boom"), machine: "m", now: now)
+                == .backOff(Backoff(attempts: 3, nextAttempt: now.addingTimeInterval(8), lastError: ProviderError(kind, "boom").description)))
+        }
+        #expect(admission.reaction(to: ProviderError(.unavailable, "gone"), machine: "m", now: now)
+            == .endTick(ProviderError(.unavailable, "gone").description))
+        #expect(admission.reaction(to: ProviderError(.addressExhausted, "missing IP address"), machine: "m", now: now) == .exhaustion)
+        #expect(admission.reaction(to: ProviderError(.heldBack, "later"), machine: "m", now: now) == .none)
+    }
+}
