@@ -147,12 +147,22 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
 public struct LocatedManifest: Hashable, Sendable {
     public var manifest: Manifest
     public var location: SourceLocation
+
+    public init(manifest: Manifest, location: SourceLocation) {
+        self.manifest = manifest
+        self.location = location
+    }
 }
 
 /// The documents of one apply, validated together: names unique per kind and
 /// every `from` resolved.
 public struct ManifestSet: Sendable, Equatable {
     public var documents: [LocatedManifest]
+
+    /// Documents checked as ``ManifestParser`` checks them (`repl run` checks its flags with ``RunFields``).
+    public init(documents: [LocatedManifest]) {
+        self.documents = documents
+    }
 
     public var runs: [RunManifest] {
         documents.compactMap { if case .run(let r) = $0.manifest { return r } else { return nil } }

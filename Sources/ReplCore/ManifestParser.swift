@@ -154,9 +154,8 @@ public struct ManifestParser: Sendable {
         for doc in documents {
             switch doc.manifest {
             case .run(let run):
-                if case .snapshot(let from) = run.source, !snapshots.contains(from) {
-                    let hint = runs.contains(from) ? " (\"\(from)\" is a Run; make a Snapshot of it first)" : Self.suggestion(from, among: snapshots).map { " (did you mean \"\($0)\"?)" } ?? ""
-                    diagnostics.append(ManifestDiagnostic(doc.location, "from: no Snapshot named \"\(from)\"\(hint)"))
+                if case .snapshot(let from) = run.source, let problem = RunFields.snapshotReference(from, snapshots: snapshots, runs: runs) {
+                    diagnostics.append(ManifestDiagnostic(doc.location, "from: \(problem.message)"))
                 }
             case .snapshot(let snap):
                 if !runs.contains(snap.from) {
@@ -302,10 +301,9 @@ struct DocumentContext {
             return LocatedManifest(manifest: .snapshot(SnapshotManifest(name: name, from: from, labels: labels)), location: here)
         case .run:
             var provider = "orbstack"
-            if let f = fields["provider"], let p = string(f.value, key: "provider") {
-                if p == capabilities.name { provider = p } else {
-                    error(f.value, "provider: unknown provider \"\(p)\" (supported: \(capabilities.name))")
-                }
+            if let f = fields["provider"], let p = string(f.value, key: "provider"),
+               let known = checked(RunFields.provider(p, capabilities: capabilities), f.value, key: "provider") {
+                provider = known
             }
             var source = RunSource.spec(.defaultSpec)
             let specField = fields["spec"].flatMap { Self.isNull($0.value) ? nil : $0 }
@@ -316,34 +314,19 @@ struct DocumentContext {
                 if let from = string(f.value, key: "from").flatMap({ checkReference($0, node: f.value, key: "from") }) {
                     source = .snapshot(from)
                 }
-            } else if let s = specField, let text = string(s.value, key: "spec") {
-                do { source = .spec(try Spec(parsing: text)) } catch {
-                    self.error(s.value, "spec: \(error.description)")
-                }
+            } else if let s = specField, let text = string(s.value, key: "spec"), let spec = checked(RunFields.spec(text), s.value, key: "spec") {
+                source = .spec(spec)
             }
-            let command = optionalString(fields["command"], key: "command")
-            if let c = fields["command"], let command, command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                error(c.value, "command: is empty; give a command or remove the key to keep the machine up")
-            }
-            let bootstrap = optionalString(fields["bootstrap"], key: "bootstrap")
-            for key in ["command", "bootstrap"] {
-                if let f = fields[key], case .scalar(let text) = f.value, text.string.utf8.count > ManifestParser.maxScriptBytes {
-                    error(f.value, "\(key): is \(text.string.utf8.count / 1024) KiB; at most \(ManifestParser.maxScriptBytes / 1024) KiB (copy a long script into the machine with bootstrap and run it)")
-                }
-            }
+            let command = optionalString(fields["command"], key: "command").flatMap { checked(RunFields.command($0), fields["command"]!.value, key: "command") }
+            let bootstrap = optionalString(fields["bootstrap"], key: "bootstrap").flatMap { checked(RunFields.script($0), fields["bootstrap"]!.value, key: "bootstrap") }
             let maxDuration = duration(fields["maxDuration"], key: "maxDuration", allowZero: false)
             let hold = duration(fields["hold"], key: "hold", allowZero: true) ?? .zero
             let replicas = integer(fields["replicas"], key: "replicas", range: 0...ManifestParser.maxReplicas) ?? 1
             let env = stringMap(fields["env"], key: "env", keyRule: .environment)
             let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
-            let options = machineOptions(fields)
+            let options = machineOptions(fields, source: source)
             let files = fileCopies(fields["files"])
             let artifacts = artifactGlobs(fields["artifacts"])
-            if options.userData != nil, case .spec(let spec) = source, let distro = Distro.named(spec.distro), !distro.cloudInit {
-                let others = Distro.all.filter { !$0.cloudInit && $0 != distro }.map(\.name)
-                let list = others.dropLast().joined(separator: ", ") + (others.count > 1 ? " and " : "") + (others.last ?? "")
-                error(fields["userData"]!.value, "userData: \(distro.name) has no cloud-init image in OrbStack (nor have \(list)); provision with bootstrap instead")
-            }
             guard let name, diagnostics.isEmpty else { return nil }
             return LocatedManifest(manifest: .run(RunManifest(
                 name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
@@ -355,7 +338,7 @@ struct DocumentContext {
     // MARK: - Machine options
 
     /// `resources`, `isolated`, `user` and `userData`: OrbStack's own options at create.
-    mutating func machineOptions(_ fields: [String: (key: Node, value: Node)]) -> MachineOptions {
+    mutating func machineOptions(_ fields: [String: (key: Node, value: Node)], source: RunSource) -> MachineOptions {
         var options = MachineOptions()
         if let field = fields["resources"], !Self.isNull(field.value) {
             if case .mapping(let mapping) = field.value {
@@ -368,9 +351,9 @@ struct DocumentContext {
                     case "cpus":
                         options.cpus = integer((k, v), key: "resources.cpus", range: 1...ManifestParser.maxCPUs)
                     case "memory":
-                        options.memory = size(v, key: "resources.memory", example: "4G", minimum: ByteSize(bytes: 512 << 20))
+                        options.memory = size(v, key: "resources.memory", example: "4G").flatMap { checked(RunFields.memory($0), v, key: "resources.memory") }
                     case "disk":
-                        options.disk = size(v, key: "resources.disk", example: "64G", minimum: ByteSize(bytes: 1 << 30))
+                        options.disk = size(v, key: "resources.disk", example: "64G").flatMap { checked(RunFields.disk($0), v, key: "resources.disk") }
                     default:
                         let hint = ManifestParser.suggestion(key.string, among: ManifestParser.resourceKeys).map { "did you mean \($0)?" }
                             ?? "use cpus, memory or disk"
@@ -388,16 +371,11 @@ struct DocumentContext {
                 error(field.value, "isolated: expected true or false, got \(Self.describe(field.value))")
             }
         }
-        if let user = optionalString(fields["user"], key: "user") {
-            if !MachineOptions.isUsername(user) {
-                error(fields["user"]!.value, "user: \"\(user.prefix(40))\" is not a Linux user name (lowercase letters, digits, _ and -, "
-                      + "at most 32, not starting with a digit or -)")
-            } else {
-                options.user = user
-            }
+        if let field = fields["user"], let user = optionalString(field, key: "user") {
+            options.user = checked(RunFields.user(user), field.value, key: "user")
         }
         if let field = fields["userData"], let text = optionalString(field, key: "userData") {
-            if let problem = ManifestParser.userDataProblem(text) { error(field.value, "userData: \(problem)") } else { options.userData = text }
+            options.userData = checked(RunFields.userData(text, source: source), field.value, key: "userData")
         }
         return options
     }
@@ -497,21 +475,23 @@ struct DocumentContext {
         return out
     }
 
-    mutating func size(_ node: Node, key: String, example: String, minimum: ByteSize) -> ByteSize? {
+    /// A size's text, once the node is a scalar (``RunFields`` reads it).
+    mutating func size(_ node: Node, key: String, example: String) -> String? {
         guard case .scalar(let s) = node, s.resolvedTagName != .null else {
             error(node, "\(key): expected a size such as \(example), got \(Self.describe(node))")
             return nil
         }
-        guard let size = ByteSize(parsing: s.string) else {
-            let unitless = Int64(s.string) != nil
-            error(node, "\(key): \"\(s.string.prefix(40))\" is not a size\(unitless ? " (it has no unit)" : ""); use \(example), 512M or 1T")
+        return s.string
+    }
+
+    /// The value of a field check, or its problem recorded against `node` under `key`.
+    mutating func checked<T>(_ result: Result<T, FieldProblem>, _ node: Node, key: String) -> T? {
+        switch result {
+        case .success(let value): return value
+        case .failure(let problem):
+            error(node, "\(key): \(problem.message)")
             return nil
         }
-        guard size >= minimum else {
-            error(node, "\(key): \(size) is too small; at least \(minimum)")
-            return nil
-        }
-        return size
     }
 
     // MARK: - Field readers
@@ -543,11 +523,7 @@ struct DocumentContext {
 
     /// Names of runs and snapshots: `[a-z0-9-]`, 1–40 characters, starting with a letter or digit.
     mutating func checkReference(_ text: String, node: Node, key: String) -> String? {
-        if let problem = DocumentContext.nameProblem(text) {
-            error(node, "\(key): \"\(text.prefix(60))\" \(problem)")
-            return nil
-        }
-        return text
+        checked(RunFields.name(text), node, key: key)
     }
 
     /// Why a run or snapshot name is invalid, or `nil` when it is fine.
@@ -588,19 +564,7 @@ struct DocumentContext {
             error(field.value, "\(key): expected a duration, got \(Self.describe(field.value)) (use 300s, 5m or 300000)")
             return nil
         }
-        guard let span = TimeSpan(parsing: s.string) else {
-            if TimeSpan(parsing: s.string, limit: .max) != nil {
-                error(field.value, "\(key): \"\(s.string)\" is longer than the maximum of \(TimeSpan.maximum)")
-            } else {
-                error(field.value, "\(key): \"\(s.string.prefix(40))\" is not a duration (use 300s, 5m or 300000)")
-            }
-            return nil
-        }
-        if !allowZero && span == .zero {
-            error(field.value, "\(key): must be longer than 0 (remove the key for no deadline)")
-            return nil
-        }
-        return span
+        return checked(RunFields.duration(s.string, allowZero: allowZero), field.value, key: key)
     }
 
     mutating func integer(_ field: (key: Node, value: Node)?, key: String, range: ClosedRange<Int>) -> Int? {
@@ -609,11 +573,7 @@ struct DocumentContext {
             error(field.value, "\(key): expected a whole number, got \(Self.describe(field.value))")
             return nil
         }
-        guard range.contains(value) else {
-            error(field.value, "\(key): \(value) is out of range (\(range.lowerBound)–\(range.upperBound))")
-            return nil
-        }
-        return value
+        return checked(RunFields.integer(value, range: range), field.value, key: key)
     }
 
     enum KeyRule { case environment, label }

@@ -149,6 +149,12 @@ import ReplCore
         (["run", "--command", "x", "--memory", "4"], "--memory: \"4\" is not a size (it has no unit); use 4G, 512M or 1T"),
         (["run", "--command", "x", "--user", "Bad"], "--user: \"Bad\" is not a Linux user name"),
         (["run", "--command", "x", "--user-data", "/nonexistent/ud.yaml"], "--user-data: cannot read /nonexistent/ud.yaml"),
+        (["run", "--command", "x", "--from", "nosnap"], "--from: no Snapshot named \"nosnap\""),
+        (["run", "--command", "x", "--from", "nosnap", "--spec", "ubuntu"], "--from: cannot be combined with --spec"),
+        (["run", "--command", "  "], "--command: is empty"),
+        (["run", "--command", "x", "--replicas", "1001"], "--replicas: 1001 is out of range (0–1000)"),
+        (["run", "--command", "x", "--max-duration", "0"], "--max-duration: must be longer than 0"),
+        (["run", "--command", "x", "--provider", "aws"], "--provider: unknown provider \"aws\""),
     ] as [([String], String)])
     func badInputIsOneClearLine(_ args: [String], _ message: String) async throws {
         let home = Home()
@@ -156,6 +162,19 @@ import ReplCore
         #expect(out.status == 2, "\(args): \(out.stderr)")
         #expect(out.stderr.contains(message), "\(args): \(out.stderr)")
         #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Stack dump"))
+    }
+
+    /// `repl run` checks its flags with the manifest's own field checks (#21): every bad flag is
+    /// named at once, and nothing is recorded.
+    @Test func everyBadFlagOfRunIsNamedAtOnceAndNothingIsRecorded() async throws {
+        let home = Home()
+        let out = try await Self.run(home, ["--orbctl", "sim", "run", "--name", "Job", "--cpus", "0", "--memory", "1K", "--command", "x"])
+        #expect(out.status == 2)
+        #expect(out.stderr.contains("--name: \"Job\" has uppercase letters; use \"job\""), "\(out.stderr)")
+        #expect(out.stderr.contains("--cpus: 0 is out of range (1–256)"), "\(out.stderr)")
+        #expect(out.stderr.contains("--memory: 1K is too small; at least 512M"), "\(out.stderr)")
+        let list = try await Self.run(home, ["run", "list", "--json"])
+        #expect(list.status == 0 && !list.stdout.contains("\"name\""), "a run was recorded: \(list.stdout)")
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anAmbiguousRunPrefixIsBadInput() async throws {

@@ -3,7 +3,6 @@ import Foundation
 import ReplController
 import ReplCore
 import ReplStore
-import Yams
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,55 +33,69 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context(global)
-        var doc: [String: Any] = ["kind": "Run", "name": name ?? "run-" + String(ControlID.generate().rawValue)]
-        if let provider { doc["provider"] = provider }
-        if let spec { doc["spec"] = spec }
-        if let from { doc["from"] = from }
-        if let command { doc["command"] = command }
-        if let maxDuration { doc["maxDuration"] = maxDuration }
-        if let replicas { doc["replicas"] = replicas }
-        var resources: [String: Any] = [:]
-        if let cpus { resources["cpus"] = cpus }
-        if let memory { resources["memory"] = memory }
-        if let disk { resources["disk"] = disk }
-        if !resources.isEmpty { doc["resources"] = resources }
-        if isolated { doc["isolated"] = true }
-        if let user { doc["user"] = user }
-        if let userData {
-            guard let text = try? String(contentsOfFile: userData, encoding: .utf8) else {
-                throw CLIError.input("--user-data: cannot read \(userData)")
-            }
-            doc["userData"] = text
-        }
-        if let bootstrap {
-            guard let text = try? String(contentsOfFile: bootstrap, encoding: .utf8) else {
-                throw CLIError.input("--bootstrap: cannot read \(bootstrap)")
-            }
-            doc["bootstrap"] = text
-        }
-        // The same parser validates flags and files; its messages name the flag.
-        let yaml = try Yams.dump(object: doc)
-        let set: ManifestSet
-        do {
-            let known = try context.store().knownNames()
-            set = try ManifestParser(knownRuns: known.runs, knownSnapshots: known.snapshots).parse(yaml, file: "flags")
-        } catch let error as ManifestError {
-            let flags = ["maxDuration": "--max-duration", "spec": "--spec", "from": "--from", "name": "--name", "command": "--command",
-                         "provider": "--provider", "replicas": "--replicas", "bootstrap": "--bootstrap",
-                         "resources.cpus": "--cpus", "resources.memory": "--memory", "resources.disk": "--disk",
-                         "isolated": "--isolated", "user": "--user", "userData": "--user-data"]
-            let lines = error.diagnostics.map { d -> String in
-                let key = String(d.message.prefix { $0 != ":" })
-                return "\(flags[key] ?? key)\(d.message.dropFirst(key.count))"
-            }
-            throw CLIError.input(lines.joined(separator: "\n"))
-        }
+        let set = try manifest(context: context)
         let code = try await Converger(context: context).apply(set, wait: wait, dryRun: false, newInstallation: newInstallation)
         if !context.json, let record = try? context.findRun(set.runs[0].name) {
             let line = "run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))"
             if wait { context.progress(line) } else { context.say(line) }
         }
         if code != 0 { throw ExitCode2(code: code) }
+    }
+}
+
+extension RunCommand {
+    /// The run the flags describe, through the same field checks as a manifest's, each problem
+    /// named by its flag; every problem is reported at once, and nothing is applied.
+    func manifest(context: Context) throws -> ManifestSet {
+        var problems: [String] = []
+        func check<T>(_ flag: String, _ result: Result<T, FieldProblem>) -> T? {
+            switch result {
+            case .success(let value): return value
+            case .failure(let problem):
+                problems.append("\(flag): \(problem.message)")
+                return nil
+            }
+        }
+        func read(_ flag: String, _ path: String?) -> String? {
+            guard let path else { return nil }
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                problems.append("\(flag): cannot read \(path)")
+                return nil
+            }
+            return text
+        }
+        let runName = check("--name", RunFields.name(name ?? "run-" + String(ControlID.generate().rawValue)))
+        let chosen = provider.flatMap { check("--provider", RunFields.provider($0, capabilities: .orbstack)) } ?? "orbstack"
+        var source = RunSource.spec(.defaultSpec)
+        if spec != nil, from != nil {
+            problems.append("--from: cannot be combined with --spec; a clone takes its spec from the snapshot, so give one of them")
+        } else if let from {
+            if let snapshot = check("--from", RunFields.name(from)) { source = .snapshot(snapshot) }
+        } else if let spec, let parsed = check("--spec", RunFields.spec(spec)) {
+            source = .spec(parsed)
+        }
+        var options = MachineOptions()
+        options.cpus = cpus.flatMap { check("--cpus", RunFields.cpus($0)) }
+        options.memory = memory.flatMap { check("--memory", RunFields.memory($0)) }
+        options.disk = disk.flatMap { check("--disk", RunFields.disk($0)) }
+        options.isolated = isolated
+        options.user = user.flatMap { check("--user", RunFields.user($0)) }
+        options.userData = read("--user-data", userData).flatMap { check("--user-data", RunFields.userData($0, source: source)) }
+        let run = RunManifest(
+            name: runName ?? "", provider: chosen, source: source,
+            command: command.flatMap { check("--command", RunFields.command($0)) },
+            maxDuration: maxDuration.flatMap { check("--max-duration", RunFields.duration($0, allowZero: false)) },
+            bootstrap: read("--bootstrap", bootstrap).flatMap { check("--bootstrap", RunFields.script($0)) },
+            replicas: replicas.flatMap { check("--replicas", RunFields.replicas($0)) } ?? 1,
+            options: options)
+        if problems.isEmpty, case .snapshot(let from) = source {
+            let known = try context.store().knownNames()
+            if let problem = RunFields.snapshotReference(from, snapshots: known.snapshots, runs: known.runs) {
+                problems.append("--from: \(problem.message)")
+            }
+        }
+        guard problems.isEmpty else { throw CLIError.input(problems.joined(separator: "\n")) }
+        return ManifestSet(documents: [LocatedManifest(manifest: .run(run), location: SourceLocation(file: "flags", line: 1, column: 1))])
     }
 }
 
