@@ -21,10 +21,10 @@ import ReplCore
 /// else from the copy made at launch. `poweroff` is called by name, through PATH.
 public enum RunWrapper {
     public static let directory = "/var/lib/repl"
-    public static let statusPath = "/var/lib/repl/status"
+    public static let statusPath = StatusFile.path
     public static let logPath = "/var/lib/repl/run.log"
     public static let bootstrapLogPath = "/tmp/bootstrap.log"
-    public static let manifestPath = "/etc/repl/manifest.yaml"
+    public static let manifestPath = ManifestCopy.path
     /// Seconds between a deadline's SIGTERM and SIGKILL to the command's session.
     public static let killGrace = 5
     /// Seconds between two looks of the watch loop (each one a heartbeat).
@@ -49,7 +49,7 @@ public enum RunWrapper {
             // logs, then the status, to the host channel (so a final status there means the logs
             // there are whole).
             "status() {",
-            "  { printf '%s\\nlaunched=%s\\n' \"$1\" \"$T0\"; [ -z \"$S\" ] || printf 'started=%s\\n' \"$S\"; [ -z \"$E\" ] || printf 'ended=%s\\n' \"$E\"; } > \"$R/status.tmp\" && mv -f \"$R/status.tmp\" \"$R/status\"",
+            StatusFile.writer,
             // (When the loop is gone, killed by the command, the wrapper copies them itself.)
             "  SP=; [ -s \"$R/switch.pid\" ] && read -r SP < \"$R/switch.pid\" && kill -USR1 \"$SP\" 2>/dev/null && return",
             "  [ -z \"$H\" ] || [ ! -s \"$R/switch.pid\" ] || mirror 2>/dev/null; true",
@@ -341,7 +341,7 @@ public struct OrbStackProvider: Provider {
             if result.stderrText.contains("machine not found") { throw OrbctlClient.classify(result, arguments: ["run", "-m", name]) }
             return .unreadable(result.stderrText.split(separator: "\n").first.map(String.init) ?? "status unreadable")
         }
-        let status = ProbeResult(statusText: result.stdoutText)
+        let status = StatusFile.read(result.stdoutText).result
         if !status.isFinal, result.stdoutText.contains("heartbeat stopped") { return .gone(ProbeResult.wrapperGone) }
         return status
     }
@@ -366,6 +366,12 @@ public struct OrbStackProvider: Provider {
     }
 
     public func address(name: String) async throws(ProviderError) -> String? { try await client.address(name) }
+
+    public func manifestCopy(name: String) async throws(ProviderError) -> String? {
+        let result = try await client.run(name, user: "root", ["sh", "-c", "[ ! -e \"$1\" ] || cat \"$1\"", "repl-manifest", ManifestCopy.path])
+        guard result.status == 0 else { throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "cat", ManifestCopy.path]) }
+        return result.stdout.isEmpty ? nil : result.stdoutText
+    }
 }
 
 extension OrbStackProvider: GracefulTerminating {

@@ -542,7 +542,7 @@ public final class Controller: @unchecked Sendable {
         let m = run.manifest
         // maxDuration counts from this launch, in the running machine (never from the create).
         var payload = RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: m.maxDuration?.seconds, hold: m.hold.seconds,
-                                 manifestYAML: ManifestCopy.yaml(run: run, instance: instance),
+                                 manifestYAML: ManifestCopy.text(run: run, instance: instance),
                                  deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
         payload.waitForCloudInit = m.options.userData != nil
         return payload
@@ -763,36 +763,3 @@ final class CrashCounter: @unchecked Sendable {
     func increment() -> Int { lock.lock(); defer { lock.unlock() }; count += 1; return count }
 }
 let crashCounter = CrashCounter()
-
-/// The copy of a run's manifest written into each machine (`/etc/repl/manifest.yaml`),
-/// so `repl recover` can rebuild the run after the database is lost. JSON is valid YAML.
-public enum ManifestCopy {
-    public static func yaml(run: DesiredRun, instance: InstanceState) -> String {
-        let m = run.manifest
-        var doc: [String: Any] = ["kind": "Run", "name": m.name, "replicas": m.replicas, "hold": m.hold.description]
-        switch m.source {
-        case .spec(let spec): doc["spec"] = spec.description
-        case .snapshot(let snap): doc["from"] = snap
-        }
-        if let c = m.command { doc["command"] = c }
-        if let b = m.bootstrap { doc["bootstrap"] = b }
-        if let d = m.maxDuration { doc["maxDuration"] = d.description }
-        if !m.env.isEmpty { doc["env"] = m.env }
-        if !m.labels.isEmpty { doc["labels"] = m.labels }
-        // OrbStack's options, files and artifacts: a recovered run is the run that was applied
-        // (without them it would differ, and the next apply would replace its machines).
-        let o = m.options
-        var resources: [String: Any] = [:]
-        if let c = o.cpus { resources["cpus"] = c }
-        if let v = o.memory { resources["memory"] = v.description }
-        if let v = o.disk { resources["disk"] = v.description }
-        if !resources.isEmpty { doc["resources"] = resources }
-        if o.isolated { doc["isolated"] = true }
-        if let u = o.user { doc["user"] = u }
-        if let d = o.userData { doc["userData"] = d }
-        if !m.files.isEmpty { doc["files"] = m.files.map { ["from": $0.from, "to": $0.to, "exclude": $0.exclude] as [String: Any] } }
-        if !m.artifacts.isEmpty { doc["artifacts"] = m.artifacts }
-        let json = (try? JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .prettyPrinted])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        return "# repl run \(Base36.encode(run.id)) generation \(run.generation) instance \(Base36.encode(instance.id))\n\(json)\n"
-    }
-}

@@ -104,6 +104,9 @@ struct LimitedProvider: Provider {
     func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
         try await limited(limiter) { () async throws(ProviderError) in try await base.pullArchive(name: name, globs: globs) }
     }
+    func manifestCopy(name: String) async throws(ProviderError) -> String? {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.manifestCopy(name: name) }
+    }
     func address(name: String) async throws(ProviderError) -> String? { try await limited(rpc) { () async throws(ProviderError) in try await base.address(name: name) } }
 
     /// Terminate is stop, grace, delete: the grace is spent without a permit.

@@ -1,4 +1,5 @@
 import Foundation
+import OrbStack
 import ReplCore
 import ReplPlatform
 
@@ -38,7 +39,7 @@ public struct StatusChannel: Sendable {
     /// anything here, and a status is one short line and three times).
     public func status(_ machine: String) -> ProbeResult? {
         guard let data = Self.head(file(machine, "status"), bytes: 4096), !data.isEmpty else { return nil }
-        return ProbeResult(statusText: String(decoding: data, as: UTF8.self))
+        return StatusFile.read(String(decoding: data, as: UTF8.self)).result
     }
 
     /// The wrapper's last heartbeat (epoch seconds, by the machine's clock), if there is one.
@@ -51,12 +52,7 @@ public struct StatusChannel: Sendable {
     /// The status file's `key=value` times (`launched`, `started`, `ended`), in epoch seconds.
     public func times(_ machine: String) -> [String: TimeInterval] {
         guard let data = Self.head(file(machine, "status"), bytes: 4096) else { return [:] }
-        var out: [String: TimeInterval] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst() {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, let value = TimeInterval(parts[1]) { out[String(parts[0])] = value }
-        }
-        return out
+        return StatusFile.read(String(decoding: data, as: UTF8.self)).times
     }
 
     /// The first `bytes` of a regular file (never through a symlink a machine planted); nil

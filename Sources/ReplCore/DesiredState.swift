@@ -259,23 +259,4 @@ public enum ProbeResult: Hashable, Sendable {
         default: return false
         }
     }
-
-    /// Parses the status file's first line: `bootstrapping`, `running`, `exited N` or
-    /// `timedout` (the lines after it carry times).
-    public init(statusText: String) {
-        let first = statusText.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        let t = first.trimmingCharacters(in: .whitespacesAndNewlines)
-        switch t {
-        case "bootstrapping": self = .bootstrapping
-        case "running": self = .running
-        case "timedout": self = .timedOut
-        default:
-            // An exit code is what a shell's `$?` prints: 0 to 255, digits only (a `+0`, a
-            // `-5` or a 256 was written by something else).
-            let digits = t.dropFirst(7)
-            if t.hasPrefix("exited "), (1...3).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-               let code = Int(digits), code <= 255 { self = .exited(code) }
-            else { self = .unreadable("unexpected status \"\(t.prefix(40))\"") }
-        }
-    }
 }

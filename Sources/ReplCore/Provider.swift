@@ -35,6 +35,9 @@ public protocol Provider: Sendable {
     /// A tar archive of what the absolute globs match in the machine (paths without their
     /// leading `/`), and the globs that matched nothing.
     func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String])
+    /// The manifest copy the launch wrote into a running machine (for `repl recover`), or nil
+    /// when the machine has none.
+    func manifestCopy(name: String) async throws(ProviderError) -> String?
 }
 
 extension Provider {

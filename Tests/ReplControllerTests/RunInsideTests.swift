@@ -119,6 +119,7 @@ import ReplStore
             try await base.logs(name: name, bootstrap: bootstrap, from: offset)
         }
         func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
+        func manifestCopy(name: String) async throws(ProviderError) -> String? { try await base.manifestCopy(name: name) }
         func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await base.startRun(name: name, payload: payload) }
     }
 

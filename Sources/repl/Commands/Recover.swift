@@ -58,8 +58,8 @@ struct Recover: AsyncParsableCommand {
         var kept: [String] = []
         for (machine, name) in mine {
             guard let runID = name.manifestID, machine.state == .running,
-                  let copy = try? await provider.client.run(machine.name, user: "root", ["cat", RunWrapper.manifestPath]),
-                  copy.status == 0, let parsed = Self.parse(copy.stdoutText), parsed.runID == runID else {
+                  let text = try? await provider.manifestCopy(name: machine.name), let parsed = ManifestCopy.read(text),
+                  parsed.runID == runID else {
                 try store.addToWhitelist(machine.name, reason: "recovered: its manifest could not be read; delete or re-apply to manage it", expires: nil)
                 kept.append(machine.name)
                 continue
@@ -92,16 +92,5 @@ struct Recover: AsyncParsableCommand {
             for name in recovered { context.say("run \(name): recovered") }
             for name in kept { context.say("\(name): kept (manifest unknown; whitelisted until you delete or re-apply)") }
         }
-    }
-
-    /// Reads a manifest copy: the header `# repl run ID generation G instance I` and the manifest.
-    static func parse(_ text: String) -> (runID: RunID, generation: Int, manifest: RunManifest)? {
-        guard let header = text.firstMatch(of: /# repl run ([0-9a-z]+) generation ([0-9]+)/),
-              let runID = Base36.decode(header.output.1), let generation = Int(header.output.2) else { return nil }
-        // A clone's `from` names a snapshot the lost store no longer knows: accept any name here.
-        var parser = ManifestParser()
-        if let from = text.firstMatch(of: /"from" : "([a-z0-9-]+)"/) { parser.knownSnapshots = [String(from.output.1)] }
-        guard let set = try? parser.parse(text, file: RunWrapper.manifestPath), let run = set.runs.first else { return nil }
-        return (runID, generation, run)
     }
 }
