@@ -39,11 +39,15 @@ let package = Package(
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore", "ReplTestSupport"]),
         .testTarget(name: "ReplPlatformTests", dependencies: ["ReplPlatform"], exclude: ["Fixtures"]),
         .testTarget(name: "OrbStackTests", dependencies: ["ReplPlatform", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim"]),
-        .testTarget(name: "ReplControllerTests", dependencies: ["ReplPlatform", 
-            "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim",
-            .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
-        .testTarget(name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "ReplStore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
+        .testTarget(
+            name: "ReplControllerTests",
+            dependencies: [
+                "ReplPlatform",
+                "ReplController", "ReplStore", "OrbStack", "OrbSim", "ReplCore", "ReplTestSupport", "orbctl-sim",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        .testTarget(
+            name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "ReplStore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
         .testTarget(name: "OrbSimTests", dependencies: ["ReplPlatform", "OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]

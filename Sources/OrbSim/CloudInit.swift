@@ -55,8 +55,9 @@ struct CloudInit {
         let environment = env
         let arguments = ["-c", "\"$0\" __cloudinit \"$1\" </dev/null >/dev/null 2>&1 &", sim.executable, machine.key]
         let launched = try waitForAsync {
-            try await SystemProcessRunner.run("/bin/sh", arguments,
-                                              input: nil, timeout: 30, environment: environment, limit: 1 << 16)
+            try await SystemProcessRunner.run(
+                "/bin/sh", arguments,
+                input: nil, timeout: 30, environment: environment, limit: 1 << 16)
         }
         guard launched.status == 0 else { throw SimExit.daemon("create '\(machine.name)': cloud-init: \(launched.stderrText)") }
     }
@@ -164,8 +165,11 @@ struct CloudInit {
             status = read(key) ?? status
         }
         if arguments.contains("json") || arguments.contains("--format=json") {
-            sim.out(GoJSON.object([("status", .string(status.status)),
-                                   ("errors", .array(status.errors.map { .string($0) }))]).rendered())
+            sim.out(
+                GoJSON.object([
+                    ("status", .string(status.status)),
+                    ("errors", .array(status.errors.map { .string($0) })),
+                ]).rendered())
         } else {
             sim.out("status: \(status.status)\n")
             if arguments.contains("--long") || arguments.contains("-l") {

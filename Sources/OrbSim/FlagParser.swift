@@ -45,7 +45,9 @@ struct FlagParser {
                 if boolLong.contains(name) {
                     if inline == nil || inline == "true" { result.bools.insert(name) }
                 } else if valueLong.contains(name) {
-                    if let inline { result.values[name] = inline } else {
+                    if let inline {
+                        result.values[name] = inline
+                    } else {
                         guard i < args.count else { throw SimExit.usage("flag needs an argument: --\(name)", usage) }
                         result.values[name] = args[i]
                         i += 1
@@ -62,7 +64,9 @@ struct FlagParser {
                     } else if let name = valueShort[c] {
                         var rest = String(chars)
                         if rest.hasPrefix("=") { rest.removeFirst() }
-                        if !rest.isEmpty { result.values[name] = rest } else {
+                        if !rest.isEmpty {
+                            result.values[name] = rest
+                        } else {
                             guard i < args.count else { throw SimExit.usage("flag needs an argument: '\(c)' in -\(c)", usage) }
                             result.values[name] = args[i]
                             i += 1

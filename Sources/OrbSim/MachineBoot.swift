@@ -54,8 +54,9 @@ struct MachineBoot {
     /// The running init of a machine, if it has one.
     func running(_ key: String) -> Record? {
         guard let data = FileManager.default.contents(atPath: recordURL(key).path),
-              let record = try? JSONDecoder().decode(Record.self, from: data),
-              MachineNamespace.isRunning(record.pid, with: ["__init", key]), MachineNamespace.isMachineInit(record.pid) else { return nil }
+            let record = try? JSONDecoder().decode(Record.self, from: data),
+            MachineNamespace.isRunning(record.pid, with: ["__init", key]), MachineNamespace.isMachineInit(record.pid)
+        else { return nil }
         return record
     }
 
@@ -63,8 +64,10 @@ struct MachineBoot {
     /// binary and the Swift runtime it loads (a toolchain under `/opt` would be covered), and
     /// the shims.
     var readOnlyHostPaths: [String] {
-        [URL(fileURLWithPath: sim.executable).deletingLastPathComponent().path, Platform.swiftRuntimeDirectory(),
-         sim.store.shimsDirectory.path].compactMap { $0 }
+        [
+            URL(fileURLWithPath: sim.executable).deletingLastPathComponent().path, Platform.swiftRuntimeDirectory(),
+            sim.store.shimsDirectory.path,
+        ].compactMap { $0 }
     }
 
     /// The init of a running machine: the one it has, else a new one (a boot).
@@ -84,8 +87,11 @@ struct MachineBoot {
         try sim.makeMachineRoot(key, user: machine.defaultUsername)
         try MachineShims(sim: sim).install()
         let log = directory(key).appendingPathComponent("init.log").path
-        let arguments = ["-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1 \(MachineBoot.homeDescriptor)<\"$ORBSIM_HOME\"",
-                         MachineNamespace.bootProgram]
+        let arguments =
+            [
+                "-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1 \(MachineBoot.homeDescriptor)<\"$ORBSIM_HOME\"",
+                MachineNamespace.bootProgram,
+            ]
             + MachineNamespace.bootArguments(isolated: machine.isolated)
             + [sim.executable, "__init", key, machine.name, machine.defaultUsername, machine.isolated ? "isolated" : "shared"]
         var env = sim.environment
@@ -101,14 +107,16 @@ struct MachineBoot {
             if let record = running(key) { return record }
             // Stopped or deleted meanwhile (a racing stop): say so now, not after the wait.
             if let state = try? sim.store.read(),
-               state.machines.first(where: { $0.key == key }).map({ ["running", "starting"].contains($0.state(at: sim.now(state))) }) != true {
+                state.machines.first(where: { $0.key == key }).map({ ["running", "starting"].contains($0.state(at: sim.now(state))) }) != true
+            {
                 throw SimExit.daemon("machine '\(machine.name)' stopped while starting")  // text uncertain
             }
             usleep(5_000)
         }
         // The line that says why: the init's own complaint, or a crash's first line.
         let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-        let why = lines.last { $0.contains("cannot boot") || $0.contains("Fatal error") || $0.contains("crashed") }
+        let why =
+            lines.last { $0.contains("cannot boot") || $0.contains("Fatal error") || $0.contains("crashed") }
             ?? lines.last ?? "no output"
         throw SimExit.daemon("start '\(machine.name)': the machine's init did not start: \(why) (log: \(log))")
     }
@@ -163,8 +171,9 @@ struct MachineBoot {
         let boot = MachineBoot(sim: sim)
         let machineDirectory = boot.directory(key).path
         // The emulator's home as the host sees it, through the descriptor the launch opened there.
-        let host = OrbSim(home: URL(fileURLWithPath: MachineNamespace.path(ofDescriptor: homeDescriptor)), executable: sim.executable,
-                          environment: sim.environment)
+        let host = OrbSim(
+            home: URL(fileURLWithPath: MachineNamespace.path(ofDescriptor: homeDescriptor)), executable: sim.executable,
+            environment: sim.environment)
         let id: String
         do {
             guard isHome(homeDescriptor, of: sim) else { throw SimStoreError("descriptor \(homeDescriptor) is not the emulator's home") }

@@ -33,10 +33,15 @@ struct MachineExec {
             case "-u", "--user": user = try value()
             case "-w", "--workdir": workdir = try value()
             default:
-                if arg.hasPrefix("-m") && !arg.hasPrefix("--") { machineKey = try value() }
-                else if arg.hasPrefix("-u") && !arg.hasPrefix("--") { user = try value() }
-                else if arg.hasPrefix("-w") && !arg.hasPrefix("--") { workdir = try value() }
-                else { throw SimExit.usage("unknown flag: \(arg)", usage) }
+                if arg.hasPrefix("-m") && !arg.hasPrefix("--") {
+                    machineKey = try value()
+                } else if arg.hasPrefix("-u") && !arg.hasPrefix("--") {
+                    user = try value()
+                } else if arg.hasPrefix("-w") && !arg.hasPrefix("--") {
+                    workdir = try value()
+                } else {
+                    throw SimExit.usage("unknown flag: \(arg)", usage)
+                }
             }
             i += 1
         }
@@ -49,8 +54,9 @@ struct MachineExec {
         guard MachineUsers(root: sim.machineRoot(machine.key).path).account(named: account) != nil else {
             throw SimExit.daemon("user '\(account)' not found in machine '\(machine.name)'")
         }
-        return try enter(machine, record: record, user: account, workdir: workdir ?? "", command: command,
-                         streams: (sim.io.stdin.fileDescriptor, sim.io.stdout.fileDescriptor, sim.io.stderr.fileDescriptor))
+        return try enter(
+            machine, record: record, user: account, workdir: workdir ?? "", command: command,
+            streams: (sim.io.stdin.fileDescriptor, sim.io.stdout.fileDescriptor, sim.io.stderr.fileDescriptor))
     }
 
     /// Runs `command` in a booted machine as `user`, with the given standard streams.
@@ -64,8 +70,10 @@ struct MachineExec {
     /// terminal is not the command's controlling terminal (it could type into it).
     /// The run's signals (TERM, HUP, INT) are passed on to the command. The session ends with
     /// the command: whatever is left in it ends too; only what detached (`setsid`) lives on.
-    func enter(_ machine: SimMachine, record: MachineBoot.Record, user: String, workdir: String, command: [String],
-               streams: (Int32, Int32, Int32), timeout: TimeInterval? = nil) throws -> Int32 {
+    func enter(
+        _ machine: SimMachine, record: MachineBoot.Record, user: String, workdir: String, command: [String],
+        streams: (Int32, Int32, Int32), timeout: TimeInterval? = nil
+    ) throws -> Int32 {
         let users = MachineUsers(root: sim.machineRoot(machine.key).path)
         guard let account = users.account(named: user) else {
             // **uncertain** text: OrbStack's message for an unknown user is not in any source at hand.
@@ -85,7 +93,8 @@ struct MachineExec {
             let groups = users.groups(of: account).map(String.init).joined(separator: ",")
             privileges += ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--groups=\(groups)"]
         }
-        let arguments = MachineNamespace.enterArguments(initPID: record.pid, isolated: machine.isolated)
+        let arguments =
+            MachineNamespace.enterArguments(initPID: record.pid, isolated: machine.isolated)
             + ["--", "/usr/bin/setpriv"] + privileges
             + ["--", "/bin/sh", "-c", MachineExec.session, "orbctl-run", workdir, account.home] + command
         let leader = SessionLeader()
@@ -94,9 +103,10 @@ struct MachineExec {
         let code: Int32
         do {
             code = try waitForAsync {
-                try await SystemProcessRunner.runAttached(program, arguments, environment: environment,
-                                                          stdin: streams.0, stdout: streams.1, stderr: streams.2, timeout: timeout,
-                                                          spawned: { leader.watch(enter: $0) })
+                try await SystemProcessRunner.runAttached(
+                    program, arguments, environment: environment,
+                    stdin: streams.0, stdout: streams.1, stderr: streams.2, timeout: timeout,
+                    spawned: { leader.watch(enter: $0) })
             }
         } catch {
             leader.stop()
@@ -134,7 +144,8 @@ struct MachineExec {
                 let deadline = Date().addingTimeInterval(30)
                 while Date() < deadline, !lock.withLock({ stopped }), kill(enter, 0) == 0 {
                     if let child = MachineNamespace.children(of: enter).first,
-                       MachineNamespace.isStopped(child), MachineNamespace.isStopped(enter) {
+                        MachineNamespace.isStopped(child), MachineNamespace.isStopped(enter)
+                    {
                         lock.withLock { found = child }
                         MachineExec.forwardedSession.store(child)
                         kill(enter, SIGCONT)
@@ -196,9 +207,11 @@ struct MachineExec {
     /// devices, so these would reach the host (a cgroup release agent, a module, a raw disk).
     /// `sys_ptrace` too: the machine's init and sessions keep every capability, and a command
     /// that could attach to them would regain the rest.
-    static let withheld = ["sys_admin", "sys_module", "sys_rawio", "sys_time", "net_admin", "net_raw", "dac_read_search",
-                           "mknod", "mac_admin", "mac_override", "syslog", "sys_pacct", "linux_immutable", "audit_control",
-                           "sys_ptrace", "bpf", "perfmon", "ipc_owner"]
+    static let withheld = [
+        "sys_admin", "sys_module", "sys_rawio", "sys_time", "net_admin", "net_raw", "dac_read_search",
+        "mknod", "mac_admin", "mac_override", "syslog", "sys_pacct", "linux_immutable", "audit_control",
+        "sys_ptrace", "bpf", "perfmon", "ipc_owner",
+    ]
 }
 
 extension OrbSim {

@@ -23,20 +23,21 @@ struct MachineFiles {
                 let archive = try TemporaryFile(), archivePath = archive.path
                 let parent = URL(fileURLWithPath: source).deletingLastPathComponent().path
                 let tar = try waitForAsync {
-                    try await SystemProcessRunner.run("/bin/tar", ["-C", parent, "-cf", archivePath, name],
-                                                      input: nil, timeout: 300, environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+                    try await SystemProcessRunner.run(
+                        "/bin/tar", ["-C", parent, "-cf", archivePath, name],
+                        input: nil, timeout: 300, environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
                 }
                 guard tar.status == 0 else { throw SimExit(code: 1, stderr: "copy \(name): \(tar.stderrText)") }
                 let script = """
-                t="$1"; if [ -d "$t" ]; then t="$t/$2"; fi
-                mkdir "$t" && tar -xf - -C "$t" --strip-components=1 && { [ -z "$3" ] || chown -R "$3:" "$t"; }
-                """
+                    t="$1"; if [ -d "$t" ]; then t="$t/$2"; fi
+                    mkdir "$t" && tar -xf - -C "$t" --strip-components=1 && { [ -z "$3" ] || chown -R "$3:" "$t"; }
+                    """
                 try inside(machine, ["/bin/sh", "-c", script, "sh", target, name, owner], stdin: archive.path, what: name)
             } else {
                 let script = """
-                t="$1"; if [ -d "$t" ]; then t="$t/$2"; fi
-                cat > "$t" && { [ -z "$3" ] || chown "$3:" "$t"; }
-                """
+                    t="$1"; if [ -d "$t" ]; then t="$t/$2"; fi
+                    cat > "$t" && { [ -z "$3" ] || chown "$3:" "$t"; }
+                    """
                 try inside(machine, ["/bin/sh", "-c", script, "sh", target, name, owner], stdin: source, what: name)
             }
         }
@@ -49,8 +50,9 @@ struct MachineFiles {
         for source in sources {
             let path = guestPath(machine, source)
             let name = URL(fileURLWithPath: path).lastPathComponent
-            let kind = try inside(machine, ["/bin/sh", "-c", "if [ -d \"$1\" ]; then echo d; elif [ -e \"$1\" ]; then echo f; fi", "sh", path],
-                                  what: name)
+            let kind = try inside(
+                machine, ["/bin/sh", "-c", "if [ -d \"$1\" ]; then echo d; elif [ -e \"$1\" ]; then echo f; fi", "sh", path],
+                what: name)
             var isDirectory: ObjCBool = false
             let exists = FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory)
             let target = exists && isDirectory.boolValue ? destination + "/" + name : destination
@@ -64,12 +66,14 @@ struct MachineFiles {
                 }
             case "d":
                 let archive = try TemporaryFile(), archivePath = archive.path
-                _ = try inside(machine, ["/bin/tar", "-C", URL(fileURLWithPath: path).deletingLastPathComponent().path, "-cf", "-", name],
-                               stdout: archive.path, what: name)
+                _ = try inside(
+                    machine, ["/bin/tar", "-C", URL(fileURLWithPath: path).deletingLastPathComponent().path, "-cf", "-", name],
+                    stdout: archive.path, what: name)
                 try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
                 let tar = try waitForAsync {
-                    try await SystemProcessRunner.run("/bin/tar", ["-xf", archivePath, "-C", target, "--strip-components=1"],
-                                                      input: nil, timeout: 300, environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+                    try await SystemProcessRunner.run(
+                        "/bin/tar", ["-xf", archivePath, "-C", target, "--strip-components=1"],
+                        input: nil, timeout: 300, environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
                 }
                 guard tar.status == 0 else { throw SimExit(code: 1, stderr: "copy \(name): \(tar.stderrText)") }
             default:
@@ -104,8 +108,9 @@ struct MachineFiles {
         let input = try stdin.map { try FileHandle(forReadingFrom: URL(fileURLWithPath: $0)) } ?? FileHandle(forReadingAtPath: "/dev/null")!
         let captured = try TemporaryFile(), err = try TemporaryFile()
         let out = try stdout.map { try FileHandle(forWritingTo: URL(fileURLWithPath: $0)) } ?? captured.handle
-        let code = try MachineExec(sim: sim).enter(machine, record: record, user: "root", workdir: "/", command: command,
-                                                   streams: (input.fileDescriptor, out.fileDescriptor, err.handle.fileDescriptor))
+        let code = try MachineExec(sim: sim).enter(
+            machine, record: record, user: "root", workdir: "/", command: command,
+            streams: (input.fileDescriptor, out.fileDescriptor, err.handle.fileDescriptor))
         guard code == 0 else {
             let message = String(decoding: err.contents(), as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "exit \(code)"
             throw SimExit(code: 1, stderr: "copy \(what): \(message)\n")

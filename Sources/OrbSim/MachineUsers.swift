@@ -53,8 +53,9 @@ struct MachineUsers {
             let partial = etc + ".partial"
             try? fm.removeItem(atPath: partial)
             let copy = try waitForAsync {
-                try await SystemProcessRunner.run("/bin/cp", ["-a", "/etc", partial], input: nil, timeout: 120,
-                                                  environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+                try await SystemProcessRunner.run(
+                    "/bin/cp", ["-a", "/etc", partial], input: nil, timeout: 120,
+                    environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
             }
             guard copy.status == 0 else { throw SimStoreError("cannot copy /etc: \(copy.stderrText)") }
             guard rename(partial, etc) == 0 else { throw SimStoreError("cannot place /etc: \(String(cString: strerror(errno)))") }

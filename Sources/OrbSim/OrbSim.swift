@@ -171,17 +171,17 @@ public final class OrbSim {
     }
 
     static let help = """
-    orbctl-sim: an emulator of OrbStack's orbctl for Linux (a test double, not a sandbox)
+        orbctl-sim: an emulator of OrbStack's orbctl for Linux (a test double, not a sandbox)
 
-    Usage:
-      orbctl [command]
+        Usage:
+          orbctl [command]
 
-    Commands:
-      version, status, list, info, create, start, stop, restart, delete, clone,
-      rename, run, push, pull, config
-      admin      fault injection and inspection (orbctl-sim only; see `orbctl-sim admin help`)
+        Commands:
+          version, status, list, info, create, start, stop, restart, delete, clone,
+          rename, run, push, pull, config
+          admin      fault injection and inspection (orbctl-sim only; see `orbctl-sim admin help`)
 
-    """
+        """
 
     // MARK: - Faults and latency
 

@@ -6,21 +6,21 @@ struct SimAdmin {
     let sim: OrbSim
 
     static let help = """
-    orbctl-sim admin: fault injection and inspection
+        orbctl-sim admin: fault injection and inspection
 
-      admin fail VERB [--times N] [--message TEXT]  the next N calls of VERB fail (exit 1) with TEXT on stderr
-      admin hang VERB [--times N]                   the next N calls of VERB never return
-      admin latency VERB MILLISECONDS               each call of VERB takes that long (VERB may be `all`);
-                                                    create/clone latency is the boot/copy time
-      admin ip-pool SIZE [--lease DURATION]         address pool size (1-238) and lease time (default 24h)
-      admin clock advance DURATION                  move the emulator's clock forward (ages, leases, boots)
-      admin calls [--json] [--reset]                calls of each verb so far, from the call log
-      admin version X.Y.Z                           the OrbStack version emulated (older ones lack newer flags)
-      admin reset                                   no machines, default settings, empty call log
+          admin fail VERB [--times N] [--message TEXT]  the next N calls of VERB fail (exit 1) with TEXT on stderr
+          admin hang VERB [--times N]                   the next N calls of VERB never return
+          admin latency VERB MILLISECONDS               each call of VERB takes that long (VERB may be `all`);
+                                                        create/clone latency is the boot/copy time
+          admin ip-pool SIZE [--lease DURATION]         address pool size (1-238) and lease time (default 24h)
+          admin clock advance DURATION                  move the emulator's clock forward (ages, leases, boots)
+          admin calls [--json] [--reset]                calls of each verb so far, from the call log
+          admin version X.Y.Z                           the OrbStack version emulated (older ones lack newer flags)
+          admin reset                                   no machines, default settings, empty call log
 
-    DURATION: milliseconds or 90s, 10m, 2h, 1d.
+        DURATION: milliseconds or 90s, 10m, 2h, 1d.
 
-    """
+        """
 
     func run(_ args: [String]) throws -> Int32 {
         guard let verb = args.first else { sim.out(SimAdmin.help); return 0 }

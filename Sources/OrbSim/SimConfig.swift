@@ -10,8 +10,10 @@ extension OrbSim {
     ]
     /// Per-machine keys, addressed by name: `machine.NAME.KEY` [G, M]; GARM sets all of
     /// these but `default_username` on 2.2.3, `mounts` to "".
-    static let machineKeys: Set<String> = ["cpu", "memory_mib", "disk_bytes", "isolated", "forward_ssh_agent", "isolate_network",
-                                           "mounts", "default_username"]
+    static let machineKeys: Set<String> = [
+        "cpu", "memory_mib", "disk_bytes", "isolated", "forward_ssh_agent", "isolate_network",
+        "mounts", "default_username",
+    ]
 
     func config(_ args: [String]) throws -> Int32 {
         guard let sub = args.first else { throw SimExit.usage("missing subcommand (get, set, show)", "config [command]") }
@@ -19,7 +21,9 @@ extension OrbSim {
         case "get":
             guard args.count == 2 else { throw SimExit.usage("accepts 1 arg(s), received \(args.count - 1)", "config get KEY") }
             let state = try store.read()
-            guard let value = try configValue(args[1], state: state) else { throw SimExit(code: 1, stderr: "Unknown configuration key: \(args[1])\n") }
+            guard let value = try configValue(args[1], state: state) else {
+                throw SimExit(code: 1, stderr: "Unknown configuration key: \(args[1])\n")
+            }
             out(value + "\n")
         case "set":
             guard args.count == 3 else { throw SimExit.usage("accepts 2 arg(s), received \(args.count - 1)", "config set KEY VALUE") }

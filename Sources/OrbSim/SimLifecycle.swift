@@ -55,8 +55,10 @@ extension OrbSim {
 
     func create(_ args: [String]) throws -> Int32 {
         let usage = "create [flags] DISTRO[:VERSION] [MACHINE_NAME]"
-        let flags = try FlagParser(usage: usage, bools: ["p": "set-password", "": "isolated,isolate-network"],
-                                   values: ["a": "arch", "u": "user", "c": "user-data", "-": "cpus,memory,disk"]).parse(args)
+        let flags = try FlagParser(
+            usage: usage, bools: ["p": "set-password", "": "isolated,isolate-network"],
+            values: ["a": "arch", "u": "user", "c": "user-data", "-": "cpus,memory,disk"]
+        ).parse(args)
         guard (1...2).contains(flags.positional.count) else {
             throw SimExit.usage("accepts between 1 and 2 arg(s), received \(flags.positional.count)", usage)
         }
@@ -129,11 +131,12 @@ extension OrbSim {
             if flags.bools.contains("isolated") { settings["isolated"] = "true" }
             if flags.bools.contains("isolate-network") { settings["isolate_network"] = "true" }
             settings.merge(resources) { $1 }
-            state.machines.append(SimMachine(
-                id: id, name: name, distro: distro.name, version: version, arch: arch,
-                variant: flags.values["user-data"] == nil ? "default" : "cloud", defaultUsername: user,
-                storedState: "starting", transitionAt: now.addingTimeInterval(Double(bootMilliseconds) / 1000), ip4: ip,
-                createdAt: now, busyOperation: nil, busyUntil: nil, settings: settings))
+            state.machines.append(
+                SimMachine(
+                    id: id, name: name, distro: distro.name, version: version, arch: arch,
+                    variant: flags.values["user-data"] == nil ? "default" : "cloud", defaultUsername: user,
+                    storedState: "starting", transitionAt: now.addingTimeInterval(Double(bootMilliseconds) / 1000), ip4: ip,
+                    createdAt: now, busyOperation: nil, busyUntil: nil, settings: settings))
             return (id, ip)
         }
         let key = String(id.dropFirst(10))
@@ -247,14 +250,16 @@ extension OrbSim {
         for key in flags.positional {
             if !state.machines.contains(where: { $0.name == key }), state.machines.contains(where: { $0.id == key }) {
                 // OrbStack 2.2.3 crashes when deleting by id (issue #2671): reproduce it as a failing exit.
-                throw SimExit(code: 2, stderr: """
-                panic: runtime error: invalid memory address or nil pointer dereference
-                [signal SIGSEGV: segmentation violation code=0x2 addr=0x0 pc=0x1024b3c8c]
+                throw SimExit(
+                    code: 2,
+                    stderr: """
+                        panic: runtime error: invalid memory address or nil pointer dereference
+                        [signal SIGSEGV: segmentation violation code=0x2 addr=0x0 pc=0x1024b3c8c]
 
-                goroutine 1 [running]:
-                github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func8(0x140001b4300, {0x14000196a00, 0x1, 0x1})
+                        goroutine 1 [running]:
+                        github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func8(0x140001b4300, {0x14000196a00, 0x1, 0x1})
 
-                """)
+                        """)
             }
             guard let i = OrbSim.find(key, in: state) else { throw SimExit.notFound(key) }
             ids.append(state.machines[i].id)
@@ -341,8 +346,9 @@ extension OrbSim {
         if FileManager.default.fileExists(atPath: from.appendingPathComponent("root").path) {
             let (source, target) = (from.appendingPathComponent("root").path, partial.path)
             let copy = try waitForAsync {
-                try await SystemProcessRunner.run("/bin/cp", ["-a", source, target], input: nil, timeout: 600,
-                                                  environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+                try await SystemProcessRunner.run(
+                    "/bin/cp", ["-a", source, target], input: nil, timeout: 600,
+                    environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
             }
             guard copy.status == 0 else {
                 // No half-made machine is left behind.

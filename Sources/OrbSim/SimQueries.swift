@@ -24,13 +24,23 @@ extension OrbSim {
         .object([
             ("id", .string(m.id)),
             ("name", .string(m.name)),
-            ("image", .object([("distro", .string(m.distro)), ("version", .string(m.version)),
-                               ("arch", .string(m.arch)), ("variant", .string(m.variant))])),
-            ("config", .object([("isolated", .bool(m.settings["isolated"] == "true")),
-                                ("forward_ssh_agent", .bool(m.settings["forward_ssh_agent"] != "false")),
-                                ("isolate_network", .bool(m.settings["isolate_network"] == "true")),
-                                ("default_username", .string(m.defaultUsername)),
-                                ("http_port", .int(0)), ("https_port", .int(0))])),
+            (
+                "image",
+                .object([
+                    ("distro", .string(m.distro)), ("version", .string(m.version)),
+                    ("arch", .string(m.arch)), ("variant", .string(m.variant)),
+                ])
+            ),
+            (
+                "config",
+                .object([
+                    ("isolated", .bool(m.settings["isolated"] == "true")),
+                    ("forward_ssh_agent", .bool(m.settings["forward_ssh_agent"] != "false")),
+                    ("isolate_network", .bool(m.settings["isolate_network"] == "true")),
+                    ("default_username", .string(m.defaultUsername)),
+                    ("http_port", .int(0)), ("https_port", .int(0)),
+                ])
+            ),
             ("builtin", .bool(false)),
             ("state", .string(m.state(at: now))),
         ])
@@ -52,9 +62,11 @@ extension OrbSim {
         } else {
             var rows: [[String]] = io.stdoutIsTTY ? [["NAME", "STATE", "DISTRO", "VERSION", "ARCH", "SIZE", "IP"]] : []
             for m in machines {
-                rows.append([m.name, m.state(at: now), m.distro, m.version, m.arch,
-                             String(format: "%.1f GB", Double(m.diskSize) / 1e9),
-                             m.state(at: now) == "running" ? m.ip4 ?? "" : ""])
+                rows.append([
+                    m.name, m.state(at: now), m.distro, m.version, m.arch,
+                    String(format: "%.1f GB", Double(m.diskSize) / 1e9),
+                    m.state(at: now) == "running" ? m.ip4 ?? "" : "",
+                ])
             }
             out(OrbSim.table(rows))
         }
@@ -90,7 +102,8 @@ extension OrbSim {
             if running, let ip6 = m.ip6 { fields.append(("ip6", .string(ip6))) }
             out(GoJSON.object(fields).rendered())
         } else {
-            var text = "ID: \(m.id)\nName: \(m.name)\nState: \(m.state(at: now))\nDistro: \(m.distro)\nVersion: \(m.version)\nArchitecture: \(m.arch)\n"
+            var text =
+                "ID: \(m.id)\nName: \(m.name)\nState: \(m.state(at: now))\nDistro: \(m.distro)\nVersion: \(m.version)\nArchitecture: \(m.arch)\n"
             if running, let ip4 = m.ip4 { text += "\nIP: \(ip4)\n" }
             out(text)
         }

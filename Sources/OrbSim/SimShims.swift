@@ -25,12 +25,12 @@ struct MachineShims {
             // Dispatch on the name it was called by: a shim bound over /usr/bin/systemctl is
             // also what the /sbin/shutdown symlink reaches.
             let script = """
-            #!/bin/sh
-            # orbctl-sim shim: inside an emulated machine, \(tool) acts on the machine, never the host.
-            HOME="${HOME:-/root}" ORBSIM_HOME=\(Self.quoted(view + sim.store.home.path)) LD_LIBRARY_PATH=\(Self.quoted(runtime)) \
-            exec \(Self.quoted(view + sim.executable)) __shim "${0##*/}" "$@"
+                #!/bin/sh
+                # orbctl-sim shim: inside an emulated machine, \(tool) acts on the machine, never the host.
+                HOME="${HOME:-/root}" ORBSIM_HOME=\(Self.quoted(view + sim.store.home.path)) LD_LIBRARY_PATH=\(Self.quoted(runtime)) \
+                exec \(Self.quoted(view + sim.executable)) __shim "${0##*/}" "$@"
 
-            """
+                """
             if (try? String(contentsOfFile: path, encoding: .utf8)) != script {
                 try script.write(toFile: path + ".tmp", atomically: false, encoding: .utf8)
                 chmod(path + ".tmp", 0o755)
@@ -47,7 +47,9 @@ extension OrbSim {
     /// machine. A shim sees only what the machine's init wrote for it and the machine's own
     /// directory: the emulator's state is out of its reach, and a power tool asks the init.
     func shim(_ args: [String]) throws -> Int32 {
-        let written = FileManager.default.contents(atPath: MachineBoot.machineMark).flatMap { try? JSONDecoder().decode(MachineBoot.Mark.self, from: $0) }
+        let written = FileManager.default.contents(atPath: MachineBoot.machineMark).flatMap {
+            try? JSONDecoder().decode(MachineBoot.Mark.self, from: $0)
+        }
         guard let tool = args.first, let mark = written else {
             throw SimExit(code: 1, stderr: "orbctl-sim: shims only work inside an emulated machine\n")
         }

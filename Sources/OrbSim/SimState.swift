@@ -169,8 +169,10 @@ public final class SimStore: @unchecked Sendable {
 
     /// Appends one record to the call log (one JSON object per line).
     public func logCall(argv: [String], exitCode: Int32, milliseconds: Int, at date: Date) {
-        let record: [String: Any] = ["argv": argv, "exit": Int(exitCode), "ms": milliseconds,
-                                     "at": Int64(date.timeIntervalSince1970 * 1000)]
+        let record: [String: Any] = [
+            "argv": argv, "exit": Int(exitCode), "ms": milliseconds,
+            "at": Int64(date.timeIntervalSince1970 * 1000),
+        ]
         guard var data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { return }
         data.append(0x0A)
         try? FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
@@ -185,7 +187,8 @@ public final class SimStore: @unchecked Sendable {
         guard let text = try? String(contentsOf: callLogURL, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { line in
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let argv = obj["argv"] as? [String] else { return nil }
+                let argv = obj["argv"] as? [String]
+            else { return nil }
             return SimCall(argv: argv, exitCode: obj["exit"] as? Int ?? -1, milliseconds: obj["ms"] as? Int ?? 0)
         }
     }

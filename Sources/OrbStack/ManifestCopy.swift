@@ -79,8 +79,9 @@ public enum ManifestCopy {
         guard let newline = text.firstIndex(of: "\n") else { return nil }
         let header = text[..<newline].split(separator: " ")
         guard header.count == 8, header[0] == "#", header[1] == "repl", header[2] == "run", header[4] == "generation",
-              header[6] == "instance", let runID = Base36.decode(header[3]), let generation = Int(header[5]),
-              let instance = Base36.decode(header[7]) else { return nil }
+            header[6] == "instance", let runID = Base36.decode(header[3]), let generation = Int(header[5]),
+            let instance = Base36.decode(header[7])
+        else { return nil }
         let body = String(text[text.index(after: newline)...])
         // A clone's `from` names a snapshot the lost store no longer knows: any name is accepted here.
         var parser = ManifestParser()

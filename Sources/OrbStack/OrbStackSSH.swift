@@ -23,8 +23,10 @@ public enum OrbStackSSH {
     /// The arguments of `ssh` that reach `machine` (before any of the caller's own).
     public static func arguments(machine: String, user: String?, home: String) -> [String] {
         func expand(_ path: String) -> String { path.hasPrefix("~/") ? home + path.dropFirst(1) : path }
-        return ["-p", String(port), "-i", expand(key), "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=\(expand(knownHosts))",
-                "\(login(machine: machine, user: user))@\(host)"]
+        return [
+            "-p", String(port), "-i", expand(key), "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=\(expand(knownHosts))",
+            "\(login(machine: machine, user: user))@\(host)",
+        ]
     }
 
     /// One `Host` entry of an ssh config.

@@ -1,6 +1,6 @@
 import Foundation
-import ReplPlatform
 import ReplCore
+import ReplPlatform
 
 /// How to invoke orbctl: directly, or as `mac orbctl` from inside an OrbStack machine.
 public struct OrbctlCommand: Sendable, Equatable {
@@ -21,8 +21,10 @@ public struct OrbctlCommand: Sendable, Equatable {
 
     /// `orbctl` on PATH, else in OrbStack's install directories, else `mac orbctl` (inside a
     /// machine), else nil.
-    public static func locate(path: String? = ProcessInfo.processInfo.environment["PATH"],
-                              fallbacks: [String] = installDirectories(home: NSHomeDirectory())) -> OrbctlCommand? {
+    public static func locate(
+        path: String? = ProcessInfo.processInfo.environment["PATH"],
+        fallbacks: [String] = installDirectories(home: NSHomeDirectory())
+    ) -> OrbctlCommand? {
         if let orbctl = findExecutable("orbctl", path: path) { return OrbctlCommand(executable: orbctl) }
         if let orbctl = findExecutable("orbctl", path: fallbacks.joined(separator: ":")), !fallbacks.isEmpty {
             return OrbctlCommand(executable: orbctl)
@@ -41,7 +43,8 @@ public struct OrbctlVersion: Sendable, Equatable, CustomStringConvertible {
     /// Parses `Version: 2.2.3 (2020300)` from the command's output.
     public init?(output: String) {
         guard let match = output.firstMatch(of: /Version: ([0-9][0-9A-Za-z.+-]*) \(([0-9]+)\)/),
-              let number = Int(match.output.2) else { return nil }
+            let number = Int(match.output.2)
+        else { return nil }
         version = String(match.output.1)
         self.number = number
     }
@@ -49,10 +52,10 @@ public struct OrbctlVersion: Sendable, Equatable, CustomStringConvertible {
 
 /// Bounded waits for each kind of call.
 public struct OrbctlTimeouts: Sendable {
-    public var quick: TimeInterval = 15        // version, list, info, probe
-    public var create: TimeInterval = 180      // a first create downloads the image
-    public var lifecycle: TimeInterval = 60    // start, stop, delete, clone
-    public var command: TimeInterval = 60      // orbctl run for our own short scripts
+    public var quick: TimeInterval = 15  // version, list, info, probe
+    public var create: TimeInterval = 180  // a first create downloads the image
+    public var lifecycle: TimeInterval = 60  // start, stop, delete, clone
+    public var command: TimeInterval = 60  // orbctl run for our own short scripts
     /// How long create waits for `info` to say running.
     public var running: TimeInterval = 90
     public init() {}
@@ -76,7 +79,8 @@ public struct OrbctlClient: Sendable {
     /// Runs one orbctl call and classifies failures.
     @discardableResult
     public func call(_ arguments: [String], input: Data? = nil, timeout: TimeInterval, allowFailure: Bool = false)
-        async throws(ProviderError) -> ProcessResult {
+        async throws(ProviderError) -> ProcessResult
+    {
         let argv = command.prefix + arguments
         let result: ProcessResult
         do {
@@ -87,8 +91,9 @@ public struct OrbctlClient: Sendable {
             throw ProviderError(.failed, "\(error)", arguments: arguments)
         }
         if result.timedOut {
-            throw ProviderError(.timedOut, "orbctl \(arguments.prefix(3).joined(separator: " ")) did not answer within \(Int(timeout)) s and was stopped",
-                                arguments: arguments, exitStatus: result.status)
+            throw ProviderError(
+                .timedOut, "orbctl \(arguments.prefix(3).joined(separator: " ")) did not answer within \(Int(timeout)) s and was stopped",
+                arguments: arguments, exitStatus: result.status)
         }
         if result.status != 0 && !allowFailure { throw OrbctlClient.classify(result, arguments: arguments) }
         return result
@@ -96,8 +101,9 @@ public struct OrbctlClient: Sendable {
 
     /// Text from a command as one line of a message (`; ` between its lines), cut at 300.
     public static func oneLine(_ text: String) -> String {
-        String(text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            .joined(separator: "; ").prefix(300))
+        String(
+            text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                .joined(separator: "; ").prefix(300))
     }
 
     /// Turns a failed call into a ``ProviderError`` carrying argv, status and stderr's first line.
@@ -105,11 +111,17 @@ public struct OrbctlClient: Sendable {
         let stderr = result.stderrText
         let first = stderr.split(separator: "\n").first.map(String.init) ?? "exit status \(result.status)"
         let kind: ProviderError.Kind
-        if stderr.contains("missing IP address") { kind = .addressExhausted }
-        else if stderr.contains("machine not found") { kind = .notFound }
-        else if stderr.contains("already exists") { kind = .alreadyExists }
-        else if stderr.contains("$HOME is not defined") { kind = .unavailable }
-        else { kind = .failed }
+        if stderr.contains("missing IP address") {
+            kind = .addressExhausted
+        } else if stderr.contains("machine not found") {
+            kind = .notFound
+        } else if stderr.contains("already exists") {
+            kind = .alreadyExists
+        } else if stderr.contains("$HOME is not defined") {
+            kind = .unavailable
+        } else {
+            kind = .failed
+        }
         let verb = arguments.first ?? ""
         let message = kind == .addressExhausted ? first : "orbctl \(verb) failed (exit \(result.status)): \(first)"
         return ProviderError(kind, message, arguments: arguments, exitStatus: result.status)
@@ -120,7 +132,8 @@ public struct OrbctlClient: Sendable {
     public func version() async throws(ProviderError) -> OrbctlVersion {
         let result = try await call(["version"], timeout: timeouts.quick)
         guard let version = OrbctlVersion(output: result.stdoutText) else {
-            throw ProviderError(.unavailable, "cannot read the version from `orbctl version` (got \"\(result.stdoutText.prefix(80))\")", arguments: ["version"])
+            throw ProviderError(
+                .unavailable, "cannot read the version from `orbctl version` (got \"\(result.stdoutText.prefix(80))\")", arguments: ["version"])
         }
         return version
     }
@@ -139,10 +152,14 @@ public struct OrbctlClient: Sendable {
         do {
             listed = try listDecoder.decode(ListedMachines.self, from: data)
         } catch {
-            throw ProviderError(.malformedOutput, "orbctl list printed something that is not JSON: \"\(String(decoding: data.prefix(80), as: UTF8.self))\"", arguments: ["list"])
+            throw ProviderError(
+                .malformedOutput, "orbctl list printed something that is not JSON: \"\(String(decoding: data.prefix(80), as: UTF8.self))\"",
+                arguments: ["list"])
         }
         guard case .array(let records) = listed else {
-            throw ProviderError(.malformedOutput, "orbctl list printed \(listed == .null ? "null" : "a non-array") instead of a list of machines", arguments: ["list"])
+            throw ProviderError(
+                .malformedOutput, "orbctl list printed \(listed == .null ? "null" : "a non-array") instead of a list of machines", arguments: ["list"]
+            )
         }
         var machines: [ObservedMachine] = []
         machines.reserveCapacity(records.count)
@@ -157,8 +174,10 @@ public struct OrbctlClient: Sendable {
             guard ids.insert(id).inserted else {
                 throw ProviderError(.malformedOutput, "orbctl list: id \(id) appears twice", arguments: ["list"])
             }
-            machines.append(ObservedMachine(id: id, name: name, state: MachineState(state),
-                                            distro: record.distro ?? "", version: record.version ?? "", arch: record.arch ?? ""))
+            machines.append(
+                ObservedMachine(
+                    id: id, name: name, state: MachineState(state),
+                    distro: record.distro ?? "", version: record.version ?? "", arch: record.arch ?? ""))
         }
         return machines
     }
@@ -173,9 +192,7 @@ public struct OrbctlClient: Sendable {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if c.decodeNil() { self = .null }
-            else if let entries = try? c.decode([ListEntry].self) { self = .array(entries) }
-            else { self = .other }
+            if c.decodeNil() { self = .null } else if let entries = try? c.decode([ListEntry].self) { self = .array(entries) } else { self = .other }
         }
     }
 
@@ -211,7 +228,8 @@ public struct OrbctlClient: Sendable {
     public func info(_ name: String) async throws(ProviderError) -> (state: MachineState, ip4: String?) {
         let result = try await call(["info", name, "--format", "json"], timeout: timeouts.quick)
         guard let object = (try? JSONSerialization.jsonObject(with: result.stdout)) as? [String: Any],
-              let record = object["record"] as? [String: Any], let state = record["state"] as? String else {
+            let record = object["record"] as? [String: Any], let state = record["state"] as? String
+        else {
             throw ProviderError(.malformedOutput, "orbctl info \(name) printed no machine record", arguments: ["info", name])
         }
         return (MachineState(state), object["ip4"] as? String)
@@ -244,7 +262,7 @@ public struct OrbctlClient: Sendable {
             // `create` blocks until the machine has started and leaves it running (ORBCTL.md,
             // from the GARM provider tested against 2.2.3): no `info` after it (#20).
             return
-        } catch where error.kind == .alreadyExists {
+        } catch  where error.kind == .alreadyExists {
             // Adopt it: names are ours and deterministic. It may still be starting (a create
             // interrupted on our side completes in the daemon), so wait until it runs.
         }
@@ -288,9 +306,9 @@ public struct OrbctlClient: Sendable {
         precondition(!name.isEmpty, "delete needs a machine name")
         do {
             try await stop(name)
-        } catch where error.kind == .notFound {
+        } catch  where error.kind == .notFound {
             return
-        } catch where error.kind == .timedOut {
+        } catch  where error.kind == .timedOut {
             // A machine that will not stop is deleted anyway (killed).
         }
     }
@@ -300,7 +318,7 @@ public struct OrbctlClient: Sendable {
         precondition(!name.isEmpty, "delete needs a machine name")
         do {
             try await call(["delete", "-f", name], timeout: timeouts.lifecycle)
-        } catch where error.kind == .notFound {
+        } catch  where error.kind == .notFound {
             return
         }
     }
@@ -309,7 +327,7 @@ public struct OrbctlClient: Sendable {
     public func clone(_ source: String, _ name: String) async throws(ProviderError) {
         do {
             try await call(["clone", source, name], timeout: timeouts.lifecycle)
-        } catch where error.kind == .alreadyExists {
+        } catch  where error.kind == .alreadyExists {
             // Adopt an earlier, interrupted clone.
         }
     }
@@ -318,7 +336,8 @@ public struct OrbctlClient: Sendable {
 
     /// `orbctl run -m NAME -u USER ARGV…`: argv is passed as words, never through a host shell.
     public func run(_ name: String, user: String = "root", _ argv: [String], input: Data? = nil, timeout: TimeInterval? = nil)
-        async throws(ProviderError) -> ProcessResult {
+        async throws(ProviderError) -> ProcessResult
+    {
         try await call(["run", "-m", name, "-u", user] + argv, input: input, timeout: timeout ?? timeouts.command, allowFailure: true)
     }
 

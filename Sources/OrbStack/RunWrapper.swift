@@ -32,7 +32,6 @@ public enum RunWrapper {
     /// A heartbeat older than this makes the controller ask whether the wrapper is gone.
     public static let heartbeatTimeout = 30
 
-
     static func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
     public static func script(_ p: RunPayload) -> String {
@@ -70,13 +69,16 @@ public enum RunWrapper {
         if p.waitForCloudInit {
             // User data (cloud-init) provisions first; the bootstrap builds on it. Its errors are
             // logged, not fatal, like the bootstrap's.
-            lines.append("cloud-init status --wait > \"$BLOG\" 2>&1 < /dev/null || "
-                         + "echo \"repl: cloud-init reported errors (see /var/log/cloud-init-output.log); not fatal: the bootstrap and command still run\" >> \"$BLOG\"")
+            lines.append(
+                "cloud-init status --wait > \"$BLOG\" 2>&1 < /dev/null || "
+                    + "echo \"repl: cloud-init reported errors (see /var/log/cloud-init-output.log); not fatal: the bootstrap and command still run\" >> \"$BLOG\""
+            )
         }
         if let bootstrap = p.bootstrap {
             lines.append("decode '\(b64(bootstrap))' > \"$R/bootstrap.sh\"")
-            lines.append("(cd /root && \"$SH\" \"$R/bootstrap.sh\") >> \"$BLOG\" 2>&1 < /dev/null || "
-                         + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \"$BLOG\"")
+            lines.append(
+                "(cd /root && \"$SH\" \"$R/bootstrap.sh\") >> \"$BLOG\" 2>&1 < /dev/null || "
+                    + "echo \"repl: bootstrap exited $? (not fatal: the command still runs)\" >> \"$BLOG\"")
         }
         guard let command = p.command else {
             lines.append("status running")
@@ -204,24 +206,24 @@ public enum RunWrapper {
     /// next one waits for the lock and answers `already launched`.
     public static func launchArguments(machine: String, channel: String?) -> [String] {
         let launcher = """
-        set -e
-        R=\(directory)
-        mkdir -p "$R"
-        exec 9>>"$R/.lock"
-        flock 9
-        if [ -d "$R/launched.$1" ]; then echo "already launched"; exit 0; fi
-        for f in "$R"/* "$R"/.[!.]*; do [ "$f" = "$R/.lock" ] || rm -rf "$f"; done
-        rm -rf /etc/repl \(bootstrapLogPath)
-        base64 -d > "$R/run.sh.new"; chmod 700 "$R/run.sh.new"; mv -f "$R/run.sh.new" "$R/run.sh"
-        H=
-        if [ -n "$2" ] && [ -d "/mnt/mac$2" ] && printf '' 2>/dev/null > "/mnt/mac$2/run.log"; then H="/mnt/mac$2"; fi
-        printf '%s' "$H" > "$R/channel"
-        echo bootstrapping > "$R/status"
-        setsid sh -c 'mkdir "$0/launched.$1" || exit; [ -z "$2" ] || echo bootstrapping > "$2/status"; echo $$ > "$0/launched"; exec "$0/run.sh" 9>&-' "$R" "$1" "$H" > /dev/null 2>&1 < /dev/null &
-        exec 9>&-
-        i=0; while [ ! -s "$R/launched" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
-        [ -s "$R/launched" ] && echo "launched${H:+ with the host channel}"
-        """
+            set -e
+            R=\(directory)
+            mkdir -p "$R"
+            exec 9>>"$R/.lock"
+            flock 9
+            if [ -d "$R/launched.$1" ]; then echo "already launched"; exit 0; fi
+            for f in "$R"/* "$R"/.[!.]*; do [ "$f" = "$R/.lock" ] || rm -rf "$f"; done
+            rm -rf /etc/repl \(bootstrapLogPath)
+            base64 -d > "$R/run.sh.new"; chmod 700 "$R/run.sh.new"; mv -f "$R/run.sh.new" "$R/run.sh"
+            H=
+            if [ -n "$2" ] && [ -d "/mnt/mac$2" ] && printf '' 2>/dev/null > "/mnt/mac$2/run.log"; then H="/mnt/mac$2"; fi
+            printf '%s' "$H" > "$R/channel"
+            echo bootstrapping > "$R/status"
+            setsid sh -c 'mkdir "$0/launched.$1" || exit; [ -z "$2" ] || echo bootstrapping > "$2/status"; echo $$ > "$0/launched"; exec "$0/run.sh" 9>&-' "$R" "$1" "$H" > /dev/null 2>&1 < /dev/null &
+            exec 9>&-
+            i=0; while [ ! -s "$R/launched" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+            [ -s "$R/launched" ] && echo "launched${H:+ with the host channel}"
+            """
         return ["sh", "-c", launcher, "repl-launch", machine, channel ?? ""]
     }
 
@@ -230,9 +232,13 @@ public enum RunWrapper {
     public enum LaunchAnswer: Equatable, Sendable {
         case launched, alreadyLaunched
         init?(_ stdout: String) {
-            if stdout.contains("already launched") { self = .alreadyLaunched }
-            else if stdout.contains("launched") { self = .launched }
-            else { return nil }
+            if stdout.contains("already launched") {
+                self = .alreadyLaunched
+            } else if stdout.contains("launched") {
+                self = .launched
+            } else {
+                return nil
+            }
         }
     }
 }
@@ -252,7 +258,7 @@ public struct OrbStackProvider: Provider {
         do {
             _ = try await client.info(name)
             return true
-        } catch where error.kind == .notFound {
+        } catch  where error.kind == .notFound {
             return false
         }
     }
@@ -278,8 +284,9 @@ public struct OrbStackProvider: Provider {
 
     public func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
         let script = RunWrapper.script(payload)
-        let result = try await client.run(name, user: "root", RunWrapper.launchArguments(machine: name, channel: payload.channel),
-                                          input: Data(Data(script.utf8).base64EncodedString().utf8))
+        let result = try await client.run(
+            name, user: "root", RunWrapper.launchArguments(machine: name, channel: payload.channel),
+            input: Data(Data(script.utf8).base64EncodedString().utf8))
         guard result.status == 0, RunWrapper.LaunchAnswer(result.stdoutText) != nil else {
             throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "(start the run)"])
         }
@@ -289,16 +296,19 @@ public struct OrbStackProvider: Provider {
         // `-o`: owned by root in the machine, not by the Mac user's uid the archive records.
         // An empty archive: the directory only (an empty source directory).
         let unpack = archive.isEmpty ? "mkdir -p \"$1\"" : "mkdir -p \"$1\" && tar -x -o -f - -C \"$1\""
-        let result = try await client.run(name, user: "root", ["sh", "-c", unpack, "sh", directory],
-                                          input: archive.isEmpty ? nil : archive, timeout: client.timeouts.create)
+        let result = try await client.run(
+            name, user: "root", ["sh", "-c", unpack, "sh", directory],
+            input: archive.isEmpty ? nil : archive, timeout: client.timeouts.create)
         guard result.status == 0 else {
-            throw ProviderError(.failed, "cannot unpack into \(directory) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
+            throw ProviderError(
+                .failed, "cannot unpack into \(directory) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
     }
 
     public func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
-        let result = try await client.run(name, user: "root", ["sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh", path],
-                                          input: data, timeout: client.timeouts.create)
+        let result = try await client.run(
+            name, user: "root", ["sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh", path],
+            input: data, timeout: client.timeouts.create)
         guard result.status == 0 else {
             throw ProviderError(.failed, "cannot write \(path) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
@@ -324,7 +334,8 @@ public struct OrbStackProvider: Provider {
         let unmatched = result.stderrText.split(separator: "\n").compactMap { $0.hasPrefix("repl-unmatched ") ? String($0.dropFirst(15)) : nil }
         if result.truncated { throw ProviderError(.failed, "the artifacts of \(name) are more than 64 MiB; copy them out with repl exec") }
         guard result.status == 0 else {
-            throw ProviderError(.failed, "cannot pack the artifacts in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
+            throw ProviderError(
+                .failed, "cannot pack the artifacts in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
         return (result.stdout, unmatched)
     }
@@ -333,10 +344,13 @@ public struct OrbStackProvider: Provider {
         // The status, and whether the wrapper's watch loop still exists: by its process, not by
         // clocks (a restarted machine has lost it; a Mac that slept has not). No judgement
         // without a recorded loop (a wrapper of an older repl, or one just starting).
-        let result = try await client.run(name, user: "root", [
-            "sh", "-c", "cat \(RunWrapper.statusPath) || exit 1; p=$(cat \(RunWrapper.directory)/switch.pid 2>/dev/null) || exit 0; "
-                + "tr '\\000' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q switch.sh || echo 'heartbeat stopped'",
-        ], timeout: client.timeouts.quick)
+        let result = try await client.run(
+            name, user: "root",
+            [
+                "sh", "-c",
+                "cat \(RunWrapper.statusPath) || exit 1; p=$(cat \(RunWrapper.directory)/switch.pid 2>/dev/null) || exit 0; "
+                    + "tr '\\000' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q switch.sh || echo 'heartbeat stopped'",
+            ], timeout: client.timeouts.quick)
         guard result.status == 0 else {
             if result.stderrText.contains("machine not found") { throw OrbctlClient.classify(result, arguments: ["run", "-m", name]) }
             return .unreadable(result.stderrText.split(separator: "\n").first.map(String.init) ?? "status unreadable")
@@ -355,10 +369,12 @@ public struct OrbStackProvider: Provider {
         var data = Data()
         while true {
             let at = offset + data.count
-            let result = try await client.run(name, user: "root", [
-                "sh", "-c", "[ -e \"$1\" ] || exit 0; tail -c +$(($2 + 1)) \"$1\" | head -c \"$3\"",
-                "repl-logs", path, String(at), String(Self.logChunk),
-            ])
+            let result = try await client.run(
+                name, user: "root",
+                [
+                    "sh", "-c", "[ -e \"$1\" ] || exit 0; tail -c +$(($2 + 1)) \"$1\" | head -c \"$3\"",
+                    "repl-logs", path, String(at), String(Self.logChunk),
+                ])
             guard result.status == 0, !result.truncated else { throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "tail", path]) }
             data.append(result.stdout)
             if result.stdout.count < Self.logChunk { return data }

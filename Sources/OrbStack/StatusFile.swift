@@ -43,7 +43,10 @@ public enum StatusFile {
             // `-5` or a 256 was written by something else).
             let digits = line.dropFirst(7)
             if line.hasPrefix("exited "), (1...3).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-               let code = Int(digits), code <= 255 { return .exited(code) }
+                let code = Int(digits), code <= 255
+            {
+                return .exited(code)
+            }
             return .unreadable("unexpected status \"\(line.prefix(40))\"")
         }
     }

@@ -129,10 +129,13 @@ public final class Controller: @unchecked Sendable {
             let probes = try await readStatuses(desired: desired, machines: machines, cid: cid, now: now)
             // 3. Plan: a pure function.
             let whitelist = Set(try store.whitelist(now: now).map(\.name))
-            let planner = PlannerSettings(controlID: cid, orphanGrace: settings.orphanGrace,
-                                          includeForeign: settings.includeForeign, whitelist: whitelist)
-            let plan = Planner.plan(PlanInput(desired: desired, observation: .machines(machines), probes: probes,
-                                              inFlight: inFlight, now: now, settings: planner))
+            let planner = PlannerSettings(
+                controlID: cid, orphanGrace: settings.orphanGrace,
+                includeForeign: settings.includeForeign, whitelist: whitelist)
+            let plan = Planner.plan(
+                PlanInput(
+                    desired: desired, observation: .machines(machines), probes: probes,
+                    inFlight: inFlight, now: now, settings: planner))
             report.plan = plan
             if settings.dryRun { return report }
             // 4. Act, only under the lease, and only on a list fresh enough to act on (a process
@@ -142,7 +145,8 @@ public final class Controller: @unchecked Sendable {
                 return report
             }
             if Date().timeIntervalSince(observedAt) > settings.staleAfter {
-                report.observationError = "the machine list is \(Int(Date().timeIntervalSince(observedAt))) s old (was this process paused?); acting on nothing until the next tick"
+                report.observationError =
+                    "the machine list is \(Int(Date().timeIntervalSince(observedAt))) s old (was this process paused?); acting on nothing until the next tick"
                 return report
             }
             // An orphan whose instance row exists but names no run is a damaged store, not an
@@ -159,8 +163,9 @@ public final class Controller: @unchecked Sendable {
             // 5. History off the hot path: runs with nothing left to do are archived, judged on
             // this tick's observation and its plan as made before acting (a run acted on now
             // is judged again next tick).
-            let settled = Planner.settledRuns(desired, machines: machines, plan: plan, controlID: cid, now: now,
-                                              settleTime: settings.archiveAfter)
+            let settled = Planner.settledRuns(
+                desired, machines: machines, plan: plan, controlID: cid, now: now,
+                settleTime: settings.archiveAfter)
             report.archived = try store.archive(settled, controlID: cid)
         } catch {
             report.observationError = "\(error)"
@@ -222,7 +227,8 @@ public final class Controller: @unchecked Sendable {
                     return "orbctl list left out \(answer.name), and asking for it failed (\(failure)): the list is not trusted this tick"
                 }
                 if answer.exists {
-                    return "orbctl list left out \(answer.name), which exists (\(missing.count) running machine\(missing.count == 1 ? "" : "s") missing from it): the list is not trusted this tick"
+                    return
+                        "orbctl list left out \(answer.name), which exists (\(missing.count) running machine\(missing.count == 1 ? "" : "s") missing from it): the list is not trusted this tick"
                 }
             }
             start += batch.count
@@ -241,7 +247,8 @@ public final class Controller: @unchecked Sendable {
     /// only a running machine without it is probed (`orbctl run`), at most once per interval,
     /// backed off for long commands, and always once its deadline has passed (so that a
     /// command that ended in time is never judged by the clock alone).
-    func readStatuses(desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date) async throws(StoreError) -> [String: ProbeResult] {
+    func readStatuses(desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date) async throws(StoreError) -> [String: ProbeResult]
+    {
         let running = Set(machines.filter { $0.state == .running }.map(\.name))
         let channel = settings.channel
         var probes: [String: ProbeResult] = [:]
@@ -265,8 +272,9 @@ public final class Controller: @unchecked Sendable {
                     // whether the watch loop's process still exists (gone after a restart; alive
                     // after a Mac slept, when every clock jumps), at most once per interval.
                     if !status.isFinal, running.contains(name), !settings.dryRun, let started = instance.startedAt,
-                       now.timeIntervalSince(started) > settings.heartbeatTimeout,
-                       let beat = channel.heartbeat(name), now.timeIntervalSince(beat) > settings.heartbeatTimeout {
+                        now.timeIntervalSince(started) > settings.heartbeatTimeout,
+                        let beat = channel.heartbeat(name), now.timeIntervalSince(beat) > settings.heartbeatTimeout
+                    {
                         if last == nil { last = try store.lastProbes() }
                         if let at = last?[instance.id], now.timeIntervalSince(at) < max(settings.probeInterval, settings.heartbeatTimeout / 3) {
                             probes[name] = status
@@ -280,7 +288,8 @@ public final class Controller: @unchecked Sendable {
                 }
                 // A dry run reads the channel only: probing is an orbctl call, and recording it a write.
                 guard !settings.dryRun, instance.phase == .bootstrapping || (instance.phase == .running && run.manifest.command != nil),
-                      let started = instance.startedAt else { continue }
+                    let started = instance.startedAt
+                else { continue }
                 // Never probe a stopped machine: `orbctl run` would start it.
                 guard running.contains(name) else { continue }
                 let pastDeadline = run.manifest.maxDuration.map { now >= started.adding($0) } ?? false
@@ -329,7 +338,9 @@ public final class Controller: @unchecked Sendable {
         for action in actions where action.machine == nil {
             try store.record(action, now: now)
             if case let .markPhase(run, instance, phase, code, reason) = action {
-                store.event("phase", run: run, "instance \(Base36.encode(instance)) is \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
+                store.event(
+                    "phase", run: run,
+                    "instance \(Base36.encode(instance)) is \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")")
             }
         }
         // Machine actions grouped per machine, in order; groups run concurrently.
@@ -375,7 +386,9 @@ public final class Controller: @unchecked Sendable {
     func recordForBreaker(_ action: Action, began: Date, error: ProviderError?) throws(StoreError) {
         if let error, error.kind == .addressExhausted {
             if let breaker = try gate.exhausted(began: began, message: error.message, store: store) {
-                store.event("breaker-open", machine: action.machine, "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
+                store.event(
+                    "breaker-open", machine: action.machine,
+                    "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
             }
         } else if error == nil, Admission.needsAddress(action), try gate.succeeded(began: began, store: store) {
             store.event("breaker-closed", machine: action.machine, "a create succeeded; circuit breaker closed")
@@ -426,7 +439,8 @@ public final class Controller: @unchecked Sendable {
                         // Done in OrbStack, not recorded (a full disk, a store held too long): not a
                         // failure of the action. Its intent stays open, and the next tick resolves
                         // it from what the list shows.
-                        let why = ProviderError(.failed, "done, but recording it failed (\(error.description)); the next tick reads it from the machines")
+                        let why = ProviderError(
+                            .failed, "done, but recording it failed (\(error.description)); the next tick reads it from the machines")
                         outcomes.append((action, why))
                         onOutcome?(action, why)
                         break
@@ -541,9 +555,10 @@ public final class Controller: @unchecked Sendable {
     func payload(_ run: DesiredRun, _ instance: InstanceState) -> RunPayload {
         let m = run.manifest
         // maxDuration counts from this launch, in the running machine (never from the create).
-        var payload = RunPayload(command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: m.maxDuration?.seconds, hold: m.hold.seconds,
-                                 manifestYAML: ManifestCopy.text(run: run, instance: instance),
-                                 deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
+        var payload = RunPayload(
+            command: m.command, bootstrap: m.bootstrap, env: m.env, remaining: m.maxDuration?.seconds, hold: m.hold.seconds,
+            manifestYAML: ManifestCopy.text(run: run, instance: instance),
+            deadlineMargin: settings.deadlineMargin, abandonedAfter: settings.abandonedAfter)
         payload.waitForCloudInit = m.options.userData != nil
         return payload
     }
@@ -585,7 +600,10 @@ public final class Controller: @unchecked Sendable {
         let arguments = ["-c", "-f", "-", "-C", directory] + exclude.map { "--exclude=\($0)" } + entries
         let result = try await SystemProcessRunner.run(hostTar, arguments, input: nil, timeout: 600, environment: env, limit: maxFilesArchive)
         if result.truncated {
-            throw ProviderError(.failed, "cannot copy \(directory): it is more than \(maxFilesArchive >> 30) GiB; copy data that large another way (a shared path, or download it in the bootstrap)")
+            throw ProviderError(
+                .failed,
+                "cannot copy \(directory): it is more than \(maxFilesArchive >> 30) GiB; copy data that large another way (a shared path, or download it in the bootstrap)"
+            )
         }
         guard result.status == 0 else { throw ProviderError(.failed, "cannot pack \(directory): \(OrbctlClient.oneLine(result.stderrText))") }
         return result.stdout
@@ -604,8 +622,9 @@ public final class Controller: @unchecked Sendable {
         // What an earlier run of this name, or an earlier generation, left here goes first.
         try? FileManager.default.removeItem(at: directory)
         guard state == .running else {
-            store.event("artifacts-left", machine: machine, run: run.id,
-                        "\(run.label(instance)): its machine \(state.map { "is \($0)" } ?? "is gone"), so its artifacts were not copied")
+            store.event(
+                "artifacts-left", machine: machine, run: run.id,
+                "\(run.label(instance)): its machine \(state.map { "is \($0)" } ?? "is gone"), so its artifacts were not copied")
             return
         }
         do {
@@ -622,20 +641,30 @@ public final class Controller: @unchecked Sendable {
             defer { try? FileManager.default.removeItem(at: file) }
             // Files and directories only: a link a machine sent could point the next member out
             // of the directory.
-            let listing = try await SystemProcessRunner.run(Self.hostTar, ["-t", "-v", "-f", file.path], input: nil, timeout: 600,
-                                                            environment: ProcessInfo.processInfo.environment, limit: 1 << 26)
-            if listing.status != 0 || listing.stdoutText.split(separator: "\n").contains(where: { !["-", "d"].contains($0.first.map(String.init) ?? "") }) {
-                store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): its artifacts hold links or special files; none were kept")
+            let listing = try await SystemProcessRunner.run(
+                Self.hostTar, ["-t", "-v", "-f", file.path], input: nil, timeout: 600,
+                environment: ProcessInfo.processInfo.environment, limit: 1 << 26)
+            if listing.status != 0
+                || listing.stdoutText.split(separator: "\n").contains(where: { !["-", "d"].contains($0.first.map(String.init) ?? "") })
+            {
+                store.event(
+                    "artifacts-failed", machine: machine, run: run.id,
+                    "\(run.label(instance)): its artifacts hold links or special files; none were kept")
                 return
             }
             // Never outside the directory: tar drops absolute paths and `..` of what a machine sent.
-            let result = try await SystemProcessRunner.run(Self.hostTar, ["-x", "-f", file.path, "-C", directory.path], input: nil, timeout: 600,
-                                                           environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
+            let result = try await SystemProcessRunner.run(
+                Self.hostTar, ["-x", "-f", file.path, "-C", directory.path], input: nil, timeout: 600,
+                environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
             if result.status != 0 {
-                store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot unpack its artifacts: \(OrbctlClient.oneLine(result.stderrText))")
+                store.event(
+                    "artifacts-failed", machine: machine, run: run.id,
+                    "\(run.label(instance)): cannot unpack its artifacts: \(OrbctlClient.oneLine(result.stderrText))")
             }
         } catch {
-            store.event("artifacts-failed", machine: machine, run: run.id, "\(run.label(instance)): cannot copy its artifacts: \(OrbctlClient.oneLine("\(error)"))")
+            store.event(
+                "artifacts-failed", machine: machine, run: run.id,
+                "\(run.label(instance)): cannot copy its artifacts: \(OrbctlClient.oneLine("\(error)"))")
         }
     }
 
@@ -660,9 +689,12 @@ public final class Controller: @unchecked Sendable {
         // after the last bytes); otherwise (the channel removed meanwhile, or the loop gone) a
         // running machine is read, and what the channel has is kept only as a last resort.
         if let channel = settings.channel, channel.isInUse(machine),
-           channel.status(machine)?.isFinal == true || state != .running {
+            channel.status(machine)?.isFinal == true || state != .running
+        {
             if channel.status(machine)?.isFinal != true {
-                store.event("logs-partial", machine: machine, "\(machine) \(state.map { "is \($0)" } ?? "is gone"): its logs are the host channel's copy, which may lack the last lines")
+                store.event(
+                    "logs-partial", machine: machine,
+                    "\(machine) \(state.map { "is \($0)" } ?? "is gone"): its logs are the host channel's copy, which may lack the last lines")
             }
             for (from, to) in [(channel.logFile(machine, bootstrap: false), output), (channel.logFile(machine, bootstrap: true), boot)] {
                 try? fm.removeItem(at: to)
@@ -675,7 +707,9 @@ public final class Controller: @unchecked Sendable {
         }
         guard state == .running else {
             let why = state.map { "is \($0)" } ?? "is gone"
-            store.event("logs-left", machine: machine, "\(machine) \(why) and has no host channel: its logs were not read\(state == nil ? "" : ", so as not to start it again")")
+            store.event(
+                "logs-left", machine: machine,
+                "\(machine) \(why) and has no host channel: its logs were not read\(state == nil ? "" : ", so as not to start it again")")
             return
         }
         let data = try await provider.logs(name: machine, bootstrap: false, from: 0)
@@ -717,7 +751,11 @@ final class BreakerGate: @unchecked Sendable {
     /// Why no further action starts this tick (orbctl is not usable), once one found it.
     private var ended: String?
 
-    func load(_ breaker: Breaker) { lock.withLock { self.breaker = breaker; shut = false } }
+    func load(_ breaker: Breaker) {
+        lock.withLock {
+            self.breaker = breaker; shut = false
+        }
+    }
     /// A new tick: whatever ended the last one is asked again.
     func beginTick() { lock.withLock { ended = nil } }
 

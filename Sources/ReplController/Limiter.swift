@@ -77,24 +77,42 @@ struct LimitedProvider: Provider {
     }
 
     var capabilities: ProviderCapabilities { base.capabilities }
-    func list() async throws(ProviderError) -> [ObservedMachine] { try await limited(rpc) { () async throws(ProviderError) in try await base.list() } }
+    func list() async throws(ProviderError) -> [ObservedMachine] {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.list() }
+    }
     func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
         try await limited(limiter) { () async throws(ProviderError) in
             try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec, options: options) }
         }
     }
     func clone(snapshot: String, name: String) async throws(ProviderError) {
-        try await limited(limiter) { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) } }
+        try await limited(limiter) { () async throws(ProviderError) in
+            try await takingAddress { () async throws(ProviderError) in try await base.clone(snapshot: snapshot, name: name) }
+        }
     }
     func start(name: String) async throws(ProviderError) {
-        try await limited(limiter) { () async throws(ProviderError) in try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) } }
+        try await limited(limiter) { () async throws(ProviderError) in
+            try await takingAddress { () async throws(ProviderError) in try await base.start(name: name) }
+        }
     }
-    func stop(name: String) async throws(ProviderError) { try await limited(rpc) { () async throws(ProviderError) in try await base.stop(name: name) } }
-    func snapshot(source: String, name: String) async throws(ProviderError) { try await limited(limiter) { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) } }
-    func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await limited(rpc) { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) } }
-    func exists(name: String) async throws(ProviderError) -> Bool { try await limited(rpc) { () async throws(ProviderError) in try await base.exists(name: name) } }
-    func probe(name: String) async throws(ProviderError) -> ProbeResult { try await limited(rpc) { () async throws(ProviderError) in try await base.probe(name: name) } }
-    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data { try await limited(rpc) { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) } }
+    func stop(name: String) async throws(ProviderError) {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.stop(name: name) }
+    }
+    func snapshot(source: String, name: String) async throws(ProviderError) {
+        try await limited(limiter) { () async throws(ProviderError) in try await base.snapshot(source: source, name: name) }
+    }
+    func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.startRun(name: name, payload: payload) }
+    }
+    func exists(name: String) async throws(ProviderError) -> Bool {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.exists(name: name) }
+    }
+    func probe(name: String) async throws(ProviderError) -> ProbeResult {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.probe(name: name) }
+    }
+    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.logs(name: name, bootstrap: bootstrap, from: offset) }
+    }
     func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
         try await limited(limiter) { () async throws(ProviderError) in try await base.pushArchive(name: name, archive: archive, to: directory) }
     }
@@ -107,7 +125,9 @@ struct LimitedProvider: Provider {
     func manifestCopy(name: String) async throws(ProviderError) -> String? {
         try await limited(rpc) { () async throws(ProviderError) in try await base.manifestCopy(name: name) }
     }
-    func address(name: String) async throws(ProviderError) -> String? { try await limited(rpc) { () async throws(ProviderError) in try await base.address(name: name) } }
+    func address(name: String) async throws(ProviderError) -> String? {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.address(name: name) }
+    }
 
     /// Terminate is stop, grace, delete: the grace is spent without a permit.
     func terminate(name: String) async throws(ProviderError) {
@@ -120,4 +140,3 @@ struct LimitedProvider: Provider {
         }
     }
 }
-

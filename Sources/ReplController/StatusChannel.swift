@@ -27,7 +27,8 @@ public struct StatusChannel: Sendable {
         let dir = machineDirectory(machine)
         // Anything in the machine can write here: what is not a directory of ours is replaced.
         if FileManager.default.fileExists(atPath: dir.path) || (try? FileManager.default.destinationOfSymbolicLink(atPath: dir.path)) != nil,
-           !Platform.isDirectory(dir.path) {
+            !Platform.isDirectory(dir.path)
+        {
             try FileManager.default.removeItem(at: dir)
         }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -45,7 +46,8 @@ public struct StatusChannel: Sendable {
     /// The wrapper's last heartbeat (epoch seconds, by the machine's clock), if there is one.
     public func heartbeat(_ machine: String) -> Date? {
         guard let data = Self.head(file(machine, "alive"), bytes: 64),
-              let seconds = TimeInterval(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
+            let seconds = TimeInterval(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
         return Date(timeIntervalSince1970: seconds)
     }
 
@@ -77,7 +79,8 @@ public struct StatusChannel: Sendable {
     public func syncLimits(_ machine: String, limits: String) {
         let url = file(machine, "limits")
         guard Platform.isDirectory(machineDirectory(machine).path),
-              FileManager.default.contents(atPath: url.path) != Data(limits.utf8) else { return }
+            FileManager.default.contents(atPath: url.path) != Data(limits.utf8)
+        else { return }
         try? Data(limits.utf8).write(to: url, options: .atomic)
     }
 
@@ -104,8 +107,10 @@ public struct LogReader: Sendable {
     /// machine itself asked (an orbctl call), and only when the log is nowhere on the host.
     /// `limit` caps what one call reads from a file on the host (call again from the new
     /// offset for the rest), so a log of any size is printed without holding it whole.
-    public func read(run: String, instance: InstanceID, machine: String, bootstrap: Bool, from offset: Int,
-                     live: Bool, limit: Int? = nil) async throws(ProviderError) -> Data? {
+    public func read(
+        run: String, instance: InstanceID, machine: String, bootstrap: Bool, from offset: Int,
+        live: Bool, limit: Int? = nil
+    ) async throws(ProviderError) -> Data? {
         let collected = Controller.logFile(logsDirectory, run: run, instance: instance, bootstrap: bootstrap)
         if let data = Self.read(collected, from: offset, limit: limit) { return data }
         if let channel, channel.isInUse(machine) {

@@ -106,8 +106,9 @@ public struct Admission: Sendable, Equatable {
     /// each trip, at most 10 minutes.
     public static func trip(_ breaker: Breaker, message: String, now: Date) -> Breaker {
         let failures = breaker.failures + 1
-        return Breaker(openUntil: now.addingTimeInterval(min(600, 30 * pow(2.0, Double(failures - 1)))), failures: failures,
-                       message: message, trippedAt: now)
+        return Breaker(
+            openUntil: now.addingTimeInterval(min(600, 30 * pow(2.0, Double(failures - 1)))), failures: failures,
+            message: message, trippedAt: now)
     }
 
     /// Whether an action needs a new address from the pool (held back while the breaker is open).

@@ -50,9 +50,11 @@ public struct InstanceState: Hashable, Sendable, Codable {
     /// Why it is in its phase, when that needs saying (an error, a timeout).
     public var reason: String?
 
-    public init(id: InstanceID, generation: Int, phase: InstancePhase = .pending, retired: Bool = false,
-                createdAt: Date? = nil, startedAt: Date? = nil, finishedAt: Date? = nil, exitCode: Int? = nil,
-                logsCollected: Bool = false, reason: String? = nil) {
+    public init(
+        id: InstanceID, generation: Int, phase: InstancePhase = .pending, retired: Bool = false,
+        createdAt: Date? = nil, startedAt: Date? = nil, finishedAt: Date? = nil, exitCode: Int? = nil,
+        logsCollected: Bool = false, reason: String? = nil
+    ) {
         self.id = id
         self.generation = generation
         self.phase = phase
@@ -80,8 +82,10 @@ public struct DesiredRun: Hashable, Sendable {
     /// applies only if nobody changed the run since.
     public var revision: Int
 
-    public init(id: RunID, manifest: RunManifest, generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = [],
-                revision: Int = 0) {
+    public init(
+        id: RunID, manifest: RunManifest, generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = [],
+        revision: Int = 0
+    ) {
         self.id = id
         self.manifest = manifest
         self.generation = generation

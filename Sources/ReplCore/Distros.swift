@@ -32,8 +32,9 @@ public struct Distro: Sendable, Equatable {
         Distro("alpine", ["edge", "3.19", "3.20", "3.21", "3.22"], default: "3.22"),
         Distro("arch", ["current"], default: "current", cloudInit: false),
         Distro("centos", ["9-Stream"], default: "9-Stream"),
-        Distro("debian", ["bullseye", "bookworm", "trixie", "forky"], default: "bookworm",
-               aliases: ["bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14"]),
+        Distro(
+            "debian", ["bullseye", "bookworm", "trixie", "forky"], default: "bookworm",
+            aliases: ["bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14"]),
         Distro("devuan", ["chimaera", "daedalus"], default: "daedalus", aliases: ["chimaera": "4", "daedalus": "5"]),
         Distro("fedora", ["40", "41", "42"], default: "42"),
         Distro("gentoo", ["current"], default: "current", cloudInit: false),
@@ -43,8 +44,9 @@ public struct Distro: Sendable, Equatable {
         Distro("opensuse", ["tumbleweed", "15.5", "15.6"], default: "15.6"),
         Distro("oracle", ["8", "9"], default: "9"),
         Distro("rocky", ["8", "9"], default: "9"),
-        Distro("ubuntu", ["jammy", "noble", "oracular", "plucky"], default: "plucky",
-               aliases: ["jammy": "22.04", "noble": "24.04", "oracular": "24.10", "plucky": "25.04"]),
+        Distro(
+            "ubuntu", ["jammy", "noble", "oracular", "plucky"], default: "plucky",
+            aliases: ["jammy": "22.04", "noble": "24.04", "oracular": "24.10", "plucky": "25.04"]),
         Distro("void", ["current"], default: "current", cloudInit: false),
     ]
 

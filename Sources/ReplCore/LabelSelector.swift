@@ -15,8 +15,11 @@ public struct LabelSelector: Sendable, Equatable {
             let term = raw.trimmingCharacters(in: .whitespaces)
             func bad(_ why: String) -> ManifestError {
                 let shown = term.count > 60 ? String(term.prefix(60)) + "…" : term
-                return ManifestError([ManifestDiagnostic(SourceLocation(file: "-l", line: 1, column: 1),
-                                                         "\(shown.debugDescription): \(why) (use key=value, key!=value or key)")])
+                return ManifestError([
+                    ManifestDiagnostic(
+                        SourceLocation(file: "-l", line: 1, column: 1),
+                        "\(shown.debugDescription): \(why) (use key=value, key!=value or key)")
+                ])
             }
             if term.isEmpty { throw bad("an empty term") }
             // Keys are label names as manifests allow them (1–63 characters) without the

@@ -20,8 +20,10 @@ public struct MachineOptions: Hashable, Sendable, Codable {
     /// bootstrap waits until cloud-init has finished.
     public var userData: String?
 
-    public init(cpus: Int? = nil, memory: ByteSize? = nil, disk: ByteSize? = nil, isolated: Bool = false,
-                user: String? = nil, userData: String? = nil) {
+    public init(
+        cpus: Int? = nil, memory: ByteSize? = nil, disk: ByteSize? = nil, isolated: Bool = false,
+        user: String? = nil, userData: String? = nil
+    ) {
         self.cpus = cpus
         self.memory = memory
         self.disk = disk
@@ -65,8 +67,10 @@ public struct MachineOptions: Hashable, Sendable, Codable {
     /// before these keys existed keep their generation.
     var fingerprint: String {
         guard self != .none else { return "" }
-        return [cpus.map(String.init) ?? "-", memory?.description ?? "-", disk?.description ?? "-", isolated ? "isolated" : "shared",
-                user ?? "-", userData?.debugDescription ?? "-"].joined(separator: ",")
+        return [
+            cpus.map(String.init) ?? "-", memory?.description ?? "-", disk?.description ?? "-", isolated ? "isolated" : "shared",
+            user ?? "-", userData?.debugDescription ?? "-",
+        ].joined(separator: ",")
     }
 }
 
@@ -82,7 +86,8 @@ public struct ByteSize: Hashable, Sendable, Codable, Comparable, CustomStringCon
     /// has no unit and is refused: 4 of what?).
     public init?(parsing text: String) {
         guard let m = text.trimmingCharacters(in: .whitespaces).wholeMatch(of: /([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT])(?:i?[bB])?/),
-              let value = Double(m.output.1) else { return nil }
+            let value = Double(m.output.1)
+        else { return nil }
         let unit = ByteSize.units.first { $0.0 == m.output.2.uppercased() }!.1
         let bytes = value * Double(unit)
         guard bytes >= 1, bytes < Double(Int64.max / 2) else { return nil }

@@ -38,10 +38,12 @@ public struct RunManifest: Hashable, Sendable, Codable {
     /// Globs in the machine copied back to `$REPL_HOME/artifacts/RUN/N/` after the command ends.
     public var artifacts: [String]
 
-    public init(name: String, provider: String = "orbstack", source: RunSource = .spec(.defaultSpec),
-                command: String? = nil, maxDuration: TimeSpan? = nil, bootstrap: String? = nil,
-                replicas: Int = 1, hold: TimeSpan = .zero, env: [String: String] = [:], labels: [String: String] = [:],
-                options: MachineOptions = .none, files: [FileCopy] = [], artifacts: [String] = []) {
+    public init(
+        name: String, provider: String = "orbstack", source: RunSource = .spec(.defaultSpec),
+        command: String? = nil, maxDuration: TimeSpan? = nil, bootstrap: String? = nil,
+        replicas: Int = 1, hold: TimeSpan = .zero, env: [String: String] = [:], labels: [String: String] = [:],
+        options: MachineOptions = .none, files: [FileCopy] = [], artifacts: [String] = []
+    ) {
         self.name = name
         self.provider = provider
         self.source = source

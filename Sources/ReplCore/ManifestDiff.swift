@@ -16,25 +16,37 @@ extension RunManifest {
         field("command", show(old.command), show(command))
         if old.env != env {
             let keys = Set(old.env.keys).union(env.keys).sorted().filter { old.env[$0] != env[$0] }
-            out.append("env: " + keys.map { k in old.env[k] == nil ? "+\(k)" : env[k] == nil ? "-\(k)" : "~\(k)" }.joined(separator: " ") + " (values not shown)")
+            out.append(
+                "env: " + keys.map { k in old.env[k] == nil ? "+\(k)" : env[k] == nil ? "-\(k)" : "~\(k)" }.joined(separator: " ")
+                    + " (values not shown)")
         }
         func resources(_ o: MachineOptions) -> String {
             guard o.hasResources else { return "none" }
-            return "{" + [o.cpus.map { "cpus: \($0)" }, o.memory.map { "memory: \($0)" }, o.disk.map { "disk: \($0)" }]
+            return "{"
+                + [o.cpus.map { "cpus: \($0)" }, o.memory.map { "memory: \($0)" }, o.disk.map { "disk: \($0)" }]
                 .compactMap { $0 }.joined(separator: ", ") + "}"
         }
         field("resources", resources(old.options), resources(options))
         field("isolated", "\(old.options.isolated)", "\(options.isolated)")
         field("user", old.options.user ?? "none", options.user ?? "none")
         field("userData", show(old.options.userData), show(options.userData))
-        func copies(_ f: [FileCopy]) -> String { f.isEmpty ? "none" : f.map { "\($0.from) → \($0.to)" + ($0.exclude.isEmpty ? "" : " (without \($0.exclude.joined(separator: ", ")))") }.joined(separator: "; ") }
+        func copies(_ f: [FileCopy]) -> String {
+            f.isEmpty
+                ? "none"
+                : f.map { "\($0.from) → \($0.to)" + ($0.exclude.isEmpty ? "" : " (without \($0.exclude.joined(separator: ", ")))") }.joined(
+                    separator: "; ")
+        }
         field("files", copies(old.files), copies(files))
-        field("artifacts", old.artifacts.isEmpty ? "none" : old.artifacts.joined(separator: ", "), artifacts.isEmpty ? "none" : artifacts.joined(separator: ", "))
+        field(
+            "artifacts", old.artifacts.isEmpty ? "none" : old.artifacts.joined(separator: ", "),
+            artifacts.isEmpty ? "none" : artifacts.joined(separator: ", "))
         field("replicas", "\(old.replicas)", "\(replicas)")
         field("maxDuration", old.maxDuration.map { "\($0)" } ?? "none", maxDuration.map { "\($0)" } ?? "none")
         field("hold", "\(old.hold)", "\(hold)")
         if old.labels != labels {
-            func text(_ l: [String: String]) -> String { l.isEmpty ? "{}" : l.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") }
+            func text(_ l: [String: String]) -> String {
+                l.isEmpty ? "{}" : l.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            }
             out.append("labels: \(text(old.labels)) → \(text(labels))")
         }
         return out

@@ -7,8 +7,11 @@ public enum ManifestFiles {
     public static let maxFileSize = 16 * 1024 * 1024
 
     /// Loads every source, reporting every unreadable path at once.
-    public static func load(_ paths: [String], readStandardInput: () throws(StandardInputError) -> Data = { () throws(StandardInputError) in try readStandardInput() })
-        throws(ManifestError) -> [ManifestSource] {
+    public static func load(
+        _ paths: [String], readStandardInput: () throws(StandardInputError) -> Data = { () throws(StandardInputError) in try readStandardInput() }
+    )
+        throws(ManifestError) -> [ManifestSource]
+    {
         var sources: [ManifestSource] = []
         var problems: [ManifestDiagnostic] = []
         func problem(_ path: String, _ message: String) {
@@ -19,8 +22,11 @@ public enum ManifestFiles {
             if path == "-" {
                 do {
                     let data = try readStandardInput()
-                    if let text = decode(data) { sources.append(ManifestSource(name: "<stdin>", text: text)) }
-                    else { problem("<stdin>", "standard input is not UTF-8 text") }
+                    if let text = decode(data) {
+                        sources.append(ManifestSource(name: "<stdin>", text: text))
+                    } else {
+                        problem("<stdin>", "standard input is not UTF-8 text")
+                    }
                 } catch {
                     problem("<stdin>", error.message)
                 }

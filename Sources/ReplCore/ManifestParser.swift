@@ -28,8 +28,10 @@ public struct ManifestParser: Sendable {
         self.knownSnapshots = knownSnapshots
     }
 
-    static let runKeys = ["kind", "name", "provider", "spec", "from", "command", "maxDuration",
-                          "bootstrap", "replicas", "hold", "env", "labels", "resources", "isolated", "user", "userData", "files", "artifacts"]
+    static let runKeys = [
+        "kind", "name", "provider", "spec", "from", "command", "maxDuration",
+        "bootstrap", "replicas", "hold", "env", "labels", "resources", "isolated", "user", "userData", "files", "artifacts",
+    ]
     static let resourceKeys = ["cpus", "memory", "disk"]
     static let snapshotKeys = ["kind", "name", "from", "labels"]
     public static let maxReplicas = 1000
@@ -96,8 +98,14 @@ public struct ManifestParser: Sendable {
         var diagnostics: [ManifestDiagnostic] = []
         var declared: [(ManifestKind, String)] = []
         if source.text.utf8.contains(0) {
-            return ([], [ManifestDiagnostic(SourceLocation(file: source.name, line: 1, column: 1),
-                                            "the file contains NUL bytes; a manifest is UTF-8 text")], [])
+            return (
+                [],
+                [
+                    ManifestDiagnostic(
+                        SourceLocation(file: source.name, line: 1, column: 1),
+                        "the file contains NUL bytes; a manifest is UTF-8 text")
+                ], []
+            )
         }
         do {
             let parser = try Parser(yaml: source.text)
@@ -112,8 +120,10 @@ public struct ManifestParser: Sendable {
         } catch let error as YamlError {
             diagnostics.append(Self.diagnostic(for: error, file: source.name))
         } catch {
-            diagnostics.append(ManifestDiagnostic(SourceLocation(file: source.name, line: 1, column: 1),
-                                                  "cannot read YAML: \(error)"))
+            diagnostics.append(
+                ManifestDiagnostic(
+                    SourceLocation(file: source.name, line: 1, column: 1),
+                    "cannot read YAML: \(error)"))
         }
         return (documents, diagnostics, declared)
     }
@@ -128,8 +138,9 @@ public struct ManifestParser: Sendable {
             let key = duplicates.first ?? "?"
             return ManifestDiagnostic(at(context.mark), "\(key): key appears more than once in the same document; keep one")
         case let .reader(problem, offset, _, _):
-            return ManifestDiagnostic(SourceLocation(file: file, line: 1, column: 1),
-                                      "cannot read the file as UTF-8 text: \(problem)\(offset.map { " at byte \($0)" } ?? "")")
+            return ManifestDiagnostic(
+                SourceLocation(file: file, line: 1, column: 1),
+                "cannot read the file as UTF-8 text: \(problem)\(offset.map { " at byte \($0)" } ?? "")")
         default:
             return ManifestDiagnostic(SourceLocation(file: file, line: 1, column: 1), "invalid YAML: \(error)")
         }
@@ -143,8 +154,10 @@ public struct ManifestParser: Sendable {
         for doc in documents {
             let kind = doc.manifest.kind
             if let first = seen[kind]?[doc.manifest.name] {
-                diagnostics.append(ManifestDiagnostic(doc.location,
-                    "name: \(kind.rawValue) \"\(doc.manifest.name)\" is already defined at \(first); names are unique per kind"))
+                diagnostics.append(
+                    ManifestDiagnostic(
+                        doc.location,
+                        "name: \(kind.rawValue) \"\(doc.manifest.name)\" is already defined at \(first); names are unique per kind"))
             } else {
                 seen[kind, default: [:]][doc.manifest.name] = doc.location
             }
@@ -179,8 +192,11 @@ public struct ManifestParser: Sendable {
             while let next = runFrom[run], chain.count <= documents.count {
                 chain.append(run)
                 if next == snap.name {
-                    diagnostics.append(ManifestDiagnostic(doc.location, "from: Snapshot \"\(snap.name)\" is taken from a run that clones it ("
-                        + (chain + [snap.name]).joined(separator: " → ") + "); it could never be taken: start the loop from a spec"))
+                    diagnostics.append(
+                        ManifestDiagnostic(
+                            doc.location,
+                            "from: Snapshot \"\(snap.name)\" is taken from a run that clones it ("
+                                + (chain + [snap.name]).joined(separator: " → ") + "); it could never be taken: start the loop from a spec"))
                     break
                 }
                 chain.append(next)
@@ -269,7 +285,8 @@ struct DocumentContext {
         }
         guard let kindText = string(kindField.value, key: "kind") else { return nil }
         guard let kind = ManifestKind(rawValue: kindText) else {
-            let hint = ManifestParser.suggestion(kindText, among: ManifestKind.allCases.map(\.rawValue))
+            let hint =
+                ManifestParser.suggestion(kindText, among: ManifestKind.allCases.map(\.rawValue))
                 .map { "did you mean \($0)?" } ?? "use Run or Snapshot"
             error(kindField.value, "kind: unknown kind \"\(kindText)\"; \(hint)")
             return nil
@@ -302,14 +319,18 @@ struct DocumentContext {
         case .run:
             var provider = "orbstack"
             if let f = fields["provider"], let p = string(f.value, key: "provider"),
-               let known = checked(RunFields.provider(p, capabilities: capabilities), f.value, key: "provider") {
+                let known = checked(RunFields.provider(p, capabilities: capabilities), f.value, key: "provider")
+            {
                 provider = known
             }
             var source = RunSource.spec(.defaultSpec)
             let specField = fields["spec"].flatMap { Self.isNull($0.value) ? nil : $0 }
             let fromField = fields["from"].flatMap { Self.isNull($0.value) ? nil : $0 }
             if let s = specField, let f = fromField {
-                error(f.key, "from: cannot be combined with spec (line \(s.key.mark?.line ?? 0)); a clone takes its spec from the snapshot, so remove one of them")
+                error(
+                    f.key,
+                    "from: cannot be combined with spec (line \(s.key.mark?.line ?? 0)); a clone takes its spec from the snapshot, so remove one of them"
+                )
             } else if let f = fromField {
                 if let from = string(f.value, key: "from").flatMap({ checkReference($0, node: f.value, key: "from") }) {
                     source = .snapshot(from)
@@ -317,8 +338,12 @@ struct DocumentContext {
             } else if let s = specField, let text = string(s.value, key: "spec"), let spec = checked(RunFields.spec(text), s.value, key: "spec") {
                 source = .spec(spec)
             }
-            let command = optionalString(fields["command"], key: "command").flatMap { checked(RunFields.command($0), fields["command"]!.value, key: "command") }
-            let bootstrap = optionalString(fields["bootstrap"], key: "bootstrap").flatMap { checked(RunFields.script($0), fields["bootstrap"]!.value, key: "bootstrap") }
+            let command = optionalString(fields["command"], key: "command").flatMap {
+                checked(RunFields.command($0), fields["command"]!.value, key: "command")
+            }
+            let bootstrap = optionalString(fields["bootstrap"], key: "bootstrap").flatMap {
+                checked(RunFields.script($0), fields["bootstrap"]!.value, key: "bootstrap")
+            }
             let maxDuration = duration(fields["maxDuration"], key: "maxDuration", allowZero: false)
             let hold = duration(fields["hold"], key: "hold", allowZero: true) ?? .zero
             let replicas = integer(fields["replicas"], key: "replicas", range: 0...ManifestParser.maxReplicas) ?? 1
@@ -328,10 +353,12 @@ struct DocumentContext {
             let files = fileCopies(fields["files"])
             let artifacts = artifactGlobs(fields["artifacts"])
             guard let name, diagnostics.isEmpty else { return nil }
-            return LocatedManifest(manifest: .run(RunManifest(
-                name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
-                bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels, options: options,
-                files: files, artifacts: artifacts)), location: here)
+            return LocatedManifest(
+                manifest: .run(
+                    RunManifest(
+                        name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
+                        bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels, options: options,
+                        files: files, artifacts: artifacts)), location: here)
         }
     }
 
@@ -351,11 +378,16 @@ struct DocumentContext {
                     case "cpus":
                         options.cpus = integer((k, v), key: "resources.cpus", range: 1...ManifestParser.maxCPUs)
                     case "memory":
-                        options.memory = size(v, key: "resources.memory", example: "4G").flatMap { checked(RunFields.memory($0), v, key: "resources.memory") }
+                        options.memory = size(v, key: "resources.memory", example: "4G").flatMap {
+                            checked(RunFields.memory($0), v, key: "resources.memory")
+                        }
                     case "disk":
-                        options.disk = size(v, key: "resources.disk", example: "64G").flatMap { checked(RunFields.disk($0), v, key: "resources.disk") }
+                        options.disk = size(v, key: "resources.disk", example: "64G").flatMap {
+                            checked(RunFields.disk($0), v, key: "resources.disk")
+                        }
                     default:
-                        let hint = ManifestParser.suggestion(key.string, among: ManifestParser.resourceKeys).map { "did you mean \($0)?" }
+                        let hint =
+                            ManifestParser.suggestion(key.string, among: ManifestParser.resourceKeys).map { "did you mean \($0)?" }
                             ?? "use cpus, memory or disk"
                         error(k, "resources.\(key.string.prefix(40)): unknown key; \(hint)")
                     }
@@ -400,7 +432,8 @@ struct DocumentContext {
             for (k, v) in mapping {
                 guard case .scalar(let name) = k, ["from", "to", "exclude"].contains(name.string) else {
                     let word = { if case .scalar(let n) = k { return n.string } else { return "?" } }()
-                    let hint = ManifestParser.suggestion(word, among: ["from", "to", "exclude"]).map { "did you mean \($0)?" } ?? "use from, to and exclude"
+                    let hint =
+                        ManifestParser.suggestion(word, among: ["from", "to", "exclude"]).map { "did you mean \($0)?" } ?? "use from, to and exclude"
                     error(k, "\(key).\(word.prefix(40)): unknown key; \(hint)")
                     continue
                 }
@@ -425,19 +458,25 @@ struct DocumentContext {
             }
             targets[target] = index
             if from.isEmpty { error(fromField.value, "\(key).from: is empty; give a file or directory"); continue }
-            let base = file == "<stdin>" || file == "flags" || !file.contains("/")
+            let base =
+                file == "<stdin>" || file == "flags" || !file.contains("/")
                 ? FileManager.default.currentDirectoryPath : (file as NSString).deletingLastPathComponent
             let absolute = ((from.hasPrefix("/") ? from : (base as NSString).appendingPathComponent(from)) as NSString).standardizingPath
             guard let type = (try? FileManager.default.attributesOfItem(atPath: absolute))?[.type] as? FileAttributeType,
-                  FileManager.default.fileExists(atPath: absolute) else {
-                error(fromField.value, "\(key).from: \(absolute) does not exist\(from.hasPrefix("/") ? "" : " (relative to the manifest's directory)")")
+                FileManager.default.fileExists(atPath: absolute)
+            else {
+                error(
+                    fromField.value, "\(key).from: \(absolute) does not exist\(from.hasPrefix("/") ? "" : " (relative to the manifest's directory)")")
                 continue
             }
             // A regular file or a directory (a link to one is followed); never a device, a fifo
             // or a socket, which would never end or mean nothing in the machine.
             var isDirectory: ObjCBool = false
             _ = FileManager.default.fileExists(atPath: absolute, isDirectory: &isDirectory)
-            let resolved = type == .typeSymbolicLink ? (try? FileManager.default.attributesOfItem(atPath: (absolute as NSString).resolvingSymlinksInPath))?[.type] as? FileAttributeType : type
+            let resolved =
+                type == .typeSymbolicLink
+                ? (try? FileManager.default.attributesOfItem(atPath: (absolute as NSString).resolvingSymlinksInPath))?[.type] as? FileAttributeType
+                : type
             guard isDirectory.boolValue || resolved == .typeRegular else {
                 error(fromField.value, "\(key).from: \(absolute) is neither a file nor a directory")
                 continue
@@ -592,9 +631,11 @@ struct DocumentContext {
             }
             switch keyRule {
             case .environment:
-                let ok = !ks.string.isEmpty && ks.string.unicodeScalars.enumerated().allSatisfy { i, c in
-                    c == "_" || ("A"..."Z").contains(c) || ("a"..."z").contains(c) || (i > 0 && ("0"..."9").contains(c))
-                }
+                let ok =
+                    !ks.string.isEmpty
+                    && ks.string.unicodeScalars.enumerated().allSatisfy { i, c in
+                        c == "_" || ("A"..."Z").contains(c) || ("a"..."z").contains(c) || (i > 0 && ("0"..."9").contains(c))
+                    }
                 if !ok {
                     error(k, "\(key): \"\(ks.string.prefix(40))\" is not a valid variable name (letters, digits and _, not starting with a digit)")
                     continue
@@ -616,8 +657,10 @@ struct DocumentContext {
             // Linux holds one environment entry (`KEY=value`) in at most 128 KiB (MAX_ARG_STRLEN);
             // past it every program the command starts fails (found by attacking).
             if keyRule == .environment, ks.string.utf8.count + vs.string.utf8.count + 2 > ManifestParser.maxEnvironmentEntry {
-                error(v, "\(key).\(ks.string): is \(vs.string.utf8.count / 1024) KiB; one environment variable holds at most 128 KiB on Linux "
-                      + "(put large data in a file, with bootstrap or userData)")
+                error(
+                    v,
+                    "\(key).\(ks.string): is \(vs.string.utf8.count / 1024) KiB; one environment variable holds at most 128 KiB on Linux "
+                        + "(put large data in a file, with bootstrap or userData)")
                 continue
             }
             out[ks.string] = vs.string

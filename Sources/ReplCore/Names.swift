@@ -87,7 +87,8 @@ public struct MachineName: Hashable, Sendable, CustomStringConvertible {
         guard let second = rest[afterFirst...].firstIndex(of: dash) else { return nil }
         let tail = rest[rest.index(after: second)...]
         guard !tail.contains(dash), let cid = ControlID(String(Substring(rest[..<first]))),
-              let instance = Base36.decode(Substring(tail)) else { return nil }
+            let instance = Base36.decode(Substring(tail))
+        else { return nil }
         let middle = Substring(rest[afterFirst..<second])
         let manifest: UInt64?
         if middle == "none" {

@@ -47,7 +47,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .addInstance, .retireInstance, .markPhase: return nil
         case .create(_, _, let m, _), .clone(_, _, let m, _), .start(let m), .stop(let m), .startRun(_, _, let m),
-             .collectLogs(_, _, let m), .delete(let m, _), .takeSnapshot(_, _, let m):
+            .collectLogs(_, _, let m), .delete(let m, _), .takeSnapshot(_, _, let m):
             return m
         }
     }
@@ -81,8 +81,8 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     public var instance: (run: RunID, instance: InstanceID)? {
         switch self {
         case .addInstance(let r, let i, _), .retireInstance(let r, let i, _), .create(let r, let i, _, _),
-             .clone(let r, let i, _, _), .startRun(let r, let i, _), .markPhase(let r, let i, _, _, _),
-             .collectLogs(let r, let i, _):
+            .clone(let r, let i, _, _), .startRun(let r, let i, _), .markPhase(let r, let i, _, _, _),
+            .collectLogs(let r, let i, _):
             return (r, i)
         default: return nil
         }
@@ -167,8 +167,10 @@ public struct PlanInput: Sendable {
     public var now: Date
     public var settings: PlannerSettings
 
-    public init(desired: DesiredState, observation: Observation, probes: [String: ProbeResult] = [:],
-                inFlight: Set<String> = [], now: Date, settings: PlannerSettings) {
+    public init(
+        desired: DesiredState, observation: Observation, probes: [String: ProbeResult] = [:],
+        inFlight: Set<String> = [], now: Date, settings: PlannerSettings
+    ) {
         self.desired = desired
         self.observation = observation
         self.probes = probes
@@ -215,8 +217,9 @@ public enum Planner {
         builder.planRuns()
         builder.planSnapshots()
         builder.classify()
-        return Plan(actions: builder.actions, machines: builder.classified, observationError: nil,
-                    nextCheck: builder.nextCheck, waiting: builder.waiting)
+        return Plan(
+            actions: builder.actions, machines: builder.classified, observationError: nil,
+            nextCheck: builder.nextCheck, waiting: builder.waiting)
     }
 }
 
@@ -284,8 +287,10 @@ private struct PlanBuilder {
                     // Retire the newest first, so the longest-running machines are kept.
                     let excess = Set(current.map(\.id).sorted(by: >).prefix(current.count - run.manifest.replicas))
                     for i in instances.indices where excess.contains(instances[i].id) {
-                        actions.append(.retireInstance(run: run.id, instance: instances[i].id,
-                                                       reason: "replicas reduced to \(run.manifest.replicas)"))
+                        actions.append(
+                            .retireInstance(
+                                run: run.id, instance: instances[i].id,
+                                reason: "replicas reduced to \(run.manifest.replicas)"))
                         instances[i].retired = true
                     }
                 }
@@ -314,7 +319,8 @@ private struct PlanBuilder {
         // A snapshot still to be taken from this instance keeps it (a short run would otherwise
         // be gone before its snapshot, and runs from the snapshot would wait for ever).
         if let snapshot = input.desired.snapshots.first(where: { !$0.deleted && $0.createdAt == nil && $0.fromRun == run.manifest.name }),
-           Self.snapshotSource(of: run)?.id == instance.id, !run.cancelled {
+            Self.snapshotSource(of: run)?.id == instance.id, !run.cancelled
+        {
             waiting[name] = "kept until snapshot \(snapshot.name) is taken from it"
             return
         }
@@ -345,7 +351,9 @@ private struct PlanBuilder {
     }
 
     mutating func planUnwanted(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
-        let why = run.cancelled ? "run cancelled"
+        let why =
+            run.cancelled
+            ? "run cancelled"
             : instance.generation != run.generation ? "replaced by generation \(run.generation)" : "replicas reduced"
         if !instance.phase.isTerminal {
             actions.append(.markPhase(run: run.id, instance: instance.id, phase: .cancelled, exitCode: nil, reason: why))
@@ -357,8 +365,10 @@ private struct PlanBuilder {
         }
     }
 
-    mutating func finish(_ run: DesiredRun, _ instance: InstanceState, _ name: String, _ phase: InstancePhase,
-                         exitCode: Int?, reason: String?) {
+    mutating func finish(
+        _ run: DesiredRun, _ instance: InstanceState, _ name: String, _ phase: InstancePhase,
+        exitCode: Int?, reason: String?
+    ) {
         actions.append(.markPhase(run: run.id, instance: instance.id, phase: phase, exitCode: exitCode, reason: reason))
         if byName[name] == nil {
             collectLogsOfAGoneMachine(run, instance, name)
@@ -384,8 +394,10 @@ private struct PlanBuilder {
             return "conflict: \(machine.name) was made before repl asked for it (at \(made)); delete or rename it, or delete run \(run.manifest.name)"
         }
         if case .spec(let spec) = run.manifest.source,
-           (machine.distro, machine.version, machine.arch) != (spec.distro, spec.version, spec.arch) {
-            return "conflict: \(machine.name) is \(machine.distro):\(machine.version):\(machine.arch), not \(spec); delete or rename it, or delete run \(run.manifest.name)"
+            (machine.distro, machine.version, machine.arch) != (spec.distro, spec.version, spec.arch)
+        {
+            return
+                "conflict: \(machine.name) is \(machine.distro):\(machine.version):\(machine.arch), not \(spec); delete or rename it, or delete run \(run.manifest.name)"
         }
         return nil
     }
@@ -449,7 +461,8 @@ private struct PlanBuilder {
                     finish(run, instance, name, status)
                 } else {
                     let phase: InstancePhase = status == .running ? .running : .bootstrapping
-                    actions.append(.markPhase(run: run.id, instance: instance.id, phase: phase, exitCode: nil, reason: "launch found in the host channel"))
+                    actions.append(
+                        .markPhase(run: run.id, instance: instance.id, phase: phase, exitCode: nil, reason: "launch found in the host channel"))
                 }
                 return
             }
@@ -543,11 +556,13 @@ private struct PlanBuilder {
             }
             let sourceName = Planner.machineName(settings, run: run.id, instance: source.id)
             if source.phase.isTerminal && byName[sourceName] == nil && !input.inFlight.contains(sourceName) {
-                waiting[name] = "\(Planner.cannotBeTaken): \(snap.fromRun) finished and its machine \(sourceName) is gone; apply the run again (with hold: to keep its machine) and snapshot that"
+                waiting[name] =
+                    "\(Planner.cannotBeTaken): \(snap.fromRun) finished and its machine \(sourceName) is gone; apply the run again (with hold: to keep its machine) and snapshot that"
                 continue
             }
             guard source.phase >= .running, let sourceMachine = byName[sourceName],
-                  sourceMachine.state == .running || sourceMachine.state == .stopped else {
+                sourceMachine.state == .running || sourceMachine.state == .stopped
+            else {
                 waiting[name] = "waiting for \(sourceName) to finish bootstrapping"
                 continue
             }
@@ -571,8 +586,9 @@ private struct PlanBuilder {
             let parsed = MachineName(parsing: machine.name)
             let created = machine.createdAt
             let age = created.map { now.timeIntervalSince($0) }
-            var entry = ClassifiedMachine(machine: machine, machineClass: .unmanaged, name: parsed, age: age,
-                                          deletableAt: nil, why: "not a repl machine")
+            var entry = ClassifiedMachine(
+                machine: machine, machineClass: .unmanaged, name: parsed, age: age,
+                deletableAt: nil, why: "not a repl machine")
             guard let parsed else {
                 classified.append(entry)
                 continue

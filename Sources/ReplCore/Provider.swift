@@ -89,8 +89,10 @@ public struct RunPayload: Sendable, Equatable {
     /// The machine was created with user data: the bootstrap waits until cloud-init has finished.
     public var waitForCloudInit = false
 
-    public init(command: String?, bootstrap: String?, env: [String: String], remaining: TimeInterval?, hold: TimeInterval,
-                manifestYAML: String, deadlineMargin: TimeInterval = 15, abandonedAfter: TimeInterval = 600, channel: String? = nil) {
+    public init(
+        command: String?, bootstrap: String?, env: [String: String], remaining: TimeInterval?, hold: TimeInterval,
+        manifestYAML: String, deadlineMargin: TimeInterval = 15, abandonedAfter: TimeInterval = 600, channel: String? = nil
+    ) {
         self.command = command
         self.bootstrap = bootstrap
         self.env = env
@@ -142,7 +144,8 @@ public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible
         }
     }
 
-    public static let resetAdvice = "run `bash scaffold/scripts/orbstack-reset-networking.sh` on the macOS host (not inside a machine), then try again"
+    public static let resetAdvice =
+        "run `bash scaffold/scripts/orbstack-reset-networking.sh` on the macOS host (not inside a machine), then try again"
     public static let installAdvice = "install or relaunch OrbStack from https://orbstack.dev (launching it once puts orbctl on PATH)"
 
     public var description: String {

@@ -35,8 +35,10 @@ public enum RunFields {
     /// A command or bootstrap script: at most ``ManifestParser/maxScriptBytes``.
     public static func script(_ text: String) -> Result<String, FieldProblem> {
         guard text.utf8.count <= ManifestParser.maxScriptBytes else {
-            return .failure(FieldProblem("is \(text.utf8.count / 1024) KiB; at most \(ManifestParser.maxScriptBytes / 1024) KiB "
-                                         + "(copy a long script into the machine with bootstrap and run it)"))
+            return .failure(
+                FieldProblem(
+                    "is \(text.utf8.count / 1024) KiB; at most \(ManifestParser.maxScriptBytes / 1024) KiB "
+                        + "(copy a long script into the machine with bootstrap and run it)"))
         }
         return .success(text)
     }
@@ -73,8 +75,10 @@ public enum RunFields {
 
     public static func user(_ text: String) -> Result<String, FieldProblem> {
         guard MachineOptions.isUsername(text) else {
-            return .failure(FieldProblem("\"\(text.prefix(40))\" is not a Linux user name (lowercase letters, digits, _ and -, "
-                                         + "at most 32, not starting with a digit or -)"))
+            return .failure(
+                FieldProblem(
+                    "\"\(text.prefix(40))\" is not a Linux user name (lowercase letters, digits, _ and -, "
+                        + "at most 32, not starting with a digit or -)"))
         }
         return .success(text)
     }
@@ -93,7 +97,9 @@ public enum RunFields {
     /// A run's `from`: a snapshot declared beside it or applied before.
     public static func snapshotReference(_ from: String, snapshots: Set<String>, runs: Set<String>) -> FieldProblem? {
         guard !snapshots.contains(from) else { return nil }
-        let hint = runs.contains(from) ? " (\"\(from)\" is a Run; make a Snapshot of it first)"
+        let hint =
+            runs.contains(from)
+            ? " (\"\(from)\" is a Run; make a Snapshot of it first)"
             : ManifestParser.suggestion(from, among: snapshots).map { " (did you mean \"\($0)\"?)" } ?? ""
         return FieldProblem("no Snapshot named \"\(from)\"\(hint)")
     }

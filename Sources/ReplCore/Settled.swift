@@ -8,8 +8,10 @@ extension Planner {
     /// names it; and its last instance finished at least `settleTime` ago (a list that left a
     /// held machine out for a moment does not archive its run).
     /// Any later change to the run (apply, cancel, delete, a snapshot from it) brings it back.
-    public static func settledRuns(_ desired: DesiredState, machines: [ObservedMachine], plan: Plan,
-                                   controlID: ControlID, now: Date, settleTime: TimeInterval) -> [DesiredRun] {
+    public static func settledRuns(
+        _ desired: DesiredState, machines: [ObservedMachine], plan: Plan,
+        controlID: ControlID, now: Date, settleTime: TimeInterval
+    ) -> [DesiredRun] {
         var busy: Set<RunID> = []
         func note(_ machine: String) {
             if let name = MachineName(parsing: machine), name.controlID == controlID, let run = name.manifestID { busy.insert(run) }

@@ -15,9 +15,9 @@ public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
     /// The host's architecture in OrbStack's spelling.
     public static var hostArch: String {
         #if arch(arm64)
-        return "arm64"
+            return "arm64"
         #else
-        return "amd64"
+            return "amd64"
         #endif
     }
 
@@ -26,9 +26,9 @@ public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
     /// An Intel Mac, where OrbStack has no arm64 machines.
     public static var isIntelMac: Bool {
         #if os(macOS) && arch(x86_64)
-        return true
+            return true
         #else
-        return false
+            return false
         #endif
     }
 
@@ -53,8 +53,10 @@ public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
         }
         var version = parts.count > 1 && !parts[1].isEmpty ? parts[1] : (distro.name == "ubuntu" ? Spec.defaultSpec.version : distro.defaultVersion)
         // Codenames are lowercase; a few versions are not (`9-Stream`).
-        guard let canonical = distro.canonical(version) ?? distro.canonical(version.lowercased())
-                ?? distro.versions.first(where: { $0.name.lowercased() == version.lowercased() })?.name else {
+        guard
+            let canonical = distro.canonical(version) ?? distro.canonical(version.lowercased())
+                ?? distro.versions.first(where: { $0.name.lowercased() == version.lowercased() })?.name
+        else {
             throw SpecError("version \"\(version)\" of \(distro.name) is not one OrbStack offers (it offers: \(distro.versionList))")
         }
         version = canonical
@@ -66,8 +68,9 @@ public struct Spec: Hashable, Sendable, CustomStringConvertible, Codable {
             throw SpecError("arch \"\(arch)\" is not supported on OrbStack (supported: \(Spec.supportedArchs.joined(separator: ", ")))")
         }
         if !archs.contains(arch) {
-            throw SpecError("arch \"\(arch)\": \(distro.name) runs only as \(archs.joined(separator: " or ")) on this Mac"
-                            + (distro.name == "nixos" ? " (NixOS does not work under Rosetta)" : ""))
+            throw SpecError(
+                "arch \"\(arch)\": \(distro.name) runs only as \(archs.joined(separator: " or ")) on this Mac"
+                    + (distro.name == "nixos" ? " (NixOS does not work under Rosetta)" : ""))
         }
         self.init(distro: distro.name, version: version, arch: arch)
     }
@@ -106,10 +109,12 @@ public struct ProviderCapabilities: Sendable, Equatable {
 
     /// Every capability as (name, supported), in a stable order for display.
     public var table: [(String, Bool)] {
-        [("snapshots", snapshots), ("tailscaleNative", tailscaleNative), ("idempotentSpawn", idempotentSpawn),
-         ("spot", spot), ("gpu", gpu), ("multiRegion", multiRegion), ("persistentVolumes", persistentVolumes),
-         ("warmVolumes", warmVolumes), ("hibernation", hibernation), ("costExplorer", costExplorer),
-         ("customNetworking", customNetworking)]
+        [
+            ("snapshots", snapshots), ("tailscaleNative", tailscaleNative), ("idempotentSpawn", idempotentSpawn),
+            ("spot", spot), ("gpu", gpu), ("multiRegion", multiRegion), ("persistentVolumes", persistentVolumes),
+            ("warmVolumes", warmVolumes), ("hibernation", hibernation), ("costExplorer", costExplorer),
+            ("customNetworking", customNetworking),
+        ]
     }
 
     /// Manifest keys that ask for a capability, with the capability's flag and the

@@ -38,7 +38,7 @@ public enum Platform {
     /// must be given, and what the emulator's shims call back.
     public static func executablePath() -> String {
         #if os(Linux)
-        if let path = LinuxOnly.executablePath() { return path }
+            if let path = LinuxOnly.executablePath() { return path }
         #endif
         if let exe = Bundle.main.executablePath { return (exe as NSString).resolvingSymlinksInPath }
         return (CommandLine.arguments[0] as NSString).resolvingSymlinksInPath  // portability: allowed, the last resort
@@ -52,9 +52,9 @@ public enum Platform {
     /// Why `machineNamespaces` is false, in one line for people; nil when it is true.
     public static var machineCommandsRefusal: String? {
         #if os(Linux)
-        return LinuxOnly.namespacesRefusal
+            return LinuxOnly.namespacesRefusal
         #else
-        return "orbctl-sim runs machine commands on Linux only; use a Linux container, or OrbStack's own orbctl on a Mac"
+            return "orbctl-sim runs machine commands on Linux only; use a Linux container, or OrbStack's own orbctl on a Mac"
         #endif
     }
 
@@ -63,9 +63,9 @@ public enum Platform {
     /// there does the emulator start machine processes at all.
     public static func processes(withEnvironmentEntry entry: String) -> [Int32] {
         #if os(Linux)
-        return LinuxOnly.processes(withEnvironmentEntry: entry)
+            return LinuxOnly.processes(withEnvironmentEntry: entry)
         #else
-        return []
+            return []
         #endif
     }
 
@@ -87,29 +87,29 @@ public enum Platform {
     /// The identity of `pid` as seen from this process; nil when there is no such process here.
     public static func identity(of pid: Int32) -> ProcessIdentity? {
         #if os(Linux)
-        return LinuxOnly.identity(of: pid)
+            return LinuxOnly.identity(of: pid)
         #else
-        // Darwin: kern.boottime, and the process's start time from kinfo_proc (`p_starttime`
-        // is a macro for `p_un.__p_starttime`, which is what Swift sees). No PID namespaces.
-        var boot = timeval()
-        var size = MemoryLayout<timeval>.stride
-        var bootName: [Int32] = [CTL_KERN, KERN_BOOTTIME]
-        guard sysctl(&bootName, 2, &boot, &size, nil, 0) == 0 else { return nil }
-        var info = kinfo_proc()
-        size = MemoryLayout<kinfo_proc>.stride
-        var procName: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
-        guard sysctl(&procName, 4, &info, &size, nil, 0) == 0, size > 0, info.kp_proc.p_pid == pid else { return nil }
-        let start = info.kp_proc.p_un.__p_starttime
-        return ProcessIdentity(boot: "\(boot.tv_sec).\(boot.tv_usec)", namespace: "darwin", start: "\(start.tv_sec).\(start.tv_usec)")
+            // Darwin: kern.boottime, and the process's start time from kinfo_proc (`p_starttime`
+            // is a macro for `p_un.__p_starttime`, which is what Swift sees). No PID namespaces.
+            var boot = timeval()
+            var size = MemoryLayout<timeval>.stride
+            var bootName: [Int32] = [CTL_KERN, KERN_BOOTTIME]
+            guard sysctl(&bootName, 2, &boot, &size, nil, 0) == 0 else { return nil }
+            var info = kinfo_proc()
+            size = MemoryLayout<kinfo_proc>.stride
+            var procName: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
+            guard sysctl(&procName, 4, &info, &size, nil, 0) == 0, size > 0, info.kp_proc.p_pid == pid else { return nil }
+            let start = info.kp_proc.p_un.__p_starttime
+            return ProcessIdentity(boot: "\(boot.tv_sec).\(boot.tv_usec)", namespace: "darwin", start: "\(start.tv_sec).\(start.tv_usec)")
         #endif
     }
 
     /// Whether `pid` has exited but not been reaped.
     public static func isZombie(_ pid: Int32) -> Bool {
         #if os(Linux)
-        return LinuxOnly.isZombie(pid)
+            return LinuxOnly.isZombie(pid)
         #else
-        return false
+            return false
         #endif
     }
 
@@ -117,20 +117,20 @@ public enum Platform {
     /// library outside the system's (Linux toolchains); nil where the OS ships it.
     public static func swiftRuntimeDirectory() -> String? {
         #if os(Linux)
-        return LinuxOnly.swiftRuntimeDirectory()
+            return LinuxOnly.swiftRuntimeDirectory()
         #else
-        return nil
+            return nil
         #endif
     }
 
     /// The process's peak resident set size in megabytes.
     public static func peakResidentMegabytes() -> Int {
         #if os(Linux)
-        return LinuxOnly.peakResidentMegabytes()
+            return LinuxOnly.peakResidentMegabytes()
         #else
-        var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
-        return Int(usage.ru_maxrss) / 1_048_576  // bytes on macOS
+            var usage = rusage()
+            getrusage(RUSAGE_SELF, &usage)
+            return Int(usage.ru_maxrss) / 1_048_576  // bytes on macOS
         #endif
     }
 
@@ -138,11 +138,11 @@ public enum Platform {
     /// kilobytes (Linux reports kilobytes, macOS bytes).
     public static func childrenPeakResidentKilobytes() -> Int {
         #if os(Linux)
-        return LinuxOnly.childrenPeakResidentKilobytes()
+            return LinuxOnly.childrenPeakResidentKilobytes()
         #else
-        var usage = rusage()
-        getrusage(RUSAGE_CHILDREN, &usage)
-        return Int(usage.ru_maxrss) / 1024  // bytes on macOS
+            var usage = rusage()
+            getrusage(RUSAGE_CHILDREN, &usage)
+            return Int(usage.ru_maxrss) / 1024  // bytes on macOS
         #endif
     }
 
@@ -212,7 +212,6 @@ public enum Platform {
     }
 }
 
-
 extension MachineNamespace {
     public struct SetUpError: Error, CustomStringConvertible {
         public var description: String
@@ -244,9 +243,11 @@ extension MachineNamespace {
         /// `machineRoot/DIR`, its work directory beside it as `.DIR-work`) rather than whole copies.
         public var overlaid: [String] = []
 
-        public init(hostView: String, readOnlyHostPaths: [String], ownHostPath: String, concealed: [String],
-                    directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
-                    shims: String) {
+        public init(
+            hostView: String, readOnlyHostPaths: [String], ownHostPath: String, concealed: [String],
+            directories: [String], machineRoot: String, hostname: String, isolated: Bool, guarded: [String],
+            shims: String
+        ) {
             self.hostView = hostView
             self.readOnlyHostPaths = readOnlyHostPaths
             self.ownHostPath = ownHostPath

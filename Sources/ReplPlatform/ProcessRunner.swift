@@ -2,9 +2,9 @@ import Foundation
 import Subprocess
 
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// What one finished (or killed) child process produced.
@@ -70,10 +70,12 @@ public struct SystemProcessRunner: ProcessRunner {
         var options = PlatformOptions()
         options.processGroupID = 0
         options.teardownSequence = [.send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .zero)]
-        let configuration = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(arguments),
-                                          environment: .custom(Self.keys(environment)), platformOptions: options)
-        let outcome = try await Self.run(configuration, stdin: stdin.descriptor, stdout: stdout.descriptor,
-                                         stderr: stderr.descriptor, timeout: timeout)
+        let configuration = Configuration(
+            executable: .path(FilePath(executable)), arguments: Arguments(arguments),
+            environment: .custom(Self.keys(environment)), platformOptions: options)
+        let outcome = try await Self.run(
+            configuration, stdin: stdin.descriptor, stdout: stdout.descriptor,
+            stderr: stderr.descriptor, timeout: timeout)
         var truncated = false
         let out = stdout.readBack(limit: outputLimit, truncated: &truncated)
         let err = stderr.readBack(limit: outputLimit, truncated: &truncated)
@@ -84,8 +86,10 @@ public struct SystemProcessRunner: ProcessRunner {
     }
 
     /// The same, as one call with exactly this environment (`HOME` is not filled in) and output limit.
-    public static func run(_ executable: String, _ arguments: [String], input: Data?, timeout: TimeInterval,
-                           environment: [String: String], limit: Int) async throws -> ProcessResult {
+    public static func run(
+        _ executable: String, _ arguments: [String], input: Data?, timeout: TimeInterval,
+        environment: [String: String], limit: Int
+    ) async throws -> ProcessResult {
         var runner = SystemProcessRunner(environment: environment, outputLimit: limit)
         runner.environment = environment
         return try await runner.run(executable, arguments, input: input, timeout: timeout)
@@ -99,8 +103,10 @@ public struct SystemProcessRunner: ProcessRunner {
     /// Runs `configuration` with the given standard streams, racing it against `timeout`
     /// (nil: none). A timeout cancels the run, whose teardown sequence kills the child.
     /// `spawned` is told the child's pid as soon as it exists.
-    static func run(_ configuration: Configuration, stdin: Int32, stdout: Int32, stderr: Int32,
-                    timeout: TimeInterval?, spawned onSpawn: (@Sendable (Int32) -> Void)? = nil) async throws -> Outcome {
+    static func run(
+        _ configuration: Configuration, stdin: Int32, stdout: Int32, stderr: Int32,
+        timeout: TimeInterval?, spawned onSpawn: (@Sendable (Int32) -> Void)? = nil
+    ) async throws -> Outcome {
         let ownGroup = configuration.platformOptions.processGroupID == 0
         return try await withThrowingTaskGroup(of: Outcome.self) { group in
             group.addTask {
@@ -157,10 +163,12 @@ public struct SystemProcessRunner: ProcessRunner {
     /// waits for it alone, as a shell does for a foreground command; what it leaves
     /// running (`setsid … &`) is neither waited for nor killed.
     /// Returns its exit code, or 128 + the signal that ended it.
-    public static func runAttached(_ executable: String, _ arguments: [String], environment: [String: String],
-                                   stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
-                                   workingDirectory: String? = nil, timeout: TimeInterval? = nil,
-                                   spawned: (@Sendable (Int32) -> Void)? = nil) async throws -> Int32 {
+    public static func runAttached(
+        _ executable: String, _ arguments: [String], environment: [String: String],
+        stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
+        workingDirectory: String? = nil, timeout: TimeInterval? = nil,
+        spawned: (@Sendable (Int32) -> Void)? = nil
+    ) async throws -> Int32 {
         // No user or group switch here: the library does that with fork(2) in a threaded
         // process, and its child can hang on a lock taken before the fork (seen under load).
         var options = PlatformOptions()
@@ -169,9 +177,10 @@ public struct SystemProcessRunner: ProcessRunner {
             options.processGroupID = 0
             options.teardownSequence = [.send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .zero)]
         }
-        let configuration = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(arguments),
-                                          environment: .custom(keys(environment)),
-                                          workingDirectory: workingDirectory.map { FilePath($0) }, platformOptions: options)
+        let configuration = Configuration(
+            executable: .path(FilePath(executable)), arguments: Arguments(arguments),
+            environment: .custom(keys(environment)),
+            workingDirectory: workingDirectory.map { FilePath($0) }, platformOptions: options)
         switch try await run(configuration, stdin: stdin, stdout: stdout, stderr: stderr, timeout: timeout, spawned: spawned) {
         case .finished(let code): return code
         case .timedOut: return 137
@@ -230,20 +239,25 @@ public final class BackgroundProcess: Sendable {
     }
 
     /// Starts `executable` with its standard output and error appended to `outputPath`.
-    public static func start(_ executable: String, _ arguments: [String], environment: [String: String],
-                             outputPath: String) async throws -> BackgroundProcess {
+    public static func start(
+        _ executable: String, _ arguments: [String], environment: [String: String],
+        outputPath: String
+    ) async throws -> BackgroundProcess {
         let log = try PrivateFile(appendingTo: outputPath)
         let null = try PrivateFile(openingNullDevice: ())
-        let configuration = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(arguments),
-                                          environment: .custom(SystemProcessRunner.keys(environment)))
+        let configuration = Configuration(
+            executable: .path(FilePath(executable)), arguments: Arguments(arguments),
+            environment: .custom(SystemProcessRunner.keys(environment)))
         let (started, continuation) = AsyncStream.makeStream(of: Int32.self)
         let ended = Task<Int32, any Error> {
             defer {
                 log.release()
                 null.release()
             }
-            let outcome = try await SystemProcessRunner.run(configuration, stdin: null.descriptor, stdout: log.descriptor,
-                                                            stderr: log.descriptor, timeout: nil) { pid in
+            let outcome = try await SystemProcessRunner.run(
+                configuration, stdin: null.descriptor, stdout: log.descriptor,
+                stderr: log.descriptor, timeout: nil
+            ) { pid in
                 continuation.yield(pid)
                 continuation.finish()
             }
@@ -279,7 +293,8 @@ public struct RunnerError: Error, CustomStringConvertible {
     }
 
     init(_ error: SubprocessError, executable: String) {
-        let notFound = error.code == .init(.executableNotFound)
+        let notFound =
+            error.code == .init(.executableNotFound)
             || error.underlyingError.map { $0.rawValue == ENOENT } == true
         self.init("cannot run \(executable): \(error.underlyingError.map { "\($0)" } ?? "\(error.code)")", notFound: notFound)
     }

@@ -51,31 +51,32 @@ public final class Store: @unchecked Sendable {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-            CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
-            CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
-            CREATE TABLE runs (
-              id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, manifest TEXT NOT NULL,
-              fingerprint TEXT NOT NULL, generation INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
-              deleted INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL);
-            CREATE TABLE instances (
-              id INTEGER PRIMARY KEY NOT NULL, run_id INTEGER NOT NULL REFERENCES runs(id), generation INTEGER NOT NULL,
-              phase TEXT NOT NULL, retired INTEGER NOT NULL DEFAULT 0, created_at REAL, started_at REAL, finished_at REAL,
-              exit_code INTEGER, logs_collected INTEGER NOT NULL DEFAULT 0, reason TEXT, last_probe_at REAL);
-            CREATE INDEX instances_run ON instances(run_id);
-            CREATE TABLE snapshots (
-              id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, from_run TEXT NOT NULL, instance_id INTEGER NOT NULL,
-              deleted INTEGER NOT NULL DEFAULT 0, created_at REAL, applied_at REAL NOT NULL);
-            CREATE TABLE intents (
-              id INTEGER PRIMARY KEY AUTOINCREMENT, machine TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL);
-            CREATE TABLE events (
-              id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, machine TEXT, run_id INTEGER, message TEXT NOT NULL);
-            CREATE TABLE whitelist (name TEXT PRIMARY KEY NOT NULL, reason TEXT NOT NULL, expires_at REAL);
-            CREATE TABLE backoff (machine TEXT PRIMARY KEY NOT NULL, attempts INTEGER NOT NULL, next_at REAL NOT NULL, last_error TEXT NOT NULL);
-            CREATE TABLE breaker (id INTEGER PRIMARY KEY CHECK (id = 1), open_until REAL, failures INTEGER NOT NULL, message TEXT);
-            CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, expires_at REAL NOT NULL);
-            INSERT INTO counters VALUES ('manifest', 1), ('instance', 1);
-            """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                    CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+                    CREATE TABLE runs (
+                      id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, manifest TEXT NOT NULL,
+                      fingerprint TEXT NOT NULL, generation INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
+                      deleted INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+                    CREATE TABLE instances (
+                      id INTEGER PRIMARY KEY NOT NULL, run_id INTEGER NOT NULL REFERENCES runs(id), generation INTEGER NOT NULL,
+                      phase TEXT NOT NULL, retired INTEGER NOT NULL DEFAULT 0, created_at REAL, started_at REAL, finished_at REAL,
+                      exit_code INTEGER, logs_collected INTEGER NOT NULL DEFAULT 0, reason TEXT, last_probe_at REAL);
+                    CREATE INDEX instances_run ON instances(run_id);
+                    CREATE TABLE snapshots (
+                      id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, from_run TEXT NOT NULL, instance_id INTEGER NOT NULL,
+                      deleted INTEGER NOT NULL DEFAULT 0, created_at REAL, applied_at REAL NOT NULL);
+                    CREATE TABLE intents (
+                      id INTEGER PRIMARY KEY AUTOINCREMENT, machine TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL);
+                    CREATE TABLE events (
+                      id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, machine TEXT, run_id INTEGER, message TEXT NOT NULL);
+                    CREATE TABLE whitelist (name TEXT PRIMARY KEY NOT NULL, reason TEXT NOT NULL, expires_at REAL);
+                    CREATE TABLE backoff (machine TEXT PRIMARY KEY NOT NULL, attempts INTEGER NOT NULL, next_at REAL NOT NULL, last_error TEXT NOT NULL);
+                    CREATE TABLE breaker (id INTEGER PRIMARY KEY CHECK (id = 1), open_until REAL, failures INTEGER NOT NULL, message TEXT);
+                    CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, expires_at REAL NOT NULL);
+                    INSERT INTO counters VALUES ('manifest', 1), ('instance', 1);
+                    """)
         }
         // v2: when the breaker last tripped, so that one episode counts once and only a success
         // that began after the trip closes it.
@@ -85,21 +86,23 @@ public final class Store: @unchecked Sendable {
         // v3: who holds the lease, beyond a pid: a random token per process, the host's boot,
         // the PID namespace and the process's start time.
         m.registerMigration("v3") { db in
-            try db.execute(sql: """
-            ALTER TABLE lease ADD COLUMN token TEXT;
-            ALTER TABLE lease ADD COLUMN boot TEXT;
-            ALTER TABLE lease ADD COLUMN namespace TEXT;
-            ALTER TABLE lease ADD COLUMN started TEXT;
-            """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE lease ADD COLUMN token TEXT;
+                    ALTER TABLE lease ADD COLUMN boot TEXT;
+                    ALTER TABLE lease ADD COLUMN namespace TEXT;
+                    ALTER TABLE lease ADD COLUMN started TEXT;
+                    """)
         }
         // v4: history off the hot path. A run with nothing left to do is archived (ticks read
         // only live runs); every change to a run bumps its revision and brings it back.
         m.registerMigration("v4") { db in
-            try db.execute(sql: """
-            ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
-            ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
-            CREATE INDEX runs_live ON runs(id) WHERE archived = 0;
-            """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+                    CREATE INDEX runs_live ON runs(id) WHERE archived = 0;
+                    """)
         }
         return m
     }
@@ -113,7 +116,8 @@ public final class Store: @unchecked Sendable {
         do {
             try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw StoreError("cannot create the state directory \(directory.path): \(Store.reason(error)); choose another with --state-dir or REPL_HOME")
+            throw StoreError(
+                "cannot create the state directory \(directory.path): \(Store.reason(error)); choose another with --state-dir or REPL_HOME")
         }
         path = directory.appendingPathComponent("state.db").path
         // A store that exists but cannot be written (a read-only mount, another user's, a full
@@ -133,7 +137,9 @@ public final class Store: @unchecked Sendable {
             waited += 1
         }
         if exists && isEmpty() {
-            throw StoreError("\(path) cannot be used: it is empty (0 bytes: truncated?). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
+            throw StoreError(
+                "\(path) cannot be used: it is empty (0 bytes: truncated?). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines"
+            )
         }
         let writable = fm.isWritableFile(atPath: directory.path) && (!exists || fm.isWritableFile(atPath: path))
         guard writable || exists else {
@@ -156,7 +162,7 @@ public final class Store: @unchecked Sendable {
                     return
                 } catch let error as StoreError {
                     throw error
-                } catch where !exists || Store.isCorrupt(error) {
+                } catch  where !exists || Store.isCorrupt(error) {
                     throw error
                 } catch {
                     // Busy past the wait, a full disk, an I/O error: the file is as good as it
@@ -176,7 +182,9 @@ public final class Store: @unchecked Sendable {
                 try Store.checkSchema(db, path: path)
                 let migrator = Store.migrator
                 if try !db.read({ try migrator.hasCompletedMigrations($0) }) {
-                    throw StoreError("\(path) cannot be written (\(readOnlyReason ?? "?")) and was written by an older repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "none")); open it once where it can be written so that it is upgraded")
+                    throw StoreError(
+                        "\(path) cannot be written (\(readOnlyReason ?? "?")) and was written by an older repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "none")); open it once where it can be written so that it is upgraded"
+                    )
                 }
             } catch {
                 try? fm.removeItem(at: copy)
@@ -194,7 +202,9 @@ public final class Store: @unchecked Sendable {
             // Only a corrupt file is worth rebuilding: a busy, read-only or full store is kept,
             // with its history, whitelist and snapshots, and the advice says what to do instead.
             if Store.isCorrupt(error) {
-                throw StoreError("\(path) cannot be used: \(Store.reason(error)). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines")
+                throw StoreError(
+                    "\(path) cannot be used: \(Store.reason(error)). It was left untouched; move it away and run `repl recover` to rebuild the state from the machines"
+                )
             }
             throw StoreError("\(path) cannot be opened: \(Store.reason(error))")
         }
@@ -212,7 +222,7 @@ public final class Store: @unchecked Sendable {
             let started = Date()
             do {
                 return try openInPlaceOnce(path, config)
-            } catch where isBusy(error) && attempt < 8 && Date().timeIntervalSince(started) < 1 {
+            } catch  where isBusy(error) && attempt < 8 && Date().timeIntervalSince(started) < 1 {
                 attempt += 1
                 usleep(UInt32.random(in: 20_000...120_000))
             }
@@ -244,7 +254,9 @@ public final class Store: @unchecked Sendable {
     static func checkSchema(_ db: DatabasePool, path: String) throws {
         let migrator = Store.migrator
         if try db.read({ try migrator.hasBeenSuperseded($0) }) {
-            throw StoreError("\(path) was written by a newer version of repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "?")); upgrade repl, or move the file away to start afresh")
+            throw StoreError(
+                "\(path) was written by a newer version of repl (schema \(try db.read { try migrator.appliedIdentifiers($0) }.sorted().last ?? "?")); upgrade repl, or move the file away to start afresh"
+            )
         }
     }
 
@@ -324,11 +336,15 @@ public final class Store: @unchecked Sendable {
         if let readOnlyReason {
             throw StoreError("\(path) cannot be written: \(readOnlyReason); commands that only read still work")
         }
-        do { return try db.write(body) } catch let e as StoreError { throw e } catch { throw StoreError("state store write failed: \(Store.reason(error))") }
+        do { return try db.write(body) } catch let e as StoreError { throw e } catch {
+            throw StoreError("state store write failed: \(Store.reason(error))")
+        }
     }
 
     func read<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
-        do { return try db.read(body) } catch let e as StoreError { throw e } catch { throw StoreError("state store read failed: \(Store.reason(error))") }
+        do { return try db.read(body) } catch let e as StoreError { throw e } catch {
+            throw StoreError("state store read failed: \(Store.reason(error))")
+        }
     }
 
     /// A throwaway copy of this store, for previews (`plan`, `apply --dry-run`).
@@ -419,24 +435,31 @@ public final class Store: @unchecked Sendable {
             for run in set.runs {
                 let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)
                 let fingerprint = run.generationFingerprint
-                if let row = try Row.fetchOne(db, sql: "SELECT id, manifest, fingerprint, generation, cancelled, deleted FROM runs WHERE name = ?", arguments: [run.name]) {
+                if let row = try Row.fetchOne(
+                    db, sql: "SELECT id, manifest, fingerprint, generation, cancelled, deleted FROM runs WHERE name = ?", arguments: [run.name])
+                {
                     let id: Int64 = row["id"]
                     let generation: Int = row["generation"]
                     let revived = (row["cancelled"] as Int) != 0 || (row["deleted"] as Int) != 0
                     if row["fingerprint"] as String != fingerprint || revived {
-                        try db.execute(sql: "UPDATE runs SET manifest = ?, fingerprint = ?, generation = ?, cancelled = 0, deleted = 0, updated_at = ?, \(Store.touched) WHERE id = ?",
-                                       arguments: [json, fingerprint, generation + 1, now.timeIntervalSince1970, id])
+                        try db.execute(
+                            sql:
+                                "UPDATE runs SET manifest = ?, fingerprint = ?, generation = ?, cancelled = 0, deleted = 0, updated_at = ?, \(Store.touched) WHERE id = ?",
+                            arguments: [json, fingerprint, generation + 1, now.timeIntervalSince1970, id])
                         changes.append(.replaced(run.name, generation: generation + 1))
                     } else if row["manifest"] as String != json {
-                        try db.execute(sql: "UPDATE runs SET manifest = ?, updated_at = ?, \(Store.touched) WHERE id = ?", arguments: [json, now.timeIntervalSince1970, id])
+                        try db.execute(
+                            sql: "UPDATE runs SET manifest = ?, updated_at = ?, \(Store.touched) WHERE id = ?",
+                            arguments: [json, now.timeIntervalSince1970, id])
                         changes.append(.updated(run.name))
                     } else {
                         changes.append(.unchanged(run.name))
                     }
                 } else {
                     let id = try Store.next(db, "manifest")
-                    try db.execute(sql: "INSERT INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-                                   arguments: [id, run.name, json, fingerprint, now.timeIntervalSince1970, now.timeIntervalSince1970])
+                    try db.execute(
+                        sql: "INSERT INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                        arguments: [id, run.name, json, fingerprint, now.timeIntervalSince1970, now.timeIntervalSince1970])
                     changes.append(.created(run.name))
                 }
             }
@@ -447,8 +470,9 @@ public final class Store: @unchecked Sendable {
                 }
                 let id = try Store.next(db, "manifest")
                 let instance = try Store.next(db, "instance")
-                try db.execute(sql: "INSERT INTO snapshots (id, name, from_run, instance_id, applied_at) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [id, snap.name, snap.from, instance, now.timeIntervalSince1970])
+                try db.execute(
+                    sql: "INSERT INTO snapshots (id, name, from_run, instance_id, applied_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [id, snap.name, snap.from, instance, now.timeIntervalSince1970])
                 // Its source run is read by ticks again, so that the plan says what it waits for.
                 try db.execute(sql: "UPDATE runs SET \(Store.touched) WHERE name = ? AND archived = 1", arguments: [snap.from])
                 changes.append(.created(snap.name))
@@ -466,8 +490,10 @@ public final class Store: @unchecked Sendable {
     /// Names of runs and snapshots that are not deleted, for validating references.
     public func knownNames() throws(StoreError) -> (runs: Set<String>, snapshots: Set<String>) {
         try read { db in
-            (Set(try String.fetchAll(db, sql: "SELECT name FROM runs WHERE deleted = 0")),
-             Set(try String.fetchAll(db, sql: "SELECT name FROM snapshots WHERE deleted = 0")))
+            (
+                Set(try String.fetchAll(db, sql: "SELECT name FROM runs WHERE deleted = 0")),
+                Set(try String.fetchAll(db, sql: "SELECT name FROM snapshots WHERE deleted = 0"))
+            )
         }
     }
 
@@ -483,10 +509,11 @@ public final class Store: @unchecked Sendable {
         guard let phase = InstancePhase(rawValue: phaseText) else { throw c.damaged("phase", "\"\(phaseText)\" is no phase") }
         let generation = try c.int("generation")
         guard generation >= 1 else { throw c.damaged("generation", "\(generation)") }
-        return InstanceState(id: InstanceID(try c.int64("id")), generation: generation, phase: phase, retired: try c.int("retired") != 0,
-                             createdAt: try c.date("created_at"), startedAt: try c.date("started_at"), finishedAt: try c.date("finished_at"),
-                             exitCode: try c.optionalInt("exit_code"), logsCollected: try c.int("logs_collected") != 0,
-                             reason: try c.optionalString("reason"))
+        return InstanceState(
+            id: InstanceID(try c.int64("id")), generation: generation, phase: phase, retired: try c.int("retired") != 0,
+            createdAt: try c.date("created_at"), startedAt: try c.date("started_at"), finishedAt: try c.date("finished_at"),
+            exitCode: try c.optionalInt("exit_code"), logsCollected: try c.int("logs_collected") != 0,
+            reason: try c.optionalString("reason"))
     }
 
     /// A row's cells read as the schema says they are, or an error naming the row and the
@@ -497,7 +524,9 @@ public final class Store: @unchecked Sendable {
         let what: String
 
         func damaged(_ column: String, _ why: String) -> StoreError {
-            StoreError("the store's \(what) has a damaged \(column) (\(why)); nothing was changed. Move state.db aside and run repl recover to rebuild the store from the machines")
+            StoreError(
+                "the store's \(what) has a damaged \(column) (\(why)); nothing was changed. Move state.db aside and run repl recover to rebuild the store from the machines"
+            )
         }
 
         func optional<T: DatabaseValueConvertible>(_ column: String, _ type: T.Type) throws(StoreError) -> T? {
@@ -551,11 +580,12 @@ public final class Store: @unchecked Sendable {
     public func runs(includeDeleted: Bool = true, liveOnly: Bool = false, named: String? = nil) throws(StoreError) -> [RunRecord] {
         try read { db in
             var instancesByRun: [Int64: [InstanceState]] = [:]
-            let instances = named != nil
+            let instances =
+                named != nil
                 ? "SELECT instances.* FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.name = ? ORDER BY instances.id"
                 : liveOnly
-                ? "SELECT instances.* FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.archived = 0 ORDER BY instances.id"
-                : "SELECT * FROM instances ORDER BY id"
+                    ? "SELECT instances.* FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.archived = 0 ORDER BY instances.id"
+                    : "SELECT * FROM instances ORDER BY id"
             let byName: StatementArguments = named.map { [$0] } ?? []
             for row in try Row.fetchAll(db, sql: instances, arguments: byName) {
                 let instance = try Store.instance(row)
@@ -567,8 +597,9 @@ public final class Store: @unchecked Sendable {
             if liveOnly { filters.append("archived = 0") }
             if named != nil { filters.append("name = ?") }
             let filter = filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND ")
-            let errors = Dictionary(try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
-                                    uniquingKeysWith: { a, _ in a })
+            let errors = Dictionary(
+                try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
+                uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id", arguments: byName)
             var texts: [(run: Int64, text: String)] = []
@@ -588,7 +619,9 @@ public final class Store: @unchecked Sendable {
                 switch result {
                 case .success(let m): manifest = m
                 case .failure(let error):
-                    throw StoreError("\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64(id)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it")
+                    throw StoreError(
+                        "\(self.path): the stored manifest of run \(name) (#\(Base36.encode(UInt64(id)))) cannot be read (\(Store.decodingReason(error))); nothing was changed. Apply its manifest again (repl apply -f FILE) to replace it"
+                    )
                 }
                 // What a manifest's own checks would refuse, or a generation no apply makes, is
                 // damage: acting on it would retire or delete the run's running machines.
@@ -602,9 +635,10 @@ public final class Store: @unchecked Sendable {
                     throw c.damaged("generation", "\(generation), below its instance \(Base36.encode(newer.id))'s \(newer.generation)")
                 }
                 let deleted = try c.int("deleted") != 0
-                let run = DesiredRun(id: RunID(id), manifest: manifest, generation: generation,
-                                     cancelled: try c.int("cancelled") != 0 || deleted, instances: instances,
-                                     revision: try c.int("revision"))
+                let run = DesiredRun(
+                    id: RunID(id), manifest: manifest, generation: generation,
+                    cancelled: try c.int("cancelled") != 0 || deleted, instances: instances,
+                    revision: try c.int("revision"))
                 let lastError = cid.flatMap { cid in
                     run.instances.lazy.compactMap { errors[MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description] }.first
                 }
@@ -617,9 +651,10 @@ public final class Store: @unchecked Sendable {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM snapshots ORDER BY id").map { row in
                 let c = Cells(row: row, what: "snapshot \(String.fromDatabaseValue(row["name"] as DatabaseValue) ?? "?")")
-                return DesiredSnapshot(id: RunID(try c.int64("id")), name: try c.string("name"), fromRun: try c.string("from_run"),
-                                       instanceID: InstanceID(try c.int64("instance_id")), deleted: try c.int("deleted") != 0,
-                                       createdAt: try c.date("created_at"))
+                return DesiredSnapshot(
+                    id: RunID(try c.int64("id")), name: try c.string("name"), fromRun: try c.string("from_run"),
+                    instanceID: InstanceID(try c.int64("instance_id")), deleted: try c.int("deleted") != 0,
+                    createdAt: try c.date("created_at"))
             }
         }
     }
@@ -629,7 +664,9 @@ public final class Store: @unchecked Sendable {
     /// for each orphan about to be deleted, rather than scanning every instance each tick.
     public func strayInstance(_ id: InstanceID) throws(StoreError) -> StoreError? {
         try read { db -> StoreError? in
-            guard let row = try Row.fetchOne(db, sql: "SELECT id, run_id FROM instances WHERE id = ?", arguments: [Int64(bitPattern: id)]) else { return nil }
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, run_id FROM instances WHERE id = ?", arguments: [Int64(bitPattern: id)]) else {
+                return nil
+            }
             let run = row["run_id"] as DatabaseValue
             if let runID = Int64.fromDatabaseValue(run), try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [runID]) == true {
                 return nil
@@ -656,13 +693,15 @@ public final class Store: @unchecked Sendable {
         return try write { db in
             var archived = 0
             for run in runs {
-                try db.execute(sql: "UPDATE runs SET archived = 1 WHERE id = ? AND revision = ? AND archived = 0",
-                               arguments: [Int64(run.id), run.revision])
+                try db.execute(
+                    sql: "UPDATE runs SET archived = 1 WHERE id = ? AND revision = ? AND archived = 0",
+                    arguments: [Int64(run.id), run.revision])
                 guard db.changesCount > 0 else { continue }
                 archived += 1
                 for instance in run.instances {
-                    try db.execute(sql: "DELETE FROM backoff WHERE machine = ?",
-                                   arguments: [MachineName(controlID: controlID, manifestID: run.id, instanceID: instance.id).description])
+                    try db.execute(
+                        sql: "DELETE FROM backoff WHERE machine = ?",
+                        arguments: [MachineName(controlID: controlID, manifestID: run.id, instanceID: instance.id).description])
                 }
             }
             return archived
@@ -679,8 +718,11 @@ public final class Store: @unchecked Sendable {
                 // Settled: archived by a controller, or every instance ended with its logs
                 // collected (its machine was deleted right after) or never started.
                 let settled = run.instances.allSatisfy { $0.phase.isTerminal && ($0.logsCollected || $0.startedAt == nil) }
-                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE id = ? AND deleted = 1 AND (archived = 1 OR ?) AND updated_at < ?",
-                                       arguments: [Int64(run.id), settled, cutoff.timeIntervalSince1970]) == 1 else { continue }
+                guard
+                    try Int.fetchOne(
+                        db, sql: "SELECT COUNT(*) FROM runs WHERE id = ? AND deleted = 1 AND (archived = 1 OR ?) AND updated_at < ?",
+                        arguments: [Int64(run.id), settled, cutoff.timeIntervalSince1970]) == 1
+                else { continue }
                 try db.execute(sql: "DELETE FROM instances WHERE run_id = ?", arguments: [Int64(run.id)])
                 try db.execute(sql: "DELETE FROM events WHERE run_id = ?", arguments: [Int64(run.id)])
                 try db.execute(sql: "DELETE FROM runs WHERE id = ?", arguments: [Int64(run.id)])
@@ -693,8 +735,10 @@ public final class Store: @unchecked Sendable {
     /// How many runs are archived and how many live (for `doctor` and the benchmark).
     public func runCounts() throws(StoreError) -> (live: Int, archived: Int) {
         try read { db in
-            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE archived = 0") ?? 0,
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE archived = 1") ?? 0)
+            (
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE archived = 0") ?? 0,
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM runs WHERE archived = 1") ?? 0
+            )
         }
     }
 
@@ -714,22 +758,28 @@ public final class Store: @unchecked Sendable {
         let t = now.timeIntervalSince1970
         switch action {
         case let .addInstance(run, instance, generation):
-            try db.execute(sql: "INSERT OR IGNORE INTO instances (id, run_id, generation, phase) VALUES (?, ?, ?, 'Pending')",
-                           arguments: [Int64(instance), Int64(run), generation])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO instances (id, run_id, generation, phase) VALUES (?, ?, ?, 'Pending')",
+                arguments: [Int64(instance), Int64(run), generation])
             try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(instance) + 1])
         case let .retireInstance(_, instance, _):
             try db.execute(sql: "UPDATE instances SET retired = 1 WHERE id = ?", arguments: [Int64(instance)])
         case let .markPhase(_, instance, phase, code, reason):
             // Bootstrapping or Running found by reading the machine (a launch whose record was
             // lost) starts the deadline's clock, as a recorded launch does.
-            try db.execute(sql: "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END, started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END WHERE id = ?",
-                           arguments: [phase.rawValue, code, reason, phase.isTerminal, t, phase == .bootstrapping || phase == .running, t, Int64(instance)])
+            try db.execute(
+                sql:
+                    "UPDATE instances SET phase = ?, exit_code = COALESCE(?, exit_code), reason = ?, finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE finished_at END, started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END WHERE id = ?",
+                arguments: [phase.rawValue, code, reason, phase.isTerminal, t, phase == .bootstrapping || phase == .running, t, Int64(instance)])
         case let .create(_, instance, _, _), let .clone(_, instance, _, _):
-            try db.execute(sql: "UPDATE instances SET phase = CASE WHEN phase = 'Pending' THEN 'Provisioning' ELSE phase END, created_at = COALESCE(created_at, ?) WHERE id = ?",
-                           arguments: [t, Int64(instance)])
+            try db.execute(
+                sql:
+                    "UPDATE instances SET phase = CASE WHEN phase = 'Pending' THEN 'Provisioning' ELSE phase END, created_at = COALESCE(created_at, ?) WHERE id = ?",
+                arguments: [t, Int64(instance)])
         case let .startRun(_, instance, _):
-            try db.execute(sql: "UPDATE instances SET phase = 'Bootstrapping', started_at = ? WHERE id = ? AND phase IN ('Pending', 'Provisioning')",
-                           arguments: [t, Int64(instance)])
+            try db.execute(
+                sql: "UPDATE instances SET phase = 'Bootstrapping', started_at = ? WHERE id = ? AND phase IN ('Pending', 'Provisioning')",
+                arguments: [t, Int64(instance)])
         case let .collectLogs(_, instance, _):
             try db.execute(sql: "UPDATE instances SET logs_collected = 1 WHERE id = ?", arguments: [Int64(instance)])
         case let .takeSnapshot(name, _, _):
@@ -747,10 +797,12 @@ public final class Store: @unchecked Sendable {
     /// the instance neither retired nor of an older generation.
     public func isWanted(run: RunID, instance: InstanceID) throws(StoreError) -> Bool {
         try read { db in
-            let row = try Row.fetchOne(db, sql: """
-                SELECT runs.cancelled, runs.deleted, runs.generation AS run_generation, instances.generation, instances.retired
-                FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.id = ? AND instances.id = ?
-                """, arguments: [Int64(run), Int64(instance)])
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT runs.cancelled, runs.deleted, runs.generation AS run_generation, instances.generation, instances.retired
+                    FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.id = ? AND instances.id = ?
+                    """, arguments: [Int64(run), Int64(instance)])
             guard let row else { return false }
             return (row["cancelled"] as Int) == 0 && (row["deleted"] as Int) == 0 && (row["retired"] as Int) == 0
                 && (row["run_generation"] as Int) == (row["generation"] as Int)
@@ -769,29 +821,34 @@ public final class Store: @unchecked Sendable {
             try Store.record(action, in: db, at: now)
             try db.execute(sql: "DELETE FROM intents WHERE id = ?", arguments: [intent])
             try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine])
-            try db.execute(sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [now.timeIntervalSince1970, kind, machine, action.instance.map { Int64($0.run) }, "\(action)"])
+            try db.execute(
+                sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
+                arguments: [now.timeIntervalSince1970, kind, machine, action.instance.map { Int64($0.run) }, "\(action)"])
         }
     }
 
     /// Marks when an instance's machine was first requested (before the orbctl call).
     public func markRequested(instance: InstanceID, at now: Date) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "UPDATE instances SET created_at = COALESCE(created_at, ?) WHERE id = ?", arguments: [now.timeIntervalSince1970, Int64(instance)])
+            try db.execute(
+                sql: "UPDATE instances SET created_at = COALESCE(created_at, ?) WHERE id = ?",
+                arguments: [now.timeIntervalSince1970, Int64(instance)])
         }
     }
 
     public func recordProbe(instance: InstanceID, at now: Date) throws(StoreError) {
-        try write { db in try db.execute(sql: "UPDATE instances SET last_probe_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, Int64(instance)]) }
+        try write { db in
+            try db.execute(sql: "UPDATE instances SET last_probe_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, Int64(instance)])
+        }
     }
 
     public func lastProbes() throws(StoreError) -> [InstanceID: Date] {
         try read { db in
             var out: [InstanceID: Date] = [:]
             let sql = """
-            SELECT instances.id, instances.last_probe_at FROM runs JOIN instances ON instances.run_id = runs.id
-            WHERE runs.archived = 0 AND instances.last_probe_at IS NOT NULL
-            """
+                SELECT instances.id, instances.last_probe_at FROM runs JOIN instances ON instances.run_id = runs.id
+                WHERE runs.archived = 0 AND instances.last_probe_at IS NOT NULL
+                """
             for row in try Row.fetchAll(db, sql: sql) {
                 out[InstanceID(row["id"] as Int64)] = Date(timeIntervalSince1970: row["last_probe_at"])
             }
@@ -804,8 +861,9 @@ public final class Store: @unchecked Sendable {
     /// Records an intent before the orbctl call; returns its id.
     public func openIntent(machine: String, action: String, pid: Int32 = getpid(), now: Date = Date()) throws(StoreError) -> Int64 {
         try write { db in
-            try db.execute(sql: "INSERT INTO intents (machine, action, pid, at) VALUES (?, ?, ?, ?)",
-                           arguments: [machine, action, Int64(pid), now.timeIntervalSince1970])
+            try db.execute(
+                sql: "INSERT INTO intents (machine, action, pid, at) VALUES (?, ?, ?, ?)",
+                arguments: [machine, action, Int64(pid), now.timeIntervalSince1970])
             return db.lastInsertedRowID
         }
     }
@@ -825,8 +883,9 @@ public final class Store: @unchecked Sendable {
 
     public func event(_ kind: String, machine: String? = nil, run: RunID? = nil, _ message: String, now: Date = Date()) {
         _ = try? write { db in
-            try db.execute(sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [now.timeIntervalSince1970, kind, machine, run.map { Int64($0) }, message])
+            try db.execute(
+                sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
+                arguments: [now.timeIntervalSince1970, kind, machine, run.map { Int64($0) }, message])
             try Store.pruneEvents(db, now: now)
         }
     }
@@ -836,16 +895,18 @@ public final class Store: @unchecked Sendable {
     public static let eventsMaxAge: TimeInterval = 30 * 86_400
 
     static func pruneEvents(_ db: Database, now: Date) throws {
-        try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ? OR at < ?",
-                       arguments: [maxEvents, now.timeIntervalSince1970 - eventsMaxAge])
+        try db.execute(
+            sql: "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ? OR at < ?",
+            arguments: [maxEvents, now.timeIntervalSince1970 - eventsMaxAge])
     }
 
     public func events(limit: Int = 50, run: RunID? = nil) throws(StoreError) -> [StoreEvent] {
         try read { db in
             let filter = run.map { "WHERE run_id = \(Int64($0))" } ?? ""
             return try Row.fetchAll(db, sql: "SELECT * FROM events \(filter) ORDER BY id DESC LIMIT ?", arguments: [limit]).reversed().map {
-                StoreEvent(at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"], machine: $0["machine"],
-                           runID: ($0["run_id"] as Int64?).map { RunID($0) }, message: $0["message"])
+                StoreEvent(
+                    at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"], machine: $0["machine"],
+                    runID: ($0["run_id"] as Int64?).map { RunID($0) }, message: $0["message"])
             }
         }
     }
@@ -854,7 +915,8 @@ public final class Store: @unchecked Sendable {
         try read { db in
             var out: [String: Backoff] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT * FROM backoff") {
-                out[row["machine"]] = Backoff(attempts: row["attempts"], nextAttempt: Date(timeIntervalSince1970: row["next_at"]), lastError: row["last_error"])
+                out[row["machine"]] = Backoff(
+                    attempts: row["attempts"], nextAttempt: Date(timeIntervalSince1970: row["next_at"]), lastError: row["last_error"])
             }
             return out
         }
@@ -863,8 +925,9 @@ public final class Store: @unchecked Sendable {
     /// Records a machine's backoff (``Admission`` decides it).
     public func saveBackoff(machine: String, _ backoff: Backoff) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO backoff (machine, attempts, next_at, last_error) VALUES (?, ?, ?, ?)",
-                           arguments: [machine, backoff.attempts, backoff.nextAttempt.timeIntervalSince1970, backoff.lastError])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO backoff (machine, attempts, next_at, last_error) VALUES (?, ?, ?, ?)",
+                arguments: [machine, backoff.attempts, backoff.nextAttempt.timeIntervalSince1970, backoff.lastError])
         }
     }
 
@@ -875,17 +938,21 @@ public final class Store: @unchecked Sendable {
     public func breaker() throws(StoreError) -> Breaker {
         try read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1") else { return .closed }
-            return Breaker(openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"],
-                           trippedAt: Store.date(row, "tripped_at"))
+            return Breaker(
+                openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"],
+                trippedAt: Store.date(row, "tripped_at"))
         }
     }
 
     /// Records the breaker (``Admission`` trips it).
     public func saveBreaker(_ breaker: Breaker) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message, tripped_at) VALUES (1, ?, ?, ?, ?)",
-                           arguments: [breaker.openUntil?.timeIntervalSince1970, breaker.failures, breaker.message,
-                                       breaker.trippedAt?.timeIntervalSince1970])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message, tripped_at) VALUES (1, ?, ?, ?, ?)",
+                arguments: [
+                    breaker.openUntil?.timeIntervalSince1970, breaker.failures, breaker.message,
+                    breaker.trippedAt?.timeIntervalSince1970,
+                ])
         }
     }
 
@@ -895,15 +962,18 @@ public final class Store: @unchecked Sendable {
 
     public func whitelist(now: Date = Date()) throws(StoreError) -> [(name: String, reason: String, expires: Date?)] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM whitelist WHERE expires_at IS NULL OR expires_at > ? ORDER BY name", arguments: [now.timeIntervalSince1970])
-                .map { ($0["name"], $0["reason"], Store.date($0, "expires_at")) }
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM whitelist WHERE expires_at IS NULL OR expires_at > ? ORDER BY name", arguments: [now.timeIntervalSince1970]
+            )
+            .map { ($0["name"], $0["reason"], Store.date($0, "expires_at")) }
         }
     }
 
     public func addToWhitelist(_ name: String, reason: String, expires: Date?) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO whitelist (name, reason, expires_at) VALUES (?, ?, ?)",
-                           arguments: [name, reason, expires?.timeIntervalSince1970])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO whitelist (name, reason, expires_at) VALUES (?, ?, ?)",
+                arguments: [name, reason, expires?.timeIntervalSince1970])
         }
     }
 
@@ -926,17 +996,24 @@ public final class Store: @unchecked Sendable {
 
     /// Records a run rebuilt from its machines: its manifest, id and generation, and an
     /// instance per machine. Counters move past every recovered id.
-    public func insertRecovered(run: RunManifest, id: RunID, generation: Int,
-                                instances: [(id: InstanceID, phase: InstancePhase, createdAt: Date?, exitCode: Int?)], now: Date = Date()) throws(StoreError) {
+    public func insertRecovered(
+        run: RunManifest, id: RunID, generation: Int,
+        instances: [(id: InstanceID, phase: InstancePhase, createdAt: Date?, exitCode: Int?)], now: Date = Date()
+    ) throws(StoreError) {
         try write { db in
             let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)
-            try db.execute(sql: "INSERT OR REPLACE INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           arguments: [Int64(id), run.name, json, run.generationFingerprint, generation, now.timeIntervalSince1970, now.timeIntervalSince1970])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [Int64(id), run.name, json, run.generationFingerprint, generation, now.timeIntervalSince1970, now.timeIntervalSince1970])
             for i in instances {
-                try db.execute(sql: "INSERT OR REPLACE INTO instances (id, run_id, generation, phase, created_at, started_at, exit_code, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               arguments: [Int64(i.id), Int64(id), generation, i.phase.rawValue, i.createdAt?.timeIntervalSince1970,
-                                           i.phase >= .bootstrapping ? (i.createdAt ?? now).timeIntervalSince1970 : nil, i.exitCode,
-                                           i.phase.isTerminal ? now.timeIntervalSince1970 : nil])
+                try db.execute(
+                    sql:
+                        "INSERT OR REPLACE INTO instances (id, run_id, generation, phase, created_at, started_at, exit_code, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        Int64(i.id), Int64(id), generation, i.phase.rawValue, i.createdAt?.timeIntervalSince1970,
+                        i.phase >= .bootstrapping ? (i.createdAt ?? now).timeIntervalSince1970 : nil, i.exitCode,
+                        i.phase.isTerminal ? now.timeIntervalSince1970 : nil,
+                    ])
                 try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(i.id) + 1])
             }
             try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'manifest'", arguments: [Int64(id) + 1])
@@ -956,8 +1033,9 @@ public final class Store: @unchecked Sendable {
     /// Cancels a run (its machines are deleted by the controller); with `delete`, it is also hidden.
     public func cancel(run: RunID, delete: Bool = false, now: Date = Date()) throws(StoreError) {
         try write { db in
-            try db.execute(sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END, updated_at = ?, \(Store.touched) WHERE id = ?",
-                           arguments: [delete, now.timeIntervalSince1970, Int64(run)])
+            try db.execute(
+                sql: "UPDATE runs SET cancelled = 1, deleted = CASE WHEN ? THEN 1 ELSE deleted END, updated_at = ?, \(Store.touched) WHERE id = ?",
+                arguments: [delete, now.timeIntervalSince1970, Int64(run)])
         }
     }
 
@@ -987,8 +1065,9 @@ public final class Store: @unchecked Sendable {
                 return other
             }
             let me = Store.identity
-            try db.execute(sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                           arguments: [holder, Int64(getpid()), now.timeIntervalSince1970 + duration, Store.token, me?.boot, me?.namespace, me?.start])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [holder, Int64(getpid()), now.timeIntervalSince1970 + duration, Store.token, me?.boot, me?.namespace, me?.start])
             return nil
         }
     }
@@ -1010,7 +1089,10 @@ public final class Store: @unchecked Sendable {
     }
 
     public func releaseLease() {
-        _ = try? write { db in try db.execute(sql: "DELETE FROM lease WHERE id = 1 AND (token = ? OR (token IS NULL AND pid = ?))", arguments: [Store.token, Int64(getpid())]) }
+        _ = try? write { db in
+            try db.execute(
+                sql: "DELETE FROM lease WHERE id = 1 AND (token = ? OR (token IS NULL AND pid = ?))", arguments: [Store.token, Int64(getpid())])
+        }
     }
 
     /// Who holds the lease now (this process included), if anyone does.

@@ -1,9 +1,9 @@
 import Foundation
-import ReplPlatform
 import OrbSim
 import OrbStack
 import ReplController
 import ReplCore
+import ReplPlatform
 import ReplStore
 
 /// A fresh emulator home, store and controller for one benchmark section.
@@ -88,8 +88,7 @@ final class Fleet: @unchecked Sendable {
             _ = sim.main(["admin", "reset"], io: io)
         }
         // REPL_BENCH_KEEP=1 keeps the directory (its call log, store and logs) to look into a figure.
-        if !keep { try? FileManager.default.removeItem(at: root) }
-        else { FileHandle.standardError.write(Data("kept \(root.path)\n".utf8)) }
+        if !keep { try? FileManager.default.removeItem(at: root) } else { FileHandle.standardError.write(Data("kept \(root.path)\n".utf8)) }
     }
 }
 

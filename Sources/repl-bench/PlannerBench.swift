@@ -23,12 +23,15 @@ enum PlannerBench {
         runs.reserveCapacity(desired)
         for i in 0..<desired {
             let id = InstanceID(i + 1)
-            let instance = InstanceState(id: id, generation: 1, phase: .running, createdAt: now.addingTimeInterval(-60),
-                                         startedAt: now.addingTimeInterval(-55))
+            let instance = InstanceState(
+                id: id, generation: 1, phase: .running, createdAt: now.addingTimeInterval(-60),
+                startedAt: now.addingTimeInterval(-55))
             runs.append(DesiredRun(id: RunID(i + 1), manifest: RunManifest(name: "run\(i)", command: "sleep 1000"), instances: [instance]))
             if machines.count < observed {
-                machines.append(ObservedMachine(id: ULID.make(at: now.addingTimeInterval(-60), using: &rng),
-                                                name: Planner.machineName(settings, run: RunID(i + 1), instance: id), state: .running))
+                machines.append(
+                    ObservedMachine(
+                        id: ULID.make(at: now.addingTimeInterval(-60), using: &rng),
+                        name: Planner.machineName(settings, run: RunID(i + 1), instance: id), state: .running))
             }
         }
         var extra = 0
@@ -37,8 +40,9 @@ enum PlannerBench {
             let name = extra % 2 == 0 ? "dev-\(extra)" : "repl-bench0-none-\(String(1_000_000 + extra, radix: 36))"
             machines.append(ObservedMachine(id: ULID.make(at: now.addingTimeInterval(-30), using: &rng), name: name, state: .running))
         }
-        let input = PlanInput(desired: DesiredState(runs: runs, nextInstanceID: InstanceID(desired + 1)),
-                              observation: .machines(machines), now: now, settings: settings)
+        let input = PlanInput(
+            desired: DesiredState(runs: runs, nextInstanceID: InstanceID(desired + 1)),
+            observation: .machines(machines), now: now, settings: settings)
         var times: [Double] = []
         var actions = 0
         for _ in 0..<rounds {

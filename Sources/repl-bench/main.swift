@@ -1,9 +1,9 @@
 import Foundation
-import ReplPlatform
 import OrbSim
 import OrbStack
 import ReplController
 import ReplCore
+import ReplPlatform
 import ReplStore
 
 // repl-bench: figures measured side by side in one run, stated as ratios where they
@@ -20,8 +20,9 @@ if (CommandLine.arguments[0] as NSString).lastPathComponent == "orbctl" || args.
 // `repl-bench __measure PROGRAM ARGS…`: runs PROGRAM (its output discarded) and prints its
 // exit code and peak resident set in kilobytes: a fresh process has no other children.
 if args.first == "__measure", args.count >= 2 {
-    let code = try await SystemProcessRunner.runAttached(args[1], Array(args.dropFirst(2)), environment: environment,
-                                                          stdout: open("/dev/null", O_WRONLY), stderr: 2)
+    let code = try await SystemProcessRunner.runAttached(
+        args[1], Array(args.dropFirst(2)), environment: environment,
+        stdout: open("/dev/null", O_WRONLY), stderr: 2)
     print("\(code) \(Platform.childrenPeakResidentKilobytes())")
     exit(0)
 }
@@ -34,7 +35,7 @@ let only = args.firstIndex(of: "--only").flatMap { args.indices.contains($0 + 1)
 func section(_ id: String) -> Bool { only?.contains(id) ?? true }
 
 #if DEBUG
-FileHandle.standardError.write(Data("warning: a debug build; use `swift run -c release repl-bench` for real figures\n".utf8))
+    FileHandle.standardError.write(Data("warning: a debug build; use `swift run -c release repl-bench` for real figures\n".utf8))
 #endif
 
 var report: [String] = []
@@ -49,10 +50,13 @@ emit("# repl benchmarks\n")
 // Each emulated orbctl call is a process: with the Swift runtime as shared libraries, the
 // dynamic loader's symbol lookups take about 8 ms of CPU per call on Linux, which real
 // orbctl (one static Go binary) does not pay.
-let runtime = Platform.swiftRuntimeDirectory() == nil
+let runtime =
+    Platform.swiftRuntimeDirectory() == nil
     ? "the Swift runtime linked in (`--static-swift-stdlib`)"
     : "the Swift runtime as shared libraries (build with `--static-swift-stdlib` for comparable figures)"
-emit("Measured \(DateFormats.iso8601(Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated, \(runtime).\n")
+emit(
+    "Measured \(DateFormats.iso8601(Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(quick ? "quick" : "full") run, against orbctl-sim with its latencies as stated, \(runtime).\n"
+)
 
 /// An idle tick measured: orbctl calls per tick, the tick's median time and one `orbctl list`
 /// alone at OrbStack's latency (7 ticks each).
@@ -71,7 +75,10 @@ func idleTick(_ fleet: Fleet) async throws -> IdleTick {
     try await fleet.sim(["admin", "calls", "--reset"])
     var ticks: [Double] = []
     for _ in 0..<7 {
-        ticks.append(await seconds { let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle") })
+        ticks.append(
+            await seconds {
+                let r = await controller.tick(); precondition(r.outcomes.isEmpty, "not idle")
+            })
     }
     let calls = Double(try await fleet.calls()) / 7
     // Ticks and lists alternate, so that a slower or faster stretch of the machine weighs on
@@ -92,7 +99,9 @@ func idleTickRow(_ fleet: Fleet, _ n: Int) async throws -> String {
 // 1. Converged idle tick.
 if section("1") {
     emit("## 1. Converged idle tick\n")
-    emit("Up to 200 running machines; past that, the rest are stopped snapshots (OrbStack's pool holds 238 addresses). Goal: one call, ≤ 1.2× one list at 1,000 machines.\n")
+    emit(
+        "Up to 200 running machines; past that, the rest are stopped snapshots (OrbStack's pool holds 238 addresses). Goal: one call, ≤ 1.2× one list at 1,000 machines.\n"
+    )
     emit("| owned machines | orbctl calls per tick | tick time | one `orbctl list` alone | ratio |")
     emit("|---|---|---|---|---|")
     for n in quick ? [10, 100] : [10, 100, 1000] {
@@ -102,8 +111,9 @@ if section("1") {
         // OrbStack's address pool holds 238 running machines, so past 200 the fleet is 200
         // running machines and stopped snapshots of them: all owned, all idle.
         let running = min(n, 200), snapshots = n - running
-        try fleet.apply("kind: Run\nname: idle\nreplicas: \(running)\n"
-                        + (0..<snapshots).map { "---\nkind: Snapshot\nname: snap\($0)\nfrom: idle\n" }.joined())
+        try fleet.apply(
+            "kind: Run\nname: idle\nreplicas: \(running)\n"
+                + (0..<snapshots).map { "---\nkind: Snapshot\nname: snap\($0)\nfrom: idle\n" }.joined())
         let setup = fleet.controller(concurrency: 16)
         try await fleet.converge(setup) {
             let run = try fleet.store.runs()[0].run
@@ -117,7 +127,9 @@ if section("1") {
 // 1b. Idle tick with commands running: statuses come through the host channel.
 if section("1b") {
     emit("\n## 1b. Idle tick with N running commands\n")
-    emit("Every instance's command is running (`sleep`); each tick reads their statuses from the host status channel (`$REPL_HOME/machines`), so a tick costs the one `orbctl list`, as an idle fleet's does. Without the channel (isolated machines), each status is an `orbctl run` per probe interval. Goal: one call, ≤ 1.2× one list with 100 running commands.\n")
+    emit(
+        "Every instance's command is running (`sleep`); each tick reads their statuses from the host status channel (`$REPL_HOME/machines`), so a tick costs the one `orbctl list`, as an idle fleet's does. Without the channel (isolated machines), each status is an `orbctl run` per probe interval. Goal: one call, ≤ 1.2× one list with 100 running commands.\n"
+    )
     emit("| running commands | orbctl calls per tick | tick time | one `orbctl list` alone | ratio |")
     emit("|---|---|---|---|---|")
     for n in quick ? [5, 20] : [5, 100] {
@@ -138,7 +150,9 @@ if section("1b") {
 if section("1c") {
     let historySize = quick ? 2_000 : 20_000
     emit("\n## 1c. Idle tick with \(historySize) finished runs in history\n")
-    emit("10 running machines; the same fleet with a fresh store, then with \(historySize) runs that finished a day ago (each with its instance, exit code and collected log). Ticks read only live runs: finished ones are archived once settled and stay queryable (`run list`, `logs`). Goal: ≤ 1.2× the fresh store.\n")
+    emit(
+        "10 running machines; the same fleet with a fresh store, then with \(historySize) runs that finished a day ago (each with its instance, exit code and collected log). Ticks read only live runs: finished ones are archived once settled and stay queryable (`run list`, `logs`). Goal: ≤ 1.2× the fresh store.\n"
+    )
     emit("| store | runs in the store | orbctl calls per tick | tick time | one `orbctl list` alone | ratio to list | ratio to fresh |")
     emit("|---|---|---|---|---|---|---|")
     var freshTick: Double?
@@ -158,11 +172,13 @@ if section("1c") {
             var actions: [Action] = []
             for run in try fleet.store.desiredState().runs where run.instances.isEmpty {
                 let machine = MachineName(controlID: try fleet.store.controlID(), manifestID: run.id, instanceID: next).description
-                actions += [.addInstance(run: run.id, instance: next, generation: 1),
-                            .create(run: run.id, instance: next, machine: machine, spec: .defaultSpec),
-                            .startRun(run: run.id, instance: next, machine: machine),
-                            .markPhase(run: run.id, instance: next, phase: .succeeded, exitCode: 0, reason: nil),
-                            .collectLogs(run: run.id, instance: next, machine: machine)]
+                actions += [
+                    .addInstance(run: run.id, instance: next, generation: 1),
+                    .create(run: run.id, instance: next, machine: machine, spec: .defaultSpec),
+                    .startRun(run: run.id, instance: next, machine: machine),
+                    .markPhase(run: run.id, instance: next, phase: .succeeded, exitCode: 0, reason: nil),
+                    .collectLogs(run: run.id, instance: next, machine: machine),
+                ]
                 next += 1
             }
             try fleet.store.record(actions, now: dayAgo)
@@ -170,7 +186,9 @@ if section("1c") {
         let counts = try fleet.store.runCounts()
         let measured = try await idleTick(fleet)
         freshTick = freshTick ?? measured.tick
-        emit("| \(history == 0 ? "fresh" : "with history") | \(counts.live + counts.archived) | \(measured.cells) | \(String(format: "%.2f", measured.tick / freshTick!)) |")
+        emit(
+            "| \(history == 0 ? "fresh" : "with history") | \(counts.live + counts.archived) | \(measured.cells) | \(String(format: "%.2f", measured.tick / freshTick!)) |"
+        )
     }
 }
 
@@ -217,7 +235,9 @@ if section("4") {
     let orphans = quick ? 12 : 50
     let teardown = ControllerSettings(logsDirectory: URL(fileURLWithPath: "/")).rpcConcurrency
     emit("\n## 4. Orphan sweep of \(orphans) machines\n")
-    emit("Stop latency 300 ms, delete 150 ms, 1 s grace between them. `repl orphans sweep` is one tick: creates are limited to 4 at once, stops and deletes to \(teardown). Its limit is one stop, the grace and one delete (1.45 s), as if every machine went at once; the baseline is `scaffold/bench/sequential-sweep.sh` (stop, 1 s, delete, one machine at a time). Each runs on its own \(orphans) machines. Goal: ≤ 1.5× the limit.\n")
+    emit(
+        "Stop latency 300 ms, delete 150 ms, 1 s grace between them. `repl orphans sweep` is one tick: creates are limited to 4 at once, stops and deletes to \(teardown). Its limit is one stop, the grace and one delete (1.45 s), as if every machine went at once; the baseline is `scaffold/bench/sequential-sweep.sh` (stop, 1 s, delete, one machine at a time). Each runs on its own \(orphans) machines. Goal: ≤ 1.5× the limit.\n"
+    )
     emit("| sweep | limit | ratio to limit | sequential baseline | speed-up |")
     emit("|---|---|---|---|---|")
     do {
@@ -233,17 +253,22 @@ if section("4") {
         try await fleet.latency("stop", 300)
         try await fleet.latency("delete", 150)
         let controller = fleet.controller(concurrency: 4)
-        let sweep = await seconds { let r = await controller.tick(); precondition(!r.failed, "sweep failed") }
+        let sweep = await seconds {
+            let r = await controller.tick(); precondition(!r.failed, "sweep failed")
+        }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scaffold/bench/sequential-sweep.sh").path
         let baseline = try await seconds {
-            _ = try await SystemProcessRunner.run("/bin/bash", [script, fleet.orbctl] + baselineNames, input: nil, timeout: 900,
-                                                    environment: fleet.environment, limit: 1 << 20)
+            _ = try await SystemProcessRunner.run(
+                "/bin/bash", [script, fleet.orbctl] + baselineNames, input: nil, timeout: 900,
+                environment: fleet.environment, limit: 1 << 20)
         }
         let left = try OrbctlClient.decodeList(try await fleet.sim(["list", "-f", "json"]).stdout)
         precondition(left.isEmpty, "machines left after the sweeps: \(left.map(\.name))")
         let limit = 0.3 + 1 + 0.15
-        emit("| \(String(format: "%.2f", sweep)) s | \(String(format: "%.2f", limit)) s | \(String(format: "%.2f", sweep / limit)) | \(String(format: "%.2f", baseline)) s | \(String(format: "%.1f", baseline / sweep))× |")
+        emit(
+            "| \(String(format: "%.2f", sweep)) s | \(String(format: "%.2f", limit)) s | \(String(format: "%.2f", sweep / limit)) | \(String(format: "%.2f", baseline)) s | \(String(format: "%.1f", baseline / sweep))× |"
+        )
     }
 }
 
@@ -252,7 +277,9 @@ if section("5") {
     emit("\n## 5. CLI start-up\n")
     if FileManager.default.isExecutableFile(atPath: repl) {
         progress("CLI start-up")
-        emit("Each the median of 7, against the emulator's own start-up (`orbctl-sim version`, 5 ms of modelled latency) or one `orbctl-sim list`. Goal: `run list --json` with 1,000 runs ≤ 1.5× one list.\n")
+        emit(
+            "Each the median of 7, against the emulator's own start-up (`orbctl-sim version`, 5 ms of modelled latency) or one `orbctl-sim list`. Goal: `run list --json` with 1,000 runs ≤ 1.5× one list.\n"
+        )
         emit("| command | time | baseline | baseline time | ratio |")
         emit("|---|---|---|---|---|")
         let fleet = try Fleet(self: me)
@@ -267,7 +294,9 @@ if section("5") {
             return median(times)
         }
         func row(_ what: String, _ t: Double, _ baseline: String, _ b: Double) {
-            emit("| `\(what)` | \(String(format: "%.1f", t * 1000)) ms | `\(baseline)` | \(String(format: "%.1f", b * 1000)) ms | \(String(format: "%.2f", t / b)) |")
+            emit(
+                "| `\(what)` | \(String(format: "%.1f", t * 1000)) ms | `\(baseline)` | \(String(format: "%.1f", b * 1000)) ms | \(String(format: "%.2f", t / b)) |"
+            )
         }
         let version = try await time(fleet.orbctl, ["version"])
         row("repl --version", try await time(repl, ["--version"]), "orbctl-sim version", version)
@@ -286,7 +315,9 @@ if section("5") {
 if section("6") {
     emit("\n## 6. Log streaming: `repl run --wait` on a command printing N MB\n")
     if FileManager.default.isExecutableFile(atPath: repl) {
-        emit("The command prints N MB (`head -c` of a repeated line) in the machine; `repl run --wait` streams it to its standard output (here /dev/null) and exits with the command. The baseline is `cat` of a file of the same size on the host. Time and peak memory of the whole `repl` process. Goal: time and memory linear in the log's size (the time per MB steady, the memory flat).\n")
+        emit(
+            "The command prints N MB (`head -c` of a repeated line) in the machine; `repl run --wait` streams it to its standard output (here /dev/null) and exits with the command. The baseline is `cat` of a file of the same size on the host. Time and peak memory of the whole `repl` process. Goal: time and memory linear in the log's size (the time per MB steady, the memory flat).\n"
+        )
         emit("| output | `repl run --wait` | per MB | peak RSS | `cat` of the same | `cat` peak RSS |")
         emit("|---|---|---|---|---|---|")
         for mb in quick ? [10] : [10, 100] {
@@ -304,9 +335,12 @@ if section("6") {
             }
             let (t, rss) = try await measure(repl, ["--orbctl", fleet.orbctl, "-q", "run", "--name", "big", "--command", command, "--wait"])
             let file = fleet.root.appendingPathComponent("big.txt")
-            _ = try await SystemProcessRunner.run("/bin/sh", ["-c", "\(command) > '\(file.path)'"], input: nil, timeout: 300, environment: fleet.environment, limit: 1 << 16)
+            _ = try await SystemProcessRunner.run(
+                "/bin/sh", ["-c", "\(command) > '\(file.path)'"], input: nil, timeout: 300, environment: fleet.environment, limit: 1 << 16)
             let (c, crss) = try await measure("/bin/cat", [file.path])
-            emit("| \(mb) MB | \(String(format: "%.2f", t)) s | \(String(format: "%.0f", t / Double(mb) * 1000)) ms | \(rss / 1024) MB | \(String(format: "%.3f", c)) s | \(crss / 1024) MB |")
+            emit(
+                "| \(mb) MB | \(String(format: "%.2f", t)) s | \(String(format: "%.0f", t / Double(mb) * 1000)) ms | \(rss / 1024) MB | \(String(format: "%.3f", c)) s | \(crss / 1024) MB |"
+            )
         }
     } else {
         emit("Skipped: no `repl` binary beside this one; build it with `swift build -c release` first.")

@@ -1,12 +1,12 @@
 import ArgumentParser
 import Foundation
-import Yams
-import ReplPlatform
 import OrbSim
 import OrbStack
 import ReplController
 import ReplCore
+import ReplPlatform
 import ReplStore
+import Yams
 
 /// Options every command takes (they may also be given before the subcommand).
 struct GlobalOptions: ParsableArguments {
@@ -49,7 +49,8 @@ final class Context: @unchecked Sendable {
     init(_ options: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.options = options
         self.environment = environment
-        let dir = options.stateDir ?? environment["REPL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let dir =
+            options.stateDir ?? environment["REPL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.repl"
         stateDirectory = URL(fileURLWithPath: (dir as NSString).expandingTildeInPath)
     }
@@ -113,7 +114,8 @@ final class Context: @unchecked Sendable {
             orbctlDescription = "built-in emulator (orbctl-sim), state in \(env["ORBSIM_HOME"]!)"
         } else if let choice {
             guard let path = findExecutable(choice, path: environment["PATH"]) else {
-                throw CLIError.orbctl("orbctl not found at \(choice); \(ProviderError.installAdvice), or use --orbctl sim to try repl with the emulator")
+                throw CLIError.orbctl(
+                    "orbctl not found at \(choice); \(ProviderError.installAdvice), or use --orbctl sim to try repl with the emulator")
             }
             command = OrbctlCommand(executable: path)
             orbctlDescription = path
@@ -178,8 +180,9 @@ final class Context: @unchecked Sendable {
 
     /// Where a run's logs are read from: collected, in the host channel, or (with `live`) the machine.
     func logReader(live: Bool) async throws -> LogReader {
-        LogReader(logsDirectory: stateDirectory.appendingPathComponent("logs"), channel: StatusChannel(directory: channelDirectory),
-                  provider: live ? try await provider() : nil)
+        LogReader(
+            logsDirectory: stateDirectory.appendingPathComponent("logs"), channel: StatusChannel(directory: channelDirectory),
+            provider: live ? try await provider() : nil)
     }
 
     func controller(checkVersion: Bool = true, settings configure: (inout ControllerSettings) -> Void = { _ in }) async throws -> Controller {
@@ -294,7 +297,10 @@ final class Context: @unchecked Sendable {
         // By name, only that run's rows are read.
         if hasStore, let named = try store().runs(includeDeleted: false, named: key).first { return named }
         if hasStore, key.hasPrefix("#"),
-           let byID = try store().runs(includeDeleted: false).first(where: { Base36.encode($0.run.id) == key.dropFirst() }) { return byID }
+            let byID = try store().runs(includeDeleted: false).first(where: { Base36.encode($0.run.id) == key.dropFirst() })
+        {
+            return byID
+        }
         throw CLIError.input("no run named \"\(key)\" (see `repl run list`; give its full name, or #ID); nothing was changed")
     }
 
@@ -323,7 +329,8 @@ final class Context: @unchecked Sendable {
     /// Instance N (1, 2, …) of the run's current generation, or one line, exit 2.
     static func instance(_ number: Int, of run: DesiredRun) throws -> InstanceState {
         guard let instance = run.instance(numbered: number) else {
-            throw CLIError.input("run \(run.manifest.name) has no instance \(number) (it has \(run.instances.filter { $0.generation == run.generation }.count))")
+            throw CLIError.input(
+                "run \(run.manifest.name) has no instance \(number) (it has \(run.instances.filter { $0.generation == run.generation }.count))")
         }
         return instance
     }
@@ -352,7 +359,9 @@ final class Context: @unchecked Sendable {
             }
             throw CLIError.input("no run matches \"\(key)\" (see `repl run list`, or `repl run list --all` for deleted runs)")
         }
-        throw CLIError.input("\"\(key)\" matches \(matches.count) runs: \(matches.map { "#\(Base36.encode($0.run.id)) (\($0.run.manifest.name))" }.joined(separator: ", ")); give the full name or #ID")
+        throw CLIError.input(
+            "\"\(key)\" matches \(matches.count) runs: \(matches.map { "#\(Base36.encode($0.run.id)) (\($0.run.manifest.name))" }.joined(separator: ", ")); give the full name or #ID"
+        )
     }
 }
 
@@ -361,11 +370,15 @@ enum Table {
     /// Columns padded to their widest cell; text from machines, orbctl or manifests (a label,
     /// an error) has its control characters made visible, as everywhere else.
     static func render(_ header: [String], _ rows: [[String]]) -> String {
-        let all = [header] + rows.map { $0.map { cell in
-            let shown = Console.visible(cell)
-            guard shown.contains("\n") || shown.contains("\t") else { return shown }
-            return shown.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\t", with: "\\t")
-        } }
+        let all =
+            [header]
+            + rows.map {
+                $0.map { cell in
+                    let shown = Console.visible(cell)
+                    guard shown.contains("\n") || shown.contains("\t") else { return shown }
+                    return shown.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\t", with: "\\t")
+                }
+            }
         var widths = [Int](repeating: 0, count: header.count)
         for row in all { for (i, c) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         // Padded by characters, as the widths are counted (NSString's padding counts UTF-16

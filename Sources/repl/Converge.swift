@@ -11,8 +11,10 @@ struct Converger {
 
     /// Exit code: 0, the command's exit code with `wait` (124 on timeout), or 1 on failure.
     /// `timeout` bounds the wait for the runs to start (not, with `wait`, for them to finish).
-    func apply(_ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600, newInstallation: Bool = false,
-               replaceLongLived: Bool = true) async throws -> Int32 {
+    func apply(
+        _ set: ManifestSet, wait: Bool, dryRun: Bool, timeout: TimeInterval = 600, newInstallation: Bool = false,
+        replaceLongLived: Bool = true
+    ) async throws -> Int32 {
         let store = try context.store()
         if dryRun {
             let controller = try await context.controller { $0.dryRun = true }
@@ -45,7 +47,9 @@ struct Converger {
             let turn = try await manager.turn()
             if case .heldBy(let holder) = turn {
                 if followed != holder.pid {
-                    context.progress("\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")")
+                    context.progress(
+                        "\(holder.holder) (pid \(holder.pid)) holds the controller lease and will act on these manifests\(wait ? "; following them" : "")"
+                    )
                     followed = holder.pid
                 }
                 if !wait {
@@ -71,7 +75,9 @@ struct Converger {
             }
             failures = 0
             if let breaker = report.breaker, breaker.isOpen(at: Date()), report.deferred.contains(where: { Admission.needsAddress($0.action) }) {
-                throw CLIError.failure("OrbStack ran out of machine addresses; creates are paused until \(breaker.openUntil!) (circuit breaker). \(ProviderError.resetAdvice)")
+                throw CLIError.failure(
+                    "OrbStack ran out of machine addresses; creates are paused until \(breaker.openUntil!) (circuit breaker). \(ProviderError.resetAdvice)"
+                )
             }
             let runs = try store.runs().filter { names.contains($0.run.manifest.name) }.map(\.run)
             // Cancelled or deleted by another command while followed: it will never start or end
@@ -85,8 +91,10 @@ struct Converger {
                     await manager.sleep(0.2)
                     continue
                 }
-                throw CLIError.failure("run \(gone.manifest.name) was cancelled or deleted by another command while this apply followed it; "
-                                       + (removing ? "its machines are removed by the next controller tick (`repl watch`, or the next sweep)" : "its machines are removed"))
+                throw CLIError.failure(
+                    "run \(gone.manifest.name) was cancelled or deleted by another command while this apply followed it; "
+                        + (removing
+                            ? "its machines are removed by the next controller tick (`repl watch`, or the next sweep)" : "its machines are removed"))
             }
             let started = runs.allSatisfy { run in
                 run.instances.filter { run.wants($0) }.count >= run.manifest.replicas
@@ -111,17 +119,21 @@ struct Converger {
             }
             if context.showsStatus {
                 let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"][Int(Date().timeIntervalSince1970 * 10) % 10]
-                context.status(spinner + " " + runs.flatMap { run in
-                    run.instances.filter { run.wants($0) }.map { "\(run.label($0.id)) \($0.phase.rawValue.lowercased())" }
-                }.joined(separator: " · "))
+                context.status(
+                    spinner + " "
+                        + runs.flatMap { run in
+                            run.instances.filter { run.wants($0) }.map { "\(run.label($0.id)) \($0.phase.rawValue.lowercased())" }
+                        }.joined(separator: " · "))
             }
             if finished || (!wait && started) {
                 return try await finish(runs: runs, wait: wait, streamed: streamed, cid: cid)
             }
             if !started && Date() > startBy {
-                throw CLIError.failure("gave up after \(TimeSpan(milliseconds: Int64(timeout * 1000))): not started yet: "
-                                       + stuck(runs: try store.runs(includeDeleted: false).filter { names.contains($0.run.manifest.name) }, cid: cid, waiting: waiting)
-                                       + ". The manifests stay recorded: `repl watch` or the next sweep goes on with them")
+                throw CLIError.failure(
+                    "gave up after \(TimeSpan(milliseconds: Int64(timeout * 1000))): not started yet: "
+                        + stuck(
+                            runs: try store.runs(includeDeleted: false).filter { names.contains($0.run.manifest.name) }, cid: cid, waiting: waiting)
+                        + ". The manifests stay recorded: `repl watch` or the next sweep goes on with them")
             }
             // --wait streams the commands' output live, about once a second.
             if wait && !context.json && Date().timeIntervalSince(lastStream) >= 1 {
@@ -142,8 +154,9 @@ struct Converger {
         for document in set.documents {
             guard case .run(let run) = document.manifest else { continue }
             for need in run.options.requirements where installed.number < need.number {
-                throw CLIError.input("\(document.location): \(need.option): needs OrbStack \(need.version) or later; "
-                                     + "this Mac has \(installed.version) (update OrbStack, or remove \(need.option))")
+                throw CLIError.input(
+                    "\(document.location): \(need.option): needs OrbStack \(need.version) or later; "
+                        + "this Mac has \(installed.version) (update OrbStack, or remove \(need.option))")
             }
         }
     }
@@ -156,7 +169,8 @@ struct Converger {
         var boxes: [String] = []
         for run in set.runs {
             guard let old = current[run.name], !old.cancelled, old.manifest.command == nil,
-                  old.manifest.generationFingerprint != run.generationFingerprint else { continue }
+                old.manifest.generationFingerprint != run.generationFingerprint
+            else { continue }
             let live = old.instances.filter { old.wants($0) && !$0.phase.isTerminal }.count
             guard live > 0 else { continue }
             let why = run.differences(from: old.manifest).prefix(3).joined(separator: "; ")
@@ -190,9 +204,13 @@ struct Converger {
             if let name = MachineName(parsing: machine.name), name.controlID != cid { others[name.controlID, default: []].append(machine.name) }
         }
         guard !others.isEmpty else { return }
-        let seen = others.keys.sorted().map { "\($0) (\(others[$0]!.count) machine\(others[$0]!.count == 1 ? "" : "s"), e.g. \(others[$0]!.sorted()[0]))" }
-        throw CLIError.input("\(store.path) is empty, but machines of another repl installation exist: control id \(seen.joined(separator: ", ")). "
-                             + "If its state was lost, run `repl recover` to adopt them; to start a second installation beside them, apply again with --new-installation. Nothing was recorded")
+        let seen = others.keys.sorted().map {
+            "\($0) (\(others[$0]!.count) machine\(others[$0]!.count == 1 ? "" : "s"), e.g. \(others[$0]!.sorted()[0]))"
+        }
+        throw CLIError.input(
+            "\(store.path) is empty, but machines of another repl installation exist: control id \(seen.joined(separator: ", ")). "
+                + "If its state was lost, run `repl recover` to adopt them; to start a second installation beside them, apply again with --new-installation. Nothing was recorded"
+        )
     }
 
     /// What has not started, and why: the plan's reason, else the last error.
@@ -206,7 +224,9 @@ struct Converger {
                 let why = OrbctlClient.oneLine(waiting[machine] ?? record.lastError ?? "no machine yet")
                 parts.append("\(run.manifest.name) (\(machine), \(instance.phase.rawValue.lowercased())): \(why)")
             }
-            if wanted.count < run.manifest.replicas { parts.append("\(run.manifest.name): \(run.manifest.replicas - wanted.count) instance(s) not yet planned") }
+            if wanted.count < run.manifest.replicas {
+                parts.append("\(run.manifest.name): \(run.manifest.replicas - wanted.count) instance(s) not yet planned")
+            }
         }
         return parts.isEmpty ? "nothing (it started just now)" : parts.joined(separator: "; ")
     }
@@ -231,8 +251,9 @@ struct Converger {
         for run in runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                await drain(reader, run: run, instance: instance.id, machine: machine, live: true,
-                            prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed)
+                await drain(
+                    reader, run: run, instance: instance.id, machine: machine, live: true,
+                    prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed)
             }
         }
     }
@@ -243,11 +264,15 @@ struct Converger {
 
     /// Reads and writes an instance's output from where it was left, a piece at a time, to
     /// its current end.
-    func drain(_ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, live: Bool, prefix: String?,
-               streamed: StreamedOutput, final: Bool = false) async {
+    func drain(
+        _ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, live: Bool, prefix: String?,
+        streamed: StreamedOutput, final: Bool = false
+    ) async {
         while true {
-            let data = (try? await reader.read(run: run.manifest.name, instance: instance, machine: machine, bootstrap: false,
-                                               from: streamed.offsets[instance] ?? 0, live: live, limit: Self.streamChunk)) ?? Data()
+            let data =
+                (try? await reader.read(
+                    run: run.manifest.name, instance: instance, machine: machine, bootstrap: false,
+                    from: streamed.offsets[instance] ?? 0, live: live, limit: Self.streamChunk)) ?? Data()
             let more = data.count >= Self.streamChunk
             if !data.isEmpty || final { emit(data, instance: instance, prefix: prefix, streamed: streamed, final: final && !more) }
             if !more { return }
@@ -301,8 +326,9 @@ struct Converger {
         var documents: [[String: Any]] = []
         for run in runs {
             if wait && run.manifest.command == nil {
-                context.progress("\(run.manifest.name) has no command: nothing to wait for; its machines stay up until deleted"
-                                 + (run.manifest.maxDuration.map { " or until its maxDuration (\($0))" } ?? ""))
+                context.progress(
+                    "\(run.manifest.name) has no command: nothing to wait for; its machines stay up until deleted"
+                        + (run.manifest.maxDuration.map { " or until its maxDuration (\($0))" } ?? ""))
                 continue
             }
             for instance in run.instances where run.wants(instance) {
@@ -310,8 +336,9 @@ struct Converger {
                 if wait, !context.json {
                     let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
                     let many = Self.instanceCount(runs) > 1
-                    await drain(reader, run: run, instance: instance.id, machine: machine, live: false,
-                                prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed, final: true)
+                    await drain(
+                        reader, run: run, instance: instance.id, machine: machine, live: false,
+                        prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed, final: true)
                     // Output that did not end its last line does not run into what follows on a
                     // terminal; standard output itself stays byte for byte the command's.
                     if !many, let last = streamed.lastByte[instance.id], last != 10 { context.endLineOnTerminal() }
@@ -320,12 +347,16 @@ struct Converger {
                 if wait && code == 0 { code = c }
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
                 // Where its whole output is: collected, else (a held machine) the host channel's copy.
-                let collected = Controller.logFile(context.stateDirectory.appendingPathComponent("logs"), run: run.manifest.name, instance: instance.id)
-                let log = FileManager.default.fileExists(atPath: collected.path)
+                let collected = Controller.logFile(
+                    context.stateDirectory.appendingPathComponent("logs"), run: run.manifest.name, instance: instance.id)
+                let log =
+                    FileManager.default.fileExists(atPath: collected.path)
                     ? collected.path : StatusChannel(directory: context.channelDirectory).logFile(machine, bootstrap: false).path
-                documents.append(["run": run.manifest.name, "id": Base36.encode(run.id), "instance": run.number(of: instance.id) ?? 0,
-                                  "machine": machine, "log": log, "timedOut": instance.phase == .timedOut,
-                                  "phase": instance.phase.rawValue, "exitCode": instance.exitCode as Any])
+                documents.append([
+                    "run": run.manifest.name, "id": Base36.encode(run.id), "instance": run.number(of: instance.id) ?? 0,
+                    "machine": machine, "log": log, "timedOut": instance.phase == .timedOut,
+                    "phase": instance.phase.rawValue, "exitCode": instance.exitCode as Any,
+                ])
             }
             if wait { context.progress("\(run.manifest.name): \(run.phase.rawValue)") }
         }

@@ -38,37 +38,37 @@ struct LaunchAgent {
         if let orbctl { environment.append(("REPL_ORBCTL", orbctl)) }
         let variables = environment.map { "\t\t<key>\($0.0)</key>\n\t\t<string>\(esc($0.1))</string>" }.joined(separator: "\n")
         return """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-        <plist version="1.0">
-        <dict>
-        	<key>Label</key>
-        	<string>\(label)</string>
-        	<key>ProgramArguments</key>
-        	<array>
-        		<string>\(esc(program))</string>
-        		<string>orphans</string>
-        		<string>sweep</string>
-        		<string>--quiet</string>
-        	</array>
-        	<key>EnvironmentVariables</key>
-        	<dict>
-        \(variables)
-        	</dict>
-        	<key>WorkingDirectory</key>
-        	<string>\(esc(stateDirectory))</string>
-        	<key>StartInterval</key>
-        	<integer>60</integer>
-        	<key>RunAtLoad</key>
-        	<true/>
-        	<key>StandardOutPath</key>
-        	<string>\(log)</string>
-        	<key>StandardErrorPath</key>
-        	<string>\(log)</string>
-        </dict>
-        </plist>
+            <?xml version="1.0" encoding="UTF-8"?>
+            <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+            <plist version="1.0">
+            <dict>
+            	<key>Label</key>
+            	<string>\(label)</string>
+            	<key>ProgramArguments</key>
+            	<array>
+            		<string>\(esc(program))</string>
+            		<string>orphans</string>
+            		<string>sweep</string>
+            		<string>--quiet</string>
+            	</array>
+            	<key>EnvironmentVariables</key>
+            	<dict>
+            \(variables)
+            	</dict>
+            	<key>WorkingDirectory</key>
+            	<string>\(esc(stateDirectory))</string>
+            	<key>StartInterval</key>
+            	<integer>60</integer>
+            	<key>RunAtLoad</key>
+            	<true/>
+            	<key>StandardOutPath</key>
+            	<string>\(log)</string>
+            	<key>StandardErrorPath</key>
+            	<string>\(log)</string>
+            </dict>
+            </plist>
 
-        """
+            """
     }
 
     /// Writes the plist and (re)loads it: a loaded older version is booted out first, so
@@ -83,8 +83,9 @@ struct LaunchAgent {
         let load = try await launchctl(["bootstrap", domain, plistPath])
         guard load.status == 0 else {
             let why = load.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw CLIError.failure("wrote \(plistPath), but launchctl bootstrap \(domain) failed (exit \(load.status)\(why.isEmpty ? "" : ": \(why)")); "
-                                   + "load it yourself with: launchctl bootstrap \(domain) \(plistPath)")
+            throw CLIError.failure(
+                "wrote \(plistPath), but launchctl bootstrap \(domain) failed (exit \(load.status)\(why.isEmpty ? "" : ": \(why)")); "
+                    + "load it yourself with: launchctl bootstrap \(domain) \(plistPath)")
         }
         var lines = ["installed \(plistPath): `\(program) orphans sweep` every minute, logging to \(stateDirectory)/sweep.log"]
         lines.append(orbctl.map { "orbctl: \($0)" } ?? "orbctl: not found now; the agent looks on \(Self.path(home: home))")
@@ -98,8 +99,10 @@ struct LaunchAgent {
         let unload = try await launchctl(["bootout", "\(domain)/\(Self.label)"])
         guard exists || unload.status == 0 else { throw CLIError.input("no launchd agent at \(plistPath), and none loaded") }
         if exists { try FileManager.default.removeItem(atPath: plistPath) }
-        return [unload.status == 0 ? "unloaded \(Self.label) from \(domain)" : "\(Self.label) was not loaded",
-                exists ? "removed \(plistPath)" : "no plist at \(plistPath)"]
+        return [
+            unload.status == 0 ? "unloaded \(Self.label) from \(domain)" : "\(Self.label) was not loaded",
+            exists ? "removed \(plistPath)" : "no plist at \(plistPath)",
+        ]
     }
 
     private func launchctl(_ arguments: [String]) async throws -> ProcessResult {

@@ -14,8 +14,9 @@ enum RunNameCompletion {
         for w in words where w.hasPrefix("--state-dir=") { directory = String(w.dropFirst("--state-dir=".count)) }
         // Never make a store to complete a word.
         guard FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.db")),
-              let store = try? Store(directory: URL(fileURLWithPath: directory)),
-              let runs = try? store.runs(includeDeleted: false) else { return [] }
+            let store = try? Store(directory: URL(fileURLWithPath: directory)),
+            let runs = try? store.runs(includeDeleted: false)
+        else { return [] }
         return runs.map(\.run.manifest.name).filter { $0.hasPrefix(prefix) }.sorted()
     }
 }

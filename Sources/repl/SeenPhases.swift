@@ -38,7 +38,8 @@ struct SeenPhases {
         case .exited(let code):
             // Ended after its deadline: a timeout, as the controller will judge it.
             if let ended = channel.times(machine)["ended"], let started = instance.startedAt, let max = run.manifest.maxDuration,
-               Date(timeIntervalSince1970: ended) > started.adding(max) {
+                Date(timeIntervalSince1970: ended) > started.adding(max)
+            {
                 phase = .timedOut
             } else {
                 phase = code == 0 ? .succeeded : .failed
@@ -78,5 +79,6 @@ struct SeenPhases {
         }
     }
 
-    static let footnote = "* as the machines' own status shows; not yet recorded (a controller records it: `repl watch`, or the next `repl orphans sweep`)"
+    static let footnote =
+        "* as the machines' own status shows; not yet recorded (a controller records it: `repl watch`, or the next `repl orphans sweep`)"
 }

@@ -39,11 +39,11 @@ struct WatchSnapshot: Sendable {
 enum WatchView {
     static func color(_ phase: InstancePhase) -> String {
         switch phase {
-        case .pending, .provisioning: return "\u{1B}[33m"   // yellow
+        case .pending, .provisioning: return "\u{1B}[33m"  // yellow
         case .bootstrapping, .running: return "\u{1B}[36m"  // cyan
-        case .succeeded: return "\u{1B}[32m"                // green
-        case .failed, .timedOut: return "\u{1B}[31m"        // red
-        case .cancelled: return "\u{1B}[90m"                // grey
+        case .succeeded: return "\u{1B}[32m"  // green
+        case .failed, .timedOut: return "\u{1B}[31m"  // red
+        case .cancelled: return "\u{1B}[90m"  // grey
         }
     }
 
@@ -66,30 +66,40 @@ enum WatchView {
         var widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
         // Shorten the widest columns (never below their minimum) until the row fits.
         while widths.reduce(0, +) + 2 * (widths.count - 1) > width,
-              let i = widths.indices.filter({ widths[$0] > minimums[$0] }).max(by: { widths[$0] < widths[$1] }) {
+            let i = widths.indices.filter({ widths[$0] > minimums[$0] }).max(by: { widths[$0] < widths[$1] })
+        {
             widths[i] -= 1
         }
         return ([header] + rows).map { row in
-            fit(row.indices.map { i in fit(row[i], widths[i]).padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces), width)
+            fit(
+                row.indices.map { i in fit(row[i], widths[i]).padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ").trimmingCharacters(in: .whitespaces), width)
         }
     }
 
     static func render(_ s: WatchSnapshot, width: Int, height: Int, colour: Bool = false) -> [String] {
         var lines: [String] = []
         lines.append(fit("repl watch · OrbStack \(s.orbctlVersion) · control id \(s.controlID) · \(s.stateDirectory)", width))
-        lines.append(fit("tick \(s.ticks) · last \(s.lastTickMilliseconds) ms, \(s.lastTickCalls) orbctl call\(s.lastTickCalls == 1 ? "" : "s") · breaker \(s.breaker == nil ? "closed" : "OPEN") · lease \(s.lease)", width))
+        lines.append(
+            fit(
+                "tick \(s.ticks) · last \(s.lastTickMilliseconds) ms, \(s.lastTickCalls) orbctl call\(s.lastTickCalls == 1 ? "" : "s") · breaker \(s.breaker == nil ? "closed" : "OPEN") · lease \(s.lease)",
+                width))
         // An open breaker gets a line of its own, advice included.
         if let breaker = s.breaker { lines.append(fit("! circuit breaker: \(breaker)", width)) }
         lines.append("")
         let runRows = s.instances.map { i in
-            [i.run, i.instance, i.machine, i.phase.rawValue, i.address ?? "-", duration(i.age), duration(i.timeLeft), i.exitCode.map(String.init) ?? "-"]
+            [
+                i.run, i.instance, i.machine, i.phase.rawValue, i.address ?? "-", duration(i.age), duration(i.timeLeft),
+                i.exitCode.map(String.init) ?? "-",
+            ]
         }
-        var runTable = table(["RUN", "INST", "MACHINE", "PHASE", "ADDRESS", "AGE", "LEFT", "EXIT"], runRows, width: width,
-                             minimums: [4, 4, 7, 9, 7, 3, 4, 4])
+        var runTable = table(
+            ["RUN", "INST", "MACHINE", "PHASE", "ADDRESS", "AGE", "LEFT", "EXIT"], runRows, width: width,
+            minimums: [4, 4, 7, 9, 7, 3, 4, 4])
         if runRows.isEmpty { runTable = ["No runs. Apply a manifest from another terminal: repl apply -f run.yaml"] }
         let waitRows = s.waiting.map { [$0.name, $0.machineClass, $0.state, $0.deletesIn.map { "deleted in \(duration($0))" } ?? "kept"] }
-        let waitTable = waitRows.isEmpty ? [] : table(["ORPHAN/FOREIGN", "CLASS", "STATE", "GRACE"], waitRows, width: width, minimums: [14, 5, 5, 5])
+        let waitTable =
+            waitRows.isEmpty ? [] : table(["ORPHAN/FOREIGN", "CLASS", "STATE", "GRACE"], waitRows, width: width, minimums: [14, 5, 5, 5])
         // Share the height: runs first, then orphans, then the latest events.
         let budget = max(0, height - lines.count)
         let eventsWanted = min(s.events.count, max(3, budget / 4)) + 2

@@ -12,14 +12,16 @@ struct Repl: AsyncParsableCommand {
         commandName: "repl",
         abstract: "Keep local OrbStack VMs exactly as your manifests declare.",
         discussion: """
-        Try it with the built-in emulator, on Linux as root (as in a container or CI; on a Mac, \
-        OrbStack itself is the way):
-          repl --orbctl sim apply -f examples/hello.yaml --wait
-        Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
-        """,
+            Try it with the built-in emulator, on Linux as root (as in a container or CI; on a Mac, \
+            OrbStack itself is the way):
+              repl --orbctl sim apply -f examples/hello.yaml --wait
+            Exit codes: 0 success, 1 failure, 2 bad input, 3 orbctl missing or unusable.
+            """,
         version: Repl.version,
-        subcommands: [Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, Exec.self, SSH.self, SSHConfig.self, Artifacts.self, Wait.self,
-                      Prune.self, SnapshotCommand.self, Orphans.self, Watch.self, Recover.self, Doctor.self])
+        subcommands: [
+            Apply.self, PlanCommand.self, Delete.self, RunCommand.self, Logs.self, Exec.self, SSH.self, SSHConfig.self, Artifacts.self, Wait.self,
+            Prune.self, SnapshotCommand.self, Orphans.self, Watch.self, Recover.self, Doctor.self,
+        ])
 }
 
 extension Repl {
@@ -36,8 +38,9 @@ let invokedAs = (CommandLine.arguments[0] as NSString).lastPathComponent
 // the emulator's machine helpers.
 if invokedAs == "orbctl" || invokedAs == "orbctl-sim" || arguments.first.map(OrbSim.helperVerbs.contains) == true {
     let env = ProcessInfo.processInfo.environment
-    let sim = OrbSim(home: OrbSim.defaultHome(environment: env),
-                     executable: OrbSimExecutable.path(), environment: env)
+    let sim = OrbSim(
+        home: OrbSim.defaultHome(environment: env),
+        executable: OrbSimExecutable.path(), environment: env)
     exit(sim.main(arguments, io: .standard))
 }
 

@@ -1,8 +1,9 @@
 import Foundation
-import Testing
-import ReplTestSupport
-@testable import OrbSim
 import ReplCore
+import ReplTestSupport
+import Testing
+
+@testable import OrbSim
 
 /// `orbctl-sim admin`: fault injection and inspection.
 @Suite(.emulatorOnly, .serialized) struct AdminTests {

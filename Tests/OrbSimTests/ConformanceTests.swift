@@ -1,15 +1,18 @@
 import Foundation
-import Testing
-import ReplTestSupport
-@testable import OrbSim
 import ReplCore
+import ReplTestSupport
+import Testing
+
+@testable import OrbSim
 
 /// One test per statement of ORBCTL.md the emulator models; each quotes the line it checks.
 @Suite(.serialized) struct ConformanceTests {
     // "Errors from the daemon print on stderr as `[-32098] <message>` and exit 1"
     // "Not found (info, start, stop, delete, clone, rename, run -m): `[-32098] machine not found: 'NAME'`, exit 1"
-    @Test(arguments: [["info", "ghost"], ["start", "ghost"], ["stop", "ghost"], ["delete", "-f", "ghost"],
-                      ["clone", "ghost", "x2"], ["rename", "ghost", "x2"], ["run", "-m", "ghost", "true"]])
+    @Test(arguments: [
+        ["info", "ghost"], ["start", "ghost"], ["stop", "ghost"], ["delete", "-f", "ghost"],
+        ["clone", "ghost", "x2"], ["rename", "ghost", "x2"], ["run", "-m", "ghost", "true"],
+    ])
     func notFound(_ args: [String]) async throws {
         let sim = try SimHarness()
         let out = try await sim.run(args)
@@ -29,8 +32,10 @@ import ReplCore
     // "Successful create/start/stop/delete/clone/rename print nothing when stdout is not a terminal"
     @Test func silentWhenNotATerminal() async throws {
         let sim = try SimHarness()
-        for args in [["create", "ubuntu", "m1"], ["stop", "m1"], ["start", "m1"], ["clone", "m1", "m2"],
-                     ["rename", "m2", "m3"], ["delete", "-f", "m3"]] {
+        for args in [
+            ["create", "ubuntu", "m1"], ["stop", "m1"], ["start", "m1"], ["clone", "m1", "m2"],
+            ["rename", "m2", "m3"], ["delete", "-f", "m3"],
+        ] {
             let out = try await sim.run(args)
             #expect(out.exitCode == 0, "\(args): \(out)")
             #expect(out.stdout.isEmpty && out.stderr.isEmpty, "\(args) printed \(out)")
@@ -76,13 +81,18 @@ import ReplCore
         let sim = try SimHarness()
         try await sim.run(["create", "-a", "amd64", "ubuntu:jammy", "m1"])
         let out = try await sim.run(["list", "-f", "json"])
-        let expectedKeys = ["id", "name", "image", "distro", "version", "arch", "variant", "config", "isolated",
-                            "forward_ssh_agent", "isolate_network", "default_username", "http_port", "https_port", "builtin", "state"]
+        let expectedKeys = [
+            "id", "name", "image", "distro", "version", "arch", "variant", "config", "isolated",
+            "forward_ssh_agent", "isolate_network", "default_username", "http_port", "https_port", "builtin", "state",
+        ]
         let keys = out.stdout.matches(of: #/"([a-z_0-9]+)": /#).map { String($0.output.1) }
         #expect(keys == expectedKeys)
         #expect(out.stdout.hasPrefix("[\n  {\n    \"id\": \""))
         #expect(out.stdout.hasSuffix("  }\n]\n"))
-        #expect(out.stdout.contains("\"image\": {\n      \"distro\": \"ubuntu\",\n      \"version\": \"jammy\",\n      \"arch\": \"amd64\",\n      \"variant\": \"default\"\n    },"))
+        #expect(
+            out.stdout.contains(
+                "\"image\": {\n      \"distro\": \"ubuntu\",\n      \"version\": \"jammy\",\n      \"arch\": \"amd64\",\n      \"variant\": \"default\"\n    },"
+            ))
         #expect(out.stdout.contains("\"builtin\": false,\n    \"state\": \"running\"\n"))
     }
 
@@ -105,7 +115,8 @@ import ReplCore
         await #expect(try sim.run(["list", "-q"]).stdout == "alpha\nbravo\n")
         let text = try await sim.run(["list"]).stdout
         #expect(!text.contains("NAME"))
-        #expect(text.split(separator: "\n").first?.split(separator: " ", omittingEmptySubsequences: true).prefix(5)
+        #expect(
+            text.split(separator: "\n").first?.split(separator: " ", omittingEmptySubsequences: true).prefix(5)
                 == ["alpha", "running", "ubuntu", "noble", Substring(Spec.hostArch)])
         let bad = try await sim.run(["list", "--format", "yaml"])
         #expect(bad.exitCode == 1 && bad.stderr == "invalid format: yaml\n")
@@ -314,7 +325,9 @@ import ReplCore
 
     // "flags are parsed up to the first word that does not start with `-` and everything after goes to the command
     //  verbatim; an unknown dash word before the command, `--` included, fails with `unknown flag X`. The exit code is the command's."
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runFlagParsing() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runFlagParsing()
+        async throws
+    {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         await #expect(try sim.run(["run", "-m", "m1", "echo", "-m", "x", "--", "-u"]).stdout == "-m x -- -u\n")
@@ -326,7 +339,8 @@ import ReplCore
         await #expect(try sim.run(["exec", "--machine=m1", "true"]).exitCode == 0)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runPassesStandardInput() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func runPassesStandardInput() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         let input = "line one\nline 'two' $(x) `y` ü\n"
@@ -334,7 +348,8 @@ import ReplCore
     }
 
     // "A stopped machine is started first."
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runStartsAStoppedMachine() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func runStartsAStoppedMachine() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         try await sim.run(["stop", "m1"])
@@ -343,7 +358,9 @@ import ReplCore
     }
 
     // "`orbctl push|pull [-m M] SRC… [DST]`: guest paths are relative to the guest user's home"
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func pushAndPull() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func pushAndPull()
+        async throws
+    {
         let sim = try SimHarness()
         try await sim.run(["create", "-u", "dev", "ubuntu", "m1"])
         let file = sim.home.appendingPathComponent("hello.txt")

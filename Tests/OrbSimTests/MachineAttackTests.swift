@@ -2,6 +2,7 @@ import Foundation
 import ReplPlatform
 import ReplTestSupport
 import Testing
+
 @testable import OrbSim
 
 /// What an independent attack on the emulator found, each as the scenario that reproduced it.
@@ -51,7 +52,8 @@ struct MachineAttackTests {
         try await sim.run(["create", "ubuntu", "aa"])
         try await sim.run(["create", "ubuntu", "bb"])
         try await sim.run(["run", "-m", "bb", "-u", "root", "sh", "-c", "echo secret > /tmp/bbsecret; echo shm > /dev/shm/bbshm"])
-        let probe = "cat \(MachineBoot.hostView)\(sim.simHome.path)/machines/*/root/tmp/bbsecret /dev/shm/bbshm 2>/dev/null; ls \(MachineBoot.hostView)\(sim.simHome.path)/machines | wc -l"
+        let probe =
+            "cat \(MachineBoot.hostView)\(sim.simHome.path)/machines/*/root/tmp/bbsecret /dev/shm/bbshm 2>/dev/null; ls \(MachineBoot.hostView)\(sim.simHome.path)/machines | wc -l"
         let out = try await sim.run(["run", "-m", "aa", "-u", "root", "sh", "-c", probe])
         #expect(!out.stdout.contains("secret") && !out.stdout.contains("shm"), "\(out)")
         #expect(out.stdout.hasSuffix("1\n"), "other machines' directories are listed: \(out)")
@@ -83,7 +85,9 @@ struct MachineAttackTests {
         try await sim.run(["admin", "latency", "stop", "1500"])
         try await sim.run(["create", "ubuntu", "kk"])
         // A process that ignores SIGTERM: only the end of the machine's init ends it.
-        try await sim.run(["run", "-m", "kk", "sh", "-c", "setsid sh -c 'trap \"\" TERM; while :; do sleep 0.2; done' >/dev/null 2>&1 </dev/null & sleep 0.1"])
+        try await sim.run([
+            "run", "-m", "kk", "sh", "-c", "setsid sh -c 'trap \"\" TERM; while :; do sleep 0.2; done' >/dev/null 2>&1 </dev/null & sleep 0.1",
+        ])
         let pids = try await sim.machineProcesses("kk")
         #expect(!pids.isEmpty)
         let stop = try await BackgroundProcess.start(sim.orbctl, ["stop", "kk"], environment: sim.environment, outputPath: "/dev/null")
@@ -143,18 +147,23 @@ struct MachineAttackTests {
     @Test(arguments: [false, true]) func theLoadersConfigurationCannotBeChanged(_ isolated: Bool) async throws {
         let sim = try SimHarness()
         try await sim.run(["create"] + (isolated ? ["--isolated"] : []) + ["ubuntu", "m1"])
-        let attempts = ["echo /tmp/x.so > /etc/ld.so.preload", "cp /dev/null /etc/ld.so.cache", "rm -f /etc/ld.so.preload",
-                        "mv /etc/ld.so.cache /etc/ld.so.cache.old", "umount /etc/ld.so.preload"]
+        let attempts = [
+            "echo /tmp/x.so > /etc/ld.so.preload", "cp /dev/null /etc/ld.so.cache", "rm -f /etc/ld.so.preload",
+            "mv /etc/ld.so.cache /etc/ld.so.cache.old", "umount /etc/ld.so.preload",
+        ]
         for attempt in attempts {
             _ = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", attempt + " 2>/dev/null; true"])
             // Still nothing to preload, and the host's cache (a write to the preload goes to /dev/null).
-            let state = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c",
-                                           "wc -c < /etc/ld.so.preload; test -s /etc/ld.so.cache && echo cache; ls /etc/ld.so.cache.old 2>&1 >/dev/null | wc -l"])
+            let state = try await sim.run([
+                "run", "-m", "m1", "-u", "root", "sh", "-c",
+                "wc -c < /etc/ld.so.preload; test -s /etc/ld.so.cache && echo cache; ls /etc/ld.so.cache.old 2>&1 >/dev/null | wc -l",
+            ])
             #expect(state.stdout == "0\ncache\n1\n", "after \(attempt): \(state)")
         }
         if let host = FileManager.default.contents(atPath: "/etc/ld.so.cache") {
             let inside = try await sim.run(["run", "-m", "m1", "-u", "root", "md5sum", "/etc/ld.so.cache"])
-            let expected = try await SystemProcessRunner.run("/usr/bin/md5sum", ["/etc/ld.so.cache"], input: nil, timeout: 10, environment: [:], limit: 4096)
+            let expected = try await SystemProcessRunner.run(
+                "/usr/bin/md5sum", ["/etc/ld.so.cache"], input: nil, timeout: 10, environment: [:], limit: 4096)
             #expect(inside.stdout == expected.stdoutText && !host.isEmpty, "\(inside.stdout) vs \(expected.stdoutText)")
         }
     }
@@ -166,14 +175,17 @@ struct MachineAttackTests {
         try await sim.run(["create", "--isolated", "ubuntu", "iso"])
         // The session's shell changes to `-w` as the command's user, after what lets it look
         // into the init is dropped: refused, or at worst the init's own `/`.
-        let cwd = try await sim.run(["run", "-m", "iso", "-u", "root", "-w", "/proc/1/cwd", "pwd", "-P"])  // portability: allowed, a command inside the machine
+        let initCwd = "/proc/1/cwd"  // portability: allowed, a command inside the machine
+        let cwd = try await sim.run(["run", "-m", "iso", "-u", "root", "-w", initCwd, "pwd", "-P"])
         #expect(cwd.stdout == "/\n" || (cwd.exitCode == 1 && cwd.stderr.hasPrefix("chdir ")), "\(cwd)")
         // And from the host: the init's working directory is `/`.
         let records = try FileManager.default.contentsOfDirectory(atPath: sim.simHome.appendingPathComponent("machines").path)
         for key in records {
             guard let data = FileManager.default.contents(atPath: sim.simHome.appendingPathComponent("machines/\(key)/init.json").path),
-                  let record = try? JSONDecoder().decode(MachineBoot.Record.self, from: data) else { continue }
-            #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(record.pid)/cwd")) == "/")  // portability: allowed, the emulator's own init
+                let record = try? JSONDecoder().decode(MachineBoot.Record.self, from: data)
+            else { continue }
+            let initCwd = "/proc/\(record.pid)/cwd"  // portability: allowed, the emulator's own init
+            #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: initCwd)) == "/")
         }
     }
 
@@ -182,8 +194,9 @@ struct MachineAttackTests {
     @Test func aClosedStandardInputIsNotTheEmulatorsDescriptor() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
-        let out = try await SystemProcessRunner.run("/bin/sh", ["-c", "exec \"$0\" run -m m1 readlink /proc/self/fd/0 <&-", BuildProducts.orbctlSim],
-                                                     input: nil, timeout: 60, environment: sim.environment, limit: 1 << 16)
+        let out = try await SystemProcessRunner.run(
+            "/bin/sh", ["-c", "exec \"$0\" run -m m1 readlink /proc/self/fd/0 <&-", BuildProducts.orbctlSim],
+            input: nil, timeout: 60, environment: sim.environment, limit: 1 << 16)
         #expect(out.status == 0 && out.stdoutText == "/dev/null\n", "\(out.stdoutText)\(out.stderrText)")
     }
 
@@ -205,7 +218,9 @@ struct MachineAttackTests {
     @Test func commandsCannotAttachToTheInit() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
-        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "cat /proc/1/environ >/dev/null 2>&1 && echo REACHED; echo checked"])
+        let out = try await sim.run([
+            "run", "-m", "m1", "-u", "root", "sh", "-c", "cat /proc/1/environ >/dev/null 2>&1 && echo REACHED; echo checked",
+        ])
         #expect(out.stdout == "checked\n", "\(out)")
     }
 
@@ -255,8 +270,10 @@ struct MachineAttackTests {
         let state = try String(contentsOf: sim.simHome.appendingPathComponent("state.json"), encoding: .utf8)
         #expect(state.contains("\"isolated\":\"true\""))
         // A lock on anything it can see does not stop the emulator: a list still answers.
-        try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c",
-                           "for f in $(find /run -type f 2>/dev/null); do setsid flock -x \"$f\" sleep 30 >/dev/null 2>&1 </dev/null & done; sleep 0.2"])
+        try await sim.run([
+            "run", "-m", "m1", "-u", "root", "sh", "-c",
+            "for f in $(find /run -type f 2>/dev/null); do setsid flock -x \"$f\" sleep 30 >/dev/null 2>&1 </dev/null & done; sleep 0.2",
+        ])
         let listed = try await sim.run(["list"], timeout: 10)
         #expect(listed.exitCode == 0)
         // Its root powers it off from inside; a root that signals its init directly does too.
@@ -286,7 +303,10 @@ struct MachineAttackTests {
         try await sim.run(["create", "ubuntu", "ma"])
         try await sim.run(["create", "ubuntu", "mb"])
         try await sim.run(["run", "-m", "mb", "sh", "-c", "echo secret > ~/secret"])
-        let out = try await sim.run(["run", "-m", "ma", "sh", "-c", "cat /mnt/mac\(sim.simHome.path)/machines/*/root/home/*/secret /mnt/mac\(sim.simHome.path)/state.json 2>/dev/null; echo checked"])
+        let out = try await sim.run([
+            "run", "-m", "ma", "sh", "-c",
+            "cat /mnt/mac\(sim.simHome.path)/machines/*/root/home/*/secret /mnt/mac\(sim.simHome.path)/state.json 2>/dev/null; echo checked",
+        ])
         #expect(out.stdout == "checked\n", "\(out)")
     }
 
@@ -298,7 +318,9 @@ struct MachineAttackTests {
         try await sim.run(["create", "--isolated", "ubuntu", "iso"])
         let made = try await SystemProcessRunner.run("/usr/bin/ipcmk", ["-M", "4096"], input: nil, timeout: 10, environment: [:], limit: 4096)
         let shmid = made.stdoutText.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
-        defer { Task { _ = try? await SystemProcessRunner.run("/usr/bin/ipcrm", ["-m", shmid], input: nil, timeout: 10, environment: [:], limit: 4096) } }
+        defer {
+            Task { _ = try? await SystemProcessRunner.run("/usr/bin/ipcrm", ["-m", shmid], input: nil, timeout: 10, environment: [:], limit: 4096) }
+        }
         let seen = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "ipcs -m | grep -c -w '\(shmid)' || true"])
         #expect(seen.stdout == "0\n", "\(seen)")
         let net = try await sim.run(["run", "-m", "iso", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"])

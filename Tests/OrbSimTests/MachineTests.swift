@@ -1,7 +1,8 @@
 import Foundation
 import ReplPlatform
-import Testing
 import ReplTestSupport
+import Testing
+
 @testable import OrbSim
 
 /// Machine commands: isolation, shims, background processes and exact bytes.
@@ -16,7 +17,8 @@ import ReplTestSupport
         let marker = "from-m1-\(UUID().uuidString)"
         let script = "mkdir -p /var/lib/repl && echo \(marker) > /var/lib/repl/status && echo \(marker) > /tmp/x && echo \(marker) > /opt/y"
         await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", script]).exitCode == 0)
-        await #expect(try sim.run(["run", "-m", "m1", "cat", "/var/lib/repl/status", "/tmp/x", "/opt/y"]).stdout == "\(marker)\n\(marker)\n\(marker)\n")
+        await #expect(
+            try sim.run(["run", "-m", "m1", "cat", "/var/lib/repl/status", "/tmp/x", "/opt/y"]).stdout == "\(marker)\n\(marker)\n\(marker)\n")
         // Another machine and the host do not see it.
         await #expect(try sim.run(["run", "-m", "m2", "sh", "-c", "cat /var/lib/repl/status /tmp/x 2>/dev/null; echo done"]).stdout == "done\n")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/x") || (try? String(contentsOfFile: "/tmp/x", encoding: .utf8)) != marker + "\n")
@@ -36,13 +38,16 @@ import ReplTestSupport
         await #expect(try sim.run(["run", "-m", "base", "cat", "/opt/READY"]).stdout == "prepared\n")
     }
 
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func hostnameDashIPrintsTheAddress() async throws {
+    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func hostnameDashIPrintsTheAddress() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         await #expect(try sim.run(["run", "-m", "m1", "hostname", "-I"]).stdout == "192.168.139.10 \n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: ["poweroff", "shutdown -h now", "halt", "reboot", "systemctl poweroff"])
+    @Test(
+        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        arguments: ["poweroff", "shutdown -h now", "halt", "reboot", "systemctl poweroff"])
     func powerCommandsStopTheMachineNotTheHost(_ command: String) async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -74,8 +79,9 @@ import ReplTestSupport
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         let marker = sim.home.appendingPathComponent("ran")
-        let out = try await sim.run(["run", "-m", "m1", "sh", "-c", "touch '\(marker.path)'; /sbin/poweroff"],
-                                    environment: ["ORBSIM_NAMESPACES": "0"])
+        let out = try await sim.run(
+            ["run", "-m", "m1", "sh", "-c", "touch '\(marker.path)'; /sbin/poweroff"],
+            environment: ["ORBSIM_NAMESPACES": "0"])
         #expect(out.exitCode == 1)
         #expect(out.stdout.isEmpty)
         #expect(out.stderr.hasPrefix("orbctl-sim runs machine commands only in a private namespace") || out.stderr.contains("Linux only"))
@@ -87,12 +93,17 @@ import ReplTestSupport
         #expect(ghost.stderr.contains("machine not found"))
     }
 
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func backgroundProcessesOutliveRunAndDieWithTheMachine() async throws {
+    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func backgroundProcessesOutliveRunAndDieWithTheMachine() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         let tag = "bg-\(UInt32.random(in: 0...UInt32.max))"
         // A detached process keeps running after `run` returns, as in a real machine…
-        await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "setsid sh -c 'while true; do sleep 0.1; done; echo \(tag)' >/dev/null 2>&1 < /dev/null & sleep 0.1; echo started"]).stdout == "started\n")
+        await #expect(
+            try sim.run([
+                "run", "-m", "m1", "sh", "-c",
+                "setsid sh -c 'while true; do sleep 0.1; done; echo \(tag)' >/dev/null 2>&1 < /dev/null & sleep 0.1; echo started",
+            ]).stdout == "started\n")
         try await Task.sleep(nanoseconds: UInt64(300_000) * 1000)
         let pids = try await sim.machineProcesses("m1")
         #expect(!pids.isEmpty)
@@ -101,7 +112,8 @@ import ReplTestSupport
         #expect(!SimHarness.anyAlive(pids))
     }
 
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func deletingAMachineEndsItsProcesses() async throws {
+    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func deletingAMachineEndsItsProcesses() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         try await sim.run(["run", "-m", "m1", "sh", "-c", "setsid sleep 600 >/dev/null 2>&1 < /dev/null & sleep 0.1"])
@@ -112,10 +124,12 @@ import ReplTestSupport
     }
 
     /// Commands with quotes, `$()`, backticks, newlines and non-ASCII text arrive byte for byte.
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: [
-        "it's \"quoted\"", "$(touch /tmp/pwned) and `id`", "line1\nline2\n\nline4", "ünïcødé ✓ 日本語 🚀",
-        "tab\there; semicolon; && || | > < * ? [a] {b} ~ # !", " leading and trailing spaces ", "\\backslash\\n",
-    ])
+    @Test(
+        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        arguments: [
+            "it's \"quoted\"", "$(touch /tmp/pwned) and `id`", "line1\nline2\n\nline4", "ünïcødé ✓ 日本語 🚀",
+            "tab\there; semicolon; && || | > < * ? [a] {b} ~ # !", " leading and trailing spaces ", "\\backslash\\n",
+        ])
     func argumentsArriveByteForByte(_ text: String) async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -134,7 +148,9 @@ struct BuildProductsTests {
         let macBuild = URL(fileURLWithPath: "/Users/u/src/.build/arm64-apple-macosx/debug")
         let holds: (URL) -> Bool = { [linuxBuild.path, macBuild.path].contains($0.path) }
         // Linux: the tests are one executable beside the products.
-        #expect(BuildProducts.directory(among: [linuxBuild.appendingPathComponent("replPackageTests.xctest")], holdsProducts: holds)?.path == linuxBuild.path)
+        #expect(
+            BuildProducts.directory(among: [linuxBuild.appendingPathComponent("replPackageTests.xctest")], holdsProducts: holds)?.path
+                == linuxBuild.path)
         // macOS: xctest (in the toolchain) loads the bundle; the bundle's binary is deep inside it.
         let xctest = URL(fileURLWithPath: "/Applications/Xcode.app/Contents/Developer/usr/bin/xctest")
         let bundleBinary = macBuild.appendingPathComponent("replPackageTests.xctest/Contents/MacOS/replPackageTests")

@@ -2,6 +2,7 @@ import Foundation
 import ReplPlatform
 import ReplTestSupport
 import Testing
+
 @testable import OrbSim
 
 /// A machine's world, as strict as OrbStack's: sessions, users, file paths, its own process
@@ -14,7 +15,8 @@ struct MachineWorldTests {
     @Test func backgroundProcessesDieWithTheSessionUnlessDetached() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
-        let script = "sleep 300 & (sleep 301 &) & setsid sleep 302 >/dev/null 2>&1 </dev/null & sleep 1; echo started"  // (1 s: time to detach on a loaded machine)
+        // (1 s: time to detach on a loaded machine)
+        let script = "sleep 300 & (sleep 301 &) & setsid sleep 302 >/dev/null 2>&1 </dev/null & sleep 1; echo started"
         await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", script]).stdout == "started\n")
         let left = try await sim.run(["run", "-m", "m1", "ps", "-eo", "args"]).stdout
         #expect(!left.contains("sleep 300"))
@@ -35,13 +37,15 @@ struct MachineWorldTests {
     @Test(.emulatorOnly) func aCommandLeadsItsOwnSessionAndGetsTheRunsSignals() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
-        let ids = try await sim.run(["run", "-m", "m1", "sh", "-c", "echo $$; cut -d' ' -f6 /proc/$$/stat"]).stdout  // portability: allowed, a command inside the machine
+        let sessionOfShell = "echo $$; cut -d' ' -f6 /proc/$$/stat"  // portability: allowed, a command inside the machine
+        let ids = try await sim.run(["run", "-m", "m1", "sh", "-c", sessionOfShell]).stdout
         let lines = ids.split(separator: "\n")
         #expect(lines.count == 2 && lines[0] == lines[1], "not a session leader: \(ids)")
         let out = sim.home.appendingPathComponent("term.out").path
         let script = "trap 'echo got-term; exit 3' TERM; echo ready; sleep 20 & wait"
-        let run = try await BackgroundProcess.start(BuildProducts.orbctlSim, ["run", "-m", "m1", "sh", "-c", script],
-                                                     environment: sim.environment, outputPath: out)
+        let run = try await BackgroundProcess.start(
+            BuildProducts.orbctlSim, ["run", "-m", "m1", "sh", "-c", script],
+            environment: sim.environment, outputPath: out)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline, !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("ready") { usleep(20_000) }
         run.signal(SIGTERM)
@@ -87,7 +91,8 @@ struct MachineWorldTests {
         #expect(ghost.stderr.contains("ghost"))
         await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "test -e /tmp/ran && echo ran || echo no"]).stdout == "no\n")
         // The machine's list record names its default user.
-        #expect((try await sim.machines().first { $0["name"] as? String == "m1" }?["config"] as? [String: Any])?["default_username"] as? String == "dev")
+        #expect(
+            (try await sim.machines().first { $0["name"] as? String == "m1" }?["config"] as? [String: Any])?["default_username"] as? String == "dev")
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/sudo"), "the host has no sudo (apt-get install sudo)"))
@@ -108,15 +113,19 @@ struct MachineWorldTests {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
         let marker = "repl-test-\(UUID().uuidString)"
-        let wrote = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c",
-                                       "echo mine > /etc/\(marker); rm /etc/os-release; cat /etc/hostname; id -un ubuntu"])
+        let wrote = try await sim.run([
+            "run", "-m", "m1", "-u", "root", "sh", "-c",
+            "echo mine > /etc/\(marker); rm /etc/os-release; cat /etc/hostname; id -un ubuntu",
+        ])
         #expect(wrote.exitCode == 0 && wrote.stdout == "m1\nubuntu\n", "\(wrote)")
         #expect(!FileManager.default.fileExists(atPath: "/etc/" + marker))
         #expect(FileManager.default.fileExists(atPath: "/etc/os-release"))
         try await sim.run(["stop", "m1"])
         try await sim.run(["clone", "m1", "m2"])
         for machine in ["m1", "m2"] {
-            let seen = try await sim.run(["run", "-m", machine, "sh", "-c", "cat /etc/\(marker); test -e /etc/os-release || echo gone; cat /etc/hostname"])
+            let seen = try await sim.run([
+                "run", "-m", machine, "sh", "-c", "cat /etc/\(marker); test -e /etc/os-release || echo gone; cat /etc/hostname",
+            ])
             #expect(seen.stdout == "mine\ngone\n\(machine)\n", "\(machine): \(seen)")
         }
         let keys = try FileManager.default.contentsOfDirectory(atPath: sim.store().machinesDirectory.path).filter { !$0.hasPrefix(".") }
@@ -142,10 +151,10 @@ struct MachineWorldTests {
         try await sim.run(["create"] + (isolated ? ["--isolated"] : []) + ["ubuntu", "m1"])
         let v = victim.path
         let plant = """
-        rm -f /etc/hostname /etc/hosts; ln -s \(v)/hostname /etc/hostname; ln -s \(v)/hosts /etc/hosts
-        rm -rf /etc/sudoers.d; ln -s \(v)/sudoers.d /etc/sudoers.d
-        rm -rf /home/ubuntu; ln -s \(v)/home /home/ubuntu
-        """
+            rm -f /etc/hostname /etc/hosts; ln -s \(v)/hostname /etc/hostname; ln -s \(v)/hosts /etc/hosts
+            rm -rf /etc/sudoers.d; ln -s \(v)/sudoers.d /etc/sudoers.d
+            rm -rf /home/ubuntu; ln -s \(v)/home /home/ubuntu
+            """
         #expect(try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", plant]).exitCode == 0)
         try await sim.run(["stop", "m1"])
         let booted = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "cat /etc/hostname; test -L /etc/hosts || echo own-hosts"])
@@ -227,21 +236,23 @@ struct MachineWorldTests {
     @Test func userDataRunsAfterCreateReturnsAndIsWaitedFor() async throws {
         let sim = try SimHarness()
         let config = sim.home.appendingPathComponent("user-data.yaml")
-        try Data("""
-        #cloud-config
-        write_files:
-          - path: /etc/app/app.conf
-            content: |
-              port=8080
-            permissions: "0600"
-          - path: /opt/blob
-            encoding: b64
-            content: aGVsbG8=
-        runcmd:
-          - echo ran > /srv/ran-by-runcmd
-          - [sh, -c, "id -un > /opt/runcmd-user"]
+        try Data(
+            """
+            #cloud-config
+            write_files:
+              - path: /etc/app/app.conf
+                content: |
+                  port=8080
+                permissions: "0600"
+              - path: /opt/blob
+                encoding: b64
+                content: aGVsbG8=
+            runcmd:
+              - echo ran > /srv/ran-by-runcmd
+              - [sh, -c, "id -un > /opt/runcmd-user"]
 
-        """.utf8).write(to: config)
+            """.utf8
+        ).write(to: config)
         // User data starts 3 s after the create launched it, so no sooner than 3 s after `start`:
         // a status read that ended before then must say `running`. A loaded machine may be later.
         try await sim.run(["admin", "latency", "cloud-init", "3000"])
@@ -275,7 +286,7 @@ struct MachineWorldTests {
         try await sim.run(["admin", "clock", "advance", "2h"])
         await #expect(try sim.run(["run", "-m", "m1", "cat", "/tmp/kept"]).stdout == "kept\n")
         await #expect(try sim.run(["run", "-m", "m1", "sh", "-c", "ps -eo args | grep -c '^sleep 600'"]).stdout == "1\n")
-        #expect(try await sim.machineProcesses("m1").sorted() .contains(before.sorted().first ?? -1))
+        #expect(try await sim.machineProcesses("m1").sorted().contains(before.sorted().first ?? -1))
     }
 
     // An OrbStack machine has its own process table: `ps` inside shows only the machine's processes.
@@ -328,10 +339,12 @@ struct MachineWorldTests {
         let m1 = try await sim.machineProcesses("m1"), m2 = try await sim.machineProcesses("m2")
         // Never signal every process from a machine that shares the host's process table (an
         // older or lenient emulator): that ends every process of the host, this test runner too.
-        let inside = try await sim.run(["run", "-m", "m1", "readlink", "/proc/self/ns/pid"]).stdout  // portability: allowed, a command inside the machine
+        let namespaceLink = "/proc/self/ns/pid"  // portability: allowed, a command inside the machine
+        let inside = try await sim.run(["run", "-m", "m1", "readlink", namespaceLink]).stdout
         let hostNamespace = MachineNamespace.ownPIDNamespace() ?? ""
-        try #require(!inside.isEmpty && inside.trimmingCharacters(in: .whitespacesAndNewlines) != hostNamespace,
-                     "the machine shares the host's PID namespace")
+        try #require(
+            !inside.isEmpty && inside.trimmingCharacters(in: .whitespacesAndNewlines) != hostNamespace,
+            "the machine shares the host's PID namespace")
         let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "kill -TERM -1; sleep 0.2; echo survived"])
         #expect(out.stdout == "survived\n")
         #expect(!SimHarness.anyAlive(m1), "m1's processes lived on")

@@ -1,8 +1,9 @@
 import Foundation
-@testable import OrbSim
 import ReplCore
-import ReplTestSupport
 import ReplPlatform
+import ReplTestSupport
+
+@testable import OrbSim
 
 /// A fresh emulator home per test, driven through the real `orbctl-sim` binary
 /// (invoked as `orbctl` through a symlink) or in process through the same model.
@@ -52,8 +53,10 @@ final class SimHarness: @unchecked Sendable {
     }
 
     /// The machine names tests use: mapped to this test's own names against a real orbctl.
-    static let testNames: Set<String> = ["m1", "m2", "m3", "src", "copy", "old", "new", "alpha", "bravo", "base", "normal",
-                                         "iso", "ghost", "x2", "snap"]
+    static let testNames: Set<String> = [
+        "m1", "m2", "m3", "src", "copy", "old", "new", "alpha", "bravo", "base", "normal",
+        "iso", "ghost", "x2", "snap",
+    ]
 
     func mapArgument(_ arg: String) -> String {
         if SimHarness.testNames.contains(arg) { return emulator.name(arg) }
@@ -76,11 +79,15 @@ final class SimHarness: @unchecked Sendable {
         // Elements are "  {" … "  }" blocks, one per machine.
         var blocks: [[Substring]] = [], current: [Substring] = []
         for line in text.split(separator: "\n") {
-            if line == "  {" { current = [line] } else if line.hasPrefix("  }") {
+            if line == "  {" {
+                current = [line]
+            } else if line.hasPrefix("  }") {
                 current.append("  }")
                 blocks.append(current)
                 current = []
-            } else if !current.isEmpty { current.append(line) }
+            } else if !current.isEmpty {
+                current.append(line)
+            }
         }
         let kept = blocks.filter { $0.contains { $0.contains("\"name\": \"\(prefix)") } }
         guard !kept.isEmpty else { return "[]\n" }

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import ReplTestSupport
+import Testing
+
 @testable import OrbSim
 
 /// Concurrency and address-pool churn.

@@ -1,10 +1,11 @@
-import Testing
 import Foundation
+import ReplCore
 import ReplPlatform
+import ReplTestSupport
+import Testing
+
 @testable import OrbSim
 @testable import OrbStack
-import ReplTestSupport
-import ReplCore
 
 /// Routes orbctl calls into the emulator model in this process (the twin of the binary).
 struct InProcessRunner: ProcessRunner {
@@ -22,8 +23,9 @@ struct InProcessRunner: ProcessRunner {
                 FileManager.default.createFile(atPath: paths[0], contents: input ?? Data())
                 FileManager.default.createFile(atPath: paths[1], contents: nil)
                 FileManager.default.createFile(atPath: paths[2], contents: nil)
-                let io = SimIO(stdin: FileHandle(forReadingAtPath: paths[0])!, stdout: FileHandle(forWritingAtPath: paths[1])!,
-                               stderr: FileHandle(forWritingAtPath: paths[2])!)
+                let io = SimIO(
+                    stdin: FileHandle(forReadingAtPath: paths[0])!, stdout: FileHandle(forWritingAtPath: paths[1])!,
+                    stderr: FileHandle(forWritingAtPath: paths[2])!)
                 let sim = OrbSim(home: home, executable: BuildProducts.orbctlSim, environment: environment)
                 let code = sim.main(arguments, io: io)
                 let out = FileManager.default.contents(atPath: paths[1]) ?? Data()
@@ -65,7 +67,8 @@ final class ClientHarness: @unchecked Sendable {
     init(_ backend: Backend = .binary) throws {
         emulator = try EmulatorHome(prefix: "orbstack-test")
         let env = emulator.environment
-        let runner: any ProcessRunner = backend == .binary
+        let runner: any ProcessRunner =
+            backend == .binary
             ? SystemProcessRunner(environment: env)
             : InProcessRunner(home: emulator.simDirectory, environment: env)
         var client = OrbctlClient(command: OrbctlCommand(executable: emulator.orbctl), runner: runner)

@@ -1,8 +1,9 @@
 import Foundation
-import Testing
-import ReplTestSupport
-@testable import OrbStack
 import ReplCore
+import ReplTestSupport
+import Testing
+
+@testable import OrbStack
 
 /// The same contract, against the emulator binary and the in-process model.
 @Suite(.serialized) struct ContractTests {
@@ -69,8 +70,10 @@ import ReplCore
         let machines = try OrbctlClient.decodeList(Data(good.utf8))
         #expect(machines.map(\.name) == ["a"] && machines[0].arch == "arm64")
         #expect(try OrbctlClient.decodeList(Data("[]\n".utf8)).isEmpty)
-        let bad = ["null", "", "garbage", "{}", #"[{"name":"a","state":"running"}]"#, #"[{"id":"x","name":"a"}]"#,
-                   #"[{"id":"x","name":"a","state":"running"},{"id":"x","name":"b","state":"running"}]"#, "[1]"]
+        let bad = [
+            "null", "", "garbage", "{}", #"[{"name":"a","state":"running"}]"#, #"[{"id":"x","name":"a"}]"#,
+            #"[{"id":"x","name":"a","state":"running"},{"id":"x","name":"b","state":"running"}]"#, "[1]",
+        ]
         for text in bad {
             #expect(throws: ProviderError.self, "accepted \(text)") { try OrbctlClient.decodeList(Data(text.utf8)) }
             do { _ = try OrbctlClient.decodeList(Data(text.utf8)) } catch { #expect(error.kind == .malformedOutput) }
@@ -99,7 +102,8 @@ import ReplCore
     }
 
     @Test func aListRecordsFieldsOfAnotherTypeReadAsAbsent() throws {
-        let text = #"[{"id":"01KTK0Z32XA8Y4R8MVY2F4TZKN","name":"a","state":"stopped","image":"ubuntu"},"#
+        let text =
+            #"[{"id":"01KTK0Z32XA8Y4R8MVY2F4TZKN","name":"a","state":"stopped","image":"ubuntu"},"#
             + #"{"id":"01KTK0Z32XA8Y4R8MVY2F4TZKP","name":"b","state":"running","image":{"distro":"debian","version":12,"arch":"arm64"}}]"#
         let machines = try OrbctlClient.decodeList(Data(text.utf8))
         #expect(machines.map(\.name) == ["a", "b"] && machines.map(\.state) == [.stopped, .running])
@@ -107,14 +111,15 @@ import ReplCore
     }
 
     /// Each step of address discovery, by forcing the earlier ones to fail.
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func addressDiscoveryFallsBackStepByStep() async throws {
+    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func addressDiscoveryFallsBackStepByStep() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
-        #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")       // 1: info's ip4
+        #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 1: info's ip4
         try await h.sim(["admin", "fail", "info"])
         #expect(try await h.client.address(h.n("m1"), resolve: { host in host == "m1.orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
         try await h.sim(["admin", "fail", "info"])
-        #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")       // 3: hostname -I
+        #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 3: hostname -I
     }
 
     @Test func versionIsParsedAndGarbageRefused() async throws {
@@ -184,8 +189,9 @@ import ReplCore
         let bin = home.appendingPathComponent(".orbstack/bin")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: home) }
-        FileManager.default.createFile(atPath: bin.appendingPathComponent("orbctl").path, contents: Data("#!/bin/sh\n".utf8),
-                                       attributes: [.posixPermissions: 0o755])
+        FileManager.default.createFile(
+            atPath: bin.appendingPathComponent("orbctl").path, contents: Data("#!/bin/sh\n".utf8),
+            attributes: [.posixPermissions: 0o755])
         let found = OrbctlCommand.locate(path: "/usr/bin:/bin", fallbacks: OrbctlCommand.installDirectories(home: home.path))
         #expect(found == OrbctlCommand(executable: bin.appendingPathComponent("orbctl").path))
         #expect(OrbctlCommand.installDirectories(home: "/Users/u") == ["/Users/u/.orbstack/bin", "/usr/local/bin", "/opt/homebrew/bin"])
@@ -195,8 +201,11 @@ import ReplCore
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("macbin-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        FileManager.default.createFile(atPath: dir.appendingPathComponent("mac").path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
-        #expect(OrbctlCommand.locate(path: dir.path, fallbacks: []) == OrbctlCommand(executable: dir.appendingPathComponent("mac").path, prefix: ["orbctl"]))
+        FileManager.default.createFile(
+            atPath: dir.appendingPathComponent("mac").path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        #expect(
+            OrbctlCommand.locate(path: dir.path, fallbacks: [])
+                == OrbctlCommand(executable: dir.appendingPathComponent("mac").path, prefix: ["orbctl"]))
     }
 }
 
@@ -215,12 +224,14 @@ import ReplCore
         return last
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
         // The command waits for a go-ahead, so the first read cannot race its end.
-        let payload = RunPayload(command: "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7", bootstrap: nil, env: [:],
-                                 remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
+        let payload = RunPayload(
+            command: "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7", bootstrap: nil, env: [:],
+            remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let first = try await h.provider.probe(name: h.n("m1"))
         #expect(first == .running || first == .bootstrapping, "first status read: \(first)")
@@ -230,19 +241,22 @@ import ReplCore
         #expect(String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self) == "done\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func commandBootstrapAndEnvArriveByteForByte() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func commandBootstrapAndEnvArriveByteForByte() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
-        let payload = RunPayload(command: "printf '%s' \"$HOSTILE\"; printf '\\n---\\n'; cat /tmp/from-bootstrap",
-                                 bootstrap: "printf '%s' '\(Self.hostile.replacingOccurrences(of: "'", with: "'\\''"))' > /tmp/from-bootstrap",
-                                 env: ["HOSTILE": Self.hostile], remaining: nil, hold: 0, manifestYAML: "x")
+        let payload = RunPayload(
+            command: "printf '%s' \"$HOSTILE\"; printf '\\n---\\n'; cat /tmp/from-bootstrap",
+            bootstrap: "printf '%s' '\(Self.hostile.replacingOccurrences(of: "'", with: "'\\''"))' > /tmp/from-bootstrap",
+            env: ["HOSTILE": Self.hostile], remaining: nil, hold: 0, manifestYAML: "x")
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         _ = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self)
         #expect(log == Self.hostile + "\n---\n" + Self.hostile)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
         let payload = RunPayload(command: "echo ran", bootstrap: "echo setting up; exit 3", env: [:], remaining: nil, hold: 0, manifestYAML: "x")
@@ -253,7 +267,8 @@ import ReplCore
         #expect(boot == "setting up\nrepl: bootstrap exited 3 (not fatal: the command still runs)\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
         try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
         // The switch fires 8 s after the deadline, well after the probe below has read `timedout`
@@ -285,7 +300,8 @@ import ReplCore
     }
 
     @Test func theWrapperEmbedsTextOnlyAsBase64() {
-        let payload = RunPayload(command: "rm -rf / # $(evil)", bootstrap: "`evil`", env: ["K": "'; evil; '"], remaining: 5, hold: 0, manifestYAML: "m")
+        let payload = RunPayload(
+            command: "rm -rf / # $(evil)", bootstrap: "`evil`", env: ["K": "'; evil; '"], remaining: 5, hold: 0, manifestYAML: "m")
         let script = RunWrapper.script(payload)
         #expect(!script.contains("evil"))
         #expect(!script.contains("/usr/sbin/poweroff") && !script.contains("/sbin/poweroff"))

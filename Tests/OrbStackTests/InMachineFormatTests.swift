@@ -1,8 +1,9 @@
 import Foundation
-@testable import OrbStack
 import ReplCore
 import ReplPlatform
 import Testing
+
+@testable import OrbStack
 
 /// The files repl and its wrapper leave in a machine, each read back as it was written (#21).
 struct ManifestCopyTests {
@@ -21,8 +22,9 @@ struct ManifestCopyTests {
             name: "train", source: .spec(try Spec(parsing: "ubuntu:noble:arm64")), command: "echo 'a \"quoted\" / slash'\nexit 3",
             maxDuration: TimeSpan(parsing: "2h"), bootstrap: "apt-get update", replicas: 4, hold: TimeSpan(parsing: "90s")!,
             env: ["A_B": "x: y", "EMPTY": ""], labels: ["team": "ml"],
-            options: MachineOptions(cpus: 2, memory: ByteSize(parsing: "4G"), disk: ByteSize(parsing: "64G"), isolated: true, user: "dev",
-                                    userData: "#cloud-config\nruncmd: [echo hi]\n"),
+            options: MachineOptions(
+                cpus: 2, memory: ByteSize(parsing: "4G"), disk: ByteSize(parsing: "64G"), isolated: true, user: "dev",
+                userData: "#cloud-config\nruncmd: [echo hi]\n"),
             files: [FileCopy(from: dir.path, to: "/srv/app", exclude: [".git"])], artifacts: ["/srv/out/*.json"])
         let clone = RunManifest(name: "fast", source: .snapshot("base-snap"), command: "true")
         for manifest in [full, clone, RunManifest(name: "idle")] {
@@ -35,7 +37,8 @@ struct ManifestCopyTests {
     /// The reader reads the document, not its spacing (it had searched the text with a pattern
     /// that depended on how one JSON encoder spaces a key).
     @Test func aCopyIsReadWhateverItsSpacing() throws {
-        let text = "# repl run 25 generation 1 instance 1\n{\"kind\":\"Run\",\"name\":\"fast\",\"from\":\"base-snap\",\"replicas\":1,\"hold\":\"0s\"}\n"
+        let text =
+            "# repl run 25 generation 1 instance 1\n{\"kind\":\"Run\",\"name\":\"fast\",\"from\":\"base-snap\",\"replicas\":1,\"hold\":\"0s\"}\n"
         let copy = try #require(ManifestCopy.read(text))
         #expect(copy.manifest.source == .snapshot("base-snap") && copy.runID == 77)
     }
@@ -55,15 +58,18 @@ struct ManifestCopyTests {
 /// The status file: the wrapper's shell function writes it, repl reads it.
 struct StatusFileTests {
     /// Written by the wrapper's own `status` function under /bin/sh, read back whole.
-    @Test(arguments: [("bootstrapping", ProbeResult.bootstrapping, "", ""), ("running", .running, "101", ""),
-                      ("exited 3", .exited(3), "101", "105"), ("timedout", .timedOut, "101", "105")])
+    @Test(arguments: [
+        ("bootstrapping", ProbeResult.bootstrapping, "", ""), ("running", .running, "101", ""),
+        ("exited 3", .exited(3), "101", "105"), ("timedout", .timedOut, "101", "105"),
+    ])
     func whatTheWrapperWritesIsRead(_ state: String, _ result: ProbeResult, _ started: String, _ ended: String) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("status-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = "status() {\n\(StatusFile.writer)\n}\nR=\"$1\" T0=100 S=\"$2\" E=\"$3\"; status \"$4\""
-        let out = try await SystemProcessRunner.run("/bin/sh", ["-c", script, "sh", dir.path, started, ended, state],
-                                                     input: nil, timeout: 10, environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+        let out = try await SystemProcessRunner.run(
+            "/bin/sh", ["-c", script, "sh", dir.path, started, ended, state],
+            input: nil, timeout: 10, environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
         #expect(out.status == 0, "\(out.stderrText)")
         let text = try String(contentsOf: dir.appendingPathComponent("status"), encoding: .utf8)
         var times: [String: TimeInterval] = ["launched": 100]

@@ -22,8 +22,10 @@ import Testing
         try #require(applied.status == 0, "\(applied.stderr)")
         let machine = try #require(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").first.map(String.init))
         try #require(try await sim(home, ["delete", "-f", machine]).status == 0)
-        for args in [["orphans", "list"], ["orphans", "sweep", "--dry-run"], ["plan", "-f", "examples/long-lived.yaml"],
-                     ["doctor"], ["orphans", "sweep"]] {
+        for args in [
+            ["orphans", "list"], ["orphans", "sweep", "--dry-run"], ["plan", "-f", "examples/long-lived.yaml"],
+            ["doctor"], ["orphans", "sweep"],
+        ] {
             let out = try await CLITests.run(home, ["--orbctl", "sim"] + args)
             #expect(out.status < 2, "repl \(args.joined(separator: " ")) exited \(out.status): \(out.stderr)")
             #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Crash"), "\(out.stderr)")
@@ -67,8 +69,12 @@ import Testing
     @Test(.machineCommands) func waitConfirmsAnEndTheChannelShowsWithTheMachine() async throws {
         let home = CLITests.Home()
         let marker = "/tmp/repl-wait-\(UUID().uuidString)"
-        let started = try await CLITests.run(home, ["--orbctl", "sim", "run", "--name", "lr", "--command",
-                                                    "while [ ! -e \(marker) ]; do sleep 0.2; done"])
+        let started = try await CLITests.run(
+            home,
+            [
+                "--orbctl", "sim", "run", "--name", "lr", "--command",
+                "while [ ! -e \(marker) ]; do sleep 0.2; done",
+            ])
         try #require(started.status == 0, "\(started.stderr)")
         try #require(try await CLITests.run(home, ["--orbctl", "sim", "wait", "lr", "--for", "Running", "--timeout", "60s"]).status == 0)
         let machine = try #require(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").first.map(String.init))

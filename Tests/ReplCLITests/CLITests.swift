@@ -1,10 +1,11 @@
 import Foundation
-import ReplPlatform
-import Testing
-@testable import OrbStack
-import ReplTestSupport
-import ReplStore
 import ReplCore
+import ReplPlatform
+import ReplStore
+import ReplTestSupport
+import Testing
+
+@testable import OrbStack
 
 /// The built `repl` binary run as a new user would, against the built-in emulator.
 @Suite(.serialized) struct CLITests {
@@ -47,7 +48,8 @@ import ReplCore
         try await exec(repl, args, env: home.environment, stdin: stdin, cwd: root.path)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func helloWaitPrintsHelloAndExitsZero() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func helloWaitPrintsHelloAndExitsZero() async throws {
         let home = Home()
         let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
         #expect(out.status == 0, "\(out.stderr)")
@@ -60,10 +62,15 @@ import ReplCore
         #expect(logs.stdout == "hello\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func theGuidesCommandsWorkAsShown() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func theGuidesCommandsWorkAsShown() async throws {
         let home = Home()
-        let run = try await Self.run(home, ["--orbctl", "sim", "run", "--provider", "orbstack", "--spec", "ubuntu:noble:arm64",
-                                      "--command", "echo hello", "--max-duration", "60000"])
+        let run = try await Self.run(
+            home,
+            [
+                "--orbctl", "sim", "run", "--provider", "orbstack", "--spec", "ubuntu:noble:arm64",
+                "--command", "echo hello", "--max-duration", "60000",
+            ])
         #expect(run.status == 0, "\(run.stderr)")
         let id = try #require(run.stdout.split(separator: "\n").last?.split(separator: " ").dropFirst().first)
         let list = try await Self.run(home, ["run", "list"])
@@ -111,7 +118,8 @@ import ReplCore
         }
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func waitExitsWithTheCommandsExitCode() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func waitExitsWithTheCommandsExitCode() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("seven.yaml")
         try "kind: Run\nname: seven\ncommand: exit 7\n".write(to: file, atomically: true, encoding: .utf8)
@@ -121,7 +129,8 @@ import ReplCore
         await #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", timeout.path, "--wait"]).status == 124)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func jsonOfEveryCommandParses() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func jsonOfEveryCommandParses() async throws {
         let home = Home()
         try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
         let commands: [[String]] = [
@@ -137,25 +146,26 @@ import ReplCore
     }
 
     /// Bad input gives one clear line and exit 2, never a stack trace.
-    @Test(arguments: [
-        (["apply", "-f", "/nonexistent/run.yaml"], "/nonexistent/run.yaml: no such file or directory"),
-        (["apply", "-f", "-"], "<stdin>:1:1: a manifest must be a mapping"),
-        (["apply", "-f", "examples/hello.yaml", "--frobnicate"], "Unknown option '--frobnicate'"),
-        (["run", "status", "nosuchrun"], "no run matches \"nosuchrun\""),
-        (["run", "--command", "x", "--max-duration", "5 minutes"], "--max-duration: \"5 minutes\" is not a duration"),
-        (["run", "--command", "x", "--name", "../etc"], "--name: \"../etc\" may only contain"),
-        (["run", "--command", "x", "--spec", "redhat"], "--spec: distro \"redhat\" is not one OrbStack offers"),
-        (["run", "--command", "x", "--cpus", "0"], "--cpus: 0 is out of range (1–256)"),
-        (["run", "--command", "x", "--memory", "4"], "--memory: \"4\" is not a size (it has no unit); use 4G, 512M or 1T"),
-        (["run", "--command", "x", "--user", "Bad"], "--user: \"Bad\" is not a Linux user name"),
-        (["run", "--command", "x", "--user-data", "/nonexistent/ud.yaml"], "--user-data: cannot read /nonexistent/ud.yaml"),
-        (["run", "--command", "x", "--from", "nosnap"], "--from: no Snapshot named \"nosnap\""),
-        (["run", "--command", "x", "--from", "nosnap", "--spec", "ubuntu"], "--from: cannot be combined with --spec"),
-        (["run", "--command", "  "], "--command: is empty"),
-        (["run", "--command", "x", "--replicas", "1001"], "--replicas: 1001 is out of range (0–1000)"),
-        (["run", "--command", "x", "--max-duration", "0"], "--max-duration: must be longer than 0"),
-        (["run", "--command", "x", "--provider", "aws"], "--provider: unknown provider \"aws\""),
-    ] as [([String], String)])
+    @Test(
+        arguments: [
+            (["apply", "-f", "/nonexistent/run.yaml"], "/nonexistent/run.yaml: no such file or directory"),
+            (["apply", "-f", "-"], "<stdin>:1:1: a manifest must be a mapping"),
+            (["apply", "-f", "examples/hello.yaml", "--frobnicate"], "Unknown option '--frobnicate'"),
+            (["run", "status", "nosuchrun"], "no run matches \"nosuchrun\""),
+            (["run", "--command", "x", "--max-duration", "5 minutes"], "--max-duration: \"5 minutes\" is not a duration"),
+            (["run", "--command", "x", "--name", "../etc"], "--name: \"../etc\" may only contain"),
+            (["run", "--command", "x", "--spec", "redhat"], "--spec: distro \"redhat\" is not one OrbStack offers"),
+            (["run", "--command", "x", "--cpus", "0"], "--cpus: 0 is out of range (1–256)"),
+            (["run", "--command", "x", "--memory", "4"], "--memory: \"4\" is not a size (it has no unit); use 4G, 512M or 1T"),
+            (["run", "--command", "x", "--user", "Bad"], "--user: \"Bad\" is not a Linux user name"),
+            (["run", "--command", "x", "--user-data", "/nonexistent/ud.yaml"], "--user-data: cannot read /nonexistent/ud.yaml"),
+            (["run", "--command", "x", "--from", "nosnap"], "--from: no Snapshot named \"nosnap\""),
+            (["run", "--command", "x", "--from", "nosnap", "--spec", "ubuntu"], "--from: cannot be combined with --spec"),
+            (["run", "--command", "  "], "--command: is empty"),
+            (["run", "--command", "x", "--replicas", "1001"], "--replicas: 1001 is out of range (0–1000)"),
+            (["run", "--command", "x", "--max-duration", "0"], "--max-duration: must be longer than 0"),
+            (["run", "--command", "x", "--provider", "aws"], "--provider: unknown provider \"aws\""),
+        ] as [([String], String)])
     func badInputIsOneClearLine(_ args: [String], _ message: String) async throws {
         let home = Home()
         let out = try await Self.run(home, ["--orbctl", "sim"] + args, stdin: "[not, a, mapping]\n")
@@ -177,7 +187,8 @@ import ReplCore
         #expect(list.status == 0 && !list.stdout.contains("\"name\""), "a run was recorded: \(list.stdout)")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anAmbiguousRunPrefixIsBadInput() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func anAmbiguousRunPrefixIsBadInput() async throws {
         let home = Home()
         try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-a", "--command", "true"])
         try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-b", "--command", "true"])
@@ -245,8 +256,12 @@ import ReplCore
         let file = home.dir.appendingPathComponent("a-file")
         try Data().write(to: file)
         // (A read command there has nothing to read and creates nothing; one that writes says why it cannot.)
-        let out = try await Self.exec(Self.repl, ["--orbctl", "sim", "--state-dir", file.appendingPathComponent("state").path,
-                                                  "orphans", "whitelist", "repl-ab12cd-1-1", "--reason", "kept"], env: home.environment)
+        let out = try await Self.exec(
+            Self.repl,
+            [
+                "--orbctl", "sim", "--state-dir", file.appendingPathComponent("state").path,
+                "orphans", "whitelist", "repl-ab12cd-1-1", "--reason", "kept",
+            ], env: home.environment)
         #expect(out.status == 2)
         #expect(out.stderr.contains("state directory"), "\(out.stderr)")
     }
@@ -259,8 +274,10 @@ import ReplCore
         let disk = home.dir.appendingPathComponent("disk")
         try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/bin/mount"),
-              (try? await SystemProcessRunner.run("/bin/mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", disk.path],
-                                                  input: nil, timeout: 10, environment: [:], limit: 1 << 16))?.status == 0 else {
+            (try? await SystemProcessRunner.run(
+                "/bin/mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", disk.path],
+                input: nil, timeout: 10, environment: [:], limit: 1 << 16))?.status == 0
+        else {
             return  // no small filesystem to fill here
         }
         func walk() async throws {
@@ -274,7 +291,8 @@ import ReplCore
             let filler = try #require(FileHandle(forWritingAtPath: fillerPath))
             while (try? filler.write(contentsOf: Data(count: 4096))) != nil {}
             try? filler.close()
-            let out = try await Self.exec(Self.repl, ["orphans", "whitelist", "repl-ab12cd-3-8", "--reason", "more", "--expires", "2999-01-01"], env: env)
+            let out = try await Self.exec(
+                Self.repl, ["orphans", "whitelist", "repl-ab12cd-3-8", "--reason", "more", "--expires", "2999-01-01"], env: env)
             #expect(out.status == 1, "\(out.stdout)\(out.stderr)")
             #expect(out.stderr.contains("full") && !out.stderr.contains("recover") && out.stderr.split(separator: "\n").count == 1, "\(out.stderr)")
             let list = try await Self.exec(Self.repl, ["run", "list"], env: env)
@@ -387,7 +405,9 @@ import ReplCore
         // doctor names the store that cannot be written as a problem (it said "all well": found by
         // attacking); here it exits 3 for the missing orbctl, which comes first.
         let doctor = try await repl(["doctor"])
-        #expect(doctor.status != 0 && doctor.stdout.contains("needs attention: ") && doctor.stdout.contains("state store: cannot be written"), "\(doctor.status) \(doctor.stdout) \(doctor.stderr)")
+        #expect(
+            doctor.status != 0 && doctor.stdout.contains("needs attention: ") && doctor.stdout.contains("state store: cannot be written"),
+            "\(doctor.status) \(doctor.stdout) \(doctor.stderr)")
         #expect(try Data(contentsOf: db) == before)
     }
 
@@ -409,7 +429,8 @@ import ReplCore
         }
         let out = try await Self.exec(Self.repl, ["--orbctl", orbctl, "apply", "-f", "examples/hello.yaml", "--wait"], env: env, cwd: Self.root.path)
         #expect(out.status == 3)
-        #expect(out.stderr.hasPrefix("repl: orbctl-sim runs machine commands only in a private namespace")
+        #expect(
+            out.stderr.hasPrefix("repl: orbctl-sim runs machine commands only in a private namespace")
                 || out.stderr.hasPrefix("repl: orbctl-sim runs machine commands on Linux only"))
         #expect(out.stderr.hasSuffix("without --orbctl sim, repl uses OrbStack's own orbctl\n"))
         #expect(out.stderr.split(separator: "\n").count == 1)
@@ -434,12 +455,14 @@ import ReplCore
 
 /// `repl watch`: plain lines, the lease, and a clean stop on Ctrl-C.
 @Suite(.serialized) struct WatchTests {
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func watchAppliesConvergesAndStopsCleanly() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func watchAppliesConvergesAndStopsCleanly() async throws {
         let home = CLITests.Home()
         let log = home.dir.appendingPathComponent("watch.log").path
         var env = home.environment
         env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
-        let script = "exec \"\(CLITests.repl)\" --orbctl sim watch -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
+        let script =
+            "exec \"\(CLITests.repl)\" --orbctl sim watch -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
         let watch = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
         let pid = watch.pid
         // Wait until the run has finished and its machine is gone.
@@ -476,7 +499,8 @@ import ReplCore
         let log = home.dir.appendingPathComponent("watch.ndjson").path
         var env = home.environment
         env["PATH"] = ProcessInfo.processInfo.environment["PATH"]
-        let script = "exec \"\(CLITests.repl)\" --orbctl sim watch --json -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
+        let script =
+            "exec \"\(CLITests.repl)\" --orbctl sim watch --json -f \"\(CLITests.root.path)/examples/hello.yaml\" --interval 300ms > \"\(log)\" 2>&1"
         let watch = try await BackgroundProcess.start("/bin/sh", ["-c", script], environment: env, outputPath: "/dev/null")
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("(finished)") {
@@ -522,7 +546,8 @@ import ReplCore
 @Suite(.serialized) struct FollowedRunCancelledTests {
     /// Cancelled while its command runs, or while its machine is still being created (a create
     /// in flight when the cancel came: found by attacking).
-    @Test(.machineCommands, arguments: [["--orbctl", "sim", "run", "cancel", "long"], ["--orbctl", "sim", "delete", "run", "long"]], [false, true])
+    @Test(
+        .machineCommands, arguments: [["--orbctl", "sim", "run", "cancel", "long"], ["--orbctl", "sim", "delete", "run", "long"]], [false, true])
     func applyWaitSaysTheRunWasCancelledAndExitsOne(_ other: [String], _ whileCreating: Bool) async throws {
         let home = CLITests.Home()
         let out = home.dir.appendingPathComponent("apply.out").path
@@ -583,7 +608,9 @@ import ReplCore
         let readme = try String(contentsOf: CLITests.root.appendingPathComponent("README.md"), encoding: .utf8)
         let groups: Set<String> = ["run", "snapshot", "orphans", "delete"]
         var shown: [String: Set<String>] = [:]  // command path → flags shown with it
-        for match in readme.matches(of: /(?:`|\$ |^)repl ((?:--orbctl sim |--state-dir \S+ )?)([a-z][a-z-]*)(?: ([a-z]+))?([^`\n]*)/.anchorsMatchLineEndings()) {
+        for match in readme.matches(
+            of: /(?:`|\$ |^)repl ((?:--orbctl sim |--state-dir \S+ )?)([a-z][a-z-]*)(?: ([a-z]+))?([^`\n]*)/.anchorsMatchLineEndings())
+        {
             var path = String(match.output.2)
             if let sub = match.output.3, groups.contains(path), !["run", "snapshot"].contains(String(sub)) || path != "delete" {
                 path += " " + sub
@@ -601,8 +628,11 @@ import ReplCore
             #expect(help.status == 0, "repl \(words.joined(separator: " ")) --help: \(help.stderr)")
             // Its own help, not the root's (an unknown word falls back to it).
             #expect(help.stdout.contains("USAGE: repl \(words.joined(separator: " "))"), "the README shows `repl \(path)`, which is no command")
-            for flag in flags where !["--help", "--orbctl", "--state-dir", "--json", "--quiet", "--version", "--generate-completion-script"].contains(flag) {
-                #expect(help.stdout.contains(flag), "the README shows `repl \(path) … \(flag)`, which `repl \(words.joined(separator: " ")) --help` does not list")
+            for flag in flags
+            where !["--help", "--orbctl", "--state-dir", "--json", "--quiet", "--version", "--generate-completion-script"].contains(flag) {
+                #expect(
+                    help.stdout.contains(flag),
+                    "the README shows `repl \(path) … \(flag)`, which `repl \(words.joined(separator: " ")) --help` does not list")
             }
         }
     }
@@ -628,8 +658,9 @@ import ReplCore
         var progress = Self.normalized(shown).split(separator: "\n").map(String.init)
         let output = try #require(progress.firstIndex(of: "hello"), "the README's transcript shows no output")
         progress.remove(at: output)
-        #expect(Self.normalized(r.stderr).split(separator: "\n").map(String.init) == progress,
-                "printed on standard error:\n\(r.stderr)\nthe README shows:\n\(shown)")
+        #expect(
+            Self.normalized(r.stderr).split(separator: "\n").map(String.init) == progress,
+            "printed on standard error:\n\(r.stderr)\nthe README shows:\n\(shown)")
         #expect(readme.contains("swift run repl --orbctl sim apply -f examples/hello.yaml --wait   # try it: prints \"hello\", exits 0"))
     }
 }
@@ -643,7 +674,8 @@ import ReplCore
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "doctor"]).status >= 0)  // sets the emulator up
         var env = home.environment
         env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
-        let fail = try await CLITests.exec(sim, ["admin", "fail", "create", "--times", "9", "--message", "boom \u{1B}]0;pwned\u{07}\u{1B}[2J end"], env: env)
+        let fail = try await CLITests.exec(
+            sim, ["admin", "fail", "create", "--times", "9", "--message", "boom \u{1B}]0;pwned\u{07}\u{1B}[2J end"], env: env)
         #expect(fail.status == 0, "\(fail.stderr)")
         let file = home.dir.appendingPathComponent("x.yaml")
         try "kind: Run\nname: x\ncommand: \"true\"\n".write(to: file, atomically: true, encoding: .utf8)
@@ -652,7 +684,6 @@ import ReplCore
         #expect(out.stderr.contains("boom \\x1B]0;pwned\\x07\\x1B[2J end"), "\(out.stderr)")
         #expect(!out.stderr.contains("\u{1B}") && !out.stdout.contains("\u{1B}") && !out.stderr.contains("\u{07}"))
     }
-
 
     @Test func versionAndErrorsHaveOneForm() async throws {
         let home = CLITests.Home()
@@ -732,15 +763,20 @@ import ReplCore
     @Test(.machineCommands) func logsBySelectorPrintsEveryMatchingRun() async throws {
         let home = CLITests.Home()
         let file = home.dir.appendingPathComponent("l.yaml")
-        try "kind: Run\nname: one\nlabels: {team: x}\ncommand: printf 'a1\\na2\\n'\n---\nkind: Run\nname: two\nlabels: {team: x}\ncommand: printf 'b1\\nb2\\n'\n---\nkind: Run\nname: three\ncommand: echo c\n"
+        try
+            "kind: Run\nname: one\nlabels: {team: x}\ncommand: printf 'a1\\na2\\n'\n---\nkind: Run\nname: two\nlabels: {team: x}\ncommand: printf 'b1\\nb2\\n'\n---\nkind: Run\nname: three\ncommand: echo c\n"
             .write(to: file, atomically: true, encoding: .utf8)
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path, "--wait"]).status == 0)
         let all = try await CLITests.run(home, ["logs", "-l", "team=x"])
         #expect(all.status == 0, "\(all.stderr)")
-        #expect(all.stdout.contains("==> one/1 (") && all.stdout.contains("a1\na2\n") && all.stdout.contains("==> two/1 (") && all.stdout.contains("b1\nb2\n"), "\(all.stdout)")
+        #expect(
+            all.stdout.contains("==> one/1 (") && all.stdout.contains("a1\na2\n") && all.stdout.contains("==> two/1 (")
+                && all.stdout.contains("b1\nb2\n"), "\(all.stdout)")
         #expect(!all.stdout.contains("c\n==>") && !all.stdout.hasSuffix("c\n"), "\(all.stdout)")
         let tail = try await CLITests.run(home, ["logs", "-l", "team=x", "--tail", "1"])
-        #expect(tail.stdout.contains("a2\n") && !tail.stdout.contains("a1") && tail.stdout.contains("b2\n") && !tail.stdout.contains("b1"), "\(tail.stdout)")
+        #expect(
+            tail.stdout.contains("a2\n") && !tail.stdout.contains("a1") && tail.stdout.contains("b2\n") && !tail.stdout.contains("b1"),
+            "\(tail.stdout)")
         #expect(try await CLITests.run(home, ["logs", "-l", "team=nobody"]).status == 2)
         #expect(try await CLITests.run(home, ["logs", "-l", "team=x", "-f"]).status == 2)
     }
@@ -751,7 +787,8 @@ import ReplCore
     @Test(.machineCommands) func waitReturnsAtThePhaseAndFailsWhenItCannotComeOrTimesOut() async throws {
         let home = CLITests.Home()
         let file = home.dir.appendingPathComponent("w.yaml")
-        try "kind: Run\nname: quick\ncommand: sleep 1; echo x\n---\nkind: Run\nname: long\ncommand: sleep 100\n".write(to: file, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: quick\ncommand: sleep 1; echo x\n---\nkind: Run\nname: long\ncommand: sleep 100\n".write(
+            to: file, atomically: true, encoding: .utf8)
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path]).status == 0)
         let ok = try await CLITests.run(home, ["wait", "quick", "--for", "Succeeded", "--timeout", "30s"])
         #expect(ok.status == 0 && ok.stdout == "quick: Succeeded\n", "\(ok.stdout)\(ok.stderr)")
@@ -775,8 +812,10 @@ import ReplCore
     @Test(.machineCommands) func planShowsFieldDiffsAndReplacingABoxNeedsYes() async throws {
         let home = CLITests.Home()
         let v1 = home.dir.appendingPathComponent("v1.yaml"), v2 = home.dir.appendingPathComponent("v2.yaml")
-        try "kind: Run\nname: box\nbootstrap: echo one\n---\nkind: Run\nname: job\ncommand: sleep 30\n".write(to: v1, atomically: true, encoding: .utf8)
-        try "kind: Run\nname: box\nbootstrap: echo two\n---\nkind: Run\nname: job\ncommand: sleep 40\nreplicas: 2\n---\nkind: Snapshot\nname: s\nfrom: job\n"
+        try "kind: Run\nname: box\nbootstrap: echo one\n---\nkind: Run\nname: job\ncommand: sleep 30\n".write(
+            to: v1, atomically: true, encoding: .utf8)
+        try
+            "kind: Run\nname: box\nbootstrap: echo two\n---\nkind: Run\nname: job\ncommand: sleep 40\nreplicas: 2\n---\nkind: Snapshot\nname: s\nfrom: job\n"
             .write(to: v2, atomically: true, encoding: .utf8)
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", v1.path]).status == 0)
         let plan = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", v2.path])
@@ -805,7 +844,10 @@ import ReplCore
     @Test func runNamesComplete() async throws {
         let home = CLITests.Home()
         let store = try Store(directory: home.dir.appendingPathComponent("state"))
-        try store.apply(try ManifestParser().parse("kind: Run\nname: alpha\nreplicas: 0\n---\nkind: Run\nname: alps\nreplicas: 0\n---\nkind: Run\nname: beta\nreplicas: 0\n", file: "c.yaml"))
+        try store.apply(
+            try ManifestParser().parse(
+                "kind: Run\nname: alpha\nreplicas: 0\n---\nkind: Run\nname: alps\nreplicas: 0\n---\nkind: Run\nname: beta\nreplicas: 0\n",
+                file: "c.yaml"))
         let logs = try await CLITests.run(home, ["---completion", "logs", "--", "positional@0", "2", "2", "repl", "logs", "al"])
         #expect(logs.status == 0 && logs.stdout.split(separator: "\n") == ["alpha", "alps"], "\(logs.stdout)\(logs.stderr)")
         let status = try await CLITests.run(home, ["---completion", "run", "status", "--", "positional@0", "3", "1", "repl", "run", "status", "b"])
@@ -813,8 +855,12 @@ import ReplCore
         // --state-dir on the line is where the names come from.
         var env = home.environment
         env["REPL_HOME"] = home.dir.appendingPathComponent("elsewhere").path
-        let other = try await CLITests.exec(CLITests.repl, ["---completion", "wait", "--", "positional@0", "4", "1",
-                                                           "repl", "--state-dir", home.dir.appendingPathComponent("state").path, "wait", "a"], env: env)
+        let other = try await CLITests.exec(
+            CLITests.repl,
+            [
+                "---completion", "wait", "--", "positional@0", "4", "1",
+                "repl", "--state-dir", home.dir.appendingPathComponent("state").path, "wait", "a",
+            ], env: env)
         #expect(other.stdout.split(separator: "\n") == ["alpha", "alps"], "\(other.stdout)\(other.stderr)")
         #expect(!FileManager.default.fileExists(atPath: home.dir.appendingPathComponent("elsewhere").path))
     }
@@ -834,8 +880,9 @@ import ReplCore
         // The command part runs as cron would run it (sh, a bare PATH): with no orbctl here it
         // fails cleanly, and its log is where the line says.
         let command = String(line.dropFirst("* * * * * ".count))
-        let r = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 60,
-                                                  environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
+        let r = try await SystemProcessRunner.run(
+            "/bin/sh", ["-c", command], input: nil, timeout: 60,
+            environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
         #expect(r.status == 3, "\(r.stderrText)")
         let log = (try? String(contentsOf: home.dir.appendingPathComponent("state/sweep.log"), encoding: .utf8)) ?? ""
         #expect(log.contains("orbctl not found"), "\(log)")
@@ -849,8 +896,9 @@ import ReplCore
         #expect(oddLine.contains("--orbctl '/nonexistent/orbctl'"), "\(oddLine)")
         let asCron = oddLine.replacingOccurrences(of: "\\%", with: "\u{0}").split(separator: "%", omittingEmptySubsequences: false)[0]
             .replacingOccurrences(of: "\u{0}", with: "%")
-        _ = try await SystemProcessRunner.run("/bin/sh", ["-c", String(asCron)], input: nil, timeout: 60,
-                                              environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
+        _ = try await SystemProcessRunner.run(
+            "/bin/sh", ["-c", String(asCron)], input: nil, timeout: 60,
+            environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
         let oddLog = (try? String(contentsOf: home.dir.appendingPathComponent("st%te/sweep.log"), encoding: .utf8)) ?? ""
         #expect(oddLog.contains("/nonexistent/orbctl"), "\(oddLog)")
     }
@@ -940,8 +988,10 @@ import ReplCore
         #expect(try await CLITests.run(home, ["run", "list", "-o", "yamlish"]).status == 2)
         // -o yaml: the JSON document as YAML (types kept: numbers, booleans, nulls).
         let yaml = try await CLITests.run(home, ["run", "list", "-l", "team=ml", "-o", "yaml"])
-        #expect(yaml.status == 0 && yaml.stdout.hasPrefix("runs:\n- ") && yaml.stdout.contains("  name: a\n")
-                && yaml.stdout.contains("  replicas: 0\n") && yaml.stdout.contains("  deleted: false\n") && yaml.stdout.contains("team: ml"), "\(yaml.stdout)")
+        #expect(
+            yaml.status == 0 && yaml.stdout.hasPrefix("runs:\n- ") && yaml.stdout.contains("  name: a\n")
+                && yaml.stdout.contains("  replicas: 0\n") && yaml.stdout.contains("  deleted: false\n") && yaml.stdout.contains("team: ml"),
+            "\(yaml.stdout)")
         // run status -l: every match, text blocks or one document of runs.
         let many = try await CLITests.run(home, ["run", "status", "-l", "team!=web", "-o", "json"])
         let doc = try JSONSerialization.jsonObject(with: Data(many.stdout.utf8)) as? [String: Any]
@@ -970,7 +1020,8 @@ import ReplCore
         _ = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "list"])
         var env = home.environment
         env["ORBSIM_HOME"] = home.dir.appendingPathComponent("state/sim").path
-        _ = try await CLITests.exec(BuildProducts.orbctlSim, ["admin", "fail", "create", "--times", "1000", "--message", "disk image unavailable"], env: env)
+        _ = try await CLITests.exec(
+            BuildProducts.orbctlSim, ["admin", "fail", "create", "--times", "1000", "--message", "disk image unavailable"], env: env)
         let started = Date()
         let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path, "--timeout", "3s"])
         #expect(out.status == 1, "\(out.stdout)\(out.stderr)")
@@ -993,7 +1044,9 @@ import ReplCore
         _ = try await CLITests.exec(BuildProducts.orbctlSim, ["create", "ubuntu", "repl-oldcid-1-1"], env: env)
         let refused = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", job.path], env: env)
         #expect(refused.status == 2, "\(refused.stdout)\(refused.stderr)")
-        #expect(refused.stderr.contains("oldcid") && refused.stderr.contains("repl recover") && refused.stderr.contains("--new-installation"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("oldcid") && refused.stderr.contains("repl recover") && refused.stderr.contains("--new-installation"),
+            "\(refused.stderr)")
         // `watch -f` re-applies its files: it refuses the same way (found by attacking).
         let watch = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "watch", "-f", job.path, "--plain"], env: env)
         #expect(watch.status == 2 && watch.stderr.contains("repl recover"), "\(watch.stdout)\(watch.stderr)")
@@ -1029,7 +1082,8 @@ import ReplCore
         // With --wait, standard output is the command's output and nothing else (#18): what
         // repl did and how the run ended is progress, on standard error.
         #expect(wait.stdout == expected, "\(Array(wait.stdout))")
-        #expect(wait.stderrText.contains("bytes: created") && wait.stderrText.contains("run started")
+        #expect(
+            wait.stderrText.contains("bytes: created") && wait.stderrText.contains("run started")
                 && wait.stderrText.hasSuffix("bytes: Succeeded\n"), "\(wait.stderrText)")
         let logs = try await raw(home, ["logs", "bytes"])
         #expect(logs.stdout == expected, "\(Array(logs.stdout))")
@@ -1049,7 +1103,8 @@ import ReplCore
     @Test(.machineCommands) func waitWithReplicasPrefixesWholeLinesOnly() async throws {
         let home = CLITests.Home()
         let job = home.dir.appendingPathComponent("job.yaml")
-        try "kind: Run\nname: w\nreplicas: 2\ncommand: printf a; sleep 2; printf 'b\\n'; printf tail\n".write(to: job, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: w\nreplicas: 2\ncommand: printf a; sleep 2; printf 'b\\n'; printf tail\n".write(
+            to: job, atomically: true, encoding: .utf8)
         let out = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--wait"])
         #expect(out.status == 0, "\(out.stderrText)")
         let lines = out.stdoutText.split(separator: "\n", omittingEmptySubsequences: false).filter { $0.hasPrefix("[w/") }
@@ -1086,7 +1141,8 @@ import ReplCore
     func hostileStandardInputIsOneClearLine(_ how: String) async throws {
         let home = CLITests.Home()
         let command = how.hasSuffix("|") ? "\(how) \"\(CLITests.repl)\" plan -f -" : "\"\(CLITests.repl)\" plan -f - \(how)"
-        let out = try await SystemProcessRunner.run("/bin/sh", ["-c", command], input: nil, timeout: 60, environment: home.environment, limit: 1 << 20)
+        let out = try await SystemProcessRunner.run(
+            "/bin/sh", ["-c", command], input: nil, timeout: 60, environment: home.environment, limit: 1 << 20)
         #expect(out.status == 2, "\(out.stderrText)")
         #expect(out.stderrText.split(separator: "\n").count == 1 && out.stderrText.contains("standard input"), "\(out.stderrText)")
         #expect(!out.stderrText.contains("Fatal error"))
@@ -1112,8 +1168,9 @@ import ReplCore
         var simEnv = home.environment
         simEnv["ORBSIM_HOME"] = simHome
         #expect(try await CLITests.exec(BuildProducts.orbctlSim, ["admin", "hang", "list", "--times", "5"], env: simEnv).status == 0)
-        let sweep = try await BackgroundProcess.start(CLITests.repl, ["--orbctl", "sim", "orphans", "sweep"], environment: home.environment,
-                                                      outputPath: home.dir.appendingPathComponent("sweep.log").path)
+        let sweep = try await BackgroundProcess.start(
+            CLITests.repl, ["--orbctl", "sim", "orphans", "sweep"], environment: home.environment,
+            outputPath: home.dir.appendingPathComponent("sweep.log").path)
         let mark = "ORBSIM_HOME=\(simHome)"
         var children: [Int32] = []
         for _ in 0..<200 where children.isEmpty {
@@ -1142,8 +1199,9 @@ import ReplCore
         try await SystemProcessRunner.run("/bin/sh", ["-c", script], input: nil, timeout: 120, environment: home.environment, limit: 1 << 20)
     }
 
-    @Test(.enabled(if: OutputStreamTests.devFull, "needs /dev/full (Linux)"),
-          arguments: [["run", "list"], ["doctor"], ["orphans", "list"], ["--version"], ["--help"], ["--generate-completion-script", "bash"]])
+    @Test(
+        .enabled(if: OutputStreamTests.devFull, "needs /dev/full (Linux)"),
+        arguments: [["run", "list"], ["doctor"], ["orphans", "list"], ["--version"], ["--help"], ["--generate-completion-script", "bash"]])
     func aFullDiskIsExitOneWithOneLine(_ args: [String]) async throws {
         let home = CLITests.Home()
         let words = (["'\(CLITests.repl)'", "--orbctl", "sim"] + args).joined(separator: " ")
@@ -1191,8 +1249,9 @@ import ReplCore
         // A command in an isolated machine: the user data's file was there for the bootstrap,
         // and there is no /mnt/mac (nor a host channel: its status comes by probing).
         let job = home.dir.appendingPathComponent("job.yaml")
-        try ("kind: Run\nname: job\nisolated: true\nbootstrap: cp /etc/hello.txt /root/seen\n"
-             + "command: cat /root/seen; echo; test -e /mnt/mac && echo mac || echo no-mac\n" + Self.userData)
+        try
+            ("kind: Run\nname: job\nisolated: true\nbootstrap: cp /etc/hello.txt /root/seen\n"
+            + "command: cat /root/seen; echo; test -e /mnt/mac && echo mac || echo no-mac\n" + Self.userData)
             .write(to: job, atomically: true, encoding: .utf8)
         let plan = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", job.path])
         #expect(plan.stdout.contains("isolated: no host status channel, so its status is read by probing the machine"), "\(plan.stdout)")
@@ -1218,10 +1277,13 @@ import ReplCore
         // A change of any option replaces the machines, and plan names the field.
         try "kind: Run\nname: box\nresources: {cpus: 4, memory: 1536M, disk: 8G}\nuser: dev\n".write(to: box, atomically: true, encoding: .utf8)
         let change = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", box.path])
-        #expect(change.stdout.contains("~ replace run box") && change.stdout.contains("resources: {cpus: 2, memory: 1536M, disk: 8G} → {cpus: 4, memory: 1536M, disk: 8G}"),
-                "\(change.stdout)")
+        #expect(
+            change.stdout.contains("~ replace run box")
+                && change.stdout.contains("resources: {cpus: 2, memory: 1536M, disk: 8G} → {cpus: 4, memory: 1536M, disk: 8G}"),
+            "\(change.stdout)")
         // Artifacts change in place, and plan names them too.
-        try "kind: Run\nname: box\nresources: {cpus: 2, memory: 1536M, disk: 8G}\nuser: dev\nartifacts: [/srv/*.json]\n".write(to: box, atomically: true, encoding: .utf8)
+        try "kind: Run\nname: box\nresources: {cpus: 2, memory: 1536M, disk: 8G}\nuser: dev\nartifacts: [/srv/*.json]\n".write(
+            to: box, atomically: true, encoding: .utf8)
         let inPlace = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", box.path])
         #expect(inPlace.stdout.contains("~ update run box") && inPlace.stdout.contains("artifacts: none → /srv/*.json"), "\(inPlace.stdout)")
     }
@@ -1234,8 +1296,10 @@ import ReplCore
         try "kind: Run\nname: job\ncommand: echo hi\nresources:\n  cpus: 2\n".write(to: job, atomically: true, encoding: .utf8)
         let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path])
         #expect(out.status == 2)
-        #expect(out.stderr == "repl: \(job.path):1:1: resources: needs OrbStack 2.2.0 or later; this Mac has 2.1.0 (update OrbStack, or remove resources)\n",
-                "\(out.stderr)")
+        #expect(
+            out.stderr
+                == "repl: \(job.path):1:1: resources: needs OrbStack 2.2.0 or later; this Mac has 2.1.0 (update OrbStack, or remove resources)\n",
+            "\(out.stderr)")
         await #expect(try CLITests.run(home, ["run", "list"]).stdout.contains("No runs yet"))
         // plan says so too, rather than promise a create apply refuses (found by attacking).
         let plan = try await CLITests.run(home, ["--orbctl", "sim", "plan", "-f", job.path])
@@ -1291,7 +1355,9 @@ import ReplCore
         let job = home.dir.appendingPathComponent("a.yaml")
         try "kind: Run\nname: a\ncommand: echo hi\n".write(to: job, atomically: true, encoding: .utf8)
         let plan = try await raw(home, ["--orbctl", "sim", "plan", "-f", job.path])
-        #expect(plan.stdoutText.contains("! blocked repl-\(cid)-1-1  (conflict: repl-\(cid)-1-1 exists, but repl never asked for it"), "\(plan.stdoutText)")
+        #expect(
+            plan.stdoutText.contains("! blocked repl-\(cid)-1-1  (conflict: repl-\(cid)-1-1 exists, but repl never asked for it"),
+            "\(plan.stdoutText)")
         #expect(plan.stdoutText.contains("1 blocked until you act"), "\(plan.stdoutText)")
         _ = try await raw(home, ["--orbctl", "sim", "apply", "-f", job.path, "--timeout", "2s"])
         let sweep = try await raw(home, ["--orbctl", "sim", "orphans", "sweep"])
@@ -1341,7 +1407,8 @@ import ReplCore
         try "kind: Run\nname: fan\nreplicas: 2\ncommand: sleep 300\n".write(to: job, atomically: true, encoding: .utf8)
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", job.path]).status == 0)
         // exec: standard input in, output out, the exit code through; global options before or after.
-        let exec = try await CLITests.run(home, ["--orbctl", "sim", "exec", "fan/2", "--", "sh", "-c", "cat; hostname; exit 7"], stdin: "from-stdin\n")
+        let exec = try await CLITests.run(
+            home, ["--orbctl", "sim", "exec", "fan/2", "--", "sh", "-c", "cat; hostname; exit 7"], stdin: "from-stdin\n")
         let status = try await CLITests.run(home, ["run", "status", "fan", "--json"])
         let doc = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
         let machines = (doc?["instances"] as? [[String: Any]] ?? []).compactMap { $0["machine"] as? String }
@@ -1351,13 +1418,16 @@ import ReplCore
         let root = try await CLITests.run(home, ["exec", "fan", "--user", "root", "--orbctl", "sim", "--", "id", "-un"])
         #expect(root.status == 0 && root.stdout == "root\n", "\(root.stdout)\(root.stderr)")
         // A finished run, an unknown one, a missing command: one line, exit 2.
-        for (args, says) in [(["exec", "done", "--", "true"], "done has finished (Succeeded) and its machine is gone"),
-                             (["exec", "nosuch", "--", "true"], "no run matches \"nosuch\""),
-                             (["exec", "fan"], "give the command after --"),
-                             (["exec", "fan/3", "--", "true"], "run fan has no instance 3")] {
+        for (args, says) in [
+            (["exec", "done", "--", "true"], "done has finished (Succeeded) and its machine is gone"),
+            (["exec", "nosuch", "--", "true"], "no run matches \"nosuch\""),
+            (["exec", "fan"], "give the command after --"),
+            (["exec", "fan/3", "--", "true"], "run fan has no instance 3"),
+        ] {
             let r = try await CLITests.run(home, ["--orbctl", "sim"] + args)
-            #expect(r.status == 2 && r.stderr.hasPrefix("repl: ") && r.stderr.contains(says) && r.stderr.split(separator: "\n").count == 1,
-                    "\(args): \(r.status) \(r.stderr)")
+            #expect(
+                r.status == 2 && r.stderr.hasPrefix("repl: ") && r.stderr.contains(says) && r.stderr.split(separator: "\n").count == 1,
+                "\(args): \(r.status) \(r.stderr)")
         }
         // ssh: OrbStack's server on localhost:32222 with its key, the machine in the user name.
         let bin = home.dir.appendingPathComponent("bin")
@@ -1369,16 +1439,21 @@ import ReplCore
         env["PATH"] = bin.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
         let ssh = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "ssh", "fan/1", "--user", "root", "--", "uptime"], env: env)
         #expect(ssh.status == 0, "\(ssh.stderr)")
-        #expect(ssh.stdout == ["-p", "32222", "-i", home.dir.path + "/.orbstack/ssh/id_ed25519", "-o", "IdentitiesOnly=yes",
-                               "-o", "UserKnownHostsFile=\(home.dir.path)/.orbstack/ssh/known_hosts", "root@\(machines[0])@localhost", "uptime"]
-                    .joined(separator: "\n") + "\n", "\(ssh.stdout)")
+        #expect(
+            ssh.stdout == [
+                "-p", "32222", "-i", home.dir.path + "/.orbstack/ssh/id_ed25519", "-o", "IdentitiesOnly=yes",
+                "-o", "UserKnownHostsFile=\(home.dir.path)/.orbstack/ssh/known_hosts", "root@\(machines[0])@localhost", "uptime",
+            ]
+            .joined(separator: "\n") + "\n", "\(ssh.stdout)")
         // A --user that ssh would read as an option is refused (found by attacking).
         let hostile = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "ssh", "fan/1", "--user=-oProxyCommand=id"], env: env)
         #expect(hostile.status == 2 && hostile.stdout.isEmpty && hostile.stderr.contains("is not a Linux user name"), "\(hostile.stderr)")
         // ssh-config: a Host per live instance (the finished run has none), written with --write.
         let config = try await CLITests.run(home, ["ssh-config"])
-        #expect(config.stdout.contains("Host fan-1\n  HostName localhost\n  Port 32222\n  User \(machines[0])\n  IdentityFile ~/.orbstack/ssh/id_ed25519\n"),
-                "\(config.stdout)")
+        #expect(
+            config.stdout.contains(
+                "Host fan-1\n  HostName localhost\n  Port 32222\n  User \(machines[0])\n  IdentityFile ~/.orbstack/ssh/id_ed25519\n"),
+            "\(config.stdout)")
         #expect(config.stdout.contains("Host fan-2\n") && config.stdout.contains("User \(machines[1])\n") && !config.stdout.contains("Host done"))
         let written = try await CLITests.run(home, ["ssh-config", "--write"])
         let file = home.dir.appendingPathComponent("state/ssh_config")
@@ -1477,21 +1552,25 @@ import ReplCore
             .write(to: manifest, atomically: true, encoding: .utf8)
         // (and, checked below: a device, the root, the Mac's files, a target given twice)
         let more = home.dir.appendingPathComponent("more.yaml")
-        try "kind: Run\nname: more\nfiles:\n  - {from: /dev/zero, to: /srv/z}\n  - {from: /etc/hostname, to: /}\n  - {from: /etc/hostname, to: /mnt/mac/tmp/x}\n  - {from: /etc/hostname, to: /srv/h}\n  - {from: /etc/hosts, to: /srv/h/}\n"
+        try
+            "kind: Run\nname: more\nfiles:\n  - {from: /dev/zero, to: /srv/z}\n  - {from: /etc/hostname, to: /}\n  - {from: /etc/hostname, to: /mnt/mac/tmp/x}\n  - {from: /etc/hostname, to: /srv/h}\n  - {from: /etc/hosts, to: /srv/h/}\n"
             .write(to: more, atomically: true, encoding: .utf8)
         let refused = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", more.path])
         #expect(refused.status == 2)
-        for says in ["files[0].from: /dev/zero is neither a file nor a directory", "files[1].to: / is the machine's root",
-                     "files[2].to: /mnt/mac/tmp/x is the Mac's own file system", "files[4].to: /srv/h is already the target of files[3]"] {
+        for says in [
+            "files[0].from: /dev/zero is neither a file nor a directory", "files[1].to: / is the machine's root",
+            "files[2].to: /mnt/mac/tmp/x is the Mac's own file system", "files[4].to: /srv/h is already the target of files[3]",
+        ] {
             #expect(refused.stderr.contains(says), "\(says): \(refused.stderr)")
         }
         let out = try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", manifest.path])
         #expect(out.status == 2)
-        #expect(out.stderr == """
-            \(manifest.path):4:12: files[0].from: \(home.dir.path)/nope does not exist (relative to the manifest's directory)
-            \(manifest.path):5:31: files[1].to: "relative" is not an absolute path in the machine (as /srv/app)
-            \(manifest.path):6:13: artifacts[0]: "out/*.json" is not an absolute path or glob in the machine (as /srv/out/*.json)
+        #expect(
+            out.stderr == """
+                \(manifest.path):4:12: files[0].from: \(home.dir.path)/nope does not exist (relative to the manifest's directory)
+                \(manifest.path):5:31: files[1].to: "relative" is not an absolute path in the machine (as /srv/app)
+                \(manifest.path):6:13: artifacts[0]: "out/*.json" is not an absolute path or glob in the machine (as /srv/out/*.json)
 
-            """, "\(out.stderr)")
+                """, "\(out.stderr)")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import ReplPlatform
 import ReplTestSupport
 import Testing
+
 @testable import repl
 
 /// The launchd agent for the sweep: what it records, how it is loaded, and that launchd's
@@ -16,12 +17,12 @@ import Testing
         init(bootstrapStatus: Int = 0) throws {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let script = """
-            #!/bin/sh
-            echo "$*" >> '\(calls.path)'
-            case "$1" in bootstrap) [ \(bootstrapStatus) = 0 ] || echo "Bootstrap failed: 5: Input/output error" >&2; exit \(bootstrapStatus);; esac
-            exit 3
+                #!/bin/sh
+                echo "$*" >> '\(calls.path)'
+                case "$1" in bootstrap) [ \(bootstrapStatus) = 0 ] || echo "Bootstrap failed: 5: Input/output error" >&2; exit \(bootstrapStatus);; esac
+                exit 3
 
-            """
+                """
             FileManager.default.createFile(atPath: launchctl, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
         }
 
@@ -94,7 +95,8 @@ import Testing
         defer { emulator.remove() }
         let orbstackBin = home.dir.appendingPathComponent(".orbstack/bin")
         try FileManager.default.createDirectory(at: orbstackBin, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: orbstackBin.appendingPathComponent("orbctl").path, withDestinationPath: BuildProducts.orbctlSim)
+        try FileManager.default.createSymbolicLink(
+            atPath: orbstackBin.appendingPathComponent("orbctl").path, withDestinationPath: BuildProducts.orbctlSim)
         let state = home.dir.appendingPathComponent("state").path
         _ = try await home.agent().install(program: BuildProducts.repl, stateDirectory: state, orbctl: nil)
         let plist = try home.plist()
@@ -102,7 +104,8 @@ import Testing
         var env = try #require(plist["EnvironmentVariables"] as? [String: String])
         env["ORBSIM_HOME"] = emulator.simDirectory.path  // the emulator's state, not part of the agent
         env["ORBSIM_LATENCY"] = "fast"
-        let sweep = try await SystemProcessRunner.run(program[0], Array(program.dropFirst()), input: nil, timeout: 120, environment: env, limit: 1 << 20)
+        let sweep = try await SystemProcessRunner.run(
+            program[0], Array(program.dropFirst()), input: nil, timeout: 120, environment: env, limit: 1 << 20)
         #expect(sweep.status == 0, "\(sweep.stdoutText)\(sweep.stderrText)")
         #expect(FileManager.default.fileExists(atPath: state + "/state.db"))
     }

@@ -1,10 +1,11 @@
 import Foundation
-import ReplPlatform
-import Testing
-import ReplTestSupport
-@testable import repl
-@testable import OrbStack
 import ReplCore
+import ReplPlatform
+import ReplTestSupport
+import Testing
+
+@testable import OrbStack
+@testable import repl
 
 /// The full-screen watch view, rendered without a terminal and compared with recorded screens.
 /// `RECORD_SNAPSHOTS=1 swift test --filter WatchViewTests` records them anew.
@@ -15,20 +16,24 @@ struct WatchViewTests {
     static let fleet: WatchSnapshot = {
         let phases = InstancePhase.allCases
         let instances = phases.enumerated().map { i, phase in
-            WatchSnapshot.Instance(run: ["hello", "train-model-large", "fanout"][i % 3], instance: Base36.encode(UInt64(i + 1)),
-                                   machine: "repl-ab12cd-\(i % 3 + 1)-\(Base36.encode(UInt64(i + 1)))", phase: phase,
-                                   address: phase >= .provisioning && !phase.isTerminal ? "192.168.139.\(10 + i)" : nil,
-                                   age: Double(30 * (i + 1)), timeLeft: phase.isTerminal ? nil : Double(3600 - 300 * i),
-                                   exitCode: phase == .succeeded ? 0 : phase == .failed ? 7 : nil)
+            WatchSnapshot.Instance(
+                run: ["hello", "train-model-large", "fanout"][i % 3], instance: Base36.encode(UInt64(i + 1)),
+                machine: "repl-ab12cd-\(i % 3 + 1)-\(Base36.encode(UInt64(i + 1)))", phase: phase,
+                address: phase >= .provisioning && !phase.isTerminal ? "192.168.139.\(10 + i)" : nil,
+                age: Double(30 * (i + 1)), timeLeft: phase.isTerminal ? nil : Double(3600 - 300 * i),
+                exitCode: phase == .succeeded ? 0 : phase == .failed ? 7 : nil)
         }
         return WatchSnapshot(
             orbctlVersion: "2.2.3", controlID: "ab12cd", stateDirectory: "/home/dev/.repl", ticks: 42, lastTickMilliseconds: 37,
             lastTickCalls: 1,
-            breaker: "no creates until 20:30:00 (OrbStack ran out of machine addresses): run `bash scaffold/scripts/orbstack-reset-networking.sh` on the macOS host (not inside a machine), then try again",
+            breaker:
+                "no creates until 20:30:00 (OrbStack ran out of machine addresses): run `bash scaffold/scripts/orbstack-reset-networking.sh` on the macOS host (not inside a machine), then try again",
             lease: "held by watch (pid 4242)", instances: instances,
-            waiting: [.init(name: "repl-ab12cd-9-z", machineClass: "orphan", state: "running", deletesIn: 75),
-                      .init(name: "repl-ab12cd-none-y", machineClass: "orphan", state: "stopped", deletesIn: 0),
-                      .init(name: "repl-zz99zz-1-1", machineClass: "foreign", state: "running", deletesIn: nil)],
+            waiting: [
+                .init(name: "repl-ab12cd-9-z", machineClass: "orphan", state: "running", deletesIn: 75),
+                .init(name: "repl-ab12cd-none-y", machineClass: "orphan", state: "stopped", deletesIn: 0),
+                .init(name: "repl-zz99zz-1-1", machineClass: "foreign", state: "running", deletesIn: nil),
+            ],
             events: (0..<30).map { "20:1\($0 / 10):\(String(format: "%02d", $0 * 2)) event number \($0): created repl-ab12cd-1-\($0)" })
     }()
 
@@ -73,21 +78,27 @@ struct WatchViewTests {
 /// `repl watch` in a real terminal (tmux): the view follows a run from running to succeeded,
 /// `q` leaves, the terminal is restored and the exit status is 0.
 @Suite(.serialized) struct WatchTerminalTests {
-    static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/opt/homebrew/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let tmuxPath = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/opt/homebrew/bin/tmux"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
 
     func tmux(_ args: [String]) async throws -> String {
-        let r = try await SystemProcessRunner.run(Self.tmuxPath!, args, input: nil, timeout: 30,
-                                                    environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
+        let r = try await SystemProcessRunner.run(
+            Self.tmuxPath!, args, input: nil, timeout: 30,
+            environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
         return r.stdoutText
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), .enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
+    @Test(
+        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
     func watchInATerminal() async throws {
         let home = CLITests.Home()
         let session = "repl-watch-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         let exitFile = home.dir.appendingPathComponent("exit").path
         let env = home.environment
-        let command = "cd '\(home.dir.path)' && env REPL_HOME='\(env["REPL_HOME"]!)' HOME='\(env["HOME"]!)' ORBSIM_LATENCY=fast TERM=xterm "
+        let command =
+            "cd '\(home.dir.path)' && env REPL_HOME='\(env["REPL_HOME"]!)' HOME='\(env["HOME"]!)' ORBSIM_LATENCY=fast TERM=xterm "
             + "'\(CLITests.repl)' --orbctl sim watch --interval 300ms; echo $? > '\(exitFile)'; sleep 30"
         _ = try await tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", command])
         let outcome = await Result(catching: { try await drive(home: home, session: session, exitFile: exitFile) })

@@ -1,22 +1,26 @@
 import Foundation
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// The controller process killed with SIGKILL at the worst moments; the next run converges.
 @Suite(.serialized) struct CrashTests {
     func repl(_ w: World, _ args: [String], crash: String? = nil) async throws -> ProcessResult {
         var env = w.environment
         if let crash { env["REPL_TEST_CRASH"] = crash }
-        return try await SystemProcessRunner.run(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
-                                                   environment: env, limit: 1 << 20)
+        return try await SystemProcessRunner.run(
+            Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
+            environment: env, limit: 1 << 20)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: ["after-intent:create", "after-call:create"])
+    @Test(
+        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        arguments: ["after-intent:create", "after-call:create"])
     func killedAroundACreate(_ point: String) async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("r.yaml")
@@ -34,7 +38,8 @@ import ReplStore
         // No duplicate (#21: a count of unique names cannot fail once there are two): the
         // machines are the instances', and each was created once, the crashed call included.
         let cid = try w.store.controlID()
-        #expect(Set(machines.map(\.name)) == Set(run.instances.map { MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description }))
+        #expect(
+            Set(machines.map(\.name)) == Set(run.instances.map { MachineName(controlID: cid, manifestID: run.id, instanceID: $0.id).description }))
         let log = (try? String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)) ?? ""
         let creates = log.split(separator: "\n").compactMap { line -> String? in
             let argv = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
@@ -47,7 +52,9 @@ import ReplStore
         await #expect(try w.machines().count == 2)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: ["after-intent:delete", "after-call:delete"])
+    @Test(
+        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        arguments: ["after-intent:delete", "after-call:delete"])
     func killedInTheMiddleOfADelete(_ point: String) async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("r.yaml")

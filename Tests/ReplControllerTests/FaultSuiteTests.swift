@@ -1,11 +1,12 @@
 import Foundation
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// The reliability scenarios (docs/RELIABILITY.md): each asserts the final machines and store.
 /// `REPL_LONG=1` runs the long variants; CI runs them reduced.
@@ -13,8 +14,9 @@ import ReplStore
     static let long = ProcessInfo.processInfo.environment["REPL_LONG"] == "1"
 
     func repl(_ w: World, _ args: [String], orbctl: String? = nil, extra: [String: String] = [:]) async throws -> ProcessResult {
-        try await SystemProcessRunner.run(Paths.repl, ["--orbctl", orbctl ?? w.orbctl] + args, input: nil, timeout: 180,
-                                            environment: w.environment.merging(extra) { $1 }, limit: 1 << 22)
+        try await SystemProcessRunner.run(
+            Paths.repl, ["--orbctl", orbctl ?? w.orbctl] + args, input: nil, timeout: 180,
+            environment: w.environment.merging(extra) { $1 }, limit: 1 << 22)
     }
 
     /// Stops and deletes in the emulator's call log, by machine name.
@@ -37,7 +39,9 @@ import ReplStore
         }.count
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"), arguments: ["fails", "garbage", "null", "hangs"])
+    @Test(
+        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        arguments: ["fails", "garbage", "null", "hangs"])
     func aBadListTouchesNothingAndTheNextGoodTickConverges(_ fault: String) async throws {
         let w = try World()
         let cid = try w.store.controlID()
@@ -79,7 +83,8 @@ import ReplStore
         #expect(try w.run("a").instances.first?.phase ?? .pending >= .bootstrapping)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
         let w = try World()
         try await w.sim(["admin", "latency", "create", "2500"])
         try w.apply("kind: Run\nname: slow\ncommand: sleep 600\n")
@@ -101,7 +106,8 @@ import ReplStore
         #expect(try w.run("slow").instances.count == 1 && w.run("slow").instances[0].phase >= .bootstrapping)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func killedAtRandomPointsDuringATenRunApply() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func killedAtRandomPointsDuringATenRunApply() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("ten.yaml")
         try (0..<10).map { "kind: Run\nname: r\($0)\ncommand: sleep 600\n" }.joined(separator: "---\n")
@@ -123,7 +129,8 @@ import ReplStore
         #expect(try w.store.runs().allSatisfy { record in record.run.instances.filter { record.run.wants($0) }.count == 1 })
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func unmanagedAndForeignMachinesAreNeverTouched() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func unmanagedAndForeignMachinesAreNeverTouched() async throws {
         let w = try World()
         let unmanaged = (0..<(Self.long ? 100 : 30)).map { "dev-\($0)" }
         let foreign = (0..<(Self.long ? 20 : 8)).map { "repl-zzzzzz-\(Base36.encode(UInt64($0 + 1)))-1" }
@@ -147,7 +154,8 @@ import ReplStore
 
     /// Short runs in waves through a small pool: graceful stops return every address, so the
     /// pool never runs out (long: 300 runs through 64 addresses; CI: 48 through 16).
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func churnNeverExhaustsThePool() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func churnNeverExhaustsThePool() async throws {
         let w = try World()
         let (total, pool, wave) = Self.long ? (300, 64, 30) : (48, 16, 12)
         try await w.sim(["admin", "ip-pool", "\(pool)"])
@@ -167,14 +175,16 @@ import ReplStore
 
     /// `watch`, cron sweeps and applies at the same time: one actor at a time, nothing done twice
     /// (CI: 10 seconds; long: a minute).
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func watchSweepAndApplyAtOnce() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func watchSweepAndApplyAtOnce() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("fleet.yaml")
         try "kind: Run\nname: svc\nreplicas: 3\n---\nkind: Run\nname: job\ncommand: sleep 1\nhold: 0s\n"
             .write(to: file, atomically: true, encoding: .utf8)
         try await w.sim(["admin", "calls", "--reset"])
-        let watch = try await BackgroundProcess.start(Paths.repl, ["--orbctl", w.orbctl, "watch", "-f", file.path, "--interval", "200ms"],
-                                                      environment: w.environment, outputPath: w.root.appendingPathComponent("watch.log").path)
+        let watch = try await BackgroundProcess.start(
+            Paths.repl, ["--orbctl", w.orbctl, "watch", "-f", file.path, "--interval", "200ms"],
+            environment: w.environment, outputPath: w.root.appendingPathComponent("watch.log").path)
         let until = Date().addingTimeInterval(Self.long ? 60 : 10)
         var refused = 0
         while Date() < until {

@@ -1,25 +1,26 @@
 import Foundation
-import ReplPlatform
-import Testing
-@testable import ReplController
 import ReplCore
+import ReplPlatform
 import ReplStore
 import ReplTestSupport
+import Testing
+
+@testable import ReplController
 
 /// History off the hot path: a tick reads the runs that can still need something, never the
 /// thousands that finished long ago; those stay queryable and come back when changed.
 @Suite(.serialized)
 struct HistoryTests {
     static let manifests = """
-    kind: Run
-    name: done
-    command: echo finished-output
-    ---
-    kind: Run
-    name: held
-    command: "true"
-    hold: 10h
-    """
+        kind: Run
+        name: done
+        command: echo finished-output
+        ---
+        kind: Run
+        name: held
+        command: "true"
+        hold: 10h
+        """
 
     func settledWorld() async throws -> World {
         let w = try World()
@@ -33,7 +34,8 @@ struct HistoryTests {
         return w
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aFinishedRunLeavesTheTickOnceSettledAndStaysQueryable() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aFinishedRunLeavesTheTickOnceSettledAndStaysQueryable() async throws {
         let w = try await settledWorld()
         // Just finished: still live (a settle time guards a list that left a machine out).
         _ = await w.controller.tick()
@@ -56,7 +58,8 @@ struct HistoryTests {
         #expect(again.plan?.actions.isEmpty == true)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anArchivedRunComesBackWhenItsManifestChanges() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func anArchivedRunComesBackWhenItsManifestChanges() async throws {
         let w = try await settledWorld()
         _ = await w.controller.tick(now: Date().addingTimeInterval(2 * 3600))
         #expect(try !w.store.desiredState().runs.contains { $0.manifest.name == "done" })
@@ -89,7 +92,9 @@ struct HistoryTests {
         #expect(preview.stdoutText.contains("would prune done"), "\(preview.stdoutText)\(preview.stderrText)")
         #expect(try w.store.runs().contains { $0.run.manifest.name == "done" })
         // Deleted less than a day ago: kept by --older-than 1d, saying so.
-        #expect(try await repl(["prune", "--older-than", "1d"]).stdoutText.contains("nothing to prune: 2 deleted runs are kept, deleted less than 1d ago"))
+        #expect(
+            try await repl(["prune", "--older-than", "1d"]).stdoutText.contains("nothing to prune: 2 deleted runs are kept, deleted less than 1d ago")
+        )
         let pruned = try await repl(["prune", "--older-than", "0s"])
         #expect(pruned.status == 0 && pruned.stdoutText.contains("pruned done"), "\(pruned.stdoutText)\(pruned.stderrText)")
         #expect(try w.store.runs().map(\.run.manifest.name) == ["held"])

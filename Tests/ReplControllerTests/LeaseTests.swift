@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
 import ReplPlatform
-import Testing
 import ReplTestSupport
+import Testing
+
 @testable import ReplController
 @testable import ReplCore
 @testable import ReplStore
@@ -18,10 +19,15 @@ import ReplTestSupport
 
     /// Writes a lease row as another process would have.
     func plant(_ store: Store, pid: Int32, boot: String?, namespace: String?, started: String?, expires: Date) throws {
-        let queue = try DatabaseQueue(path: store.path)
+        // Waits for the store as repl does: a lease keeper may be renewing in the background.
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let queue = try DatabaseQueue(path: store.path, configuration: configuration)
         try queue.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, 'watch', ?, ?, 'their-token', ?, ?, ?)",
-                           arguments: [Int64(pid), expires.timeIntervalSince1970, boot, namespace, started])
+            try db.execute(
+                sql:
+                    "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, 'watch', ?, ?, 'their-token', ?, ?, ?)",
+                arguments: [Int64(pid), expires.timeIntervalSince1970, boot, namespace, started])
         }
         try queue.close()
     }
@@ -56,8 +62,9 @@ import ReplTestSupport
     @Test(.machineCommands) func aSIGKILLedHoldersLeaseIsTakenAtOnce() async throws {
         let w = try World()
         let log = w.root.appendingPathComponent("watch.log").path
-        let watch = try await BackgroundProcess.start(Paths.repl, ["--orbctl", w.orbctl, "watch", "--interval", "300ms"],
-                                                      environment: w.environment, outputPath: log)
+        let watch = try await BackgroundProcess.start(
+            Paths.repl, ["--orbctl", w.orbctl, "watch", "--interval", "300ms"],
+            environment: w.environment, outputPath: log)
         for _ in 0..<100 where try w.store.leaseHolder() == nil { try await Task.sleep(nanoseconds: 50_000_000) }
         #expect(try w.store.leaseHolder()?.pid == watch.pid)
         #expect(try w.store.acquireLease(holder: "sweep")?.pid == watch.pid)  // alive: not taken

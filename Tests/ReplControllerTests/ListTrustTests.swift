@@ -1,11 +1,12 @@
 import Foundation
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// A list is trusted only as far as it deserves (#16): a running machine missing from one list
 /// is confirmed gone (`orbctl info NAME`) before its instance is failed.

@@ -1,17 +1,19 @@
 import Foundation
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// `repl orphans sweep` and `repl recover`, run as the CLI against the emulator.
 @Suite(.serialized) struct OrphanSweepTests {
     func repl(_ w: World, _ args: [String]) async throws -> ProcessResult {
-        try await SystemProcessRunner.run(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
-                                            environment: w.environment, limit: 1 << 22)
+        try await SystemProcessRunner.run(
+            Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
+            environment: w.environment, limit: 1 << 22)
     }
 
     /// Owned, orphaned (young and old), foreign, whitelisted and unmanaged machines.
@@ -54,7 +56,8 @@ import ReplStore
         let log = try String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)
         let stops = log.split(separator: "\n").compactMap { line -> (Int, Int)? in
             guard let call = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  (call["argv"] as? [String])?.first == "stop", let at = call["at"] as? Int, let ms = call["ms"] as? Int else { return nil }
+                (call["argv"] as? [String])?.first == "stop", let at = call["at"] as? Int, let ms = call["ms"] as? Int
+            else { return nil }
             return (at, at + ms)
         }
         #expect(stops.count == 16)
@@ -62,7 +65,8 @@ import ReplStore
         #expect(overlap > 4, "at most \(overlap) stops at once")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aSweepDeletesExactlyTheOldOrphans() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aSweepDeletesExactlyTheOldOrphans() async throws {
         let w = try World()
         let m = try await populate(w)
         let before = try await names(w)
@@ -113,7 +117,8 @@ import ReplStore
                     try await w.sim(["create", "ubuntu", name]); protected.insert(name)
                 case 1:
                     let name = "repl-\(cid)-w\(i)-\(i)"
-                    try await w.sim(["create", "ubuntu", name]); try w.store.addToWhitelist(name, reason: "test", expires: nil); protected.insert(name)
+                    try await w.sim(["create", "ubuntu", name]); try w.store.addToWhitelist(name, reason: "test", expires: nil);
+                    protected.insert(name)
                 case 2:
                     try await w.sim(["create", "ubuntu", "repl-\(cid)-o\(i)-\(i)"]); orphans.insert("repl-\(cid)-o\(i)-\(i)")
                 default:
@@ -136,19 +141,22 @@ import ReplStore
             }
             let left = Set(try w.machines().map(\.name))
             #expect(protected.isSubset(of: left), "round \(round): \(protected.subtracting(left)) went")
-            #expect(pastGrace ? left.isDisjoint(with: orphans) : orphans.isSubset(of: left),
-                    "round \(round), past the grace: \(pastGrace), orphans left: \(left.intersection(orphans))")
+            #expect(
+                pastGrace ? left.isDisjoint(with: orphans) : orphans.isSubset(of: left),
+                "round \(round), past the grace: \(pastGrace), orphans left: \(left.intersection(orphans))")
         }
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func recoverRebuildsTheStoreFromTheMachines() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func recoverRebuildsTheStoreFromTheMachines() async throws {
         let w = try World()
         try "kept\n".write(to: w.root.appendingPathComponent("f.txt"), atomically: true, encoding: .utf8)
         for name in ["one", "two", "three"] {
             let file = w.root.appendingPathComponent("\(name).yaml")
             // One with OrbStack's options, files and artifacts: recovered whole, or the re-apply
             // below would replace its machines (#17).
-            let more = name == "one" ? "resources: {cpus: 2, memory: 1G}\nuser: dev\nfiles: [{from: f.txt, to: /etc/f.txt}]\nartifacts: [/srv/*.json]\n" : ""
+            let more =
+                name == "one" ? "resources: {cpus: 2, memory: 1G}\nuser: dev\nfiles: [{from: f.txt, to: /etc/f.txt}]\nartifacts: [/srv/*.json]\n" : ""
             try "kind: Run\nname: \(name)\ncommand: sleep 600\nenv: {WHO: \(name)}\n\(more)".write(to: file, atomically: true, encoding: .utf8)
             await #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
         }

@@ -1,11 +1,12 @@
 import Foundation
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// Read-only means read-only (#16): a dry run (`plan`, `orphans list`, `doctor`,
 /// `sweep --dry-run`) observes and plans, and writes nothing, starts nothing, probes nothing.
@@ -18,16 +19,20 @@ import ReplStore
     }
 
     func view(_ store: Store) throws -> StoreView {
-        StoreView(desired: try store.desiredState(), probes: try store.lastProbes(),
-                  intents: try store.openIntents().map { "\($0.id) \($0.machine) \($0.action)" }, events: try store.events(limit: 100_000).count)
+        StoreView(
+            desired: try store.desiredState(), probes: try store.lastProbes(),
+            intents: try store.openIntents().map { "\($0.id) \($0.machine) \($0.action)" }, events: try store.events(limit: 100_000).count)
     }
 
     @Test(.machineCommands) func aDryRunWritesNothingAndCallsOnlyList() async throws {
         let w = try World(channel: false)  // statuses would be probed with `orbctl run`
         try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 2\n---\nkind: Run\nname: next\ncommand: sleep 600\n")
-        try await w.tick { try w.wanted(w.run("web")).allSatisfy { $0.phase == .running } && w.wanted(w.run("next")).allSatisfy { $0.phase == .running } }
+        try await w.tick {
+            try w.wanted(w.run("web")).allSatisfy { $0.phase == .running } && w.wanted(w.run("next")).allSatisfy { $0.phase == .running }
+        }
         // Another process is acting on `next`'s machine right now (its intent is open, its pid alive).
-        let next = MachineName(controlID: try w.store.controlID(), manifestID: try w.run("next").id, instanceID: w.wanted(try w.run("next"))[0].id).description
+        let next = MachineName(controlID: try w.store.controlID(), manifestID: try w.run("next").id, instanceID: w.wanted(try w.run("next"))[0].id)
+            .description
         let actor = try await BackgroundProcess.start("/bin/sleep", ["60"], environment: [:], outputPath: "/dev/null")
         defer { actor.signal(SIGKILL) }
         _ = try w.store.openIntent(machine: next, action: "delete \(next) (retired)", pid: actor.pid)

@@ -1,12 +1,13 @@
 import Foundation
 import GRDB
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// The run inside the machine: launched exactly once, clones start clean, deadlines mean
 /// what users think, status and logs come through the host channel. Each test asserts the
@@ -44,8 +45,9 @@ import ReplStore
     func repl(_ w: World, _ args: [String], crash: String? = nil) async throws -> ProcessResult {
         var env = w.environment
         if let crash { env["REPL_TEST_CRASH"] = crash }
-        return try await SystemProcessRunner.run(Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
-                                                   environment: env, limit: 1 << 20)
+        return try await SystemProcessRunner.run(
+            Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
+            environment: env, limit: 1 << 20)
     }
 
     // MARK: Exactly once
@@ -77,8 +79,9 @@ import ReplStore
         try "kind: Run\nname: r\ncommand: \(Self.countingCommand)\nreplicas: 3\n".write(to: file, atomically: true, encoding: .utf8)
         var generator = SystemRandomNumberGenerator()
         for round in 0..<8 {
-            let apply = try await BackgroundProcess.start(Paths.repl, ["--orbctl", w.orbctl, "apply", "-f", file.path],
-                                                          environment: w.environment, outputPath: w.root.appendingPathComponent("apply.log").path)
+            let apply = try await BackgroundProcess.start(
+                Paths.repl, ["--orbctl", w.orbctl, "apply", "-f", file.path],
+                environment: w.environment, outputPath: w.root.appendingPathComponent("apply.log").path)
             let delay = UInt64(round) * 60_000_000 + UInt64.random(in: 0..<60_000_000, using: &generator)
             try await Task.sleep(nanoseconds: delay)
             apply.signal(SIGKILL)
@@ -111,7 +114,9 @@ import ReplStore
         func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
             try await base.pushArchive(name: name, archive: archive, to: directory)
         }
-        func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) { try await base.pushFile(name: name, data: data, to: path) }
+        func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
+            try await base.pushFile(name: name, data: data, to: path)
+        }
         func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
             try await base.pullArchive(name: name, globs: globs)
         }
@@ -136,7 +141,9 @@ import ReplStore
         }
         override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
             try await base.startRun(name: name, payload: payload)
-            let first = lock.withLock { launches += 1; return launches == 1 }
+            let first = lock.withLock {
+                launches += 1; return launches == 1
+            }
             guard first else { return }
             if let storePath {
                 // Another writer takes the database right after the launch: recording it fails.
@@ -227,8 +234,9 @@ import ReplStore
         #expect(first.failed)
         #expect(try store.instance(w.wanted(w.run("r"))[0].id)?.startedAt == nil)  // the record was lost
         // Reported as what it is: done in OrbStack, not recorded; no failure counted against it.
-        #expect(first.outcomes.contains { $0.error?.description.contains("done, but recording it failed") == true },
-                "\(first.outcomes.map { "\($0.action): \($0.error?.description ?? "ok")" })")
+        #expect(
+            first.outcomes.contains { $0.error?.description.contains("done, but recording it failed") == true },
+            "\(first.outcomes.map { "\($0.action): \($0.error?.description ?? "ok")" })")
         lost.release()
         for _ in 0..<40 where try w.wanted(w.run("r")).first?.phase != .running {
             _ = await controller.tick()
@@ -242,22 +250,23 @@ import ReplStore
 
     @Test(.machineCommands) func aCloneShowsOnlyItsOwnOutputLogsAndManifest() async throws {
         let w = try World()
-        try w.apply("""
-        kind: Run
-        name: base
-        bootstrap: echo base-bootstrap
-        command: echo base-output; sleep 600
-        ---
-        kind: Snapshot
-        name: snap
-        from: base
-        ---
-        kind: Run
-        name: fast
-        from: snap
-        command: echo own-output
-        hold: 1h
-        """)
+        try w.apply(
+            """
+            kind: Run
+            name: base
+            bootstrap: echo base-bootstrap
+            command: echo base-output; sleep 600
+            ---
+            kind: Snapshot
+            name: snap
+            from: base
+            ---
+            kind: Run
+            name: fast
+            from: snap
+            command: echo own-output
+            hold: 1h
+            """)
         try await w.tick(until: { try w.wanted(w.run("fast")).first?.phase.isTerminal == true }, seconds: 60)
         let fast = try w.wanted(w.run("fast"))[0]
         #expect(fast.phase == .succeeded)
@@ -318,11 +327,14 @@ import ReplStore
         // The machine is powered off `deadlineMargin` after the deadline: as by default, after
         // the grace (the World's 1 s would power it off with the SIGTERM).
         w.controller.settings.deadlineMargin = 8
-        try w.apply("kind: Run\nname: r\ncommand: trap 'echo got-term' TERM; echo start; sleep 6 & wait; echo after-wait; sleep 1; echo late; exit 0\nmaxDuration: 3s\n")
+        try w.apply(
+            "kind: Run\nname: r\ncommand: trap 'echo got-term' TERM; echo start; sleep 6 & wait; echo after-wait; sleep 1; echo late; exit 0\nmaxDuration: 3s\n"
+        )
         try await w.tick(until: { try w.run("r").phase.isTerminal && w.run("r").instances.allSatisfy(\.logsCollected) }, seconds: 40)
         let instance = try w.wanted(w.run("r"))[0]
         #expect(instance.phase == .timedOut)
-        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "r", instance: instance.id), encoding: .utf8)
+        let log = try String(
+            contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "r", instance: instance.id), encoding: .utf8)
         #expect(log.hasSuffix("late\n"), "\(log)")
     }
 
@@ -382,7 +394,8 @@ import ReplStore
         try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("r")).first?.phase == .running }
         let machine = try machineName(w, "r")
-        try "exited 0\nlaunched=1\nended=2\n".write(to: w.root.appendingPathComponent("state/machines/\(machine)/status"), atomically: true, encoding: .utf8)
+        try "exited 0\nlaunched=1\nended=2\n".write(
+            to: w.root.appendingPathComponent("state/machines/\(machine)/status"), atomically: true, encoding: .utf8)
         for _ in 0..<3 { _ = await w.controller.tick() }
         #expect(try w.wanted(w.run("r")).first?.phase == .running)
         #expect(try w.machines().map(\.name) == [machine])
@@ -398,7 +411,9 @@ import ReplStore
         let instance = try w.wanted(w.run("r"))[0]
         #expect(instance.phase == .timedOut)
         // The wrapper itself read the new limit after the bootstrap: the command never started.
-        let log = (try? String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "r", instance: instance.id), encoding: .utf8)) ?? ""
+        let log =
+            (try? String(
+                contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "r", instance: instance.id), encoding: .utf8)) ?? ""
         #expect(!log.contains("started"), "\(log)")
     }
 
@@ -429,7 +444,8 @@ import ReplStore
         try await w.tick { try w.run("s").phase.isTerminal && w.machines().isEmpty }
         let instance = try w.wanted(w.run("s"))[0]
         #expect(instance.phase == .succeeded && instance.logsCollected)
-        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "s", instance: instance.id), encoding: .utf8)
+        let log = try String(
+            contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "s", instance: instance.id), encoding: .utf8)
         #expect(log == "done-output\n")
         let verbs = try await calls(w)
         #expect(verbs["run"] == nil && verbs["start"] == nil, "\(verbs)")
@@ -445,7 +461,8 @@ import ReplStore
         try await w.tick(until: { try w.run("lost").phase.isTerminal && w.machines().isEmpty }, seconds: 30)
         let instance = try w.wanted(w.run("lost"))[0]
         #expect(instance.phase == .succeeded && instance.exitCode == 0)
-        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lost", instance: instance.id), encoding: .utf8)
+        let log = try String(
+            contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lost", instance: instance.id), encoding: .utf8)
         #expect(log == "out\n")
     }
 
@@ -467,7 +484,8 @@ import ReplStore
         let expected = (1...6).map { "line\($0)\n" }.joined()
         for instance in try w.wanted(w.run("lines")) {
             #expect(instance.phase == .succeeded)
-            let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lines", instance: instance.id), encoding: .utf8)
+            let log = try String(
+                contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "lines", instance: instance.id), encoding: .utf8)
             #expect(log == expected, "instance \(instance.id): \(log)")
         }
     }
@@ -487,7 +505,8 @@ import ReplStore
         try await w.tick { try w.run("gone").instances.allSatisfy(\.logsCollected) }
         let instance = try w.wanted(w.run("gone"))[0]
         #expect(instance.phase == .failed && instance.exitCode == 4)
-        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "gone", instance: instance.id), encoding: .utf8)
+        let log = try String(
+            contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "gone", instance: instance.id), encoding: .utf8)
         #expect(log == "kept\n")
         #expect(!FileManager.default.fileExists(atPath: status.deletingLastPathComponent().path))
     }

@@ -1,17 +1,19 @@
 import Foundation
+import ReplCore
 import ReplPlatform
-import Testing
+import ReplStore
 import ReplTestSupport
+import Testing
+
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
 
 /// Ticks against the emulator; each test asserts the world (machines and store rows).
 @Suite(.serialized) struct ScenarioTests {
     func names(_ w: World) async throws -> Set<String> { Set(try w.machines().map(\.name)) }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func threeReplicasConvergeThenScaleToOne() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func threeReplicasConvergeThenScaleToOne() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 3\n")
         try await w.tick { try w.wanted(w.run("web")).allSatisfy { $0.phase == .running } && w.machines().count == 3 }
@@ -21,10 +23,13 @@ import ReplStore
         let run = try w.run("web")
         #expect(w.wanted(run).count == 1)
         #expect(run.instances.filter(\.retired).count == 2)
-        #expect(try w.machines().first?.name == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id))
+        #expect(
+            try w.machines().first?.name
+                == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id))
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aChangedCommandReplacesTheMachines() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aChangedCommandReplacesTheMachines() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
@@ -36,7 +41,8 @@ import ReplStore
         #expect(try w.run("a").generation == 2)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func anUnchangedReapplyIsANoOp() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func anUnchangedReapplyIsANoOp() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
@@ -47,7 +53,8 @@ import ReplStore
         #expect(try w.store.runs().map(\.run) == rowsBefore)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: idle\nreplicas: 2\n")  // no command: machines stay up
         try await w.tick { try w.wanted(w.run("idle")).allSatisfy { $0.phase == .running } }
@@ -68,7 +75,8 @@ import ReplStore
         #expect(try w.run("slow").phase == .timedOut)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aCancelledRunLosesItsMachine() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aCancelledRunLosesItsMachine() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: c\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("c")).first?.phase == .running }
@@ -77,7 +85,8 @@ import ReplStore
         #expect(try w.run("c").phase == .cancelled)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aSnapshotThenACloneFromItWorks() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aSnapshotThenACloneFromItWorks() async throws {
         let w = try World()
         let yaml = try String(contentsOf: SchemaPaths.examples.appendingPathComponent("snapshot-then-clone.yaml"), encoding: .utf8)
         try w.apply(yaml)
@@ -87,12 +96,15 @@ import ReplStore
         let snapMachine = try w.machines().first { MachineName(parsing: $0.name)?.instanceID == snap.instanceID }
         #expect(snapMachine?.state == .stopped)
         // The clones saw what the base's bootstrap prepared.
-        let log = try String(contentsOf: Controller.logFile(w.controller.settings.logsDirectory, run: "fast",
-                                                              instance: w.wanted(w.run("fast"))[0].id), encoding: .utf8)
+        let log = try String(
+            contentsOf: Controller.logFile(
+                w.controller.settings.logsDirectory, run: "fast",
+                instance: w.wanted(w.run("fast"))[0].id), encoding: .utf8)
         #expect(log == "prepared once\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
         let w = try World()
         try w.apply("kind: Run\nname: b\nbootstrap: exit 5\ncommand: echo still ran\n")
         try await w.tick { try w.run("b").phase.isTerminal && w.machines().isEmpty }
@@ -100,7 +112,8 @@ import ReplStore
         #expect(run.phase == .succeeded)
         let logs = w.controller.settings.logsDirectory
         #expect(try String(contentsOf: Controller.logFile(logs, run: "b", instance: run.instances[0].id), encoding: .utf8) == "still ran\n")
-        #expect(try String(contentsOf: Controller.logFile(logs, run: "b", instance: run.instances[0].id, bootstrap: true), encoding: .utf8)
+        #expect(
+            try String(contentsOf: Controller.logFile(logs, run: "b", instance: run.instances[0].id, bootstrap: true), encoding: .utf8)
                 .contains("bootstrap exited 5"))
     }
 
@@ -113,7 +126,8 @@ import ReplStore
         #expect(try w.machines().isEmpty && w.run("a").instances.isEmpty)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func exhaustionOpensTheBreaker() async throws {
+    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    func exhaustionOpensTheBreaker() async throws {
         let w = try World()
         try await w.sim(["admin", "ip-pool", "1"])
         try await w.sim(["create", "ubuntu", "someone-else"])
@@ -140,7 +154,9 @@ import ReplStore
         try await w.sim(["delete", "-f", "someone-else"])
         try await w.sim(["admin", "ip-pool", "4"])
         try w.store.saveBreaker(Admission.trip(try w.store.breaker(), message: "cool-down elapsed (test)", now: Date().addingTimeInterval(-3600)))
-        try await w.tick { try w.machines().count == 3 && ["a", "b"].allSatisfy { try w.wanted(w.run($0)).allSatisfy { $0.phase >= .bootstrapping } } }
+        try await w.tick {
+            try w.machines().count == 3 && ["a", "b"].allSatisfy { try w.wanted(w.run($0)).allSatisfy { $0.phase >= .bootstrapping } }
+        }
         #expect(try w.store.breaker().failures == 0)
     }
 
@@ -161,8 +177,9 @@ import ReplStore
         #expect(log.contains("\"create\": 1,"), "one create reached orbctl: \(log)")
         #expect(try w.store.backoffs().isEmpty)
         let second = await w.controller.tick()
-        #expect(second.outcomes.filter { if case .create = $0.action { return $0.error == nil } else { return false } }.count == 3,
-                "\(second.outcomes) \(second.deferred)")
+        #expect(
+            second.outcomes.filter { if case .create = $0.action { return $0.error == nil } else { return false } }.count == 3,
+            "\(second.outcomes) \(second.deferred)")
     }
 
     /// The breaker is checked before every create within a tick, and one episode counts once
@@ -188,24 +205,26 @@ import ReplStore
     /// until the snapshot is taken, and the run from it starts with what the source prepared.
     @Test(.machineCommands) func aSnapshotOfAShortRunIsTakenAndUsed() async throws {
         let w = try World()
-        try w.apply("""
-        kind: Run
-        name: base
-        command: echo prepared > /opt/ready
-        ---
-        kind: Snapshot
-        name: snap
-        from: base
-        ---
-        kind: Run
-        name: fast
-        from: snap
-        command: cat /opt/ready
-        """)
+        try w.apply(
+            """
+            kind: Run
+            name: base
+            command: echo prepared > /opt/ready
+            ---
+            kind: Snapshot
+            name: snap
+            from: base
+            ---
+            kind: Run
+            name: fast
+            from: snap
+            command: cat /opt/ready
+            """)
         try await w.tick(until: { try w.run("fast").phase.isTerminal && w.run("fast").instances.allSatisfy(\.logsCollected) }, seconds: 60)
         let fast = try w.wanted(w.run("fast"))[0]
         #expect(fast.phase == .succeeded)
-        let log = try String(contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "fast", instance: fast.id), encoding: .utf8)
+        let log = try String(
+            contentsOf: Controller.logFile(w.root.appendingPathComponent("state/logs"), run: "fast", instance: fast.id), encoding: .utf8)
         #expect(log == "prepared\n")
         #expect(try w.store.snapshots().first?.createdAt != nil)
         try await w.tick { try w.run("base").instances.allSatisfy(\.logsCollected) }  // the source goes once the snapshot is taken
@@ -232,8 +251,9 @@ import ReplStore
         let w = try World()
         #expect(try w.store.acquireLease(holder: "watch") == nil)
         // Another process: a child that tries to take it through the CLI sees it held.
-        let other = try await SystemProcessRunner.run(Paths.repl, ["--orbctl", "sim", "orphans", "sweep"], input: nil, timeout: 60,
-                                                        environment: w.environment, limit: 1 << 20)
+        let other = try await SystemProcessRunner.run(
+            Paths.repl, ["--orbctl", "sim", "orphans", "sweep"], input: nil, timeout: 60,
+            environment: w.environment, limit: 1 << 20)
         #expect(other.status == 0)
         #expect(other.stdoutText.contains("watch (pid \(getpid())) holds the controller lease"))
         w.store.releaseLease()

@@ -1,9 +1,10 @@
 import Foundation
-import ReplPlatform
-import Testing
-@testable import OrbStack
 import ReplCore
+import ReplPlatform
 import ReplStore
+import Testing
+
+@testable import OrbStack
 
 /// The cron and launchd files for the sweep, run the way cron and launchd run them: a bare
 /// environment (PATH=/usr/bin:/bin) and orbctl only in `~/.orbstack/bin`, where OrbStack puts

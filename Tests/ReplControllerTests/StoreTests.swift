@@ -1,9 +1,10 @@
 import Foundation
 import GRDB
-import Testing
 import ReplCore
-import ReplTestSupport
 import ReplPlatform
+import ReplTestSupport
+import Testing
+
 @testable import ReplStore
 
 /// The store refuses what it cannot trust and never overwrites it.
@@ -38,7 +39,8 @@ struct StoreTests {
         try store.apply(try ManifestParser().parse("kind: Run\nname: web\nreplicas: 2\n---\nkind: Run\nname: web-2\n", file: "m.yaml"))
         let runs = try store.runs()
         let web = try #require(runs.first { $0.run.manifest.name == "web" })
-        try store.record([.addInstance(run: web.run.id, instance: 7, generation: 1), .addInstance(run: web.run.id, instance: 8, generation: 1)], now: Date())
+        try store.record(
+            [.addInstance(run: web.run.id, instance: 7, generation: 1), .addInstance(run: web.run.id, instance: 8, generation: 1)], now: Date())
         let read = try store.runs(named: "web")
         #expect(read.map(\.run.manifest.name) == ["web"])
         #expect(read.first?.run.instances.map(\.id) == [7, 8])
@@ -62,7 +64,10 @@ struct StoreTests {
         }
         // Nothing was migrated or reset: the newer schema and the data are still there.
         let check = try DatabaseQueue(path: path)
-        #expect(try check.read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") } == ["v1", "v2", "v3", "v4", "v99"])
+        #expect(
+            try check.read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") } == [
+                "v1", "v2", "v3", "v4", "v99",
+            ])
         #expect(try check.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'control_id'") } == cid.rawValue)
     }
 
@@ -181,15 +186,17 @@ struct StoreTests {
 /// of another type crashed every command (GRDB's conversion stops the process), and values
 /// no apply writes made the sweep delete running machines and start their commands again.
 @Suite(.serialized) struct DamagedRowTests {
-    @Test(.machineCommands, arguments: [
-        ("UPDATE instances SET exit_code = 'x' WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "exit_code"),
-        ("UPDATE runs SET generation = 'abc' WHERE name = 'precious'", "generation"),
-        ("UPDATE runs SET created_at = 'yesterday' WHERE name = 'precious'", "created_at"),
-        ("UPDATE instances SET run_id = 99 WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "run_id"),
-        ("UPDATE runs SET generation = 0 WHERE name = 'precious'", "generation"),
-        ("UPDATE instances SET phase = 'Exploded' WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "phase"),
-        ("UPDATE runs SET manifest = replace(manifest, '\"replicas\":1', '\"replicas\":-1') WHERE name = 'precious'", "replicas"),
-    ])
+    @Test(
+        .machineCommands,
+        arguments: [
+            ("UPDATE instances SET exit_code = 'x' WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "exit_code"),
+            ("UPDATE runs SET generation = 'abc' WHERE name = 'precious'", "generation"),
+            ("UPDATE runs SET created_at = 'yesterday' WHERE name = 'precious'", "created_at"),
+            ("UPDATE instances SET run_id = 99 WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "run_id"),
+            ("UPDATE runs SET generation = 0 WHERE name = 'precious'", "generation"),
+            ("UPDATE instances SET phase = 'Exploded' WHERE run_id = (SELECT id FROM runs WHERE name = 'precious')", "phase"),
+            ("UPDATE runs SET manifest = replace(manifest, '\"replicas\":1', '\"replicas\":-1') WHERE name = 'precious'", "replicas"),
+        ])
     func aDamagedRowStopsTheTickAndTouchesNoMachine(_ damage: String, _ named: String) async throws {
         let w = try World()
         try w.apply("kind: Run\nname: keep\n---\nkind: Run\nname: precious\ncommand: sleep 600\n")
@@ -221,8 +228,9 @@ struct FirstOpenRaceTests {
             let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
                 for _ in 0..<4 {
                     group.addTask {
-                        try await SystemProcessRunner.run(Paths.repl, ["orphans", "whitelist", "repl-abcdef-1-\(round)", "--reason", "race"],
-                                                          input: nil, timeout: 60, environment: env, limit: 1 << 16)
+                        try await SystemProcessRunner.run(
+                            Paths.repl, ["orphans", "whitelist", "repl-abcdef-1-\(round)", "--reason", "race"],
+                            input: nil, timeout: 60, environment: env, limit: 1 << 16)
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }

@@ -1,11 +1,13 @@
 import Foundation
+import ReplCore
 import ReplPlatform
+import ReplStore
+import ReplTestSupport
+import Testing
+
 @testable import OrbSim
 @testable import OrbStack
 @testable import ReplController
-import ReplCore
-import ReplStore
-import ReplTestSupport
 
 enum Paths {
     static let sim = BuildProducts.orbctlSim
@@ -66,12 +68,18 @@ final class World: @unchecked Sendable {
             if !report.didSomething { try await Task.sleep(nanoseconds: 50_000_000) }
         }
         // Say what the world looked like, so that a failure on a loaded machine can be read.
-        let runs = (try? store.runs().map { r in
-            "\(r.run.manifest.name): " + r.run.instances.map { "\($0.id) \($0.phase.rawValue) exit \($0.exitCode.map(String.init) ?? "-")\($0.reason.map { " (\($0))" } ?? "")" }.joined(separator: ", ")
-        }) ?? []
+        let runs =
+            (try? store.runs().map { r in
+                "\(r.run.manifest.name): "
+                    + r.run.instances.map {
+                        "\($0.id) \($0.phase.rawValue) exit \($0.exitCode.map(String.init) ?? "-")\($0.reason.map { " (\($0))" } ?? "")"
+                    }.joined(separator: ", ")
+            }) ?? []
         let last = await controller.tick()
         let plan = last.plan.map { "actions \($0.actions.map { "\($0)" }), waiting \($0.waiting)" } ?? "no plan: \(last.observationError ?? "?")"
-        throw WorldError("condition not reached after \(ticks) ticks; runs: \(runs.joined(separator: "; ")); last tick: \(plan); machines: \((try? machines().map { "\($0.name) \($0.state)" }) ?? [])")
+        throw WorldError(
+            "condition not reached after \(ticks) ticks; runs: \(runs.joined(separator: "; ")); last tick: \(plan); machines: \((try? machines().map { "\($0.name) \($0.state)" }) ?? [])"
+        )
     }
 
     func wanted(_ run: DesiredRun) -> [InstanceState] { run.instances.filter { run.wants($0) } }
@@ -82,7 +90,6 @@ struct WorldError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-import Testing
 func require<T>(_ value: T?, _ message: String = "missing") throws -> T {
     guard let value else { throw WorldError(message) }
     return value

@@ -35,8 +35,9 @@ struct AdmissionTests {
     @Test func aMachineBackingOffWaitsAndOthersGo() {
         let backoff = Backoff(attempts: 1, nextAttempt: now.addingTimeInterval(2), lastError: "boom")
         let admission = Admission(backoffs: ["a": backoff], breaker: .closed)
-        #expect(admission.admit([create("a"), create("b"), delete("a")], now: now)
-            == [.defer("retrying after 3 s: boom"), .run, .defer("retrying after 3 s: boom")])
+        #expect(
+            admission.admit([create("a"), create("b"), delete("a")], now: now)
+                == [.defer("retrying after 3 s: boom"), .run, .defer("retrying after 3 s: boom")])
         // Once its time has come, it goes.
         #expect(admission.admit([create("a")], now: now.addingTimeInterval(2)) == [.run])
     }
@@ -54,8 +55,9 @@ struct AdmissionTests {
         let breaker = Admission.trip(.closed, message: "x", now: now.addingTimeInterval(-31))
         let backoff = Backoff(attempts: 1, nextAttempt: now.addingTimeInterval(2), lastError: "boom")
         let admission = Admission(backoffs: ["a": backoff], breaker: breaker)
-        #expect(admission.admit([create("a"), delete("x"), create("b"), create("c")], now: now)
-            == [.defer("retrying after 3 s: boom"), .run, .run, .defer("circuit breaker half-open: one create at a time")])
+        #expect(
+            admission.admit([create("a"), delete("x"), create("b"), create("c")], now: now)
+                == [.defer("retrying after 3 s: boom"), .run, .run, .defer("circuit breaker half-open: one create at a time")])
         #expect(Admission(backoffs: [:], breaker: .closed).admit([create("b"), create("c")], now: now) == [.run, .run])
     }
 
@@ -63,11 +65,13 @@ struct AdmissionTests {
     @Test func aFailureBacksOffEndsTheTickOrTripsTheBreaker() {
         let admission = Admission(backoffs: ["m": Backoff(attempts: 2, nextAttempt: now, lastError: "old")], breaker: .closed)
         for kind in [ProviderError.Kind.timedOut, .failed, .malformedOutput, .alreadyExists, .notFound] {
-            #expect(admission.reaction(to: ProviderError(kind, "boom"), machine: "m", now: now)
-                == .backOff(Backoff(attempts: 3, nextAttempt: now.addingTimeInterval(8), lastError: ProviderError(kind, "boom").description)))
+            #expect(
+                admission.reaction(to: ProviderError(kind, "boom"), machine: "m", now: now)
+                    == .backOff(Backoff(attempts: 3, nextAttempt: now.addingTimeInterval(8), lastError: ProviderError(kind, "boom").description)))
         }
-        #expect(admission.reaction(to: ProviderError(.unavailable, "gone"), machine: "m", now: now)
-            == .endTick(ProviderError(.unavailable, "gone").description))
+        #expect(
+            admission.reaction(to: ProviderError(.unavailable, "gone"), machine: "m", now: now)
+                == .endTick(ProviderError(.unavailable, "gone").description))
         #expect(admission.reaction(to: ProviderError(.addressExhausted, "missing IP address"), machine: "m", now: now) == .exhaustion)
         #expect(admission.reaction(to: ProviderError(.heldBack, "later"), machine: "m", now: now) == .none)
     }

@@ -6,8 +6,10 @@ import Testing
 struct DateFormatsTests {
     static let newYearsEve = Date(timeIntervalSince1970: 1_798_675_200)  // 2026-12-31T00:00:00Z
 
-    @Test(arguments: ["2026-12-31", "2026-12-31T00:00:00Z", "2026-12-31T09:00:00+09:00", "2026-12-31T00:00:00.000Z",
-                      "2026-12-31T00:00:00"])
+    @Test(arguments: [
+        "2026-12-31", "2026-12-31T00:00:00Z", "2026-12-31T09:00:00+09:00", "2026-12-31T00:00:00.000Z",
+        "2026-12-31T00:00:00",
+    ])
     func theSameDayWhateverTheSpelling(_ text: String) {
         #expect(DateFormats.parse(text) == Self.newYearsEve)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import ReplTestSupport
 import Testing
+
 @testable import ReplCore
 
 /// Random and mutated YAML: the parser never crashes or hangs, and whatever it accepts is valid.
@@ -13,9 +14,11 @@ struct ManifestFuzzTests {
         "kind: Run\nname: a\nreplicas: 3\nhold: 30s\nenv: {A: b, C: 1}\nlabels: {x: y}\nbootstrap: |\n  apt-get update\n",
         "kind: Run\nname: base\n---\nkind: Snapshot\nname: snap\nfrom: base\n---\nkind: Run\nname: fast\nfrom: snap\ncommand: ./job.sh\n",
     ]
-    static let fragments = ["kind", "Run", "Snapshot", "name", "spec", "from", "command", "maxDuration", "replicas", "hold", "env",
-                            "labels", ":", " ", "\n", "---", "- ", "{", "}", "[", "]", "\"", "'", "|", ">", "&a", "*a", "!!str", "#",
-                            "\t", "0", "-1", "999999999999999999999", "1h30m", "ubuntu:noble:arm64", "\u{0}", "ü", "🚀", "\\", "%", "@", "`"]
+    static let fragments = [
+        "kind", "Run", "Snapshot", "name", "spec", "from", "command", "maxDuration", "replicas", "hold", "env",
+        "labels", ":", " ", "\n", "---", "- ", "{", "}", "[", "]", "\"", "'", "|", ">", "&a", "*a", "!!str", "#",
+        "\t", "0", "-1", "999999999999999999999", "1h30m", "ubuntu:noble:arm64", "\u{0}", "ü", "🚀", "\\", "%", "@", "`",
+    ]
 
     static func mutate(_ text: String, _ rng: inout SeededGenerator) -> String {
         var chars = Array(text.unicodeScalars)
@@ -44,7 +47,8 @@ struct ManifestFuzzTests {
         let parser = ManifestParser()
         let start = Date()
         for i in 0..<Self.cases {
-            let text = i % 10 == 0
+            let text =
+                i % 10 == 0
                 ? (0..<Int.random(in: 1...30, using: &rng)).map { _ in Self.fragments.randomElement(using: &rng)! }.joined()
                 : Self.mutate(Self.seeds[i % Self.seeds.count], &rng)
             do {

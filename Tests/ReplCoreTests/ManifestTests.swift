@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ReplCore
 
 struct ManifestTests {
@@ -14,27 +15,31 @@ struct ManifestTests {
 
     @Test func everyKeyIsRead() throws {
         let yaml = """
-        kind: Run
-        name: full
-        provider: orbstack
-        spec: ubuntu:jammy:amd64
-        command: echo hello
-        maxDuration: 60000
-        bootstrap: |
-          apt-get update
-        replicas: 3
-        hold: 90s
-        env: {FOO: bar, N: 3}
-        labels: {team: ml}
-        """
+            kind: Run
+            name: full
+            provider: orbstack
+            spec: ubuntu:jammy:amd64
+            command: echo hello
+            maxDuration: 60000
+            bootstrap: |
+              apt-get update
+            replicas: 3
+            hold: 90s
+            env: {FOO: bar, N: 3}
+            labels: {team: ml}
+            """
         let run = try #require(try ManifestParser().parse(yaml, file: "f.yaml").runs.first)
-        #expect(run == RunManifest(name: "full", source: .spec(Spec(distro: "ubuntu", version: "jammy", arch: "amd64")),
-                                   command: "echo hello", maxDuration: .seconds(60), bootstrap: "apt-get update\n",
-                                   replicas: 3, hold: .seconds(90), env: ["FOO": "bar", "N": "3"], labels: ["team": "ml"]))
+        #expect(
+            run
+                == RunManifest(
+                    name: "full", source: .spec(Spec(distro: "ubuntu", version: "jammy", arch: "amd64")),
+                    command: "echo hello", maxDuration: .seconds(60), bootstrap: "apt-get update\n",
+                    replicas: 3, hold: .seconds(90), env: ["FOO": "bar", "N": "3"], labels: ["team": "ml"]))
     }
 
     @Test func severalDocumentsAndSnapshots() throws {
-        let yaml = "kind: Run\nname: base\n---\nkind: Snapshot\nname: snap\nfrom: base\n---\nkind: Run\nname: fast\nfrom: snap\ncommand: ./job.sh\n---\n"
+        let yaml =
+            "kind: Run\nname: base\n---\nkind: Snapshot\nname: snap\nfrom: base\n---\nkind: Run\nname: fast\nfrom: snap\ncommand: ./job.sh\n---\n"
         let set = try ManifestParser().parse(yaml, file: "s.yaml")
         #expect(set.runs.map(\.name) == ["base", "fast"])
         #expect(set.snapshots == [SnapshotManifest(name: "snap", from: "base")])
@@ -48,10 +53,11 @@ struct ManifestTests {
         #expect(set.documents.count == 2)
     }
 
-    @Test(arguments: [
-        ("60000", 60_000), ("90s", 90_000), ("10m", 600_000), ("2h", 7_200_000), ("1d", 86_400_000),
-        ("250ms", 250), ("1h30m", 5_400_000), ("0", 0), ("0s", 0),
-    ] as [(String, Int64)])
+    @Test(
+        arguments: [
+            ("60000", 60_000), ("90s", 90_000), ("10m", 600_000), ("2h", 7_200_000), ("1d", 86_400_000),
+            ("250ms", 250), ("1h30m", 5_400_000), ("0", 0), ("0s", 0),
+        ] as [(String, Int64)])
     func durations(_ text: String, _ ms: Int64) {
         #expect(TimeSpan(parsing: text)?.milliseconds == ms)
         // The printed form reads back to the same span.
@@ -66,7 +72,9 @@ struct ManifestTests {
     @Test(arguments: [
         ("", "ubuntu:noble:\(Spec.hostArch)"), ("ubuntu", "ubuntu:noble:\(Spec.hostArch)"),
         ("ubuntu:jammy", "ubuntu:jammy:\(Spec.hostArch)"), ("::amd64", "ubuntu:noble:amd64"),
-        ("ubuntu:24.04:arm64", "ubuntu:noble:arm64"), ("ubuntu:22.04", "ubuntu:jammy:\(Spec.hostArch)"), ("debian:12", "debian:bookworm:\(Spec.hostArch)"), ("debian", "debian:bookworm:\(Spec.hostArch)"), ("centos:9-stream", "centos:9-Stream:\(Spec.hostArch)"), ("nixos", "nixos:25.05:arm64"),
+        ("ubuntu:24.04:arm64", "ubuntu:noble:arm64"), ("ubuntu:22.04", "ubuntu:jammy:\(Spec.hostArch)"),
+        ("debian:12", "debian:bookworm:\(Spec.hostArch)"), ("debian", "debian:bookworm:\(Spec.hostArch)"),
+        ("centos:9-stream", "centos:9-Stream:\(Spec.hostArch)"), ("nixos", "nixos:25.05:arm64"),
         ("UBUNTU:Noble:ARM64", "ubuntu:noble:arm64"), ("ubuntu:noble:x86_64", "ubuntu:noble:amd64"),
     ])
     func specs(_ text: String, _ expected: String) throws {
@@ -91,10 +99,12 @@ struct ManifestTests {
     }
 
     @Test func missingFilesAreAllNamed() {
-        #expect(throws: ManifestError([
-            ManifestDiagnostic(SourceLocation(file: "/nonexistent/a.yaml", line: 0, column: 0), "no such file or directory"),
-            ManifestDiagnostic(SourceLocation(file: "/nonexistent/b.yaml", line: 0, column: 0), "no such file or directory"),
-        ])) {
+        #expect(
+            throws: ManifestError([
+                ManifestDiagnostic(SourceLocation(file: "/nonexistent/a.yaml", line: 0, column: 0), "no such file or directory"),
+                ManifestDiagnostic(SourceLocation(file: "/nonexistent/b.yaml", line: 0, column: 0), "no such file or directory"),
+            ])
+        ) {
             try ManifestFiles.load(["/nonexistent/a.yaml", "/nonexistent/b.yaml"])
         }
     }
@@ -118,11 +128,15 @@ struct ManifestTests {
     /// OrbStack's machine options (#17): read from the manifest, stored, and part of the
     /// generation only when set, so runs stored before them keep theirs.
     @Test func machineOptionsAreReadStoredAndReplaceMachines() throws {
-        let yaml = "kind: Run\nname: a\ncommand: echo\nresources: {cpus: 2, memory: 1.5G, disk: 64GiB}\nisolated: yes\nuser: dev\n"
+        let yaml =
+            "kind: Run\nname: a\ncommand: echo\nresources: {cpus: 2, memory: 1.5G, disk: 64GiB}\nisolated: yes\nuser: dev\n"
             + "userData: |\n  #cloud-config\n  runcmd: [ls]\n"
         let run = try #require(try ManifestParser().parse(yaml, file: "a.yaml").runs.first)
-        #expect(run.options == MachineOptions(cpus: 2, memory: ByteSize(bytes: 1536 << 20), disk: ByteSize(bytes: 64 << 30), isolated: true,
-                                              user: "dev", userData: "#cloud-config\nruncmd: [ls]\n"))
+        #expect(
+            run.options
+                == MachineOptions(
+                    cpus: 2, memory: ByteSize(bytes: 1536 << 20), disk: ByteSize(bytes: 64 << 30), isolated: true,
+                    user: "dev", userData: "#cloud-config\nruncmd: [ls]\n"))
         #expect(run.options.createFlags == ["--cpus", "2", "--memory", "1536M", "--disk", "64G", "--isolated", "-u", "dev"])
         let stored = try JSONDecoder().decode(RunManifest.self, from: JSONEncoder().encode(run))
         #expect(stored == run)
@@ -134,7 +148,8 @@ struct ManifestTests {
         let decoded = try JSONDecoder().decode(RunManifest.self, from: JSONSerialization.data(withJSONObject: old))
         #expect(decoded.options == .none)
         #expect(decoded.generationFingerprint == [plain.source.description, "-", "\"echo\"", ""].joined(separator: "\u{1F}"))
-        for change in [MachineOptions(cpus: 2), MachineOptions(isolated: true), MachineOptions(user: "dev"), MachineOptions(userData: "#!/bin/sh\n")] {
+        for change in [MachineOptions(cpus: 2), MachineOptions(isolated: true), MachineOptions(user: "dev"), MachineOptions(userData: "#!/bin/sh\n")]
+        {
             var changed = plain
             changed.options = change
             #expect(changed.generationFingerprint != plain.generationFingerprint)

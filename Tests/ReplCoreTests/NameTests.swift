@@ -1,6 +1,7 @@
 import Foundation
 import ReplTestSupport
 import Testing
+
 @testable import ReplCore
 
 struct NameTests {
@@ -33,7 +34,8 @@ struct NameTests {
         var rng = SeededGenerator(seed: 42)
         for _ in 0..<5_000 {
             let cid = ControlID.generate(using: &rng)
-            let manifest: UInt64? = Bool.random(using: &rng) ? nil : UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng)
+            let manifest: UInt64? =
+                Bool.random(using: &rng) ? nil : UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng)
             let instance = UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng)
             let name = MachineName(controlID: cid, manifestID: manifest, instanceID: instance)
             let parsed = try #require(MachineName(parsing: name.description))

@@ -1,5 +1,6 @@
 import Foundation
 import ReplTestSupport
+
 @testable import ReplCore
 
 /// A tiny model of the world for planner tests: desired state plus machines,
@@ -17,8 +18,10 @@ struct PlanWorld {
     static let cid = ControlID("ab12cd")!
     static let epoch = Date(timeIntervalSince1970: 1_800_000_000)
 
-    init(runs: [DesiredRun] = [], snapshots: [DesiredSnapshot] = [], machines: [ObservedMachine] = [], now: Date = epoch,
-         settings: PlannerSettings = PlannerSettings(controlID: cid)) {
+    init(
+        runs: [DesiredRun] = [], snapshots: [DesiredSnapshot] = [], machines: [ObservedMachine] = [], now: Date = epoch,
+        settings: PlannerSettings = PlannerSettings(controlID: cid)
+    ) {
         let maxID = (runs.flatMap { $0.instances.map(\.id) } + snapshots.map(\.instanceID)).max() ?? 0
         desired = DesiredState(runs: runs, snapshots: snapshots, nextInstanceID: maxID + 1)
         self.machines = machines
@@ -42,8 +45,10 @@ struct PlanWorld {
     }
 
     func plan() -> Plan {
-        Planner.plan(PlanInput(desired: desired, observation: .machines(machines), probes: probes,
-                               inFlight: inFlight, now: now, settings: settings))
+        Planner.plan(
+            PlanInput(
+                desired: desired, observation: .machines(machines), probes: probes,
+                inFlight: inFlight, now: now, settings: settings))
     }
 
     mutating func newMachine(_ name: String, _ state: MachineState) {
@@ -52,7 +57,8 @@ struct PlanWorld {
 
     mutating func update(_ run: RunID, _ instance: InstanceID, _ change: (inout InstanceState) -> Void) {
         guard let r = desired.runs.firstIndex(where: { $0.id == run }),
-              let i = desired.runs[r].instances.firstIndex(where: { $0.id == instance }) else { return }
+            let i = desired.runs[r].instances.firstIndex(where: { $0.id == instance })
+        else { return }
         change(&desired.runs[r].instances[i])
     }
 
@@ -69,14 +75,18 @@ struct PlanWorld {
             case let .create(run, instance, machine, _), let .clone(run, instance, machine, _):
                 newMachine(machine, .running)
                 let now = self.now
-                update(run, instance) { $0.phase = .provisioning; $0.createdAt = now }
+                update(run, instance) {
+                    $0.phase = .provisioning; $0.createdAt = now
+                }
             case let .start(machine):
                 if let i = machines.firstIndex(where: { $0.name == machine }) { machines[i].state = .running }
             case let .stop(machine):
                 if let i = machines.firstIndex(where: { $0.name == machine }) { machines[i].state = .stopped }
             case let .startRun(run, instance, _):
                 let now = self.now
-                update(run, instance) { $0.phase = .bootstrapping; $0.startedAt = now }
+                update(run, instance) {
+                    $0.phase = .bootstrapping; $0.startedAt = now
+                }
             case let .markPhase(run, instance, phase, code, reason):
                 let now = self.now
                 update(run, instance) {

@@ -1,6 +1,7 @@
 import Foundation
 import ReplTestSupport
 import Testing
+
 @testable import ReplCore
 
 /// The safety rules of DESIGN.md, checked over thousands of random worlds.
@@ -12,8 +13,9 @@ struct PlannerPropertyTests {
     static func randomWorld(_ rng: inout SeededGenerator) -> PlanWorld {
         let now = PlanWorld.epoch
         let cid = PlanWorld.cid
-        var settings = PlannerSettings(controlID: cid, orphanGrace: .seconds(Int64.random(in: 0...300, using: &rng)),
-                                       includeForeign: Bool.random(using: &rng))
+        var settings = PlannerSettings(
+            controlID: cid, orphanGrace: .seconds(Int64.random(in: 0...300, using: &rng)),
+            includeForeign: Bool.random(using: &rng))
         var runs: [DesiredRun] = []
         var nextID: InstanceID = 1
         let runCount = Int.random(in: 0...6, using: &rng)
@@ -21,9 +23,10 @@ struct PlannerPropertyTests {
             let generation = Int.random(in: 1...3, using: &rng)
             var instances: [InstanceState] = []
             for _ in 0..<Int.random(in: 0...4, using: &rng) {
-                var inst = InstanceState(id: nextID, generation: Int.random(in: 1...generation, using: &rng),
-                                         phase: InstancePhase.allCases.randomElement(using: &rng)!,
-                                         retired: Int.random(in: 0..<5, using: &rng) == 0)
+                var inst = InstanceState(
+                    id: nextID, generation: Int.random(in: 1...generation, using: &rng),
+                    phase: InstancePhase.allCases.randomElement(using: &rng)!,
+                    retired: Int.random(in: 0..<5, using: &rng) == 0)
                 nextID += 1
                 if inst.phase != .pending { inst.createdAt = now.addingTimeInterval(-Double.random(in: 0...600, using: &rng)) }
                 if inst.phase >= .bootstrapping && Bool.random(using: &rng) { inst.startedAt = inst.createdAt }
@@ -31,18 +34,24 @@ struct PlannerPropertyTests {
                 inst.logsCollected = Bool.random(using: &rng)
                 instances.append(inst)
             }
-            let source: RunSource = Int.random(in: 0..<4, using: &rng) == 0 ? .snapshot("snap\(Int.random(in: 0...2, using: &rng))") : .spec(.defaultSpec)
-            let manifest = RunManifest(name: "run\(r)", source: source, command: Bool.random(using: &rng) ? "echo" : nil,
-                                       maxDuration: Bool.random(using: &rng) ? .seconds(Int64.random(in: 1...900, using: &rng)) : nil,
-                                       replicas: Int.random(in: 0...4, using: &rng),
-                                       hold: Bool.random(using: &rng) ? .zero : .seconds(Int64.random(in: 1...120, using: &rng)))
-            runs.append(DesiredRun(id: RunID(r + 1), manifest: manifest, generation: generation,
-                                   cancelled: Int.random(in: 0..<6, using: &rng) == 0, instances: instances))
+            let source: RunSource =
+                Int.random(in: 0..<4, using: &rng) == 0 ? .snapshot("snap\(Int.random(in: 0...2, using: &rng))") : .spec(.defaultSpec)
+            let manifest = RunManifest(
+                name: "run\(r)", source: source, command: Bool.random(using: &rng) ? "echo" : nil,
+                maxDuration: Bool.random(using: &rng) ? .seconds(Int64.random(in: 1...900, using: &rng)) : nil,
+                replicas: Int.random(in: 0...4, using: &rng),
+                hold: Bool.random(using: &rng) ? .zero : .seconds(Int64.random(in: 1...120, using: &rng)))
+            runs.append(
+                DesiredRun(
+                    id: RunID(r + 1), manifest: manifest, generation: generation,
+                    cancelled: Int.random(in: 0..<6, using: &rng) == 0, instances: instances))
         }
         var snapshots: [DesiredSnapshot] = []
         for s in 0..<Int.random(in: 0...2, using: &rng) where runCount > 0 {
-            snapshots.append(DesiredSnapshot(id: RunID(100 + s), name: "snap\(s)", fromRun: "run\(Int.random(in: 0..<runCount, using: &rng))",
-                                             instanceID: nextID, deleted: Int.random(in: 0..<5, using: &rng) == 0))
+            snapshots.append(
+                DesiredSnapshot(
+                    id: RunID(100 + s), name: "snap\(s)", fromRun: "run\(Int.random(in: 0..<runCount, using: &rng))",
+                    instanceID: nextID, deleted: Int.random(in: 0..<5, using: &rng) == 0))
             nextID += 1
         }
         var world = PlanWorld(runs: runs, snapshots: snapshots, now: now, settings: settings)
@@ -57,12 +66,16 @@ struct PlannerPropertyTests {
         for run in runs { for i in run.instances where Bool.random(using: &rng) { add(world.name(run.id, i.id)) } }
         for s in snapshots where Bool.random(using: &rng) { add(world.name(s.id, s.instanceID)) }
         // Orphans of ours, foreign machines and unmanaged ones (including look-alikes).
-        for _ in 0..<Int.random(in: 0...4, using: &rng) { add(world.name(RunID.random(in: 200...300, using: &rng), InstanceID.random(in: 1...999, using: &rng))) }
+        for _ in 0..<Int.random(in: 0...4, using: &rng) {
+            add(world.name(RunID.random(in: 200...300, using: &rng), InstanceID.random(in: 1...999, using: &rng)))
+        }
         for _ in 0..<Int.random(in: 0...3, using: &rng) {
             add(MachineName(controlID: ControlID.generate(using: &rng), manifestID: UInt64.random(in: 1...9, using: &rng), instanceID: 1).description)
         }
-        let lookalikes = ["ubuntu", "docker", "repl", "repl-", "repl-AB12CD-1-1", "repl-ab12cd-01-1", "repl-ab12cd-1-1-1",
-                          "repl-ab12cd", "my-repl-ab12cd-1-1", "repl-ab12cd-1-1.bak", "repl-ab12cd-x_y-1", "dev-box"]
+        let lookalikes = [
+            "ubuntu", "docker", "repl", "repl-", "repl-AB12CD-1-1", "repl-ab12cd-01-1", "repl-ab12cd-1-1-1",
+            "repl-ab12cd", "my-repl-ab12cd-1-1", "repl-ab12cd-1-1.bak", "repl-ab12cd-x_y-1", "dev-box",
+        ]
         for _ in 0..<Int.random(in: 0...4, using: &rng) { add(lookalikes.randomElement(using: &rng)!) }
         // Some whitelisted and in-flight names.
         for m in world.machines where Int.random(in: 0..<6, using: &rng) == 0 { settings.whitelist.insert(m.name) }
@@ -87,8 +100,9 @@ struct PlannerPropertyTests {
                     } else {
                         #expect(Self.isOurs(name), "\(action) targets \(name), which is not ours")
                     }
-                    #expect(!world.inFlight.contains(name) || action.sourceMachine == name && !action.isDestructive,
-                            "\(action) touches a machine with an open intent")
+                    #expect(
+                        !world.inFlight.contains(name) || action.sourceMachine == name && !action.isDestructive,
+                        "\(action) touches a machine with an open intent")
                 }
                 if action.isDestructive, let name = action.machine {
                     #expect(observed[name] != nil, "\(action) targets a machine that is not in the list")
@@ -109,7 +123,9 @@ struct PlannerPropertyTests {
             let shuffled = world.plan()
             #expect(shuffled.actions == plan.actions)
             #expect(shuffled.waiting == plan.waiting && shuffled.nextCheck == plan.nextCheck)
-            let classes = { (p: Plan) in Dictionary(p.machines.map { ($0.machine.name, "\($0.machineClass) \($0.why)") }, uniquingKeysWith: { a, _ in a }) }
+            let classes = { (p: Plan) in
+                Dictionary(p.machines.map { ($0.machine.name, "\($0.machineClass) \($0.why)") }, uniquingKeysWith: { a, _ in a })
+            }
             #expect(classes(shuffled) == classes(plan))
         }
     }
@@ -118,8 +134,10 @@ struct PlannerPropertyTests {
         var rng = SeededGenerator(seed: 1002)
         for _ in 0..<Self.cases {
             let world = Self.randomWorld(&rng)
-            let plan = Planner.plan(PlanInput(desired: world.desired, observation: .failed("boom"), probes: world.probes,
-                                              inFlight: world.inFlight, now: world.now, settings: world.settings))
+            let plan = Planner.plan(
+                PlanInput(
+                    desired: world.desired, observation: .failed("boom"), probes: world.probes,
+                    inFlight: world.inFlight, now: world.now, settings: world.settings))
             #expect(plan.actions.isEmpty)
             #expect(plan.machines.isEmpty)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ReplCore
 
 /// Scenarios of the planner, each from plain values with a fixed clock.
@@ -7,26 +8,33 @@ struct PlannerTests {
     typealias W = PlanWorld
     static let spec = Spec(distro: "ubuntu", version: "noble", arch: "arm64")
 
-    static func run(_ id: RunID, _ name: String = "r", command: String? = "echo hi", replicas: Int = 1,
-                    hold: TimeSpan = .zero, max: TimeSpan? = nil, source: RunSource = .spec(spec),
-                    generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = []) -> DesiredRun {
-        DesiredRun(id: id, manifest: RunManifest(name: name, source: source, command: command, maxDuration: max,
-                                                 replicas: replicas, hold: hold),
-                   generation: generation, cancelled: cancelled, instances: instances)
+    static func run(
+        _ id: RunID, _ name: String = "r", command: String? = "echo hi", replicas: Int = 1,
+        hold: TimeSpan = .zero, max: TimeSpan? = nil, source: RunSource = .spec(spec),
+        generation: Int = 1, cancelled: Bool = false, instances: [InstanceState] = []
+    ) -> DesiredRun {
+        DesiredRun(
+            id: id,
+            manifest: RunManifest(
+                name: name, source: source, command: command, maxDuration: max,
+                replicas: replicas, hold: hold),
+            generation: generation, cancelled: cancelled, instances: instances)
     }
 
     static func running(_ id: InstanceID, generation: Int = 1, startedAgo: TimeInterval = 10) -> InstanceState {
-        InstanceState(id: id, generation: generation, phase: .running,
-                      createdAt: W.epoch.addingTimeInterval(-startedAgo - 5), startedAt: W.epoch.addingTimeInterval(-startedAgo))
+        InstanceState(
+            id: id, generation: generation, phase: .running,
+            createdAt: W.epoch.addingTimeInterval(-startedAgo - 5), startedAt: W.epoch.addingTimeInterval(-startedAgo))
     }
 
     @Test func aNewRunGetsAnInstanceAndAMachine() {
         let w = W(runs: [Self.run(1)])
-        #expect(w.plan().actions == [
-            .addInstance(run: 1, instance: 1, generation: 1),
-            .create(run: 1, instance: 1, machine: "repl-ab12cd-1-1", spec: Self.spec),
-            .startRun(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
-        ])
+        #expect(
+            w.plan().actions == [
+                .addInstance(run: 1, instance: 1, generation: 1),
+                .create(run: 1, instance: 1, machine: "repl-ab12cd-1-1", spec: Self.spec),
+                .startRun(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
+            ])
     }
 
     @Test func aConvergedRunningRunPlansNothing() {
@@ -64,14 +72,15 @@ struct PlannerTests {
         var w = W(runs: [Self.run(1, generation: 2, instances: [Self.running(1, generation: 1)])])
         w.newMachine("repl-ab12cd-1-1", .running)
         let actions = w.plan().actions
-        #expect(actions == [
-            .addInstance(run: 1, instance: 2, generation: 2),
-            .markPhase(run: 1, instance: 1, phase: .cancelled, exitCode: nil, reason: "replaced by generation 2"),
-            .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
-            .delete(machine: "repl-ab12cd-1-1", reason: .retired),
-            .create(run: 1, instance: 2, machine: "repl-ab12cd-1-2", spec: Self.spec),
-            .startRun(run: 1, instance: 2, machine: "repl-ab12cd-1-2"),
-        ])
+        #expect(
+            actions == [
+                .addInstance(run: 1, instance: 2, generation: 2),
+                .markPhase(run: 1, instance: 1, phase: .cancelled, exitCode: nil, reason: "replaced by generation 2"),
+                .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
+                .delete(machine: "repl-ab12cd-1-1", reason: .retired),
+                .create(run: 1, instance: 2, machine: "repl-ab12cd-1-2", spec: Self.spec),
+                .startRun(run: 1, instance: 2, machine: "repl-ab12cd-1-2"),
+            ])
     }
 
     @Test func aFinishedRunIsKeptForItsHoldThenDeleted() {
@@ -84,8 +93,11 @@ struct PlannerTests {
         #expect(held.actions.isEmpty)
         #expect(held.nextCheck == W.epoch.addingTimeInterval(30))
         w.now += 30
-        #expect(w.plan().actions == [.collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
-                                     .delete(machine: "repl-ab12cd-1-1", reason: .finished)])
+        #expect(
+            w.plan().actions == [
+                .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
+                .delete(machine: "repl-ab12cd-1-1", reason: .finished),
+            ])
     }
 
     @Test func reapplyingAFinishedRunWhoseMachinesAreGoneIsANoOp() {
@@ -144,11 +156,12 @@ struct PlannerTests {
     @Test func anOverdueRunIsTimedOutCollectedAndDeleted() {
         var w = W(runs: [Self.run(1, max: .seconds(60), instances: [Self.running(1, startedAgo: 100)])])
         w.newMachine("repl-ab12cd-1-1", .running)
-        #expect(w.plan().actions == [
-            .markPhase(run: 1, instance: 1, phase: .timedOut, exitCode: nil, reason: "maxDuration 1m reached"),
-            .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
-            .delete(machine: "repl-ab12cd-1-1", reason: .finished),
-        ])
+        #expect(
+            w.plan().actions == [
+                .markPhase(run: 1, instance: 1, phase: .timedOut, exitCode: nil, reason: "maxDuration 1m reached"),
+                .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
+                .delete(machine: "repl-ab12cd-1-1", reason: .finished),
+            ])
     }
 
     @Test func aMachineWithoutACommandSucceedsAtItsDeadline() {
@@ -172,8 +185,9 @@ struct PlannerTests {
         var finished = Self.running(1)
         finished.phase = .succeeded
         finished.finishedAt = W.epoch.addingTimeInterval(-60)
-        var w = W(runs: [Self.run(1, instances: [finished]), Self.run(2, "gone", cancelled: true, instances: [Self.running(2)])],
-                  settings: settings)
+        var w = W(
+            runs: [Self.run(1, instances: [finished]), Self.run(2, "gone", cancelled: true, instances: [Self.running(2)])],
+            settings: settings)
         w.newMachine("repl-ab12cd-1-1", .running)
         w.newMachine("repl-ab12cd-2-2", .running)
         let plan = w.plan()
@@ -189,8 +203,11 @@ struct PlannerTests {
         let never = InstanceState(id: 1, generation: 1, phase: .pending)
         for (instance, image, age) in [(never, "ubuntu", 10.0), (asked, "ubuntu", 60.0), (asked, "alpine", -1.0)] {
             var w = W(runs: [Self.run(1, instances: [instance])])
-            w.machines = [ObservedMachine(id: ULID.make(at: W.epoch.addingTimeInterval(-age), using: &w.rng), name: "repl-ab12cd-1-1",
-                                          state: .running, distro: image, version: "noble", arch: "arm64")]
+            w.machines = [
+                ObservedMachine(
+                    id: ULID.make(at: W.epoch.addingTimeInterval(-age), using: &w.rng), name: "repl-ab12cd-1-1",
+                    state: .running, distro: image, version: "noble", arch: "arm64")
+            ]
             let plan = w.plan()
             #expect(plan.actions.isEmpty, "\(image) made \(age) s before: \(plan.actions)")
             #expect(plan.waiting["repl-ab12cd-1-1"]?.hasPrefix("conflict") == true)
@@ -198,35 +215,46 @@ struct PlannerTests {
         }
         // Made after it was asked for, from the spec: adopted.
         var w = W(runs: [Self.run(1, instances: [asked])])
-        w.machines = [ObservedMachine(id: ULID.make(at: W.epoch.addingTimeInterval(2), using: &w.rng), name: "repl-ab12cd-1-1",
-                                      state: .running, distro: "ubuntu", version: "noble", arch: "arm64")]
+        w.machines = [
+            ObservedMachine(
+                id: ULID.make(at: W.epoch.addingTimeInterval(2), using: &w.rng), name: "repl-ab12cd-1-1",
+                state: .running, distro: "ubuntu", version: "noble", arch: "arm64")
+        ]
         #expect(w.plan().actions == [.startRun(run: 1, instance: 1, machine: "repl-ab12cd-1-1")])
     }
 
     @Test func aMachineThatDisappearsFailsItsInstance() {
         let w = W(runs: [Self.run(1, instances: [Self.running(1)])])
         // Its logs may be in the host channel: they are collected all the same.
-        #expect(w.plan().actions == [.markPhase(run: 1, instance: 1, phase: .failed, exitCode: nil,
-                                                reason: "machine repl-ab12cd-1-1 disappeared"),
-                                     .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1")])
+        #expect(
+            w.plan().actions == [
+                .markPhase(
+                    run: 1, instance: 1, phase: .failed, exitCode: nil,
+                    reason: "machine repl-ab12cd-1-1 disappeared"),
+                .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
+            ])
     }
 
     @Test func aCancelledRunLosesItsMachinesAtOnceDespiteHold() {
         var w = W(runs: [Self.run(1, hold: .minutes(10), cancelled: true, instances: [Self.running(1)])])
         w.newMachine("repl-ab12cd-1-1", .running)
-        #expect(w.plan().actions == [
-            .markPhase(run: 1, instance: 1, phase: .cancelled, exitCode: nil, reason: "run cancelled"),
-            .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
-            .delete(machine: "repl-ab12cd-1-1", reason: .retired),
-        ])
+        #expect(
+            w.plan().actions == [
+                .markPhase(run: 1, instance: 1, phase: .cancelled, exitCode: nil, reason: "run cancelled"),
+                .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
+                .delete(machine: "repl-ab12cd-1-1", reason: .retired),
+            ])
         _ = w.converge()
         #expect(w.desired.runs[0].phase == .cancelled)
     }
 
     @Test func snapshotThenCloneWaitsForEachStep() {
-        var w = W(runs: [Self.run(1, "base", command: nil),
-                         Self.run(3, "fast", source: .snapshot("snap"))],
-                  snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 50)])
+        var w = W(
+            runs: [
+                Self.run(1, "base", command: nil),
+                Self.run(3, "fast", source: .snapshot("snap")),
+            ],
+            snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 50)])
         // Step 1: the base is created; the snapshot and the clone wait.
         let base = w.name(1, 51), snapshot = w.name(2, 50), clone = w.name(3, 52)
         let first = w.plan()
@@ -255,9 +283,12 @@ struct PlannerTests {
     /// Found by attacking: a take interrupted during its clone left a machine that may be
     /// partial. It is never cloned from; it is deleted and taken again.
     @Test func aSnapshotWhoseTakingWasInterruptedIsTakenAgainNeverUsed() {
-        var w = W(runs: [Self.run(1, "base", command: nil, instances: [Self.running(1)]),
-                         Self.run(3, "fast", source: .snapshot("snap"))],
-                  snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
+        var w = W(
+            runs: [
+                Self.run(1, "base", command: nil, instances: [Self.running(1)]),
+                Self.run(3, "fast", source: .snapshot("snap")),
+            ],
+            snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
         w.newMachine("repl-ab12cd-1-1", .running)
         w.newMachine("repl-ab12cd-2-5", .stopped)  // exists, but its taking was never recorded
         let plan = w.plan()
@@ -272,8 +303,9 @@ struct PlannerTests {
         finished.phase = .succeeded
         finished.exitCode = 0
         finished.finishedAt = W.epoch
-        var w = W(runs: [Self.run(1, "base", instances: [finished])],
-                  snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
+        var w = W(
+            runs: [Self.run(1, "base", instances: [finished])],
+            snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 5)])
         w.newMachine("repl-ab12cd-1-1", .running)
         let plan = w.plan()
         #expect(!plan.actions.contains { $0.isDestructive }, "\(plan.actions)")
@@ -297,11 +329,17 @@ struct PlannerTests {
         #expect(plan.actions == [.delete(machine: "repl-ab12cd-9-9", reason: .orphan)])
         #expect(plan.nextCheck == W.epoch.addingTimeInterval(60))
         let classes = Dictionary(uniqueKeysWithValues: plan.machines.map { ($0.machine.name, $0.machineClass) })
-        #expect(classes == ["repl-ab12cd-9-9": .orphan, "repl-ab12cd-9-a": .orphan, "repl-ab12cd-9-b": .whitelisted,
-                            "repl-zz99zz-1-1": .foreign, "ubuntu": .unmanaged, "repl-ab12cd-9-c": .orphan])
+        #expect(
+            classes == [
+                "repl-ab12cd-9-9": .orphan, "repl-ab12cd-9-a": .orphan, "repl-ab12cd-9-b": .whitelisted,
+                "repl-zz99zz-1-1": .foreign, "ubuntu": .unmanaged, "repl-ab12cd-9-c": .orphan,
+            ])
         w.settings.includeForeign = true
-        #expect(w.plan().actions == [.delete(machine: "repl-ab12cd-9-9", reason: .orphan),
-                                     .delete(machine: "repl-zz99zz-1-1", reason: .foreign)])
+        #expect(
+            w.plan().actions == [
+                .delete(machine: "repl-ab12cd-9-9", reason: .orphan),
+                .delete(machine: "repl-zz99zz-1-1", reason: .foreign),
+            ])
     }
 
     /// The grace boundary itself (#21: no test put an orphan exactly there): an orphan exactly as
@@ -357,9 +395,10 @@ struct PlannerTests {
 struct SettledRunTests {
     typealias W = PlanWorld
     static func finished(_ id: InstanceID, ago: TimeInterval = 7200, logs: Bool = true, started: Bool = true) -> InstanceState {
-        InstanceState(id: id, generation: 1, phase: .succeeded, createdAt: W.epoch.addingTimeInterval(-ago - 60),
-                      startedAt: started ? W.epoch.addingTimeInterval(-ago - 30) : nil, finishedAt: W.epoch.addingTimeInterval(-ago),
-                      exitCode: 0, logsCollected: logs)
+        InstanceState(
+            id: id, generation: 1, phase: .succeeded, createdAt: W.epoch.addingTimeInterval(-ago - 60),
+            startedAt: started ? W.epoch.addingTimeInterval(-ago - 30) : nil, finishedAt: W.epoch.addingTimeInterval(-ago),
+            exitCode: 0, logsCollected: logs)
     }
 
     func settled(_ w: W) -> [RunID] {
@@ -368,17 +407,18 @@ struct SettledRunTests {
 
     @Test func onlyRunsWithNothingLeftAreSettled() {
         typealias P = PlannerTests
-        var w = W(runs: [
-            P.run(1, "done", instances: [Self.finished(1)]),
-            P.run(2, "recent", instances: [Self.finished(2, ago: 60)]),
-            P.run(3, "nolog", instances: [Self.finished(3, logs: false)]),
-            P.run(4, "machine", hold: .minutes(600), instances: [Self.finished(4)]),
-            P.run(5, "running", instances: [P.running(5)]),
-            P.run(6, "more", replicas: 2, instances: [Self.finished(6)]),
-            P.run(7, "snapsource", instances: [Self.finished(7)]),
-            P.run(8, "cancelled", cancelled: true, instances: [Self.finished(8, logs: false, started: false)]),
-            P.run(9, "stray", instances: [Self.finished(9)]),
-        ], snapshots: [DesiredSnapshot(id: 20, name: "snap", fromRun: "snapsource", instanceID: 21)])
+        var w = W(
+            runs: [
+                P.run(1, "done", instances: [Self.finished(1)]),
+                P.run(2, "recent", instances: [Self.finished(2, ago: 60)]),
+                P.run(3, "nolog", instances: [Self.finished(3, logs: false)]),
+                P.run(4, "machine", hold: .minutes(600), instances: [Self.finished(4)]),
+                P.run(5, "running", instances: [P.running(5)]),
+                P.run(6, "more", replicas: 2, instances: [Self.finished(6)]),
+                P.run(7, "snapsource", instances: [Self.finished(7)]),
+                P.run(8, "cancelled", cancelled: true, instances: [Self.finished(8, logs: false, started: false)]),
+                P.run(9, "stray", instances: [Self.finished(9)]),
+            ], snapshots: [DesiredSnapshot(id: 20, name: "snap", fromRun: "snapsource", instanceID: 21)])
         w.newMachine("repl-ab12cd-4-4", .running)
         w.newMachine("repl-ab12cd-5-5", .running)
         // A machine with run 9's id that is no instance of it (made by hand, or a list that

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Yams
+
 @testable import ReplCore
 
 /// The JSON Schemas in `manifests/` and the parser must agree: every example is
@@ -34,10 +35,12 @@ struct SchemaTests {
 
     /// Errors the schema cannot express: they need other documents, the store or
     /// trimming whitespace. Every other invalid manifest must fail the schema too.
-    static let semanticOnly: Set<String> = ["from: no Snapshot", "from: no Run", "is already defined", "command: is empty",
-                                            "is longer than the maximum", "userData: is not valid YAML",
-                                            "the #cloud-config document must be a mapping",
-                                            "does not work under Rosetta", "has no cloud-init image", "it could never be taken"]
+    static let semanticOnly: Set<String> = [
+        "from: no Snapshot", "from: no Run", "is already defined", "command: is empty",
+        "is longer than the maximum", "userData: is not valid YAML",
+        "the #cloud-config document must be a mapping",
+        "does not work under Rosetta", "has no cloud-init image", "it could never be taken",
+    ]
 
     /// Every document, or `nil` when the YAML itself is invalid.
     static func loadAll(_ yaml: String) -> [Any]? {
@@ -134,7 +137,9 @@ struct SchemaValidator {
         if let c = schema["const"] as? String, (value as? String) != c { problems.append("\(path): not \(c)") }
         if let e = schema["enum"] as? [String], !(value is String && e.contains(value as! String)) { problems.append("\(path): not in \(e)") }
         if let s = value as? String {
-            if let p = schema["pattern"] as? String, s.range(of: p, options: .regularExpression) == nil { problems.append("\(path): does not match \(p)") }
+            if let p = schema["pattern"] as? String, s.range(of: p, options: .regularExpression) == nil {
+                problems.append("\(path): does not match \(p)")
+            }
             if let n = schema["minLength"] as? Int, s.count < n { problems.append("\(path): shorter than \(n)") }
             if let n = schema["maxLength"] as? Int, s.count > n { problems.append("\(path): longer than \(n)") }
         }
@@ -142,7 +147,9 @@ struct SchemaValidator {
             if let n = schema["minimum"] as? Int, i < n { problems.append("\(path): below \(n)") }
             if let n = schema["maximum"] as? Int, i > n { problems.append("\(path): above \(n)") }
         }
-        if let object = (value as? [String: Any]) ?? (value as? [AnyHashable: Any]).map({ Dictionary(uniqueKeysWithValues: $0.map { ("\($0.key)", $0.value) }) }) {
+        if let object = (value as? [String: Any])
+            ?? (value as? [AnyHashable: Any]).map({ Dictionary(uniqueKeysWithValues: $0.map { ("\($0.key)", $0.value) }) })
+        {
             for r in schema["required"] as? [String] ?? [] where object[r] == nil { problems.append("\(path): missing \(r)") }
             let properties = schema["properties"] as? [String: Any] ?? [:]
             for (k, v) in object {

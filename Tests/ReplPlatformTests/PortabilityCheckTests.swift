@@ -9,8 +9,9 @@ import Testing
     static let script = root.appendingPathComponent("scaffold/scripts/check-portability.sh").path
 
     func check(_ root: URL) async throws -> ProcessResult {
-        try await SystemProcessRunner.run("/bin/bash", [Self.script, root.path], input: nil, timeout: 120,
-                                          environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 20)
+        try await SystemProcessRunner.run(
+            "/bin/bash", [Self.script, root.path], input: nil, timeout: 120,
+            environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 20)
     }
 
     /// A tree with one file of planted violations, and the same calls where they are allowed.
@@ -39,8 +40,10 @@ import Testing
         let lines = r.stdoutText.split(separator: "\n").map(String.init)
         let bad = "Sources/Tool/Bad.swift"
         #expect(lines.count == 8, "\(r.stdoutText)")
-        for (line, rule) in [(2, "Linux-only"), (3, "default-initialised"), (4, "Linux-only"), (5, "Linux-only"), (6, "Linux-only"),
-                             (7, "date formatter"), (8, "date formatter"), (9, "CommandLine.arguments[0] as a path")] {  // portability: allowed, names a rule
+        for (line, rule) in [
+            (2, "Linux-only"), (3, "default-initialised"), (4, "Linux-only"), (5, "Linux-only"), (6, "Linux-only"),
+            (7, "date formatter"), (8, "date formatter"), (9, "CommandLine.arguments[0] as a path"),  // portability: allowed, names a rule
+        ] {
             #expect(lines.contains { $0.hasPrefix("\(bad):\(line): ") && $0.contains(rule) }, "line \(line): \(rule)\n\(r.stdoutText)")
         }
         #expect(lines.allSatisfy { $0.hasPrefix(bad + ":") })

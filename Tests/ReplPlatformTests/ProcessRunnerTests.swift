@@ -86,8 +86,9 @@ import Testing
     @Test func aBackgroundProcessCanBeSignalledAndWaitedFor() async throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("runner-\(UUID().uuidString).log")
         defer { try? FileManager.default.removeItem(at: log) }
-        let child = try await BackgroundProcess.start("/bin/sh", ["-c", "echo up; trap 'echo bye; exit 7' INT; while :; do sleep 0.1; done"],
-                                                      environment: ["PATH": "/usr/bin:/bin"], outputPath: log.path)
+        let child = try await BackgroundProcess.start(
+            "/bin/sh", ["-c", "echo up; trap 'echo bye; exit 7' INT; while :; do sleep 0.1; done"],
+            environment: ["PATH": "/usr/bin:/bin"], outputPath: log.path)
         #expect(child.pid > 0)
         for _ in 0..<100 where ((try? String(contentsOf: log, encoding: .utf8)) ?? "").isEmpty {
             try await Task.sleep(nanoseconds: 20_000_000)
@@ -119,8 +120,9 @@ struct FindExecutableTests {
         try FileManager.default.createDirectory(at: dirs.appendingPathComponent("orbctl"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
-        FileManager.default.createFile(atPath: files.appendingPathComponent("orbctl").path, contents: Data("#!/bin/sh\n".utf8),
-                                       attributes: [.posixPermissions: 0o755])
+        FileManager.default.createFile(
+            atPath: files.appendingPathComponent("orbctl").path, contents: Data("#!/bin/sh\n".utf8),
+            attributes: [.posixPermissions: 0o755])
         let path = dirs.path + ":" + files.path
         #expect(findExecutable("orbctl", path: path) == files.appendingPathComponent("orbctl").path)
         #expect(findExecutable("orbctl", path: dirs.path) == nil)

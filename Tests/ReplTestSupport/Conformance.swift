@@ -40,16 +40,22 @@ public enum Conformance {
         Task.detached { await delete(where: { $0.hasPrefix(prefix) }, orbctl: orbctl, environment: environment) }
     }
 
-    static func delete(where chosen: @Sendable (String) -> Bool, orbctl: String, environment: [String: String],
-                       createdBefore: Date? = nil) async {
-        guard let list = try? await SystemProcessRunner.run(orbctl, ["list", "-f", "json"], input: nil, timeout: 60,
-                                                            environment: environment, limit: 1 << 22),
-              let records = try? JSONSerialization.jsonObject(with: list.stdout) as? [[String: Any]] else { return }
+    static func delete(
+        where chosen: @Sendable (String) -> Bool, orbctl: String, environment: [String: String],
+        createdBefore: Date? = nil
+    ) async {
+        guard
+            let list = try? await SystemProcessRunner.run(
+                orbctl, ["list", "-f", "json"], input: nil, timeout: 60,
+                environment: environment, limit: 1 << 22),
+            let records = try? JSONSerialization.jsonObject(with: list.stdout) as? [[String: Any]]
+        else { return }
         for record in records {
             guard let name = record["name"] as? String, name.hasPrefix(namePrefix), chosen(name) else { continue }
             if let createdBefore, let created = ulidTime(record["id"] as? String ?? ""), created >= createdBefore { continue }
-            _ = try? await SystemProcessRunner.run(orbctl, ["delete", "-f", name], input: nil, timeout: 120,
-                                                   environment: environment, limit: 1 << 20)
+            _ = try? await SystemProcessRunner.run(
+                orbctl, ["delete", "-f", name], input: nil, timeout: 120,
+                environment: environment, limit: 1 << 20)
         }
     }
 

@@ -1,7 +1,7 @@
 import Foundation
-import ReplPlatform
 import OrbSim
 import OrbStack
+import ReplPlatform
 
 /// The built products (`orbctl-sim`, `repl`) beside the tests (`REPL_BUILD_DIR` overrides).
 ///
@@ -14,8 +14,11 @@ public enum BuildProducts {
 
     public static let directory: URL = {
         if let dir = ProcessInfo.processInfo.environment["REPL_BUILD_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
-        let candidates = [Bundle(for: Marker.self).bundleURL, Bundle.main.bundleURL,
-                          URL(fileURLWithPath: Platform.executablePath())] + Bundle.allBundles.map(\.bundleURL)
+        let candidates =
+            [
+                Bundle(for: Marker.self).bundleURL, Bundle.main.bundleURL,
+                URL(fileURLWithPath: Platform.executablePath()),
+            ] + Bundle.allBundles.map(\.bundleURL)
         let found = directory(among: candidates) { dir in
             FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("orbctl-sim").path)
         }
@@ -96,10 +99,13 @@ public final class EmulatorHome: @unchecked Sendable {
 
     /// Runs the emulator binary; a timeout kills it and reports exit 137.
     @discardableResult
-    public func sim(_ args: [String], input: Data? = nil, environment extra: [String: String] = [:],
-                    timeout: TimeInterval = 60) async throws -> ProcessResult {
-        try await SystemProcessRunner.run(orbctl, args, input: input, timeout: timeout,
-                                            environment: environment.merging(extra) { $1 }, limit: 1 << 24)
+    public func sim(
+        _ args: [String], input: Data? = nil, environment extra: [String: String] = [:],
+        timeout: TimeInterval = 60
+    ) async throws -> ProcessResult {
+        try await SystemProcessRunner.run(
+            orbctl, args, input: input, timeout: timeout,
+            environment: environment.merging(extra) { $1 }, limit: 1 << 24)
     }
 
     /// Ends every machine's processes and removes the directory (in this process, through

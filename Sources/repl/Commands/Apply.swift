@@ -1,18 +1,18 @@
 import ArgumentParser
 import Foundation
-import ReplCore
 import ReplController
+import ReplCore
 
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Record manifests as desired state and converge until their commands have started.",
         discussion: """
-        Files, directories (their *.yaml and *.yml) and `-` for standard input. A set with any invalid \
-        document applies nothing. With --wait, goes on until the runs finish, prints their output and \
-        exits with the command's exit code (124 when the deadline ended it).
+            Files, directories (their *.yaml and *.yml) and `-` for standard input. A set with any invalid \
+            document applies nothing. With --wait, goes on until the runs finish, prints their output and \
+            exits with the command's exit code (124 when the deadline ended it).
 
-        Example: repl apply -f examples/hello.yaml --wait
-        """)
+            Example: repl apply -f examples/hello.yaml --wait
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
@@ -40,8 +40,9 @@ struct Apply: AsyncParsableCommand {
             throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 10m, 90s or 600000)")
         }
         let set = try context.manifests(file)
-        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: dryRun, timeout: limit.seconds, newInstallation: newInstallation,
-                                                               replaceLongLived: yes)
+        let code = try await Converger(context: context).apply(
+            set, wait: wait, dryRun: dryRun, timeout: limit.seconds, newInstallation: newInstallation,
+            replaceLongLived: yes)
         if watch && !dryRun { try await WatchLoop(context: context, files: file, interval: 2).run() }
         if code != 0 { throw ExitCode2(code: code) }
     }
@@ -122,12 +123,17 @@ struct PlanPrinter {
         }
         func start(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.command == nil ? "bootstrap it" : "start its command" }
         // A machine made and started in one go is one line.
-        let made = Set(plan.actions.compactMap { action -> String? in
-            switch action { case .create(_, _, let m, _), .clone(_, _, let m, _): return m; default: return nil }
-        })
+        let made = Set(
+            plan.actions.compactMap { action -> String? in
+                switch action {
+                case .create(_, _, let m, _), .clone(_, _, let m, _): return m;
+                default: return nil
+                }
+            })
         for action in plan.actions {
             switch action {
-            case let .create(run, _, machine, spec): add("+", "create", machine, "run \(runName(run)), \(spec)\(machineOptions(run)), then \(start(run))")
+            case let .create(run, _, machine, spec):
+                add("+", "create", machine, "run \(runName(run)), \(spec)\(machineOptions(run)), then \(start(run))")
             case let .clone(run, _, machine, snap): add("+", "clone", machine, "run \(runName(run)) from \(snap), then \(start(run))")
             case let .delete(machine, reason): add("-", "delete", machine, reason.rawValue)
             case let .takeSnapshot(s, src, machine): add("+", "snapshot", machine, "snapshot \(s) of \(src)")
@@ -142,16 +148,19 @@ struct PlanPrinter {
         let blocked = plan.blocked
         for b in blocked { lines.append("! blocked \(b.machine)  (\(b.why))") }
         if context.json {
-            context.printJSON(["changes": items, "nothingToDo": items.isEmpty && blocked.isEmpty,
-                               "blocked": blocked.map { ["machine": $0.machine, "reason": $0.why] }])
+            context.printJSON([
+                "changes": items, "nothingToDo": items.isEmpty && blocked.isEmpty,
+                "blocked": blocked.map { ["machine": $0.machine, "reason": $0.why] },
+            ])
         } else if lines.isEmpty {
             print("Nothing to do: machines match the manifests.")
         } else {
             print(Console.visible(lines.joined(separator: "\n")))
             // Each line is one thing: the counts add up to the lines above.
             let counts = ["+", "~", "-", "!"].map { s in lines.filter { $0.hasPrefix(s) }.count }
-            print("\nPlan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete"
-                  + (counts[3] > 0 ? "; \(counts[3]) blocked until you act." : "."))
+            print(
+                "\nPlan: \(counts[0]) to add, \(counts[1]) to change, \(counts[2]) to delete"
+                    + (counts[3] > 0 ? "; \(counts[3]) blocked until you act." : "."))
         }
         return 0
     }

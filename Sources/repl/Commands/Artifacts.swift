@@ -44,8 +44,9 @@ struct Artifacts: AsyncParsableCommand {
             }
         }
         if files.isEmpty {
-            throw CLIError.input("run \(run) has no artifacts\(instance.map { " from instance \($0)" } ?? "") in \(root.path) "
-                                 + "(they are copied when an instance's command ends; a glob that matched nothing is a note in `repl run status \(run)`)")
+            throw CLIError.input(
+                "run \(run) has no artifacts\(instance.map { " from instance \($0)" } ?? "") in \(root.path) "
+                    + "(they are copied when an instance's command ends; a glob that matched nothing is a note in `repl run status \(run)`)")
         }
         if let to {
             guard !to.isEmpty else { throw CLIError.input("--to: give a directory") }
@@ -67,16 +68,28 @@ struct Artifacts: AsyncParsableCommand {
                     try fm.copyItem(at: root.appendingPathComponent(String(file.number)).appendingPathComponent(file.path), to: target)
                 }
             } catch {
-                throw CLIError.failure("cannot copy the artifacts to \(destination.path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+                throw CLIError.failure(
+                    "cannot copy the artifacts to \(destination.path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
             }
             context.say("copied \(files.count) file\(files.count == 1 ? "" : "s") to \(destination.path)")
             return
         }
         if context.json {
-            context.printJSON(["artifacts": files.map { ["instance": $0.number, "path": "/" + $0.path,
-                                                         "file": root.appendingPathComponent(String($0.number)).appendingPathComponent($0.path).path] }])
+            context.printJSON([
+                "artifacts": files.map {
+                    [
+                        "instance": $0.number, "path": "/" + $0.path,
+                        "file": root.appendingPathComponent(String($0.number)).appendingPathComponent($0.path).path,
+                    ]
+                }
+            ])
             return
         }
-        for file in files { print(Console.visible("\(run)/\(file.number)  /\(file.path)  \(root.appendingPathComponent(String(file.number)).appendingPathComponent(file.path).path)")) }
+        for file in files {
+            print(
+                Console.visible(
+                    "\(run)/\(file.number)  /\(file.path)  \(root.appendingPathComponent(String(file.number)).appendingPathComponent(file.path).path)"
+                ))
+        }
     }
 }

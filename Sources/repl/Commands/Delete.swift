@@ -7,17 +7,22 @@ import ReplStore
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove runs or snapshots from desired state; the controller deletes their machines.",
-        discussion: "Example: repl delete -f examples/hello.yaml   ·   repl delete run hello   ·   repl delete -l team=ml   ·   repl delete snapshot base-snap")
+        discussion:
+            "Example: repl delete -f examples/hello.yaml   ·   repl delete run hello   ·   repl delete -l team=ml   ·   repl delete snapshot base-snap"
+    )
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Delete what these manifests declare.") var file: [String] = []
     @Argument(help: "`run NAME` (or `run #ID`) or `snapshot NAME`: exact names, never a prefix.") var target: [String] = []
-    @Option(name: [.customShort("l"), .customLong("selector")], help: "Delete every run whose labels match (key=value[,key2=value2], key!=value, key).")
+    @Option(
+        name: [.customShort("l"), .customLong("selector")], help: "Delete every run whose labels match (key=value[,key2=value2], key!=value, key).")
     var selector: String?
 
     func validate() throws {
         if selector != nil && (!file.isEmpty || !target.isEmpty) { throw ValidationError("use -l alone, not with -f or a name") }
-        if selector == nil && file.isEmpty && target.count != 2 { throw ValidationError("use -f PATH, -l SELECTOR, or `run NAME`, or `snapshot NAME`") }
+        if selector == nil && file.isEmpty && target.count != 2 {
+            throw ValidationError("use -f PATH, -l SELECTOR, or `run NAME`, or `snapshot NAME`")
+        }
         if target.count == 2 && !["run", "snapshot"].contains(target[0]) { throw ValidationError("say `run NAME` or `snapshot NAME`") }
     }
 
@@ -31,7 +36,9 @@ struct Delete: AsyncParsableCommand {
             if runs.isEmpty { throw CLIError.input("no run's labels match \(selector) (see `repl run list -o wide`); nothing was deleted") }
         } else if !file.isEmpty {
             let sources = try ManifestFiles.load(file)
-            let set = try ManifestParser(knownRuns: Set(try store.runs().map(\.run.manifest.name)), knownSnapshots: Set(try store.snapshots().map(\.name))).parse(sources)
+            let set = try ManifestParser(
+                knownRuns: Set(try store.runs().map(\.run.manifest.name)), knownSnapshots: Set(try store.snapshots().map(\.name))
+            ).parse(sources)
             runs = set.runs.map(\.name)
             snapshots = set.snapshots.map(\.name)
         } else if target[0] == "run" {
@@ -48,7 +55,9 @@ struct Delete: AsyncParsableCommand {
         let knownSnapshots = Set(try store.snapshots().filter { !$0.deleted }.map(\.name))
         missing += snapshots.filter { !knownSnapshots.contains($0) }.map { "snapshot \($0)" }
         if !missing.isEmpty {
-            throw CLIError.input("nothing was deleted: no \(missing.joined(separator: ", no ")) (see `repl run list`, `repl snapshot list`; give full names, or #ID for a run)")
+            throw CLIError.input(
+                "nothing was deleted: no \(missing.joined(separator: ", no ")) (see `repl run list`, `repl snapshot list`; give full names, or #ID for a run)"
+            )
         }
         var done: [String] = []
         for record in records {

@@ -7,11 +7,11 @@ struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check orbctl, the state store, the lease, the circuit breaker and the machines.",
         discussion: """
-        Reports everything it can, even when a part is broken, and exits 0 when all is well, \
-        1 when something needs attention (the circuit breaker open, the store unusable, the \
-        machines not listable), 3 when orbctl cannot be used.
-        Example: repl doctor --json
-        """)
+            Reports everything it can, even when a part is broken, and exits 0 when all is well, \
+            1 when something needs attention (the circuit breaker open, the store unusable, the \
+            machines not listable), 3 when orbctl cannot be used.
+            Example: repl doctor --json
+            """)
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
@@ -43,13 +43,20 @@ struct Doctor: AsyncParsableCommand {
         if context.json {
             context.printJSON([
                 "schemaVersion": 1, "repl": Repl.version,
-                "orbctl": ["path": context.orbctlDescription, "version": context.orbctlVersion?.version as Any, "error": providerError as Any] as [String: Any],
-                "store": ["path": context.stateDirectory.appendingPathComponent("state.db").path, "schema": Store.schemaVersion,
-                          "readOnly": store?.readOnlyReason as Any, "error": storeError as Any] as [String: Any],
+                "orbctl": ["path": context.orbctlDescription, "version": context.orbctlVersion?.version as Any, "error": providerError as Any]
+                    as [String: Any],
+                "store": [
+                    "path": context.stateDirectory.appendingPathComponent("state.db").path, "schema": Store.schemaVersion,
+                    "readOnly": store?.readOnlyReason as Any, "error": storeError as Any,
+                ] as [String: Any],
                 "controlId": cid?.rawValue as Any,
                 "lease": lease.map { ["holder": $0.holder, "pid": Int($0.pid), "expiresAt": DateFormats.iso8601($0.expiresAt)] } as Any,
-                "breaker": breaker.map { ["open": breakerOpen, "failures": $0.failures, "message": $0.message as Any,
-                                          "openUntil": $0.openUntil.map(DateFormats.iso8601) as Any] as [String: Any] } as Any,
+                "breaker": breaker.map {
+                    [
+                        "open": breakerOpen, "failures": $0.failures, "message": $0.message as Any,
+                        "openUntil": $0.openUntil.map(DateFormats.iso8601) as Any,
+                    ] as [String: Any]
+                } as Any,
                 "machines": counts.byClass, "listError": counts.error as Any,
                 "capabilities": Dictionary(uniqueKeysWithValues: caps.map { ($0.0, $0.1) }),
                 "problems": problems, "ok": problems.isEmpty,
@@ -58,9 +65,13 @@ struct Doctor: AsyncParsableCommand {
             // What orbctl and the store said is shown, never interpreted by the terminal.
             func line(_ text: String) { print(Console.visible(text)) }
             line("repl:          \(Repl.version)")
-            line("orbctl:        " + (providerError.map { "UNUSABLE: \($0)" } ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
-            line("state store:   " + (storeError.map { "UNUSABLE: \($0)" }
-                ?? "\(store!.path) (schema \(Store.schemaVersion))\(store!.readOnlyReason.map { "; cannot be written: \($0)" } ?? "")"))
+            line(
+                "orbctl:        "
+                    + (providerError.map { "UNUSABLE: \($0)" } ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
+            line(
+                "state store:   "
+                    + (storeError.map { "UNUSABLE: \($0)" }
+                        ?? "\(store!.path) (schema \(Store.schemaVersion))\(store!.readOnlyReason.map { "; cannot be written: \($0)" } ?? "")"))
             line("control id:    \(cid.map(\.rawValue) ?? "-")")
             line("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
             if breakerOpen {
@@ -68,12 +79,17 @@ struct Doctor: AsyncParsableCommand {
             } else {
                 line("breaker:       \(breaker == nil ? "-" : "closed")")
             }
-            if let e = counts.error { line("machines:      cannot list: \(e)") } else if providerError != nil {
+            if let e = counts.error {
+                line("machines:      cannot list: \(e)")
+            } else if providerError != nil {
                 line("machines:      -")
             } else if let listed = counts.byClass["listed"] {
                 line("machines:      \(listed) listed (sorting them into ours and others needs the store)")
             } else {
-                line("machines:      " + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts.byClass[$0] ?? 0) \($0)" }.joined(separator: ", "))
+                line(
+                    "machines:      "
+                        + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts.byClass[$0] ?? 0) \($0)" }.joined(
+                            separator: ", "))
             }
             if !caps.isEmpty { line("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", ")) }
             line(problems.isEmpty ? "all well" : "needs attention: " + problems.joined(separator: "; "))

@@ -38,8 +38,9 @@ struct InstanceTarget {
         }
         let label = number.map { "\(run.manifest.name)/\($0)" } ?? run.manifest.name
         if run.phase.isTerminal || candidates.allSatisfy(\.phase.isTerminal) && !candidates.isEmpty {
-            throw CLIError.input("\(label) has finished (\(run.phase.rawValue)) and its machine is gone; `repl logs \(label)` shows its output "
-                                 + "(keep a machine after its command with hold:)")
+            throw CLIError.input(
+                "\(label) has finished (\(run.phase.rawValue)) and its machine is gone; `repl logs \(label)` shows its output "
+                    + "(keep a machine after its command with hold:)")
         }
         throw CLIError.input("\(label) has no machine up yet (\(run.phase.rawValue)); `repl wait \(run.manifest.name) --for Running` waits for it")
     }
@@ -50,7 +51,9 @@ struct InstanceTarget {
 func checkUser(_ user: String?) throws {
     guard let user else { return }
     if !MachineOptions.isUsername(user) {
-        throw CLIError.input("--user: \"\(Console.visible(String(user.prefix(40))))\" is not a Linux user name (lowercase letters, digits, _ and -, not starting with a digit or -)")
+        throw CLIError.input(
+            "--user: \"\(Console.visible(String(user.prefix(40))))\" is not a Linux user name (lowercase letters, digits, _ and -, not starting with a digit or -)"
+        )
     }
 }
 

@@ -10,7 +10,9 @@ struct Logs: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Run id, name, or a unique prefix; RUN/N for its instance N (1, 2, …).", completion: RunNameCompletion.kind) var id: String = ""
-    @Option(name: [.customShort("l"), .customLong("selector")], help: "The output of every run whose labels match (key=value[,key2=value2], key!=value, key).")
+    @Option(
+        name: [.customShort("l"), .customLong("selector")],
+        help: "The output of every run whose labels match (key=value[,key2=value2], key!=value, key).")
     var selector: String?
     @Option(help: "Only the last N lines of each instance's output (then, with -f, what follows).") var tail: Int?
     @Flag(name: .shortAndLong, help: "Follow a live run until it ends.") var follow = false
@@ -20,17 +22,22 @@ struct Logs: AsyncParsableCommand {
 
     /// The byte offset where an output's last `lines` lines begin, reading it a piece at a time
     /// and keeping only the offsets of the last line starts (a log of any size).
-    static func tailOffset(_ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, bootstrap: Bool,
-                           lines: Int) async throws -> Int {
+    static func tailOffset(
+        _ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, bootstrap: Bool,
+        lines: Int
+    ) async throws -> Int {
         // More lines than any output can have is all of it (and no overflow below).
         let lines = min(lines, Int(Int32.max))
         var starts: [Int] = [0]  // offsets of line starts, the newest `lines + 1` of them
         var offset = 0
         var last: UInt8 = 10
         while true {
-            guard let data = try await reader.read(run: run.manifest.name, instance: instance, machine: machine, bootstrap: bootstrap,
-                                                   from: offset, live: !(run.instances.first { $0.id == instance }?.phase.isTerminal ?? true),
-                                                   limit: piece), !data.isEmpty else { break }
+            guard
+                let data = try await reader.read(
+                    run: run.manifest.name, instance: instance, machine: machine, bootstrap: bootstrap,
+                    from: offset, live: !(run.instances.first { $0.id == instance }?.phase.isTerminal ?? true),
+                    limit: piece), !data.isEmpty
+            else { break }
             for (i, byte) in data.enumerated() where byte == 10 {
                 starts.append(offset + i + 1)
                 if starts.count > lines + 2 { starts.removeFirst(starts.count - lines - 2) }
@@ -43,7 +50,6 @@ struct Logs: AsyncParsableCommand {
         if last == 10, starts.last == offset { starts.removeLast() }
         return lines == 0 ? offset : starts.count > lines ? starts[starts.count - lines] : 0
     }
-
 
     func validate() throws {
         if id.isEmpty == (selector == nil) { throw ValidationError("give a run, or -l SELECTOR") }
@@ -62,12 +68,15 @@ struct Logs: AsyncParsableCommand {
                 let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
                 var offset = 0
                 if let tail {
-                    offset = try await Self.tailOffset(reader, run: record.run, instance: instance.id, machine: machine, bootstrap: bootstrap, lines: tail)
+                    offset = try await Self.tailOffset(
+                        reader, run: record.run, instance: instance.id, machine: machine, bootstrap: bootstrap, lines: tail)
                 }
                 Console.out("\(first ? "" : "\n")==> \(record.run.label(instance.id)) (\(machine)) <==\n")
                 first = false
-                while let data = try await reader.read(run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
-                                                       from: offset, live: false, limit: Self.piece), !data.isEmpty {
+                while let data = try await reader.read(
+                    run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
+                    from: offset, live: false, limit: Self.piece), !data.isEmpty
+                {
                     Console.out(data)
                     offset += data.count
                     if data.count < Self.piece { break }
@@ -103,23 +112,29 @@ struct Logs: AsyncParsableCommand {
             // written before it (read below) is printed.
             let channel = StatusChannel(directory: context.channelDirectory)
             var silent: [String] = []
-            let ended = !instances.isEmpty && instances.allSatisfy { instance in
-                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
-                if instance.phase.isTerminal || channel.status(machine)?.isFinal == true { return true }
-                // No heartbeat for a minute (a restarted machine, with no controller to say so).
-                if let beat = channel.heartbeat(machine), Date().timeIntervalSince(beat) > 60,
-                   let started = instance.startedAt, Date().timeIntervalSince(started) > 60 {
-                    silent.append(machine)
-                    return true
+            let ended =
+                !instances.isEmpty
+                && instances.allSatisfy { instance in
+                    let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
+                    if instance.phase.isTerminal || channel.status(machine)?.isFinal == true { return true }
+                    // No heartbeat for a minute (a restarted machine, with no controller to say so).
+                    if let beat = channel.heartbeat(machine), Date().timeIntervalSince(beat) > 60,
+                        let started = instance.startedAt, Date().timeIntervalSince(started) > 60
+                    {
+                        silent.append(machine)
+                        return true
+                    }
+                    return false
                 }
-                return false
-            }
             if follow && ended && !silent.isEmpty {
-                Console.err("repl: no heartbeat from \(silent.joined(separator: ", ")) for over a minute (restarted?); stopped following. A sweep judges it\n")
+                Console.err(
+                    "repl: no heartbeat from \(silent.joined(separator: ", ")) for over a minute (restarted?); stopped following. A sweep judges it\n"
+                )
             }
             // The machine itself is asked (orbctl) only for a live instance without the channel.
             let needsMachine = instances.contains { instance in
-                !instance.phase.isTerminal && !channel.isInUse(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)
+                !instance.phase.isTerminal
+                    && !channel.isInUse(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)
             }
             let reader: LogReader
             do {
@@ -135,15 +150,17 @@ struct Logs: AsyncParsableCommand {
                 // A piece at a time (8 MiB), so a log of any size is printed without holding it.
                 // --tail: where the last N lines begin, found on the first read.
                 if let tail, printed[instance.id] == nil, !context.json {
-                    printed[instance.id] = try await Self.tailOffset(reader, run: record.run, instance: instance.id, machine: machine,
-                                                                     bootstrap: bootstrap, lines: tail)
+                    printed[instance.id] = try await Self.tailOffset(
+                        reader, run: record.run, instance: instance.id, machine: machine,
+                        bootstrap: bootstrap, lines: tail)
                 }
                 while true {
                     let already = printed[instance.id] ?? 0
                     let data: Data?
                     do {
-                        data = try await reader.read(run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
-                                                     from: already, live: !instance.phase.isTerminal, limit: Self.piece)
+                        data = try await reader.read(
+                            run: record.run.manifest.name, instance: instance.id, machine: machine, bootstrap: bootstrap,
+                            from: already, live: !instance.phase.isTerminal, limit: Self.piece)
                     } catch {
                         liveError = error.description
                         break
@@ -170,12 +187,14 @@ struct Logs: AsyncParsableCommand {
         }
         if context.json {
             let documents = outputs.keys.sorted().map {
-                ["instance": record.run.number(of: $0) ?? 0, "machine": MachineName(controlID: cid, manifestID: record.run.id, instanceID: $0).description,
-                 "output": String(decoding: outputs[$0]!, as: UTF8.self)] as [String: Any]
+                [
+                    "instance": record.run.number(of: $0) ?? 0,
+                    "machine": MachineName(controlID: cid, manifestID: record.run.id, instanceID: $0).description,
+                    "output": String(decoding: outputs[$0]!, as: UTF8.self),
+                ] as [String: Any]
             }
             context.printJSON(["run": record.run.manifest.name, "logs": documents])
-        }
-        else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet && tail == nil {
+        } else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet && tail == nil {
             let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
             Console.err("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n")
         }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
-import ReplPlatform
 import ReplController
 import ReplCore
+import ReplPlatform
 
 struct Orphans: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,14 +16,17 @@ struct SweepOptions: ParsableArguments {
     @Flag(help: "Also delete other installations' machines (foreign).") var includeForeign = false
 
     func grace() throws -> TimeSpan {
-        guard let span = TimeSpan(parsing: orphanGrace) else { throw CLIError.input("--orphan-grace: \"\(orphanGrace)\" is not a duration (use 90s, 2m or 120000)") }
+        guard let span = TimeSpan(parsing: orphanGrace) else {
+            throw CLIError.input("--orphan-grace: \"\(orphanGrace)\" is not a duration (use 90s, 2m or 120000)")
+        }
         return span
     }
 }
 
 struct OrphansList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List orphans and foreign machines, with state, age and why.",
-                                                    discussion: "Example: repl orphans --json")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List orphans and foreign machines, with state, age and why.",
+        discussion: "Example: repl orphans --json")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var sweep: SweepOptions
 
@@ -40,11 +43,15 @@ struct OrphansList: AsyncParsableCommand {
         let machines = report.plan!.machines.filter { [.orphan, .foreign, .whitelisted].contains($0.machineClass) }
             .sorted { $0.machine.name < $1.machine.name }
         if context.json {
-            context.printJSON(["machines": machines.map { m in
-                ["name": m.machine.name, "class": m.machineClass.rawValue, "state": m.machine.state.description,
-                 "ageSeconds": m.age.map { Int($0) } as Any, "why": m.why,
-                 "deletableAt": m.deletableAt.map { DateFormats.iso8601($0) } as Any] as [String: Any]
-            }])
+            context.printJSON([
+                "machines": machines.map { m in
+                    [
+                        "name": m.machine.name, "class": m.machineClass.rawValue, "state": m.machine.state.description,
+                        "ageSeconds": m.age.map { Int($0) } as Any, "why": m.why,
+                        "deletableAt": m.deletableAt.map { DateFormats.iso8601($0) } as Any,
+                    ] as [String: Any]
+                }
+            ])
             return
         }
         if machines.isEmpty { print("No orphans or foreign machines."); return }
@@ -52,9 +59,12 @@ struct OrphansList: AsyncParsableCommand {
             let group = machines.filter { $0.machineClass == cls }
             guard !group.isEmpty else { continue }
             print("\(cls.rawValue.capitalized) (\(group.count)):")
-            print(Table.render(["  NAME", "STATE", "AGE", "WHY"], group.map {
-                ["  " + $0.machine.name, $0.machine.state.description, $0.age.map { Table.age($0) } ?? "?", $0.why]
-            }))
+            print(
+                Table.render(
+                    ["  NAME", "STATE", "AGE", "WHY"],
+                    group.map {
+                        ["  " + $0.machine.name, $0.machine.state.description, $0.age.map { Table.age($0) } ?? "?", $0.why]
+                    }))
         }
     }
 }
@@ -93,15 +103,17 @@ struct OrphansSweep: AsyncParsableCommand {
         }
         if installLaunchd || uninstallLaunchd {
             #if os(macOS)
-            let agent = LaunchAgent(home: context.environment["HOME"] ?? NSHomeDirectory(), uid: getuid())
-            let lines = installLaunchd
-                ? try await agent.install(program: Platform.executablePath(), stateDirectory: context.stateDirectory.path,
-                                          orbctl: context.resolvedOrbctl())
-                : try await agent.uninstall()
-            for line in lines { context.say(line) }
-            return
+                let agent = LaunchAgent(home: context.environment["HOME"] ?? NSHomeDirectory(), uid: getuid())
+                let lines =
+                    installLaunchd
+                    ? try await agent.install(
+                        program: Platform.executablePath(), stateDirectory: context.stateDirectory.path,
+                        orbctl: context.resolvedOrbctl())
+                    : try await agent.uninstall()
+                for line in lines { context.say(line) }
+                return
             #else
-            throw CLIError.input("launchd agents exist only on macOS; on this system use cron: see scaffold/cron/crontab")
+                throw CLIError.input("launchd agents exist only on macOS; on this system use cron: see scaffold/cron/crontab")
             #endif
         }
         let grace = try sweep.grace()
@@ -114,8 +126,11 @@ struct OrphansSweep: AsyncParsableCommand {
         let report: TickReport
         switch dryRun ? .ticked(await controller.tick()) : try await Manager(controller: controller, holder: "sweep").once() {
         case .heldBy(let holder):
-            if context.json { context.printJSON(["skipped": true, "leaseHeldBy": holder.holder, "pid": Int(holder.pid)]) }
-            else { context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease; it converges, so this sweep did nothing") }
+            if context.json {
+                context.printJSON(["skipped": true, "leaseHeldBy": holder.holder, "pid": Int(holder.pid)])
+            } else {
+                context.say("\(holder.holder) (pid \(holder.pid)) holds the controller lease; it converges, so this sweep did nothing")
+            }
             return
         case .ticked(let tick):
             report = tick
@@ -134,10 +149,12 @@ struct OrphansSweep: AsyncParsableCommand {
             m.deletableAt == nil && m.age == nil && (m.machineClass == .orphan || (m.machineClass == .foreign && sweep.includeForeign))
         }.map { (name: $0.machine.name, kind: $0.machineClass.rawValue) }.sorted { $0.name < $1.name }
         if context.json {
-            context.printJSON(["dryRun": dryRun, "actions": done.map { ["action": "\($0.0)", "error": $0.1?.description as Any] as [String: Any] },
-                               "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] },
-                               "waiting": waiting.map { ["machine": $0.name, "class": $0.kind, "deletableAt": DateFormats.iso8601($0.at)] },
-                               "kept": kept.map { ["machine": $0.name, "class": $0.kind, "why": "age unknown (its id is not a ULID)"] }])
+            context.printJSON([
+                "dryRun": dryRun, "actions": done.map { ["action": "\($0.0)", "error": $0.1?.description as Any] as [String: Any] },
+                "deferred": report.deferred.map { ["action": "\($0.action)", "why": $0.why] },
+                "waiting": waiting.map { ["machine": $0.name, "class": $0.kind, "deletableAt": DateFormats.iso8601($0.at)] },
+                "kept": kept.map { ["machine": $0.name, "class": $0.kind, "why": "age unknown (its id is not a ULID)"] },
+            ])
         } else {
             for (action, error) in done {
                 if let error { context.warn("\(action): \(error.description)") } else { context.say((dryRun ? "would " : "") + "\(action)") }
@@ -147,7 +164,9 @@ struct OrphansSweep: AsyncParsableCommand {
                 let left = TimeSpan(milliseconds: Int64(w.at.timeIntervalSince(now).rounded(.up)) * 1000)
                 context.say("\(w.name): \(w.kind), deleted once its grace of \(grace) has passed, in \(left)")
             }
-            for k in kept { context.say("\(k.name): \(k.kind), kept: its age is unknown (its id is not a ULID); delete it yourself if it is not wanted") }
+            for k in kept {
+                context.say("\(k.name): \(k.kind), kept: its age is unknown (its id is not a ULID); delete it yourself if it is not wanted")
+            }
             let blocked = report.plan?.blocked ?? []
             for b in blocked { context.say("blocked: \(b.machine): \(b.why)") }
             if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty && blocked.isEmpty && kept.isEmpty {
@@ -159,8 +178,9 @@ struct OrphansSweep: AsyncParsableCommand {
 }
 
 struct OrphansWhitelist: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "whitelist", abstract: "Keep one machine: an orphan, or one of ours that would be deleted (kept for debugging).",
-                                                    discussion: "Example: repl orphans whitelist repl-ab12cd-3-7 --reason \"debugging\" --expires 2026-12-31")
+    static let configuration = CommandConfiguration(
+        commandName: "whitelist", abstract: "Keep one machine: an orphan, or one of ours that would be deleted (kept for debugging).",
+        discussion: "Example: repl orphans whitelist repl-ab12cd-3-7 --reason \"debugging\" --expires 2026-12-31")
     @OptionGroup var global: GlobalOptions
     @Argument var name: String
     @Option(help: "Why it is kept.") var reason: String
@@ -173,7 +193,10 @@ struct OrphansWhitelist: AsyncParsableCommand {
         if let expires {
             guard let d = DateFormats.parse(expires) else { throw CLIError.input("--expires: \"\(expires)\" is not a date (use 2026-12-31)") }
             // An entry that has already expired would keep nothing: say so rather than record it.
-            guard d > Date() else { throw CLIError.input("--expires: \"\(expires)\" is in the past; give a later date, or leave it out to keep the machine until unwhitelisted") }
+            guard d > Date() else {
+                throw CLIError.input(
+                    "--expires: \"\(expires)\" is in the past; give a later date, or leave it out to keep the machine until unwhitelisted")
+            }
             date = d
         }
         try context.store().addToWhitelist(name, reason: reason, expires: date)
@@ -182,8 +205,9 @@ struct OrphansWhitelist: AsyncParsableCommand {
 }
 
 struct OrphansUnwhitelist: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "unwhitelist", abstract: "Stop keeping a whitelisted machine.",
-                                                    discussion: "Example: repl orphans unwhitelist repl-ab12cd-3-7")
+    static let configuration = CommandConfiguration(
+        commandName: "unwhitelist", abstract: "Stop keeping a whitelisted machine.",
+        discussion: "Example: repl orphans unwhitelist repl-ab12cd-3-7")
     @OptionGroup var global: GlobalOptions
     @Argument var name: String
 

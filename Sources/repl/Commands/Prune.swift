@@ -16,7 +16,9 @@ struct Prune: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         guard let age = TimeSpan(parsing: olderThan) else {
-            if TimeSpan(parsing: olderThan, limit: .max) != nil { throw CLIError.input("--older-than: \"\(olderThan)\" is longer than the maximum of \(TimeSpan.maximum)") }
+            if TimeSpan(parsing: olderThan, limit: .max) != nil {
+                throw CLIError.input("--older-than: \"\(olderThan)\" is longer than the maximum of \(TimeSpan.maximum)")
+            }
             throw CLIError.input("--older-than: \"\(olderThan)\" is not a duration (use 7d, 12h or 90m)")
         }
         let store = try context.store()
@@ -31,7 +33,8 @@ struct Prune: AsyncParsableCommand {
             for run in pruned {
                 for instance in run.instances {
                     for bootstrap in [false, true] {
-                        try? FileManager.default.removeItem(at: Controller.logFile(logs, run: run.manifest.name, instance: instance.id, bootstrap: bootstrap))
+                        try? FileManager.default.removeItem(
+                            at: Controller.logFile(logs, run: run.manifest.name, instance: instance.id, bootstrap: bootstrap))
                     }
                 }
             }
@@ -41,11 +44,17 @@ struct Prune: AsyncParsableCommand {
         } else if pruned.isEmpty {
             // Say why: nothing deleted, or deleted runs too young or whose machines are not gone yet.
             let kept = try store.runs().filter(\.deleted).count
-            context.say(kept == 0 ? "nothing to prune: no run is deleted"
-                        : "nothing to prune: \(kept) deleted run\(kept == 1 ? " is" : "s are") kept, deleted less than \(age) ago "
-                          + "or with machines not gone yet (a controller removes them: `repl watch` or the next sweep)")
+            context.say(
+                kept == 0
+                    ? "nothing to prune: no run is deleted"
+                    : "nothing to prune: \(kept) deleted run\(kept == 1 ? " is" : "s are") kept, deleted less than \(age) ago "
+                        + "or with machines not gone yet (a controller removes them: `repl watch` or the next sweep)")
         } else {
-            for run in pruned { context.say("\(dryRun ? "would prune" : "pruned") \(run.manifest.name) (#\(Base36.encode(run.id)), \(run.instances.count) instance\(run.instances.count == 1 ? "" : "s"))") }
+            for run in pruned {
+                context.say(
+                    "\(dryRun ? "would prune" : "pruned") \(run.manifest.name) (#\(Base36.encode(run.id)), \(run.instances.count) instance\(run.instances.count == 1 ? "" : "s"))"
+                )
+            }
         }
     }
 }

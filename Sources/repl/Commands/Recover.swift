@@ -9,12 +9,12 @@ struct Recover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rebuild the state from the machines after the database was lost.",
         discussion: """
-        Adopts the machines' control id (choose with --control-id when several exist), restores each run's \
-        manifest from the copy every machine keeps in /etc/repl/manifest.yaml, and keeps machines whose \
-        manifest cannot be read (whitelisted as recovered) until you delete or re-apply them.
+            Adopts the machines' control id (choose with --control-id when several exist), restores each run's \
+            manifest from the copy every machine keeps in /etc/repl/manifest.yaml, and keeps machines whose \
+            manifest cannot be read (whitelisted as recovered) until you delete or re-apply them.
 
-        Example: repl recover
-        """)
+            Example: repl recover
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(help: "The control id to adopt when machines of several installations exist.") var controlId: String?
@@ -37,17 +37,24 @@ struct Recover: AsyncParsableCommand {
         } else if ids.count == 1 {
             cid = ids.first!
         } else if ids.isEmpty {
-            if context.json { context.printJSON(["recovered": [], "kept": [], "controlId": try store.controlID().rawValue]) }
-            else { context.say("no repl machines found; nothing to recover") }
+            if context.json {
+                context.printJSON(["recovered": [], "kept": [], "controlId": try store.controlID().rawValue])
+            } else {
+                context.say("no repl machines found; nothing to recover")
+            }
             return
         } else {
             let counts = Dictionary(grouping: ours, by: \.1.controlID).mapValues(\.count)
-            throw CLIError.input("machines of several installations exist (\(ids.sorted().map { "\($0.rawValue): \(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s")" }.joined(separator: ", "))); choose one with --control-id")
+            throw CLIError.input(
+                "machines of several installations exist (\(ids.sorted().map { "\($0.rawValue): \(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s")" }.joined(separator: ", "))); choose one with --control-id"
+            )
         }
         try store.setControlID(cid)
         if ids.count > 1, !context.json {
             let counts = Dictionary(grouping: ours, by: \.1.controlID).mapValues(\.count)
-            context.say("control ids seen: " + counts.keys.sorted().map { "\($0) (\(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s"))" }.joined(separator: ", "))
+            context.say(
+                "control ids seen: "
+                    + counts.keys.sorted().map { "\($0) (\(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s"))" }.joined(separator: ", "))
         }
         let mine = ours.filter { $0.1.controlID == cid }
         try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID).max() ?? 0)
@@ -58,9 +65,11 @@ struct Recover: AsyncParsableCommand {
         var kept: [String] = []
         for (machine, name) in mine {
             guard let runID = name.manifestID, machine.state == .running,
-                  let text = try? await provider.manifestCopy(name: machine.name), let parsed = ManifestCopy.read(text),
-                  parsed.runID == runID else {
-                try store.addToWhitelist(machine.name, reason: "recovered: its manifest could not be read; delete or re-apply to manage it", expires: nil)
+                let text = try? await provider.manifestCopy(name: machine.name), let parsed = ManifestCopy.read(text),
+                parsed.runID == runID
+            else {
+                try store.addToWhitelist(
+                    machine.name, reason: "recovered: its manifest could not be read; delete or re-apply to manage it", expires: nil)
                 kept.append(machine.name)
                 continue
             }
@@ -81,8 +90,9 @@ struct Recover: AsyncParsableCommand {
         }
         var recovered: [String] = []
         for (id, found) in runs.sorted(by: { $0.key < $1.key }) {
-            try store.insertRecovered(run: found.manifest, id: id, generation: found.generation,
-                                      instances: found.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2, exitCode: $0.3) })
+            try store.insertRecovered(
+                run: found.manifest, id: id, generation: found.generation,
+                instances: found.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2, exitCode: $0.3) })
             recovered.append(found.manifest.name)
         }
         if context.json {

@@ -9,8 +9,8 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Start a run from flags (a manifest made for you), or manage runs.",
         discussion: """
-        Example: repl run --provider orbstack --spec "ubuntu:noble:arm64" --command "echo hello" --max-duration 60000
-        """,
+            Example: repl run --provider orbstack --spec "ubuntu:noble:arm64" --command "echo hello" --max-duration 60000
+            """,
         subcommands: [RunList.self, RunStatus.self, RunCancel.self])
 
     @OptionGroup var global: GlobalOptions
@@ -100,8 +100,9 @@ extension RunCommand {
 }
 
 struct RunList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List runs, finished ones included.",
-                                                    discussion: "Example: repl run list -l team=ml -o wide   ·   repl run list --all --json")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List runs, finished ones included.",
+        discussion: "Example: repl run list -l team=ml -o wide   ·   repl run list --all --json")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("l"), .customLong("selector")], help: "Only runs whose labels match: key=value[,key2=value2], key!=value, key.")
     var selector: String?
@@ -128,7 +129,9 @@ struct RunList: AsyncParsableCommand {
             return
         }
         if records.isEmpty {
-            print(selector == nil ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(Console.visible(String(selector!.prefix(200)))).")
+            print(
+                selector == nil
+                    ? "No runs yet. Try: repl apply -f examples/hello.yaml" : "No runs match \(Console.visible(String(selector!.prefix(200)))).")
             return
         }
         var footnote = false
@@ -139,13 +142,16 @@ struct RunList: AsyncParsableCommand {
             let r = (run: run, record: record)
             let wanted = r.run.instances.filter { r.run.wants($0) }
             let codes = wanted.compactMap(\.exitCode).map(String.init).joined(separator: ",")
-            return [Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue + (unrecorded ? "*" : ""),
-                    "\(wanted.filter { !$0.phase.isTerminal }.count)/\(r.run.manifest.replicas)",
-                    r.run.manifest.source.description, codes.isEmpty ? "-" : codes, Table.age(Date().timeIntervalSince(r.record.createdAt))]
+            return [
+                Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue + (unrecorded ? "*" : ""),
+                "\(wanted.filter { !$0.phase.isTerminal }.count)/\(r.run.manifest.replicas)",
+                r.run.manifest.source.description, codes.isEmpty ? "-" : codes, Table.age(Date().timeIntervalSince(r.record.createdAt)),
+            ]
                 + (output == "wide" ? [r.run.manifest.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")] : [])
                 + (all ? [r.record.deleted ? "deleted" : ""] : [])
         }
-        print(Table.render(["ID", "NAME", "PHASE", "ACTIVE", "SOURCE", "EXIT", "AGE"] + (output == "wide" ? ["LABELS"] : []) + (all ? [""] : []), rows))
+        print(
+            Table.render(["ID", "NAME", "PHASE", "ACTIVE", "SOURCE", "EXIT", "AGE"] + (output == "wide" ? ["LABELS"] : []) + (all ? [""] : []), rows))
         if footnote { print(SeenPhases.footnote) }
     }
 }
@@ -155,7 +161,8 @@ enum RunJSON {
     /// controller has recorded it), with `confirmedAt` of a live instance's last heartbeat.
     /// Built as a typed document, not through `Any`: `run list --json` of 1,000 runs spent
     /// most of its time in dynamic casts.
-    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil) -> JSONDocument {
+    static func object(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil) -> JSONDocument
+    {
         let observed = seen.run(r.run)
         func text(_ s: String?) -> JSONDocument { s.map { .string($0) } ?? .null }
         let instances: [JSONDocument] = r.run.instances.filter { only == nil || $0.id == only }.map { i in
@@ -184,8 +191,9 @@ enum RunJSON {
 }
 
 struct RunStatus: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one run and its instances.",
-                                                    discussion: "Example: repl run status hello   ·   repl run status -l team=ml -o yaml")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show one run and its instances.",
+        discussion: "Example: repl run status hello   ·   repl run status -l team=ml -o yaml")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Run id, name, or a unique prefix.", completion: RunNameCompletion.kind) var id: String?
     @Option(name: [.customShort("l"), .customLong("selector")], help: "Every run whose labels match (key=value[,key2=value2], key!=value, key).")
@@ -259,7 +267,9 @@ struct RunStatus: AsyncParsableCommand {
 
     func show(_ r: RunRecord, cid: ControlID?, seen: SeenPhases, addresses: [String: String] = [:], only: InstanceID? = nil, notes: [String] = []) {
         let observed = seen.run(r.run)
-        print("run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))")
+        print(
+            "run \(Base36.encode(r.run.id)) \(r.run.manifest.name): \(observed.run.phase.rawValue)\(observed.unrecorded ? "*" : "") (generation \(r.run.generation), \(r.run.manifest.source))"
+        )
         if let c = r.run.manifest.command { print(Console.visible("command: \(c)")) }
         if let e = r.lastError { print(Console.visible("last error: \(e)")) }
         // Instances are numbered 1, 2, … within their generation (`RUN/N`); history says which.
@@ -270,10 +280,12 @@ struct RunStatus: AsyncParsableCommand {
             let note = i.retired ? "retired" : (i.generation == r.run.generation ? nil : "generation \(i.generation)")
             let confirmed = s.phase.isTerminal ? nil : s.confirmed.map { "seen \(Table.age(max(0, now.timeIntervalSince($0)))) ago" }
             let machine = cid.map { MachineName(controlID: $0, manifestID: r.run.id, instanceID: i.id).description }
-            return [r.run.number(of: i.id).map(String.init) ?? "?", machine ?? "-",
-                    s.phase.rawValue + (s.unrecorded ? "*" : ""), s.exitCode.map(String.init) ?? "-",
-                    machine.flatMap { addresses[$0] } ?? "-",
-                    [note, confirmed, i.reason].compactMap { $0 }.joined(separator: "; ")]
+            return [
+                r.run.number(of: i.id).map(String.init) ?? "?", machine ?? "-",
+                s.phase.rawValue + (s.unrecorded ? "*" : ""), s.exitCode.map(String.init) ?? "-",
+                machine.flatMap { addresses[$0] } ?? "-",
+                [note, confirmed, i.reason].compactMap { $0 }.joined(separator: "; "),
+            ]
         }
         print(Table.render(["INSTANCE", "MACHINE", "PHASE", "EXIT", "ADDRESS", "NOTE"], rows))
         // What happened to its files and output on the way (a glob that matched nothing…).
@@ -284,8 +296,9 @@ struct RunStatus: AsyncParsableCommand {
 }
 
 struct RunCancel: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a run: the controller deletes its machines.",
-                                                    discussion: "Example: repl run cancel hello")
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a run: the controller deletes its machines.",
+        discussion: "Example: repl run cancel hello")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The run's exact name, or #ID.", completion: RunNameCompletion.kind) var id: String
 
@@ -295,9 +308,14 @@ struct RunCancel: AsyncParsableCommand {
         // A finished run keeps its result: cancelling it would rewrite Succeeded as Cancelled
         // (and a later apply would run it again).
         if r.run.phase.isTerminal {
-            let held = r.run.manifest.hold != .zero ? "; a held machine stays until its hold ends (`repl delete run \(r.run.manifest.name)` removes it now)" : ""
-            if context.json { context.printJSON(["cancelled": false, "run": r.run.manifest.name, "phase": r.run.phase.rawValue]) }
-            else { context.say("run \(r.run.manifest.name) has already finished (\(r.run.phase.rawValue)): nothing to cancel\(held)") }
+            let held =
+                r.run.manifest.hold != .zero
+                ? "; a held machine stays until its hold ends (`repl delete run \(r.run.manifest.name)` removes it now)" : ""
+            if context.json {
+                context.printJSON(["cancelled": false, "run": r.run.manifest.name, "phase": r.run.phase.rawValue])
+            } else {
+                context.say("run \(r.run.manifest.name) has already finished (\(r.run.phase.rawValue)): nothing to cancel\(held)")
+            }
             return
         }
         try context.store().cancel(run: r.run.id)

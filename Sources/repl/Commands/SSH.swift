@@ -49,15 +49,19 @@ struct SSHConfig: AsyncParsableCommand {
             for record in try context.store().runs(includeDeleted: false) where !record.run.cancelled {
                 let run = record.run
                 // (and a held one: its command ended, its machine stays for `hold`)
-                for instance in run.instances where run.wants(instance) && instance.phase >= .bootstrapping
+                for instance in run.instances
+                where run.wants(instance) && instance.phase >= .bootstrapping
                     && ((!instance.phase.isTerminal && !seen.seen(run, instance).phase.isTerminal)
-                        || (run.manifest.hold > .zero && !instance.logsCollected && instance.startedAt != nil)) {
+                        || (run.manifest.hold > .zero && !instance.logsCollected && instance.startedAt != nil))
+                {
                     guard let n = run.number(of: instance.id) else { continue }
-                    entries.append(("\(run.manifest.name)-\(n)", MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description))
+                    entries.append(
+                        ("\(run.manifest.name)-\(n)", MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description))
                 }
             }
         }
-        let text = "# Written by repl (`repl ssh-config`): OrbStack's SSH server for each live instance, as RUN-N.\n\n"
+        let text =
+            "# Written by repl (`repl ssh-config`): OrbStack's SSH server for each live instance, as RUN-N.\n\n"
             + entries.map { OrbStackSSH.configEntry(alias: $0.alias, machine: $0.machine, user: nil) }.joined(separator: "\n")
         if context.json {
             context.printJSON(["hosts": entries.map { ["host": $0.alias, "machine": $0.machine] }])
@@ -78,6 +82,8 @@ struct SSHConfig: AsyncParsableCommand {
         } catch {
             throw CLIError.failure("cannot write \(file.path): \(error.localizedDescription)")
         }
-        context.say("wrote \(entries.count) host\(entries.count == 1 ? "" : "s") to \(file.path); include it at the top of ~/.ssh/config: Include \(file.path)")
+        context.say(
+            "wrote \(entries.count) host\(entries.count == 1 ? "" : "s") to \(file.path); include it at the top of ~/.ssh/config: Include \(file.path)"
+        )
     }
 }

@@ -10,15 +10,18 @@ struct SnapshotCommand: AsyncParsableCommand {
 }
 
 struct SnapshotCreate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create", abstract: "Snapshot a run's first instance.",
-                                                    discussion: "Example: repl snapshot create base base-snap")
+    static let configuration = CommandConfiguration(
+        commandName: "create", abstract: "Snapshot a run's first instance.",
+        discussion: "Example: repl snapshot create base base-snap")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The run to snapshot: its exact name, or #ID.") var run: String
     @Argument(help: "The snapshot's name.") var name: String
     @Option(help: "How long to wait for the snapshot to be taken (default 10m).") var timeout: String = "10m"
 
     func timeoutSeconds() throws -> TimeInterval {
-        guard let span = TimeSpan(parsing: timeout) else { throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 90s, 10m or 600000)") }
+        guard let span = TimeSpan(parsing: timeout) else {
+            throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 90s, 10m or 600000)")
+        }
         return span.seconds
     }
 
@@ -52,17 +55,24 @@ struct SnapshotCreate: AsyncParsableCommand {
                 if waiting.hasPrefix(Planner.cannotBeTaken) {
                     // What this command recorded goes again: nothing half-done is left behind.
                     if created { try store.deleteSnapshot(named: name) }
-                    throw CLIError.failure("snapshot \(name) \(waiting). \(created ? "Nothing was kept" : "It stays recorded; `repl snapshot delete \(name)` removes it")")
+                    throw CLIError.failure(
+                        "snapshot \(name) \(waiting). \(created ? "Nothing was kept" : "It stays recorded; `repl snapshot delete \(name)` removes it")"
+                    )
                 }
             } else if case .heldBy(let holder) = turn {
                 why = "\(holder.holder) (pid \(holder.pid)) holds the controller lease and takes it"
             }
             if Date() > deadline {
-                throw CLIError.failure("snapshot \(name) is not ready after \(timeout): \(why). It stays recorded: `repl watch` or the next sweep goes on with it")
+                throw CLIError.failure(
+                    "snapshot \(name) is not ready after \(timeout): \(why). It stays recorded: `repl watch` or the next sweep goes on with it")
             }
             return true
         }
-        if context.json { context.printJSON(["snapshot": name, "from": record.run.manifest.name]) } else { context.say("snapshot \(name) of \(record.run.manifest.name): ready") }
+        if context.json {
+            context.printJSON(["snapshot": name, "from": record.run.manifest.name])
+        } else {
+            context.say("snapshot \(name) of \(record.run.manifest.name): ready")
+        }
     }
 }
 
@@ -76,20 +86,33 @@ struct SnapshotList: AsyncParsableCommand {
         let cid = try store.controlID()
         let snaps = try store.snapshots().filter { !$0.deleted }
         if context.json {
-            context.printJSON(["snapshots": snaps.map { ["name": $0.name, "from": $0.fromRun, "ready": $0.createdAt != nil,
-                                                         "machine": MachineName(controlID: cid, manifestID: $0.id, instanceID: $0.instanceID).description] }])
+            context.printJSON([
+                "snapshots": snaps.map {
+                    [
+                        "name": $0.name, "from": $0.fromRun, "ready": $0.createdAt != nil,
+                        "machine": MachineName(controlID: cid, manifestID: $0.id, instanceID: $0.instanceID).description,
+                    ]
+                }
+            ])
             return
         }
         if snaps.isEmpty { print("No snapshots."); return }
-        print(Table.render(["NAME", "FROM", "MACHINE", "READY"], snaps.map {
-            [$0.name, $0.fromRun, MachineName(controlID: cid, manifestID: $0.id, instanceID: $0.instanceID).description, $0.createdAt == nil ? "no" : "yes"]
-        }))
+        print(
+            Table.render(
+                ["NAME", "FROM", "MACHINE", "READY"],
+                snaps.map {
+                    [
+                        $0.name, $0.fromRun, MachineName(controlID: cid, manifestID: $0.id, instanceID: $0.instanceID).description,
+                        $0.createdAt == nil ? "no" : "yes",
+                    ]
+                }))
     }
 }
 
 struct SnapshotDelete: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a snapshot and its machine.",
-                                                    discussion: "Example: repl snapshot delete base-snap")
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete a snapshot and its machine.",
+        discussion: "Example: repl snapshot delete base-snap")
     @OptionGroup var global: GlobalOptions
     @Argument var name: String
 

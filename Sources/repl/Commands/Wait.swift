@@ -10,10 +10,10 @@ struct Wait: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Wait until a run reaches a phase (Running, Succeeded, Failed, TimedOut, Cancelled, or Finished for any end).",
         discussion: """
-        Exits 0 once the run is in that phase; 1 when it ended in another phase (it will never get there) \
-        or at --timeout. It only reads: a controller (watch, a sweep, an apply) moves the run.
-        Example: repl wait hello --for Succeeded --timeout 5m
-        """)
+            Exits 0 once the run is in that phase; 1 when it ended in another phase (it will never get there) \
+            or at --timeout. It only reads: a controller (watch, a sweep, an apply) moves the run.
+            Example: repl wait hello --for Succeeded --timeout 5m
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Run id, name, or a unique prefix.", completion: RunNameCompletion.kind) var id: String
     @Option(name: .customLong("for"), help: "The phase to wait for.") var phase: String
@@ -21,11 +21,14 @@ struct Wait: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context(global)
-        guard let limit = TimeSpan(parsing: timeout) else { throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 90s, 10m or 600000)") }
+        guard let limit = TimeSpan(parsing: timeout) else {
+            throw CLIError.input("--timeout: \"\(timeout)\" is not a duration (use 90s, 10m or 600000)")
+        }
         let wanted = phase.lowercased()
         let phases = InstancePhase.allCases.map { $0.rawValue.lowercased() } + ["finished"]
         guard phases.contains(wanted) else {
-            throw CLIError.input("--for: \"\(phase)\" is not a phase (use \(InstancePhase.allCases.map(\.rawValue).joined(separator: ", ")) or Finished)")
+            throw CLIError.input(
+                "--for: \"\(phase)\" is not a phase (use \(InstancePhase.allCases.map(\.rawValue).joined(separator: ", ")) or Finished)")
         }
         let record = try context.findRun(id)
         let cid = try context.store().controlID()
@@ -59,8 +62,11 @@ struct Wait: AsyncParsableCommand {
                 reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
             }
             if reached {
-                if context.json { context.printJSON(["run": record.run.manifest.name, "phase": now.rawValue, "reached": true]) }
-                else { context.say("\(record.run.manifest.name): \(now.rawValue)") }
+                if context.json {
+                    context.printJSON(["run": record.run.manifest.name, "phase": now.rawValue, "reached": true])
+                } else {
+                    context.say("\(record.run.manifest.name): \(now.rawValue)")
+                }
                 return
             }
             if now.isTerminal || (current.deleted && wanted != "cancelled") {

@@ -8,13 +8,13 @@ struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the controller loop continuously, one line per event.",
         discussion: """
-        Holds the controller lease and ticks every --interval (sooner when a deadline, hold or orphan \
-        grace falls due). With -f, applies the manifests first and re-applies them when the files change \
-        (an invalid edit is reported and not applied). Ctrl-C leaves cleanly: the lease is released and \
-        machines stay as they are for the next tick.
+            Holds the controller lease and ticks every --interval (sooner when a deadline, hold or orphan \
+            grace falls due). With -f, applies the manifests first and re-applies them when the files change \
+            (an invalid edit is reported and not applied). Ctrl-C leaves cleanly: the lease is released and \
+            machines stay as they are for the next tick.
 
-        Example: repl watch -f examples/ --interval 2s
-        """)
+            Example: repl watch -f examples/ --interval 2s
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Manifests to apply and keep applied (repeatable).") var file: [String] = []
@@ -100,8 +100,9 @@ struct WatchLoop {
         defer { terminal?.leave() }
         var addresses: [String: String] = [:]
         var applied: Date?
-        line("watching (control id \(try store.controlID()), state \(context.stateDirectory.path)); Ctrl-C to stop", kind: "started",
-             ["controlId": try store.controlID().rawValue, "stateDirectory": context.stateDirectory.path])
+        line(
+            "watching (control id \(try store.controlID()), state \(context.stateDirectory.path)); Ctrl-C to stop", kind: "started",
+            ["controlId": try store.controlID().rawValue, "stateDirectory": context.stateDirectory.path])
         var ticks = 0
         var waitingFor: Int32?
         while !stop.isSet {
@@ -119,8 +120,9 @@ struct WatchLoop {
             let turn = try await manager.turn()
             guard let report = turn.report else {
                 if case .heldBy(let holder) = turn, waitingFor != holder.pid {
-                    line("waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease", kind: "lease-held",
-                         ["holder": holder.holder, "pid": Int(holder.pid)])
+                    line(
+                        "waiting: \(holder.holder) (pid \(holder.pid)) holds the controller lease", kind: "lease-held",
+                        ["holder": holder.holder, "pid": Int(holder.pid)])
                     waitingFor = holder.pid
                 }
                 await manager.sleep(min(interval, 1))
@@ -133,13 +135,17 @@ struct WatchLoop {
             let runs = phases.isEmpty ? [:] : Dictionary((try? store.runs())?.map { ($0.run.id, $0.run) } ?? [], uniquingKeysWith: { a, _ in a })
             for case let .markPhase(run, instance, phase, code, reason) in phases {
                 let who = runs[run].map { $0.label(instance) } ?? "run \(Base36.encode(run)) instance \(Base36.encode(instance))"
-                line("\(who): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")", kind: "phase",
-                     ["run": runs[run]?.manifest.name as Any, "instance": runs[run]?.number(of: instance) as Any, "phase": phase.rawValue,
-                      "exitCode": code as Any, "reason": reason as Any])
+                line(
+                    "\(who): \(phase.rawValue)\(code.map { " (exit \($0))" } ?? "")\(reason.map { ": \($0)" } ?? "")", kind: "phase",
+                    [
+                        "run": runs[run]?.manifest.name as Any, "instance": runs[run]?.number(of: instance) as Any, "phase": phase.rawValue,
+                        "exitCode": code as Any, "reason": reason as Any,
+                    ])
             }
             for (action, error) in report.outcomes {
-                line(error.map { "\(action) failed: \($0.description)" } ?? "\(action)", kind: "action",
-                     ["action": "\(action)", "machine": action.machine as Any, "error": error?.description as Any])
+                line(
+                    error.map { "\(action) failed: \($0.description)" } ?? "\(action)", kind: "action",
+                    ["action": "\(action)", "machine": action.machine as Any, "error": error?.description as Any])
             }
             for d in report.deferred where Admission.needsAddress(d.action) && d.why.hasPrefix("circuit breaker open") {
                 line("waiting: \(d.why)", kind: "breaker", ["why": d.why])
@@ -147,7 +153,8 @@ struct WatchLoop {
             }
             if let terminal {
                 // One `info` per machine, once, for its address.
-                for m in report.plan?.machines ?? [] where m.machineClass == .owned && m.machine.state == .running && addresses[m.machine.name] == nil {
+                for m in report.plan?.machines ?? [] where m.machineClass == .owned && m.machine.state == .running && addresses[m.machine.name] == nil
+                {
                     addresses[m.machine.name] = (try? await controller.provider.address(name: m.machine.name)) ?? "-"
                 }
                 let snapshot = try self.snapshot(report: report, ticks: ticks, addresses: addresses)
@@ -161,8 +168,11 @@ struct WatchLoop {
             }
         }
         terminal?.leave()
-        if fullScreen { context.out("\(Self.stamp()) stopped after \(ticks) ticks; machines stay as they are\n") }
-        else { line("stopped after \(ticks) ticks; machines stay as they are", kind: "stopped", ["ticks": ticks]) }
+        if fullScreen {
+            context.out("\(Self.stamp()) stopped after \(ticks) ticks; machines stay as they are\n")
+        } else {
+            line("stopped after \(ticks) ticks; machines stay as they are", kind: "stopped", ["ticks": ticks])
+        }
     }
 
     func snapshot(report: TickReport, ticks: Int, addresses: [String: String]) throws -> WatchSnapshot {
@@ -175,16 +185,20 @@ struct WatchLoop {
             for i in run.instances where run.wants(i) || (!i.phase.isTerminal && !i.retired) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: i.id).description
                 let left = run.manifest.maxDuration.flatMap { max in i.startedAt.map { $0.adding(max).timeIntervalSince(now) } }
-                instances.append(.init(run: run.manifest.name, instance: run.number(of: i.id).map(String.init) ?? Base36.encode(i.id), machine: machine, phase: i.phase,
-                                       address: addresses[machine], age: i.createdAt.map { now.timeIntervalSince($0) },
-                                       timeLeft: i.phase.isTerminal ? nil : left, exitCode: i.exitCode))
+                instances.append(
+                    .init(
+                        run: run.manifest.name, instance: run.number(of: i.id).map(String.init) ?? Base36.encode(i.id), machine: machine,
+                        phase: i.phase,
+                        address: addresses[machine], age: i.createdAt.map { now.timeIntervalSince($0) },
+                        timeLeft: i.phase.isTerminal ? nil : left, exitCode: i.exitCode))
             }
         }
         let waiting = (report.plan?.machines ?? []).filter { $0.machineClass == .orphan || $0.machineClass == .foreign }
             .sorted { $0.machine.name < $1.machine.name }.map {
-            WatchSnapshot.Waiting(name: $0.machine.name, machineClass: $0.machineClass.rawValue, state: $0.machine.state.description,
-                                  deletesIn: $0.deletableAt.map { $0.timeIntervalSince(now) })
-        }
+                WatchSnapshot.Waiting(
+                    name: $0.machine.name, machineClass: $0.machineClass.rawValue, state: $0.machine.state.description,
+                    deletesIn: $0.deletableAt.map { $0.timeIntervalSince(now) })
+            }
         let breaker = try store.breaker()
         return WatchSnapshot(
             orbctlVersion: context.orbctlVersion?.version ?? "?", controlID: cid.rawValue, stateDirectory: context.stateDirectory.path,
