@@ -32,8 +32,8 @@ struct CLIError: Error, CustomStringConvertible {
     static func orbctl(_ message: String) -> CLIError { CLIError(description: message, code: 3) }
 }
 
-/// The command's outcome when it is not plain success.
-struct ExitCode2: Error { var code: Int32 }
+/// A command that ends with this exit code, having said why (or with nothing to add).
+struct CommandExit: Error { var code: Int32 }
 
 /// Everything a command needs, wired from the global options and the environment.
 final class Context: @unchecked Sendable {

@@ -95,7 +95,7 @@ do {
     Interrupts.exitIfInterrupted()
     Console.err("repl: \(error.description)\n")
     exit(error.code)
-} catch let error as ExitCode2 {
+} catch let error as CommandExit {
     Interrupts.exitIfInterrupted()
     exit(error.code)
 } catch let error as StoreError {

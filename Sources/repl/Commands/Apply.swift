@@ -44,7 +44,7 @@ struct Apply: AsyncParsableCommand {
             set, wait: wait, dryRun: dryRun, timeout: limit.seconds, newInstallation: newInstallation,
             replaceLongLived: yes)
         if watch && !dryRun { try await WatchLoop(context: context, files: file, interval: 2).run() }
-        if code != 0 { throw ExitCode2(code: code) }
+        if code != 0 { throw CommandExit(code: code) }
     }
 }
 

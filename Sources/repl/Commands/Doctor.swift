@@ -94,8 +94,8 @@ struct Doctor: AsyncParsableCommand {
             if !caps.isEmpty { line("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", ")) }
             line(problems.isEmpty ? "all well" : "needs attention: " + problems.joined(separator: "; "))
         }
-        if orbctlUnusable { throw ExitCode2(code: 3) }
-        if !problems.isEmpty { throw ExitCode2(code: 1) }
+        if orbctlUnusable { throw CommandExit(code: 3) }
+        if !problems.isEmpty { throw CommandExit(code: 1) }
     }
 
     /// The machines by class, through a dry-run tick (one `orbctl list`); without a store, only

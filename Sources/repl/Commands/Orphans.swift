@@ -173,7 +173,7 @@ struct OrphansSweep: AsyncParsableCommand {
                 context.say("Nothing to do: every machine of ours is wanted, and no orphan is left.")
             }
         }
-        if report.failed { throw ExitCode2(code: 1) }
+        if report.failed { throw CommandExit(code: 1) }
     }
 }
 

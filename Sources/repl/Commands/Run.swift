@@ -39,7 +39,7 @@ struct RunCommand: AsyncParsableCommand {
             let line = "run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))"
             if wait { context.progress(line) } else { context.say(line) }
         }
-        if code != 0 { throw ExitCode2(code: code) }
+        if code != 0 { throw CommandExit(code: code) }
     }
 }
 
