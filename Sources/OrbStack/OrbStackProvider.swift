@@ -21,7 +21,7 @@ public struct OrbStackProvider: Provider {
         }
     }
 
-    public func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+    public func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
         try await client.create(name: name, spec: spec, options: options)
     }
 
@@ -33,7 +33,7 @@ public struct OrbStackProvider: Provider {
 
     public func start(name: String) async throws(ProviderError) { try await client.start(name) }
     public func stop(name: String) async throws(ProviderError) { try await client.stop(name) }
-    public func terminate(name: String) async throws(ProviderError) { try await client.delete(name) }
+    public func delete(name: String) async throws(ProviderError) { try await client.delete(name) }
 
     public func snapshot(source: String, name: String) async throws(ProviderError) {
         try await client.clone(source, name)
@@ -148,8 +148,8 @@ public struct OrbStackProvider: Provider {
     }
 }
 
-extension OrbStackProvider: GracefulTerminating {
-    public var terminationGrace: TimeInterval { client.deleteGrace }
-    public func stopForTermination(name: String) async throws(ProviderError) { try await client.stopBeforeDelete(name) }
-    public func deleteAfterStop(name: String) async throws(ProviderError) { try await client.deleteStopped(name) }
+extension OrbStackProvider {
+    public var deleteGrace: TimeInterval { client.deleteGrace }
+    public func stopBeforeDelete(name: String) async throws(ProviderError) { try await client.stopBeforeDelete(name) }
+    public func deleteStopped(name: String) async throws(ProviderError) { try await client.deleteStopped(name) }
 }

@@ -188,7 +188,7 @@ extension Controller {
             guard let options = runs[run]?.manifest.options else {
                 throw ProviderError(.failed, "run \(Base36.encode(run)) of \(machine) is not in the store")
             }
-            try await provider.spawn(name: machine, spec: spec, options: options)
+            try await provider.create(name: machine, spec: spec, options: options)
         case let .clone(_, instance, machine, snapshot):
             try store.markRequested(instance: instance, at: Date())
             try await provider.clone(snapshot: snapshot, name: machine)
@@ -217,7 +217,7 @@ extension Controller {
                 await collectArtifacts(run: run, instance: instance, machine: machine, state: states[machine])
             }
         case let .delete(machine, _):
-            try await provider.terminate(name: machine)
+            try await provider.delete(name: machine)
         case let .takeSnapshot(_, source, machine):
             try await provider.snapshot(source: source, name: machine)
         case .addInstance, .retireInstance, .markPhase:

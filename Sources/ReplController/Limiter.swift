@@ -80,9 +80,9 @@ struct LimitedProvider: Provider {
     func list() async throws(ProviderError) -> [ObservedMachine] {
         try await limited(rpc) { () async throws(ProviderError) in try await base.list() }
     }
-    func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+    func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
         try await limited(limiter) { () async throws(ProviderError) in
-            try await takingAddress { () async throws(ProviderError) in try await base.spawn(name: name, spec: spec, options: options) }
+            try await takingAddress { () async throws(ProviderError) in try await base.create(name: name, spec: spec, options: options) }
         }
     }
     func clone(snapshot: String, name: String) async throws(ProviderError) {
@@ -129,14 +129,17 @@ struct LimitedProvider: Provider {
         try await limited(rpc) { () async throws(ProviderError) in try await base.address(name: name) }
     }
 
-    /// Terminate is stop, grace, delete: the grace is spent without a permit.
-    func terminate(name: String) async throws(ProviderError) {
-        if let grace = base as? any GracefulTerminating {
-            try await limited(rpc) { () async throws(ProviderError) in try await grace.stopForTermination(name: name) }
-            try? await Task.sleep(nanoseconds: UInt64(grace.terminationGrace * 1e9))
-            try await limited(rpc) { () async throws(ProviderError) in try await grace.deleteAfterStop(name: name) }
-        } else {
-            try await limited(rpc) { () async throws(ProviderError) in try await base.terminate(name: name) }
-        }
+    /// A delete is stop, grace, delete: the grace is spent without a permit.
+    func delete(name: String) async throws(ProviderError) {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.stopBeforeDelete(name: name) }
+        if base.deleteGrace > 0 { try? await Task.sleep(nanoseconds: UInt64(base.deleteGrace * 1e9)) }
+        try await limited(rpc) { () async throws(ProviderError) in try await base.deleteStopped(name: name) }
+    }
+    var deleteGrace: TimeInterval { base.deleteGrace }
+    func stopBeforeDelete(name: String) async throws(ProviderError) {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.stopBeforeDelete(name: name) }
+    }
+    func deleteStopped(name: String) async throws(ProviderError) {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.deleteStopped(name: name) }
     }
 }

@@ -9,13 +9,19 @@ public protocol Provider: Sendable {
     /// Whether a machine exists, asked of it by name (to confirm what a list left out).
     func exists(name: String) async throws(ProviderError) -> Bool
     /// Creates a machine with OrbStack's own options and waits until it runs. A machine of that
-    /// name that already exists is adopted (spawn is idempotent by name).
-    func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError)
+    /// name that already exists is adopted (create is idempotent by name).
+    func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError)
     /// Clones a stopped snapshot machine into a new machine and starts it.
     func clone(snapshot: String, name: String) async throws(ProviderError)
     func start(name: String) async throws(ProviderError)
     /// Stops gracefully (so the address is returned), then deletes. Idempotent.
-    func terminate(name: String) async throws(ProviderError)
+    func delete(name: String) async throws(ProviderError)
+    /// A delete in parts, so that its grace is waited without holding a concurrency slot:
+    /// ``stopBeforeDelete(name:)``, `deleteGrace` seconds, ``deleteStopped(name:)``. A machine
+    /// already gone is fine for each.
+    var deleteGrace: TimeInterval { get }
+    func stopBeforeDelete(name: String) async throws(ProviderError)
+    func deleteStopped(name: String) async throws(ProviderError)
     /// A stopped clone of `source` named `name`.
     func snapshot(source: String, name: String) async throws(ProviderError)
     /// Stops a machine (never without a name).
@@ -51,20 +57,15 @@ extension Provider {
         throw ProviderError(.failed, "\(capabilities.name) cannot copy files out of machines")
     }
 
-    /// A machine with no options of its own.
-    public func spawn(name: String, spec: Spec) async throws(ProviderError) {
-        try await spawn(name: name, spec: spec, options: .none)
-    }
-}
+    /// A provider whose delete is one call has no parts: no grace, and the delete is all of it.
+    public var deleteGrace: TimeInterval { 0 }
+    public func stopBeforeDelete(name: String) async throws(ProviderError) {}
+    public func deleteStopped(name: String) async throws(ProviderError) { try await delete(name: name) }
 
-/// A provider whose terminate is a stop, a grace and a delete, exposed in parts so the
-/// grace can be waited without holding a concurrency slot.
-public protocol GracefulTerminating: Provider {
-    var terminationGrace: TimeInterval { get }
-    /// Stops the machine; a machine that is already gone is fine.
-    func stopForTermination(name: String) async throws(ProviderError)
-    /// Deletes the (stopped) machine; a machine that is already gone is fine.
-    func deleteAfterStop(name: String) async throws(ProviderError)
+    /// A machine with no options of its own.
+    public func create(name: String, spec: Spec) async throws(ProviderError) {
+        try await create(name: name, spec: spec, options: .none)
+    }
 }
 
 /// Everything the in-machine wrapper needs to run an instance.

@@ -101,7 +101,7 @@ public struct ProviderCapabilities: Sendable, Equatable {
     public var customNetworking: Bool
 
     /// OrbStack, per its provider guide: snapshots by cloning, Tailscale built in,
-    /// spawn is idempotent by name; everything cloud-like is absent.
+    /// create is idempotent by name; everything cloud-like is absent.
     public static let orbstack = ProviderCapabilities(
         name: "orbstack", snapshots: true, tailscaleNative: true, idempotentSpawn: true,
         spot: false, gpu: false, multiRegion: false, persistentVolumes: false, warmVolumes: false,

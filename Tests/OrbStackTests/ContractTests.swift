@@ -10,7 +10,7 @@ import Testing
     @Test(arguments: Backend.available)
     func spawnReturnsARunningMachineWithAnAddress(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try await h.provider.spawn(name: h.n("repl-abc123-1-1"), spec: Spec(distro: "ubuntu", version: "jammy", arch: "amd64"))
+        try await h.provider.create(name: h.n("repl-abc123-1-1"), spec: Spec(distro: "ubuntu", version: "jammy", arch: "amd64"))
         await #expect(try h.state(h.n("repl-abc123-1-1")) == "running")
         let address = try await h.provider.address(name: h.n("repl-abc123-1-1"))
         #expect(Conformance.isReal ? address != nil : address == "192.168.139.10")
@@ -23,12 +23,12 @@ import Testing
     @Test(.emulatorOnly) func aCreateCostsOneCall() async throws {
         let h = try ClientHarness()
         _ = try await h.sim(["admin", "calls", "--reset"])
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         let calls = try JSONSerialization.jsonObject(with: try await h.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
         #expect(calls?["verbs"] as? [String: Int] == ["create": 1], "\(calls ?? [:])")
         await #expect(try h.state(h.n("m1")) == "running")
         // Adopted: the name exists, so the create fails and info confirms it runs.
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         let again = try JSONSerialization.jsonObject(with: try await h.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
         #expect((again?["verbs"] as? [String: Int])?["info"] ?? 0 >= 1, "\(again ?? [:])")
     }
@@ -36,10 +36,10 @@ import Testing
     @Test(arguments: Backend.available)
     func deleteIsIdempotent(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
-        try await h.provider.terminate(name: h.n("m1"))
-        try await h.provider.terminate(name: h.n("m1"))
-        try await h.provider.terminate(name: h.n("never-existed"))
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.delete(name: h.n("m1"))
+        try await h.provider.delete(name: h.n("m1"))
+        try await h.provider.delete(name: h.n("never-existed"))
         #expect(try await h.own(h.provider.list()).isEmpty)
     }
 
@@ -47,18 +47,18 @@ import Testing
     func createAdoptsAnExistingMachineOfTheSameName(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
         try await h.sim(["create", "ubuntu", h.n("m1")])
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         #expect(try await h.own(h.provider.list()).map(\.name) == [h.n("m1")])
         // Also when the existing one is stopped: it is started.
         try await h.sim(["stop", h.n("m1")])
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         await #expect(try h.state(h.n("m1")) == "running")
     }
 
     @Test(arguments: Backend.available)
     func aSnapshotEndsStoppedAndAClonedRunStarts(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try await h.provider.spawn(name: h.n("src"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("src"), spec: .defaultSpec)
         try await h.provider.snapshot(source: h.n("src"), name: h.n("snap"))
         await #expect(try h.state(h.n("snap")) == "stopped")
         try await h.provider.clone(snapshot: h.n("snap"), name: h.n("copy"))
@@ -114,7 +114,7 @@ import Testing
     @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func addressDiscoveryFallsBackStepByStep() async throws {
         let h = try ClientHarness()
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 1: info's ip4
         try await h.sim(["admin", "fail", "info"])
         #expect(try await h.client.address(h.n("m1"), resolve: { host in host == "m1.orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
@@ -160,9 +160,9 @@ import Testing
     @Test(.emulatorOnly) func exhaustionIsRecognisedWithTheResetAdvice() async throws {
         let h = try ClientHarness()
         try await h.sim(["admin", "ip-pool", "1"])
-        try await h.provider.spawn(name: "m1", spec: .defaultSpec)
+        try await h.provider.create(name: "m1", spec: .defaultSpec)
         do {
-            try await h.provider.spawn(name: "m2", spec: .defaultSpec)
+            try await h.provider.create(name: "m2", spec: .defaultSpec)
             Issue.record("no exhaustion")
         } catch {
             #expect(error.kind == .addressExhausted && !error.isRetryable)
@@ -227,7 +227,7 @@ import Testing
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
         let h = try ClientHarness()
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         // The command waits for a go-ahead, so the first read cannot race its end.
         let payload = RunPayload(
             command: "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7", bootstrap: nil, env: [:],
@@ -244,7 +244,7 @@ import Testing
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func commandBootstrapAndEnvArriveByteForByte() async throws {
         let h = try ClientHarness()
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         let payload = RunPayload(
             command: "printf '%s' \"$HOSTILE\"; printf '\\n---\\n'; cat /tmp/from-bootstrap",
             bootstrap: "printf '%s' '\(Self.hostile.replacingOccurrences(of: "'", with: "'\\''"))' > /tmp/from-bootstrap",
@@ -258,7 +258,7 @@ import Testing
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
         let h = try ClientHarness()
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         let payload = RunPayload(command: "echo ran", bootstrap: "echo setting up; exit 3", env: [:], remaining: nil, hold: 0, manifestYAML: "x")
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
@@ -270,7 +270,7 @@ import Testing
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         // The switch fires 8 s after the deadline, well after the probe below has read `timedout`
         // even on a loaded machine (4 s was once too little): a probe (`orbctl run`) of a
         // machine already powered off would start it again.
@@ -288,7 +288,7 @@ import Testing
     /// itself (`PATH`, `R`, `T0`, `SH`) cannot break it, and trailing newlines survive (#15).
     @Test(.machineCommands) func envCannotBreakTheWrapperAndArrivesByteForByte() async throws {
         let h = try ClientHarness()
-        try await h.provider.spawn(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
         let env = ["PATH": "/opt/mytools/bin", "R": "/srv/data", "T0": "0", "SH": "nonsense", "VAL": "two\n\n"]
         let command = "printf '%s|%s|%s|%s|' \"$PATH\" \"$R\" \"$T0\" \"$SH\"; printf '%s' \"$VAL\" | /usr/bin/wc -c"
         let payload = RunPayload(command: command, bootstrap: nil, env: env, remaining: 60, hold: 0, manifestYAML: "x")

@@ -102,12 +102,15 @@ import Testing
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
         func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
-        func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
-            try await base.spawn(name: name, spec: spec, options: options)
+        func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+            try await base.create(name: name, spec: spec, options: options)
         }
         func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
         func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
-        func terminate(name: String) async throws(ProviderError) { try await base.terminate(name: name) }
+        func delete(name: String) async throws(ProviderError) { try await base.delete(name: name) }
+        var deleteGrace: TimeInterval { base.deleteGrace }
+        func stopBeforeDelete(name: String) async throws(ProviderError) { try await base.stopBeforeDelete(name: name) }
+        func deleteStopped(name: String) async throws(ProviderError) { try await base.deleteStopped(name: name) }
         func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
         func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
         func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
@@ -181,8 +184,8 @@ import Testing
             self.cancel = cancel
             super.init(base)
         }
-        override func spawn(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
-            try await base.spawn(name: name, spec: spec, options: options)
+        override func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+            try await base.create(name: name, spec: spec, options: options)
             do { try cancel() } catch { Issue.record("cannot cancel: \(error)") }
         }
         override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
