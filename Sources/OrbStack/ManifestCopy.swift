@@ -88,6 +88,6 @@ public enum ManifestCopy {
         struct Source: Decodable { var from: String? }
         if let from = (try? JSONDecoder().decode(Source.self, from: Data(body.utf8)))?.from { parser.knownSnapshots = [from] }
         guard let set = try? parser.parse(body, file: path), set.runs.count == 1, let run = set.runs.first else { return nil }
-        return Copy(runID: runID, generation: generation, instance: instance, manifest: run)
+        return Copy(runID: RunID(runID), generation: generation, instance: InstanceID(instance), manifest: run)
     }
 }

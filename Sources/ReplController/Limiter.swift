@@ -55,7 +55,13 @@ struct LimitedProvider: Provider {
     func limited<T: Sendable>(_ limiter: CallLimiter, _ body: @Sendable () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
         try await limiter.run { () async throws(ProviderError) -> T in
             if let why = gate?.endedTick { throw ProviderError(.heldBack, "not attempted this tick: \(why)") }
-            return try await body()
+            do throws(ProviderError) {
+                return try await body()
+            } catch {
+                // Ended before the permit goes to a call that waits for it.
+                if let why = Admission.endsTheTick(error) { gate?.endTick(why) }
+                throw error
+            }
         }
     }
 

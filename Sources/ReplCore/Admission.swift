@@ -91,8 +91,17 @@ public struct Admission: Sendable, Equatable {
         case .heldBack: return .none
         case .addressExhausted: return .exhaustion
         default:
-            guard error.isRetryable else { return .endTick(error.description) }
+            if let why = Admission.endsTheTick(error) { return .endTick(why) }
             return .backOff(Admission.backoff(after: backoffs[machine], error: error.description, now: now))
+        }
+    }
+
+    /// Why a failed call ends the tick (it may not pass by itself: orbctl is not usable), or nil.
+    /// The limiter asks this too, before the failed call's permit goes to the next call.
+    public static func endsTheTick(_ error: ProviderError) -> String? {
+        switch error.kind {
+        case .heldBack, .addressExhausted: return nil
+        default: return error.isRetryable ? nil : error.description
         }
     }
 

@@ -1,10 +1,5 @@
 import Foundation
 
-/// A run's id: the `manifest_id` part of its machines' names.
-public typealias RunID = UInt64
-/// An instance's (or snapshot's) id: the `instance_id` part of a machine name.
-public typealias InstanceID = UInt64
-
 /// Where one instance of a run is in its lifecycle.
 public enum InstancePhase: String, Sendable, Codable, CaseIterable, Comparable {
     /// Wanted, no machine requested yet.
@@ -141,7 +136,7 @@ public struct DesiredRun: Hashable, Sendable {
 
 /// A snapshot as the controller wants it.
 public struct DesiredSnapshot: Hashable, Sendable {
-    public var id: RunID
+    public var id: SnapshotID
     public var name: String
     /// The run whose first wanted instance is cloned.
     public var fromRun: String
@@ -152,7 +147,7 @@ public struct DesiredSnapshot: Hashable, Sendable {
     /// The run is ready to clone from once the snapshot's machine was made.
     public var createdAt: Date?
 
-    public init(id: RunID, name: String, fromRun: String, instanceID: InstanceID, deleted: Bool = false, createdAt: Date? = nil) {
+    public init(id: SnapshotID, name: String, fromRun: String, instanceID: InstanceID, deleted: Bool = false, createdAt: Date? = nil) {
         self.id = id
         self.name = name
         self.fromRun = fromRun

@@ -64,16 +64,30 @@ public enum Base36 {
 /// `^repl-([0-9a-z]{6})-([0-9a-z]+|none)-([0-9a-z]+)$` with canonical ids.
 public struct MachineName: Hashable, Sendable, CustomStringConvertible {
     public let controlID: ControlID
+    /// A run's or a snapshot's id (one sequence); see ``runID``.
     public let manifestID: UInt64?
-    public let instanceID: UInt64
+    public let instanceID: InstanceID
 
     public static let prefix = "repl-"
 
-    public init(controlID: ControlID, manifestID: UInt64?, instanceID: UInt64) {
+    public init(controlID: ControlID, manifestID: UInt64?, instanceID: InstanceID) {
         self.controlID = controlID
         self.manifestID = manifestID
         self.instanceID = instanceID
     }
+
+    /// An instance's machine.
+    public init(controlID: ControlID, manifestID run: RunID, instanceID: InstanceID) {
+        self.init(controlID: controlID, manifestID: run.rawValue, instanceID: instanceID)
+    }
+
+    /// A snapshot's machine.
+    public init(controlID: ControlID, manifestID snapshot: SnapshotID, instanceID: InstanceID) {
+        self.init(controlID: controlID, manifestID: snapshot.rawValue, instanceID: instanceID)
+    }
+
+    /// The run whose instance this machine would be (a snapshot's id reads as a run's that is none).
+    public var runID: RunID? { manifestID.map(RunID.init) }
 
     /// Parses a machine name; `nil` for anything that is not exactly our pattern.
     public init?(parsing name: String) {
@@ -97,11 +111,11 @@ public struct MachineName: Hashable, Sendable, CustomStringConvertible {
             guard let m = Base36.decode(middle) else { return nil }
             manifest = m
         }
-        self.init(controlID: cid, manifestID: manifest, instanceID: instance)
+        self.init(controlID: cid, manifestID: manifest, instanceID: InstanceID(instance))
     }
 
     public var description: String {
-        "repl-\(controlID.rawValue)-\(manifestID.map(Base36.encode) ?? "none")-\(Base36.encode(instanceID))"
+        "repl-\(controlID.rawValue)-\(manifestID.map { Base36.encode($0) } ?? "none")-\(instanceID.base36)"
     }
 
     /// Whether a name merely looks like ours (`repl-` prefix) without parsing.

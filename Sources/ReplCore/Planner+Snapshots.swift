@@ -9,7 +9,7 @@ extension PlanBuilder {
         runsByName.reserveCapacity(input.desired.runs.count)
         for run in input.desired.runs { runsByName[run.manifest.name] = run }
         for snap in input.desired.snapshots {
-            let name = Planner.machineName(settings, run: snap.id, instance: snap.instanceID)
+            let name = Planner.machineName(settings, snapshot: snap.id, instance: snap.instanceID)
             if input.inFlight.contains(name) { continue }
             let machine = byName[name]
             if snap.deleted {

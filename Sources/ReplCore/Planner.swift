@@ -10,6 +10,10 @@ public enum Planner {
         MachineName(controlID: settings.controlID, manifestID: run, instanceID: instance).description
     }
 
+    public static func machineName(_ settings: PlannerSettings, snapshot: SnapshotID, instance: InstanceID) -> String {
+        MachineName(controlID: settings.controlID, manifestID: snapshot, instanceID: instance).description
+    }
+
     public static func plan(_ input: PlanInput) -> Plan {
         guard case .machines(let observed) = input.observation else {
             if case .failed(let why) = input.observation {
@@ -60,7 +64,7 @@ struct PlanBuilder {
         }
         accounted = input.inFlight
         for snap in input.desired.snapshots {
-            let name = Planner.machineName(settings, run: snap.id, instance: snap.instanceID)
+            let name = Planner.machineName(settings, snapshot: snap.id, instance: snap.instanceID)
             accounted.insert(name)
             // Ready only once its taking was recorded whole: a clone interrupted midway may be partial.
             if !snap.deleted, snap.createdAt != nil, byName[name]?.state == .stopped, !input.inFlight.contains(name) {
@@ -83,7 +87,7 @@ struct PlanBuilder {
                 if current.count < run.manifest.replicas {
                     for _ in current.count..<run.manifest.replicas {
                         let id = nextInstanceID
-                        nextInstanceID += 1
+                        nextInstanceID = nextInstanceID.next
                         actions.append(.addInstance(run: run.id, instance: id, generation: run.generation))
                         instances.append(InstanceState(id: id, generation: run.generation))
                     }

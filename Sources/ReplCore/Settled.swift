@@ -14,7 +14,7 @@ extension Planner {
     ) -> [DesiredRun] {
         var busy: Set<RunID> = []
         func note(_ machine: String) {
-            if let name = MachineName(parsing: machine), name.controlID == controlID, let run = name.manifestID { busy.insert(run) }
+            if let name = MachineName(parsing: machine), name.controlID == controlID, let run = name.runID { busy.insert(run) }
         }
         machines.forEach { note($0.name) }
         plan.waiting.keys.forEach(note)

@@ -39,3 +39,13 @@ final class ManifestCache: @unchecked Sendable {
     /// How many manifests were decoded (for tests).
     var count: Int { lock.withLock { decoded.count } }
 }
+
+extension Int64 {
+    /// An id as the store's INTEGER columns hold it (bit for bit: no id traps on the way in or out).
+    init(_ id: some StoreIdentifier) { self.init(bitPattern: id.rawValue) }
+}
+
+extension StoreIdentifier {
+    /// An id as read from the store's INTEGER columns.
+    init(_ value: Int64) { self.init(rawValue: UInt64(bitPattern: value)) }
+}

@@ -294,7 +294,7 @@ extension Store {
             try Row.fetchAll(db, sql: "SELECT * FROM snapshots ORDER BY id").map { row in
                 let c = Cells(row: row, what: "snapshot \(String.fromDatabaseValue(row["name"] as DatabaseValue) ?? "?")")
                 return DesiredSnapshot(
-                    id: RunID(try c.int64("id")), name: try c.string("name"), fromRun: try c.string("from_run"),
+                    id: SnapshotID(try c.int64("id")), name: try c.string("name"), fromRun: try c.string("from_run"),
                     instanceID: InstanceID(try c.int64("instance_id")), deleted: try c.int("deleted") != 0,
                     createdAt: try c.date("created_at"))
             }
@@ -306,7 +306,7 @@ extension Store {
     /// for each orphan about to be deleted, rather than scanning every instance each tick.
     public func strayInstance(_ id: InstanceID) throws(StoreError) -> StoreError? {
         try read { db -> StoreError? in
-            guard let row = try Row.fetchOne(db, sql: "SELECT id, run_id FROM instances WHERE id = ?", arguments: [Int64(bitPattern: id)]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, run_id FROM instances WHERE id = ?", arguments: [Int64(id)]) else {
                 return nil
             }
             let run = row["run_id"] as DatabaseValue

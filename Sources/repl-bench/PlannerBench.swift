@@ -22,16 +22,16 @@ enum PlannerBench {
         var machines: [ObservedMachine] = []
         runs.reserveCapacity(desired)
         for i in 0..<desired {
-            let id = InstanceID(i + 1)
+            let id = InstanceID(UInt64(i + 1))
             let instance = InstanceState(
                 id: id, generation: 1, phase: .running, createdAt: now.addingTimeInterval(-60),
                 startedAt: now.addingTimeInterval(-55))
-            runs.append(DesiredRun(id: RunID(i + 1), manifest: RunManifest(name: "run\(i)", command: "sleep 1000"), instances: [instance]))
+            runs.append(DesiredRun(id: RunID(UInt64(i + 1)), manifest: RunManifest(name: "run\(i)", command: "sleep 1000"), instances: [instance]))
             if machines.count < observed {
                 machines.append(
                     ObservedMachine(
                         id: ULID.make(at: now.addingTimeInterval(-60), using: &rng),
-                        name: Planner.machineName(settings, run: RunID(i + 1), instance: id), state: .running))
+                        name: Planner.machineName(settings, run: RunID(UInt64(i + 1)), instance: id), state: .running))
             }
         }
         var extra = 0
@@ -41,7 +41,7 @@ enum PlannerBench {
             machines.append(ObservedMachine(id: ULID.make(at: now.addingTimeInterval(-30), using: &rng), name: name, state: .running))
         }
         let input = PlanInput(
-            desired: DesiredState(runs: runs, nextInstanceID: InstanceID(desired + 1)),
+            desired: DesiredState(runs: runs, nextInstanceID: InstanceID(UInt64(desired + 1))),
             observation: .machines(machines), now: now, settings: settings)
         var times: [Double] = []
         var actions = 0

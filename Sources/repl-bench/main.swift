@@ -179,7 +179,7 @@ if section("1c") {
                     .markPhase(run: run.id, instance: next, phase: .succeeded, exitCode: 0, reason: nil),
                     .collectLogs(run: run.id, instance: next, machine: machine),
                 ]
-                next += 1
+                next = next.next
             }
             try fleet.store.record(actions, now: dayAgo)
         }

@@ -7,7 +7,7 @@ import Testing
 struct NameTests {
     @Test func formatMatchesTheConvention() {
         let cid = ControlID("ab12cd")!
-        #expect(MachineName(controlID: cid, manifestID: 35, instanceID: 36).description == "repl-ab12cd-z-10")
+        #expect(MachineName(controlID: cid, manifestID: RunID(35), instanceID: 36).description == "repl-ab12cd-z-10")
         #expect(MachineName(controlID: cid, manifestID: nil, instanceID: 1).description == "repl-ab12cd-none-1")
     }
 
@@ -37,7 +37,7 @@ struct NameTests {
             let manifest: UInt64? =
                 Bool.random(using: &rng) ? nil : UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng)
             let instance = UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng)
-            let name = MachineName(controlID: cid, manifestID: manifest, instanceID: instance)
+            let name = MachineName(controlID: cid, manifestID: manifest, instanceID: InstanceID(instance))
             let parsed = try #require(MachineName(parsing: name.description))
             #expect(parsed == name)
             // And the pattern of DESIGN.md section 3 agrees with the parser.

@@ -33,6 +33,10 @@ struct PlanWorld {
         Planner.machineName(settings, run: run, instance: instance)
     }
 
+    func name(snapshot: SnapshotID, _ instance: InstanceID) -> String {
+        Planner.machineName(settings, snapshot: snapshot, instance: instance)
+    }
+
     var probes: [String: ProbeResult] {
         var out: [String: ProbeResult] = [:]
         for run in desired.runs {

@@ -27,7 +27,7 @@ struct PlannerPropertyTests {
                     id: nextID, generation: Int.random(in: 1...generation, using: &rng),
                     phase: InstancePhase.allCases.randomElement(using: &rng)!,
                     retired: Int.random(in: 0..<5, using: &rng) == 0)
-                nextID += 1
+                nextID = nextID.next
                 if inst.phase != .pending { inst.createdAt = now.addingTimeInterval(-Double.random(in: 0...600, using: &rng)) }
                 if inst.phase >= .bootstrapping && Bool.random(using: &rng) { inst.startedAt = inst.createdAt }
                 if inst.phase.isTerminal { inst.finishedAt = now.addingTimeInterval(-Double.random(in: 0...120, using: &rng)) }
@@ -50,9 +50,9 @@ struct PlannerPropertyTests {
         for s in 0..<Int.random(in: 0...2, using: &rng) where runCount > 0 {
             snapshots.append(
                 DesiredSnapshot(
-                    id: RunID(100 + s), name: "snap\(s)", fromRun: "run\(Int.random(in: 0..<runCount, using: &rng))",
+                    id: SnapshotID(100 + s), name: "snap\(s)", fromRun: "run\(Int.random(in: 0..<runCount, using: &rng))",
                     instanceID: nextID, deleted: Int.random(in: 0..<5, using: &rng) == 0))
-            nextID += 1
+            nextID = nextID.next
         }
         var world = PlanWorld(runs: runs, snapshots: snapshots, now: now, settings: settings)
         world.rng = SeededGenerator(seed: rng.next())
@@ -64,10 +64,10 @@ struct PlannerPropertyTests {
         }
         // Machines of desired instances and snapshots.
         for run in runs { for i in run.instances where Bool.random(using: &rng) { add(world.name(run.id, i.id)) } }
-        for s in snapshots where Bool.random(using: &rng) { add(world.name(s.id, s.instanceID)) }
+        for s in snapshots where Bool.random(using: &rng) { add(world.name(snapshot: s.id, s.instanceID)) }
         // Orphans of ours, foreign machines and unmanaged ones (including look-alikes).
         for _ in 0..<Int.random(in: 0...4, using: &rng) {
-            add(world.name(RunID.random(in: 200...300, using: &rng), InstanceID.random(in: 1...999, using: &rng)))
+            add(world.name(RunID(UInt64.random(in: 200...300, using: &rng)), InstanceID(UInt64.random(in: 1...999, using: &rng))))
         }
         for _ in 0..<Int.random(in: 0...3, using: &rng) {
             add(MachineName(controlID: ControlID.generate(using: &rng), manifestID: UInt64.random(in: 1...9, using: &rng), instanceID: 1).description)

@@ -57,14 +57,14 @@ struct Recover: AsyncParsableCommand {
                     + counts.keys.sorted().map { "\($0) (\(counts[$0]!) machine\(counts[$0]! == 1 ? "" : "s"))" }.joined(separator: ", "))
         }
         let mine = ours.filter { $0.1.controlID == cid }
-        try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID).max() ?? 0)
+        try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID.rawValue).max() ?? 0)
 
         // Read each running machine's manifest copy; stopped ones are not started just to read it.
         struct Found { var manifest: RunManifest; var generation: Int; var instances: [(InstanceID, InstancePhase, Date?, Int?)] }
         var runs: [RunID: Found] = [:]
         var kept: [String] = []
         for (machine, name) in mine {
-            guard let runID = name.manifestID, machine.state == .running,
+            guard let runID = name.runID, machine.state == .running,
                 let text = try? await provider.manifestCopy(name: machine.name), let parsed = ManifestCopy.read(text),
                 parsed.runID == runID
             else {
