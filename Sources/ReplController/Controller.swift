@@ -135,7 +135,7 @@ public final class Controller: @unchecked Sendable {
                 includeForeign: settings.includeForeign, whitelist: whitelist)
             let plan = Planner.plan(
                 PlanInput(
-                    desired: desired, observation: .machines(machines), probes: probes,
+                    desired: desired, machines: machines, probes: probes,
                     inFlight: inFlight, now: now, settings: planner))
             report.plan = plan
             if settings.dryRun { return report }

@@ -230,13 +230,6 @@ public struct ObservedMachine: Hashable, Sendable {
     public var createdAt: Date? { ULID.timestamp(of: id) }
 }
 
-/// The result of one `orbctl list`: the machines, or why there are none to trust.
-public enum Observation: Hashable, Sendable {
-    case machines([ObservedMachine])
-    /// The list failed, timed out or did not parse. Never read as "no machines".
-    case failed(String)
-}
-
 /// What a read of `/var/lib/repl/status` inside a machine said.
 public enum ProbeResult: Hashable, Sendable {
     case bootstrapping

@@ -159,7 +159,9 @@ public struct PlannerSettings: Hashable, Sendable {
 /// Everything the planner looks at, as plain values.
 public struct PlanInput: Sendable {
     public var desired: DesiredState
-    public var observation: Observation
+    /// The machines of one `orbctl list` that succeeded: a failed list never reaches the
+    /// planner (the controller's tick ends at it), so it cannot be read as "no machines".
+    public var machines: [ObservedMachine]
     /// Status reads of this tick, by machine name.
     public var probes: [String: ProbeResult]
     /// Machines with an open intent (an action in flight or interrupted): never acted on.
@@ -168,11 +170,11 @@ public struct PlanInput: Sendable {
     public var settings: PlannerSettings
 
     public init(
-        desired: DesiredState, observation: Observation, probes: [String: ProbeResult] = [:],
+        desired: DesiredState, machines: [ObservedMachine], probes: [String: ProbeResult] = [:],
         inFlight: Set<String> = [], now: Date, settings: PlannerSettings
     ) {
         self.desired = desired
-        self.observation = observation
+        self.machines = machines
         self.probes = probes
         self.inFlight = inFlight
         self.now = now
@@ -183,10 +185,8 @@ public struct PlanInput: Sendable {
 /// What the planner decided.
 public struct Plan: Sendable, Equatable {
     public var actions: [Action]
-    /// Every observed machine, classified; empty when the observation failed.
+    /// Every observed machine, classified.
     public var machines: [ClassifiedMachine]
-    /// Set when the list could not be trusted; then there are no actions.
-    public var observationError: String?
     /// The earliest time at which something time-based becomes due (a deadline,
     /// the end of a hold or of an orphan's grace): "check again after".
     public var nextCheck: Date?

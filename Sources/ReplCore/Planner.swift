@@ -15,19 +15,12 @@ public enum Planner {
     }
 
     public static func plan(_ input: PlanInput) -> Plan {
-        guard case .machines(let observed) = input.observation else {
-            if case .failed(let why) = input.observation {
-                return Plan(actions: [], machines: [], observationError: why, nextCheck: nil, waiting: [:])
-            }
-            fatalError("unreachable")
-        }
-        var builder = PlanBuilder(input: input, observed: observed)
+        var builder = PlanBuilder(input: input, observed: input.machines)
         builder.planRuns()
         builder.planSnapshots()
         builder.classify()
         return Plan(
-            actions: builder.actions, machines: builder.classified, observationError: nil,
-            nextCheck: builder.nextCheck, waiting: builder.waiting)
+            actions: builder.actions, machines: builder.classified, nextCheck: builder.nextCheck, waiting: builder.waiting)
     }
 }
 

@@ -42,7 +42,7 @@ enum PlannerBench {
         }
         let input = PlanInput(
             desired: DesiredState(runs: runs, nextInstanceID: InstanceID(UInt64(desired + 1))),
-            observation: .machines(machines), now: now, settings: settings)
+            machines: machines, now: now, settings: settings)
         var times: [Double] = []
         var actions = 0
         for _ in 0..<rounds {

@@ -161,7 +161,7 @@ struct ManagerPacingTests {
     func turn(didSomething: Bool, nextCheck: Date?) -> Manager.Turn {
         var report = TickReport()
         if didSomething { report.outcomes = [(.start(machine: "m"), nil)] }
-        report.plan = Plan(actions: [], machines: [], observationError: nil, nextCheck: nextCheck, waiting: [:])
+        report.plan = Plan(actions: [], machines: [], nextCheck: nextCheck, waiting: [:])
         return .ticked(report)
     }
 

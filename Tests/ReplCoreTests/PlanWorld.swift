@@ -51,7 +51,7 @@ struct PlanWorld {
     func plan() -> Plan {
         Planner.plan(
             PlanInput(
-                desired: desired, observation: .machines(machines), probes: probes,
+                desired: desired, machines: machines, probes: probes,
                 inFlight: inFlight, now: now, settings: settings))
     }
 

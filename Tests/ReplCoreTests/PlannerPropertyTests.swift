@@ -130,19 +130,6 @@ struct PlannerPropertyTests {
         }
     }
 
-    @Test func aFailedObservationYieldsNoActionAtAll() {
-        var rng = SeededGenerator(seed: 1002)
-        for _ in 0..<Self.cases {
-            let world = Self.randomWorld(&rng)
-            let plan = Planner.plan(
-                PlanInput(
-                    desired: world.desired, observation: .failed("boom"), probes: world.probes,
-                    inFlight: world.inFlight, now: world.now, settings: world.settings))
-            #expect(plan.actions.isEmpty)
-            #expect(plan.machines.isEmpty)
-        }
-    }
-
     @Test func noMachineYoungerThanTheGraceIsDeletedAsAnOrphan() {
         var rng = SeededGenerator(seed: 1003)
         var deletions = 0

@@ -357,13 +357,6 @@ struct PlannerTests {
         #expect(due.map { abs($0 - 0.001) < 0.0005 } == true, "due \(String(describing: due)) s after now")
     }
 
-    @Test func aFailedListPlansNothing() {
-        var w = W(runs: [Self.run(1)])
-        w.newMachine("repl-ab12cd-7-7", .running)
-        let plan = Planner.plan(PlanInput(desired: w.desired, observation: .failed("list timed out"), now: w.now, settings: w.settings))
-        #expect(plan.actions.isEmpty && plan.machines.isEmpty && plan.observationError == "list timed out")
-    }
-
     @Test func machinesWithAnOpenIntentAreLeftAlone() {
         var w = W(runs: [Self.run(1, instances: [InstanceState(id: 1, generation: 1)])])
         w.inFlight = ["repl-ab12cd-1-1", "repl-ab12cd-4-4"]
