@@ -90,9 +90,13 @@ struct MachineBoot {
         let arguments =
             [
                 "-c", "exec \"$0\" \"$@\" </dev/null >>\"$ORBSIM_INIT_LOG\" 2>&1 \(MachineBoot.homeDescriptor)<\"$ORBSIM_HOME\"",
-                MachineNamespace.bootProgram,
+                MachineNamespace.detachProgram,
             ]
-            + MachineNamespace.bootArguments(isolated: machine.isolated)
+            + MachineNamespace.detachArguments
+            // A shell on the host waits for the machine's namespace to end, then tells the
+            // emulator how (a `reboot(2)` in the machine kills its init from the kernel).
+            + ["/bin/sh", "-c", "k=$1; shift; \"$@\"; exec \"$0\" __halted \"$k\" \"$?\"", sim.executable, key]
+            + [MachineNamespace.bootProgram] + MachineNamespace.bootArguments(isolated: machine.isolated)
             + [sim.executable, "__init", key, machine.name, machine.defaultUsername, machine.isolated ? "isolated" : "shared"]
         var env = sim.environment
         env["ORBSIM_INIT_LOG"] = log
@@ -221,6 +225,25 @@ struct MachineBoot {
         return 0
     }
 
+    /// `orbctl-sim __halted KEY STATUS`, on the host once a machine's namespace has ended with
+    /// `STATUS` (its `unshare`'s): a `reboot(2)` in the machine makes the kernel kill its init,
+    /// which ends as if by SIGINT (power off, halt) or SIGHUP (restart), and nothing recorded
+    /// the stop. The machine is stopped then, as by the `reboot` shim, unless it was stopped,
+    /// deleted or booted again meanwhile.
+    static func haltedMain(_ args: [String], sim: OrbSim) -> Int32 {
+        guard args.count == 2, let status = Int32(args[1]), [128 + SIGINT, 128 + SIGHUP].contains(status) else { return 0 }
+        let key = args[0], boot = MachineBoot(sim: sim)
+        guard let lock = try? boot.bootLock(key) else { return 1 }
+        defer { lock.release() }
+        guard boot.running(key) == nil, let state = try? sim.store.read(),
+            let machine = state.machines.first(where: { $0.key == key }), machine.state(at: sim.now(state)) == "running"
+        else { return 0 }
+        // Its processes ended with its namespace: only the record is left to change.
+        _ = try? sim.recordStop(id: machine.id)
+        CloudInit(sim: sim).interrupt(key)
+        return 0
+    }
+
     /// Whether descriptor `fd` is the emulator's home directory (the init's launch opened it).
     static func isHome(_ fd: Int32, of sim: OrbSim) -> Bool {
         var given = stat(), home = stat()
@@ -234,6 +257,8 @@ extension OrbSim {
     /// state first, then its processes, given the stop's grace); the init then ends, and the
     /// kernel ends what is left.
     func powerOff(id: String) {
+        // Only ever inside a machine: there the processes "inside" are the machine's.
+        guard getpid() == 1 else { return }
         let actions = (try? recordStop(id: id)) ?? []
         CloudInit(sim: self).interrupt(String(id.dropFirst(10)))
         for case .endProcesses(let grace) in actions {

@@ -85,7 +85,7 @@ public final class OrbSim {
 
     /// The emulator's own helpers, run by its machines (an init, a session, a shim): any
     /// binary that embeds the emulator must hand these to it.
-    public static let helperVerbs: Set<String> = ["__init", "__shim", "__cloudinit"]
+    public static let helperVerbs: Set<String> = ["__init", "__shim", "__cloudinit", "__halted"]
 
     static let aliases: [String: String] = [
         "ls": "list", "add": "create", "new": "create", "rm": "delete", "remove": "delete", "exec": "run", "shell": "run",
@@ -142,6 +142,7 @@ public final class OrbSim {
         let args = Array(argv[(index + 1)...])
         if verb == "admin" { return try SimAdmin(sim: self).run(args) }
         if verb == "__init" { return MachineBoot.initMain(args, sim: self) }
+        if verb == "__halted" { return MachineBoot.haltedMain(args, sim: self) }
         if verb == "__shim" { return try shim(args) }
         if verb == "__cloudinit" { return CloudInit.main(args, sim: self) }
         if args.contains("-h") || args.contains("--help"), verb != "run" {

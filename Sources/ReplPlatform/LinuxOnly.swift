@@ -18,7 +18,7 @@
             if ProcessInfo.processInfo.environment["ORBSIM_NAMESPACES"] == "0" {
                 return "orbctl-sim runs machine commands only in a private namespace, and ORBSIM_NAMESPACES=0 turns them off"
             }
-            for tool in [unshare, MachineNamespace.enterProgram, MachineNamespace.bootProgram, "/usr/bin/setpriv"]
+            for tool in [unshare, MachineNamespace.enterProgram, MachineNamespace.detachProgram, "/usr/bin/setpriv"]
             where !FileManager.default.isExecutableFile(atPath: tool) {
                 return "orbctl-sim runs machine commands in a private namespace and needs \(tool) (apt-get install util-linux)"
             }
@@ -93,14 +93,17 @@
     /// guarded programs covered by shims, `/mnt/mac` (the host's `/`) unless isolated, and
     /// nothing of the host's `/run`. Commands enter it with `nsenter`.
     public enum MachineNamespace {
-        /// The program that starts a machine's init, detached from its caller's session, and
-        /// its arguments before the init's own command line. The init is PID 1 of the new PID
+        /// The program that starts a machine's init in fresh namespaces, and its arguments
+        /// before the init's own command line. The init is PID 1 of the new PID
         /// namespace; when it ends, the kernel ends every process of the machine.
-        public static let bootProgram = "/usr/bin/setsid"
+        public static let bootProgram = LinuxOnly.unshare
         public static func bootArguments(isolated: Bool) -> [String] {
-            ["--fork", LinuxOnly.unshare, "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
-                + (isolated ? ["--net"] : [])
+            ["--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"] + (isolated ? ["--net"] : [])
         }
+        /// The program that detaches a boot from its caller's session, and its arguments before
+        /// the program it detaches.
+        public static let detachProgram = "/usr/bin/setsid"
+        public static let detachArguments = ["--fork"]
         /// The program that runs a command inside a machine's namespaces, and its arguments
         /// before the command.
         public static let enterProgram = "/usr/bin/nsenter"
@@ -240,26 +243,31 @@
         }
 
         /// In a machine's init, first of all: SIGTERM is its `poweroff` (from a shim, its root or the
-        /// host), held for ``awaitPoweroff(milliseconds:)``. Blocked before any thread starts, so no
-        /// thread takes it; handled, because a namespace's init receives from inside only the
-        /// signals it handles.
+        /// host), and SIGINT and SIGHUP a `reboot(2)` in it; all are held for
+        /// ``awaitPoweroff(milliseconds:)``. Blocked before any thread starts, so no thread takes
+        /// them; handled, because a namespace's init receives from inside only the signals it handles.
         public static func holdPoweroff() {
-            signal(SIGTERM) { _ in }
+            for sig in poweroffSignalNumbers { signal(sig) { _ in } }
             var set = poweroffSignals
             sigprocmask(SIG_BLOCK, &set, nil)
         }
 
-        /// Waits up to `milliseconds` for a held SIGTERM: whether one came.
+        /// Waits up to `milliseconds` for a held signal: whether one came.
         public static func awaitPoweroff(milliseconds: Int) -> Bool {
             var set = poweroffSignals
             var timeout = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
-            return sigtimedwait(&set, nil, &timeout) == SIGTERM
+            return poweroffSignalNumbers.contains(sigtimedwait(&set, nil, &timeout))
         }
+
+        /// SIGTERM: a shim's or the host's poweroff. SIGINT and SIGHUP: what the kernel sends a PID
+        /// namespace's init when a process in it calls `reboot(2)` to power off or to restart (the
+        /// emulator stops the machine for both, as for the `reboot` shim).
+        private static let poweroffSignalNumbers: [Int32] = [SIGTERM, SIGINT, SIGHUP]
 
         private static var poweroffSignals: sigset_t {
             var set = sigset_t()  // portability: allowed, glibc's sigset_t is a struct of words (Linux only)
             sigemptyset(&set)
-            sigaddset(&set, SIGTERM)
+            for sig in poweroffSignalNumbers { sigaddset(&set, sig) }
             return set
         }
 
@@ -423,6 +431,8 @@
     public enum MachineNamespace {
         public static let bootProgram = ""
         public static func bootArguments(isolated: Bool) -> [String] { [] }
+        public static let detachProgram = ""
+        public static let detachArguments: [String] = []
         public static let enterProgram = ""
         public static func enterArguments(initPID: Int32, isolated: Bool) -> [String] { [] }
 

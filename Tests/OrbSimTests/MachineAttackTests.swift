@@ -284,6 +284,29 @@ struct MachineAttackTests {
         await #expect(try sim.state("m1") == "stopped")
     }
 
+    /// A raw `reboot(2)` by a machine's root (no shim in the way) ends the machine's PID
+    /// namespace: the kernel signals its init. The machine is then stopped, as a `reboot` shim
+    /// stops it, not `running` with nothing in it.
+    @Test func aRawRebootSyscallStopsTheMachine() async throws {
+        #if arch(x86_64)
+            let number = 169
+        #elseif arch(arm64)
+            let number = 142
+        #else
+            return
+        #endif
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/perl") else { return }
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        for command in [0x4321_FEDC, 0x0123_4567] {  // LINUX_REBOOT_CMD_POWER_OFF, then _RESTART
+            try await sim.run(["start", "m1"])
+            _ = try await sim.run(["run", "-m", "m1", "-u", "root", "perl", "-e", "syscall(\(number), 0xfee1dead, 672274793, \(command)); sleep 5"])
+            let deadline = Date().addingTimeInterval(5)
+            while try await sim.state("m1") != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+            await #expect(try sim.state("m1") == "stopped", "reboot(2) command \(command)")
+        }
+    }
+
     /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
     /// turned into paths.
     @Test func aStateWithAForgedIDIsRefused() async throws {
