@@ -27,6 +27,9 @@ struct MachineBoot {
     static let hostView = "/run/orbsim-host"
     /// Inside a machine, the file naming it (the shims read it; the environment may be gone).
     static let machineMark = "/run/orbsim-machine"
+    /// `SWIFT_BACKTRACE` for the emulator's processes in a machine (its init, its shims): the
+    /// runtime's backtracer is a program at a path inside the machine, which its root can replace.
+    static let noBacktrace = "enable=no"
     /// The init's descriptor of the emulator's home, opened on the host by its launch: the
     /// init writes the state through it (a `poweroff` inside), and nothing in the machine can
     /// reach it (the home is bound nowhere in the machine; `/proc/1/fd` is closed to its root).
@@ -101,6 +104,9 @@ struct MachineBoot {
         var env = sim.environment
         env["ORBSIM_INIT_LOG"] = log
         env["ORBSIM_HOME"] = sim.store.home.path
+        // The init has every capability: nothing of the machine's may run as its child. Swift's
+        // runtime would start its backtracer on a crash signal, by a path the machine can plant.
+        env["SWIFT_BACKTRACE"] = MachineBoot.noBacktrace
         let environment = env
         let started = try waitForAsync {
             try await SystemProcessRunner.run("/bin/sh", arguments, input: nil, timeout: 30, environment: environment, limit: 1 << 16)
@@ -167,6 +173,8 @@ struct MachineBoot {
     /// (the machine's `poweroff`) stops the machine the way `orbctl stop` does.
     static func initMain(_ args: [String], sim: OrbSim) -> Int32 {
         MachineNamespace.holdPoweroff()
+        // Nothing the init might ever start inherits the home.
+        _ = fcntl(homeDescriptor, F_SETFD, FD_CLOEXEC)
         guard args.count == 4 else {
             FileHandle.standardError.write(Data("orbctl-sim: bad __init arguments\n".utf8))
             return 125

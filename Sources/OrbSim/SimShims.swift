@@ -28,6 +28,7 @@ struct MachineShims {
                 #!/bin/sh
                 # orbctl-sim shim: inside an emulated machine, \(tool) acts on the machine, never the host.
                 HOME="${HOME:-/root}" ORBSIM_HOME=\(Self.quoted(view + sim.store.home.path)) LD_LIBRARY_PATH=\(Self.quoted(runtime)) \
+                SWIFT_BACKTRACE=\(MachineBoot.noBacktrace) \
                 exec \(Self.quoted(view + sim.executable)) __shim "${0##*/}" "$@"
 
                 """

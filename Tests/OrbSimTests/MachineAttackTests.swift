@@ -307,6 +307,29 @@ struct MachineAttackTests {
         }
     }
 
+    /// The init runs with every capability and holds the emulator's home: nothing may make it
+    /// run a program. A crash signal from the machine's root made Swift's runtime start its
+    /// backtracer, by a path inside the machine (the toolchain under `/opt`, which the machine
+    /// owns), as the init's child: the attack read and rewrote the state through it.
+    @Test func aCrashSignalToTheInitRunsNothing() async throws {
+        let runtime = try #require(Platform.swiftRuntimeDirectory())
+        let backtracer = URL(fileURLWithPath: runtime).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("libexec/swift/linux/swift-backtrace").standardizedFileURL.path
+        let top = backtracer.split(separator: "/").first.map(String.init) ?? ""
+        guard MachineBoot.directories.contains(top) else { return }  // the machine cannot plant it where the runtime looks
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let dir = (backtracer as NSString).deletingLastPathComponent
+        let plant = "mkdir -p '\(dir)' && printf '#!/bin/sh\\necho ran > /tmp/planted\\n' > '\(backtracer)' && chmod +x '\(backtracer)'"
+        try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", plant])
+        for sig in ["SEGV", "ABRT", "BUS", "ILL", "FPE", "TRAP", "QUIT"] {
+            _ = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "kill -\(sig) 1; sleep 0.5"])
+            let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "cat /tmp/planted 2>/dev/null; echo checked"])
+            #expect(out.stdout == "checked\n", "SIG\(sig) to the init ran a program of the machine's")
+            await #expect(try sim.state("m1") == "running")
+        }
+    }
+
     /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
     /// turned into paths.
     @Test func aStateWithAForgedIDIsRefused() async throws {
