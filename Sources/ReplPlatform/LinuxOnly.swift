@@ -186,7 +186,8 @@
                     try mountTmpfs(path, mode: "0755")
                 }
             }
-            if fm.fileExists(atPath: "/dev/shm") { try mountTmpfs("/dev/shm", mode: "1777") }
+            try ownDevices()
+            try mountTmpfs("/dev/shm", mode: "1777")
             // The rest of the host's tree (its `/`, `/usr`, `/sys`, …) is the machine's distro:
             // read-only, so that nothing a machine's command writes lands on the host.
             let own = ["/proc", "/dev", "/run", "/mnt"] + layout.directories.map { "/" + $0 }
@@ -390,8 +391,39 @@
             }
         }
 
-        static func mountTmpfs(_ target: String, mode: String) throws {
-            guard mount("tmpfs", target, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=\(mode)") == 0 else {
+        /// The machine's own `/dev`: a tmpfs holding the host's harmless character devices (each
+        /// bound alone), the usual links and a `devpts` instance of its own. The host's `/dev` is
+        /// one devtmpfs for the whole kernel: a machine that saw it could create, replace or
+        /// remove the host's device nodes (found by attacking).
+        static func ownDevices() throws {
+            let fm = FileManager.default
+            let staging = "/run/orbsim-dev"
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            try mountTmpfs(staging, mode: "0755", devices: true)
+            for node in ["null", "zero", "full", "random", "urandom", "tty"] where fm.fileExists(atPath: "/dev/" + node) {
+                guard fm.createFile(atPath: staging + "/" + node, contents: nil) else {
+                    throw SetUpError(description: "cannot make \(staging)/\(node)")
+                }
+                try bind("/dev/" + node, staging + "/" + node)
+            }
+            for (link, target) in [
+                ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                ("ptmx", "pts/ptmx"),
+            ] {
+                try fm.createSymbolicLink(atPath: staging + "/" + link, withDestinationPath: target)
+            }
+            for dir in ["pts", "shm"] { try fm.createDirectory(atPath: staging + "/" + dir, withIntermediateDirectories: false) }
+            guard mount(staging, "/dev", nil, UInt(MS_MOVE), nil) == 0 else {
+                throw SetUpError(description: "move the machine's /dev: \(String(cString: strerror(errno)))")
+            }
+            try? fm.removeItem(atPath: staging)
+            guard mount("devpts", "/dev/pts", "devpts", UInt(MS_NOSUID | MS_NOEXEC), "newinstance,ptmxmode=0666,mode=0620") == 0 else {
+                throw SetUpError(description: "mount devpts on /dev/pts: \(String(cString: strerror(errno)))")
+            }
+        }
+
+        static func mountTmpfs(_ target: String, mode: String, devices: Bool = false) throws {
+            guard mount("tmpfs", target, "tmpfs", UInt(MS_NOSUID | (devices ? 0 : MS_NODEV)), "mode=\(mode)") == 0 else {
                 throw SetUpError(description: "mount tmpfs on \(target): \(String(cString: strerror(errno)))")
             }
         }

@@ -330,6 +330,26 @@ struct MachineAttackTests {
         }
     }
 
+    /// A machine's `/dev` is its own: the host's device directory (one devtmpfs for the whole
+    /// kernel) was writable in every machine, isolated ones included (found by the attack).
+    /// The devices a command needs are there.
+    @Test(arguments: [false, true]) func aMachinesDevIsItsOwn(_ isolated: Bool) async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create"] + (isolated ? ["--isolated"] : []) + ["ubuntu", "m1"])
+        let probe = "/dev/orbsim-probe-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        // (Only a file of the test's own name: were the fix missing, nothing of the host's is touched.)
+        _ = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo x > \(probe)"])
+        #expect(!FileManager.default.fileExists(atPath: probe), "a machine wrote the host's /dev")
+        let check = """
+            head -c 4 /dev/zero | od -An -tx1 | tr -d ' \\n'; echo; head -c 8 /dev/urandom | wc -c; echo hi > /dev/null && echo null;
+            ls /dev/fd/ > /dev/null && echo fd; echo shm > /dev/shm/x && cat /dev/shm/x; test -d /dev/pts && echo pts
+            """
+        let out = try await sim.run(["run", "-m", "m1", "sh", "-c", check])
+        #expect(out.stdout == "00000000\n8\nnull\nfd\nshm\npts\n", "\(out.stdout)\(out.stderr)")
+        await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo out > /dev/stdout"]).stdout == "out\n")
+    }
+
     /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
     /// turned into paths.
     @Test func aStateWithAForgedIDIsRefused() async throws {
