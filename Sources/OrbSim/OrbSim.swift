@@ -75,9 +75,11 @@ public final class OrbSim {
 
     /// The emulator's home: `$ORBSIM_HOME`, else `~/.orbsim`.
     public static func defaultHome(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
-        if let h = environment["ORBSIM_HOME"], !h.isEmpty { return URL(fileURLWithPath: h) }
+        // The home as the file system names it: machines hide it by that path (a link's path
+        // would leave the real one in view under /mnt/mac).
+        if let h = environment["ORBSIM_HOME"], !h.isEmpty { return URL(fileURLWithPath: h).resolvingSymlinksInPath() }
         let home = environment["HOME"] ?? NSHomeDirectory()
-        return URL(fileURLWithPath: home).appendingPathComponent(".orbsim")
+        return URL(fileURLWithPath: home).appendingPathComponent(".orbsim").resolvingSymlinksInPath()
     }
 
     /// The emulator's clock: real time plus the offset set by `admin clock advance`.

@@ -350,6 +350,20 @@ struct MachineAttackTests {
         await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo out > /dev/stdout"]).stdout == "out\n")
     }
 
+    /// The emulator's home is hidden under `/mnt/mac` whatever path names it: a home reached
+    /// through a link was hidden only by the link's path (found by the attack).
+    @Test func aHomeNamedThroughALinkIsHiddenToo() async throws {
+        let sim = try SimHarness()
+        let link = sim.simHome.deletingLastPathComponent().appendingPathComponent("home-link")
+        try FileManager.default.createDirectory(at: sim.simHome, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: sim.simHome)
+        sim.environment["ORBSIM_HOME"] = link.path
+        try await sim.run(["create", "ubuntu", "m1"])
+        let real = sim.simHome.resolvingSymlinksInPath().path
+        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "test -e '/mnt/mac\(real)/state.json' && echo REACHED; echo checked"])
+        #expect(out.stdout == "checked\n", "\(out)")
+    }
+
     /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
     /// turned into paths.
     @Test func aStateWithAForgedIDIsRefused() async throws {
