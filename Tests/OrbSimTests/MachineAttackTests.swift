@@ -360,7 +360,9 @@ struct MachineAttackTests {
         sim.environment["ORBSIM_HOME"] = link.path
         try await sim.run(["create", "ubuntu", "m1"])
         let real = sim.simHome.resolvingSymlinksInPath().path
-        let out = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "test -e '/mnt/mac\(real)/state.json' && echo REACHED; echo checked"])
+        let out = try await sim.run([
+            "run", "-m", "m1", "-u", "root", "sh", "-c", "test -e '/mnt/mac\(real)/state.json' && echo REACHED; echo checked",
+        ])
         #expect(out.stdout == "checked\n", "\(out)")
     }
 
