@@ -91,7 +91,7 @@ struct SimAdmin {
             let machines = (try? sim.store.read().machines) ?? []
             for m in machines { MachineBoot(sim: sim).halt(m.key, grace: 0) }
             try sim.store.withState { $0 = sim.store.initial }
-            try? FileManager.default.removeItem(at: sim.store.machinesDirectory)
+            sim.store.removeTree(sim.store.machinesDirectory)
             try? FileManager.default.removeItem(at: sim.store.callLogURL)
         case "help", "-h", "--help":
             sim.out(SimAdmin.help)

@@ -146,7 +146,7 @@ extension OrbSim {
         guard ip != nil else {
             // No address within the wait: the half-made machine is removed.
             try store.withState { state in state.machines.removeAll { $0.id == id } }
-            try? FileManager.default.removeItem(at: store.machinesDirectory.appendingPathComponent(key))
+            store.removeTree(store.machinesDirectory.appendingPathComponent(key))
             throw SimExit.daemon("create '\(name)': setup: machine didn't start in 30s (missing IP address)")
         }
         if let userData {
@@ -295,7 +295,7 @@ extension OrbSim {
         try perform(actions, machineID: id)
         sleepMilliseconds(latency("delete"))
         try store.withState { state in state.machines.removeAll { $0.id == id } }
-        try? FileManager.default.removeItem(at: directory)
+        store.removeTree(directory)
     }
 
     /// A delete whose caller was killed midway is finished by the next call, as OrbStack's
@@ -341,7 +341,7 @@ extension OrbSim {
         let to = store.machinesDirectory.appendingPathComponent(String(id.dropFirst(10)))
         // Copied beside, then moved in whole: a clone killed midway leaves no half disk.
         let partial = store.machinesDirectory.appendingPathComponent(".clone-\(String(id.dropFirst(10)))")
-        try? FileManager.default.removeItem(at: partial)
+        store.removeTree(partial)
         try FileManager.default.createDirectory(at: partial, withIntermediateDirectories: true)
         if FileManager.default.fileExists(atPath: from.appendingPathComponent("root").path) {
             let (source, target) = (from.appendingPathComponent("root").path, partial.path)
@@ -353,14 +353,14 @@ extension OrbSim {
             guard copy.status == 0 else {
                 // No half-made machine is left behind.
                 try store.withState { state in state.machines.removeAll { $0.id == id } }
-                try? FileManager.default.removeItem(at: partial)
+                store.removeTree(partial)
                 throw SimExit.daemon("clone '\(name)': copy: \(copy.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
         }
         if let data = FileManager.default.contents(atPath: from.appendingPathComponent("user-data").path) {
             FileManager.default.createFile(atPath: partial.appendingPathComponent("user-data").path, contents: data)
         }
-        try? FileManager.default.removeItem(at: to)
+        store.removeTree(to)
         do {
             try FileManager.default.moveItem(at: partial, to: to)
         } catch {

@@ -40,6 +40,10 @@ struct MachineShims {
         }
     }
 
+    /// Whether this process runs in an emulated machine: its PID 1 is an emulator's init (a
+    /// command line the machine cannot rewrite, unlike any file it can see).
+    static func insideAMachine() -> Bool { getpid() != 1 && MachineNamespace.pidOneIsAMachineInit() }
+
     static func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 }
 
@@ -48,33 +52,20 @@ extension OrbSim {
     /// machine. A shim sees only what the machine's init wrote for it and the machine's own
     /// directory: the emulator's state is out of its reach, and a power tool asks the init.
     func shim(_ args: [String]) throws -> Int32 {
-        let written = FileManager.default.contents(atPath: MachineBoot.machineMark).flatMap {
-            try? JSONDecoder().decode(MachineBoot.Mark.self, from: $0)
-        }
-        guard let tool = args.first, let mark = written else {
+        // Never on the host: there PID 1 is the host's own init.
+        guard let tool = args.first, MachineShims.insideAMachine() else {
             throw SimExit(code: 1, stderr: "orbctl-sim: shims only work inside an emulated machine\n")
         }
         let rest = Array(args.dropFirst())
-        switch tool {
-        case "hostname":
-            if rest.contains("-I") || rest.contains("--all-ip-addresses") || rest.contains("-i") {
-                out((mark.ip4 ?? "") + " \n")
-            } else if rest.isEmpty || rest == ["-s"] || rest == ["-f"] {
-                out(ProcessInfo.processInfo.hostName + "\n")
-            } else {
-                throw SimExit(code: 1, stderr: "hostname: you must be root to change the host name\n")
-            }
-            return 0
-        case "cloud-init":
-            return try CloudInit(sim: self).status(mark.key, arguments: rest)
-        case "systemctl":
+        if tool == "systemctl" {
             guard let verb = rest.first(where: { !$0.hasPrefix("-") }), ["poweroff", "halt", "reboot", "kexec"].contains(verb) else {
                 throw SimExit(code: 1, stderr: "System has not been booted with systemd as init system (PID 1). Can't operate.\n")
             }
-            fallthrough
-        default:
-            // poweroff, shutdown, halt, reboot, init, telinit: stop the emulated machine, never the host.
-            // Only root may (the default user goes through sudo). **uncertain** text.
+        }
+        if tool != "hostname" && tool != "cloud-init" {
+            // poweroff, shutdown, halt, reboot, init, telinit: stop the emulated machine, never the
+            // host, by asking its init (nothing the machine can forge is read). Only root may (the
+            // default user goes through sudo). **uncertain** text.
             guard getuid() == 0, kill(1, SIGTERM) == 0 else {
                 throw SimExit(code: 1, stderr: "\(tool): Access denied (must be root; use sudo)\n")
             }
@@ -82,5 +73,20 @@ extension OrbSim {
             sleep(60)
             return 0
         }
+        let written = FileManager.default.contents(atPath: MachineBoot.machineMark).flatMap {
+            try? JSONDecoder().decode(MachineBoot.Mark.self, from: $0)
+        }
+        guard let mark = written else {
+            throw SimExit(code: 1, stderr: "orbctl-sim: shims only work inside an emulated machine\n")
+        }
+        if tool == "cloud-init" { return try CloudInit(sim: self).status(mark.key, arguments: rest) }
+        if rest.contains("-I") || rest.contains("--all-ip-addresses") || rest.contains("-i") {
+            out((mark.ip4 ?? "") + " \n")
+        } else if rest.isEmpty || rest == ["-s"] || rest == ["-f"] {
+            out(ProcessInfo.processInfo.hostName + "\n")
+        } else {
+            throw SimExit(code: 1, stderr: "hostname: you must be root to change the host name\n")
+        }
+        return 0
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReplPlatform
 
 /// One emulated machine, as the emulator stores it.
 public struct SimMachine: Codable, Equatable, Sendable {
@@ -212,4 +213,20 @@ public struct SimCall: Equatable, Sendable {
 public struct SimStoreError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
+}
+
+extension SimStore {
+    /// Removes a machine's disk (or the machines' directory) whole. A machine can make a tree
+    /// deeper than `PATH_MAX`, which `FileManager` leaves behind; `rm` walks it by descriptor.
+    func removeTree(_ url: URL) {
+        try? FileManager.default.removeItem(at: url)
+        guard FileManager.default.fileExists(atPath: url.path) || (try? FileManager.default.destinationOfSymbolicLink(atPath: url.path)) != nil
+        else { return }
+        let path = url.path
+        _ = try? waitForAsync {
+            try await SystemProcessRunner.run(
+                "/bin/rm", ["-rf", "--", path], input: nil, timeout: 600,
+                environment: ["PATH": "/usr/bin:/bin"], limit: 1 << 16)
+        }
+    }
 }

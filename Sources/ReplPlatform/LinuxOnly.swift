@@ -334,6 +334,13 @@
         }
 
         /// Whether `pid` is alive and runs a command line holding every one of `words`.
+        /// Whether this process's PID 1 is a machine's init of the emulator (`… __init KEY …`): a
+        /// command line anyone may read and nothing in the machine can rewrite.
+        public static func pidOneIsAMachineInit() -> Bool {
+            guard let raw = Platform.readWholeFile("/proc/1/cmdline") else { return false }
+            return raw.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "__init" }
+        }
+
         public static func isRunning(_ pid: Int32, with words: [String]) -> Bool {
             guard pid > 0, kill(pid, 0) == 0, !LinuxOnly.isZombie(pid),
                 let raw = Platform.readWholeFile("/proc/\(pid)/cmdline")
@@ -484,6 +491,7 @@
         public static func children(of pid: Int32) -> [Int32] { [] }
         public static func isStopped(_ pid: Int32) -> Bool { false }
         public static func isRunning(_ pid: Int32, with words: [String]) -> Bool { false }
+        public static func pidOneIsAMachineInit() -> Bool { false }
         public static func inits(key: String) -> [Int32] { [] }
         public static func isMachineInit(_ pid: Int32) -> Bool { false }
         public static func makeReadOnly(_ path: String) throws {}

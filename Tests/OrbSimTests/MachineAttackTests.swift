@@ -366,6 +366,42 @@ struct MachineAttackTests {
         #expect(out.stdout == "checked\n", "\(out)")
     }
 
+    /// On the host, a shim refuses before anything: its `poweroff` signals PID 1, which there is
+    /// the host's own init. (Asked of the guard only: running it here unguarded would stop the host.)
+    @Test func aShimOnTheHostIsRefused() async throws {
+        #expect(!MachineShims.insideAMachine())
+        let sim = try SimHarness()
+        let out = try await sim.run(["__shim", "hostname", "-I"])
+        #expect(out.exitCode == 1 && out.stderr.contains("shims only work inside an emulated machine"), "\(out)")
+    }
+
+    /// Power tools need nothing a machine's root can change: a forged, removed or odd
+    /// `/run/orbsim-machine` made `poweroff` refuse (found by the attack).
+    @Test func powerToolsWorkWhateverTheMarkSays() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        for forge in ["rm -f /run/orbsim-machine", "echo garbage > /run/orbsim-machine", "rm -f /run/orbsim-machine; mkdir /run/orbsim-machine"] {
+            try await sim.run(["start", "m1"])
+            _ = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "\(forge); poweroff; sleep 5"])
+            let deadline = Date().addingTimeInterval(5)
+            while try await sim.state("m1") != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+            await #expect(try sim.state("m1") == "stopped", "after: \(forge)")
+        }
+    }
+
+    /// A machine's disk goes with it, however deep its directories (a tree deeper than the
+    /// emulator's own removal could reach stayed behind after a delete that said it was done).
+    @Test func aDeleteRemovesADeepTree() async throws {
+        let sim = try SimHarness()
+        try await sim.run(["create", "ubuntu", "m1"])
+        let key = String(try #require(try await sim.machines().first?["id"] as? String).dropFirst(10))
+        let name = String(repeating: "d", count: 60)  // 200 of them: a path far past PATH_MAX
+        let deep = "cd /srv; i=0; while [ $i -lt 200 ]; do mkdir \(name) && cd \(name) || break; i=$((i+1)); done; echo left > f"
+        try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", deep])
+        await #expect(try sim.run(["delete", "-f", "m1"]).exitCode == 0)
+        #expect(!FileManager.default.fileExists(atPath: sim.simHome.appendingPathComponent("machines/\(key)").path))
+    }
+
     /// A state file whose ids are not ULIDs (damaged, or forged from inside) is refused, not
     /// turned into paths.
     @Test func aStateWithAForgedIDIsRefused() async throws {
