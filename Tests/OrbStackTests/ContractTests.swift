@@ -271,15 +271,15 @@ import Testing
     func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
         try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
-        // The switch fires 8 s after the deadline, well after the probe below has read `timedout`
-        // even on a loaded machine (4 s was once too little): a probe (`orbctl run`) of a
-        // machine already powered off would start it again.
-        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 8)
+        // The switch fires 12 s after the deadline, well after the probe below has read `timedout`
+        // even on a loaded machine (4 s, then 8 s, were once too little under a parallel load): a
+        // probe (`orbctl run`) of a machine already powered off would start it again.
+        let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 12)
         try await h.provider.startRun(name: h.n("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { $0 == .timedOut }
         #expect(final == .timedOut)
         // The dead man's switch: a few seconds after the deadline the machine stops itself.
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(30)
         while try await h.state(h.n("m1")) != "stopped", Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000) }
         await #expect(try h.state(h.n("m1")) == "stopped")
     }
