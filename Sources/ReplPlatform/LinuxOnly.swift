@@ -412,6 +412,9 @@
                     throw SetUpError(description: "cannot make \(staging)/\(node)")
                 }
                 try bind("/dev/" + node, staging + "/" + node)
+                // The host's own node: read-only, so that no chmod or chown in the machine reaches
+                // it (reading and writing the device itself is unaffected).
+                try remountReadOnly(staging + "/" + node, options: [])
             }
             for (link, target) in [
                 ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),

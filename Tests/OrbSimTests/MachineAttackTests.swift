@@ -346,6 +346,10 @@ struct MachineAttackTests {
             ls /dev/fd/ > /dev/null && echo fd; echo shm > /dev/shm/x && cat /dev/shm/x; test -d /dev/pts && echo pts
             """
         let out = try await sim.run(["run", "-m", "m1", "sh", "-c", check])
+        // The bound nodes are the host's: their modes cannot be changed from inside (a no-op
+        // chmod, so that nothing of the host's changes were the guard missing).
+        let mode = try await sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "chmod 666 /dev/null 2>/dev/null && echo CHANGED; echo checked"])
+        #expect(mode.stdout == "checked\n", "\(mode)")
         #expect(out.stdout == "00000000\n8\nnull\nfd\nshm\npts\n", "\(out.stdout)\(out.stderr)")
         await #expect(try sim.run(["run", "-m", "m1", "-u", "root", "sh", "-c", "echo out > /dev/stdout"]).stdout == "out\n")
     }
