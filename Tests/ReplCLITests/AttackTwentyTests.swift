@@ -80,7 +80,8 @@ import Testing
         let machine = try #require(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").first.map(String.init))
         let status = home.dir.appendingPathComponent("state/machines/\(machine)/status")
         try "exited 0\nlaunched=1\n".write(to: status, atomically: true, encoding: .utf8)
-        for phase in ["Succeeded", "Finished"] {
+        // Nor an end in another phase than the one waited for (the second attack).
+        for phase in ["Succeeded", "Finished", "Failed", "TimedOut"] {
             let forged = try await CLITests.run(home, ["--orbctl", "sim", "wait", "lr", "--for", phase, "--timeout", "2s"])
             #expect(forged.status == 1, "wait believed a forged end: \(forged.stdout)")
             #expect(forged.stderr.contains("is Running, not \(phase)"), "\(forged.stderr)")

@@ -47,7 +47,8 @@ struct Wait: AsyncParsableCommand {
             var reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
             // The channel is a file anything on the Mac can write: an end no controller has
             // recorded is confirmed with the machine before it is the answer.
-            let unconfirmed = reached ? seen.unrecordedEnds(current.run).filter { !confirmed.contains($0) } : []
+            // So is one that would end the wait in another phase.
+            let unconfirmed = reached || now.isTerminal ? seen.unrecordedEnds(current.run).filter { !confirmed.contains($0) } : []
             if !unconfirmed.isEmpty {
                 for (machine, answer) in await ask(unconfirmed, context: context) {
                     switch answer {
