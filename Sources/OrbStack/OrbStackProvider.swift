@@ -141,6 +141,8 @@ public struct OrbStackProvider: Provider {
 
     public func address(name: String) async throws(ProviderError) -> String? { try await client.address(name) }
 
+    public func isolation(name: String) async throws(ProviderError) -> Bool? { try await client.isolated(name) }
+
     public func manifestCopy(name: String) async throws(ProviderError) -> String? {
         let result = try await client.run(name, user: "root", ["sh", "-c", "[ ! -e \"$1\" ] || cat \"$1\"", "repl-manifest", ManifestCopy.path])
         guard result.status == 0 else { throw OrbctlClient.classify(result, arguments: ["run", "-m", name, "cat", ManifestCopy.path]) }

@@ -235,6 +235,18 @@ public struct OrbctlClient: Sendable {
         return (MachineState(state), object["ip4"] as? String)
     }
 
+    /// `info NAME --format json`'s `record.config.isolated`: whether the machine was made
+    /// isolated (nil when the record does not say: an OrbStack before 2.1).
+    public func isolated(_ name: String) async throws(ProviderError) -> Bool? {
+        let result = try await call(["info", name, "--format", "json"], timeout: timeouts.quick)
+        guard let object = (try? JSONSerialization.jsonObject(with: result.stdout)) as? [String: Any],
+            let record = object["record"] as? [String: Any]
+        else {
+            throw ProviderError(.malformedOutput, "orbctl info \(name) printed no machine record", arguments: ["info", name])
+        }
+        return (record["config"] as? [String: Any])?["isolated"] as? Bool
+    }
+
     // MARK: - Lifecycle
 
     /// `create distro:version NAME -a arch` with the machine options (user data through a

@@ -128,6 +128,9 @@ struct LimitedProvider: Provider {
     func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
         try await limited(limiter) { () async throws(ProviderError) in try await base.pullArchive(name: name, globs: globs) }
     }
+    func isolation(name: String) async throws(ProviderError) -> Bool? {
+        try await limited(rpc) { () async throws(ProviderError) in try await base.isolation(name: name) }
+    }
     func manifestCopy(name: String) async throws(ProviderError) -> String? {
         try await limited(rpc) { () async throws(ProviderError) in try await base.manifestCopy(name: name) }
     }

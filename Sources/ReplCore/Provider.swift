@@ -44,6 +44,8 @@ public protocol Provider: Sendable {
     /// The manifest copy the launch wrote into a running machine (for `repl recover`), or nil
     /// when the machine has none.
     func manifestCopy(name: String) async throws(ProviderError) -> String?
+    /// Whether the machine was made isolated (nil when the provider cannot say).
+    func isolation(name: String) async throws(ProviderError) -> Bool?
 }
 
 extension Provider {
@@ -61,6 +63,8 @@ extension Provider {
     public var deleteGrace: TimeInterval { 0 }
     public func stopBeforeDelete(name: String) async throws(ProviderError) {}
     public func deleteStopped(name: String) async throws(ProviderError) { try await delete(name: name) }
+
+    public func isolation(name: String) async throws(ProviderError) -> Bool? { nil }
 
     /// A machine with no options of its own.
     public func create(name: String, spec: Spec) async throws(ProviderError) {

@@ -16,27 +16,40 @@ extension Store {
 
     /// Records a run rebuilt from its machines: its manifest, id and generation, and an
     /// instance per machine. Counters move past every recovered id.
+    public typealias RecoveredInstance = (id: InstanceID, phase: InstancePhase, createdAt: Date?, exitCode: Int?)
+
+    /// Records what `repl recover` rebuilt, in one transaction: the runs, and the machines kept
+    /// aside (whitelisted, with why). Nothing is written when any of it fails.
     public func insertRecovered(
-        run: RunManifest, id: RunID, generation: Int,
-        instances: [(id: InstanceID, phase: InstancePhase, createdAt: Date?, exitCode: Int?)], now: Date = Date()
+        _ runs: [(run: RunManifest, id: RunID, generation: Int, instances: [RecoveredInstance])],
+        kept: [(name: String, reason: String)], now: Date = Date()
     ) throws(StoreError) {
         try write { db in
-            let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [Int64(id), run.name, json, run.generationFingerprint, generation, now.timeIntervalSince1970, now.timeIntervalSince1970])
-            for i in instances {
+            for (run, id, generation, instances) in runs {
+                let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)
                 try db.execute(
                     sql:
-                        "INSERT OR REPLACE INTO instances (id, run_id, generation, phase, created_at, started_at, exit_code, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO runs (id, name, manifest, fingerprint, generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     arguments: [
-                        Int64(i.id), Int64(id), generation, i.phase.rawValue, i.createdAt?.timeIntervalSince1970,
-                        i.phase >= .bootstrapping ? (i.createdAt ?? now).timeIntervalSince1970 : nil, i.exitCode,
-                        i.phase.isTerminal ? now.timeIntervalSince1970 : nil,
+                        Int64(id), run.name, json, run.generationFingerprint, generation, now.timeIntervalSince1970, now.timeIntervalSince1970,
                     ])
-                try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(i.id) + 1])
+                for i in instances {
+                    try db.execute(
+                        sql:
+                            "INSERT OR REPLACE INTO instances (id, run_id, generation, phase, created_at, started_at, exit_code, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        arguments: [
+                            Int64(i.id), Int64(id), generation, i.phase.rawValue, i.createdAt?.timeIntervalSince1970,
+                            i.phase >= .bootstrapping ? (i.createdAt ?? now).timeIntervalSince1970 : nil, i.exitCode,
+                            i.phase.isTerminal ? now.timeIntervalSince1970 : nil,
+                        ])
+                    try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'instance'", arguments: [Int64(i.id) + 1])
+                }
+                try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'manifest'", arguments: [Int64(id) + 1])
             }
-            try db.execute(sql: "UPDATE counters SET value = MAX(value, ?) WHERE name = 'manifest'", arguments: [Int64(id) + 1])
+            for k in kept {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO whitelist (name, reason, expires_at) VALUES (?, ?, NULL)", arguments: [k.name, k.reason])
+            }
         }
     }
 

@@ -91,4 +91,37 @@ import Testing
         let real = try await CLITests.run(home, ["--orbctl", "sim", "wait", "lr", "--for", "Succeeded", "--timeout", "60s"])
         #expect(real.status == 0 && real.stdout == "lr: Succeeded\n", "\(real.stdout)\(real.stderr)")
     }
+
+    /// After the store is lost, `recover` believes a machine's manifest copy only where it
+    /// cannot be a forgery that matters (the second attack): two runs claiming one name keep
+    /// their machines aside (a forged name had failed recover halfway, with the real run's
+    /// machine left to the sweep as an orphan), and an isolated machine whose copy drops its
+    /// isolation is kept, not recovered into non-isolated siblings. Nothing is half-written.
+    @Test(.machineCommands) func recoverBelievesNoForgedCopy() async throws {
+        let home = CLITests.Home()
+        for (name, extra) in [("aa", [String]()), ("bb", []), ("iso", ["--isolated"])] {
+            let out = try await CLITests.run(home, ["--orbctl", "sim", "run", "--name", name, "--command", "sleep 900"] + extra)
+            try #require(out.status == 0, "\(out.stderr)")
+        }
+        let machines = try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").map(String.init).sorted()
+        try #require(machines.count == 3)
+        let (aa, bb, iso) = (machines[0], machines[1], machines[2])  // ids 1, 2, 3
+        try #require(
+            try await sim(home, ["run", "-m", aa, "-u", "root", "sed", "-i", "s/\"name\" : \"aa\"/\"name\" : \"bb\"/", "/etc/repl/manifest.yaml"])
+                .status == 0)
+        try #require(try await sim(home, ["run", "-m", iso, "-u", "root", "sed", "-i", "/\"isolated\"/d", "/etc/repl/manifest.yaml"]).status == 0)
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(at: home.dir.appendingPathComponent("state/state.db" + suffix)) }
+        let recovered = try await CLITests.run(home, ["--orbctl", "sim", "recover"])
+        #expect(recovered.status == 0, "\(recovered.stdout)\(recovered.stderr)")
+        for machine in [aa, bb] {
+            #expect(recovered.stdout.contains("\(machine): kept (another run's machines also claim the name bb"), "\(recovered.stdout)")
+        }
+        #expect(recovered.stdout.contains("\(iso): kept (its manifest says isolated: false"), "\(recovered.stdout)")
+        // Nothing of it is recovered, and a sweep touches none of the three.
+        let list = try await CLITests.run(home, ["run", "list", "--json"])
+        #expect(!list.stdout.contains("\"name\""), "\(list.stdout)")
+        let sweep = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep"])
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        #expect(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").map(String.init).sorted() == machines)
+    }
 }

@@ -128,6 +128,7 @@ import Testing
         }
         func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
         func manifestCopy(name: String) async throws(ProviderError) -> String? { try await base.manifestCopy(name: name) }
+        func isolation(name: String) async throws(ProviderError) -> Bool? { try await base.isolation(name: name) }
         func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await base.startRun(name: name, payload: payload) }
     }
 

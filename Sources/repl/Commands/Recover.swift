@@ -60,17 +60,31 @@ struct Recover: AsyncParsableCommand {
         try store.reserveIDs(manifest: mine.compactMap(\.1.manifestID).max() ?? 0, instance: mine.map(\.1.instanceID.rawValue).max() ?? 0)
 
         // Read each running machine's manifest copy; stopped ones are not started just to read it.
-        struct Found { var manifest: RunManifest; var generation: Int; var instances: [(InstanceID, InstancePhase, Date?, Int?)] }
-        var runs: [RunID: Found] = [:]
-        var kept: [String] = []
+        // A copy is the machine's to write: it is believed only where it cannot give a machine
+        // more than it has, and only where the machines of a run agree.
+        struct Claim {
+            var machine: String
+            var copy: ManifestCopy.Copy
+            var instance: (InstanceID, InstancePhase, Date?, Int?)
+        }
+        var claims: [Claim] = []
+        var kept: [(name: String, why: String)] = []
         for (machine, name) in mine {
             guard let runID = name.runID, machine.state == .running,
                 let text = try? await provider.manifestCopy(name: machine.name), let parsed = ManifestCopy.read(text),
                 parsed.runID == runID
             else {
-                try store.addToWhitelist(
-                    machine.name, reason: "recovered: its manifest could not be read; delete or re-apply to manage it", expires: nil)
-                kept.append(machine.name)
+                kept.append((machine.name, "its manifest could not be read"))
+                continue
+            }
+            // An isolated machine's copy may not ask for a machine that is not, nor for the host's files.
+            let isolated = try? await provider.isolation(name: machine.name)
+            if let isolated, isolated != parsed.manifest.options.isolated {
+                kept.append((machine.name, "its manifest says isolated: \(parsed.manifest.options.isolated), the machine is not so"))
+                continue
+            }
+            if isolated == true, !parsed.manifest.files.isEmpty {
+                kept.append((machine.name, "an isolated machine's manifest asks for files of the host"))
                 continue
             }
             // The host channel keeps the status with its exit code (no orbctl call); else the machine.
@@ -85,22 +99,38 @@ struct Recover: AsyncParsableCommand {
             case .bootstrapping?: phase = .bootstrapping
             default: phase = .running
             }
-            runs[runID, default: Found(manifest: parsed.manifest, generation: parsed.generation, instances: [])]
-                .instances.append((name.instanceID, phase, machine.createdAt, exitCode))
+            claims.append(Claim(machine: machine.name, copy: parsed, instance: (name.instanceID, phase, machine.createdAt, exitCode)))
         }
-        var recovered: [String] = []
-        for (id, found) in runs.sorted(by: { $0.key < $1.key }) {
-            try store.insertRecovered(
-                run: found.manifest, id: id, generation: found.generation,
-                instances: found.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2, exitCode: $0.3) })
-            recovered.append(found.manifest.name)
+        // Machines of one run that disagree on it, or two runs that claim one name: none of them
+        // is believed (which is the forgery cannot be told), and none is touched.
+        let byRun = Dictionary(grouping: claims, by: \.copy.runID)
+        let runOfName = Dictionary(grouping: byRun.values.compactMap(\.first), by: \.copy.manifest.name)
+        var recoveredRuns: [(manifest: RunManifest, id: RunID, generation: Int, instances: [(InstanceID, InstancePhase, Date?, Int?)])] = []
+        for (id, group) in byRun.sorted(by: { $0.key < $1.key }) {
+            let first = group[0].copy
+            if group.contains(where: { $0.copy.manifest != first.manifest || $0.copy.generation != first.generation }) {
+                kept += group.map { ($0.machine, "the machines of run #\(Base36.encode(id)) disagree on its manifest") }
+            } else if runOfName[first.manifest.name, default: []].count > 1 {
+                kept += group.map { ($0.machine, "another run's machines also claim the name \(first.manifest.name)") }
+            } else {
+                recoveredRuns.append((first.manifest, id, first.generation, group.map(\.instance)))
+            }
         }
+        // All or nothing: a recover that fails records nothing, and can be run again.
+        try store.insertRecovered(
+            recoveredRuns.map { run in
+                (
+                    run: run.manifest, id: run.id, generation: run.generation,
+                    instances: run.instances.map { (id: $0.0, phase: $0.1, createdAt: $0.2, exitCode: $0.3) }
+                )
+            }, kept: kept.map { (name: $0.name, reason: "recovered: \($0.why); delete or re-apply to manage it") })
+        let recovered = recoveredRuns.map(\.manifest.name)
         if context.json {
-            context.printJSON(["controlId": cid.rawValue, "recovered": recovered, "kept": kept])
+            context.printJSON(["controlId": cid.rawValue, "recovered": recovered, "kept": kept.map(\.name)])
         } else {
             context.say("adopted control id \(cid)")
             for name in recovered { context.say("run \(name): recovered") }
-            for name in kept { context.say("\(name): kept (manifest unknown; whitelisted until you delete or re-apply)") }
+            for k in kept { context.say("\(k.name): kept (\(k.why); whitelisted until you delete or re-apply)") }
         }
     }
 }
