@@ -183,7 +183,7 @@ struct Converger {
             if let answer = readLine(), ["y", "yes"].contains(answer.lowercased().trimmingCharacters(in: .whitespaces)) { return }
             throw CLIError.input("not replaced; nothing was recorded")
         }
-        throw CLIError.input("\(what); apply with --yes to replace them. Nothing was recorded")
+        throw CLIError.input("\(what); give --yes to replace them. Nothing was recorded")
     }
 
     /// An empty store beside machines of another installation is most likely a lost `state.db`:

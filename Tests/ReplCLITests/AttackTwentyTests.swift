@@ -124,4 +124,19 @@ import Testing
         #expect(sweep.status == 0, "\(sweep.stderr)")
         #expect(try await sim(home, ["list", "-q"]).stdout.split(separator: "\n").map(String.init).sorted() == machines)
     }
+
+    /// `repl run --name` of a long-lived run asks, as `apply` does, before it replaces its
+    /// machines (the second attack: it replaced a devbox, and what was on it, at once).
+    @Test(.machineCommands) func runAsksBeforeItReplacesALongLivedRun() async throws {
+        let home = CLITests.Home()
+        try #require(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", "examples/long-lived.yaml"]).status == 0)
+        let before = try await sim(home, ["list", "-q"]).stdout
+        let refused = try await CLITests.run(home, ["--orbctl", "sim", "run", "--name", "devbox", "--spec", "ubuntu:noble"])
+        #expect(refused.status == 2 && refused.stderr.contains("give --yes to replace them"), "\(refused.stdout)\(refused.stderr)")
+        #expect(try await sim(home, ["list", "-q"]).stdout == before)
+        let status = try await CLITests.run(home, ["run", "status", "devbox", "--json"])
+        #expect(status.stdout.contains("\"generation\" : 1") || status.stdout.contains("\"generation\":1"), "\(status.stdout)")
+        let replaced = try await CLITests.run(home, ["--orbctl", "sim", "run", "--name", "devbox", "--spec", "ubuntu:noble", "--yes"])
+        #expect(replaced.status == 0, "\(replaced.stderr)")
+    }
 }

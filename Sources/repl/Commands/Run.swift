@@ -29,12 +29,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "The machines' default user.") var user: String?
     @Option(help: "A cloud-init file (#cloud-config or a #! script) given to orbctl create -c.") var userData: String?
     @Flag(help: "Wait for the run to finish and exit with the command's exit code.") var wait = false
+    @Flag(help: "Replace a long-lived run of this name (no command) whose machines would be lost, without asking.") var yes = false
     @Flag(help: "Start a new installation even though machines of another one exist (see `repl recover`).") var newInstallation = false
 
     func run() async throws {
         let context = Context(global)
         let set = try manifest(context: context)
-        let code = try await Converger(context: context).apply(set, wait: wait, dryRun: false, newInstallation: newInstallation)
+        let code = try await Converger(context: context).apply(
+            set, wait: wait, dryRun: false, newInstallation: newInstallation, replaceLongLived: yes)
         if !context.json, let record = try? context.findRun(set.runs[0].name) {
             let line = "run \(Base36.encode(record.run.id)) (\(record.run.manifest.name))"
             if wait { context.progress(line) } else { context.say(line) }
