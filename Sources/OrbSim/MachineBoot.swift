@@ -247,8 +247,7 @@ struct MachineBoot {
             let machine = state.machines.first(where: { $0.key == key }), machine.state(at: sim.now(state)) == "running"
         else { return 0 }
         // Its processes ended with its namespace: only the record is left to change.
-        _ = try? sim.recordStop(id: machine.id)
-        CloudInit(sim: sim).interrupt(key)
+        _ = sim.recordPowerOff(id: machine.id)
         return 0
     }
 
@@ -261,15 +260,21 @@ struct MachineBoot {
 }
 
 extension OrbSim {
+    /// A stop the machine made itself, recorded: its state (as `orbctl stop` records it) and a
+    /// cloud-init still running, interrupted. What is left to do (its processes) is returned.
+    func recordPowerOff(id: String) -> [MachineLifecycle.Action] {
+        let actions = (try? recordStop(id: id)) ?? []
+        CloudInit(sim: self).interrupt(String(id.dropFirst(10)))
+        return actions
+    }
+
     /// In a machine's init, on its `poweroff`: the machine stops as `orbctl stop` stops it (its
     /// state first, then its processes, given the stop's grace); the init then ends, and the
     /// kernel ends what is left.
     func powerOff(id: String) {
         // Only ever inside a machine: there the processes "inside" are the machine's.
         guard getpid() == 1 else { return }
-        let actions = (try? recordStop(id: id)) ?? []
-        CloudInit(sim: self).interrupt(String(id.dropFirst(10)))
-        for case .endProcesses(let grace) in actions {
+        for case .endProcesses(let grace) in recordPowerOff(id: id) {
             MachineBoot(sim: self).terminate(MachineNamespace.processesInside(), grace: grace)
         }
     }

@@ -226,10 +226,8 @@ public struct OrbctlClient: Sendable {
 
     /// `info NAME --format json`: the machine's state and IPv4 address (absent when stopped).
     public func info(_ name: String) async throws(ProviderError) -> (state: MachineState, ip4: String?) {
-        let result = try await call(["info", name, "--format", "json"], timeout: timeouts.quick)
-        guard let object = (try? JSONSerialization.jsonObject(with: result.stdout)) as? [String: Any],
-            let record = object["record"] as? [String: Any], let state = record["state"] as? String
-        else {
+        let (object, record) = try await infoRecord(name)
+        guard let state = record["state"] as? String else {
             throw ProviderError(.malformedOutput, "orbctl info \(name) printed no machine record", arguments: ["info", name])
         }
         return (MachineState(state), object["ip4"] as? String)
@@ -238,13 +236,18 @@ public struct OrbctlClient: Sendable {
     /// `info NAME --format json`'s `record.config.isolated`: whether the machine was made
     /// isolated (nil when the record does not say: an OrbStack before 2.1).
     public func isolated(_ name: String) async throws(ProviderError) -> Bool? {
+        (try await infoRecord(name).record["config"] as? [String: Any])?["isolated"] as? Bool
+    }
+
+    /// `info NAME --format json`, read: the whole object and its `record`.
+    func infoRecord(_ name: String) async throws(ProviderError) -> (object: [String: Any], record: [String: Any]) {
         let result = try await call(["info", name, "--format", "json"], timeout: timeouts.quick)
         guard let object = (try? JSONSerialization.jsonObject(with: result.stdout)) as? [String: Any],
             let record = object["record"] as? [String: Any]
         else {
             throw ProviderError(.malformedOutput, "orbctl info \(name) printed no machine record", arguments: ["info", name])
         }
-        return (record["config"] as? [String: Any])?["isolated"] as? Bool
+        return (object, record)
     }
 
     // MARK: - Lifecycle

@@ -34,21 +34,6 @@ extension DocumentContext {
         checked(RunFields.name(text), node, key: key)
     }
 
-    /// Why a run or snapshot name is invalid, or `nil` when it is fine.
-    public static func nameProblem(_ text: String) -> String? {
-        if text.isEmpty { return "is empty; use lowercase letters, digits and '-'" }
-        if text.count > ManifestParser.maxNameLength {
-            return "is \(text.count) characters long; use at most \(ManifestParser.maxNameLength)"
-        }
-        if !text.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
-            let lowered = text.lowercased()
-            if lowered != text, nameProblem(lowered) == nil { return "has uppercase letters; use \"\(lowered)\"" }
-            return "may only contain lowercase letters, digits and '-'"
-        }
-        if text.hasPrefix("-") { return "must start with a letter or digit" }
-        return nil
-    }
-
     mutating func string(_ node: Node, key: String) -> String? {
         guard case .scalar(let s) = node, s.resolvedTagName == .str || s.style != .plain else {
             if case .scalar(let s) = node, s.resolvedTagName != .null {

@@ -12,8 +12,23 @@ public struct FieldProblem: Error, Equatable, Sendable {
 public enum RunFields {
     /// Names of runs and snapshots: `[a-z0-9-]`, 1–40 characters, starting with a letter or digit.
     public static func name(_ text: String) -> Result<String, FieldProblem> {
-        if let problem = DocumentContext.nameProblem(text) { return .failure(FieldProblem("\"\(text.prefix(60))\" \(problem)")) }
+        if let problem = nameProblem(text) { return .failure(FieldProblem("\"\(text.prefix(60))\" \(problem)")) }
         return .success(text)
+    }
+
+    /// Why a run or snapshot name is invalid, or `nil` when it is fine.
+    public static func nameProblem(_ text: String) -> String? {
+        if text.isEmpty { return "is empty; use lowercase letters, digits and '-'" }
+        if text.count > ManifestParser.maxNameLength {
+            return "is \(text.count) characters long; use at most \(ManifestParser.maxNameLength)"
+        }
+        if !text.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
+            let lowered = text.lowercased()
+            if lowered != text, nameProblem(lowered) == nil { return "has uppercase letters; use \"\(lowered)\"" }
+            return "may only contain lowercase letters, digits and '-'"
+        }
+        if text.hasPrefix("-") { return "must start with a letter or digit" }
+        return nil
     }
 
     public static func provider(_ text: String, capabilities: ProviderCapabilities) -> Result<String, FieldProblem> {

@@ -56,7 +56,7 @@ struct ManifestFuzzTests {
                 accepted += 1
                 // Whatever is accepted obeys the rules.
                 for doc in set.documents {
-                    #expect(DocumentContext.nameProblem(doc.manifest.name) == nil, "accepted a bad name in \(text.debugDescription)")
+                    #expect(RunFields.nameProblem(doc.manifest.name) == nil, "accepted a bad name in \(text.debugDescription)")
                     if case .run(let run) = doc.manifest {
                         #expect((0...ManifestParser.maxReplicas).contains(run.replicas))
                         #expect(run.maxDuration.map { $0 > .zero && $0 <= TimeSpan.maximum } ?? true)
