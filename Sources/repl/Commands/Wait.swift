@@ -35,6 +35,7 @@ struct Wait: AsyncParsableCommand {
         var seen = SeenPhases(channel: StatusChannel(directory: context.channelDirectory), cid: cid)
         let deadline = Date().addingTimeInterval(limit.seconds)
         var confirmed: Set<String> = [], heard: [String: (status: ProbeResult?, at: Date)] = [:]
+        func reaches(_ phase: InstancePhase) -> Bool { wanted == "finished" ? phase.isTerminal : phase.rawValue.lowercased() == wanted }
         while true {
             guard let current = try context.store().runs().first(where: { $0.run.id == record.run.id }) else {
                 throw CLIError.failure("run \(record.run.manifest.name) is gone")
@@ -44,11 +45,10 @@ struct Wait: AsyncParsableCommand {
             heard = heard.filter { Date().timeIntervalSince($0.value.at) < 5 }
             seen.heard = heard.mapValues(\.status)
             var now = seen.run(current.run).run.phase
-            var reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
             // The channel is a file anything on the Mac can write: an end no controller has
-            // recorded is confirmed with the machine before it is the answer.
-            // So is one that would end the wait in another phase.
-            let unconfirmed = reached || now.isTerminal ? seen.unrecordedEnds(current.run).filter { !confirmed.contains($0) } : []
+            // recorded is confirmed with the machine before it is the answer, or before it ends
+            // the wait in another phase.
+            let unconfirmed = reaches(now) || now.isTerminal ? seen.unrecordedEnds(current.run).filter { !confirmed.contains($0) } : []
             if !unconfirmed.isEmpty {
                 for (machine, answer) in await ask(unconfirmed, context: context) {
                     switch answer {
@@ -60,9 +60,8 @@ struct Wait: AsyncParsableCommand {
                 }
                 seen.heard = heard.mapValues(\.status)
                 now = seen.run(current.run).run.phase
-                reached = wanted == "finished" ? now.isTerminal : now.rawValue.lowercased() == wanted
             }
-            if reached {
+            if reaches(now) {
                 if context.json {
                     context.printJSON(["run": record.run.manifest.name, "phase": now.rawValue, "reached": true])
                 } else {
