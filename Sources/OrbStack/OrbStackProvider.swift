@@ -36,7 +36,7 @@ public struct OrbStackProvider: Provider {
     public func delete(name: String) async throws(ProviderError) { try await client.delete(name) }
 
     public func snapshot(source: String, name: String) async throws(ProviderError) {
-        try await client.clone(source, name)
+        try await client.clone(source, name, lane: .heavy)
         try await client.stop(name)
     }
 
@@ -56,7 +56,7 @@ public struct OrbStackProvider: Provider {
         let unpack = archive.isEmpty ? "mkdir -p \"$1\"" : "mkdir -p \"$1\" && tar -x -o -f - -C \"$1\""
         let result = try await client.run(
             name, user: "root", ["sh", "-c", unpack, "sh", directory],
-            input: archive.isEmpty ? nil : archive, timeout: client.timeouts.create)
+            input: archive.isEmpty ? nil : archive, timeout: client.timeouts.create, lane: .heavy)
         guard result.status == 0 else {
             throw ProviderError(
                 .failed, "cannot unpack into \(directory) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
@@ -66,7 +66,7 @@ public struct OrbStackProvider: Provider {
     public func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
         let result = try await client.run(
             name, user: "root", ["sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh", path],
-            input: data, timeout: client.timeouts.create)
+            input: data, timeout: client.timeouts.create, lane: .heavy)
         guard result.status == 0 else {
             throw ProviderError(.failed, "cannot write \(path) in \(name): \(OrbctlClient.oneLine(result.stderrText))", exitStatus: result.status)
         }
@@ -88,7 +88,7 @@ public struct OrbStackProvider: Provider {
             if [ -s "$L" ]; then tar -c -f - -C / -T "$L"; s=$?; else s=0; fi
             rm -f "$L"; exit $s
             """
-        let result = try await client.run(name, user: "root", ["sh", "-c", script, "sh"] + globs, timeout: client.timeouts.create)
+        let result = try await client.run(name, user: "root", ["sh", "-c", script, "sh"] + globs, timeout: client.timeouts.create, lane: .heavy)
         let unmatched = result.stderrText.split(separator: "\n").compactMap { $0.hasPrefix("repl-unmatched ") ? String($0.dropFirst(15)) : nil }
         if result.truncated { throw ProviderError(.failed, "the artifacts of \(name) are more than 64 MiB; copy them out with repl exec") }
         guard result.status == 0 else {
@@ -151,7 +151,11 @@ public struct OrbStackProvider: Provider {
 }
 
 extension OrbStackProvider {
-    public var deleteGrace: TimeInterval { client.deleteGrace }
-    public func stopBeforeDelete(name: String) async throws(ProviderError) { try await client.stopBeforeDelete(name) }
-    public func deleteStopped(name: String) async throws(ProviderError) { try await client.deleteStopped(name) }
+    /// Limited at the process seam: each orbctl process holds one permit of its lane while it
+    /// runs, and a delete's grace between its stop and its delete holds none.
+    public func limited(by limits: CallLimits) -> any Provider {
+        var client = client
+        client.limits = limits
+        return OrbStackProvider(client: client)
+    }
 }

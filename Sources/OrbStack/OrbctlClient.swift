@@ -70,17 +70,36 @@ public struct OrbctlClient: Sendable {
     /// Pause between a graceful stop and the delete, for OrbStack's DHCP to take the address back.
     public var deleteGrace: TimeInterval = 1.0
     public var pollInterval: TimeInterval = 0.25
+    /// The limits each orbctl process runs under (the controller's `--concurrency`), or none.
+    public var limits: CallLimits?
 
     public init(command: OrbctlCommand, runner: any ProcessRunner = SystemProcessRunner()) {
         self.command = command
         self.runner = runner
     }
 
-    /// Runs one orbctl call and classifies failures.
+    /// Runs one orbctl call (one process, under ``limits`` in its lane) and classifies failures.
+    /// A failure that says orbctl is unusable is thrown even when `allowFailure` is set.
     @discardableResult
-    public func call(_ arguments: [String], input: Data? = nil, timeout: TimeInterval, allowFailure: Bool = false)
-        async throws(ProviderError) -> ProcessResult
-    {
+    public func call(
+        _ arguments: [String], input: Data? = nil, timeout: TimeInterval, allowFailure: Bool = false, lane: CallLane? = nil
+    ) async throws(ProviderError) -> ProcessResult {
+        guard let limits else { return try await spawn(arguments, input: input, timeout: timeout, allowFailure: allowFailure) }
+        return try await limits.run(lane ?? Self.lane(arguments)) { () async throws(ProviderError) in
+            try await spawn(arguments, input: input, timeout: timeout, allowFailure: allowFailure)
+        }
+    }
+
+    /// The lane of a call by its verb: what boots a machine takes an address; everything else
+    /// is light unless its caller says it copies (``call(_:input:timeout:allowFailure:lane:)``).
+    public static func lane(_ arguments: [String]) -> CallLane {
+        switch arguments.first {
+        case "create", "clone", "start": .addressTaking
+        default: .light
+        }
+    }
+
+    private func spawn(_ arguments: [String], input: Data?, timeout: TimeInterval, allowFailure: Bool) async throws(ProviderError) -> ProcessResult {
         let argv = command.prefix + arguments
         let result: ProcessResult
         do {
@@ -95,7 +114,10 @@ public struct OrbctlClient: Sendable {
                 .timedOut, "orbctl \(arguments.prefix(3).joined(separator: " ")) did not answer within \(Int(timeout)) s and was stopped",
                 arguments: arguments, exitStatus: result.status)
         }
-        if result.status != 0 && !allowFailure { throw OrbctlClient.classify(result, arguments: arguments) }
+        if result.status != 0 {
+            let error = OrbctlClient.classify(result, arguments: arguments)
+            if !allowFailure || error.kind == .unavailable { throw error }
+        }
         return result
     }
 
@@ -338,10 +360,10 @@ public struct OrbctlClient: Sendable {
         }
     }
 
-    /// `clone SOURCE NAME`: the clone is stopped.
-    public func clone(_ source: String, _ name: String) async throws(ProviderError) {
+    /// `clone SOURCE NAME`: the clone is stopped. A snapshot's clone takes no address (`lane: .heavy`).
+    public func clone(_ source: String, _ name: String, lane: CallLane = .addressTaking) async throws(ProviderError) {
         do {
-            try await call(["clone", source, name], timeout: timeouts.lifecycle)
+            try await call(["clone", source, name], timeout: timeouts.lifecycle, lane: lane)
         } catch  where error.kind == .alreadyExists {
             // Adopt an earlier, interrupted clone.
         }
@@ -350,10 +372,12 @@ public struct OrbctlClient: Sendable {
     // MARK: - Inside the machine
 
     /// `orbctl run -m NAME -u USER ARGV…`: argv is passed as words, never through a host shell.
-    public func run(_ name: String, user: String = "root", _ argv: [String], input: Data? = nil, timeout: TimeInterval? = nil)
-        async throws(ProviderError) -> ProcessResult
-    {
-        try await call(["run", "-m", name, "-u", user] + argv, input: input, timeout: timeout ?? timeouts.command, allowFailure: true)
+    /// A run that copies files in or out says so with `lane: .heavy`.
+    public func run(
+        _ name: String, user: String = "root", _ argv: [String], input: Data? = nil, timeout: TimeInterval? = nil, lane: CallLane = .light
+    ) async throws(ProviderError) -> ProcessResult {
+        try await call(
+            ["run", "-m", name, "-u", user] + argv, input: input, timeout: timeout ?? timeouts.command, allowFailure: true, lane: lane)
     }
 
     /// The three-step address discovery: `info`'s ip4, then DNS `NAME.orb.local`,

@@ -237,8 +237,9 @@ extension Controller {
     }
 }
 
-/// The circuit breaker as the actions of one tick see it, shared by them as they run.
-final class BreakerGate: @unchecked Sendable {
+/// The circuit breaker as the actions of one tick see it, shared by them as they run, and the
+/// gate each orbctl process passes once it holds its permit.
+final class BreakerGate: CallGate, @unchecked Sendable {
     private let lock = NSLock()
     private var breaker = Breaker.closed
     /// An exhaustion was seen and is not yet recorded: shut at once.
@@ -264,6 +265,19 @@ final class BreakerGate: @unchecked Sendable {
 
     /// Shuts the gate the moment a call meets an exhausted pool (the trip is recorded after).
     func sawExhaustion() { lock.withLock { shut = true } }
+
+    /// A call of an ended tick is not made; an address-taking one waits out an open breaker.
+    func refusal(for lane: CallLane, at now: Date) -> String? {
+        if let why = endedTick { return "not attempted this tick: \(why)" }
+        return lane == .addressTaking ? refusal(at: now) : nil
+    }
+
+    /// An unusable orbctl ends the tick, an exhausted pool shuts the gate, before the failed
+    /// call's permit goes to a call that waits for it.
+    func failed(_ lane: CallLane, _ error: ProviderError) {
+        if let why = Admission.endsTheTick(error) { endTick(why) }
+        if error.kind == .addressExhausted { sawExhaustion() }
+    }
 
     /// Trips the breaker, unless this failure belongs to the episode that tripped it (the call
     /// began before the trip, or while it was open). Returns the breaker when it tripped.

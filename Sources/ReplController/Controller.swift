@@ -76,25 +76,26 @@ public final class Controller: @unchecked Sendable {
     /// The lease this controller acts under: once it is lost, no further action starts.
     public var lease: LeaseKeeper?
 
-    let limiter: CallLimiter
-    let rpcLimiter: CallLimiter
-    let gate = BreakerGate()
+    /// The limits every call of the provider runs under, applied at its seam (each orbctl process).
+    let limits: CallLimits
+    let gate: BreakerGate
 
     public init(store: Store, provider: any Provider, settings: ControllerSettings) {
         self.store = store
-        limiter = CallLimiter(permits: settings.concurrency)
-        rpcLimiter = CallLimiter(permits: settings.rpcConcurrency)
-        self.provider = LimitedProvider(base: provider, limiter: limiter, rpc: rpcLimiter, gate: gate)
+        let gate = BreakerGate()
+        self.gate = gate
+        limits = CallLimits(heavy: settings.concurrency, light: settings.rpcConcurrency, gate: gate)
+        self.provider = provider.limited(by: limits)
         self.settings = settings
     }
 
     /// One full tick.
     public func tick(now: Date = Date()) async -> TickReport {
         let started = Date()
-        let callsBefore = await limiter.calls + rpcLimiter.calls
+        let callsBefore = await limits.calls
         var report = await observePlanAct(now: now)
         report.duration = Date().timeIntervalSince(started)
-        report.calls = await limiter.calls + rpcLimiter.calls - callsBefore
+        report.calls = await limits.calls - callsBefore
         return report
     }
 

@@ -16,12 +16,6 @@ public protocol Provider: Sendable {
     func start(name: String) async throws(ProviderError)
     /// Stops gracefully (so the address is returned), then deletes. Idempotent.
     func delete(name: String) async throws(ProviderError)
-    /// A delete in parts, so that its grace is waited without holding a concurrency slot:
-    /// ``stopBeforeDelete(name:)``, `deleteGrace` seconds, ``deleteStopped(name:)``. A machine
-    /// already gone is fine for each.
-    var deleteGrace: TimeInterval { get }
-    func stopBeforeDelete(name: String) async throws(ProviderError)
-    func deleteStopped(name: String) async throws(ProviderError)
     /// A stopped clone of `source` named `name`.
     func snapshot(source: String, name: String) async throws(ProviderError)
     /// Stops a machine (never without a name).
@@ -46,6 +40,9 @@ public protocol Provider: Sendable {
     func manifestCopy(name: String) async throws(ProviderError) -> String?
     /// Whether the machine was made isolated (nil when the provider cannot say).
     func isolation(name: String) async throws(ProviderError) -> Bool?
+    /// This provider with every call to its engine run under `limits`, applied where it meets
+    /// the engine (for OrbStack, each orbctl process), so the limits count real calls.
+    func limited(by limits: CallLimits) -> any Provider
 }
 
 extension Provider {
@@ -58,11 +55,6 @@ extension Provider {
     public func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
         throw ProviderError(.failed, "\(capabilities.name) cannot copy files out of machines")
     }
-
-    /// A provider whose delete is one call has no parts: no grace, and the delete is all of it.
-    public var deleteGrace: TimeInterval { 0 }
-    public func stopBeforeDelete(name: String) async throws(ProviderError) {}
-    public func deleteStopped(name: String) async throws(ProviderError) { try await delete(name: name) }
 
     public func isolation(name: String) async throws(ProviderError) -> Bool? { nil }
 

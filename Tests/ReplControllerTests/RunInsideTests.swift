@@ -97,7 +97,7 @@ import Testing
     /// A provider that passes every call to another; the test providers below override only
     /// the calls they change.
     class ForwardingProvider: Provider, @unchecked Sendable {
-        let base: any Provider
+        var base: any Provider
         init(_ base: any Provider) { self.base = base }
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
@@ -108,9 +108,11 @@ import Testing
         func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
         func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
         func delete(name: String) async throws(ProviderError) { try await base.delete(name: name) }
-        var deleteGrace: TimeInterval { base.deleteGrace }
-        func stopBeforeDelete(name: String) async throws(ProviderError) { try await base.stopBeforeDelete(name: name) }
-        func deleteStopped(name: String) async throws(ProviderError) { try await base.deleteStopped(name: name) }
+        /// The provider beneath is limited; the calls this one changes stay its own.
+        func limited(by limits: CallLimits) -> any Provider {
+            base = base.limited(by: limits)
+            return self
+        }
         func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
         func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
         func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
