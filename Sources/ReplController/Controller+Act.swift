@@ -17,8 +17,8 @@ extension Controller {
             }
         }
         // Machine actions grouped per machine, in order; groups run concurrently.
-        var groups: [String: [Action]] = [:]
-        var order: [String] = []
+        var groups: [MachineName: [Action]] = [:]
+        var order: [MachineName] = []
         for action in actions {
             guard let machine = action.machine else { continue }
             if groups[machine] == nil { order.append(machine) }
@@ -60,11 +60,11 @@ extension Controller {
         if let error, error.kind == .addressExhausted {
             if let breaker = try gate.exhausted(began: began, message: error.message, store: store) {
                 store.event(
-                    "breaker-open", machine: action.machine,
+                    "breaker-open", machine: action.machine?.description,
                     "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
             }
         } else if error == nil, Admission.needsAddress(action), try gate.succeeded(began: began, store: store) {
-            store.event("breaker-closed", machine: action.machine, "a create succeeded; circuit breaker closed")
+            store.event("breaker-closed", machine: action.machine?.description, "a create succeeded; circuit breaker closed")
         }
     }
 
@@ -84,6 +84,7 @@ extension Controller {
         var outcomes: [(Action, ProviderError?)] = []
         for action in group {
             let machine = action.machine!
+            let name = machine.description  // as the store and the channel keep it
             if let lease, !lease.isHeld {
                 outcomes.append((action, ProviderError(.heldBack, "the controller lease was lost: another process acts now")))
                 break
@@ -97,17 +98,17 @@ extension Controller {
                 // `run cancel`, `delete`, `apply` in another process) gets no new machine and no
                 // command. The next tick removes what it has.
                 if action.startsSomething, let (run, instance) = action.instance, try !store.isWanted(run: run, instance: instance) {
-                    store.event("skipped", machine: machine, run: run, "\(action) not done: the run was cancelled or changed after this tick read it")
+                    store.event("skipped", machine: name, run: run, "\(action) not done: the run was cancelled or changed after this tick read it")
                     break
                 }
-                let intent = try store.openIntent(machine: machine, action: "\(action)")
+                let intent = try store.openIntent(machine: name, action: "\(action)")
                 Self.crashPoint("after-intent", action)
                 let began = Date()
                 do {
                     try await execute(action, runs: runs, states: states)
                     Self.crashPoint("after-call", action)
                     do {
-                        try store.complete(action, intent: intent, machine: machine, event: Self.kind(action))
+                        try store.complete(action, intent: intent, machine: name, event: Self.kind(action))
                     } catch {
                         // Done in OrbStack, not recorded (a full disk, a store held too long): not a
                         // failure of the action. Its intent stays open, and the next tick resolves
@@ -120,8 +121,8 @@ extension Controller {
                     }
                     try recordForBreaker(action, began: began, error: nil)
                     // The channel's directory goes with its machine (its logs were moved first).
-                    if case .delete = action { settings.channel?.remove(machine) }
-                    if case .collectLogs = action, states[machine] == nil { settings.channel?.remove(machine) }
+                    if case .delete = action { settings.channel?.remove(name) }
+                    if case .collectLogs = action, states[name] == nil { settings.channel?.remove(name) }
                     outcomes.append((action, nil))
                     onOutcome?(action, nil)
                 } catch {
@@ -131,8 +132,8 @@ extension Controller {
                         outcomes.append((action, error))
                         break
                     }
-                    try recordFailure(action, machine: machine, began: began, error: error)
-                    store.event("error", machine: machine, run: action.instance?.run, "\(action) failed: \(error.description)")
+                    try recordFailure(action, machine: name, began: began, error: error)
+                    store.event("error", machine: name, run: action.instance?.run, "\(action) failed: \(error.description)")
                     outcomes.append((action, error))
                     onOutcome?(action, error)
                     break
@@ -205,16 +206,17 @@ extension Controller {
             // The channel's directory exists before the launch; without it the run is probed. An
             // isolated machine cannot reach the Mac's files: it has none.
             if !run.manifest.options.isolated {
-                payload.channel = try? settings.channel?.prepare(machine, limits: RunLimits.text(maxDuration: payload.remaining, hold: payload.hold))
+                payload.channel = try? settings.channel?.prepare(
+                    machine.description, limits: RunLimits.text(maxDuration: payload.remaining, hold: payload.hold))
             }
             // Files first: the bootstrap builds on them.
             try await copyFiles(run.manifest.files, into: machine)
             try await provider.startRun(name: machine, payload: payload)
         case let .collectLogs(run, instance, machine):
             guard let run = runs[run] else { return }
-            try await collectLogs(run: run.manifest.name, instance: instance, machine: machine, state: states[machine])
+            try await collectLogs(run: run.manifest.name, instance: instance, machine: machine, state: states[machine.description])
             if !run.manifest.artifacts.isEmpty {
-                await collectArtifacts(run: run, instance: instance, machine: machine, state: states[machine])
+                await collectArtifacts(run: run, instance: instance, machine: machine, state: states[machine.description])
             }
         case let .delete(machine, _):
             try await provider.delete(name: machine)

@@ -9,7 +9,7 @@ extension Controller {
     /// `files:` into the machine: a directory's contents through one tar archive (without what
     /// `exclude` names), a file as it is. A copy that fails fails the launch, which says why on
     /// the run (its last error) and is tried again.
-    func copyFiles(_ files: [FileCopy], into machine: String) async throws {
+    func copyFiles(_ files: [FileCopy], into machine: MachineName) async throws {
         for (index, copy) in files.enumerated() {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: copy.from, isDirectory: &isDirectory) else {
@@ -58,7 +58,7 @@ extension Controller {
     /// `artifacts:` out of a finished instance's machine, before it goes, into
     /// `$REPL_HOME/artifacts/RUN/N/` (paths kept under it). A glob that matches nothing is a
     /// note on the run, as is a machine that cannot be read; neither fails the run.
-    func collectArtifacts(run: DesiredRun, instance: InstanceID, machine: String, state: MachineState?) async {
+    func collectArtifacts(run: DesiredRun, instance: InstanceID, machine: MachineName, state: MachineState?) async {
         let number = run.number(of: instance) ?? 0
         let directory = settings.logsDirectory.deletingLastPathComponent().appendingPathComponent("artifacts")
             .appendingPathComponent(run.manifest.name).appendingPathComponent(String(number))
@@ -66,14 +66,15 @@ extension Controller {
         try? FileManager.default.removeItem(at: directory)
         guard state == .running else {
             store.event(
-                "artifacts-left", machine: machine, run: run.id,
+                "artifacts-left", machine: machine.description, run: run.id,
                 "\(run.label(instance)): its machine \(state.map { "is \($0)" } ?? "is gone"), so its artifacts were not copied")
             return
         }
         do {
             let (archive, unmatched) = try await provider.pullArchive(name: machine, globs: run.manifest.artifacts)
             for glob in unmatched {
-                store.event("artifacts-unmatched", machine: machine, run: run.id, "\(run.label(instance)): artifacts: \(glob) matched nothing")
+                store.event(
+                    "artifacts-unmatched", machine: machine.description, run: run.id, "\(run.label(instance)): artifacts: \(glob) matched nothing")
             }
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try Data("run \(Base36.encode(run.id)) generation \(run.generation) instance \(Base36.encode(instance))\n".utf8)
@@ -91,7 +92,7 @@ extension Controller {
                 || listing.stdoutText.split(separator: "\n").contains(where: { !["-", "d"].contains($0.first.map(String.init) ?? "") })
             {
                 store.event(
-                    "artifacts-failed", machine: machine, run: run.id,
+                    "artifacts-failed", machine: machine.description, run: run.id,
                     "\(run.label(instance)): its artifacts hold links or special files; none were kept")
                 return
             }
@@ -101,12 +102,12 @@ extension Controller {
                 environment: ProcessInfo.processInfo.environment, limit: 1 << 20)
             if result.status != 0 {
                 store.event(
-                    "artifacts-failed", machine: machine, run: run.id,
+                    "artifacts-failed", machine: machine.description, run: run.id,
                     "\(run.label(instance)): cannot unpack its artifacts: \(OrbctlClient.oneLine(result.stderrText))")
             }
         } catch {
             store.event(
-                "artifacts-failed", machine: machine, run: run.id,
+                "artifacts-failed", machine: machine.description, run: run.id,
                 "\(run.label(instance)): cannot copy its artifacts: \(OrbctlClient.oneLine("\(error)"))")
         }
     }
@@ -123,7 +124,7 @@ extension Controller {
     /// from the host channel (no orbctl call, however large), else read from the running
     /// machine a piece at a time. A stopped machine without the channel is never started
     /// again to read it: its logs stay in it, and an event says so.
-    func collectLogs(run: String, instance: InstanceID, machine: String, state: MachineState?) async throws {
+    func collectLogs(run: String, instance: InstanceID, machine: MachineName, state: MachineState?) async throws {
         let fm = FileManager.default
         try fm.createDirectory(at: settings.logsDirectory, withIntermediateDirectories: true)
         let output = Self.logFile(settings.logsDirectory, run: run, instance: instance)
@@ -131,15 +132,17 @@ extension Controller {
         // The channel's copy is whole once its status there is final (the watch loop writes it
         // after the last bytes); otherwise (the channel removed meanwhile, or the loop gone) a
         // running machine is read, and what the channel has is kept only as a last resort.
-        if let channel = settings.channel, channel.isInUse(machine),
-            channel.status(machine)?.isFinal == true || state != .running
+        if let channel = settings.channel, channel.isInUse(machine.description),
+            channel.status(machine.description)?.isFinal == true || state != .running
         {
-            if channel.status(machine)?.isFinal != true {
+            if channel.status(machine.description)?.isFinal != true {
                 store.event(
-                    "logs-partial", machine: machine,
+                    "logs-partial", machine: machine.description,
                     "\(machine) \(state.map { "is \($0)" } ?? "is gone"): its logs are the host channel's copy, which may lack the last lines")
             }
-            for (from, to) in [(channel.logFile(machine, bootstrap: false), output), (channel.logFile(machine, bootstrap: true), boot)] {
+            for (from, to) in [
+                (channel.logFile(machine.description, bootstrap: false), output), (channel.logFile(machine.description, bootstrap: true), boot),
+            ] {
                 try? fm.removeItem(at: to)
                 // Only a regular file: never a symlink a machine planted to a file of the host.
                 if StatusChannel.isRegularFile(from) {
@@ -151,7 +154,7 @@ extension Controller {
         guard state == .running else {
             let why = state.map { "is \($0)" } ?? "is gone"
             store.event(
-                "logs-left", machine: machine,
+                "logs-left", machine: machine.description,
                 "\(machine) \(why) and has no host channel: its logs were not read\(state == nil ? "" : ", so as not to start it again")")
             return
         }

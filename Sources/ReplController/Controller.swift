@@ -154,7 +154,7 @@ public final class Controller: @unchecked Sendable {
             // An orphan whose instance row exists but names no run is a damaged store, not an
             // orphan: nothing is deleted on it.
             for case .delete(let machine, .orphan) in plan.actions {
-                if let name = MachineName(parsing: machine), let damage = try store.strayInstance(name.instanceID) {
+                if let damage = try store.strayInstance(machine.instanceID) {
                     report.observationError = "\(store.path): \(damage.description)"
                     return report
                 }
@@ -202,11 +202,11 @@ public final class Controller: @unchecked Sendable {
     /// `[]` for a moment), or could not be asked; `nil` when every one is confirmed gone.
     func confirmMissing(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> String? {
         let listed = Set(machines.map(\.name))
-        var missing: [String] = []
+        var missing: [MachineName] = []
         for run in desired.runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
-                let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
-                if !listed.contains(name) { missing.append(name) }
+                let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
+                if !listed.contains(name.description) { missing.append(name) }
             }
         }
         guard !missing.isEmpty else { return nil }
@@ -240,7 +240,7 @@ public final class Controller: @unchecked Sendable {
 
     /// What `info` said of a machine the list left out.
     struct ExistsAnswer: Sendable {
-        var name: String
+        var name: MachineName
         var exists: Bool
         var failure: String?
     }
@@ -255,18 +255,19 @@ public final class Controller: @unchecked Sendable {
         let channel = settings.channel
         var probes: [String: ProbeResult] = [:]
         var last: [InstanceID: Date]?
-        var targets: [(InstanceID, String)] = []
+        var targets: [(InstanceID, MachineName)] = []
         var maxDurations: [String: TimeInterval] = [:]
         for run in desired.runs {
             for instance in run.instances where run.wants(instance) && !instance.phase.isTerminal {
-                let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
+                let name = machine.description
                 maxDurations[name] = run.manifest.maxDuration?.seconds
                 if let channel, var status = channel.status(name) {
                     // A running machine's own status file is the source of truth: an end the
                     // channel shows (which anything on the Mac could have written) is confirmed
                     // by reading the machine, once, before anything is judged by it.
                     if status.isFinal, running.contains(name), !settings.dryRun, instance.phase >= .bootstrapping {
-                        targets.append((instance.id, name))
+                        targets.append((instance.id, machine))
                         continue
                     }
                     // The command still runs, says the status; its heartbeat says whether the
@@ -281,7 +282,7 @@ public final class Controller: @unchecked Sendable {
                         if let at = last?[instance.id], now.timeIntervalSince(at) < max(settings.probeInterval, settings.heartbeatTimeout / 3) {
                             probes[name] = status
                         } else {
-                            targets.append((instance.id, name))
+                            targets.append((instance.id, machine))
                         }
                         continue
                     }
@@ -300,16 +301,16 @@ public final class Controller: @unchecked Sendable {
                     let interval = max(settings.probeInterval, min(60, now.timeIntervalSince(started) / 10))
                     if let at = last?[instance.id], now.timeIntervalSince(at) < interval { continue }
                 }
-                targets.append((instance.id, name))
+                targets.append((instance.id, machine))
             }
         }
         let provider = self.provider
-        let results = await Self.forEach(targets, concurrency: settings.concurrency) { target -> (InstanceID, String, ProbeResult?) in
+        let results = await Self.forEach(targets, concurrency: settings.concurrency) { target -> (InstanceID, MachineName, ProbeResult?) in
             (target.0, target.1, try? await provider.probe(name: target.1))
         }
         for (instance, name, result) in results {
             try store.recordProbe(instance: instance, at: now)
-            if let result { probes[name] = result }
+            if let result { probes[name.description] = result }
         }
         // A command that ended after its deadline (it outlived the wrapper's watch loop) did
         // not end in time, however late this tick reads it.

@@ -108,13 +108,13 @@ public struct LogReader: Sendable {
     /// `limit` caps what one call reads from a file on the host (call again from the new
     /// offset for the rest), so a log of any size is printed without holding it whole.
     public func read(
-        run: String, instance: InstanceID, machine: String, bootstrap: Bool, from offset: Int,
+        run: String, instance: InstanceID, machine: MachineName, bootstrap: Bool, from offset: Int,
         live: Bool, limit: Int? = nil
     ) async throws(ProviderError) -> Data? {
         let collected = Controller.logFile(logsDirectory, run: run, instance: instance, bootstrap: bootstrap)
         if let data = Self.read(collected, from: offset, limit: limit) { return data }
-        if let channel, channel.isInUse(machine) {
-            return Self.read(channel.logFile(machine, bootstrap: bootstrap), from: offset, limit: limit) ?? Data()
+        if let channel, channel.isInUse(machine.description) {
+            return Self.read(channel.logFile(machine.description, bootstrap: bootstrap), from: offset, limit: limit) ?? Data()
         }
         guard live, let provider else { return nil }
         return try await provider.logs(name: machine, bootstrap: bootstrap, from: offset)

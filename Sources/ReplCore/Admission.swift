@@ -59,7 +59,7 @@ public struct Admission: Sendable, Equatable {
     public func admit(_ groups: [[Action]], now: Date) -> [Verdict] {
         var tested = false
         return groups.map { group in
-            if let machine = group.first?.machine, let b = backoffs[machine], b.nextAttempt > now {
+            if let machine = group.first?.machine, let b = backoffs[machine.description], b.nextAttempt > now {
                 return .defer("retrying after \(Int(b.nextAttempt.timeIntervalSince(now)) + 1) s: \(b.lastError)")
             }
             guard group.contains(where: Admission.needsAddress) else { return .run }

@@ -62,11 +62,17 @@ public enum Base36 {
 /// without a manifest id. Snapshots share the instance id sequence, so no two
 /// resources ever share a name. Parsing is exact:
 /// `^repl-([0-9a-z]{6})-([0-9a-z]+|none)-([0-9a-z]+)$` with canonical ids.
+///
+/// A machine is acted on only through this value (actions and the provider take it), so a
+/// name that is not ours cannot be created, stopped or deleted. The text is kept with it:
+/// the planner looks every instance's machine up by name each tick.
 public struct MachineName: Hashable, Sendable, CustomStringConvertible {
     public let controlID: ControlID
     /// A run's or a snapshot's id (one sequence); see ``runID``.
     public let manifestID: UInt64?
     public let instanceID: InstanceID
+    /// The name as OrbStack knows it.
+    public let description: String
 
     public static let prefix = "repl-"
 
@@ -74,7 +80,12 @@ public struct MachineName: Hashable, Sendable, CustomStringConvertible {
         self.controlID = controlID
         self.manifestID = manifestID
         self.instanceID = instanceID
+        description = "repl-\(controlID.rawValue)-\(manifestID.map { Base36.encode($0) } ?? "none")-\(instanceID.base36)"
     }
+
+    // The text is the name: the same text is the same machine.
+    public static func == (a: MachineName, b: MachineName) -> Bool { a.description == b.description }
+    public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 
     /// An instance's machine.
     public init(controlID: ControlID, manifestID run: RunID, instanceID: InstanceID) {
@@ -112,10 +123,6 @@ public struct MachineName: Hashable, Sendable, CustomStringConvertible {
             manifest = m
         }
         self.init(controlID: cid, manifestID: manifest, instanceID: InstanceID(instance))
-    }
-
-    public var description: String {
-        "repl-\(controlID.rawValue)-\(manifestID.map { Base36.encode($0) } ?? "none")-\(instanceID.base36)"
     }
 
     /// Whether a name merely looks like ours (`repl-` prefix) without parsing.

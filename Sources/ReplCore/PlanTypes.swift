@@ -24,26 +24,26 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     /// Mark an instance as no longer wanted (store only).
     case retireInstance(run: RunID, instance: InstanceID, reason: String)
     /// `orbctl create distro:version NAME -a arch`, wait until running.
-    case create(run: RunID, instance: InstanceID, machine: String, spec: Spec)
+    case create(run: RunID, instance: InstanceID, machine: MachineName, spec: Spec)
     /// `orbctl clone SNAPSHOT NAME` then `orbctl start NAME`.
-    case clone(run: RunID, instance: InstanceID, machine: String, snapshotMachine: String)
+    case clone(run: RunID, instance: InstanceID, machine: MachineName, snapshotMachine: MachineName)
     /// `orbctl start NAME` for a stopped machine that should run.
-    case start(machine: String)
+    case start(machine: MachineName)
     /// `orbctl stop NAME` for a snapshot that someone started.
-    case stop(machine: String)
+    case stop(machine: MachineName)
     /// Write the wrapper and launch it detached.
-    case startRun(run: RunID, instance: InstanceID, machine: String)
+    case startRun(run: RunID, instance: InstanceID, machine: MachineName)
     /// Record a phase change (store only).
     case markPhase(run: RunID, instance: InstanceID, phase: InstancePhase, exitCode: Int?, reason: String?)
     /// Copy the run log to the state directory before the machine goes.
-    case collectLogs(run: RunID, instance: InstanceID, machine: String)
+    case collectLogs(run: RunID, instance: InstanceID, machine: MachineName)
     /// Stop, short grace, `orbctl delete -f NAME`.
-    case delete(machine: String, reason: DeleteReason)
+    case delete(machine: MachineName, reason: DeleteReason)
     /// `orbctl clone SOURCE NAME` then `orbctl stop NAME`.
-    case takeSnapshot(snapshot: String, sourceMachine: String, machine: String)
+    case takeSnapshot(snapshot: String, sourceMachine: MachineName, machine: MachineName)
 
     /// The machine the action concerns, if any; actions on one machine run in order.
-    public var machine: String? {
+    public var machine: MachineName? {
         switch self {
         case .addInstance, .retireInstance, .markPhase: return nil
         case .create(_, _, let m, _), .clone(_, _, let m, _), .start(let m), .stop(let m), .startRun(_, _, let m),
@@ -53,7 +53,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Names of machines that must already exist for the action (a clone's or snapshot's source).
-    public var sourceMachine: String? {
+    public var sourceMachine: MachineName? {
         switch self {
         case .clone(_, _, _, let s): return s
         case .takeSnapshot(_, let s, _): return s

@@ -10,8 +10,8 @@ extension PlanBuilder {
         for run in input.desired.runs { runsByName[run.manifest.name] = run }
         for snap in input.desired.snapshots {
             let name = Planner.machineName(settings, snapshot: snap.id, instance: snap.instanceID)
-            if input.inFlight.contains(name) { continue }
-            let machine = byName[name]
+            if input.inFlight.contains(name.description) { continue }
+            let machine = byName[name.description]
             if snap.deleted {
                 if let machine, machine.state != .deleting { delete(name, .snapshotDeleted) }
                 continue
@@ -24,8 +24,8 @@ extension PlanBuilder {
                     continue
                 }
                 if machine.state == .running || machine.state == .starting {
-                    if settings.whitelist.contains(name) {
-                        waiting[name] = "whitelisted: left running until `repl orphans unwhitelist \(name)`"
+                    if settings.whitelist.contains(name.description) {
+                        waiting[name.description] = "whitelisted: left running until `repl orphans unwhitelist \(name)`"
                     } else {
                         actions.append(.stop(machine: name))
                     }
@@ -33,23 +33,23 @@ extension PlanBuilder {
                 continue
             }
             guard let run = runsByName[snap.fromRun], let source = Self.snapshotSource(of: run) else {
-                waiting[name] = "waiting for run \(snap.fromRun) to have an instance"
+                waiting[name.description] = "waiting for run \(snap.fromRun) to have an instance"
                 continue
             }
             let sourceName = Planner.machineName(settings, run: run.id, instance: source.id)
-            if source.phase.isTerminal && byName[sourceName] == nil && !input.inFlight.contains(sourceName) {
-                waiting[name] =
+            if source.phase.isTerminal && byName[sourceName.description] == nil && !input.inFlight.contains(sourceName.description) {
+                waiting[name.description] =
                     "\(Planner.cannotBeTaken): \(snap.fromRun) finished and its machine \(sourceName) is gone; apply the run again (with hold: to keep its machine) and snapshot that"
                 continue
             }
-            guard source.phase >= .running, let sourceMachine = byName[sourceName],
+            guard source.phase >= .running, let sourceMachine = byName[sourceName.description],
                 sourceMachine.state == .running || sourceMachine.state == .stopped
             else {
-                waiting[name] = "waiting for \(sourceName) to finish bootstrapping"
+                waiting[name.description] = "waiting for \(sourceName) to finish bootstrapping"
                 continue
             }
-            if input.inFlight.contains(sourceName) || actions.contains(where: { $0.machine == sourceName && $0.isDestructive }) {
-                waiting[name] = "\(sourceName) is being removed"
+            if input.inFlight.contains(sourceName.description) || actions.contains(where: { $0.machine == sourceName && $0.isDestructive }) {
+                waiting[name.description] = "\(sourceName) is being removed"
                 continue
             }
             actions.append(.takeSnapshot(snapshot: snap.name, sourceMachine: sourceName, machine: name))
@@ -96,7 +96,7 @@ extension PlanBuilder {
             }
             classified.append(entry)
         }
-        actions[firstDelete...].sort { ($0.machine ?? "") < ($1.machine ?? "") }
+        actions[firstDelete...].sort { ($0.machine?.description ?? "") < ($1.machine?.description ?? "") }
     }
 
     mutating func considerDeleting(_ entry: inout ClassifiedMachine, created: Date?, grace: TimeSpan, reason: DeleteReason) {
@@ -107,8 +107,9 @@ extension PlanBuilder {
         let deletable = created.adding(grace)
         entry.deletableAt = deletable
         if now >= deletable {
-            if entry.machine.state != .deleting && !input.inFlight.contains(entry.machine.name) {
-                actions.append(.delete(machine: entry.machine.name, reason: reason))
+            // Only a name that parsed as ours is ever deleted.
+            if let name = entry.name, entry.machine.state != .deleting && !input.inFlight.contains(entry.machine.name) {
+                actions.append(.delete(machine: name, reason: reason))
             }
         } else {
             due(deletable)

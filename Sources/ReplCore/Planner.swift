@@ -6,12 +6,12 @@ public enum Planner {
     /// How a snapshot's waiting reason begins when it can never be taken as things stand.
     public static let cannotBeTaken = "cannot be taken"
 
-    public static func machineName(_ settings: PlannerSettings, run: RunID, instance: InstanceID) -> String {
-        MachineName(controlID: settings.controlID, manifestID: run, instanceID: instance).description
+    public static func machineName(_ settings: PlannerSettings, run: RunID, instance: InstanceID) -> MachineName {
+        MachineName(controlID: settings.controlID, manifestID: run, instanceID: instance)
     }
 
-    public static func machineName(_ settings: PlannerSettings, snapshot: SnapshotID, instance: InstanceID) -> String {
-        MachineName(controlID: settings.controlID, manifestID: snapshot, instanceID: instance).description
+    public static func machineName(_ settings: PlannerSettings, snapshot: SnapshotID, instance: InstanceID) -> MachineName {
+        MachineName(controlID: settings.controlID, manifestID: snapshot, instanceID: instance)
     }
 
     public static func plan(_ input: PlanInput) -> Plan {
@@ -39,7 +39,7 @@ struct PlanBuilder {
     var waiting: [String: String] = [:]
     var nextInstanceID: InstanceID
     /// Snapshot name → its machine name, when the machine exists and is stopped.
-    var readySnapshots: [String: String] = [:]
+    var readySnapshots: [String: MachineName] = [:]
 
     init(input: PlanInput, observed: [ObservedMachine]) {
         self.input = input
@@ -58,9 +58,9 @@ struct PlanBuilder {
         accounted = input.inFlight
         for snap in input.desired.snapshots {
             let name = Planner.machineName(settings, snapshot: snap.id, instance: snap.instanceID)
-            accounted.insert(name)
+            accounted.insert(name.description)
             // Ready only once its taking was recorded whole: a clone interrupted midway may be partial.
-            if !snap.deleted, snap.createdAt != nil, byName[name]?.state == .stopped, !input.inFlight.contains(name) {
+            if !snap.deleted, snap.createdAt != nil, byName[name.description]?.state == .stopped, !input.inFlight.contains(name.description) {
                 readySnapshots[snap.name] = name
             }
         }
@@ -98,9 +98,9 @@ struct PlanBuilder {
             }
             for instance in instances {
                 let name = Planner.machineName(settings, run: run.id, instance: instance.id)
-                accounted.insert(name)
-                if input.inFlight.contains(name) {
-                    waiting[name] = "an action on this machine is in flight"
+                accounted.insert(name.description)
+                if input.inFlight.contains(name.description) {
+                    waiting[name.description] = "an action on this machine is in flight"
                     continue
                 }
                 if run.wants(instance) {
@@ -113,7 +113,7 @@ struct PlanBuilder {
     }
 
     /// Collect the log first when the command ran, then delete.
-    mutating func removeMachine(_ run: DesiredRun, _ instance: InstanceState, _ name: String, _ reason: DeleteReason) {
+    mutating func removeMachine(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName, _ reason: DeleteReason) {
         if instance.startedAt != nil && !instance.logsCollected {
             actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
         }
@@ -122,7 +122,7 @@ struct PlanBuilder {
         if let snapshot = input.desired.snapshots.first(where: { !$0.deleted && $0.createdAt == nil && $0.fromRun == run.manifest.name }),
             Self.snapshotSource(of: run)?.id == instance.id, !run.cancelled
         {
-            waiting[name] = "kept until snapshot \(snapshot.name) is taken from it"
+            waiting[name.description] = "kept until snapshot \(snapshot.name) is taken from it"
             return
         }
         delete(name, reason)
@@ -135,9 +135,9 @@ struct PlanBuilder {
 
     /// Every delete of a machine we account for goes through here: the whitelist protects
     /// every machine it names, ours included (kept for debugging), and the plan says so.
-    mutating func delete(_ name: String, _ reason: DeleteReason) {
-        if settings.whitelist.contains(name) {
-            waiting[name] = "whitelisted: kept (\(reason.rawValue)) until `repl orphans unwhitelist \(name)`"
+    mutating func delete(_ name: MachineName, _ reason: DeleteReason) {
+        if settings.whitelist.contains(name.description) {
+            waiting[name.description] = "whitelisted: kept (\(reason.rawValue)) until `repl orphans unwhitelist \(name)`"
             return
         }
         actions.append(.delete(machine: name, reason: reason))
@@ -145,13 +145,13 @@ struct PlanBuilder {
 
     /// A machine gone from the list (deleted behind our back) may have left its logs in the
     /// host channel: they are kept all the same.
-    mutating func collectLogsOfAGoneMachine(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
+    mutating func collectLogsOfAGoneMachine(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName) {
         if instance.startedAt != nil && !instance.logsCollected {
             actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
         }
     }
 
-    mutating func planUnwanted(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
+    mutating func planUnwanted(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName) {
         let why =
             run.cancelled
             ? "run cancelled"
@@ -159,7 +159,7 @@ struct PlanBuilder {
         if !instance.phase.isTerminal {
             actions.append(.markPhase(run: run.id, instance: instance.id, phase: .cancelled, exitCode: nil, reason: why))
         }
-        if let machine = byName[name] {
+        if let machine = byName[name.description] {
             if machine.state != .deleting { removeMachine(run, instance, name, .retired) }
         } else {
             collectLogsOfAGoneMachine(run, instance, name)
@@ -167,14 +167,14 @@ struct PlanBuilder {
     }
 
     mutating func finish(
-        _ run: DesiredRun, _ instance: InstanceState, _ name: String, _ phase: InstancePhase,
+        _ run: DesiredRun, _ instance: InstanceState, _ name: MachineName, _ phase: InstancePhase,
         exitCode: Int?, reason: String?
     ) {
         actions.append(.markPhase(run: run.id, instance: instance.id, phase: phase, exitCode: exitCode, reason: reason))
-        if byName[name] == nil {
+        if byName[name.description] == nil {
             collectLogsOfAGoneMachine(run, instance, name)
         } else if run.manifest.hold == .zero {
-            if let machine = byName[name], machine.state != .deleting {
+            if let machine = byName[name.description], machine.state != .deleting {
                 removeMachine(run, instance, name, .finished)
             }
         } else {
@@ -204,7 +204,7 @@ struct PlanBuilder {
     }
 
     /// Finishes an instance as its final status says.
-    mutating func finish(_ run: DesiredRun, _ instance: InstanceState, _ name: String, _ status: ProbeResult) {
+    mutating func finish(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName, _ status: ProbeResult) {
         switch status {
         case .exited(let code):
             finish(run, instance, name, code == 0 ? .succeeded : .failed, exitCode: code, reason: nil)
@@ -213,8 +213,8 @@ struct PlanBuilder {
         }
     }
 
-    mutating func planWanted(_ run: DesiredRun, _ instance: InstanceState, _ name: String) {
-        let machine = byName[name]
+    mutating func planWanted(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName) {
+        let machine = byName[name.description]
         if instance.phase.isTerminal {
             guard let machine else {
                 collectLogsOfAGoneMachine(run, instance, name)
@@ -226,11 +226,11 @@ struct PlanBuilder {
                 removeMachine(run, instance, name, .finished)
             } else {
                 due(until)
-                waiting[name] = "held until \(until)"
+                waiting[name.description] = "held until \(until)"
             }
             return
         }
-        let status = input.probes[name]
+        let status = input.probes[name.description]
         // maxDuration counts from the launch in the running machine: a create that failed or
         // waited for addresses does not consume it, and nothing that never ran can succeed.
         if let max = run.manifest.maxDuration, let started = instance.startedAt {
@@ -240,10 +240,10 @@ struct PlanBuilder {
                 // code, however late this tick comes.
                 if let status, status.isFinal {
                     finish(run, instance, name, status)
-                } else if run.manifest.command != nil, byName[name]?.state == .running, now < deadline.adding(settings.deadlineGrace) {
+                } else if run.manifest.command != nil, byName[name.description]?.state == .running, now < deadline.adding(settings.deadlineGrace) {
                     // Its SIGTERM handler has the grace to clean up and write its last output.
                     due(deadline.adding(settings.deadlineGrace))
-                    waiting[name] = "past its deadline; the command has until \(deadline.adding(settings.deadlineGrace)) to end"
+                    waiting[name.description] = "past its deadline; the command has until \(deadline.adding(settings.deadlineGrace)) to end"
                 } else {
                     // Without a command, reaching maxDuration is the machine's planned end.
                     let phase: InstancePhase = run.manifest.command == nil ? .succeeded : .timedOut
@@ -279,19 +279,19 @@ struct PlanBuilder {
                         actions.append(.clone(run: run.id, instance: instance.id, machine: name, snapshotMachine: source))
                         actions.append(.startRun(run: run.id, instance: instance.id, machine: name))
                     } else {
-                        waiting[name] = "waiting for snapshot \(snapshot) to be ready"
+                        waiting[name.description] = "waiting for snapshot \(snapshot) to be ready"
                     }
                 }
                 return
             }
             if let conflict = Self.conflict(run, instance, machine) {
-                waiting[name] = conflict
+                waiting[name.description] = conflict
                 return
             }
             switch machine.state {
             case .running: actions.append(.startRun(run: run.id, instance: instance.id, machine: name))
             case .stopped: actions.append(.start(machine: name))
-            default: waiting[name] = "machine is \(machine.state)"
+            default: waiting[name.description] = "machine is \(machine.state)"
             }
         case .bootstrapping, .running:
             // A command that ended is judged by its status, wherever its machine is now.
@@ -313,7 +313,7 @@ struct PlanBuilder {
             case .stopped:
                 finish(run, instance, name, .failed, exitCode: nil, reason: "machine stopped before the command ended")
             default:
-                waiting[name] = "machine is \(machine.state)"
+                waiting[name.description] = "machine is \(machine.state)"
             }
         default:
             break

@@ -7,59 +7,59 @@ public protocol Provider: Sendable {
     /// Every machine. Throws rather than ever returning an empty list on failure.
     func list() async throws(ProviderError) -> [ObservedMachine]
     /// Whether a machine exists, asked of it by name (to confirm what a list left out).
-    func exists(name: String) async throws(ProviderError) -> Bool
+    func exists(name: MachineName) async throws(ProviderError) -> Bool
     /// Creates a machine with OrbStack's own options and waits until it runs. A machine of that
     /// name that already exists is adopted (create is idempotent by name).
-    func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError)
+    func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError)
     /// Clones a stopped snapshot machine into a new machine and starts it.
-    func clone(snapshot: String, name: String) async throws(ProviderError)
-    func start(name: String) async throws(ProviderError)
+    func clone(snapshot: MachineName, name: MachineName) async throws(ProviderError)
+    func start(name: MachineName) async throws(ProviderError)
     /// Stops gracefully (so the address is returned), then deletes. Idempotent.
-    func delete(name: String) async throws(ProviderError)
+    func delete(name: MachineName) async throws(ProviderError)
     /// A stopped clone of `source` named `name`.
-    func snapshot(source: String, name: String) async throws(ProviderError)
+    func snapshot(source: MachineName, name: MachineName) async throws(ProviderError)
     /// Stops a machine (never without a name).
-    func stop(name: String) async throws(ProviderError)
+    func stop(name: MachineName) async throws(ProviderError)
     /// Launches the run wrapper inside the machine, detached.
-    func startRun(name: String, payload: RunPayload) async throws(ProviderError)
+    func startRun(name: MachineName, payload: RunPayload) async throws(ProviderError)
     /// Reads the run's status file.
-    func probe(name: String) async throws(ProviderError) -> ProbeResult
+    func probe(name: MachineName) async throws(ProviderError) -> ProbeResult
     /// The run's output (`run.log`) or the bootstrap log, from byte `offset` to its end, whole.
-    func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data
+    func logs(name: MachineName, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data
     /// The machine's address, through the provider's discovery chain.
-    func address(name: String) async throws(ProviderError) -> String?
+    func address(name: MachineName) async throws(ProviderError) -> String?
     /// Unpacks a tar archive into `directory` in the machine (made when missing), as root.
-    func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError)
+    func pushArchive(name: MachineName, archive: Data, to directory: String) async throws(ProviderError)
     /// Writes `data` to the file `path` in the machine (its directory made when missing), as root.
-    func pushFile(name: String, data: Data, to path: String) async throws(ProviderError)
+    func pushFile(name: MachineName, data: Data, to path: String) async throws(ProviderError)
     /// A tar archive of what the absolute globs match in the machine (paths without their
     /// leading `/`), and the globs that matched nothing.
-    func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String])
+    func pullArchive(name: MachineName, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String])
     /// The manifest copy the launch wrote into a running machine (for `repl recover`), or nil
     /// when the machine has none.
-    func manifestCopy(name: String) async throws(ProviderError) -> String?
+    func manifestCopy(name: MachineName) async throws(ProviderError) -> String?
     /// Whether the machine was made isolated (nil when the provider cannot say).
-    func isolation(name: String) async throws(ProviderError) -> Bool?
+    func isolation(name: MachineName) async throws(ProviderError) -> Bool?
     /// This provider with every call to its engine run under `limits`, applied where it meets
     /// the engine (for OrbStack, each orbctl process), so the limits count real calls.
     func limited(by limits: CallLimits) -> any Provider
 }
 
 extension Provider {
-    public func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
+    public func pushArchive(name: MachineName, archive: Data, to directory: String) async throws(ProviderError) {
         throw ProviderError(.failed, "\(capabilities.name) cannot copy files into machines")
     }
-    public func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
+    public func pushFile(name: MachineName, data: Data, to path: String) async throws(ProviderError) {
         throw ProviderError(.failed, "\(capabilities.name) cannot copy files into machines")
     }
-    public func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
+    public func pullArchive(name: MachineName, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
         throw ProviderError(.failed, "\(capabilities.name) cannot copy files out of machines")
     }
 
-    public func isolation(name: String) async throws(ProviderError) -> Bool? { nil }
+    public func isolation(name: MachineName) async throws(ProviderError) -> Bool? { nil }
 
     /// A machine with no options of its own.
-    public func create(name: String, spec: Spec) async throws(ProviderError) {
+    public func create(name: MachineName, spec: Spec) async throws(ProviderError) {
         try await create(name: name, spec: spec, options: .none)
     }
 }

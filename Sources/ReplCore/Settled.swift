@@ -13,15 +13,15 @@ extension Planner {
         controlID: ControlID, now: Date, settleTime: TimeInterval
     ) -> [DesiredRun] {
         var busy: Set<RunID> = []
-        func note(_ machine: String) {
-            if let name = MachineName(parsing: machine), name.controlID == controlID, let run = name.runID { busy.insert(run) }
+        func note(_ name: MachineName?) {
+            if let name, name.controlID == controlID, let run = name.runID { busy.insert(run) }
         }
-        machines.forEach { note($0.name) }
-        plan.waiting.keys.forEach(note)
+        machines.forEach { note(MachineName(parsing: $0.name)) }
+        plan.waiting.keys.forEach { note(MachineName(parsing: $0)) }
         for action in plan.actions {
             if let run = action.instance?.run { busy.insert(run) }
-            action.machine.map(note)
-            action.sourceMachine.map(note)
+            note(action.machine)
+            note(action.sourceMachine)
         }
         let pendingSnapshotSources = Set(desired.snapshots.filter { !$0.deleted && $0.createdAt == nil }.map(\.fromRun))
         let settledBefore = now.addingTimeInterval(-settleTime)

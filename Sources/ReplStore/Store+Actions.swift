@@ -48,9 +48,7 @@ extension Store {
         case let .takeSnapshot(name, _, _):
             try db.execute(sql: "UPDATE snapshots SET created_at = COALESCE(created_at, ?) WHERE name = ?", arguments: [t, name])
         case .delete(let machine, .snapshotDeleted):
-            if let parsed = MachineName(parsing: machine) {
-                try db.execute(sql: "DELETE FROM snapshots WHERE instance_id = ? AND deleted = 1", arguments: [Int64(parsed.instanceID)])
-            }
+            try db.execute(sql: "DELETE FROM snapshots WHERE instance_id = ? AND deleted = 1", arguments: [Int64(machine.instanceID)])
         case .start, .stop, .delete:
             break
         }

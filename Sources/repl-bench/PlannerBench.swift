@@ -31,7 +31,7 @@ enum PlannerBench {
                 machines.append(
                     ObservedMachine(
                         id: ULID.make(at: now.addingTimeInterval(-60), using: &rng),
-                        name: Planner.machineName(settings, run: RunID(UInt64(i + 1)), instance: id), state: .running))
+                        name: Planner.machineName(settings, run: RunID(UInt64(i + 1)), instance: id).description, state: .running))
             }
         }
         var extra = 0

@@ -171,7 +171,7 @@ if section("1c") {
             var next = try fleet.store.desiredState().nextInstanceID
             var actions: [Action] = []
             for run in try fleet.store.desiredState().runs where run.instances.isEmpty {
-                let machine = MachineName(controlID: try fleet.store.controlID(), manifestID: run.id, instanceID: next).description
+                let machine = MachineName(controlID: try fleet.store.controlID(), manifestID: run.id, instanceID: next)
                 actions += [
                     .addInstance(run: run.id, instance: next, generation: 1),
                     .create(run: run.id, instance: next, machine: machine, spec: .defaultSpec),

@@ -250,7 +250,7 @@ struct Converger {
         let many = Self.instanceCount(runs) > 1
         for run in runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
-                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
                 await drain(
                     reader, run: run, instance: instance.id, machine: machine, live: true,
                     prefix: many ? "[\(run.label(instance.id))] " : nil, streamed: streamed)
@@ -265,7 +265,7 @@ struct Converger {
     /// Reads and writes an instance's output from where it was left, a piece at a time, to
     /// its current end.
     func drain(
-        _ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, live: Bool, prefix: String?,
+        _ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: MachineName, live: Bool, prefix: String?,
         streamed: StreamedOutput, final: Bool = false
     ) async {
         while true {
@@ -334,7 +334,7 @@ struct Converger {
             for instance in run.instances where run.wants(instance) {
                 // What was not streamed yet (all of it when the run was quick), read from there on.
                 if wait, !context.json {
-                    let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
+                    let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
                     let many = Self.instanceCount(runs) > 1
                     await drain(
                         reader, run: run, instance: instance.id, machine: machine, live: false,

@@ -35,7 +35,7 @@ final class SimHarness: @unchecked Sendable {
 
     /// Runs the binary; `timeout` kills it (SIGKILL) and reports exit 137. Against a real
     /// orbctl (`ORBCTL_CONFORMANCE`), the test's machine names are mapped to this test's own
-    /// `repl-conformance-…` names on the way in and back on the way out, and `list` shows
+    /// `repl-cnform-…` names on the way in and back on the way out, and `list` shows
     /// only this test's machines: the expectations read the same either way.
     @discardableResult
     func run(_ args: [String], stdin: String? = nil, environment extra: [String: String] = [:], timeout: TimeInterval = 60) async throws -> Output {

@@ -84,9 +84,18 @@ final class ClientHarness: @unchecked Sendable {
     @discardableResult
     func sim(_ args: [String]) async throws -> ProcessResult { try await emulator.sim(args, timeout: 30) }
 
-    /// The machine name a test's short name stands for (its own `repl-conformance-…` name
-    /// against a real orbctl).
-    func n(_ short: String) -> String { emulator.name(short) }
+    /// The machine name a test's short name stands for: a repl machine name (its own
+    /// `repl-cnform-<token>-…` against a real orbctl).
+    func n(_ short: String) -> String {
+        if Conformance.isReal || short.hasPrefix(MachineName.prefix) { return emulator.name(short) }
+        return Conformance.namePrefix + "t-" + short
+    }
+
+    /// The same, as the provider takes it.
+    func m(_ short: String) -> MachineName {
+        guard let name = MachineName(parsing: n(short)) else { preconditionFailure("\(n(short)) is not a repl machine name") }
+        return name
+    }
 
     /// Only this test's machines (against a real orbctl, the user's others are there too).
     func own(_ machines: [ObservedMachine]) -> [ObservedMachine] {

@@ -10,9 +10,9 @@ import Testing
     @Test(arguments: Backend.available)
     func spawnReturnsARunningMachineWithAnAddress(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try await h.provider.create(name: h.n("repl-abc123-1-1"), spec: Spec(distro: "ubuntu", version: "jammy", arch: "amd64"))
+        try await h.provider.create(name: h.m("repl-abc123-1-1"), spec: Spec(distro: "ubuntu", version: "jammy", arch: "amd64"))
         await #expect(try h.state(h.n("repl-abc123-1-1")) == "running")
-        let address = try await h.provider.address(name: h.n("repl-abc123-1-1"))
+        let address = try await h.provider.address(name: h.m("repl-abc123-1-1"))
         #expect(Conformance.isReal ? address != nil : address == "192.168.139.10")
         let m = try #require(try await h.own(h.provider.list()).first)
         #expect(m.version == "jammy" && m.arch == "amd64")
@@ -23,12 +23,12 @@ import Testing
     @Test(.emulatorOnly) func aCreateCostsOneCall() async throws {
         let h = try ClientHarness()
         _ = try await h.sim(["admin", "calls", "--reset"])
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         let calls = try JSONSerialization.jsonObject(with: try await h.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
         #expect(calls?["verbs"] as? [String: Int] == ["create": 1], "\(calls ?? [:])")
         await #expect(try h.state(h.n("m1")) == "running")
         // Adopted: the name exists, so the create fails and info confirms it runs.
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         let again = try JSONSerialization.jsonObject(with: try await h.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
         #expect((again?["verbs"] as? [String: Int])?["info"] ?? 0 >= 1, "\(again ?? [:])")
     }
@@ -36,10 +36,10 @@ import Testing
     @Test(arguments: Backend.available)
     func deleteIsIdempotent(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
-        try await h.provider.delete(name: h.n("m1"))
-        try await h.provider.delete(name: h.n("m1"))
-        try await h.provider.delete(name: h.n("never-existed"))
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
+        try await h.provider.delete(name: h.m("m1"))
+        try await h.provider.delete(name: h.m("m1"))
+        try await h.provider.delete(name: h.m("gone"))
         #expect(try await h.own(h.provider.list()).isEmpty)
     }
 
@@ -47,21 +47,21 @@ import Testing
     func createAdoptsAnExistingMachineOfTheSameName(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
         try await h.sim(["create", "ubuntu", h.n("m1")])
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         #expect(try await h.own(h.provider.list()).map(\.name) == [h.n("m1")])
         // Also when the existing one is stopped: it is started.
         try await h.sim(["stop", h.n("m1")])
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         await #expect(try h.state(h.n("m1")) == "running")
     }
 
     @Test(arguments: Backend.available)
     func aSnapshotEndsStoppedAndAClonedRunStarts(_ backend: Backend) async throws {
         let h = try ClientHarness(backend)
-        try await h.provider.create(name: h.n("src"), spec: .defaultSpec)
-        try await h.provider.snapshot(source: h.n("src"), name: h.n("snap"))
+        try await h.provider.create(name: h.m("src"), spec: .defaultSpec)
+        try await h.provider.snapshot(source: h.m("src"), name: h.m("snap"))
         await #expect(try h.state(h.n("snap")) == "stopped")
-        try await h.provider.clone(snapshot: h.n("snap"), name: h.n("copy"))
+        try await h.provider.clone(snapshot: h.m("snap"), name: h.m("copy"))
         await #expect(try h.state(h.n("copy")) == "running")
     }
 
@@ -114,10 +114,10 @@ import Testing
     @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func addressDiscoveryFallsBackStepByStep() async throws {
         let h = try ClientHarness()
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 1: info's ip4
         try await h.sim(["admin", "fail", "info"])
-        #expect(try await h.client.address(h.n("m1"), resolve: { host in host == "m1.orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
+        #expect(try await h.client.address(h.n("m1"), resolve: { host in host == "\(h.n("m1")).orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
         try await h.sim(["admin", "fail", "info"])
         #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 3: hostname -I
     }
@@ -160,9 +160,9 @@ import Testing
     @Test(.emulatorOnly) func exhaustionIsRecognisedWithTheResetAdvice() async throws {
         let h = try ClientHarness()
         try await h.sim(["admin", "ip-pool", "1"])
-        try await h.provider.create(name: "m1", spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         do {
-            try await h.provider.create(name: "m2", spec: .defaultSpec)
+            try await h.provider.create(name: h.m("m2"), spec: .defaultSpec)
             Issue.record("no exhaustion")
         } catch {
             #expect(error.kind == .addressExhausted && !error.isRetryable)
@@ -217,7 +217,7 @@ import Testing
         let deadline = Date().addingTimeInterval(seconds)
         var last = ProbeResult.unreadable("never read")
         while Date() < deadline {
-            last = try await h.provider.probe(name: name)
+            last = try await h.provider.probe(name: h.m(name))
             if until(last) { return last }
             try await Task.sleep(nanoseconds: 50_000_000)
         }
@@ -227,55 +227,55 @@ import Testing
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
         let h = try ClientHarness()
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         // The command waits for a go-ahead, so the first read cannot race its end.
         let payload = RunPayload(
             command: "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo done; exit 7", bootstrap: nil, env: [:],
             remaining: 60, hold: 0, manifestYAML: "kind: Run\nname: x\n")
-        try await h.provider.startRun(name: h.n("m1"), payload: payload)
-        let first = try await h.provider.probe(name: h.n("m1"))
+        try await h.provider.startRun(name: h.m("m1"), payload: payload)
+        let first = try await h.provider.probe(name: h.m("m1"))
         #expect(first == .running || first == .bootstrapping, "first status read: \(first)")
         _ = try await h.client.run(h.n("m1"), user: "root", ["touch", "/tmp/go"])
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(7))
-        #expect(String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self) == "done\n")
+        #expect(String(decoding: try await h.provider.logs(name: h.m("m1"), bootstrap: false, from: 0), as: UTF8.self) == "done\n")
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func commandBootstrapAndEnvArriveByteForByte() async throws {
         let h = try ClientHarness()
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         let payload = RunPayload(
             command: "printf '%s' \"$HOSTILE\"; printf '\\n---\\n'; cat /tmp/from-bootstrap",
             bootstrap: "printf '%s' '\(Self.hostile.replacingOccurrences(of: "'", with: "'\\''"))' > /tmp/from-bootstrap",
             env: ["HOSTILE": Self.hostile], remaining: nil, hold: 0, manifestYAML: "x")
-        try await h.provider.startRun(name: h.n("m1"), payload: payload)
+        try await h.provider.startRun(name: h.m("m1"), payload: payload)
         _ = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
-        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self)
+        let log = String(decoding: try await h.provider.logs(name: h.m("m1"), bootstrap: false, from: 0), as: UTF8.self)
         #expect(log == Self.hostile + "\n---\n" + Self.hostile)
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
         let h = try ClientHarness()
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         let payload = RunPayload(command: "echo ran", bootstrap: "echo setting up; exit 3", env: [:], remaining: nil, hold: 0, manifestYAML: "x")
-        try await h.provider.startRun(name: h.n("m1"), payload: payload)
+        try await h.provider.startRun(name: h.m("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(0))
-        let boot = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: true, from: 0), as: UTF8.self)
+        let boot = String(decoding: try await h.provider.logs(name: h.m("m1"), bootstrap: true, from: 0), as: UTF8.self)
         #expect(boot == "setting up\nrepl: bootstrap exited 3 (not fatal: the command still runs)\n")
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         // The switch fires 12 s after the deadline, well after the probe below has read `timedout`
         // even on a loaded machine (4 s, then 8 s, were once too little under a parallel load): a
         // probe (`orbctl run`) of a machine already powered off would start it again.
         let payload = RunPayload(command: "sleep 60", bootstrap: nil, env: [:], remaining: 1, hold: 0, manifestYAML: "x", deadlineMargin: 12)
-        try await h.provider.startRun(name: h.n("m1"), payload: payload)
+        try await h.provider.startRun(name: h.m("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { $0 == .timedOut }
         #expect(final == .timedOut)
         // The dead man's switch: a few seconds after the deadline the machine stops itself.
@@ -288,14 +288,14 @@ import Testing
     /// itself (`PATH`, `R`, `T0`, `SH`) cannot break it, and trailing newlines survive (#15).
     @Test(.machineCommands) func envCannotBreakTheWrapperAndArrivesByteForByte() async throws {
         let h = try ClientHarness()
-        try await h.provider.create(name: h.n("m1"), spec: .defaultSpec)
+        try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         let env = ["PATH": "/opt/mytools/bin", "R": "/srv/data", "T0": "0", "SH": "nonsense", "VAL": "two\n\n"]
         let command = "printf '%s|%s|%s|%s|' \"$PATH\" \"$R\" \"$T0\" \"$SH\"; printf '%s' \"$VAL\" | /usr/bin/wc -c"
         let payload = RunPayload(command: command, bootstrap: nil, env: env, remaining: 60, hold: 0, manifestYAML: "x")
-        try await h.provider.startRun(name: h.n("m1"), payload: payload)
+        try await h.provider.startRun(name: h.m("m1"), payload: payload)
         let final = try await waitForStatus(h, h.n("m1")) { if case .exited = $0 { return true } else { return false } }
         #expect(final == .exited(0))
-        let log = String(decoding: try await h.provider.logs(name: h.n("m1"), bootstrap: false, from: 0), as: UTF8.self)
+        let log = String(decoding: try await h.provider.logs(name: h.m("m1"), bootstrap: false, from: 0), as: UTF8.self)
         #expect(log == "/opt/mytools/bin|/srv/data|0|nonsense|5\n")
     }
 

@@ -160,7 +160,7 @@ import Testing
 struct ManagerPacingTests {
     func turn(didSomething: Bool, nextCheck: Date?) -> Manager.Turn {
         var report = TickReport()
-        if didSomething { report.outcomes = [(.start(machine: "m"), nil)] }
+        if didSomething { report.outcomes = [(.start(machine: MachineName(parsing: "repl-ab12cd-1-1")!), nil)] }
         report.plan = Plan(actions: [], machines: [], nextCheck: nextCheck, waiting: [:])
         return .ticked(report)
     }

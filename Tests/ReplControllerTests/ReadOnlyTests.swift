@@ -48,7 +48,7 @@ import Testing
         let calls = try await JSONSerialization.jsonObject(with: w.sim(["admin", "calls", "--json"]).stdout) as? [String: Any]
         #expect(calls?["verbs"] as? [String: Int] == ["list": 1])
         // The machine with a live actor's intent is planning input: nothing is planned on it.
-        #expect(report.plan?.actions.contains { $0.machine == next } == false, "\(report.plan?.actions ?? [])")
+        #expect(report.plan?.actions.contains { $0.machine?.description == next } == false, "\(report.plan?.actions ?? [])")
         #expect(report.plan?.waiting[next] != nil)
     }
 }

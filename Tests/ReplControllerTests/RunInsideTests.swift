@@ -101,37 +101,37 @@ import Testing
         init(_ base: any Provider) { self.base = base }
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
-        func exists(name: String) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
-        func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+        func exists(name: MachineName) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
+        func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError) {
             try await base.create(name: name, spec: spec, options: options)
         }
-        func clone(snapshot: String, name: String) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
-        func start(name: String) async throws(ProviderError) { try await base.start(name: name) }
-        func delete(name: String) async throws(ProviderError) { try await base.delete(name: name) }
+        func clone(snapshot: MachineName, name: MachineName) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
+        func start(name: MachineName) async throws(ProviderError) { try await base.start(name: name) }
+        func delete(name: MachineName) async throws(ProviderError) { try await base.delete(name: name) }
         /// The provider beneath is limited; the calls this one changes stay its own.
         func limited(by limits: CallLimits) -> any Provider {
             base = base.limited(by: limits)
             return self
         }
-        func snapshot(source: String, name: String) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
-        func stop(name: String) async throws(ProviderError) { try await base.stop(name: name) }
-        func probe(name: String) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
-        func pushArchive(name: String, archive: Data, to directory: String) async throws(ProviderError) {
+        func snapshot(source: MachineName, name: MachineName) async throws(ProviderError) { try await base.snapshot(source: source, name: name) }
+        func stop(name: MachineName) async throws(ProviderError) { try await base.stop(name: name) }
+        func probe(name: MachineName) async throws(ProviderError) -> ProbeResult { try await base.probe(name: name) }
+        func pushArchive(name: MachineName, archive: Data, to directory: String) async throws(ProviderError) {
             try await base.pushArchive(name: name, archive: archive, to: directory)
         }
-        func pushFile(name: String, data: Data, to path: String) async throws(ProviderError) {
+        func pushFile(name: MachineName, data: Data, to path: String) async throws(ProviderError) {
             try await base.pushFile(name: name, data: data, to: path)
         }
-        func pullArchive(name: String, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
+        func pullArchive(name: MachineName, globs: [String]) async throws(ProviderError) -> (archive: Data, unmatched: [String]) {
             try await base.pullArchive(name: name, globs: globs)
         }
-        func logs(name: String, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
+        func logs(name: MachineName, bootstrap: Bool, from offset: Int) async throws(ProviderError) -> Data {
             try await base.logs(name: name, bootstrap: bootstrap, from: offset)
         }
-        func address(name: String) async throws(ProviderError) -> String? { try await base.address(name: name) }
-        func manifestCopy(name: String) async throws(ProviderError) -> String? { try await base.manifestCopy(name: name) }
-        func isolation(name: String) async throws(ProviderError) -> Bool? { try await base.isolation(name: name) }
-        func startRun(name: String, payload: RunPayload) async throws(ProviderError) { try await base.startRun(name: name, payload: payload) }
+        func address(name: MachineName) async throws(ProviderError) -> String? { try await base.address(name: name) }
+        func manifestCopy(name: MachineName) async throws(ProviderError) -> String? { try await base.manifestCopy(name: name) }
+        func isolation(name: MachineName) async throws(ProviderError) -> Bool? { try await base.isolation(name: name) }
+        func startRun(name: MachineName, payload: RunPayload) async throws(ProviderError) { try await base.startRun(name: name, payload: payload) }
     }
 
     /// A provider whose first launch happens but is reported as failed (a launch that timed
@@ -145,7 +145,7 @@ import Testing
             self.storePath = storePath
             super.init(base)
         }
-        override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+        override func startRun(name: MachineName, payload: RunPayload) async throws(ProviderError) {
             try await base.startRun(name: name, payload: payload)
             let first = lock.withLock {
                 launches += 1; return launches == 1
@@ -187,11 +187,11 @@ import Testing
             self.cancel = cancel
             super.init(base)
         }
-        override func create(name: String, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+        override func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError) {
             try await base.create(name: name, spec: spec, options: options)
             do { try cancel() } catch { Issue.record("cannot cancel: \(error)") }
         }
-        override func startRun(name: String, payload: RunPayload) async throws(ProviderError) {
+        override func startRun(name: MachineName, payload: RunPayload) async throws(ProviderError) {
             lock.withLock { launches += 1 }
             try await base.startRun(name: name, payload: payload)
         }

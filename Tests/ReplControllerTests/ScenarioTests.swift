@@ -25,7 +25,7 @@ import Testing
         #expect(run.instances.filter(\.retired).count == 2)
         #expect(
             try w.machines().first?.name
-                == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id))
+                == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id).description)
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))

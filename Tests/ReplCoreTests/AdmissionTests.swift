@@ -7,8 +7,8 @@ struct AdmissionTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
     let spec = Spec(distro: "ubuntu", version: "noble", arch: "arm64")
 
-    func create(_ machine: String) -> [Action] { [.create(run: 1, instance: 1, machine: machine, spec: spec)] }
-    func delete(_ machine: String) -> [Action] { [.delete(machine: machine, reason: .orphan)] }
+    func create(_ machine: MachineName) -> [Action] { [.create(run: 1, instance: 1, machine: machine, spec: spec)] }
+    func delete(_ machine: MachineName) -> [Action] { [.delete(machine: machine, reason: .orphan)] }
 
     @Test func backoffDoublesFromTwoSecondsToFiveMinutes() {
         var b: Backoff?
@@ -34,17 +34,19 @@ struct AdmissionTests {
 
     @Test func aMachineBackingOffWaitsAndOthersGo() {
         let backoff = Backoff(attempts: 1, nextAttempt: now.addingTimeInterval(2), lastError: "boom")
-        let admission = Admission(backoffs: ["a": backoff], breaker: .closed)
+        let admission = Admission(backoffs: ["repl-ab12cd-1-a": backoff], breaker: .closed)
         #expect(
-            admission.admit([create("a"), create("b"), delete("a")], now: now)
+            admission.admit([create("repl-ab12cd-1-a"), create("repl-ab12cd-1-b"), delete("repl-ab12cd-1-a")], now: now)
                 == [.defer("retrying after 3 s: boom"), .run, .defer("retrying after 3 s: boom")])
         // Once its time has come, it goes.
-        #expect(admission.admit([create("a")], now: now.addingTimeInterval(2)) == [.run])
+        #expect(admission.admit([create("repl-ab12cd-1-a")], now: now.addingTimeInterval(2)) == [.run])
     }
 
     @Test func anOpenBreakerHoldsBackOnlyWhatTakesAnAddress() {
         let admission = Admission(backoffs: [:], breaker: Admission.trip(.closed, message: "x", now: now))
-        let verdicts = admission.admit([create("a"), delete("b"), [.start(machine: "c")], [.stop(machine: "d")]], now: now)
+        let verdicts = admission.admit(
+            [create("repl-ab12cd-1-a"), delete("repl-ab12cd-1-b"), [.start(machine: "repl-ab12cd-1-c")], [.stop(machine: "repl-ab12cd-1-d")]],
+            now: now)
         #expect(verdicts.map { $0 == .run } == [false, true, false, true])
         if case .defer(let why) = verdicts[0] { #expect(why.hasPrefix("circuit breaker open")) } else { Issue.record("not deferred") }
     }
@@ -54,25 +56,25 @@ struct AdmissionTests {
     @Test func aHalfOpenBreakerLetsOneCreateThrough() {
         let breaker = Admission.trip(.closed, message: "x", now: now.addingTimeInterval(-31))
         let backoff = Backoff(attempts: 1, nextAttempt: now.addingTimeInterval(2), lastError: "boom")
-        let admission = Admission(backoffs: ["a": backoff], breaker: breaker)
+        let admission = Admission(backoffs: ["repl-ab12cd-1-a": backoff], breaker: breaker)
         #expect(
-            admission.admit([create("a"), delete("x"), create("b"), create("c")], now: now)
+            admission.admit([create("repl-ab12cd-1-a"), delete("repl-ab12cd-1-x"), create("repl-ab12cd-1-b"), create("repl-ab12cd-1-c")], now: now)
                 == [.defer("retrying after 3 s: boom"), .run, .run, .defer("circuit breaker half-open: one create at a time")])
-        #expect(Admission(backoffs: [:], breaker: .closed).admit([create("b"), create("c")], now: now) == [.run, .run])
+        #expect(Admission(backoffs: [:], breaker: .closed).admit([create("repl-ab12cd-1-b"), create("repl-ab12cd-1-c")], now: now) == [.run, .run])
     }
 
     /// `isRetryable` decides between a backoff and ending the tick; exhaustion is the breaker's.
     @Test func aFailureBacksOffEndsTheTickOrTripsTheBreaker() {
-        let admission = Admission(backoffs: ["m": Backoff(attempts: 2, nextAttempt: now, lastError: "old")], breaker: .closed)
+        let admission = Admission(backoffs: ["repl-ab12cd-1-m": Backoff(attempts: 2, nextAttempt: now, lastError: "old")], breaker: .closed)
         for kind in [ProviderError.Kind.timedOut, .failed, .malformedOutput, .alreadyExists, .notFound] {
             #expect(
-                admission.reaction(to: ProviderError(kind, "boom"), machine: "m", now: now)
+                admission.reaction(to: ProviderError(kind, "boom"), machine: "repl-ab12cd-1-m", now: now)
                     == .backOff(Backoff(attempts: 3, nextAttempt: now.addingTimeInterval(8), lastError: ProviderError(kind, "boom").description)))
         }
         #expect(
-            admission.reaction(to: ProviderError(.unavailable, "gone"), machine: "m", now: now)
+            admission.reaction(to: ProviderError(.unavailable, "gone"), machine: "repl-ab12cd-1-m", now: now)
                 == .endTick(ProviderError(.unavailable, "gone").description))
-        #expect(admission.reaction(to: ProviderError(.addressExhausted, "missing IP address"), machine: "m", now: now) == .exhaustion)
-        #expect(admission.reaction(to: ProviderError(.heldBack, "later"), machine: "m", now: now) == .none)
+        #expect(admission.reaction(to: ProviderError(.addressExhausted, "missing IP address"), machine: "repl-ab12cd-1-m", now: now) == .exhaustion)
+        #expect(admission.reaction(to: ProviderError(.heldBack, "later"), machine: "repl-ab12cd-1-m", now: now) == .none)
     }
 }

@@ -30,11 +30,19 @@ struct PlanWorld {
     }
 
     func name(_ run: RunID, _ instance: InstanceID) -> String {
+        Planner.machineName(settings, run: run, instance: instance).description
+    }
+
+    func machine(_ run: RunID, _ instance: InstanceID) -> MachineName {
         Planner.machineName(settings, run: run, instance: instance)
     }
 
-    func name(snapshot: SnapshotID, _ instance: InstanceID) -> String {
+    func machine(snapshot: SnapshotID, _ instance: InstanceID) -> MachineName {
         Planner.machineName(settings, snapshot: snapshot, instance: instance)
+    }
+
+    func name(snapshot: SnapshotID, _ instance: InstanceID) -> String {
+        Planner.machineName(settings, snapshot: snapshot, instance: instance).description
     }
 
     var probes: [String: ProbeResult] {
@@ -77,15 +85,15 @@ struct PlanWorld {
             case let .retireInstance(run, instance, _):
                 update(run, instance) { $0.retired = true }
             case let .create(run, instance, machine, _), let .clone(run, instance, machine, _):
-                newMachine(machine, .running)
+                newMachine(machine.description, .running)
                 let now = self.now
                 update(run, instance) {
                     $0.phase = .provisioning; $0.createdAt = now
                 }
             case let .start(machine):
-                if let i = machines.firstIndex(where: { $0.name == machine }) { machines[i].state = .running }
+                if let i = machines.firstIndex(where: { $0.name == machine.description }) { machines[i].state = .running }
             case let .stop(machine):
-                if let i = machines.firstIndex(where: { $0.name == machine }) { machines[i].state = .stopped }
+                if let i = machines.firstIndex(where: { $0.name == machine.description }) { machines[i].state = .stopped }
             case let .startRun(run, instance, _):
                 let now = self.now
                 update(run, instance) {
@@ -102,9 +110,9 @@ struct PlanWorld {
             case let .collectLogs(run, instance, _):
                 update(run, instance) { $0.logsCollected = true }
             case let .delete(machine, _):
-                machines.removeAll { $0.name == machine }
+                machines.removeAll { $0.name == machine.description }
             case let .takeSnapshot(snapshot, _, machine):
-                newMachine(machine, .stopped)
+                newMachine(machine.description, .stopped)
                 if let i = desired.snapshots.firstIndex(where: { $0.name == snapshot }) { desired.snapshots[i].createdAt = now }
             }
         }

@@ -93,7 +93,7 @@ struct PlannerPropertyTests {
             let plan = world.plan()
             let observed = Dictionary(world.machines.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for action in plan.actions {
-                for name in [action.machine, action.sourceMachine].compactMap({ $0 }) {
+                for name in [action.machine, action.sourceMachine].compactMap({ $0?.description }) {
                     if case .delete(_, .foreign) = action {
                         #expect(world.settings.includeForeign, "foreign deletion while switched off: \(action)")
                         #expect(MachineName(parsing: name) != nil, "deleting an unmanaged machine: \(action)")
@@ -101,10 +101,10 @@ struct PlannerPropertyTests {
                         #expect(Self.isOurs(name), "\(action) targets \(name), which is not ours")
                     }
                     #expect(
-                        !world.inFlight.contains(name) || action.sourceMachine == name && !action.isDestructive,
+                        !world.inFlight.contains(name) || action.sourceMachine?.description == name && !action.isDestructive,
                         "\(action) touches a machine with an open intent")
                 }
-                if action.isDestructive, let name = action.machine {
+                if action.isDestructive, let name = action.machine?.description {
                     #expect(observed[name] != nil, "\(action) targets a machine that is not in the list")
                     #expect(!world.settings.whitelist.contains(name), "\(action) deletes a whitelisted machine")
                 }
@@ -138,7 +138,7 @@ struct PlannerPropertyTests {
             let observed = Dictionary(world.machines.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for case let .delete(name, reason) in world.plan().actions where reason == .orphan || reason == .foreign {
                 deletions += 1
-                let created = observed[name]?.createdAt
+                let created = observed[name.description]?.createdAt
                 #expect(created != nil, "\(name) has no readable age but was deleted")
                 if let created { #expect(world.now.timeIntervalSince(created) >= world.settings.orphanGrace.seconds) }
             }

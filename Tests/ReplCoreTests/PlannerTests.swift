@@ -257,12 +257,13 @@ struct PlannerTests {
             snapshots: [DesiredSnapshot(id: 2, name: "snap", fromRun: "base", instanceID: 50)])
         // Step 1: the base is created; the snapshot and the clone wait.
         let base = w.name(1, 51), snapshot = w.name(2, 50), clone = w.name(3, 52)
+        let baseMachine = w.machine(1, 51)
         let first = w.plan()
-        #expect(first.actions.contains(.create(run: 1, instance: 51, machine: base, spec: Self.spec)))
+        #expect(first.actions.contains(.create(run: 1, instance: 51, machine: baseMachine, spec: Self.spec)))
         #expect(!first.actions.contains { if case .clone = $0 { return true } else { return false } })
         #expect(first.waiting[snapshot] == "waiting for run base to have an instance")
         #expect(first.waiting[clone] == "waiting for snapshot snap to be ready")
-        #expect(first.actions.contains(.startRun(run: 1, instance: 51, machine: base)))
+        #expect(first.actions.contains(.startRun(run: 1, instance: 51, machine: baseMachine)))
         w.apply(first.actions)
         // Step 2: the base machine runs but has not finished bootstrapping: still no snapshot.
         let second = w.plan()

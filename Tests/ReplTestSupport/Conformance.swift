@@ -6,7 +6,7 @@ import Testing
 /// contract suite run against that orbctl instead (OrbStack's own, on a Mac), so that every
 /// fact the emulator models is checked against the real thing. Tests that check the emulator
 /// itself (its `admin` commands, its internals) are skipped there. Every machine made is named
-/// `repl-conformance-<token>-…` and deleted after its test; nothing else is touched.
+/// `repl-cnform-<token>-…` and deleted after its test; nothing else is touched.
 public enum Conformance {
     /// The real orbctl under test, or nil (the emulator).
     public static let realOrbctl: String? = {
@@ -16,11 +16,13 @@ public enum Conformance {
 
     public static var isReal: Bool { realOrbctl != nil }
 
-    /// The prefix of every machine a conformance run makes.
-    public static let namePrefix = "repl-conformance-"
+    /// The prefix of every machine a conformance run makes: names of the reserved control id
+    /// `cnform`, so that they parse as repl machine names (the provider takes nothing else). An
+    /// installation draws that id with odds of 1 in 36^6.
+    public static let namePrefix = "repl-cnform-"
 
-    /// Test machine names (`m1`, `src`, …) map to `repl-conformance-<token>-NAME` against a
-    /// real orbctl, and to themselves against the emulator.
+    /// Test machine names (`m1`, `src`, …) map to `repl-cnform-<token>-NAME` against a real
+    /// orbctl, and to themselves against the emulator.
     public static func machineName(_ short: String, token: String) -> String {
         guard isReal, !short.hasPrefix(namePrefix) else { return short }
         return namePrefix + token + "-" + short
@@ -28,7 +30,9 @@ public enum Conformance {
 
     /// A token for one test's machines.
     public static func newToken() -> String {
-        String((0..<6).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
+        // Canonical base 36 (no leading zero): it is the names' manifest id.
+        String("abcdefghijklmnopqrstuvwxyz".randomElement()!)
+            + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
     }
 
     /// Deletes every machine named with `prefix` (by name, with `delete -f`: by id crashes

@@ -87,7 +87,8 @@ struct PlanPrinter {
         let plan = report.plan!
         var lines: [String] = []
         var items: [[String: Any]] = []
-        func add(_ sign: String, _ verb: String, _ what: String, _ why: String, fields: [String] = []) {
+        func add(_ sign: String, _ verb: String, _ what: CustomStringConvertible, _ why: String, fields: [String] = []) {
+            let what = what.description
             lines.append("\(sign) \(verb) \(what)  (\(why))" + fields.map { "\n    \($0)" }.joined())
             items.append(["action": verb, "target": what, "reason": why, "fields": fields])
         }
@@ -124,7 +125,7 @@ struct PlanPrinter {
         func start(_ id: RunID) -> String { runs.first { $0.run.id == id }?.run.manifest.command == nil ? "bootstrap it" : "start its command" }
         // A machine made and started in one go is one line.
         let made = Set(
-            plan.actions.compactMap { action -> String? in
+            plan.actions.compactMap { action -> MachineName? in
                 switch action {
                 case .create(_, _, let m, _), .clone(_, _, let m, _): return m;
                 default: return nil

@@ -10,7 +10,7 @@ import ReplStore
 struct InstanceTarget {
     let record: RunRecord
     let instance: InstanceState
-    let machine: String
+    let machine: MachineName
 
     /// The instance N names (1, 2, … within the run), else the run's first live one. A run that
     /// has no machine up (finished, cancelled, not yet started) is one line, exit 2.
@@ -24,7 +24,7 @@ struct InstanceTarget {
         }
         var candidates = run.instances.filter { run.wants($0) }.sorted { $0.id < $1.id }
         if let number { candidates = [try Context.instance(number, of: run)] }
-        func machine(_ i: InstanceState) -> String { MachineName(controlID: cid, manifestID: run.id, instanceID: i.id).description }
+        func machine(_ i: InstanceState) -> MachineName { MachineName(controlID: cid, manifestID: run.id, instanceID: i.id) }
         // Up: its machine was made and its run launched, and it has not ended; else one that
         // ended but whose machine is still there (held).
         if let live = candidates.first(where: { $0.phase >= .bootstrapping && !$0.phase.isTerminal }) {
@@ -82,7 +82,7 @@ struct Exec: AsyncParsableCommand {
         }
         let target = try await InstanceTarget.resolve(target, context: context)
         let (orbctl, environment) = try context.orbctlCommand()
-        let arguments = orbctl.prefix + ["run", "-m", target.machine] + (user.map { ["-u", $0] } ?? []) + command
+        let arguments = orbctl.prefix + ["run", "-m", target.machine.description] + (user.map { ["-u", $0] } ?? []) + command
         Console.finish()
         let why = Platform.replaceProcess(orbctl.executable, arguments, environment: environment)
         throw CLIError.orbctl("cannot start orbctl: \(why)")

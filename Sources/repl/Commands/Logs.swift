@@ -23,7 +23,7 @@ struct Logs: AsyncParsableCommand {
     /// The byte offset where an output's last `lines` lines begin, reading it a piece at a time
     /// and keeping only the offsets of the last line starts (a log of any size).
     static func tailOffset(
-        _ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: String, bootstrap: Bool,
+        _ reader: LogReader, run: DesiredRun, instance: InstanceID, machine: MachineName, bootstrap: Bool,
         lines: Int
     ) async throws -> Int {
         // More lines than any output can have is all of it (and no overflow below).
@@ -65,7 +65,7 @@ struct Logs: AsyncParsableCommand {
         var first = true
         for record in records {
             for instance in record.run.instances where instance.generation == record.run.generation && instance.startedAt != nil {
-                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
+                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id)
                 var offset = 0
                 if let tail {
                     offset = try await Self.tailOffset(
@@ -146,7 +146,7 @@ struct Logs: AsyncParsableCommand {
             for instance in instances {
                 // Only what is new since the last read: from the collected log, the host channel,
                 // or (a machine without the channel, still running) the machine itself.
-                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description
+                let machine = MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id)
                 // A piece at a time (8 MiB), so a log of any size is printed without holding it.
                 // --tail: where the last N lines begin, found on the first read.
                 if let tail, printed[instance.id] == nil, !context.json {

@@ -71,14 +71,14 @@ struct Recover: AsyncParsableCommand {
         var kept: [(name: String, why: String)] = []
         for (machine, name) in mine {
             guard let runID = name.runID, machine.state == .running,
-                let text = try? await provider.manifestCopy(name: machine.name), let parsed = ManifestCopy.read(text),
+                let text = try? await provider.manifestCopy(name: name), let parsed = ManifestCopy.read(text),
                 parsed.runID == runID
             else {
                 kept.append((machine.name, "its manifest could not be read"))
                 continue
             }
             // An isolated machine's copy may not ask for a machine that is not, nor for the host's files.
-            let isolated = try? await provider.isolation(name: machine.name)
+            let isolated = try? await provider.isolation(name: name)
             if let isolated, isolated != parsed.manifest.options.isolated {
                 kept.append((machine.name, "its manifest says isolated: \(parsed.manifest.options.isolated), the machine is not so"))
                 continue
@@ -89,7 +89,7 @@ struct Recover: AsyncParsableCommand {
             }
             // The host channel keeps the status with its exit code (no orbctl call); else the machine.
             var status = StatusChannel(directory: context.channelDirectory).status(machine.name)
-            if status == nil { status = try? await provider.probe(name: machine.name) }
+            if status == nil { status = try? await provider.probe(name: name) }
             let phase: InstancePhase
             var exitCode: Int?
             if case .exited(let code)? = status { exitCode = code }

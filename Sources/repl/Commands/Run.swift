@@ -257,12 +257,12 @@ struct RunStatus: AsyncParsableCommand {
         guard let cid else { return [:] }
         let live = records.flatMap { r in
             r.run.instances.filter { !$0.retired && !seen.seen(r.run, $0).phase.isTerminal && $0.phase >= .provisioning }
-                .map { MachineName(controlID: cid, manifestID: r.run.id, instanceID: $0.id).description }
+                .map { MachineName(controlID: cid, manifestID: r.run.id, instanceID: $0.id) }
         }
         guard !live.isEmpty, let provider = try? await context.provider(checkVersion: false) else { return [:] }
         var out: [String: String] = [:]
         for machine in live.prefix(50) {
-            if let address = try? await provider.address(name: machine) { out[machine] = address }
+            if let address = try? await provider.address(name: machine) { out[machine.description] = address }
         }
         return out
     }

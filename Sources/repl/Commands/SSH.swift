@@ -23,7 +23,7 @@ struct SSH: AsyncParsableCommand {
         try checkUser(user)
         let target = try await InstanceTarget.resolve(target, context: context)
         let home = context.environment["HOME"] ?? NSHomeDirectory()
-        let arguments = OrbStackSSH.arguments(machine: target.machine, user: user, home: home) + more
+        let arguments = OrbStackSSH.arguments(machine: target.machine.description, user: user, home: home) + more
         Console.finish()
         let why = Platform.replaceProcess("ssh", arguments, environment: context.environment)
         throw CLIError.failure("cannot start ssh: \(why)")

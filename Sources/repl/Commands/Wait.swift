@@ -102,11 +102,11 @@ struct Wait: AsyncParsableCommand {
         }
         var answers: [(String, Answer)] = []
         for machine in machines {
-            guard listed.contains(where: { $0.name == machine && $0.state == .running }) else {
+            guard let name = MachineName(parsing: machine), listed.contains(where: { $0.name == machine && $0.state == .running }) else {
                 answers.append((machine, .notRunning))
                 continue
             }
-            answers.append((machine, (try? await provider.probe(name: machine)).map(Answer.said) ?? .silent))
+            answers.append((machine, (try? await provider.probe(name: name)).map(Answer.said) ?? .silent))
         }
         return answers
     }

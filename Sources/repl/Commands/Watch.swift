@@ -155,7 +155,8 @@ struct WatchLoop {
                 // One `info` per machine, once, for its address.
                 for m in report.plan?.machines ?? [] where m.machineClass == .owned && m.machine.state == .running && addresses[m.machine.name] == nil
                 {
-                    addresses[m.machine.name] = (try? await controller.provider.address(name: m.machine.name)) ?? "-"
+                    guard let name = m.name else { continue }
+                    addresses[m.machine.name] = (try? await controller.provider.address(name: name)) ?? "-"
                 }
                 let snapshot = try self.snapshot(report: report, ticks: ticks, addresses: addresses)
                 terminal.draw { w, h in WatchView.render(snapshot, width: w, height: h, colour: true) }
