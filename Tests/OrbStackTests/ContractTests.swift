@@ -117,7 +117,9 @@ import Testing
         try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
         #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 1: info's ip4
         try await h.sim(["admin", "fail", "info"])
-        #expect(try await h.client.address(h.n("m1"), resolve: { host in host == "\(h.n("m1")).orb.local" ? "10.9.8.7" : nil }) == "10.9.8.7")  // 2: DNS
+        // 2: DNS
+        let dns = "\(h.n("m1")).orb.local"
+        #expect(try await h.client.address(h.n("m1"), resolve: { host in host == dns ? "10.9.8.7" : nil }) == "10.9.8.7")
         try await h.sim(["admin", "fail", "info"])
         #expect(try await h.client.address(h.n("m1"), resolve: { _ in nil }) == "192.168.139.10")  // 3: hostname -I
     }
