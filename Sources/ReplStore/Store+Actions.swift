@@ -65,8 +65,9 @@ extension Store {
                     FROM runs JOIN instances ON instances.run_id = runs.id WHERE runs.id = ? AND instances.id = ?
                     """, arguments: [Int64(run), Int64(instance)])
             guard let row else { return false }
-            return (row["cancelled"] as Int) == 0 && (row["deleted"] as Int) == 0 && (row["retired"] as Int) == 0
-                && (row["run_generation"] as Int) == (row["generation"] as Int)
+            let c = Cells(row: row, what: "instance \(Base36.encode(instance))")
+            return try c.int("cancelled") == 0 && c.int("deleted") == 0 && c.int("retired") == 0
+                && c.int("run_generation") == c.int("generation")
         }
     }
 
@@ -82,9 +83,7 @@ extension Store {
             try Store.record(action, in: db, at: now)
             try db.execute(sql: "DELETE FROM intents WHERE id = ?", arguments: [intent])
             try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine])
-            try db.execute(
-                sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
-                arguments: [now.timeIntervalSince1970, kind, machine, action.instance.map { Int64($0.run) }, "\(action)"])
+            try EventRecord(StoreEvent(at: now, kind: kind, machine: machine, runID: action.instance?.run, message: "\(action)")).insert(db)
         }
     }
 
@@ -111,7 +110,10 @@ extension Store {
                 WHERE runs.archived = 0 AND instances.last_probe_at IS NOT NULL
                 """
             for row in try Row.fetchAll(db, sql: sql) {
-                out[InstanceID(row["id"] as Int64)] = Date(timeIntervalSince1970: row["last_probe_at"])
+                let c = Cells(
+                    row: row,
+                    what: "instance \(Int64.fromDatabaseValue(row["id"] as DatabaseValue).map { Base36.encode(UInt64(bitPattern: $0)) } ?? "?")")
+                out[InstanceID(try c.int64("id"))] = try c.requiredDate("last_probe_at")
             }
             return out
         }
@@ -122,10 +124,7 @@ extension Store {
     /// Records an intent before the orbctl call; returns its id.
     public func openIntent(machine: String, action: String, pid: Int32 = getpid(), now: Date = Date()) throws(StoreError) -> Int64 {
         try write { db in
-            try db.execute(
-                sql: "INSERT INTO intents (machine, action, pid, at) VALUES (?, ?, ?, ?)",
-                arguments: [machine, action, Int64(pid), now.timeIntervalSince1970])
-            return db.lastInsertedRowID
+            try Intent(machine: machine, action: action, pid: pid, at: now).inserted(db).id
         }
     }
 
@@ -134,9 +133,7 @@ extension Store {
     }
 
     /// Intents left open (by a process that crashed or is still acting).
-    public func openIntents() throws(StoreError) -> [(id: Int64, machine: String, action: String, pid: Int32)] {
-        try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM intents ORDER BY id").map { ($0["id"], $0["machine"], $0["action"], Int32($0["pid"] as Int64)) }
-        }
+    public func openIntents() throws(StoreError) -> [Intent] {
+        try read { db in try Intent.fetchAll(db, sql: "SELECT * FROM intents ORDER BY id") }
     }
 }

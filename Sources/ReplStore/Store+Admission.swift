@@ -9,9 +9,7 @@ extension Store {
 
     public func event(_ kind: String, machine: String? = nil, run: RunID? = nil, _ message: String, now: Date = Date()) {
         _ = try? write { db in
-            try db.execute(
-                sql: "INSERT INTO events (at, kind, machine, run_id, message) VALUES (?, ?, ?, ?, ?)",
-                arguments: [now.timeIntervalSince1970, kind, machine, run.map { Int64($0) }, message])
+            try EventRecord(StoreEvent(at: now, kind: kind, machine: machine, runID: run, message: message)).insert(db)
             try Store.pruneEvents(db, now: now)
         }
     }
@@ -29,21 +27,15 @@ extension Store {
     public func events(limit: Int = 50, run: RunID? = nil) throws(StoreError) -> [StoreEvent] {
         try read { db in
             let filter = run.map { "WHERE run_id = \(Int64($0))" } ?? ""
-            return try Row.fetchAll(db, sql: "SELECT * FROM events \(filter) ORDER BY id DESC LIMIT ?", arguments: [limit]).reversed().map {
-                StoreEvent(
-                    at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"], machine: $0["machine"],
-                    runID: ($0["run_id"] as Int64?).map { RunID($0) }, message: $0["message"])
-            }
+            return try EventRecord.fetchAll(db, sql: "SELECT * FROM events \(filter) ORDER BY id DESC LIMIT ?", arguments: [limit]).reversed()
+                .map(\.event)
         }
     }
 
     public func backoffs() throws(StoreError) -> [String: Backoff] {
         try read { db in
             var out: [String: Backoff] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM backoff") {
-                out[row["machine"]] = Backoff(
-                    attempts: row["attempts"], nextAttempt: Date(timeIntervalSince1970: row["next_at"]), lastError: row["last_error"])
-            }
+            for record in try BackoffRecord.fetchAll(db) { out[record.machine] = record.backoff }
             return out
         }
     }
@@ -51,9 +43,7 @@ extension Store {
     /// Records a machine's backoff (``Admission`` decides it).
     public func saveBackoff(machine: String, _ backoff: Backoff) throws(StoreError) {
         try write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO backoff (machine, attempts, next_at, last_error) VALUES (?, ?, ?, ?)",
-                arguments: [machine, backoff.attempts, backoff.nextAttempt.timeIntervalSince1970, backoff.lastError])
+            try BackoffRecord(machine: machine, backoff).insert(db, onConflict: .replace)
         }
     }
 
@@ -63,22 +53,14 @@ extension Store {
 
     public func breaker() throws(StoreError) -> Breaker {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1") else { return .closed }
-            return Breaker(
-                openUntil: Store.date(row, "open_until"), failures: row["failures"], message: row["message"],
-                trippedAt: Store.date(row, "tripped_at"))
+            try BreakerRecord.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1")?.breaker ?? .closed
         }
     }
 
     /// Records the breaker (``Admission`` trips it).
     public func saveBreaker(_ breaker: Breaker) throws(StoreError) {
         try write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO breaker (id, open_until, failures, message, tripped_at) VALUES (1, ?, ?, ?, ?)",
-                arguments: [
-                    breaker.openUntil?.timeIntervalSince1970, breaker.failures, breaker.message,
-                    breaker.trippedAt?.timeIntervalSince1970,
-                ])
+            try BreakerRecord(breaker).insert(db, onConflict: .replace)
         }
     }
 
@@ -88,18 +70,16 @@ extension Store {
 
     public func whitelist(now: Date = Date()) throws(StoreError) -> [(name: String, reason: String, expires: Date?)] {
         try read { db in
-            try Row.fetchAll(
-                db, sql: "SELECT * FROM whitelist WHERE expires_at IS NULL OR expires_at > ? ORDER BY name", arguments: [now.timeIntervalSince1970]
-            )
-            .map { ($0["name"], $0["reason"], Store.date($0, "expires_at")) }
+            // Every row is read (a damaged one is named, not skipped): which are in force is decided here.
+            try WhitelistRecord.fetchAll(db, sql: "SELECT * FROM whitelist ORDER BY name")
+                .filter { $0.expires.map { $0 > now } ?? true }
+                .map { ($0.name, $0.reason, $0.expires) }
         }
     }
 
     public func addToWhitelist(_ name: String, reason: String, expires: Date?) throws(StoreError) {
         try write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO whitelist (name, reason, expires_at) VALUES (?, ?, ?)",
-                arguments: [name, reason, expires?.timeIntervalSince1970])
+            try WhitelistRecord(name: name, reason: reason, expires: expires).insert(db, onConflict: .replace)
         }
     }
 

@@ -94,31 +94,28 @@ extension Store {
     /// cannot judge (another container, another PID namespace) keeps it until it expires.
     public func acquireLease(holder: String, duration: TimeInterval = 300, now: Date = Date()) throws(StoreError) -> LeaseHolder? {
         try write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1"), let other = Store.otherHolder(row, now: now) {
+            if let lease = try LeaseRecord.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1"), let other = Store.otherHolder(lease, now: now) {
                 return other
             }
-            let me = Store.identity
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                arguments: [holder, Int64(getpid()), now.timeIntervalSince1970 + duration, Store.token, me?.boot, me?.namespace, me?.start])
+            try LeaseRecord(holder: holder, pid: getpid(), expiresAt: now.addingTimeInterval(duration), token: Store.token, identity: Store.identity)
+                .insert(db, onConflict: .replace)
             return nil
         }
     }
 
     /// The holder a lease row names, unless it is this process, has expired, or is proven dead.
-    static func otherHolder(_ row: Row, now: Date) -> LeaseHolder? {
-        let pid = Int32(row["pid"] as Int64)
-        let expires = Date(timeIntervalSince1970: row["expires_at"])
-        let holder = LeaseHolder(holder: row["holder"], pid: pid, expiresAt: expires)
-        guard expires > now else { return nil }
-        guard let token = row["token"] as String? else {
+    static func otherHolder(_ lease: LeaseRecord, now: Date) -> LeaseHolder? {
+        let pid = lease.pid
+        let holder = lease.holding
+        guard lease.expiresAt > now else { return nil }
+        guard let token = lease.token else {
             // A lease written before holders had identities: judged by its pid alone.
             return pid != getpid() && isAlive(pid) ? holder : nil
         }
         if token == Store.token { return nil }
-        guard let me = identity, row["boot"] as String? == me.boot, row["namespace"] as String? == me.namespace else { return holder }
+        guard let me = identity, lease.boot == me.boot, lease.namespace == me.namespace else { return holder }
         guard let theirs = Platform.identity(of: pid) else { return nil }  // no such process: dead
-        return theirs.start == row["started"] as String? ? holder : nil  // another start: the pid was reused
+        return theirs.start == lease.started ? holder : nil  // another start: the pid was reused
     }
 
     public func releaseLease() {
@@ -131,12 +128,11 @@ extension Store {
     /// Who holds the lease now (this process included), if anyone does.
     public func leaseHolder(now: Date = Date()) throws(StoreError) -> LeaseHolder? {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") else { return nil }
-            if row["token"] as String? == Store.token {
-                let expires = Date(timeIntervalSince1970: row["expires_at"])
-                return expires > now ? LeaseHolder(holder: row["holder"], pid: getpid(), expiresAt: expires) : nil
+            guard let lease = try LeaseRecord.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") else { return nil }
+            if lease.token == Store.token {
+                return lease.expiresAt > now ? LeaseHolder(holder: lease.holder, pid: getpid(), expiresAt: lease.expiresAt) : nil
             }
-            return Store.otherHolder(row, now: now)
+            return Store.otherHolder(lease, now: now)
         }
     }
 

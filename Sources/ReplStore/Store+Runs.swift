@@ -80,16 +80,17 @@ extension Store {
                 if let row = try Row.fetchOne(
                     db, sql: "SELECT id, manifest, fingerprint, generation, cancelled, deleted FROM runs WHERE name = ?", arguments: [run.name])
                 {
-                    let id: Int64 = row["id"]
-                    let generation: Int = row["generation"]
-                    let revived = (row["cancelled"] as Int) != 0 || (row["deleted"] as Int) != 0
-                    if row["fingerprint"] as String != fingerprint || revived {
+                    let c = Cells(row: row, what: "run \(run.name)")
+                    let id = try c.int64("id")
+                    let generation = try c.int("generation")
+                    let revived = try c.int("cancelled") != 0 || c.int("deleted") != 0
+                    if try c.string("fingerprint") != fingerprint || revived {
                         try db.execute(
                             sql:
                                 "UPDATE runs SET manifest = ?, fingerprint = ?, generation = ?, cancelled = 0, deleted = 0, updated_at = ?, \(Store.touched) WHERE id = ?",
                             arguments: [json, fingerprint, generation + 1, now.timeIntervalSince1970, id])
                         changes.append(.replaced(run.name, generation: generation + 1))
-                    } else if row["manifest"] as String != json {
+                    } else if try c.string("manifest") != json {
                         try db.execute(
                             sql: "UPDATE runs SET manifest = ?, updated_at = ?, \(Store.touched) WHERE id = ?",
                             arguments: [json, now.timeIntervalSince1970, id])
@@ -107,8 +108,9 @@ extension Store {
             }
             for snap in set.snapshots {
                 if let row = try Row.fetchOne(db, sql: "SELECT id, deleted FROM snapshots WHERE name = ?", arguments: [snap.name]) {
-                    if (row["deleted"] as Int) == 0 { changes.append(.unchanged(snap.name)); continue }
-                    try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row["id"] as Int64])
+                    let c = Cells(row: row, what: "snapshot \(snap.name)")
+                    if try c.int("deleted") == 0 { changes.append(.unchanged(snap.name)); continue }
+                    try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [try c.int64("id")])
                 }
                 let id = try Store.next(db, "manifest")
                 let instance = try Store.next(db, "instance")
@@ -197,10 +199,16 @@ extension Store {
         }
 
         func int64(_ column: String) throws(StoreError) -> Int64 { try required(column, Int64.self) }
+        func optionalInt64(_ column: String) throws(StoreError) -> Int64? { try optional(column, Int64.self) }
+        func int32(_ column: String) throws(StoreError) -> Int32 { try required(column, Int32.self) }
         func int(_ column: String) throws(StoreError) -> Int { try required(column, Int.self) }
         func optionalInt(_ column: String) throws(StoreError) -> Int? { try optional(column, Int.self) }
         func string(_ column: String) throws(StoreError) -> String { try required(column, String.self) }
         func optionalString(_ column: String) throws(StoreError) -> String? { try optional(column, String.self) }
+        func requiredDate(_ column: String) throws(StoreError) -> Date {
+            guard let date = try date(column) else { throw damaged(column, "is empty") }
+            return date
+        }
         func date(_ column: String) throws(StoreError) -> Date? {
             let value = row[column] as DatabaseValue
             switch value.storage {
@@ -240,7 +248,7 @@ extension Store {
             if named != nil { filters.append("name = ?") }
             let filter = filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND ")
             let errors = Dictionary(
-                try Row.fetchAll(db, sql: "SELECT machine, last_error FROM backoff").map { ($0["machine"] as String, $0["last_error"] as String) },
+                try BackoffRecord.fetchAll(db).map { ($0.machine, $0.backoff.lastError) },
                 uniquingKeysWith: { a, _ in a })
             let cid = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'").flatMap(ControlID.init)
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM runs \(filter) ORDER BY id", arguments: byName)

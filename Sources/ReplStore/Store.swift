@@ -40,7 +40,8 @@ public struct LeaseHolder: Sendable, Equatable, CustomStringConvertible {
 /// refused, never overwritten.
 public final class Store: @unchecked Sendable {
     public let path: String
-    let db: DatabasePool
+    /// A WAL database pool on the file; in memory, a queue (``init(inMemory:)``).
+    let db: any DatabaseWriter
     /// Why the store cannot be written (read-only, a full disk), when it cannot: reads work
     /// (from a private copy), writes fail saying this.
     public let readOnlyReason: String?
@@ -210,6 +211,24 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// A store in memory, for tests of the controller: the same schema, the same code and the
+    /// same transactions as on a file (a hand-written twin of its tables could drift from them),
+    /// without a file, so no other process can open it.
+    public init(inMemory: Void) throws(StoreError) {
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        do {
+            let queue = try DatabaseQueue(configuration: config)
+            try Store.migrator.migrate(queue)
+            db = queue
+        } catch {
+            throw StoreError("cannot open a store in memory: \(Store.reason(error))")
+        }
+        path = ":memory:"
+        readOnlyReason = nil
+        scratch = nil
+    }
+
     /// Opens the store where it is, migrated to this build's schema.
     static func openInPlace(_ path: String, _ config: Configuration) throws -> DatabasePool {
         // SQLite answers some busy states at once, without waiting in the busy handler (a
@@ -251,7 +270,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Refuses a store written by a newer repl.
-    static func checkSchema(_ db: DatabasePool, path: String) throws {
+    static func checkSchema(_ db: any DatabaseReader, path: String) throws {
         let migrator = Store.migrator
         if try db.read({ try migrator.hasBeenSuperseded($0) }) {
             throw StoreError(

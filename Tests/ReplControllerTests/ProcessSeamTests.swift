@@ -34,7 +34,7 @@ import Testing
     /// A delete is two orbctl processes (stop, then delete): a tick that sweeps three orphans
     /// reports the seven processes it ran (one list, three of each), as the emulator counted them.
     @Test func aTicksCallsAreTheOrbctlProcessesItRan() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         _ = try await orphans(w, count: 3)
         let report = await w.controller.tick()
         let log = try callLog(w)
@@ -48,7 +48,7 @@ import Testing
     /// a launch and a log read more: over the ticks that take a snapshot and clone two runs from
     /// it, the calls the ticks report are the processes orbctl ran.
     @Test(.machineCommands) func cloningTicksReportEveryProcess() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         let yaml = try String(contentsOf: SchemaPaths.examples.appendingPathComponent("snapshot-then-clone.yaml"), encoding: .utf8)
         try w.apply(yaml)
         try await w.sim(["admin", "calls", "--reset"])
@@ -67,7 +67,7 @@ import Testing
     /// With one light permit, a delete's grace between its stop and its delete holds none: the
     /// other orphans' stops go while the first waits out its grace.
     @Test func aDeletesGraceHoldsNoPermit() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         let names = try await orphans(w, count: 3)
         var client = OrbctlClient(command: OrbctlCommand(executable: w.orbctl), runner: SystemProcessRunner(environment: w.environment))
         client.deleteGrace = 1.5

@@ -14,7 +14,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func threeReplicasConvergeThenScaleToOne() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 3\n")
         try await w.tick { try w.wanted(w.run("web")).allSatisfy { $0.phase == .running } && w.machines().count == 3 }
         #expect(try w.machines().allSatisfy { $0.state == .running })
@@ -30,7 +30,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aChangedCommandReplacesTheMachines() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
         let before = try await names(w)
@@ -43,7 +43,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func anUnchangedReapplyIsANoOp() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("a")).first?.phase == .running }
         let rowsBefore = try w.store.runs().map(\.run)
@@ -55,7 +55,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: idle\nreplicas: 2\n")  // no command: machines stay up
         try await w.tick { try w.wanted(w.run("idle")).allSatisfy { $0.phase == .running } }
         w.controller.settings.probeInterval = 3600
@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test(.machineCommands) func aCommandPastItsDeadlineEndsTimedOutWithItsMachineGone() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: slow\ncommand: sleep 60\nmaxDuration: 2s\n")
         try await w.tick(until: { try w.run("slow").phase.isTerminal && w.machines().isEmpty }, seconds: 30)
         #expect(try w.run("slow").phase == .timedOut)
@@ -77,7 +77,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aCancelledRunLosesItsMachine() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: c\ncommand: sleep 600\n")
         try await w.tick { try w.wanted(w.run("c")).first?.phase == .running }
         try w.store.cancel(run: try w.run("c").id)
@@ -87,7 +87,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aSnapshotThenACloneFromItWorks() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         let yaml = try String(contentsOf: SchemaPaths.examples.appendingPathComponent("snapshot-then-clone.yaml"), encoding: .utf8)
         try w.apply(yaml)
         try await w.tick(until: { try w.run("fast").phase == .succeeded }, seconds: 60)
@@ -105,7 +105,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: b\nbootstrap: exit 5\ncommand: echo still ran\n")
         try await w.tick { try w.run("b").phase.isTerminal && w.machines().isEmpty }
         let run = try w.run("b")
@@ -118,7 +118,7 @@ import Testing
     }
 
     @Test func aFailedListMakesTheTickANoOp() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: a\n")
         try await w.sim(["admin", "fail", "list"])
         let report = await w.controller.tick()
@@ -128,7 +128,7 @@ import Testing
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
     func exhaustionOpensTheBreaker() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try await w.sim(["admin", "ip-pool", "1"])
         try await w.sim(["create", "ubuntu", "someone-else"])
         try w.apply("kind: Run\nname: a\nreplicas: 2\n")
@@ -164,7 +164,7 @@ import Testing
     /// after it are not attempted, no machine is made to back off for it, and the next tick
     /// tries again at once.
     @Test func anUnusableOrbctlEndsTheTickWithoutBackingOff() async throws {
-        let w = try World(concurrency: 1)
+        let w = try World(concurrency: 1, inProcess: true)
         try w.apply("kind: Run\nname: a\nreplicas: 3\n")
         try await w.sim(["admin", "fail", "create", "--times", "1", "--message", "panic: $HOME is not defined"])
         try await w.sim(["admin", "calls", "--reset"])
@@ -185,7 +185,7 @@ import Testing
     /// The breaker is checked before every create within a tick, and one episode counts once
     /// (#16): 12 creates into an exhausted pool attempt only those already in flight.
     @Test(.machineCommands) func oneExhaustionEpisodeStopsTheRestOfTheTickAndCountsOnce() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try await w.sim(["admin", "ip-pool", "1"])
         try await w.sim(["create", "ubuntu", "someone-else"])
         try w.apply("kind: Run\nname: many\nreplicas: 12\n")
@@ -204,7 +204,7 @@ import Testing
     /// A snapshot of a run whose command ends at once (found by attacking): the source is kept
     /// until the snapshot is taken, and the run from it starts with what the source prepared.
     @Test(.machineCommands) func aSnapshotOfAShortRunIsTakenAndUsed() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         try w.apply(
             """
             kind: Run
@@ -233,7 +233,7 @@ import Testing
     /// Adopt only what we made (#16): a hand-made alpine machine named like the next instance
     /// never gets the user's command, and is never deleted.
     @Test(.machineCommands) func aHandMadeMachineWithTheNextNameIsAConflictNeverAdopted() async throws {
-        let w = try World()
+        let w = try World(inProcess: true)
         let name = "repl-\(try w.store.controlID())-1-1"  // what the first run's first instance will be called
         try await w.sim(["create", "alpine", name])
         try w.apply("kind: Run\nname: r\ncommand: echo stolen > /tmp/stolen\n")
@@ -248,7 +248,7 @@ import Testing
     }
 
     @Test func onlyOneProcessHoldsTheLease() async throws {
-        let w = try World()
+        let w = try World()  // a file: another process shares it
         #expect(try w.store.acquireLease(holder: "watch") == nil)
         // Another process: a child that tries to take it through the CLI sees it held.
         let other = try await SystemProcessRunner.run(

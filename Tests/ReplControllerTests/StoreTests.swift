@@ -239,3 +239,39 @@ struct FirstOpenRaceTests {
         }
     }
 }
+
+/// The small tables are read through record types that check each cell (#21): a damaged
+/// backoff, breaker, whitelist, event, intent or lease row is an error that names it, in every
+/// command that reads it, never a crash (GRDB's subscript stops the process on a bad value).
+@Suite(.serialized) struct DamagedSmallTableTests {
+    static let damages: [(sql: String, table: String)] = [
+        ("INSERT INTO backoff (machine, attempts, next_at, last_error) VALUES ('repl-abcdef-1-1', 'many', 0, 'x')", "backoff"),
+        ("INSERT INTO breaker (id, open_until, failures, message) VALUES (1, 'later', 1, 'x')", "breaker"),
+        ("INSERT INTO whitelist (name, reason, expires_at) VALUES ('repl-abcdef-1-1', 'x', 'soon')", "whitelist"),
+        ("INSERT INTO events (at, kind, machine, run_id, message) VALUES ('noon', 'phase', NULL, NULL, 'x')", "event"),
+        ("INSERT INTO intents (machine, action, pid, at) VALUES ('repl-abcdef-1-1', 'create', 'me', 0)", "intent"),
+        ("INSERT OR REPLACE INTO lease (id, holder, pid, expires_at) VALUES (1, 'x', 'me', 'never')", "lease"),
+    ]
+
+    @Test(arguments: 0..<damages.count)
+    func aDamagedRowIsNamedNeverACrash(_ index: Int) async throws {
+        let (sql, table) = Self.damages[index]
+        let w = try World()
+        try w.apply("kind: Run\nname: a\ncommand: 'true'\n")
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = false
+        let queue = try DatabaseQueue(path: w.store.path, configuration: configuration)
+        try await queue.write { try $0.execute(sql: sql) }
+        try queue.close()
+        for args in [["status"], ["orphans", "list"], ["doctor"], ["apply", "-f", "/dev/null"], ["orphans", "sweep"], ["run", "events"]] {
+            let r = try await SystemProcessRunner.run(
+                Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 60, environment: w.environment, limit: 1 << 20)
+            #expect(r.status < 128 && !r.stderrText.contains("Fatal error"), "repl \(args.joined(separator: " ")) crashed: \(r.stderrText)")
+            if r.status != 0 && r.status != 2 {
+                #expect(
+                    (r.stderrText + r.stdoutText).contains(table),
+                    "repl \(args.joined(separator: " ")) (exit \(r.status)): \(r.stderrText) \(r.stdoutText)")
+            }
+        }
+    }
+}

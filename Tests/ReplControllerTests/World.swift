@@ -23,12 +23,17 @@ final class World: @unchecked Sendable {
     let store: Store
     let controller: Controller
 
-    init(channel: Bool = true, concurrency: Int? = nil) throws {
+    /// `inProcess`: the controller's twins, for tests of the controller alone: its store in
+    /// memory and its orbctl calls answered by the emulator's model in this process (no
+    /// process per call). Such a world has no state directory for `repl` commands to share.
+    init(channel: Bool = true, concurrency: Int? = nil, inProcess: Bool = false) throws {
         emulator = try EmulatorHome(prefix: "repl-world")
         emulator.environment["REPL_HOME"] = emulator.root.appendingPathComponent("state").path
         let root = emulator.root, env = emulator.environment
-        store = try Store(directory: root.appendingPathComponent("state"))
-        var client = OrbctlClient(command: OrbctlCommand(executable: emulator.orbctl), runner: SystemProcessRunner(environment: env))
+        store = inProcess ? try Store(inMemory: ()) : try Store(directory: root.appendingPathComponent("state"))
+        let runner: any ProcessRunner =
+            inProcess ? InProcessRunner(home: emulator.simDirectory, environment: env) : SystemProcessRunner(environment: env)
+        var client = OrbctlClient(command: OrbctlCommand(executable: emulator.orbctl), runner: runner)
         client.deleteGrace = 0.01
         client.pollInterval = 0.02
         var settings = ControllerSettings(logsDirectory: root.appendingPathComponent("state/logs"))
