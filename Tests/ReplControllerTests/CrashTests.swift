@@ -10,13 +10,6 @@ import Testing
 
 /// The controller process killed with SIGKILL at the worst moments; the next run converges.
 @Suite(.serialized) struct CrashTests {
-    func repl(_ w: World, _ args: [String], crash: String? = nil) async throws -> ProcessResult {
-        var env = w.environment
-        if let crash { env["REPL_TEST_CRASH"] = crash }
-        return try await SystemProcessRunner.run(
-            Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
-            environment: env, limit: 1 << 20)
-    }
 
     @Test(
         .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
@@ -25,10 +18,10 @@ import Testing
         let w = try World()
         let file = w.root.appendingPathComponent("r.yaml")
         try "kind: Run\nname: r\ncommand: sleep 600\nreplicas: 2\n".write(to: file, atomically: true, encoding: .utf8)
-        let crashed = try await repl(w, ["apply", "-f", file.path], crash: point)
+        let crashed = try await w.repl(["apply", "-f", file.path], crash: point)
         #expect(crashed.status == 137, "\(crashed.stderrText)")
         #expect(try !w.store.openIntents().isEmpty)
-        let again = try await repl(w, ["apply", "-f", file.path])
+        let again = try await w.repl(["apply", "-f", file.path])
         #expect(again.status == 0, "\(again.stderrText)")
         let machines = try w.machines()
         #expect(machines.count == 2)  // none missing
@@ -47,7 +40,7 @@ import Testing
         }
         #expect(creates.count == 2 && Set(creates).count == 2, "\(creates)")
         // Nothing is left to clean up: every machine is owned.
-        let sweep = try await repl(w, ["orphans", "sweep", "--orphan-grace", "0s", "--json"])
+        let sweep = try await w.repl(["orphans", "sweep", "--orphan-grace", "0s", "--json"])
         #expect(sweep.status == 0)
         await #expect(try w.machines().count == 2)
     }
@@ -59,11 +52,11 @@ import Testing
         let w = try World()
         let file = w.root.appendingPathComponent("r.yaml")
         try "kind: Run\nname: r\ncommand: sleep 600\n".write(to: file, atomically: true, encoding: .utf8)
-        await #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
+        await #expect(try w.repl(["apply", "-f", file.path]).status == 0)
         await #expect(try w.machines().count == 1)
-        let crashed = try await repl(w, ["delete", "run", "r"], crash: point)
+        let crashed = try await w.repl(["delete", "run", "r"], crash: point)
         #expect(crashed.status == 137)
-        let sweep = try await repl(w, ["orphans", "sweep"])
+        let sweep = try await w.repl(["orphans", "sweep"])
         #expect(sweep.status == 0, "\(sweep.stderrText)")
         await #expect(try w.machines().isEmpty)  // no leaked machine
         #expect(try w.store.openIntents().isEmpty)

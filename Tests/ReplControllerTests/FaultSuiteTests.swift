@@ -13,12 +13,6 @@ import Testing
 @Suite(.serialized) struct FaultSuiteTests {
     static let long = ProcessInfo.processInfo.environment["REPL_LONG"] == "1"
 
-    func repl(_ w: World, _ args: [String], orbctl: String? = nil, extra: [String: String] = [:]) async throws -> ProcessResult {
-        try await SystemProcessRunner.run(
-            Paths.repl, ["--orbctl", orbctl ?? w.orbctl] + args, input: nil, timeout: 180,
-            environment: w.environment.merging(extra) { $1 }, limit: 1 << 22)
-    }
-
     /// Stops and deletes in the emulator's call log, by machine name.
     func destructiveCalls(_ w: World) throws -> [String] {
         let text = (try? String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8)) ?? ""
@@ -117,10 +111,10 @@ import Testing
         var killed = 0
         for _ in 0..<points {
             let n = Int.random(in: 1...20, using: &rng)
-            if try await repl(w, ["apply", "-f", file.path], extra: ["REPL_TEST_CRASH_AFTER": "\(n)"]).status == 137 { killed += 1 }
+            if try await w.repl(["apply", "-f", file.path], extra: ["REPL_TEST_CRASH_AFTER": "\(n)"]).status == 137 { killed += 1 }
         }
         #expect(killed >= 1)  // the first apply always has 20 actions to do, so it is killed
-        let final = try await repl(w, ["apply", "-f", file.path])
+        let final = try await w.repl(["apply", "-f", file.path])
         #expect(final.status == 0, "\(final.stderrText)")
         let machines = try w.machines()
         #expect(machines.count == 10)  // no duplicate, none leaked
@@ -140,9 +134,9 @@ import Testing
         let file = w.root.appendingPathComponent("churn.yaml")
         try "kind: Run\nname: short\ncommand: \"true\"\nreplicas: 3\n".write(to: file, atomically: true, encoding: .utf8)
         // Another installation's machines exist: this one is a second installation on purpose.
-        await #expect(try repl(w, ["apply", "-f", file.path, "--wait", "--new-installation"]).status == 0)
-        await #expect(try repl(w, ["orphans", "sweep", "--orphan-grace", "0s"]).status == 0)
-        await #expect(try repl(w, ["delete", "run", "short"]).status == 0)
+        await #expect(try w.repl(["apply", "-f", file.path, "--wait", "--new-installation"]).status == 0)
+        await #expect(try w.repl(["orphans", "sweep", "--orphan-grace", "0s"]).status == 0)
+        await #expect(try w.repl(["delete", "run", "short"]).status == 0)
         let touched = Set(try destructiveCalls(w))
         #expect(touched.isDisjoint(with: unmanaged + foreign))
         #expect(Set(try w.machines().map(\.name)) == Set(unmanaged + foreign))
@@ -164,7 +158,7 @@ import Testing
             let file = w.root.appendingPathComponent("wave\(done).yaml")
             try (done..<(done + wave)).map { "kind: Run\nname: c\($0)\ncommand: sleep 0.2\n" }.joined(separator: "---\n")
                 .write(to: file, atomically: true, encoding: .utf8)
-            let out = try await repl(w, ["apply", "-f", file.path, "--wait", "--quiet"])
+            let out = try await w.repl(["apply", "-f", file.path, "--wait", "--quiet"])
             #expect(out.status == 0, "wave at \(done): \(out.stderrText)")
             done += wave
         }
@@ -188,10 +182,10 @@ import Testing
         let until = Date().addingTimeInterval(Self.long ? 60 : 10)
         var refused = 0
         while Date() < until {
-            let sweep = try await repl(w, ["orphans", "sweep"])
+            let sweep = try await w.repl(["orphans", "sweep"])
             #expect(sweep.status == 0)
             if sweep.stdoutText.contains("holds the controller lease") { refused += 1 }
-            let apply = try await repl(w, ["apply", "-f", file.path])
+            let apply = try await w.repl(["apply", "-f", file.path])
             #expect(apply.status == 0)
             try await Task.sleep(nanoseconds: UInt64(200_000) * 1000)
         }

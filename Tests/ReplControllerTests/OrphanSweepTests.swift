@@ -10,11 +10,6 @@ import Testing
 
 /// `repl orphans sweep` and `repl recover`, run as the CLI against the emulator.
 @Suite(.serialized) struct OrphanSweepTests {
-    func repl(_ w: World, _ args: [String]) async throws -> ProcessResult {
-        try await SystemProcessRunner.run(
-            Paths.repl, ["--orbctl", w.orbctl] + args, input: nil, timeout: 120,
-            environment: w.environment, limit: 1 << 22)
-    }
 
     /// Owned, orphaned (young and old), foreign, whitelisted and unmanaged machines.
     func populate(_ w: World) async throws -> (old: [String], young: String, foreign: String, whitelisted: String, unmanaged: String) {
@@ -70,7 +65,7 @@ import Testing
         let w = try World()
         let m = try await populate(w)
         let before = try await names(w)
-        let dry = try await repl(w, ["orphans", "sweep", "--dry-run", "--json"])
+        let dry = try await w.repl(["orphans", "sweep", "--dry-run", "--json"])
         #expect(dry.status == 0)
         let planned = try JSONSerialization.jsonObject(with: dry.stdout) as? [String: Any]
         let dryActions = (planned?["actions"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
@@ -79,23 +74,23 @@ import Testing
         // An orphan still in its grace is named with when it goes, never left unsaid (#18).
         let waiting = (planned?["waiting"] as? [[String: Any]] ?? []).compactMap { $0["machine"] as? String }
         #expect(waiting == [m.young], "\(planned ?? [:])")
-        let told = try await repl(w, ["orphans", "sweep", "--dry-run"])
+        let told = try await w.repl(["orphans", "sweep", "--dry-run"])
         #expect(told.stdoutText.contains("\(m.young): orphan, deleted once its grace of 2m has passed, in "), "\(told.stdoutText)")
-        let sweep = try await repl(w, ["orphans", "sweep"])
+        let sweep = try await w.repl(["orphans", "sweep"])
         #expect(sweep.status == 0, "\(sweep.stderrText)")
         await #expect(try names(w) == before.subtracting(m.old))
-        let foreign = try await repl(w, ["orphans", "sweep", "--include-foreign"])
+        let foreign = try await w.repl(["orphans", "sweep", "--include-foreign"])
         #expect(foreign.status == 0)
         await #expect(try names(w) == before.subtracting(m.old + [m.foreign]))
         // The young orphan goes once its grace has passed; the whitelisted and unmanaged never do.
         try await w.sim(["admin", "clock", "advance", "3m"])
-        await #expect(try repl(w, ["orphans", "sweep", "--quiet"]).status == 0)
+        await #expect(try w.repl(["orphans", "sweep", "--quiet"]).status == 0)
         await #expect(try names(w) == before.subtracting(m.old + [m.foreign, m.young]))
         await #expect(try names(w).isSuperset(of: [m.whitelisted, m.unmanaged]))
         // A quiet sweep with nothing to do prints nothing; without --quiet it says so.
-        let quiet = try await repl(w, ["orphans", "sweep", "--quiet"])
+        let quiet = try await w.repl(["orphans", "sweep", "--quiet"])
         #expect(quiet.status == 0 && quiet.stdoutText.isEmpty)
-        let said = try await repl(w, ["orphans", "sweep"])
+        let said = try await w.repl(["orphans", "sweep"])
         #expect(said.status == 0 && said.stdoutText.hasPrefix("Nothing to do"), "\(said.stdoutText)")
     }
 
@@ -130,7 +125,7 @@ import Testing
             let young = "repl-\(cid)-y1-y1"
             try await w.sim(["create", "ubuntu", young]); protected.insert(young)
             try await w.sim(["admin", "calls", "--reset"])
-            await #expect(try repl(w, ["orphans", "sweep"]).status == 0)
+            await #expect(try w.repl(["orphans", "sweep"]).status == 0)
             for call in try String(contentsOf: w.root.appendingPathComponent("sim/calls.jsonl"), encoding: .utf8).split(separator: "\n") {
                 let argv = (try JSONSerialization.jsonObject(with: Data(call.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
                 guard let verb = argv.first, verb == "stop" || verb == "delete" else { continue }
@@ -158,7 +153,7 @@ import Testing
             let more =
                 name == "one" ? "resources: {cpus: 2, memory: 1G}\nuser: dev\nfiles: [{from: f.txt, to: /etc/f.txt}]\nartifacts: [/srv/*.json]\n" : ""
             try "kind: Run\nname: \(name)\ncommand: sleep 600\nenv: {WHO: \(name)}\n\(more)".write(to: file, atomically: true, encoding: .utf8)
-            await #expect(try repl(w, ["apply", "-f", file.path]).status == 0)
+            await #expect(try w.repl(["apply", "-f", file.path]).status == 0)
         }
         let machines = try await names(w)
         #expect(machines.count == 3)
@@ -166,25 +161,25 @@ import Testing
         // The database is lost.
         let state = w.root.appendingPathComponent("state")
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(at: state.appendingPathComponent("state.db" + suffix)) }
-        let recover = try await repl(w, ["recover", "--json"])
+        let recover = try await w.repl(["recover", "--json"])
         #expect(recover.status == 0, "\(recover.stderrText)")
         let out = try JSONSerialization.jsonObject(with: recover.stdout) as? [String: Any]
         #expect(out?["controlId"] as? String == cid.rawValue)
         #expect(Set(out?["recovered"] as? [String] ?? []) == ["one", "two", "three"])
         // The runs are back with their manifests, and their machines are owned, not orphans.
-        let list = try await JSONSerialization.jsonObject(with: try repl(w, ["run", "list", "--json"]).stdout) as? [String: Any]
+        let list = try await JSONSerialization.jsonObject(with: try w.repl(["run", "list", "--json"]).stdout) as? [String: Any]
         let runs = list?["runs"] as? [[String: Any]] ?? []
         #expect(Set(runs.compactMap { $0["name"] as? String }) == ["one", "two", "three"])
         #expect(runs.allSatisfy { $0["command"] as? String == "sleep 600" })
-        let orphans = try await JSONSerialization.jsonObject(with: try repl(w, ["orphans", "--json"]).stdout) as? [String: Any]
+        let orphans = try await JSONSerialization.jsonObject(with: try w.repl(["orphans", "--json"]).stdout) as? [String: Any]
         #expect((orphans?["machines"] as? [Any])?.isEmpty == true)
         // A plain tick then changes nothing.
-        let plan = try await repl(w, ["orphans", "sweep", "--dry-run", "--json"])
+        let plan = try await w.repl(["orphans", "sweep", "--dry-run", "--json"])
         let planned = try JSONSerialization.jsonObject(with: plan.stdout) as? [String: Any]
         #expect((planned?["actions"] as? [Any])?.isEmpty == true)
         await #expect(try names(w) == machines)
         // Re-applying an unchanged manifest is still a no-op.
-        let again = try await repl(w, ["apply", "-f", w.root.appendingPathComponent("one.yaml").path])
+        let again = try await w.repl(["apply", "-f", w.root.appendingPathComponent("one.yaml").path])
         #expect(again.stdoutText.contains("one: unchanged"))
         await #expect(try names(w) == machines)
     }

@@ -20,6 +20,17 @@ final class World: @unchecked Sendable {
     var root: URL { emulator.root }
     var orbctl: String { emulator.orbctl }
     var environment: [String: String] { emulator.environment }
+
+    /// The built `repl` against this world's orbctl (or `orbctl`), with `REPL_TEST_CRASH` set to
+    /// `crash` and `extra` added to the environment.
+    func repl(
+        _ args: [String], crash: String? = nil, orbctl: String? = nil, extra: [String: String] = [:], timeout: TimeInterval = 180
+    ) async throws -> ProcessResult {
+        var env = environment.merging(extra) { $1 }
+        if let crash { env["REPL_TEST_CRASH"] = crash }
+        return try await SystemProcessRunner.run(
+            Paths.repl, ["--orbctl", orbctl ?? self.orbctl] + args, input: nil, timeout: timeout, environment: env, limit: 1 << 22)
+    }
     let store: Store
     let controller: Controller
 
@@ -61,12 +72,13 @@ final class World: @unchecked Sendable {
 
     func run(_ name: String) throws -> DesiredRun { try require(try store.runs().first { $0.run.manifest.name == name }, "no run \(name)").run }
 
-    /// Ticks until `done` holds (or fails after `seconds`).
+    /// Ticks until `done` holds (or fails after `seconds` and at least `minimumTicks`: on a loaded
+    /// machine one tick that creates and boots machines can take longer than the whole budget).
     @discardableResult
-    func tick(until done: () async throws -> Bool, seconds: Double = 30) async throws -> Int {
+    func tick(until done: () async throws -> Bool, seconds: Double = 30, minimumTicks: Int = 3) async throws -> Int {
         let deadline = Date().addingTimeInterval(seconds)
         var ticks = 0
-        while Date() < deadline {
+        while Date() < deadline || ticks < minimumTicks {
             let report = await controller.tick()
             ticks += 1
             if try await done() { return ticks }
