@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .target(
@@ -22,6 +23,8 @@ let package = Package(
         // Running processes, and the one place for what differs between Linux and macOS.
         .target(name: "ReplPlatform", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
+        // EC2 and S3 spoken natively (SigV4, the Query API, XML): the AWS provider's client.
+        .target(name: "AWS", dependencies: ["ReplCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Yams", package: "Yams")]),
         .target(name: "ReplStore", dependencies: ["ReplCore", "ReplPlatform", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack", "ReplPlatform"]),
@@ -47,7 +50,9 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         .testTarget(
-            name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "ReplStore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"]),
+            name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "ReplStore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"],
+            exclude: ["Snapshots"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "ReplCore"], exclude: ["Fixtures"]),
         .testTarget(name: "OrbSimTests", dependencies: ["ReplPlatform", "OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]
