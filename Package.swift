@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "ReplPlatform", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
         // EC2 and S3 spoken natively (SigV4, the Query API, XML): the AWS provider's client.
-        .target(name: "AWS", dependencies: ["ReplCore", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "AWS", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Yams", package: "Yams")]),
         .target(name: "ReplStore", dependencies: ["ReplCore", "ReplPlatform", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack", "ReplPlatform"]),
