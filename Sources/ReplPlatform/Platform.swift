@@ -84,10 +84,11 @@ public enum Platform {
         }
     }
 
-    /// The identity of `pid` as seen from this process; nil when there is no such process here.
+    /// The identity of `pid` as seen from this process; nil when there is no such process here,
+    /// or only its exit status waiting to be reaped (a zombie is dead: it holds nothing).
     public static func identity(of pid: Int32) -> ProcessIdentity? {
         #if os(Linux)
-            return LinuxOnly.identity(of: pid)
+            return LinuxOnly.isZombie(pid) ? nil : LinuxOnly.identity(of: pid)
         #else
             // Darwin: kern.boottime, and the process's start time from kinfo_proc (`p_starttime`
             // is a macro for `p_un.__p_starttime`, which is what Swift sees). No PID namespaces.
@@ -99,6 +100,8 @@ public enum Platform {
             size = MemoryLayout<kinfo_proc>.stride
             var procName: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
             guard sysctl(&procName, 4, &info, &size, nil, 0) == 0, size > 0, info.kp_proc.p_pid == pid else { return nil }
+            // `p_stat` is a `char` of <sys/proc.h>; SZOMB (5) is "awaiting collection by parent".
+            guard info.kp_proc.p_stat != 5 else { return nil }
             let start = info.kp_proc.p_un.__p_starttime
             return ProcessIdentity(boot: "\(boot.tv_sec).\(boot.tv_usec)", namespace: "darwin", start: "\(start.tv_sec).\(start.tv_usec)")
         #endif
@@ -109,7 +112,11 @@ public enum Platform {
         #if os(Linux)
             return LinuxOnly.isZombie(pid)
         #else
-            return false
+            var info = kinfo_proc()
+            var size = MemoryLayout<kinfo_proc>.stride
+            var procName: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
+            guard sysctl(&procName, 4, &info, &size, nil, 0) == 0, size > 0, info.kp_proc.p_pid == pid else { return false }
+            return info.kp_proc.p_stat == 5  // SZOMB of <sys/proc.h>
         #endif
     }
 

@@ -136,5 +136,5 @@ extension Store {
         }
     }
 
-    public static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+    public static func isAlive(_ pid: Int32) -> Bool { (kill(pid, 0) == 0 || errno == EPERM) && !Platform.isZombie(pid) }
 }

@@ -59,6 +59,26 @@ import Testing
         #expect(try store.acquireLease(holder: "sweep") == nil)
     }
 
+    /// A holder killed but not yet reaped by its parent (a zombie: `timeout -s KILL` reaping
+    /// late, a parent that never waits) is dead: its lease is taken at once (found by an
+    /// attacker: the next `apply --wait` followed the zombie and left its machines behind).
+    @Test func aKilledHolderNotYetReapedIsDead() async throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(directory: dir)
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup("sleep 0.3"), nil]
+        defer { for a in argv { free(a) } }
+        try #require(posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ) == 0)
+        defer { _ = waitpid(pid, nil, 0) }
+        let alive = try #require(Platform.identity(of: pid))
+        for _ in 0..<100 where !Platform.isZombie(pid) { try await Task.sleep(nanoseconds: 20_000_000) }
+        try #require(Platform.isZombie(pid))
+        try plant(store, pid: pid, boot: alive.boot, namespace: alive.namespace, started: alive.start, expires: Date().addingTimeInterval(300))
+        #expect(try store.leaseHolder() == nil)
+        #expect(try store.acquireLease(holder: "apply") == nil)
+    }
+
     @Test(.machineCommands) func aSIGKILLedHoldersLeaseIsTakenAtOnce() async throws {
         let w = try World()
         let log = w.root.appendingPathComponent("watch.log").path
