@@ -12,12 +12,11 @@ public struct OrbStackProvider: Provider {
 
     public func list() async throws(ProviderError) -> [ObservedMachine] { try await client.list() }
 
-    public func exists(name: MachineName) async throws(ProviderError) -> Bool {
+    public func state(name: MachineName) async throws(ProviderError) -> MachineState? {
         do {
-            _ = try await client.info(name.description)
-            return true
+            return try await client.info(name.description).state
         } catch  where error.kind == .notFound {
-            return false
+            return nil
         }
     }
 

@@ -197,40 +197,49 @@ public final class Controller: @unchecked Sendable {
         return inFlight
     }
 
-    /// Confirms, by name, the machines of started instances that the list left out. Returns why
-    /// the list cannot be trusted when one of them exists after all (OrbStack restarting answers
-    /// `[]` for a moment), or could not be asked; `nil` when every one is confirmed gone.
+    /// Confirms, by name, the machines of started instances that the list left out or shows
+    /// stopped while their command has not ended: a run is failed on what its machine says of
+    /// itself, never on one list. Returns why the list cannot be trusted when one of them is
+    /// not as listed (OrbStack restarting answers `[]` for a moment), or could not be asked;
+    /// `nil` when every one is confirmed.
     func confirmMissing(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> String? {
-        let listed = Set(machines.map(\.name))
-        var missing: [MachineName] = []
+        let listed = Dictionary(machines.map { ($0.name, $0.state) }, uniquingKeysWith: { first, _ in first })
+        var doubted: [(name: MachineName, listed: MachineState?)] = []
         for run in desired.runs {
             for instance in run.instances where run.wants(instance) && (instance.phase == .bootstrapping || instance.phase == .running) {
                 let name = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
-                if !listed.contains(name.description) { missing.append(name) }
+                switch listed[name.description] {
+                case nil: doubted.append((name, nil))
+                case .stopped? where settings.channel?.status(name.description)?.isFinal != true: doubted.append((name, .stopped))
+                default: break
+                }
             }
         }
-        guard !missing.isEmpty else { return nil }
+        guard !doubted.isEmpty else { return nil }
         let provider = self.provider
         // A batch at a time: the first batch of a lying list already finds a machine.
         var start = 0
-        while start < missing.count {
-            let batch = Array(missing[start..<min(missing.count, start + max(1, settings.concurrency))])
+        while start < doubted.count {
+            let batch = Array(doubted[start..<min(doubted.count, start + max(1, settings.concurrency))])
             // (Answers as plain values: a tuple holding a `Result` with a typed error, returned
             // from a task group's child, crashed optimized builds in the task group's copy.)
-            let answers = await Self.forEach(batch, concurrency: batch.count) { name -> ExistsAnswer in
+            let answers = await Self.forEach(batch.map(\.name), concurrency: batch.count) { name -> StateAnswer in
                 do {
-                    return ExistsAnswer(name: name, exists: try await provider.exists(name: name), failure: nil)
+                    return StateAnswer(name: name, state: try await provider.state(name: name), failure: nil)
                 } catch {
-                    return ExistsAnswer(name: name, exists: false, failure: "\(error)")
+                    return StateAnswer(name: name, state: nil, failure: "\(error)")
                 }
             }
-            for answer in answers {
+            for (answer, doubt) in zip(answers, batch) {
+                let what = doubt.listed == nil ? "left out \(answer.name)" : "showed \(answer.name) stopped"
                 if let failure = answer.failure {
-                    return "orbctl list left out \(answer.name), and asking for it failed (\(failure)): the list is not trusted this tick"
+                    return "orbctl list \(what), and asking for it failed (\(failure)): the list is not trusted this tick"
                 }
-                if answer.exists {
+                if answer.state != doubt.listed {
+                    let missing = doubted.filter { $0.listed == nil }.count
+                    let said = answer.state.map { "it is \($0)" } ?? "it does not exist"
                     return
-                        "orbctl list left out \(answer.name), which exists (\(missing.count) running machine\(missing.count == 1 ? "" : "s") missing from it): the list is not trusted this tick"
+                        "orbctl list \(what), but \(said)\(missing > 0 ? " (\(missing) running machine\(missing == 1 ? "" : "s") missing from the list)" : ""): the list is not trusted this tick"
                 }
             }
             start += batch.count
@@ -238,10 +247,10 @@ public final class Controller: @unchecked Sendable {
         return nil
     }
 
-    /// What `info` said of a machine the list left out.
-    struct ExistsAnswer: Sendable {
+    /// What `info` said of a machine the list left out or showed stopped.
+    struct StateAnswer: Sendable {
         var name: MachineName
-        var exists: Bool
+        var state: MachineState?
         var failure: String?
     }
 

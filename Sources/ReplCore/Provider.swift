@@ -6,8 +6,9 @@ public protocol Provider: Sendable {
     var capabilities: ProviderCapabilities { get }
     /// Every machine. Throws rather than ever returning an empty list on failure.
     func list() async throws(ProviderError) -> [ObservedMachine]
-    /// Whether a machine exists, asked of it by name (to confirm what a list left out).
-    func exists(name: MachineName) async throws(ProviderError) -> Bool
+    /// A machine's state asked of it by name, nil when there is no such machine (to confirm
+    /// what a list left out, or showed stopped under a running command).
+    func state(name: MachineName) async throws(ProviderError) -> MachineState?
     /// Creates a machine with OrbStack's own options and waits until it runs. A machine of that
     /// name that already exists is adopted (create is idempotent by name).
     func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError)
@@ -57,6 +58,9 @@ extension Provider {
     }
 
     public func isolation(name: MachineName) async throws(ProviderError) -> Bool? { nil }
+
+    /// Whether a machine exists, asked of it by name.
+    public func exists(name: MachineName) async throws(ProviderError) -> Bool { try await state(name: name) != nil }
 
     /// A machine with no options of its own.
     public func create(name: MachineName, spec: Spec) async throws(ProviderError) {

@@ -99,6 +99,36 @@ extension RunInsideTests {
         #expect(instance.phase == .failed && instance.reason?.contains("restarted") == true, "\(instance)")
     }
 
+    /// A list that shows a running command's machine stopped (once: OrbStack restarting, a
+    /// lying orbctl) is confirmed by name before the run is judged: the command goes on, and no
+    /// machine is stopped or deleted (found by an attacker: one such list failed the run and
+    /// deleted its machine). A machine that really stopped still fails its run.
+    @Test(.machineCommands, arguments: [true, false]) func oneListShowingARunningMachineStoppedFailsNothing(_ channel: Bool) async throws {
+        let w = try World(channel: channel)
+        try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase == .running }
+        let liar = StoppedInList(w.controller.provider)
+        let report = await controller(w, provider: liar, store: w.store).tick()
+        #expect(report.observationError?.contains("not trusted") == true, "\(report.observationError ?? "trusted")")
+        #expect(try w.wanted(w.run("r")).first?.phase == .running)
+        #expect(try w.machines().map(\.state) == [.running])
+        // It really stops: the run fails, as before.
+        try await w.sim(["stop", try machineName(w, "r")])
+        try await w.tick(until: { try w.run("r").phase.isTerminal }, seconds: 60)
+        #expect(try w.wanted(w.run("r"))[0].phase == .failed)
+    }
+
+    /// Lists every running machine as stopped.
+    final class StoppedInList: ForwardingProvider, @unchecked Sendable {
+        override func list() async throws(ProviderError) -> [ObservedMachine] {
+            try await base.list().map { machine in
+                var m = machine
+                if m.state == .running { m.state = .stopped }
+                return m
+            }
+        }
+    }
+
     /// A stale heartbeat alone never fails a run: when a Mac sleeps every clock jumps, but the
     /// wrapper is still there. The machine is asked whether its watch loop exists.
     @Test(.machineCommands) func aStaleHeartbeatWithTheWrapperAliveFailsNothing() async throws {

@@ -93,7 +93,7 @@ import Testing
         init(_ base: any Provider) { self.base = base }
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
-        func exists(name: MachineName) async throws(ProviderError) -> Bool { try await base.exists(name: name) }
+        func state(name: MachineName) async throws(ProviderError) -> MachineState? { try await base.state(name: name) }
         func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError) {
             try await base.create(name: name, spec: spec, options: options)
         }
