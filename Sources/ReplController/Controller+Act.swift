@@ -24,7 +24,7 @@ extension Controller {
             if groups[machine] == nil { order.append(machine) }
             groups[machine, default: []].append(action)
         }
-        let admission = Admission(backoffs: try store.backoffs(), breaker: try store.breaker())
+        let admission = Admission(backoffs: try store.backoffs(), breaker: try store.breaker(now: now))
         gate.load(admission.breaker)
         let groupsInOrder = order.map { groups[$0]! }
         var runnable: [[Action]] = []

@@ -161,7 +161,7 @@ public final class Controller: @unchecked Sendable {
             }
             syncLimits(desired: desired, cid: cid)
             try await act(plan.actions, desired: desired, machines: machines, report: &report, now: now)
-            report.breaker = try store.breaker()
+            report.breaker = try store.breaker(now: now)
             // 5. History off the hot path: runs with nothing left to do are archived, judged on
             // this tick's observation and its plan as made before acting (a run acted on now
             // is judged again next tick).

@@ -51,10 +51,14 @@ extension Store {
         try write { db in try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine]) }
     }
 
-    public func breaker() throws(StoreError) -> Breaker {
-        try read { db in
+    /// The breaker; one open until more than an hour ahead (it opens for ten minutes at most:
+    /// a damaged row, or the clock went back) is read as closed, keeping its failure count.
+    public func breaker(now: Date = Date()) throws(StoreError) -> Breaker {
+        var breaker = try read { db in
             try BreakerRecord.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1")?.breaker ?? .closed
         }
+        if let until = breaker.openUntil, until > now.addingTimeInterval(Store.farAhead) { breaker.openUntil = nil }
+        return breaker
     }
 
     /// Records the breaker (``Admission`` trips it).

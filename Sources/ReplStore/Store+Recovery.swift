@@ -107,7 +107,10 @@ extension Store {
     static func otherHolder(_ lease: LeaseRecord, now: Date) -> LeaseHolder? {
         let pid = lease.pid
         let holder = lease.holding
-        guard lease.expiresAt > now else { return nil }
+        // A lease lasts minutes: one that ends more than an hour ahead was never written by a
+        // holder (a damaged row, or the clock went back) and is not honoured; a live holder's
+        // next renewal finds it taken and stops acting.
+        guard lease.expiresAt > now, lease.expiresAt <= now.addingTimeInterval(Store.farAhead) else { return nil }
         guard let token = lease.token else {
             // A lease written before holders had identities: judged by its pid alone.
             return pid != getpid() && isAlive(pid) ? holder : nil
@@ -130,11 +133,15 @@ extension Store {
         try read { db in
             guard let lease = try LeaseRecord.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") else { return nil }
             if lease.token == Store.token {
-                return lease.expiresAt > now ? LeaseHolder(holder: lease.holder, pid: getpid(), expiresAt: lease.expiresAt) : nil
+                return lease.expiresAt > now && lease.expiresAt <= now.addingTimeInterval(Store.farAhead)
+                    ? LeaseHolder(holder: lease.holder, pid: getpid(), expiresAt: lease.expiresAt) : nil
             }
             return Store.otherHolder(lease, now: now)
         }
     }
+
+    /// Further ahead than any lease (5 minutes) or breaker (10 minutes) is set.
+    static let farAhead: TimeInterval = 3600
 
     public static func isAlive(_ pid: Int32) -> Bool { (kill(pid, 0) == 0 || errno == EPERM) && !Platform.isZombie(pid) }
 }

@@ -205,6 +205,12 @@ extension Store {
         func optionalInt(_ column: String) throws(StoreError) -> Int? { try optional(column, Int.self) }
         func string(_ column: String) throws(StoreError) -> String { try required(column, String.self) }
         func optionalString(_ column: String) throws(StoreError) -> String? { try optional(column, String.self) }
+        /// Seconds since 1970 that a clock could have given: from 1970 to the year 3000 (a time
+        /// outside overflowed the arithmetic of ages and deadlines).
+        func plausible(_ column: String, _ seconds: Double) throws(StoreError) -> Date {
+            guard seconds.isFinite, seconds >= 0, seconds <= 32_503_680_000 else { throw damaged(column, "\(seconds) is no time") }
+            return Date(timeIntervalSince1970: seconds)
+        }
         func requiredDate(_ column: String) throws(StoreError) -> Date {
             guard let date = try date(column) else { throw damaged(column, "is empty") }
             return date
@@ -213,8 +219,8 @@ extension Store {
             let value = row[column] as DatabaseValue
             switch value.storage {
             case .null: return nil
-            case .double(let d): return Date(timeIntervalSince1970: d)
-            case .int64(let i): return Date(timeIntervalSince1970: Double(i))
+            case .double(let d): return try plausible(column, d)
+            case .int64(let i): return try plausible(column, Double(i))
             default: throw damaged(column, "holds \(String(describing: value).prefix(40))")
             }
         }

@@ -33,9 +33,16 @@ struct Doctor: AsyncParsableCommand {
         }
         // Readable but not writable: no apply, sweep or watch can record anything (found by attacking).
         if let reason = store?.readOnlyReason { problems.append("state store: cannot be written: \(reason)") }
-        let cid = try? store?.controlID()
-        let lease = try? store?.leaseHolder()
-        let breaker = try? store?.breaker()
+        // What cannot be read is a problem to show, never a "free" lease or a closed breaker.
+        func read<T>(_ what: String, _ body: () throws -> T?) -> T? {
+            do { return try body() } catch {
+                problems.append("\(what): \(error)")
+                return nil
+            }
+        }
+        let cid = read("control id") { try store?.controlID() }
+        let lease = read("lease") { try store?.leaseHolder() }
+        let breaker = read("circuit breaker") { try store?.breaker() }
         let breakerOpen = breaker?.isOpen(at: Date()) == true
         if breakerOpen { problems.append("circuit breaker open until \(breaker!.openUntil!): \(breaker!.message ?? "")") }
         let counts = try await machines(context, store: store, problems: &problems)
