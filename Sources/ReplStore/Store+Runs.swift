@@ -15,17 +15,31 @@ extension Store {
 
     public func controlID() throws(StoreError) -> ControlID {
         // Read first: a store that has one (always, once used) needs no write to say it.
-        if let id = try read({ db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'") }).flatMap(ControlID.init) {
-            return id
+        if let text = try read({ db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'") }) {
+            return try Self.controlID(text)
         }
         return try write { db in
-            if let text = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'"), let id = ControlID(text) {
-                return id
+            if let text = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'control_id'") { return try Self.controlID(text) }
+            // Only a store that never held a run is given one: in a used store the id names
+            // its machines, and a new one would abandon them as foreign.
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM runs) OR EXISTS (SELECT 1 FROM snapshots)") == true {
+                throw StoreError(
+                    "the store's meta has no control_id, yet it holds runs (their machines carry the id); nothing was changed. Move state.db aside and run repl recover to rebuild the store from the machines"
+                )
             }
             let id = ControlID.generate()
             try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('control_id', ?)", arguments: [id.rawValue])
             return id
         }
+    }
+
+    static func controlID(_ text: String) throws(StoreError) -> ControlID {
+        guard let id = ControlID(text) else {
+            throw StoreError(
+                "the store's meta has a damaged control_id (\(String(text.prefix(40)).debugDescription) is not six letters and digits); nothing was changed. Move state.db aside and run repl recover to rebuild the store from the machines"
+            )
+        }
+        return id
     }
 
     /// Adopts another control id (recovery).
@@ -72,7 +86,10 @@ extension Store {
     /// changed ones, in-place updates of replicas/hold/maxDuration/labels, new snapshots.
     @discardableResult
     public func apply(_ set: ManifestSet, now: Date = Date()) throws(StoreError) -> [ApplyChange] {
-        try write { db in
+        // The installation's control id exists before its first run does (a used store without
+        // one is damage, which controlID names).
+        _ = try controlID()
+        return try write { db in
             var changes: [ApplyChange] = []
             for run in set.runs {
                 let json = String(decoding: try Store.encoder.encode(run), as: UTF8.self)

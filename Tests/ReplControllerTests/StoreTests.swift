@@ -308,3 +308,30 @@ struct FirstOpenRaceTests {
         #expect(!doctor.stdoutText.contains("OPEN") && !doctor.stdoutText.contains("held by watch"), "\(doctor.stdoutText)")
     }
 }
+
+/// The control id names every machine of the store: one lost or damaged in a store that holds
+/// runs is named, never replaced (found by an attacker: a new id was made up, the live fleet
+/// became "foreign", its instances were failed as disappeared, and their commands ran on).
+@Suite(.serialized) struct LostControlIDTests {
+    @Test(.machineCommands, arguments: ["DELETE FROM meta WHERE key = 'control_id'", "UPDATE meta SET value = '' WHERE key = 'control_id'"])
+    func aLostControlIDIsNamedAndNothingChanges(_ sql: String) async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: box\nreplicas: 2\n")
+        try await w.tick { try w.wanted(w.run("box")).allSatisfy { $0.phase == .running } }
+        let before = try w.machines().map(\.name).sorted()
+        let queue = try DatabaseQueue(path: w.store.path)
+        try await queue.write { try $0.execute(sql: sql) }
+        let manifest = FileManager.default.temporaryDirectory.appendingPathComponent("box-\(UUID().uuidString).yaml")
+        try "kind: Run\nname: box\nreplicas: 2\n".write(to: manifest, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: manifest) }
+        for args in [["orphans", "sweep"], ["apply", "-f", manifest.path], ["doctor"]] {
+            let r = try await w.repl(args)
+            #expect(r.status != 0 && (r.stderrText + r.stdoutText).contains("control_id"), "\(args): \(r.status) \(r.stdoutText) \(r.stderrText)")
+        }
+        #expect(try w.machines().map(\.name).sorted() == before)
+        #expect(try w.machines().allSatisfy { $0.state == .running })
+        let meta = try await queue.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'control_id'") }
+        #expect(meta == nil || meta == "", "a new control id was saved: \(meta ?? "")")
+        try queue.close()
+    }
+}
