@@ -119,6 +119,15 @@ extension DocumentContext {
             }
             out[ks.string] = vs.string
         }
+        // The wrapper sets each variable before the command starts: a megabyte of them took it
+        // 20 s, and a deadline ran out before the command began (found by attacking).
+        let total = out.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 }
+        if keyRule == .environment, total > ManifestParser.maxEnvironment {
+            error(
+                field.key,
+                "\(key): holds \(total / 1024) KiB in all; at most \(ManifestParser.maxEnvironment / 1024) KiB (put large data in a file, with files or bootstrap)"
+            )
+        }
         return out
     }
 }

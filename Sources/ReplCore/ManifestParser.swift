@@ -38,6 +38,8 @@ public struct ManifestParser: Sendable {
     public static let maxCPUs = 256
     /// `MAX_ARG_STRLEN` of Linux: one `KEY=value` entry with its NUL.
     public static let maxEnvironmentEntry = 128 * 1024
+    /// All of a run's `env` together: set by the wrapper before the command starts.
+    public static let maxEnvironment = 256 * 1024
 
     /// Why a `userData` text is not a cloud-init document repl can hand to OrbStack, or nil.
     public static func userDataProblem(_ text: String) -> String? {

@@ -49,6 +49,8 @@ public enum RunFields {
 
     /// A command or bootstrap script: at most ``ManifestParser/maxScriptBytes``.
     public static func script(_ text: String) -> Result<String, FieldProblem> {
+        // A shell reads a script with a NUL as a binary file and runs none of it (exit 126).
+        if text.unicodeScalars.contains("\0") { return .failure(FieldProblem("contains a NUL byte, which a shell script cannot hold")) }
         guard text.utf8.count <= ManifestParser.maxScriptBytes else {
             return .failure(
                 FieldProblem(

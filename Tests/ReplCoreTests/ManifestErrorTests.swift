@@ -27,6 +27,18 @@ struct ManifestErrorTests {
             errors: [
                 "run.yaml:4:8: env.BIG: is 195 KiB; one environment variable holds at most 128 KiB on Linux (put large data in a file, with bootstrap or userData)"
             ]),
+        // Found by attacking: a NUL made the script a "binary file" the shell would not run (exit
+        // 126 at run time), and a megabyte of env took the wrapper 20 s to set.
+        Case(
+            yaml: "kind: Run\nname: a\ncommand: \"printf x\\0; echo after\"\nbootstrap: \"a\\0b\"\n",
+            errors: [
+                "run.yaml:3:10: command: contains a NUL byte, which a shell script cannot hold",
+                "run.yaml:4:12: bootstrap: contains a NUL byte, which a shell script cannot hold",
+            ]),
+        Case(
+            yaml: "kind: Run\nname: a\nenv:\n"
+                + (1...3).map { "  V\($0): \(String(repeating: "x", count: 100_000))\n" }.joined(),
+            errors: ["run.yaml:3:1: env: holds 292 KiB in all; at most 256 KiB (put large data in a file, with files or bootstrap)"]),
         // Files in and artifacts out (#17).
         Case(
             yaml: "kind: Run\nname: a\nfiles: ./src\n",
