@@ -179,7 +179,19 @@ struct PlanBuilder {
             }
         } else {
             due(now.adding(run.manifest.hold))
+            collectArtifactsBeforeTheHold(run, instance, name)
         }
+    }
+
+    /// A held instance's artifacts (and logs) are copied when its command has ended, while its
+    /// machine runs, not when the hold is over: a machine stopped during the hold (its own
+    /// timer, a restart) would keep them out of reach.
+    mutating func collectArtifactsBeforeTheHold(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName) {
+        guard !run.manifest.artifacts.isEmpty, instance.startedAt != nil, !instance.logsCollected,
+            byName[name.description]?.state == .running,
+            !actions.contains(.collectLogs(run: run.id, instance: instance.id, machine: name))
+        else { return }
+        actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
     }
 
     /// Why a machine that has the instance's name is not the instance's, or nil when it is: it
@@ -227,6 +239,7 @@ struct PlanBuilder {
             } else {
                 due(until)
                 waiting[name.description] = "held until \(until)"
+                collectArtifactsBeforeTheHold(run, instance, name)
             }
             return
         }

@@ -118,6 +118,24 @@ extension RunInsideTests {
         #expect(try w.wanted(w.run("r"))[0].phase == .failed)
     }
 
+    /// A held run's artifacts are copied when its command ends, not when its machine goes: a
+    /// machine that stops during the hold (its own timer, a restart, Ctrl-C in `exec`) kept
+    /// them out of reach (found by an attacker: `apply --wait` then a sweep, nothing copied).
+    @Test(.machineCommands) func aHeldRunsArtifactsAreCopiedWhenItsCommandEnds() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: held\ncommand: mkdir -p /srv/out; echo r > /srv/out/r.txt\nartifacts: [/srv/out/*]\nhold: 10m\n")
+        try await w.tick { try w.run("held").phase == .succeeded }
+        try await w.tick { try w.wanted(w.run("held"))[0].logsCollected }
+        let machine = try machineName(w, "held")
+        try await w.sim(["stop", machine])
+        let file = w.root.appendingPathComponent("state/artifacts/held/1/srv/out/r.txt")
+        #expect((try? String(contentsOf: file, encoding: .utf8)) == "r\n")
+        // The hold ends: the machine goes, and what was copied stays.
+        try await w.sim(["admin", "clock", "advance", "11m"])
+        await w.controller.tick(now: Date().addingTimeInterval(660))
+        #expect((try? String(contentsOf: file, encoding: .utf8)) == "r\n")
+    }
+
     /// Lists every running machine as stopped.
     final class StoppedInList: ForwardingProvider, @unchecked Sendable {
         override func list() async throws(ProviderError) -> [ObservedMachine] {
