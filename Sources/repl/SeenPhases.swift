@@ -30,6 +30,13 @@ struct SeenPhases {
         let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id).description
         seen.confirmed = channel.heartbeat(machine)
         seen.machine = machine
+        // A run without a command succeeds at its deadline, counted from its launch, as the
+        // controller judges it; its machine stops then, and its status is left saying running.
+        if run.manifest.command == nil, let started = instance.startedAt, let max = run.manifest.maxDuration, Date() >= started.adding(max) {
+            seen.phase = .succeeded
+            seen.unrecorded = true
+            return seen
+        }
         guard let status = heard[machine] ?? channel.status(machine) else { return seen }
         let phase: InstancePhase
         switch status {

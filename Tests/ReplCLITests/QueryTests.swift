@@ -113,6 +113,20 @@ import Testing
         #expect(bad.status == 2 && bad.stderr.contains("is not a phase"), "\(bad.stderr)")
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "delete", "run", "long"]).status == 0)
     }
+
+    /// A run without a command succeeds at its deadline, as a controller would record it: `wait`
+    /// with no controller running says so (found by an attacker: it waited until killed, while
+    /// the machine had stopped and `run list` showed it Running).
+    @Test(.machineCommands) func waitSeesARunWithoutACommandSucceedAtItsDeadline() async throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("box.yaml")
+        try "kind: Run\nname: box\nmaxDuration: 3s\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await CLITests.run(home, ["--orbctl", "sim", "apply", "-f", file.path]).status == 0)
+        let done = try await CLITests.run(home, ["--orbctl", "sim", "wait", "box", "--for", "Succeeded", "--timeout", "60s"])
+        #expect(done.status == 0 && done.stdout == "box: Succeeded\n", "\(done.stdout)\(done.stderr)")
+        let list = try await CLITests.run(home, ["--orbctl", "sim", "run", "list"])
+        #expect(list.stdout.contains("Succeeded"), "\(list.stdout)")
+    }
 }
 
 /// `plan` shows what changes field by field, counts that add up, snapshots; replacing a
