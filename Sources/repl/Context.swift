@@ -21,6 +21,13 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Where state lives (env REPL_HOME; default ~/.repl).", valueName: "dir"))
     var stateDir: String?
+
+    /// An empty `--state-dir` would be the current directory (found by an attacker).
+    func validate() throws {
+        if let stateDir, stateDir.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--state-dir: empty; give a directory, or leave it out for REPL_HOME or ~/.repl")
+        }
+    }
 }
 
 /// A failure with its exit code: 1 failure, 2 bad input, 3 orbctl missing or unusable.

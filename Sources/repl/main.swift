@@ -97,6 +97,8 @@ do {
     exit(error.code)
 } catch let error as CommandExit {
     Interrupts.exitIfInterrupted()
+    // A report that could not be written says so first (exit 1), whatever it would have said.
+    Console.finish()
     exit(error.code)
 } catch let error as StoreError {
     // A store that failed mid-command (busy past its wait, read-only, disk full): one line.

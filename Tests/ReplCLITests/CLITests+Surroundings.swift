@@ -10,6 +10,12 @@ import Testing
 /// The CLI where its surroundings fail or differ: the orbctl, the state directory, the disk,
 /// a read-only store, an emulator that cannot run machine commands.
 extension CLITests {
+    @Test func anEmptyStateDirIsBadInput() async throws {
+        // (A read command: before the fix it read the current directory as the state, writing nothing.)
+        let out = try await Self.run(Home(), ["--state-dir", "", "--orbctl", "sim", "run", "list"])
+        #expect(out.status == 2 && out.stderr.contains("--state-dir: empty"), "\(out.status) \(out.stderr)")
+    }
+
     @Test func anEmptyOrbctlIsBadInput() async throws {
         let home = Home()
         let out = try await Self.run(home, ["--orbctl", "", "apply", "-f", "examples/hello.yaml", "--dry-run"])

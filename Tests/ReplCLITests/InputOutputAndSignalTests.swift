@@ -169,9 +169,11 @@ import Testing
 
     @Test func closedStandardStreamsAreHarmless() async throws {
         let home = CLITests.Home()
+        // (doctor exits 3 where the emulator cannot run machine commands, and says why.)
+        let allWell: Int32 = machineCommandsAvailable ? 0 : 3
         let r = try await shell(home, "'\(CLITests.repl)' --orbctl sim doctor >&- 2>&-")
-        #expect(r.status == 0)
+        #expect(r.status == allWell)
         let doctor = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])
-        #expect(doctor.status == 0 && doctor.stdout.contains("control id"), "\(doctor.stdout)\(doctor.stderr)")
+        #expect(doctor.status == allWell && doctor.stdout.contains("control id"), "\(doctor.stdout)\(doctor.stderr)")
     }
 }

@@ -69,6 +69,10 @@ import Testing
             environment: ["HOME": home.dir.path, "PATH": "/usr/bin:/bin"], limit: 1 << 16)
         let oddLog = (try? String(contentsOf: home.dir.appendingPathComponent("st%te/sweep.log"), encoding: .utf8)) ?? ""
         #expect(oddLog.contains("/nonexistent/orbctl"), "\(oddLog)")
+        // The emulator chosen with --orbctl sim is kept too: without it cron would sweep the
+        // real OrbStack's machines with the emulator's store (found by an attacker).
+        let sim = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep", "--print-crontab"])
+        #expect(sim.stdout.contains("--orbctl 'sim' orphans sweep"), "\(sim.stdout)")
     }
 
     @Test func runWithoutAUsableOrbctlRecordsNothing() async throws {
@@ -87,23 +91,32 @@ import Testing
     @Test func doctorExitsOneWhenTheBreakerIsOpenOrTheStoreUnusableAndStillReports() async throws {
         let home = CLITests.Home()
         let ok = try await CLITests.run(home, ["--orbctl", "sim", "doctor", "--json"])
-        #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
+        #expect(ok.status == (machineCommandsAvailable ? 0 : 3), "\(ok.stdout)\(ok.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [String: Any])
-        #expect(json["ok"] as? Bool == true && json["schemaVersion"] as? Int == 1 && json["repl"] is String)
+        #expect(json["ok"] as? Bool == machineCommandsAvailable && json["schemaVersion"] as? Int == 1 && json["repl"] is String)
         #expect((json["store"] as? [String: Any])?["schema"] as? String == Store.schemaVersion)
+        // Where the emulator cannot run machine commands (apply and run refuse, exit 3), doctor
+        // says so instead of "all well" (found by an attacker).
+        var refusing = home.environment
+        refusing["ORBSIM_NAMESPACES"] = "0"
+        let cannot = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "doctor"], env: refusing)
+        #expect(cannot.status == 3 && cannot.stdout.contains("needs attention: orbctl: orbctl-sim runs machine commands"), "\(cannot.stdout)")
 
         // The breaker open: exit 1, and the report says why.
         let store = try Store(directory: home.dir.appendingPathComponent("state"))
         try store.saveBreaker(Admission.trip(.closed, message: "missing IP address", now: Date()))
         let open = try await CLITests.run(home, ["--orbctl", "sim", "doctor"])
-        #expect(open.status == 1 && open.stdout.contains("breaker:       OPEN") && open.stdout.contains("needs attention"), "\(open.stdout)")
+        // (Exit 3 where the emulator cannot run machine commands: orbctl's problem comes first.)
+        let needsAttention: Int32 = machineCommandsAvailable ? 1 : 3
+        #expect(
+            open.status == needsAttention && open.stdout.contains("breaker:       OPEN") && open.stdout.contains("needs attention"), "\(open.stdout)")
 
         // A corrupt store: still a report (orbctl, machines), exit 1.
         let db = home.dir.appendingPathComponent("state/state.db")
         for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db.path + suffix) }
         try Data(repeating: 0x42, count: 8192).write(to: db)
         let corrupt = try await CLITests.run(home, ["--orbctl", "sim", "doctor", "--json"])
-        #expect(corrupt.status == 1, "\(corrupt.stderr)")
+        #expect(corrupt.status == needsAttention, "\(corrupt.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(corrupt.stdout.utf8)) as? [String: Any])
         #expect(((report["store"] as? [String: Any])?["error"] as? String)?.contains("not a valid repl database") == true)
         #expect((report["orbctl"] as? [String: Any])?["version"] is String)

@@ -20,7 +20,11 @@ struct Doctor: AsyncParsableCommand {
         var orbctlUnusable = false
         // orbctl first, then the store: each reported whatever became of the other.
         var providerError: String?
-        do { _ = try await context.provider() } catch {
+        do {
+            _ = try await context.provider()
+            // The emulator where it cannot run machine commands: apply and run refuse (exit 3).
+            try context.requireRunnableEmulator()
+        } catch {
             providerError = (error as? CLIError)?.description ?? "\(error)"
             orbctlUnusable = true
             problems.append("orbctl: \(providerError!)")

@@ -95,8 +95,9 @@ struct OrphansSweep: AsyncParsableCommand {
     func run() async throws {
         let context = Context(global)
         if printCrontab {
-            // An explicit --orbctl or REPL_ORBCTL is kept (a path, not `sim`: cron has no emulator to try).
-            let orbctl = context.orbctlChoice.flatMap { $0 == "sim" ? nil : (($0 as NSString).isAbsolutePath ? $0 : nil) }
+            // An explicit --orbctl or REPL_ORBCTL is kept: `sim` (the emulator is built in, and
+            // sweeping OrbStack with the emulator's store would be wrong) or an absolute path.
+            let orbctl = context.orbctlChoice.flatMap { $0 == "sim" || ($0 as NSString).isAbsolutePath ? $0 : nil }
             let program = URL(fileURLWithPath: Platform.executablePath()).resolvingSymlinksInPath().path
             print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl))
             return
