@@ -124,6 +124,14 @@ public final class Controller: @unchecked Sendable {
                 if !settings.dryRun { store.event("observe-failed", why) }
                 return report
             }
+            // A machine of a live run that the run does not know: its instance row may name a run
+            // that does not exist (damage). Planning on it would make the run a second machine
+            // that runs the command again.
+            if let damage = try strayInstance(desired: desired, machines: machines, cid: cid) {
+                report.observationError = damage.description
+                if !settings.dryRun { store.event("observe-failed", damage.description) }
+                return report
+            }
             // Open intents: a live process's are planning input (its machines are in flight);
             // a dead one's are resolved against the list (closed, when acting).
             let inFlight = try resolveIntents(observed: machines)
@@ -243,6 +251,20 @@ public final class Controller: @unchecked Sendable {
                 }
             }
             start += batch.count
+        }
+        return nil
+    }
+
+    /// The damage behind a listed machine of ours whose run is live but does not have its
+    /// instance: an instance row that names another run (nil when every such row is whole,
+    /// or the machine is an ordinary orphan of a retired instance).
+    func strayInstance(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) throws(StoreError) -> StoreError? {
+        let runs = Dictionary(desired.runs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for machine in machines {
+            guard let name = MachineName(parsing: machine.name), name.controlID == cid, let manifest = name.manifestID,
+                let run = runs[RunID(manifest)], !run.instances.contains(where: { $0.id == name.instanceID })
+            else { continue }
+            if let damage = try store.strayInstance(name.instanceID) { return damage }
         }
         return nil
     }

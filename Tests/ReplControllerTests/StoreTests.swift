@@ -335,3 +335,25 @@ struct FirstOpenRaceTests {
         try queue.close()
     }
 }
+
+/// An instance row moved to a run that does not exist (a damaged store) hides a live machine
+/// from its run: the first tick named it only when the machine came up as an orphan to delete,
+/// after making a second machine that ran the command again (found by an attacker). Named at
+/// once; nothing is created, started or deleted.
+@Suite(.serialized) struct StrayInstanceTests {
+    @Test(.machineCommands) func aStrayInstanceRowIsNamedBeforeAnythingIsMade() async throws {
+        let w = try World()
+        try w.apply("kind: Run\nname: r\ncommand: sleep 600\n")
+        try await w.tick { try w.wanted(w.run("r")).first?.phase == .running }
+        let before = try w.machines().map(\.name)
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = false  // as sqlite3 edits it
+        let queue = try DatabaseQueue(path: w.store.path, configuration: configuration)
+        try await queue.write { try $0.execute(sql: "UPDATE instances SET run_id = 999") }
+        try queue.close()
+        let report = await w.controller.tick()
+        #expect(report.observationError?.contains("damaged run_id") == true, "\(report.observationError ?? "no error")")
+        #expect(report.outcomes.isEmpty)
+        #expect(try w.machines().map(\.name) == before)
+    }
+}
