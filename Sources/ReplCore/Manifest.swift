@@ -149,11 +149,17 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
 public struct LocatedManifest: Hashable, Sendable {
     public var manifest: Manifest
     public var location: SourceLocation
+    /// Where the values of `name` and `from` stand, for problems found across documents.
+    public var fields: [String: SourceLocation]
 
-    public init(manifest: Manifest, location: SourceLocation) {
+    public init(manifest: Manifest, location: SourceLocation, fields: [String: SourceLocation] = [:]) {
         self.manifest = manifest
         self.location = location
+        self.fields = fields
     }
+
+    /// Where the value of `key` stands, else the document.
+    public func location(of key: String) -> SourceLocation { fields[key] ?? location }
 }
 
 /// The documents of one apply, validated together: names unique per kind and

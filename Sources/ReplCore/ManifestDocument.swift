@@ -72,13 +72,16 @@ struct DocumentContext {
         let here = location(root)
         let name = self.name(fields["name"], document: root)
         if let name { declared = (kind, name) }
+        let places = ["name", "from"].reduce(into: [String: SourceLocation]()) { places, key in
+            if let field = fields[key] { places[key] = location(field.value) }
+        }
         switch kind {
         case .snapshot:
             let from = fields["from"].flatMap { f in string(f.value, key: "from").flatMap { checkReference($0, node: f.value, key: "from") } }
             if fields["from"] == nil { error(root, "from: missing; a Snapshot needs the name of the Run to clone") }
             let labels = stringMap(fields["labels"], key: "labels", keyRule: .label)
             guard let name, let from, diagnostics.isEmpty else { return nil }
-            return LocatedManifest(manifest: .snapshot(SnapshotManifest(name: name, from: from, labels: labels)), location: here)
+            return LocatedManifest(manifest: .snapshot(SnapshotManifest(name: name, from: from, labels: labels)), location: here, fields: places)
         case .run:
             var provider = "orbstack"
             if let f = fields["provider"], let p = string(f.value, key: "provider"),
@@ -121,7 +124,7 @@ struct DocumentContext {
                     RunManifest(
                         name: name, provider: provider, source: source, command: command, maxDuration: maxDuration,
                         bootstrap: bootstrap, replicas: replicas, hold: hold, env: env, labels: labels, options: options,
-                        files: files, artifacts: artifacts)), location: here)
+                        files: files, artifacts: artifacts)), location: here, fields: places)
         }
     }
 

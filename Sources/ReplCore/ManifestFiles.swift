@@ -18,6 +18,9 @@ public enum ManifestFiles {
             problems.append(ManifestDiagnostic(SourceLocation(file: path, line: 0, column: 0), message))
         }
         let fm = FileManager.default
+        // A file named twice (`-f a.yaml -f ./a.yaml`, a link to it, a directory holding it) is
+        // read once: its documents would otherwise clash with themselves.
+        var loaded: Set<String> = []
         for path in paths {
             if path == "-" {
                 do {
@@ -50,6 +53,7 @@ public enum ManifestFiles {
                 files = [path]
             }
             for file in files {
+                guard loaded.insert(URL(fileURLWithPath: file).resolvingSymlinksInPath().standardizedFileURL.path).inserted else { continue }
                 if let size = (try? fm.attributesOfItem(atPath: file))?[.size] as? NSNumber, size.intValue > maxFileSize {
                     problem(file, "is \(size.intValue / 1_048_576) MB; manifests larger than \(maxFileSize / 1_048_576) MB are refused")
                     continue

@@ -158,10 +158,10 @@ public struct ManifestParser: Sendable {
             if let first = seen[kind]?[doc.manifest.name] {
                 diagnostics.append(
                     ManifestDiagnostic(
-                        doc.location,
+                        doc.location(of: "name"),
                         "name: \(kind.rawValue) \"\(doc.manifest.name)\" is already defined at \(first); names are unique per kind"))
             } else {
-                seen[kind, default: [:]][doc.manifest.name] = doc.location
+                seen[kind, default: [:]][doc.manifest.name] = doc.location(of: "name")
             }
         }
         let runs = declared[.run, default: []].union(knownRuns)
@@ -170,12 +170,12 @@ public struct ManifestParser: Sendable {
             switch doc.manifest {
             case .run(let run):
                 if case .snapshot(let from) = run.source, let problem = RunFields.snapshotReference(from, snapshots: snapshots, runs: runs) {
-                    diagnostics.append(ManifestDiagnostic(doc.location, "from: \(problem.message)"))
+                    diagnostics.append(ManifestDiagnostic(doc.location(of: "from"), "from: \(problem.message)"))
                 }
             case .snapshot(let snap):
                 if !runs.contains(snap.from) {
                     let hint = Self.suggestion(snap.from, among: runs).map { " (did you mean \"\($0)\"?)" } ?? ""
-                    diagnostics.append(ManifestDiagnostic(doc.location, "from: no Run named \"\(snap.from)\"\(hint)"))
+                    diagnostics.append(ManifestDiagnostic(doc.location(of: "from"), "from: no Run named \"\(snap.from)\"\(hint)"))
                 }
             }
         }
@@ -196,7 +196,7 @@ public struct ManifestParser: Sendable {
                 if next == snap.name {
                     diagnostics.append(
                         ManifestDiagnostic(
-                            doc.location,
+                            doc.location(of: "from"),
                             "from: Snapshot \"\(snap.name)\" is taken from a run that clones it ("
                                 + (chain + [snap.name]).joined(separator: " → ") + "); it could never be taken: start the loop from a spec"))
                     break

@@ -55,7 +55,7 @@ struct HistoryTests {
         #expect(try String(contentsOf: log, encoding: .utf8).contains("finished-output"))
         // And a further tick plans nothing for it.
         let again = await w.controller.tick(now: later)
-        #expect(again.plan?.actions.isEmpty == true)
+        #expect(again.plan?.actions.isEmpty == true, "\(again.observationError ?? "\(again.plan?.actions ?? [])")")
     }
 
     @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))

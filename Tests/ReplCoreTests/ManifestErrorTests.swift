@@ -67,7 +67,7 @@ struct ManifestErrorTests {
         Case(
             yaml: "kind: Run\nname: a\nfrom: s2\ncommand: echo\n---\nkind: Snapshot\nname: s2\nfrom: a\n",
             errors: [
-                "run.yaml:6:1: from: Snapshot \"s2\" is taken from a run that clones it (s2 → a → s2); it could never be taken: start the loop from a spec"
+                "run.yaml:8:7: from: Snapshot \"s2\" is taken from a run that clones it (s2 → a → s2); it could never be taken: start the loop from a spec"
             ]),
         // OrbStack's own machine options (#17).
         Case(
@@ -242,13 +242,13 @@ struct ManifestErrorTests {
             errors: ["run.yaml:4:1: from: cannot be combined with spec (line 3); a clone takes its spec from the snapshot, so remove one of them"]),
         Case(
             yaml: "kind: Run\nname: a\nfrom: nowhere\n",
-            errors: ["run.yaml:1:1: from: no Snapshot named \"nowhere\""]),
+            errors: ["run.yaml:3:7: from: no Snapshot named \"nowhere\""]),
         Case(
             yaml: "kind: Run\nname: a\n---\nkind: Run\nname: b\nfrom: a\n",
-            errors: ["run.yaml:4:1: from: no Snapshot named \"a\" (\"a\" is a Run; make a Snapshot of it first)"]),
+            errors: ["run.yaml:6:7: from: no Snapshot named \"a\" (\"a\" is a Run; make a Snapshot of it first)"]),
         Case(
             yaml: "kind: Run\nname: base\n---\nkind: Snapshot\nname: snap\nfrom: bsae\n",
-            errors: ["run.yaml:4:1: from: no Run named \"bsae\" (did you mean \"base\"?)"]),
+            errors: ["run.yaml:6:7: from: no Run named \"bsae\" (did you mean \"base\"?)"]),
         Case(
             yaml: "kind: Snapshot\nname: snap\n",
             errors: ["run.yaml:1:1: from: missing; a Snapshot needs the name of the Run to clone"]),
@@ -257,7 +257,7 @@ struct ManifestErrorTests {
             errors: ["run.yaml:7:1: command: not a Snapshot key (a Snapshot has only name, from, labels)"]),
         Case(
             yaml: "kind: Run\nname: a\n---\nkind: Run\nname: a\n",
-            errors: ["run.yaml:4:1: name: Run \"a\" is already defined at run.yaml:1:1; names are unique per kind"]),
+            errors: ["run.yaml:5:7: name: Run \"a\" is already defined at run.yaml:2:7; names are unique per kind"]),
         Case(
             yaml: "kind: Run\nname: a\nname: b\n",
             errors: ["run.yaml:2:1: name: key appears more than once in the same document; keep one"]),

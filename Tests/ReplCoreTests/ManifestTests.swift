@@ -93,6 +93,21 @@ struct ManifestTests {
         #expect(try ManifestParser().parse(sources).runs.map(\.name) == ["a", "b"])
     }
 
+    /// A file named twice (again, through `..`, through a link, or in its directory) is read
+    /// once (found by an attacker: "Run "a" is already defined at" pointed at itself).
+    @Test func aFileNamedTwiceIsReadOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("a.yaml")
+        try "kind: Run\nname: a\n".write(to: file, atomically: true, encoding: .utf8)
+        let link = dir.appendingPathComponent("sub/link.yaml")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: file)
+        let sources = try ManifestFiles.load([file.path, dir.path + "/sub/../a.yaml", link.path, dir.path])
+        #expect(sources.count == 1)
+        #expect(try ManifestParser().parse(sources).runs.map(\.name) == ["a"])
+    }
+
     @Test func dashMeansStandardInput() throws {
         let sources = try ManifestFiles.load(["-"], readStandardInput: { Data("kind: Run\nname: piped\n".utf8) })
         #expect(sources == [ManifestSource(name: "<stdin>", text: "kind: Run\nname: piped\n")])
