@@ -13,7 +13,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .target(
@@ -24,7 +23,7 @@ let package = Package(
         .target(name: "ReplPlatform", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
         // EC2 and S3 spoken natively (SigV4, the Query API, XML): the AWS provider's client.
-        .target(name: "AWS", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "AWS", dependencies: ["ReplCore", "ReplPlatform"]),
         .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Yams", package: "Yams")]),
         .target(name: "ReplStore", dependencies: ["ReplCore", "ReplPlatform", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack", "ReplPlatform"]),

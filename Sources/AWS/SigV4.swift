@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// Keys that sign a request: an access key and its secret, and a session token for temporary
@@ -82,7 +81,7 @@ public struct SigV4: Sendable {
         if let token = credentials.sessionToken, request.header("x-amz-security-token") == nil {
             request.headers.append((name: "X-Amz-Security-Token", value: token))
         }
-        let payload = Self.hex(SHA256.hash(data: request.body))
+        let payload = Self.hex(SHA256.hash(request.body))
         if service == "s3", request.header("x-amz-content-sha256") == nil {
             request.headers.append((name: "x-amz-content-sha256", value: payload))
         }
@@ -119,13 +118,13 @@ public struct SigV4: Sendable {
     }
 
     private func finish(_ canonical: String, stamp: (day: String, full: String)) -> (stringToSign: String, signature: String) {
-        let stringToSign = ["AWS4-HMAC-SHA256", stamp.full, scope(stamp.day), Self.hex(SHA256.hash(data: Data(canonical.utf8)))]
+        let stringToSign = ["AWS4-HMAC-SHA256", stamp.full, scope(stamp.day), Self.hex(SHA256.hash(Array(canonical.utf8)))]
             .joined(separator: "\n")
-        var key = SymmetricKey(data: Data("AWS4\(credentials.secretAccessKey)".utf8))
+        var key = Array("AWS4\(credentials.secretAccessKey)".utf8)
         for part in [stamp.day, region, service, "aws4_request"] {
-            key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data(part.utf8), using: key)))
+            key = SHA256.hmac(key: key, message: Array(part.utf8))
         }
-        let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
+        let signature = Self.hex(SHA256.hmac(key: key, message: Array(stringToSign.utf8)))
         return (stringToSign, signature)
     }
 
