@@ -243,7 +243,7 @@ struct FirstOpenRaceTests {
 /// The small tables are read through record types that check each cell (#21): a damaged
 /// backoff, breaker, whitelist, event, intent or lease row is an error that names it, in every
 /// command that reads it, never a crash (GRDB's subscript stops the process on a bad value).
-@Suite(.serialized) struct DamagedSmallTableTests {
+@Suite(.serialized, .machineCommands) struct DamagedSmallTableTests {
     static let damages: [(sql: String, table: String)] = [
         ("INSERT INTO backoff (machine, attempts, next_at, last_error) VALUES ('repl-abcdef-1-1', 'many', 0, 'x')", "backoff"),
         ("INSERT INTO breaker (id, open_until, failures, message) VALUES (1, 'later', 1, 'x')", "breaker"),
@@ -290,7 +290,7 @@ struct FirstOpenRaceTests {
 /// A lease or breaker that ends further ahead than any is ever set (a lease lasts 5 minutes, the
 /// breaker opens for 10 at most) blocks nothing: found by an attacker, such a row made `watch`
 /// wait and the sweep do nothing for ever. Not honoured, and taken by the next command.
-@Suite(.serialized) struct FarAheadTests {
+@Suite(.serialized, .machineCommands) struct FarAheadTests {
     @Test(arguments: [
         "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, 'watch', 99999, strftime('%s','now') + 86400, 'T', 'other-boot', 'pid:[1]', '1')",
         "INSERT OR REPLACE INTO breaker (id, open_until, failures, message) VALUES (1, strftime('%s','now') + 86400, 1, 'x')",
