@@ -110,7 +110,7 @@ extension Store {
         // A lease lasts minutes: one that ends more than an hour ahead was never written by a
         // holder (a damaged row, or the clock went back) and is not honoured; a live holder's
         // next renewal finds it taken and stops acting.
-        guard lease.expiresAt > now, lease.expiresAt <= now.addingTimeInterval(Store.farAhead) else { return nil }
+        guard Store.inForce(lease, now: now) else { return nil }
         guard let token = lease.token else {
             // A lease written before holders had identities: judged by its pid alone.
             return pid != getpid() && isAlive(pid) ? holder : nil
@@ -133,8 +133,7 @@ extension Store {
         try read { db in
             guard let lease = try LeaseRecord.fetchOne(db, sql: "SELECT * FROM lease WHERE id = 1") else { return nil }
             if lease.token == Store.token {
-                return lease.expiresAt > now && lease.expiresAt <= now.addingTimeInterval(Store.farAhead)
-                    ? LeaseHolder(holder: lease.holder, pid: getpid(), expiresAt: lease.expiresAt) : nil
+                return Store.inForce(lease, now: now) ? LeaseHolder(holder: lease.holder, pid: getpid(), expiresAt: lease.expiresAt) : nil
             }
             return Store.otherHolder(lease, now: now)
         }
@@ -142,6 +141,11 @@ extension Store {
 
     /// Further ahead than any lease (5 minutes) or breaker (10 minutes) is set.
     static let farAhead: TimeInterval = 3600
+
+    /// Not expired, and not ending further ahead than any holder sets it.
+    static func inForce(_ lease: LeaseRecord, now: Date) -> Bool {
+        lease.expiresAt > now && lease.expiresAt <= now.addingTimeInterval(farAhead)
+    }
 
     public static func isAlive(_ pid: Int32) -> Bool { (kill(pid, 0) == 0 || errno == EPERM) && !Platform.isZombie(pid) }
 }

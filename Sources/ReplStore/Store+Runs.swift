@@ -160,10 +160,6 @@ extension Store {
 
     // MARK: - Desired state
 
-    static func date(_ row: Row, _ column: String) -> Date? {
-        (row[column] as Double?).map { Date(timeIntervalSince1970: $0) }
-    }
-
     static func instance(_ row: Row) throws(StoreError) -> InstanceState {
         let c = Cells(row: row, what: "instance \(Base36.encode(UInt64(bitPattern: Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0)))")
         let phaseText = try c.string("phase")
