@@ -224,7 +224,9 @@ extension OrbSim {
         guard let index = OrbSim.find(name, in: state) else { throw SimExit.notFound(name) }
         let machine = state.machines[index]
         // Without a private namespace the command would run on the host itself.
-        if let refusal = Platform.machineCommandsRefusal { throw SimExit(code: 1, stderr: refusal + "\n") }
+        if let refusal = Platform.machineCommandsRefusal ?? (environment["ORBSIM_NAMESPACES"] == "0" ? Platform.namespacesTurnedOff : nil) {
+            throw SimExit(code: 1, stderr: refusal + "\n")
+        }
         // A stopped machine is started first.
         if machine.state(at: now(state)) != "running" { try startMachine(id: machine.id) }
         return machine

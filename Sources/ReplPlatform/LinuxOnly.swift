@@ -16,7 +16,7 @@
         /// (root, with util-linux's `unshare`, and not turned off).
         static var namespacesRefusal: String? {
             if ProcessInfo.processInfo.environment["ORBSIM_NAMESPACES"] == "0" {
-                return "orbctl-sim runs machine commands only in a private namespace, and ORBSIM_NAMESPACES=0 turns them off"
+                return Platform.namespacesTurnedOff
             }
             for tool in [unshare, MachineNamespace.enterProgram, MachineNamespace.detachProgram, "/usr/bin/setpriv"]
             where !FileManager.default.isExecutableFile(atPath: tool) {

@@ -49,6 +49,10 @@ public enum Platform {
     /// machine commands: they would run on the host itself.
     public static var machineNamespaces: Bool { machineCommandsRefusal == nil }
 
+    /// Why machine commands are refused where `ORBSIM_NAMESPACES=0` is set.
+    public static let namespacesTurnedOff =
+        "orbctl-sim runs machine commands only in a private namespace, and ORBSIM_NAMESPACES=0 turns them off"
+
     /// Why `machineNamespaces` is false, in one line for people; nil when it is true.
     public static var machineCommandsRefusal: String? {
         #if os(Linux)

@@ -109,7 +109,7 @@ extension ConformanceTests {
 
     // "flags are parsed up to the first word that does not start with `-` and everything after goes to the command
     //  verbatim; an unknown dash word before the command, `--` included, fails with `unknown flag X`. The exit code is the command's."
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func runFlagParsing()
+    @Test(.machineCommands) func runFlagParsing()
         async throws
     {
         let sim = try SimHarness()
@@ -123,7 +123,7 @@ extension ConformanceTests {
         await #expect(try sim.run(["exec", "--machine=m1", "true"]).exitCode == 0)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func runPassesStandardInput() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -132,7 +132,7 @@ extension ConformanceTests {
     }
 
     // "A stopped machine is started first."
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func runStartsAStoppedMachine() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -142,7 +142,7 @@ extension ConformanceTests {
     }
 
     // "`orbctl push|pull [-m M] SRC… [DST]`: guest paths are relative to the guest user's home"
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")) func pushAndPull()
+    @Test(.machineCommands) func pushAndPull()
         async throws
     {
         let sim = try SimHarness()

@@ -7,9 +7,7 @@ import Testing
 
 /// Machine commands: isolation, shims, background processes and exact bytes.
 @Suite(.serialized) struct MachineTests {
-    static let namespaces = Platform.machineNamespaces
-
-    @Test(.enabled(if: MachineTests.namespaces, "needs Linux and root for the private mount and UTS namespace"))
+    @Test(.machineCommands)
     func machineDirectoriesAndHostnameAreItsOwn() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -27,7 +25,7 @@ import Testing
         #expect(ProcessInfo.processInfo.hostName != "m1")
     }
 
-    @Test(.enabled(if: MachineTests.namespaces, "needs namespaces for per-machine directories"))
+    @Test(.machineCommands)
     func aCloneCopiesTheDisk() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "base"])
@@ -38,7 +36,7 @@ import Testing
         await #expect(try sim.run(["run", "-m", "base", "cat", "/opt/READY"]).stdout == "prepared\n")
     }
 
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.emulatorOnly, .machineCommands)
     func hostnameDashIPrintsTheAddress() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -46,7 +44,7 @@ import Testing
     }
 
     @Test(
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .machineCommands,
         arguments: ["poweroff", "shutdown -h now", "halt", "reboot", "systemctl poweroff"])
     func powerCommandsStopTheMachineNotTheHost(_ command: String) async throws {
         let sim = try SimHarness()
@@ -60,7 +58,7 @@ import Testing
         // The host is still here, and still running this test.
     }
 
-    @Test(.emulatorOnly, .enabled(if: MachineTests.namespaces, "absolute paths are covered by bind mounts inside the namespace"))
+    @Test(.emulatorOnly, .machineCommands)
     func absolutePathsReachTheShimsToo() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -93,7 +91,7 @@ import Testing
         #expect(ghost.stderr.contains("machine not found"))
     }
 
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.emulatorOnly, .machineCommands)
     func backgroundProcessesOutliveRunAndDieWithTheMachine() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -112,7 +110,7 @@ import Testing
         #expect(!SimHarness.anyAlive(pids))
     }
 
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.emulatorOnly, .machineCommands)
     func deletingAMachineEndsItsProcesses() async throws {
         let sim = try SimHarness()
         try await sim.run(["create", "ubuntu", "m1"])
@@ -125,7 +123,7 @@ import Testing
 
     /// Commands with quotes, `$()`, backticks, newlines and non-ASCII text arrive byte for byte.
     @Test(
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .machineCommands,
         arguments: [
             "it's \"quoted\"", "$(touch /tmp/pwned) and `id`", "line1\nline2\n\nline4", "ünïcødé ✓ 日本語 🚀",
             "tab\there; semicolon; && || | > < * ? [a] {b} ~ # !", " leading and trailing spaces ", "\\backslash\\n",

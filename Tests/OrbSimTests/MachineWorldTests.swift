@@ -8,7 +8,7 @@ import Testing
 /// A machine's world, as strict as OrbStack's: sessions, users, file paths, its own process
 /// table, `/mnt/mac`, isolation, cloud-init. Each test quotes the line of ORBCTL.md (or the
 /// source) it checks.
-@Suite(.serialized, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+@Suite(.serialized, .machineCommands)
 struct MachineWorldTests {
     // "Processes left in the background die when the `orbctl run` session ends [R]: detach
     //  with `setsid … &` to keep them."

@@ -111,7 +111,7 @@ import Testing
     }
 
     /// Each step of address discovery, by forcing the earlier ones to fail.
-    @Test(.emulatorOnly, .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.emulatorOnly, .machineCommands)
     func addressDiscoveryFallsBackStepByStep() async throws {
         let h = try ClientHarness()
         try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
@@ -226,7 +226,7 @@ import Testing
         return last
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func statusGoesRunningThenExitedWithTheCommandsCode() async throws {
         let h = try ClientHarness()
         try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
@@ -243,7 +243,7 @@ import Testing
         #expect(String(decoding: try await h.provider.logs(name: h.m("m1"), bootstrap: false, from: 0), as: UTF8.self) == "done\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func commandBootstrapAndEnvArriveByteForByte() async throws {
         let h = try ClientHarness()
         try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
@@ -257,7 +257,7 @@ import Testing
         #expect(log == Self.hostile + "\n---\n" + Self.hostile)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aFailingBootstrapIsLoggedAndTheCommandStillRuns() async throws {
         let h = try ClientHarness()
         try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)
@@ -269,7 +269,7 @@ import Testing
         #expect(boot == "setting up\nrepl: bootstrap exited 3 (not fatal: the command still runs)\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aCommandPastItsDeadlineIsTimedOutAndTheMachinePowersOff() async throws {
         let h = try ClientHarness()
         try await h.provider.create(name: h.m("m1"), spec: .defaultSpec)

@@ -48,7 +48,7 @@ import Testing
         try await exec(repl, args, env: home.environment, stdin: stdin, cwd: root.path)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func helloWaitPrintsHelloAndExitsZero() async throws {
         let home = Home()
         let out = try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
@@ -62,7 +62,7 @@ import Testing
         #expect(logs.stdout == "hello\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func theGuidesCommandsWorkAsShown() async throws {
         let home = Home()
         let run = try await Self.run(
@@ -118,7 +118,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func waitExitsWithTheCommandsExitCode() async throws {
         let home = Home()
         let file = home.dir.appendingPathComponent("seven.yaml")
@@ -129,7 +129,7 @@ import Testing
         await #expect(try Self.run(home, ["--orbctl", "sim", "apply", "-f", timeout.path, "--wait"]).status == 124)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func jsonOfEveryCommandParses() async throws {
         let home = Home()
         try await Self.run(home, ["--orbctl", "sim", "apply", "-f", "examples/hello.yaml", "--wait"])
@@ -187,7 +187,7 @@ import Testing
         #expect(list.status == 0 && !list.stdout.contains("\"name\""), "a run was recorded: \(list.stdout)")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func anAmbiguousRunPrefixIsBadInput() async throws {
         let home = Home()
         try await Self.run(home, ["--orbctl", "sim", "run", "--name", "job-a", "--command", "true"])

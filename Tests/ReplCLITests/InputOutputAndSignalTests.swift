@@ -103,7 +103,7 @@ import Testing
 /// A signal to repl (Ctrl-C, `kill`, `launchctl bootout`) ends the orbctl call it is waiting
 /// for, which runs in its own process group and so does not get the signal itself.
 @Suite(.serialized) struct SignalTests {
-    @Test(.enabled(if: machineCommandsAvailable, "finds the orbctl child through /proc (Linux)"), arguments: [SIGTERM, SIGINT, SIGHUP])
+    @Test(.machineCommands, arguments: [SIGTERM, SIGINT, SIGHUP])
     func aSignalToReplEndsItsOrbctlCall(_ sig: Int32) async throws {
         let home = CLITests.Home()
         #expect(try await CLITests.run(home, ["--orbctl", "sim", "doctor"]).status == 0)
@@ -156,7 +156,7 @@ import Testing
 
     /// Output lost mid-apply does not stop the work: the run finishes, is recorded, and repl
     /// then says the output was lost.
-    @Test(.enabled(if: OutputStreamTests.devFull && machineCommandsAvailable, "needs /dev/full and machine commands (Linux as root)"))
+    @Test(.machineCommands, .enabled(if: OutputStreamTests.devFull, "needs /dev/full (Linux)"))
     func anApplyWhoseOutputIsLostStillDoesItsWork() async throws {
         let home = CLITests.Home()
         let hello = CLITests.root.appendingPathComponent("examples/hello.yaml").path

@@ -88,7 +88,7 @@ import Testing
 
 /// `doctor` reports what it can and says by its exit code whether all is well (#18).
 @Suite(.serialized) struct DoctorTests {
-    @Test func doctorExitsOneWhenTheBreakerIsOpenOrTheStoreUnusableAndStillReports() async throws {
+    @Test(.machineCommands) func doctorExitsOneWhenTheBreakerIsOpenOrTheStoreUnusableAndStillReports() async throws {
         let home = CLITests.Home()
         let ok = try await CLITests.run(home, ["--orbctl", "sim", "doctor", "--json"])
         #expect(ok.status == (machineCommandsAvailable ? 0 : 3), "\(ok.stdout)\(ok.stderr)")

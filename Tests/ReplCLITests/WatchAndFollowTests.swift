@@ -9,7 +9,7 @@ import Testing
 
 /// `repl watch`: plain lines, the lease, and a clean stop on Ctrl-C.
 @Suite(.serialized) struct WatchTests {
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func watchAppliesConvergesAndStopsCleanly() async throws {
         let home = CLITests.Home()
         let log = home.dir.appendingPathComponent("watch.log").path

@@ -90,7 +90,7 @@ struct WatchViewTests {
     }
 
     @Test(
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .machineCommands,
         .enabled(if: WatchTerminalTests.tmuxPath != nil, "needs tmux"))
     func watchInATerminal() async throws {
         let home = CLITests.Home()

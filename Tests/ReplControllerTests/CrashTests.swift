@@ -12,7 +12,7 @@ import Testing
 @Suite(.serialized) struct CrashTests {
 
     @Test(
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .machineCommands,
         arguments: ["after-intent:create", "after-call:create"])
     func killedAroundACreate(_ point: String) async throws {
         let w = try World()
@@ -46,7 +46,7 @@ import Testing
     }
 
     @Test(
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .machineCommands,
         arguments: ["after-intent:delete", "after-call:delete"])
     func killedInTheMiddleOfADelete(_ point: String) async throws {
         let w = try World()

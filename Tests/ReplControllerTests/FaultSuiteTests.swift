@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test(
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"),
+        .machineCommands,
         arguments: ["fails", "garbage", "null", "hangs"])
     func aBadListTouchesNothingAndTheNextGoodTickConverges(_ fault: String) async throws {
         let w = try World()
@@ -77,7 +77,7 @@ import Testing
         #expect(try w.run("a").instances.first?.phase ?? .pending >= .bootstrapping)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aCreateThatTimesOutButCompletesIsAdoptedNotDuplicated() async throws {
         let w = try World()
         try await w.sim(["admin", "latency", "create", "2500"])
@@ -100,7 +100,7 @@ import Testing
         #expect(try w.run("slow").instances.count == 1 && w.run("slow").instances[0].phase >= .bootstrapping)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func killedAtRandomPointsDuringATenRunApply() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("ten.yaml")
@@ -123,7 +123,7 @@ import Testing
         #expect(try w.store.runs().allSatisfy { record in record.run.instances.filter { record.run.wants($0) }.count == 1 })
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func unmanagedAndForeignMachinesAreNeverTouched() async throws {
         let w = try World()
         let unmanaged = (0..<(Self.long ? 100 : 30)).map { "dev-\($0)" }
@@ -148,7 +148,7 @@ import Testing
 
     /// Short runs in waves through a small pool: graceful stops return every address, so the
     /// pool never runs out (long: 300 runs through 64 addresses; CI: 48 through 16).
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func churnNeverExhaustsThePool() async throws {
         let w = try World()
         let (total, pool, wave) = Self.long ? (300, 64, 30) : (48, 16, 12)
@@ -169,7 +169,7 @@ import Testing
 
     /// `watch`, cron sweeps and applies at the same time: one actor at a time, nothing done twice
     /// (CI: 10 seconds; long: a minute).
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func watchSweepAndApplyAtOnce() async throws {
         let w = try World()
         let file = w.root.appendingPathComponent("fleet.yaml")

@@ -34,7 +34,7 @@ struct HistoryTests {
         return w
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aFinishedRunLeavesTheTickOnceSettledAndStaysQueryable() async throws {
         let w = try await settledWorld()
         // Just finished: still live (a settle time guards a list that left a machine out).
@@ -58,7 +58,7 @@ struct HistoryTests {
         #expect(again.plan?.actions.isEmpty == true, "\(again.observationError ?? "\(again.plan?.actions ?? [])")")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func anArchivedRunComesBackWhenItsManifestChanges() async throws {
         let w = try await settledWorld()
         _ = await w.controller.tick(now: Date().addingTimeInterval(2 * 3600))

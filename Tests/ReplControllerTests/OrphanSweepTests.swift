@@ -60,7 +60,7 @@ import Testing
         #expect(overlap > 4, "at most \(overlap) stops at once")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aSweepDeletesExactlyTheOldOrphans() async throws {
         let w = try World()
         let m = try await populate(w)
@@ -142,7 +142,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func recoverRebuildsTheStoreFromTheMachines() async throws {
         let w = try World()
         try "kept\n".write(to: w.root.appendingPathComponent("f.txt"), atomically: true, encoding: .utf8)

@@ -12,7 +12,7 @@ import Testing
 @Suite(.serialized) struct ScenarioTests {
     func names(_ w: World) async throws -> Set<String> { Set(try w.machines().map(\.name)) }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func threeReplicasConvergeThenScaleToOne() async throws {
         let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: web\ncommand: sleep 600\nreplicas: 3\n")
@@ -28,7 +28,7 @@ import Testing
                 == Planner.machineName(PlannerSettings(controlID: w.store.controlID()), run: run.id, instance: w.wanted(run)[0].id).description)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aChangedCommandReplacesTheMachines() async throws {
         let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
@@ -41,7 +41,7 @@ import Testing
         #expect(try w.run("a").generation == 2)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func anUnchangedReapplyIsANoOp() async throws {
         let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: a\ncommand: sleep 600\n")
@@ -53,7 +53,7 @@ import Testing
         #expect(try w.store.runs().map(\.run) == rowsBefore)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aConvergedIdleTickMakesExactlyOneOrbctlCall() async throws {
         let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: idle\nreplicas: 2\n")  // no command: machines stay up
@@ -75,7 +75,7 @@ import Testing
         #expect(try w.run("slow").phase == .timedOut)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aCancelledRunLosesItsMachine() async throws {
         let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: c\ncommand: sleep 600\n")
@@ -85,7 +85,7 @@ import Testing
         #expect(try w.run("c").phase == .cancelled)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aSnapshotThenACloneFromItWorks() async throws {
         let w = try World(inProcess: true)
         let yaml = try String(contentsOf: SchemaPaths.examples.appendingPathComponent("snapshot-then-clone.yaml"), encoding: .utf8)
@@ -103,7 +103,7 @@ import Testing
         #expect(log == "prepared once\n")
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func aFailingBootstrapDoesNotFailTheRunAndLogsSurviveTheMachine() async throws {
         let w = try World(inProcess: true)
         try w.apply("kind: Run\nname: b\nbootstrap: exit 5\ncommand: echo still ran\n")
@@ -126,7 +126,7 @@ import Testing
         #expect(try w.machines().isEmpty && w.run("a").instances.isEmpty)
     }
 
-    @Test(.enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root"))
+    @Test(.machineCommands)
     func exhaustionOpensTheBreaker() async throws {
         let w = try World(inProcess: true)
         try await w.sim(["admin", "ip-pool", "1"])

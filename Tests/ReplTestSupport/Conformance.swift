@@ -104,8 +104,28 @@ extension Trait where Self == ConditionTrait {
         .enabled(if: !Conformance.isReal, "checks the emulator itself, not OrbStack (ORBCTL_CONFORMANCE is set)")
     }
 
+}
+
+extension Trait where Self == MachineCommands {
     /// The test runs commands inside machines: OrbStack always can; the emulator only on Linux as root.
-    public static var machineCommands: Self {
-        .enabled(if: machineCommandsAvailable, "runs machine commands, which the emulator does only on Linux as root")
+    public static var machineCommands: Self { MachineCommands() }
+}
+
+/// Marks a test (or suite) that runs commands inside machines. Where the emulator cannot (a
+/// Mac), the test is skipped. Where it can, only marked tests may: an emulator home made
+/// outside a marked test refuses machine commands (`ORBSIM_NAMESPACES=0`, as on a Mac), so a
+/// test that needs them without saying so fails in the one ordinary run instead of only on a Mac.
+public struct MachineCommands: TestTrait, SuiteTrait, TestScoping {
+    @TaskLocal public static var inScope = false
+
+    private let condition = ConditionTrait.enabled(
+        if: machineCommandsPossible, "runs machine commands, which the emulator does only on Linux as root")
+
+    public var isRecursive: Bool { true }
+
+    public func prepare(for test: Test) async throws { try await condition.prepare(for: test) }
+
+    public func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        try await Self.$inScope.withValue(true) { try await function() }
     }
 }

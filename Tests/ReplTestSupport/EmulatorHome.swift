@@ -45,7 +45,11 @@ public enum BuildProducts {
 /// Whether the emulator runs machine commands here (Linux as root: each machine gets a
 /// private mount and UTS namespace). Tests that start runs are gated on it, so `swift test`
 /// on a Mac passes and names what it skipped.
-public let machineCommandsAvailable = Conformance.isReal || Platform.machineNamespaces
+public let machineCommandsPossible = Conformance.isReal || Platform.machineNamespaces
+
+/// Whether the running test may run machine commands: it is marked `.machineCommands` and the
+/// host can (an emulator home made outside such a test refuses them).
+public var machineCommandsAvailable: Bool { Conformance.isReal || (machineCommandsPossible && MachineCommands.inScope) }
 
 /// A fresh directory with the emulator reachable as `bin/orbctl`, its state under `sim/`,
 /// and an environment pointing there (HOME set, fast latencies unless asked otherwise).
@@ -70,6 +74,8 @@ public final class EmulatorHome: @unchecked Sendable {
             env["ORBSIM_HOME"] = root.appendingPathComponent("sim").path
             env["HOME"] = root.path
             if fast { env["ORBSIM_LATENCY"] = "fast" }
+            // Only a test marked `.machineCommands` may run commands in machines (as on a Mac).
+            if !MachineCommands.inScope { env["ORBSIM_NAMESPACES"] = "0" }
         }
         environment = env
     }
