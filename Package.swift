@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "ReplPlatform", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "OrbStack", dependencies: ["ReplCore", "ReplPlatform"]),
         // EC2 and S3 spoken natively (SigV4, the Query API, XML): the AWS provider's client.
-        .target(name: "AWS", dependencies: ["ReplCore", "ReplPlatform"]),
+        .target(name: "AWS", dependencies: ["ReplCore", "ReplPlatform", "OrbStack"]),
         .target(name: "OrbSim", dependencies: ["ReplCore", "ReplPlatform", .product(name: "Yams", package: "Yams")]),
         .target(name: "ReplStore", dependencies: ["ReplCore", "ReplPlatform", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "ReplController", dependencies: ["ReplCore", "ReplStore", "OrbStack", "ReplPlatform"]),
@@ -31,7 +31,7 @@ let package = Package(
         .executableTarget(
             name: "repl",
             dependencies: [
-                "ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController",
+                "ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController", "AWS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(
             name: "ReplCLITests", dependencies: ["ReplPlatform", "ReplCore", "ReplStore", "OrbStack", "ReplTestSupport", "repl", "orbctl-sim"],
             exclude: ["Snapshots"]),
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "ReplCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "ReplCore", "ReplStore", "ReplController", "ReplTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "OrbSimTests", dependencies: ["ReplPlatform", "OrbSim", "ReplCore", "OrbStack", "ReplTestSupport", "orbctl-sim"]),
     ],
     swiftLanguageModes: [.v6]

@@ -45,13 +45,17 @@ public struct EC2Launch: Sendable, Equatable {
     public var subnetID: String?
     public var securityGroupIDs: [String]
     public var keyName: String?
+    public var zone: String?
+    /// A one-time spot instance, terminated (never stopped) when EC2 takes it back.
+    public var spot: Bool
     public var tags: [String: String]
     /// A `poweroff` inside the instance terminates it (the disks are not billed on).
     public var terminateOnShutdown: Bool
 
     public init(
         name: String, imageID: String, instanceType: String, clientToken: String, userData: Data? = nil, subnetID: String? = nil,
-        securityGroupIDs: [String] = [], keyName: String? = nil, tags: [String: String] = [:], terminateOnShutdown: Bool = true
+        securityGroupIDs: [String] = [], keyName: String? = nil, zone: String? = nil, spot: Bool = false, tags: [String: String] = [:],
+        terminateOnShutdown: Bool = true
     ) {
         self.name = name
         self.imageID = imageID
@@ -61,6 +65,8 @@ public struct EC2Launch: Sendable, Equatable {
         self.subnetID = subnetID
         self.securityGroupIDs = securityGroupIDs
         self.keyName = keyName
+        self.zone = zone
+        self.spot = spot
         self.tags = tags
         self.terminateOnShutdown = terminateOnShutdown
     }
@@ -172,6 +178,13 @@ public struct EC2Client: Sendable {
         if let subnet = launch.subnetID { p.append(("SubnetId", subnet)) }
         for (i, group) in launch.securityGroupIDs.enumerated() { p.append(("SecurityGroupId.\(i + 1)", group)) }
         if let key = launch.keyName { p.append(("KeyName", key)) }
+        if let zone = launch.zone { p.append(("Placement.AvailabilityZone", zone)) }
+        if launch.spot {
+            p += [
+                ("InstanceMarketOptions.MarketType", "spot"), ("InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time"),
+                ("InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "terminate"),
+            ]
+        }
         let answer = try await call("RunInstances", p)
         guard let item = answer.items("instancesSet").first else {
             throw AWSError(code: "MalformedResponse", message: "no instance in the answer", action: "RunInstances")
@@ -182,9 +195,49 @@ public struct EC2Client: Sendable {
     /// Terminates the instances named by id (never none: an empty list is refused here, as a
     /// bare `orbctl stop` is refused for OrbStack).
     public func terminateInstances(_ ids: [String]) async throws(AWSError) {
-        guard !ids.isEmpty, ids.allSatisfy({ $0.hasPrefix("i-") }) else {
-            throw AWSError(code: "InvalidParameterValue", message: "terminate needs instance ids", action: "TerminateInstances")
-        }
-        _ = try await call("TerminateInstances", ids.enumerated().map { ("InstanceId.\($0.offset + 1)", $0.element) })
+        _ = try await call("TerminateInstances", try Self.named(ids, "TerminateInstances"))
     }
+
+    /// Stops the instances named by id (never none).
+    public func stopInstances(_ ids: [String]) async throws(AWSError) {
+        _ = try await call("StopInstances", try Self.named(ids, "StopInstances"))
+    }
+
+    /// Starts the stopped instances named by id (never none).
+    public func startInstances(_ ids: [String]) async throws(AWSError) {
+        _ = try await call("StartInstances", try Self.named(ids, "StartInstances"))
+    }
+
+    /// `InstanceId.N` parameters; an empty list, or anything not an instance id, is refused
+    /// before any call.
+    static func named(_ ids: [String], _ action: String) throws(AWSError) -> [(String, String)] {
+        guard !ids.isEmpty, ids.allSatisfy({ $0.hasPrefix("i-") && $0.count > 2 }) else {
+            throw AWSError(code: "InvalidParameterValue", message: "\(action) needs instance ids", action: action)
+        }
+        return ids.enumerated().map { ("InstanceId.\($0.offset + 1)", $0.element) }
+    }
+
+    /// Images owned by `owners` matching `filters` (`name`, `state`, `tag:KEY`), each with its
+    /// id, name and creation date.
+    public func describeImages(owners: [String], filters: [String: [String]]) async throws(AWSError) -> [EC2Image] {
+        var parameters = owners.enumerated().map { ("Owner.\($0.offset + 1)", $0.element) }
+        for (i, name) in filters.keys.sorted().enumerated() {
+            parameters.append(("Filter.\(i + 1).Name", name))
+            for (j, value) in filters[name]!.enumerated() { parameters.append(("Filter.\(i + 1).Value.\(j + 1)", value)) }
+        }
+        let answer = try await call("DescribeImages", parameters)
+        return answer.items("imagesSet").map { item in
+            EC2Image(
+                id: item.text("imageId") ?? "", name: item.text("name") ?? "", state: item.text("imageState") ?? "",
+                created: item.text("creationDate").flatMap(DateFormats.parse))
+        }
+    }
+}
+
+/// An AMI as `DescribeImages` reports it.
+public struct EC2Image: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var state: String
+    public var created: Date?
 }

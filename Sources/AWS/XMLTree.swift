@@ -11,6 +11,12 @@ public struct XMLTree: Sendable, Equatable {
     public var text: String
     public var children: [XMLTree]
 
+    public init(name: String, text: String, children: [XMLTree]) {
+        self.name = name
+        self.text = text
+        self.children = children
+    }
+
     /// The first child named `name`.
     public func child(_ name: String) -> XMLTree? { children.first { $0.name == name } }
 

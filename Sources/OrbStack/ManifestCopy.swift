@@ -56,6 +56,7 @@ public enum ManifestCopy {
         switch m.source {
         case .spec(let spec): doc.spec = spec.description
         case .snapshot(let snapshot): doc.from = snapshot
+        case .aws(let spec): doc.spec = spec.description
         }
         doc.command = m.command
         doc.bootstrap = m.bootstrap

@@ -20,7 +20,10 @@ public struct OrbStackProvider: Provider {
         }
     }
 
-    public func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+    public func create(name: MachineName, spec: MachineSpec, options: MachineOptions) async throws(ProviderError) {
+        guard case .orbstack(let spec) = spec else {
+            throw ProviderError(.failed, "OrbStack cannot make \(spec): that is another provider's machine")
+        }
         try await client.create(name: name.description, spec: spec, options: options)
     }
 

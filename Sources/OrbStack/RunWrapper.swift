@@ -204,7 +204,9 @@ public enum RunWrapper {
     /// the lock go. A launcher killed before that leaves no marker and no wrapper, so the next
     /// one starts afresh; one killed after leaves a wrapper that will mark and run, and the
     /// next one waits for the lock and answers `already launched`.
-    public static func launchArguments(machine: String, channel: String?) -> [String] {
+    /// `hostRoot`: where the channel's path is reached in the machine (`/mnt/mac` on OrbStack;
+    /// nothing in an EC2 instance, whose channel is a directory of its own).
+    public static func launchArguments(machine: String, channel: String?, hostRoot: String = "/mnt/mac") -> [String] {
         let launcher = """
             set -e
             R=\(directory)
@@ -216,7 +218,7 @@ public enum RunWrapper {
             rm -rf /etc/repl \(bootstrapLogPath)
             base64 -d > "$R/run.sh.new"; chmod 700 "$R/run.sh.new"; mv -f "$R/run.sh.new" "$R/run.sh"
             H=
-            if [ -n "$2" ] && [ -d "/mnt/mac$2" ] && printf '' 2>/dev/null > "/mnt/mac$2/run.log"; then H="/mnt/mac$2"; fi
+            if [ -n "$2" ] && [ -d "\(hostRoot)$2" ] && printf '' 2>/dev/null > "\(hostRoot)$2/run.log"; then H="\(hostRoot)$2"; fi
             printf '%s' "$H" > "$R/channel"
             echo bootstrapping > "$R/status"
             setsid sh -c 'mkdir "$0/launched.$1" || exit; [ -z "$2" ] || echo bootstrapping > "$2/status"; echo $$ > "$0/launched"; exec "$0/run.sh" 9>&-' "$R" "$1" "$H" > /dev/null 2>&1 < /dev/null &

@@ -57,11 +57,11 @@ extension Controller {
     /// it): an exhaustion trips it once per episode; a success closes it only if it began after
     /// the trip.
     func recordForBreaker(_ action: Action, began: Date, error: ProviderError?) throws(StoreError) {
-        if let error, error.kind == .addressExhausted {
+        if let error, error.isExhaustion {
             if let breaker = try gate.exhausted(began: began, message: error.message, store: store) {
-                store.event(
-                    "breaker-open", machine: action.machine?.description,
-                    "address pool exhausted; no creates until \(breaker.openUntil!); \(ProviderError.resetAdvice)")
+                let what = error.kind == .addressExhausted ? "address pool exhausted" : "no capacity: \(error.message)"
+                let advice = error.kind == .addressExhausted ? ProviderError.resetAdvice : "the breaker retries by itself"
+                store.event("breaker-open", machine: action.machine?.description, "\(what); no creates until \(breaker.openUntil!); \(advice)")
             }
         } else if error == nil, Admission.needsAddress(action), try gate.succeeded(began: began, store: store) {
             store.event("breaker-closed", machine: action.machine?.description, "a create succeeded; circuit breaker closed")
@@ -133,6 +133,11 @@ extension Controller {
                         break
                     }
                     try recordFailure(action, machine: name, began: began, error: error)
+                    // A machine that cannot be made as asked (an image that does not exist): the
+                    // instance fails with the engine's message instead of retrying for ever.
+                    if error.kind == .invalid, case let .create(run, instance, _, _) = action {
+                        try store.record(.markPhase(run: run, instance: instance, phase: .failed, exitCode: nil, reason: error.message))
+                    }
                     store.event("error", machine: name, run: action.instance?.run, "\(action) failed: \(error.description)")
                     outcomes.append((action, error))
                     onOutcome?(action, error)
@@ -278,7 +283,7 @@ final class BreakerGate: CallGate, @unchecked Sendable {
     /// call's permit goes to a call that waits for it.
     func failed(_ lane: CallLane, _ error: ProviderError) {
         if let why = Admission.endsTheTick(error) { endTick(why) }
-        if error.kind == .addressExhausted { sawExhaustion() }
+        if error.isExhaustion { sawExhaustion() }
     }
 
     /// Trips the breaker, unless this failure belongs to the episode that tripped it (the call

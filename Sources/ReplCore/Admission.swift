@@ -89,7 +89,8 @@ public struct Admission: Sendable, Equatable {
     public func reaction(to error: ProviderError, machine: String, now: Date) -> Reaction {
         switch error.kind {
         case .heldBack: return .none
-        case .addressExhausted: return .exhaustion
+        case .addressExhausted, .capacity: return .exhaustion
+        case .invalid: return .none
         default:
             if let why = Admission.endsTheTick(error) { return .endTick(why) }
             return .backOff(Admission.backoff(after: backoffs[machine], error: error.description, now: now))
@@ -100,7 +101,7 @@ public struct Admission: Sendable, Equatable {
     /// The limiter asks this too, before the failed call's permit goes to the next call.
     public static func endsTheTick(_ error: ProviderError) -> String? {
         switch error.kind {
-        case .heldBack, .addressExhausted: return nil
+        case .heldBack, .addressExhausted, .capacity, .invalid: return nil
         default: return error.isRetryable ? nil : error.description
         }
     }

@@ -226,8 +226,12 @@ public struct ObservedMachine: Hashable, Sendable {
         self.arch = arch
     }
 
-    /// Creation time from the ULID id; `nil` when the id is not a ULID.
-    public var createdAt: Date? { ULID.timestamp(of: id) }
+    /// When the engine says it launched the machine, where its id does not carry it (EC2's
+    /// `LaunchTime`).
+    public var launchedAt: Date?
+
+    /// Creation time: as the engine reports it, else from the ULID id; `nil` when neither says.
+    public var createdAt: Date? { launchedAt ?? ULID.timestamp(of: id) }
 }
 
 /// What a read of `/var/lib/repl/status` inside a machine said.

@@ -1,14 +1,39 @@
 import Foundation
 
-/// What a run's machines are made from: a fresh machine of a spec, or a clone of a snapshot.
+/// What a run's machines are made from: a fresh OrbStack machine of a spec, an EC2 instance
+/// (`provider: aws`), or a clone of a snapshot.
 public enum RunSource: Hashable, Sendable, Codable, CustomStringConvertible {
     case spec(Spec)
     case snapshot(String)
+    case aws(AWSSpec)
 
     public var description: String {
         switch self {
         case .spec(let s): return s.description
         case .snapshot(let n): return "snapshot \(n)"
+        case .aws(let s): return s.description
+        }
+    }
+
+    /// What a fresh machine is made as; nil for a clone.
+    public var machineSpec: MachineSpec? {
+        switch self {
+        case .spec(let s): return .orbstack(s)
+        case .aws(let s): return .aws(s)
+        case .snapshot: return nil
+        }
+    }
+}
+
+/// One machine as a provider makes it: an OrbStack machine of a spec, or an EC2 instance.
+public enum MachineSpec: Hashable, Sendable, CustomStringConvertible {
+    case orbstack(Spec)
+    case aws(AWSSpec)
+
+    public var description: String {
+        switch self {
+        case .orbstack(let s): return s.description
+        case .aws(let s): return s.description
         }
     }
 }
@@ -17,7 +42,7 @@ public enum RunSource: Hashable, Sendable, Codable, CustomStringConvertible {
 /// same command once. Keys mirror the flags of `repl run` one to one.
 public struct RunManifest: Hashable, Sendable, Codable {
     public var name: String
-    /// Always `orbstack` today.
+    /// `orbstack` (the default) or `aws`.
     public var provider: String
     public var source: RunSource
     /// Without a command the machine stays up until deleted or `maxDuration`.

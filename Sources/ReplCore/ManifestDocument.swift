@@ -4,7 +4,8 @@ import Yams
 /// Validation of one document, collecting every problem.
 struct DocumentContext {
     let file: String
-    let capabilities: ProviderCapabilities
+    /// The document's provider's (the parser's default until its `provider:` is read).
+    var capabilities: ProviderCapabilities
     var diagnostics: [ManifestDiagnostic] = []
     /// The document's kind and name when both are readable, even if it is invalid.
     var declared: (ManifestKind, String)?
@@ -54,10 +55,20 @@ struct DocumentContext {
             error(kindField.value, "kind: unknown kind \"\(kindText)\"; \(hint)")
             return nil
         }
+        // The provider first: what else a Run may say depends on it.
+        var provider = capabilities.name
+        if kind == .run, let f = fields["provider"], let p = string(f.value, key: "provider"),
+            let known = checked(RunFields.provider(p), f.value, key: "provider")
+        {
+            provider = known.name
+            capabilities = known
+        }
         let allowed = kind == .run ? ManifestParser.runKeys : ManifestParser.snapshotKeys
         for (key, (keyNode, _)) in fields.sorted(by: { ($0.value.key.mark?.line ?? 0) < ($1.value.key.mark?.line ?? 0) })
-        where !allowed.contains(key) {
-            if let reason = capabilities.unsupportedKeyReason(key) {
+        where !allowed.contains(key) || (kind == .run && capabilities.unsupportedKeyReason(key) != nil) {
+            if kind == .run, provider == "aws", AWSSpec.keys.contains(key) {
+                error(keyNode, "\(key): belongs under spec: on aws (spec: {\(key): \(Self.scalarText(fields[key]!.value))})")
+            } else if let reason = capabilities.unsupportedKeyReason(key) {
                 error(keyNode, "\(key): not supported: \(reason); remove this key")
             } else if kind == .run, ["cpus", "cpu", "memory", "disk"].contains(key) {
                 error(keyNode, "\(key): belongs under resources: (resources: {cpus: 2, memory: 4G, disk: 64G})")
@@ -83,12 +94,6 @@ struct DocumentContext {
             guard let name, let from, diagnostics.isEmpty else { return nil }
             return LocatedManifest(manifest: .snapshot(SnapshotManifest(name: name, from: from, labels: labels)), location: here, fields: places)
         case .run:
-            var provider = "orbstack"
-            if let f = fields["provider"], let p = string(f.value, key: "provider"),
-                let known = checked(RunFields.provider(p, capabilities: capabilities), f.value, key: "provider")
-            {
-                provider = known
-            }
             var source = RunSource.spec(.defaultSpec)
             let specField = fields["spec"].flatMap { Self.isNull($0.value) ? nil : $0 }
             let fromField = fields["from"].flatMap { Self.isNull($0.value) ? nil : $0 }
@@ -101,6 +106,8 @@ struct DocumentContext {
                 if let from = string(f.value, key: "from").flatMap({ checkReference($0, node: f.value, key: "from") }) {
                     source = .snapshot(from)
                 }
+            } else if provider == "aws" {
+                if let spec = awsSpec(specField) { source = .aws(spec) }
             } else if let s = specField, let text = string(s.value, key: "spec"), let spec = checked(RunFields.spec(text), s.value, key: "spec") {
                 source = .spec(spec)
             }

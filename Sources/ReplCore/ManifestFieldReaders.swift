@@ -4,6 +4,12 @@ import Yams
 extension DocumentContext {
     // MARK: - Field readers
 
+    /// A scalar's text as written, for a hint; `…` for anything else.
+    static func scalarText(_ node: Node) -> String {
+        if case .scalar(let s) = node { return String(s.string.prefix(40)) }
+        return "…"
+    }
+
     static func describe(_ node: Node) -> String {
         switch node {
         case .mapping: return "a mapping"

@@ -173,7 +173,14 @@ public struct ManifestParser: Sendable {
                     diagnostics.append(ManifestDiagnostic(doc.location(of: "from"), "from: \(problem.message)"))
                 }
             case .snapshot(let snap):
-                if !runs.contains(snap.from) {
+                let from = documents.lazy.compactMap { d -> RunManifest? in
+                    if case .run(let r) = d.manifest, r.name == snap.from { return r } else { return nil }
+                }.first
+                if let from, let provider = ProviderCapabilities.known.first(where: { $0.name == from.provider }), !provider.snapshots {
+                    diagnostics.append(
+                        ManifestDiagnostic(
+                            doc.location(of: "from"), "from: run \(from.name) runs on \(from.provider), which cannot take snapshots yet"))
+                } else if !runs.contains(snap.from) {
                     let hint = Self.suggestion(snap.from, among: runs).map { " (did you mean \"\($0)\"?)" } ?? ""
                     diagnostics.append(ManifestDiagnostic(doc.location(of: "from"), "from: no Run named \"\(snap.from)\"\(hint)"))
                 }

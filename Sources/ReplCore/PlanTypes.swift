@@ -24,7 +24,7 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
     /// Mark an instance as no longer wanted (store only).
     case retireInstance(run: RunID, instance: InstanceID, reason: String)
     /// `orbctl create distro:version NAME -a arch`, wait until running.
-    case create(run: RunID, instance: InstanceID, machine: MachineName, spec: Spec)
+    case create(run: RunID, instance: InstanceID, machine: MachineName, spec: MachineSpec)
     /// `orbctl clone SNAPSHOT NAME` then `orbctl start NAME`.
     case clone(run: RunID, instance: InstanceID, machine: MachineName, snapshotMachine: MachineName)
     /// `orbctl start NAME` for a stopped machine that should run.

@@ -284,8 +284,8 @@ struct PlanBuilder {
                 // Create (or clone) and start the run in one go: both calls leave the machine
                 // running, so the run need not wait for the next tick's list.
                 switch run.manifest.source {
-                case .spec(let spec):
-                    actions.append(.create(run: run.id, instance: instance.id, machine: name, spec: spec))
+                case .spec, .aws:
+                    actions.append(.create(run: run.id, instance: instance.id, machine: name, spec: run.manifest.source.machineSpec!))
                     actions.append(.startRun(run: run.id, instance: instance.id, machine: name))
                 case .snapshot(let snapshot):
                     if let source = readySnapshots[snapshot] {

@@ -11,7 +11,7 @@ public protocol Provider: Sendable {
     func state(name: MachineName) async throws(ProviderError) -> MachineState?
     /// Creates a machine with OrbStack's own options and waits until it runs. A machine of that
     /// name that already exists is adopted (create is idempotent by name).
-    func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError)
+    func create(name: MachineName, spec: MachineSpec, options: MachineOptions) async throws(ProviderError)
     /// Clones a stopped snapshot machine into a new machine and starts it.
     func clone(snapshot: MachineName, name: MachineName) async throws(ProviderError)
     func start(name: MachineName) async throws(ProviderError)
@@ -63,8 +63,13 @@ extension Provider {
     public func exists(name: MachineName) async throws(ProviderError) -> Bool { try await state(name: name) != nil }
 
     /// A machine with no options of its own.
-    public func create(name: MachineName, spec: Spec) async throws(ProviderError) {
+    public func create(name: MachineName, spec: MachineSpec) async throws(ProviderError) {
         try await create(name: name, spec: spec, options: .none)
+    }
+
+    /// An OrbStack machine of `spec`, with no options of its own unless given.
+    public func create(name: MachineName, spec: Spec, options: MachineOptions = .none) async throws(ProviderError) {
+        try await create(name: name, spec: .orbstack(spec), options: options)
     }
 }
 
@@ -120,6 +125,16 @@ public enum RunLimits {
 public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
         case notFound, alreadyExists, addressExhausted, unavailable, timedOut, malformedOutput, failed
+        /// The cloud has no capacity, or the account no quota, for the machine: the breaker, as
+        /// an exhausted address pool.
+        case capacity
+        /// The engine asked us to slow down (or failed on its side) more often than the call
+        /// absorbed: back off.
+        case throttled
+        /// Credentials missing, wrong or expired: nothing works until a person fixes them.
+        case denied
+        /// The request itself is wrong (an image that does not exist): the instance fails with it.
+        case invalid
         /// Not attempted: held back by the controller (the circuit breaker opened meanwhile).
         case heldBack
     }
@@ -140,10 +155,14 @@ public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible
     /// the circuit breaker; an unusable orbctl needs a person.
     public var isRetryable: Bool {
         switch kind {
-        case .timedOut, .failed, .malformedOutput, .alreadyExists, .notFound: return true
-        case .addressExhausted, .unavailable, .heldBack: return false
+        case .timedOut, .failed, .malformedOutput, .alreadyExists, .notFound, .throttled: return true
+        case .addressExhausted, .unavailable, .heldBack, .capacity, .denied, .invalid: return false
         }
     }
+
+    /// No capacity for new machines (OrbStack's address pool, a cloud's capacity or quota):
+    /// retried only through the circuit breaker.
+    public var isExhaustion: Bool { kind == .addressExhausted || kind == .capacity }
 
     public static let resetAdvice =
         "run `bash scaffold/scripts/orbstack-reset-networking.sh` on the macOS host (not inside a machine), then try again"

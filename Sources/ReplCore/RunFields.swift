@@ -31,8 +31,10 @@ public enum RunFields {
         return nil
     }
 
-    public static func provider(_ text: String, capabilities: ProviderCapabilities) -> Result<String, FieldProblem> {
-        text == capabilities.name ? .success(text) : .failure(FieldProblem("unknown provider \"\(text)\" (supported: \(capabilities.name))"))
+    public static func provider(_ text: String) -> Result<ProviderCapabilities, FieldProblem> {
+        if let known = ProviderCapabilities.known.first(where: { $0.name == text }) { return .success(known) }
+        return .failure(
+            FieldProblem("unknown provider \"\(text.prefix(40))\" (supported: \(ProviderCapabilities.known.map(\.name).joined(separator: ", ")))"))
     }
 
     public static func spec(_ text: String) -> Result<Spec, FieldProblem> {

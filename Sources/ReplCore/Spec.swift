@@ -99,6 +99,10 @@ public struct ProviderCapabilities: Sendable, Equatable {
     public var hibernation: Bool
     public var costExplorer: Bool
     public var customNetworking: Bool
+    /// OrbStack's own machine options: `resources`, `isolated`, `user`, `userData`.
+    public var machineOptions = true
+    /// `files` copied in and `artifacts` copied out.
+    public var fileCopies = true
 
     /// OrbStack, per its provider guide: snapshots by cloning, Tailscale built in,
     /// create is idempotent by name; everything cloud-like is absent.
@@ -106,6 +110,21 @@ public struct ProviderCapabilities: Sendable, Equatable {
         name: "orbstack", snapshots: true, tailscaleNative: true, idempotentSpawn: true,
         spot: false, gpu: false, multiRegion: false, persistentVolumes: false, warmVolumes: false,
         hibernation: false, costExplorer: false, customNetworking: false)
+
+    /// EC2, as repl drives it: instances of a type in a region, spot, subnets and security groups;
+    /// no OrbStack machine options, and (for now) no snapshots or file copies.
+    public static let aws: ProviderCapabilities = {
+        var aws = ProviderCapabilities(
+            name: "aws", snapshots: false, tailscaleNative: false, idempotentSpawn: true,
+            spot: true, gpu: false, multiRegion: true, persistentVolumes: false, warmVolumes: false,
+            hibernation: false, costExplorer: false, customNetworking: true)
+        aws.machineOptions = false
+        aws.fileCopies = false
+        return aws
+    }()
+
+    /// The providers a manifest may name.
+    public static let known: [ProviderCapabilities] = [.orbstack, .aws]
 
     /// Every capability as (name, supported), in a stable order for display.
     public var table: [(String, Bool)] {
@@ -139,7 +158,18 @@ public struct ProviderCapabilities: Sendable, Equatable {
         case "network", "subnet", "securityGroups", "ports":
             return customNetworking ? nil : "\(display) machines share its one network; per-machine networking is not configurable"
         case "instanceType":
-            return "\(display) has no instance types; give resources: {cpus: 2, memory: 4G, disk: 64G}"
+            return name == "aws" ? nil : "\(display) has no instance types; give resources: {cpus: 2, memory: 4G, disk: 64G}"
+        case "resources":
+            return machineOptions ? nil : "\(display) sizes a machine by its spec.instanceType"
+        case "isolated", "user", "userData":
+            return machineOptions ? nil : "\(display) machines have no OrbStack options (isolated, user, userData); each is a whole VM"
+        case "files", "artifacts":
+            if fileCopies { return nil }
+            return key == "files"
+                ? "\(display) cannot copy files into its machines yet; fetch them in bootstrap"
+                : "\(display) cannot copy files out of its machines yet; upload them from the command"
+        case "from":
+            return snapshots ? nil : "\(display) cannot clone snapshots yet; give a spec"
         default:
             return nil
         }

@@ -47,6 +47,58 @@ extension Store {
         try write { db in try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('control_id', ?)", arguments: [id.rawValue]) }
     }
 
+    // MARK: - Provider
+
+    /// The provider this store's runs are on, and its settings (for aws, `region` and
+    /// `endpoint`): OrbStack until a run of another provider is applied to an empty store.
+    public func provider() throws(StoreError) -> (name: String, settings: [String: String]) {
+        try read { db in
+            var settings: [String: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'provider%'") {
+                let key: String = row["key"], value: String = row["value"]
+                if key.hasPrefix("provider.") { settings[String(key.dropFirst("provider.".count))] = value }
+            }
+            let name = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'provider'") ?? "orbstack"
+            return (name, settings)
+        }
+    }
+
+    /// Puts the store on `provider` with `settings`: one provider per store, so that one
+    /// provider's list never makes another's machines look gone. A store that has runs or
+    /// snapshots left (not archived) of another provider, or of other settings, keeps its own;
+    /// the error says which. With `checkOnly` nothing is written.
+    public func bind(provider: String, settings: [String: String] = [:], checkOnly: Bool = false) throws(StoreError) {
+        try write { db in
+            let current = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'provider'") ?? "orbstack"
+            var currentSettings: [String: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'provider.%'") {
+                let key: String = row["key"], value: String = row["value"]
+                currentSettings[String(key.dropFirst("provider.".count))] = value
+            }
+            if current == provider && currentSettings == settings { return }
+            let inUse =
+                try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM runs WHERE archived = 0) OR EXISTS (SELECT 1 FROM snapshots WHERE deleted = 0)")
+                == true
+            if inUse {
+                let what = { (name: String, settings: [String: String]) in
+                    ([name] + settings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }).joined(separator: ", ")
+                }
+                throw StoreError(
+                    "this state directory's runs are on \(what(current, currentSettings)), not \(what(provider, settings)): one provider (and region) per state directory, so that one's list never makes the other's machines look gone. Give the other its own: REPL_HOME=~/.repl-\(provider) or --state-dir"
+                )
+            }
+            if checkOnly { return }
+            try db.execute(sql: "DELETE FROM meta WHERE key LIKE 'provider%'")
+            if provider != "orbstack" || !settings.isEmpty {
+                try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('provider', ?)", arguments: [provider])
+                for (key, value) in settings {
+                    try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?)", arguments: ["provider.\(key)", value])
+                }
+            }
+        }
+    }
+
     // MARK: - Manifests
 
     static let encoder: JSONEncoder = {

@@ -174,7 +174,7 @@ if section("1c") {
                 let machine = MachineName(controlID: try fleet.store.controlID(), manifestID: run.id, instanceID: next)
                 actions += [
                     .addInstance(run: run.id, instance: next, generation: 1),
-                    .create(run: run.id, instance: next, machine: machine, spec: .defaultSpec),
+                    .create(run: run.id, instance: next, machine: machine, spec: .orbstack(.defaultSpec)),
                     .startRun(run: run.id, instance: next, machine: machine),
                     .markPhase(run: run.id, instance: next, phase: .succeeded, exitCode: 0, reason: nil),
                     .collectLogs(run: run.id, instance: next, machine: machine),

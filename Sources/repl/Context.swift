@@ -1,3 +1,4 @@
+import AWS
 import ArgumentParser
 import Foundation
 import OrbSim
@@ -103,6 +104,50 @@ final class Context: @unchecked Sendable {
         return p
     }
 
+    /// The provider this state directory's runs are on: OrbStack through orbctl (the default),
+    /// or EC2 once `provider: aws` runs were applied to it (``Store/bind(provider:settings:)``).
+    func engine(checkVersion: Bool = true) async throws -> any Provider {
+        if let engine = _engine { return engine }
+        var bound: (name: String, settings: [String: String]) = ("orbstack", [:])
+        if hasStore {
+            let store = try store()
+            switch Result(catching: { () throws(StoreError) in try store.provider() }) {
+            case .success(let value): bound = value
+            case .failure(let error): throw CLIError.input(error.description)
+            }
+        }
+        guard bound.name == "aws" else { return try await provider(checkVersion: checkVersion) }
+        let engine = try await aws(region: bound.settings["region"], endpoint: bound.settings["endpoint"])
+        _engine = engine
+        return engine
+    }
+
+    private var _engine: (any Provider)?
+
+    /// EC2 through the credentials, region and endpoint AWS's own tools would use (the
+    /// environment, then `~/.aws`), the store's region and endpoint first. Exit 3 when AWS
+    /// cannot be reached as configured, naming what to set.
+    func aws(region: String?, endpoint: String?) async throws -> AWSProvider {
+        let config = AWSConfig(environment: environment, home: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())
+        do {
+            let region = try config.region(manifest: region)
+            let url = try config.endpoint(manifest: endpoint, region: region)
+            // The manifest's endpoint is one for every service (moto's); else S3's own setting.
+            let s3URL = try config.endpoint(manifest: endpoint, region: region, service: "s3")
+            let credentials = try await config.credentials()
+            let cid = try store().controlID()
+            return AWSProvider(
+                ec2: EC2Client(endpoint: url, region: region, credentials: credentials),
+                channel: .init(
+                    s3: S3Client(endpoint: s3URL, region: region, credentials: credentials),
+                    bucket: AWSProvider.Channel.bucket(controlID: cid, region: region)))
+        } catch let error as AWSConfigError {
+            throw CLIError.orbctl("AWS is not usable: \(error.description)")
+        } catch let error as StoreError {
+            throw CLIError.input(error.description)
+        }
+    }
+
     /// What `--orbctl` or `REPL_ORBCTL` names: `sim`, a path or a program name; nil for the default.
     var orbctlChoice: String? { options.orbctl ?? environment["REPL_ORBCTL"].flatMap { $0.isEmpty ? nil : $0 } }
 
@@ -189,14 +234,14 @@ final class Context: @unchecked Sendable {
     func logReader(live: Bool) async throws -> LogReader {
         LogReader(
             logsDirectory: stateDirectory.appendingPathComponent("logs"), channel: StatusChannel(directory: channelDirectory),
-            provider: live ? try await provider() : nil)
+            provider: live ? try await engine() : nil)
     }
 
     func controller(checkVersion: Bool = true, settings configure: (inout ControllerSettings) -> Void = { _ in }) async throws -> Controller {
         var settings = ControllerSettings(logsDirectory: stateDirectory.appendingPathComponent("logs"))
         settings.channelDirectory = channelDirectory
         configure(&settings)
-        return Controller(store: try store(), provider: try await provider(checkVersion: checkVersion), settings: settings)
+        return Controller(store: try store(), provider: try await engine(checkVersion: checkVersion), settings: settings)
     }
 
     // MARK: Output

@@ -20,13 +20,21 @@ struct Converger {
             let controller = try await context.controller { $0.dryRun = true }
             return try await PlanPrinter(context: context).show(set: set, controller: controller)
         }
-        if !set.runs.isEmpty { try context.requireRunnableEmulator() }
-        // orbctl is checked before anything is recorded: a run saved and then left because
-        // OrbStack is missing (exit 3) would start later, by surprise, under a sweep.
-        _ = try await context.provider()
-        try refuseOptionsThisOrbStackLacks(set)
-        if !newInstallation { try await refuseOverALostStore(store) }
+        let (provider, settings) = try bindProvider(set, store: store, checkOnly: true)
+        let engine: any Provider
+        if provider == "orbstack" {
+            if !set.runs.isEmpty { try context.requireRunnableEmulator() }
+            // orbctl is checked before anything is recorded: a run saved and then left because
+            // OrbStack is missing (exit 3) would start later, by surprise, under a sweep.
+            engine = try await context.provider()
+            try refuseOptionsThisOrbStackLacks(set)
+        } else {
+            // So are AWS's credentials and region.
+            engine = try await context.aws(region: settings["region"], endpoint: settings["endpoint"])
+        }
+        if !newInstallation { try await refuseOverALostStore(store, engine: engine) }
         if !replaceLongLived { try confirmReplacingLongLived(set, store: store) }
+        _ = try bindProvider(set, store: store, checkOnly: false)
         let changes = try store.apply(set)
         // With --wait, standard output is the commands' own output: what changed is progress then.
         for change in changes { if wait { context.progress(change.description) } else { context.say(change.description) } }
@@ -161,6 +169,40 @@ struct Converger {
         }
     }
 
+    /// The provider the manifests' runs are on, with the store put on it: one provider (and,
+    /// for aws, one region and endpoint) per apply and per state directory. Nothing is recorded
+    /// when they disagree.
+    func bindProvider(_ set: ManifestSet, store: Store, checkOnly: Bool) throws -> (String, [String: String]) {
+        let runs = set.documents.compactMap { document -> (RunManifest, SourceLocation)? in
+            if case .run(let run) = document.manifest { return (run, document.location) } else { return nil }
+        }
+        guard let (first, firstPlace) = runs.first else { return try store.provider() }
+        var settings: [String: String] = [:]
+        if case .aws(let spec) = first.source {
+            if let region = spec.region { settings["region"] = region }
+            if let endpoint = spec.endpoint { settings["endpoint"] = endpoint }
+        }
+        for (run, place) in runs.dropFirst() {
+            var other: [String: String] = [:]
+            if case .aws(let spec) = run.source {
+                if let region = spec.region { other["region"] = region }
+                if let endpoint = spec.endpoint { other["endpoint"] = endpoint }
+            }
+            if run.provider != first.provider || other != settings {
+                throw CLIError.input(
+                    "\(place): run \(run.name) is on \(Self.describe(run.provider, other)), but run \(first.name) (\(firstPlace)) is on \(Self.describe(first.provider, settings)): one provider and region per apply and per state directory; apply them with separate REPL_HOMEs. Nothing was recorded"
+                )
+            }
+        }
+        let bound = Result { () throws(StoreError) in try store.bind(provider: first.provider, settings: settings, checkOnly: checkOnly) }
+        if case .failure(let error) = bound { throw CLIError.input("\(firstPlace): \(error.description). Nothing was recorded") }
+        return (first.provider, settings)
+    }
+
+    static func describe(_ provider: String, _ settings: [String: String]) -> String {
+        ([provider] + settings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }).joined(separator: ", ")
+    }
+
     /// A machine without a command is a long-lived box someone may be working in: replacing it
     /// (its source, bootstrap or env changed) loses what is on it, so it is asked for, on a
     /// terminal, or needs `--yes`; nothing is recorded otherwise.
@@ -190,12 +232,12 @@ struct Converger {
     /// applying would make a second fleet while the first runs on as foreign. Refused, pointing at
     /// `repl recover`, unless `--new-installation` says it is meant. A failed list is never read
     /// as "no machines": it refuses too.
-    func refuseOverALostStore(_ store: Store) async throws {
+    func refuseOverALostStore(_ store: Store, engine: any Provider) async throws {
         guard try store.isEmpty() else { return }
         let machines: [ObservedMachine]
-        do {
-            machines = try await context.provider().list()
-        } catch let error as ProviderError {
+        do throws(ProviderError) {
+            machines = try await engine.list()
+        } catch {
             throw CLIError.failure("cannot list machines to check for an earlier installation (\(error.description)); nothing was recorded")
         }
         let cid = try store.controlID()

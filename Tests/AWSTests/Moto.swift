@@ -1,5 +1,6 @@
 import AWS
 import Foundation
+import Testing
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -8,6 +9,11 @@ import Foundation
 /// moto (`moto[server]` from PyPI), the AWS API emulator, on loopback: one server per test,
 /// so that tests running at once share nothing. `.ci/run` installs it; where it is missing
 /// the tests that need it are skipped and say so.
+/// Every test that starts moto, one at a time: a moto server is a Python process of its own,
+/// and several beside the rest of the suite on two cores answered past the client's timeout.
+@Suite(.serialized, .enabled(if: Moto.available, "needs moto_server (pip install 'moto[server]'); .ci/run installs it"))
+enum MotoTests {}
+
 final class Moto: @unchecked Sendable {
     static let executable: String? = {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
@@ -87,6 +93,10 @@ final class Moto: @unchecked Sendable {
         EC2Client(endpoint: endpoint, region: "us-east-1", credentials: credentials, transport: transport)
     }
 
+    func s3(transport: any AWSTransport = URLSessionTransport(), credentials: AWSCredentials = Moto.credentials) -> S3Client {
+        S3Client(endpoint: endpoint, region: "us-east-1", credentials: credentials, transport: transport)
+    }
+
     /// Turns signature checking on and returns credentials moto knows (an IAM user allowed
     /// everything), made by the three unauthenticated calls moto is told to allow first.
     func checkSignatures() async throws -> AWSCredentials {
@@ -127,6 +137,9 @@ final class FaultTransport: AWSTransport, @unchecked Sendable {
     func fail(_ action: String, times: Int = 1, status: Int = 503, code: String = "ServiceUnavailable", message: String = "injected") {
         lock.withLock { failures[action, default: []] += Array(repeating: AWSFailure(status: status, code: code, message: message), count: times) }
     }
+
+    /// No failure is injected any more.
+    func clear() { lock.withLock { failures = [:] } }
 
     func count(_ action: String) -> Int { lock.withLock { actions.filter { $0 == action }.count } }
 

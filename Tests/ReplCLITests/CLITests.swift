@@ -20,6 +20,8 @@ import Testing
 
     final class Home: @unchecked Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-cli-\(UUID().uuidString)")
+        /// Made in a test marked `.machineCommands`: only then may its emulator run machine commands.
+        let machineCommands = MachineCommands.inScope || Conformance.isReal
         init() { try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
         deinit {
             EmulatorHome.reset(simHome: dir.appendingPathComponent("state/sim"), environment: environment)
@@ -32,6 +34,7 @@ import Testing
             env["ORBSIM_LATENCY"] = "fast"
             env["ORBSIM_HOME"] = nil
             env["REPL_ORBCTL"] = nil
+            if !machineCommands { env["ORBSIM_NAMESPACES"] = "0" }
             return env
         }
     }
@@ -164,7 +167,8 @@ import Testing
             (["run", "--command", "  "], "--command: is empty"),
             (["run", "--command", "x", "--replicas", "1001"], "--replicas: 1001 is out of range (0–1000)"),
             (["run", "--command", "x", "--max-duration", "0"], "--max-duration: must be longer than 0"),
-            (["run", "--command", "x", "--provider", "aws"], "--provider: unknown provider \"aws\""),
+            (["run", "--command", "x", "--provider", "gcp"], "--provider: unknown provider \"gcp\""),
+            (["run", "--command", "x", "--provider", "aws"], "--provider: aws runs are written as manifests (provider: aws with its spec: mapping)"),
         ] as [([String], String)])
     func badInputIsOneClearLine(_ args: [String], _ message: String) async throws {
         let home = Home()

@@ -94,7 +94,7 @@ import Testing
         var capabilities: ProviderCapabilities { base.capabilities }
         func list() async throws(ProviderError) -> [ObservedMachine] { try await base.list() }
         func state(name: MachineName) async throws(ProviderError) -> MachineState? { try await base.state(name: name) }
-        func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+        func create(name: MachineName, spec: MachineSpec, options: MachineOptions) async throws(ProviderError) {
             try await base.create(name: name, spec: spec, options: options)
         }
         func clone(snapshot: MachineName, name: MachineName) async throws(ProviderError) { try await base.clone(snapshot: snapshot, name: name) }
@@ -179,7 +179,7 @@ import Testing
             self.cancel = cancel
             super.init(base)
         }
-        override func create(name: MachineName, spec: Spec, options: MachineOptions) async throws(ProviderError) {
+        override func create(name: MachineName, spec: MachineSpec, options: MachineOptions) async throws(ProviderError) {
             try await base.create(name: name, spec: spec, options: options)
             do { try cancel() } catch { Issue.record("cannot cancel: \(error)") }
         }

@@ -7,7 +7,7 @@ struct AdmissionTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
     let spec = Spec(distro: "ubuntu", version: "noble", arch: "arm64")
 
-    func create(_ machine: MachineName) -> [Action] { [.create(run: 1, instance: 1, machine: machine, spec: spec)] }
+    func create(_ machine: MachineName) -> [Action] { [.create(run: 1, instance: 1, machine: machine, spec: .orbstack(spec))] }
     func delete(_ machine: MachineName) -> [Action] { [.delete(machine: machine, reason: .orphan)] }
 
     @Test func backoffDoublesFromTwoSecondsToFiveMinutes() {

@@ -220,8 +220,8 @@ struct ManifestErrorTests {
             yaml: "kind: Run\nname: a\ngpu: 1\n",
             errors: ["run.yaml:3:1: gpu: not supported: OrbStack machines have no GPUs; remove this key"]),
         Case(
-            yaml: "kind: Run\nname: a\nprovider: aws\n",
-            errors: ["run.yaml:3:11: provider: unknown provider \"aws\" (supported: orbstack)"]),
+            yaml: "kind: Run\nname: a\nprovider: azure\n",
+            errors: ["run.yaml:3:11: provider: unknown provider \"azure\" (supported: orbstack, aws)"]),
         Case(
             yaml: "kind: Run\nname: a\ncommand: true\n",
             errors: ["run.yaml:3:10: command: expected text, got a boolean (true); quote it: command: \"true\""]),

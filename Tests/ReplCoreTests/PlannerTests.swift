@@ -32,7 +32,7 @@ struct PlannerTests {
         #expect(
             w.plan().actions == [
                 .addInstance(run: 1, instance: 1, generation: 1),
-                .create(run: 1, instance: 1, machine: "repl-ab12cd-1-1", spec: Self.spec),
+                .create(run: 1, instance: 1, machine: "repl-ab12cd-1-1", spec: .orbstack(Self.spec)),
                 .startRun(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
             ])
     }
@@ -78,7 +78,7 @@ struct PlannerTests {
                 .markPhase(run: 1, instance: 1, phase: .cancelled, exitCode: nil, reason: "replaced by generation 2"),
                 .collectLogs(run: 1, instance: 1, machine: "repl-ab12cd-1-1"),
                 .delete(machine: "repl-ab12cd-1-1", reason: .retired),
-                .create(run: 1, instance: 2, machine: "repl-ab12cd-1-2", spec: Self.spec),
+                .create(run: 1, instance: 2, machine: "repl-ab12cd-1-2", spec: .orbstack(Self.spec)),
                 .startRun(run: 1, instance: 2, machine: "repl-ab12cd-1-2"),
             ])
     }
@@ -259,7 +259,7 @@ struct PlannerTests {
         let base = w.name(1, 51), snapshot = w.name(2, 50), clone = w.name(3, 52)
         let baseMachine = w.machine(1, 51)
         let first = w.plan()
-        #expect(first.actions.contains(.create(run: 1, instance: 51, machine: baseMachine, spec: Self.spec)))
+        #expect(first.actions.contains(.create(run: 1, instance: 51, machine: baseMachine, spec: .orbstack(Self.spec))))
         #expect(!first.actions.contains { if case .clone = $0 { return true } else { return false } })
         #expect(first.waiting[snapshot] == "waiting for run base to have an instance")
         #expect(first.waiting[clone] == "waiting for snapshot snap to be ready")

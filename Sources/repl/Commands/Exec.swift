@@ -18,6 +18,9 @@ struct InstanceTarget {
         let (key, number) = try Context.splitInstance(text)
         let record = try context.findRun(key, quiet: true)
         let run = record.run
+        if try context.store().provider().name != "orbstack" {
+            throw CLIError.input("run \(run.manifest.name) is on EC2: exec and ssh into instances are not there yet")
+        }
         guard let cid = try context.store().existingControlID() else { throw CLIError.input("run \(run.manifest.name) has no machines") }
         if record.deleted || run.cancelled {
             throw CLIError.input("run \(run.manifest.name) was \(record.deleted ? "deleted" : "cancelled"): it has no machine to enter")

@@ -67,7 +67,11 @@ extension RunCommand {
             return text
         }
         let runName = check("--name", RunFields.name(name ?? "run-" + String(ControlID.generate().rawValue)))
-        let chosen = provider.flatMap { check("--provider", RunFields.provider($0, capabilities: .orbstack)) } ?? "orbstack"
+        let chosen = provider.flatMap { check("--provider", RunFields.provider($0)) }?.name ?? "orbstack"
+        if chosen != "orbstack" {
+            problems.append(
+                "--provider: \(chosen) runs are written as manifests (provider: \(chosen) with its spec: mapping) and applied with `repl apply -f`")
+        }
         var source = RunSource.spec(.defaultSpec)
         if spec != nil, from != nil {
             problems.append("--from: cannot be combined with --spec; a clone takes its spec from the snapshot, so give one of them")
@@ -259,7 +263,7 @@ struct RunStatus: AsyncParsableCommand {
             r.run.instances.filter { !$0.retired && !seen.seen(r.run, $0).phase.isTerminal && $0.phase >= .provisioning }
                 .map { MachineName(controlID: cid, manifestID: r.run.id, instanceID: $0.id) }
         }
-        guard !live.isEmpty, let provider = try? await context.provider(checkVersion: false) else { return [:] }
+        guard !live.isEmpty, let provider = try? await context.engine(checkVersion: false) else { return [:] }
         var out: [String: String] = [:]
         for machine in live.prefix(50) {
             if let address = try? await provider.address(name: machine) { out[machine.description] = address }

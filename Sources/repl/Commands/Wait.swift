@@ -93,7 +93,7 @@ struct Wait: AsyncParsableCommand {
     func ask(_ machines: [String], context: Context) async -> [(String, Answer)] {
         // Without a usable orbctl no machine can be asked, and no controller can judge any
         // other way: the channel is all there is.
-        guard let provider = try? await context.provider(checkVersion: false) else { return machines.map { ($0, .notRunning) } }
+        guard let provider = try? await context.engine(checkVersion: false) else { return machines.map { ($0, .notRunning) } }
         let listed: [ObservedMachine]
         do {
             listed = try await provider.list()

@@ -30,7 +30,9 @@ struct Watch: AsyncParsableCommand {
         let screen = !plain && context.interactive
         // Applying to an empty store beside another installation's machines would start a second
         // fleet: refused, as `apply` refuses it.
-        if !file.isEmpty && !newInstallation { try await Converger(context: context).refuseOverALostStore(try context.store()) }
+        if !file.isEmpty && !newInstallation {
+            try await Converger(context: context).refuseOverALostStore(try context.store(), engine: try await context.engine())
+        }
         try await WatchLoop(context: context, files: file, interval: every.seconds, fullScreen: screen).run()
     }
 }

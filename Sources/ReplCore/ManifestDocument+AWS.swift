@@ -1,0 +1,73 @@
+import Foundation
+import Yams
+
+/// The `spec:` mapping of a `provider: aws` run, each value checked by ``AWSSpec``'s field checks
+/// and every problem named by its line and `spec.KEY`.
+extension DocumentContext {
+    mutating func awsSpec(_ field: (key: Node, value: Node)?) -> AWSSpec? {
+        guard let field, !Self.isNull(field.value) else { return AWSSpec() }
+        guard case .mapping(let mapping) = field.value else {
+            error(
+                field.value,
+                "spec: a provider: aws spec is a mapping such as {instanceType: t3.micro, image: ubuntu:noble}, got \(Self.describe(field.value))")
+            return nil
+        }
+        var values: [String: Node] = [:]
+        for (k, v) in mapping {
+            guard case .scalar(let key) = k, AWSSpec.keys.contains(key.string) else {
+                let word = { if case .scalar(let s) = k { return s.string } else { return "?" } }()
+                let hint =
+                    ManifestParser.suggestion(word, among: AWSSpec.keys).map { "did you mean \($0)?" }
+                    ?? "known keys: \(AWSSpec.keys.joined(separator: ", "))"
+                error(k, "spec.\(word.prefix(40)): unknown key; \(hint)")
+                continue
+            }
+            values[key.string] = v
+        }
+        let before = diagnostics.count
+        var spec = AWSSpec()
+        func text(_ key: String, _ self_: inout DocumentContext) -> (String, Node)? {
+            guard let node = values[key], !Self.isNull(node), let value = self_.string(node, key: "spec.\(key)") else { return nil }
+            return (value, node)
+        }
+        if let (value, node) = text("instanceType", &self), let type = checked(AWSSpec.instanceType(value), node, key: "spec.instanceType") {
+            spec.instanceType = type
+            spec.arch = AWSSpec.arch(of: type)
+        }
+        if let (value, node) = text("image", &self), let image = checked(AWSSpec.image(value), node, key: "spec.image") { spec.image = image }
+        if let (value, node) = text("arch", &self), let arch = checked(AWSSpec.arch(value), node, key: "spec.arch") { spec.arch = arch }
+        if let (value, node) = text("region", &self) { spec.region = checked(AWSSpec.region(value), node, key: "spec.region") }
+        if let (value, node) = text("zone", &self) { spec.zone = checked(AWSSpec.zone(value, region: spec.region), node, key: "spec.zone") }
+        if let (value, node) = text("subnet", &self) {
+            spec.subnet = checked(AWSSpec.resourceID(value, prefix: "subnet", what: "subnet"), node, key: "spec.subnet")
+        }
+        if let (value, node) = text("keyName", &self) {
+            if value.isEmpty {
+                error(node, "spec.keyName: is empty; give the name of an EC2 key pair or remove the key")
+            } else {
+                spec.keyName = value
+            }
+        }
+        if let (value, node) = text("endpoint", &self) { spec.endpoint = checked(AWSSpec.endpoint(value), node, key: "spec.endpoint") }
+        if let node = values["securityGroups"], !Self.isNull(node) {
+            if case .sequence(let items) = node {
+                for item in items {
+                    guard let value = string(item, key: "spec.securityGroups") else { continue }
+                    if let id = checked(AWSSpec.resourceID(value, prefix: "sg", what: "security group"), item, key: "spec.securityGroups") {
+                        spec.securityGroups.append(id)
+                    }
+                }
+            } else {
+                error(node, "spec.securityGroups: expected a list of security group ids such as [sg-0123abcd], got \(Self.describe(node))")
+            }
+        }
+        if let node = values["spot"], !Self.isNull(node) {
+            if case .scalar(let s) = node, s.resolvedTagName == .bool {
+                spec.spot = ["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"].contains(s.string)
+            } else {
+                error(node, "spec.spot: expected true or false, got \(Self.describe(node))")
+            }
+        }
+        return diagnostics.count == before ? spec : nil
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import ReplPlatform
+import ReplTestSupport
+import Testing
+
+@testable import AWS
+
+extension MotoTests {
+    /// `repl` itself on `provider: aws`, against moto: credentials, region and endpoint from the
+    /// environment as AWS's tools read them, and one provider per state directory.
+    @Suite struct AWSCLITests {
+        final class Home: @unchecked Sendable {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-aws-cli-\(UUID().uuidString)")
+            let environment: [String: String]
+            init(_ moto: Moto) throws {
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                var env = ProcessInfo.processInfo.environment
+                for key in env.keys where key.hasPrefix("AWS_") { env[key] = nil }
+                env["HOME"] = dir.path
+                env["REPL_HOME"] = dir.appendingPathComponent("state").path
+                env["AWS_ENDPOINT_URL"] = moto.endpoint.absoluteString
+                env["AWS_ACCESS_KEY_ID"] = Moto.credentials.accessKeyID
+                env["AWS_SECRET_ACCESS_KEY"] = Moto.credentials.secretAccessKey
+                env["AWS_REGION"] = "us-east-1"
+                environment = env
+            }
+            deinit { try? FileManager.default.removeItem(at: dir) }
+
+            func repl(_ args: [String], env extra: [String: String] = [:], cwd: URL? = nil) async throws -> ProcessResult {
+                try await SystemProcessRunner.run(
+                    BuildProducts.repl, args, input: nil, timeout: 120, environment: environment.merging(extra) { $1 }, limit: 1 << 22)
+            }
+
+            func write(_ name: String, _ text: String) throws -> String {
+                let file = dir.appendingPathComponent(name)
+                try text.write(to: file, atomically: true, encoding: .utf8)
+                return file.path
+            }
+        }
+
+        static let manifest = """
+            kind: Run
+            name: boxes
+            provider: aws
+            spec: {image: \(EC2ClientTests.ami), instanceType: t3.small}
+            replicas: 2
+            """
+
+        /// Apply makes the instances (named, typed, terminated on shutdown), delete terminates
+        /// them; an OrbStack manifest is refused in the same state directory while they live.
+        @Test func applyMakesInstancesAndDeleteTerminatesThem() async throws {
+            let moto = try await Moto()
+            let home = try Home(moto)
+            let truth = moto.ec2()
+            let applied = try await home.repl(["apply", "-f", try home.write("boxes.yaml", Self.manifest)])
+            #expect(applied.status == 0, "\(applied.stdoutText)\(applied.stderrText)")
+            let made = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
+            #expect(made.count == 2 && made.allSatisfy { $0.instanceType == "t3.small" }, "\(made)")
+
+            let orb = try await home.repl(["--orbctl", "sim", "apply", "-f", try home.write("hello.yaml", "kind: Run\nname: hi\ncommand: echo hi\n")])
+            #expect(orb.status == 2 && orb.stderrText.contains("one provider (and region) per state directory"), "\(orb.stderrText)")
+
+            let deleted = try await home.repl(["delete", "run", "boxes"])
+            #expect(deleted.status == 0, "DELETE \(deleted.stdoutText)\(deleted.stderrText)")
+            let sweep = try await home.repl(["orphans", "sweep"])
+            #expect(sweep.status == 0, "\(sweep.stdoutText)\(sweep.stderrText)")
+            let left = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
+            #expect(left.isEmpty, "\(left.map(\.name))")
+        }
+
+        /// What cannot be reached as configured stops before anything is recorded (exit 3), and
+        /// says what to set; runs of two providers in one apply are refused (exit 2).
+        @Test func aMissingRegionOrMixedProvidersRecordNothing() async throws {
+            let moto = try await Moto()
+            let home = try Home(moto)
+            let file = try home.write("boxes.yaml", Self.manifest)
+            let noRegion = try await home.repl(["apply", "-f", file], env: ["AWS_REGION": ""])
+            #expect(noRegion.status == 3 && noRegion.stderrText.contains("no AWS region"), "\(noRegion.stderrText)")
+            let noKeys = try await home.repl(["apply", "-f", file], env: ["AWS_SECRET_ACCESS_KEY": ""])
+            #expect(
+                noKeys.status == 3 && noKeys.stderrText.contains("AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY"), "\(noKeys.stderrText)")
+            let mixed = try await home.repl(["apply", "-f", try home.write("mixed.yaml", Self.manifest + "\n---\nkind: Run\nname: local\n")])
+            #expect(mixed.status == 2 && mixed.stderrText.contains("one provider and region per apply"), "\(mixed.stderrText)")
+            let list = try await home.repl(["run", "list"])
+            #expect(list.stdoutText.contains("No runs"), "\(list.stdoutText)")
+            #expect(try await moto.ec2().describeInstances(filters: [:]).isEmpty)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import ReplController
+import ReplCore
+import ReplStore
+import Testing
+
+@testable import AWS
+
+extension MotoTests {
+    /// The same controller as OrbStack's, over EC2 (moto with EC2's semantics in front): what
+    /// it lists, what it terminates, and its breaker, seen as instances and store rows.
+    @Suite struct AWSControllerTests {
+        final class World: @unchecked Sendable {
+            let cloud: AWSProviderTests.Cloud
+            let store: Store
+            let controller: Controller
+            let cid: ControlID
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repl-aws-\(UUID().uuidString)")
+
+            /// Runs each instance's user data (tests marked `.machineCommands` only).
+            var runner: InstanceRunner?
+
+            init(pendingFor: TimeInterval = 0, invisibleFor: TimeInterval = 0, runUserData: Bool = false) async throws {
+                cloud = try await AWSProviderTests.Cloud(pendingFor: pendingFor, invisibleFor: invisibleFor)
+                if runUserData {
+                    let runner = try InstanceRunner(truth: cloud.truth)
+                    runner.attach(to: cloud.semantics)
+                    self.runner = runner
+                }
+                store = try Store(inMemory: ())
+                try store.bind(provider: "aws", settings: ["region": "us-east-1"])
+                cid = try store.controlID()
+                var settings = ControllerSettings(logsDirectory: dir.appendingPathComponent("logs"))
+                settings.probeInterval = 0
+                settings.orphanGrace = .zero
+                controller = Controller(store: store, provider: cloud.provider, settings: settings)
+            }
+
+            deinit { try? FileManager.default.removeItem(at: dir) }
+
+            /// Applies manifests as `repl apply` records them.
+            func apply(_ yaml: String) throws {
+                _ = try store.apply(try ManifestParser().parse(yaml, file: "run.yaml"))
+            }
+
+            /// Ticks until `done` holds of the runs (at most `limit` seconds).
+            func tick(until done: ([RunRecord]) -> Bool, limit: TimeInterval = 120) async throws {
+                let end = Date().addingTimeInterval(limit)
+                var last = TickReport()
+                while Date() < end {
+                    last = await controller.tick()
+                    if done(try store.runs()) { return }
+                    try await Task.sleep(nanoseconds: 300_000_000)
+                }
+                let runs = try store.runs().map { r in
+                    r.run.instances.map { "\($0.phase.rawValue) \($0.exitCode.map(String.init) ?? "-") \($0.reason ?? "")" }
+                }
+                let diagnosis = await runner?.diagnose() ?? ""
+                throw MotoError(
+                    "\(diagnosis)\nnot reached in \(Int(limit)) s: \(runs); last tick: \(last.observationError ?? "") \(last.outcomes.map { "\($0.action) \($0.error?.description ?? "ok")" })"
+                )
+            }
+
+            /// Launches an instance straight in moto (behind repl's back).
+            @discardableResult
+            func launch(_ name: String) async throws -> EC2Instance {
+                try await cloud.truth.runInstances(
+                    EC2Launch(name: name, imageID: EC2ClientTests.ami, instanceType: "t3.micro", clientToken: "by-hand-\(name)"))
+            }
+
+            func state(_ name: String) async throws -> [String] {
+                try await cloud.instances(name).map(\.state)
+            }
+        }
+
+        /// An instance carrying our name that no run wants is terminated as an orphan; one of
+        /// another installation, or with a name not ours, is never touched.
+        @Test func anOrphanIsTerminatedAndNothingElseIs() async throws {
+            let w = try await World()
+            let orphan = "repl-\(w.cid)-none-5"
+            let foreign = "repl-zz9zz9-3-1"
+            try await w.launch(orphan)
+            try await w.launch(foreign)
+            try await w.launch("web-server")
+            let report = await w.controller.tick()
+            #expect(report.observationError == nil)
+            #expect(try await w.state(orphan) == ["terminated"])
+            #expect(try await w.state(foreign) == ["running"])
+            #expect(try await w.state("web-server") == ["running"])
+            // An idle tick over a converged fleet asks EC2 once: the list.
+            let before = w.cloud.faults.actions.count
+            _ = await w.controller.tick()
+            #expect(w.cloud.faults.actions.count - before <= 2, "\(w.cloud.faults.actions.suffix(5))")
+        }
+
+        /// End to end: three replicas on EC2, each instance's agent fetching its run from S3,
+        /// the same wrapper running the command, and its output and exit code coming back
+        /// through S3; the instances are terminated once their runs are done.
+        @Test(.machineCommands) func threeReplicasRunAndTheirOutputComesBackThroughS3() async throws {
+            let w = try await World(runUserData: true)
+            try w.apply(
+                """
+                kind: Run
+                name: hello
+                provider: aws
+                spec: {image: \(EC2ClientTests.ami)}
+                replicas: 3
+                env: {GREETING: hello from EC2}
+                command: echo "$GREETING"; exit 3
+                """)
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase.isTerminal } } })
+            let run = try #require(try w.store.runs().first).run
+            #expect(run.instances.count == 3)
+            #expect(run.instances.allSatisfy { $0.phase == .failed && $0.exitCode == 3 }, "\(run.instances)")
+            // The output, from S3, whole.
+            for instance in run.instances {
+                let name = MachineName(controlID: w.cid, manifestID: run.id, instanceID: instance.id)
+                let log = try await w.cloud.provider.logs(name: name, bootstrap: false, from: 0)
+                #expect(String(decoding: log, as: UTF8.self) == "hello from EC2\n")
+            }
+            // Exactly one instance per replica was ever launched.
+            let all = try await w.cloud.truth.describeInstances(filters: ["tag:Name": ["repl-*"]])
+            #expect(all.count == 3, "\(all.map(\.name))")
+        }
+
+        /// No capacity opens the breaker: the first tick's two launches meet it, then none is
+        /// attempted while it cools down (a new run's neither); once capacity is back and the
+        /// cool-down over, the fleet converges with one instance per machine.
+        @Test func noCapacityOpensTheBreaker() async throws {
+            let w = try await World()
+            w.cloud.faults.fail("RunInstances", times: 100, status: 500, code: "InsufficientInstanceCapacity", message: "no t3.micro capacity")
+            try w.apply("kind: Run\nname: a\nprovider: aws\nspec: {image: \(EC2ClientTests.ami)}\nreplicas: 2\n")
+            var launches: [Int] = []
+            for _ in 0..<6 {
+                let before = w.cloud.faults.count("RunInstances")
+                _ = await w.controller.tick()
+                launches.append(w.cloud.faults.count("RunInstances") - before)
+            }
+            #expect(launches == [2, 0, 0, 0, 0, 0], "\(launches)")
+            #expect(try w.store.breaker().isOpen(at: Date()))
+            #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("no capacity") })
+            try w.apply(
+                "kind: Run\nname: a\nprovider: aws\nspec: {image: \(EC2ClientTests.ami)}\nreplicas: 2\n---\nkind: Run\nname: b\nprovider: aws\nspec: {image: \(EC2ClientTests.ami)}\n"
+            )
+            let before = w.cloud.faults.count("RunInstances")
+            _ = await w.controller.tick()
+            #expect(w.cloud.faults.count("RunInstances") == before)
+            w.cloud.faults.clear()
+            try w.store.saveBreaker(Admission.trip(try w.store.breaker(), message: "cool-down elapsed (test)", now: Date().addingTimeInterval(-3600)))
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase >= .bootstrapping } } }, limit: 60)
+            let all = try await w.cloud.truth.describeInstances(filters: ["tag:Name": ["repl-*"]])
+            #expect(all.count == 3, "\(all.map(\.name))")
+        }
+
+        /// A failed list is never "no instances": nothing is terminated and nothing recorded as
+        /// gone while EC2 does not answer.
+        @Test func aFailedListTouchesNothing() async throws {
+            let w = try await World()
+            let orphan = "repl-\(w.cid)-none-5"
+            try await w.launch(orphan)
+            w.cloud.faults.fail("DescribeInstances", times: 10, status: 401, code: "AuthFailure", message: "not valid")
+            let report = await w.controller.tick()
+            #expect(report.observationError?.contains("AuthFailure") == true, "\(String(describing: report.observationError))")
+            #expect(try await w.state(orphan) == ["running"])
+            #expect(w.cloud.faults.count("TerminateInstances") == 0)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import Testing
+
+@testable import ReplCore
+
+/// `provider: aws` in a manifest: its own `spec:` mapping, what EC2 can do that OrbStack cannot
+/// (spot, regions, networking), and every mistake named by file, line and field.
+struct AWSManifestTests {
+    func run(_ yaml: String) throws -> RunManifest {
+        let set = try ManifestParser().parse(yaml, file: "run.yaml")
+        guard case .run(let run) = try #require(set.documents.first).manifest else { throw ManifestError([]) }
+        return run
+    }
+
+    func errors(_ yaml: String) -> [String] {
+        do {
+            _ = try ManifestParser().parse(yaml, file: "run.yaml")
+            return []
+        } catch {
+            return error.diagnostics.map(\.description)
+        }
+    }
+
+    @Test func aWholeSpecIsRead() throws {
+        let run = try run(
+            """
+            kind: Run
+            name: train
+            provider: aws
+            spec:
+              instanceType: m7g.large
+              image: ubuntu:22.04
+              region: eu-west-1
+              zone: eu-west-1b
+              subnet: subnet-0abc123
+              securityGroups: [sg-0123abcd, sg-99]
+              keyName: me
+              spot: true
+            command: echo hi
+            replicas: 3
+            """)
+        #expect(run.provider == "aws" && run.replicas == 3 && run.command == "echo hi")
+        #expect(
+            run.source
+                == .aws(
+                    AWSSpec(
+                        instanceType: "m7g.large", image: .ubuntu("jammy"), region: "eu-west-1", zone: "eu-west-1b", subnet: "subnet-0abc123",
+                        securityGroups: ["sg-0123abcd", "sg-99"], keyName: "me", spot: true)))
+        guard case .aws(let spec) = run.source else { return }
+        #expect(spec.arch == "arm64")
+    }
+
+    @Test func defaultsAreATinyUbuntuLTS() throws {
+        let run = try run("kind: Run\nname: a\nprovider: aws\ncommand: uname -a\n")
+        #expect(run.source == .aws(AWSSpec()))
+        guard case .aws(let spec) = run.source else { return }
+        #expect(spec.instanceType == "t3.micro" && spec.image == .ubuntu("noble") && spec.arch == "amd64")
+        // An AMI by id; an arch given where the type does not say.
+        let ami = try self.run("kind: Run\nname: a\nprovider: aws\nspec: {image: ami-0123456789abcdef0, endpoint: 'http://127.0.0.1:5000'}\n")
+        #expect(ami.source == .aws(AWSSpec(image: .ami("ami-0123456789abcdef0"), endpoint: "http://127.0.0.1:5000")))
+    }
+
+    @Test func orbstackManifestsAreUnchanged() throws {
+        let run = try run("kind: Run\nname: a\nspec: ubuntu:noble:arm64\n")
+        #expect(run.provider == "orbstack" && run.source == .spec(Spec(distro: "ubuntu", version: "noble", arch: "arm64")))
+        #expect(
+            errors("kind: Run\nname: a\nprovider: gcp\n") == [
+                "run.yaml:3:11: provider: unknown provider \"gcp\" (supported: orbstack, aws)"
+            ])
+        // OrbStack still refuses what only a cloud has, and says so as before.
+        #expect(errors("kind: Run\nname: a\nspot: true\n") == ["run.yaml:3:1: spot: not supported: OrbStack has no spot instances; remove this key"])
+    }
+
+    @Test(arguments: [
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec: ubuntu:noble\n",
+            "run.yaml:4:7: spec: a provider: aws spec is a mapping such as {instanceType: t3.micro, image: ubuntu:noble}, got the text \"ubuntu:noble\""
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  instanceType: t3micro\n",
+            "run.yaml:5:17: spec.instanceType: \"t3micro\" is not an EC2 instance type (e.g. t3.micro, m7g.large)"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  instanceTyp: t3.micro\n",
+            "run.yaml:5:3: spec.instanceTyp: unknown key; did you mean instanceType?"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  image: debian\n",
+            "run.yaml:5:10: spec.image: \"debian\" is neither an AMI id (ami-…) nor an Ubuntu release (ubuntu:noble)"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  region: eu-west-1\n  zone: us-east-1a\n",
+            "run.yaml:6:9: spec.zone: us-east-1a is not in the spec's region eu-west-1"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  securityGroups: sg-1\n",
+            "run.yaml:5:19: spec.securityGroups: expected a list of security group ids such as [sg-0123abcd], got the text \"sg-1\""
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  spot: often\n",
+            "run.yaml:5:9: spec.spot: expected true or false, got the text \"often\""
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspot: true\n",
+            "run.yaml:4:1: spot: belongs under spec: on aws (spec: {spot: true})"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nresources: {cpus: 2}\n",
+            "run.yaml:4:1: resources: not supported: aws sizes a machine by its spec.instanceType; remove this key"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nfiles: [{from: ., to: /srv}]\n",
+            "run.yaml:4:1: files: not supported: aws cannot copy files into its machines yet; fetch them in bootstrap; remove this key"
+        ),
+    ])
+    func mistakesAreNamedByFileLineAndField(_ yaml: String, _ expected: String) {
+        #expect(errors(yaml) == [expected])
+    }
+
+    @Test func everyProblemOfADocumentIsReportedAtOnce() {
+        let problems = errors(
+            """
+            kind: Run
+            name: a
+            provider: aws
+            spec:
+              instanceType: huge
+              region: mars
+              keyName: ""
+            """)
+        #expect(
+            problems == [
+                "run.yaml:5:17: spec.instanceType: \"huge\" is not an EC2 instance type (e.g. t3.micro, m7g.large)",
+                "run.yaml:6:11: spec.region: \"mars\" is not an AWS region (e.g. eu-west-1)",
+                "run.yaml:7:12: spec.keyName: is empty; give the name of an EC2 key pair or remove the key",
+            ])
+    }
+}
