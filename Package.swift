@@ -36,7 +36,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        .executableTarget(name: "repl-bench", dependencies: ["ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController"]),
+        .executableTarget(
+            name: "repl-bench", dependencies: ["ReplCore", "ReplPlatform", "OrbSim", "OrbStack", "ReplStore", "ReplController", "AWS"]),
         .target(name: "ReplTestSupport", dependencies: ["OrbStack", "OrbSim", "ReplPlatform"], path: "Tests/ReplTestSupport"),
         .testTarget(name: "ReplCoreTests", dependencies: ["ReplCore", "ReplTestSupport"]),
         .testTarget(name: "ReplPlatformTests", dependencies: ["ReplPlatform"], exclude: ["Fixtures"]),

@@ -78,19 +78,30 @@ public struct AWSProvider: Provider {
     /// Every state but `terminated`: a machine shutting down is still there (and still ours).
     public static let liveStates = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
+    /// `DescribeInstances`' largest page: a fleet of up to 1,000 instances is one call (moto, and
+    /// EC2 at times, page even without it).
+    static let pageSize = 1000
+
     /// How many spent tokens a create steps over (each one an instance of this name that was
     /// launched and has ended) before it gives up.
     static let tokenAttempts = 8
 
+    /// Every instance, then every snapshot (an AMI of ours, listed as a stopped machine once it
+    /// is available): two calls, each over every page.
     public func list() async throws(ProviderError) -> [ObservedMachine] {
+        let ec2 = self.ec2
         let instances = try await call("list the instances") { () async throws(AWSError) in
-            try await ec2.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": Self.liveStates])
+            try await ec2.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": Self.liveStates], pageSize: Self.pageSize)
         }
-        return Self.oldestFirst(instances).compactMap(Self.observed)
+        let images = try await call("list the snapshots") { () async throws(AWSError) in
+            try await ec2.describeImages(owners: ["self"], filters: ["tag:Name": ["repl-*"]])
+        }
+        return Self.oldestFirst(instances).compactMap(Self.observed) + images.compactMap(Self.observed)
     }
 
     public func state(name: MachineName) async throws(ProviderError) -> MachineState? {
-        try await instances(named: name).first.map { Self.state($0.state) }
+        if let instance = try await instances(named: name).first { return Self.state(instance.state) }
+        return try await images(named: name).first.map { Self.imageState($0.state) }
     }
 
     public func create(name: MachineName, spec: MachineSpec, options: MachineOptions) async throws(ProviderError) {
@@ -123,12 +134,40 @@ public struct AWSProvider: Provider {
         throw ProviderError(.failed, "\(name) was launched and ended \(Self.tokenAttempts) times; delete the run and apply it again")
     }
 
+    /// An instance of the snapshot's AMI, of the type its source was: made exactly once, as a
+    /// create is.
     public func clone(snapshot: MachineName, name: MachineName) async throws(ProviderError) {
-        throw ProviderError(.invalid, "aws cannot clone snapshots yet")
+        guard let image = try await images(named: snapshot).first, image.state == "available" else {
+            throw ProviderError(.failed, "snapshot \(snapshot) is not available yet")
+        }
+        var spec = AWSSpec(instanceType: image.tags["repl:instanceType"] ?? AWSSpec.defaultInstanceType, image: .ami(image.id))
+        spec.subnet = image.tags["repl:subnet"]
+        try await create(name: name, spec: .aws(spec), options: .none)
     }
 
+    /// An AMI of the source's instance, tagged with the snapshot's name (and the source's type,
+    /// for its clones). A retry finds the image of that name and is done.
     public func snapshot(source: MachineName, name: MachineName) async throws(ProviderError) {
-        throw ProviderError(.invalid, "aws cannot take snapshots yet")
+        if try await !images(named: name).isEmpty { return }
+        guard let instance = try await instances(named: source).first else {
+            throw ProviderError(.notFound, "\(source) has no instance to snapshot")
+        }
+        var labels = ["repl:control": name.controlID.description, "repl:instanceType": instance.instanceType]
+        if let subnet = instance.subnetID { labels["repl:subnet"] = subnet }
+        labels["Name"] = name.description
+        let ec2 = self.ec2, tags = labels
+        // Tagged again by id: a retry after a crash, or an engine that took the image's own
+        // tags and dropped them, finds it by its AMI name and names it.
+        try await call("snapshot \(source) as \(name)", lane: .heavy) { () async throws(AWSError) in
+            var id: String
+            do throws(AWSError) {
+                id = try await ec2.createImage(instanceID: instance.id, name: name.description, tags: tags)
+            } catch  where error.code == "InvalidAMIName.Duplicate" {
+                guard let found = try await ec2.describeImages(owners: ["self"], filters: ["name": [name.description]]).first else { throw error }
+                id = found.id
+            }
+            try await ec2.createTags(id, tags)
+        }
     }
 
     public func start(name: MachineName) async throws(ProviderError) {
@@ -143,9 +182,19 @@ public struct AWSProvider: Provider {
         try await call("stop \(name)") { () async throws(AWSError) in try await ec2.stopInstances(ids) }
     }
 
-    /// Terminates every instance carrying the name (a duplicate too); none is done.
+    /// Terminates every instance carrying the name (a duplicate too); a snapshot's AMI is
+    /// deregistered and its EBS snapshots deleted; none is done.
     public func delete(name: MachineName) async throws(ProviderError) {
         let ids = try await instances(named: name).filter { $0.state != "shutting-down" }.map(\.id)
+        let ec2 = self.ec2
+        for image in try await images(named: name) {
+            try await call("deregister \(image.id) (\(name))") { () async throws(AWSError) in
+                do throws(AWSError) { try await ec2.deregisterImage(image.id) } catch  where error.kind == .notFound {}
+                for snapshot in image.snapshotIDs {
+                    do throws(AWSError) { try await ec2.deleteSnapshot(snapshot) } catch  where error.kind == .notFound {}
+                }
+            }
+        }
         guard !ids.isEmpty else { return }
         do {
             try await call("terminate \(name)") { () async throws(AWSError) in try await ec2.terminateInstances(ids) }
@@ -228,6 +277,31 @@ public struct AWSProvider: Provider {
             try await ec2.describeInstances(filters: ["tag:Name": [name.description], "instance-state-name": Self.liveStates])
         }
         return Self.oldestFirst(found.filter { $0.name == name.description })
+    }
+
+    /// Our AMIs carrying `name` (a snapshot's machine).
+    func images(named name: MachineName) async throws(ProviderError) -> [EC2Image] {
+        let ec2 = self.ec2
+        let found = try await call("look up the snapshot \(name)") { () async throws(AWSError) in
+            try await ec2.describeImages(owners: ["self"], filters: ["tag:Name": [name.description]])
+        }
+        return found.filter { $0.tags["Name"] == name.description && !["deregistered", "failed"].contains($0.state) }
+    }
+
+    static func observed(_ image: EC2Image) -> ObservedMachine? {
+        guard let name = image.tags["Name"], !name.isEmpty, !["deregistered", "failed"].contains(image.state) else { return nil }
+        var machine = ObservedMachine(id: image.id, name: name, state: imageState(image.state), distro: "ami", version: image.name, arch: "")
+        machine.launchedAt = image.created
+        return machine
+    }
+
+    /// An AMI as a snapshot machine: available is a stopped machine (ready to clone).
+    static func imageState(_ text: String) -> MachineState {
+        switch text {
+        case "available": return .stopped
+        case "pending": return .creating
+        default: return .other(text)
+        }
     }
 
     static func oldestFirst(_ instances: [EC2Instance]) -> [EC2Instance] {

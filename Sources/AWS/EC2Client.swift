@@ -16,6 +16,7 @@ public struct EC2Instance: Sendable, Equatable {
     public var zone: String?
     public var privateIP: String?
     public var publicIP: String?
+    public var subnetID: String?
 
     init(_ item: XMLTree) {
         id = item.text("instanceId") ?? ""
@@ -31,6 +32,7 @@ public struct EC2Instance: Sendable, Equatable {
         zone = item.text("placement", "availabilityZone")
         privateIP = item.text("privateIpAddress")
         publicIP = item.text("ipAddress")
+        subnetID = item.text("subnetId")
     }
 }
 
@@ -227,10 +229,49 @@ public struct EC2Client: Sendable {
         }
         let answer = try await call("DescribeImages", parameters)
         return answer.items("imagesSet").map { item in
-            EC2Image(
+            var tags: [String: String] = [:]
+            for tag in item.items("tagSet") { if let key = tag.text("key") { tags[key] = tag.text("value") ?? "" } }
+            return EC2Image(
                 id: item.text("imageId") ?? "", name: item.text("name") ?? "", state: item.text("imageState") ?? "",
-                created: item.text("creationDate").flatMap(DateFormats.parse))
+                created: item.text("creationDate").flatMap(DateFormats.parse), tags: tags,
+                snapshotIDs: item.items("blockDeviceMapping").compactMap { $0.text("ebs", "snapshotId") })
         }
+    }
+
+    /// An AMI of the instance, named and tagged, taken without a reboot (the instance's run goes
+    /// on). Returns the image's id. Its EBS snapshots are not tagged (moto answers 500 to a
+    /// snapshot tag specification here): they are found through the image.
+    public func createImage(instanceID: String, name: String, tags: [String: String]) async throws(AWSError) -> String {
+        var p: [(String, String)] = [("InstanceId", instanceID), ("Name", name), ("NoReboot", "true"), ("TagSpecification.1.ResourceType", "image")]
+        let all = [("Name", name)] + tags.sorted { $0.key < $1.key }.filter { $0.key != "Name" }
+        for (i, tag) in all.enumerated() {
+            p += [("TagSpecification.1.Tag.\(i + 1).Key", tag.0), ("TagSpecification.1.Tag.\(i + 1).Value", tag.1)]
+        }
+        let answer = try await call("CreateImage", p)
+        guard let id = answer.text("imageId"), id.hasPrefix("ami-") else {
+            throw AWSError(code: "MalformedResponse", message: "no image id in the answer", action: "CreateImage")
+        }
+        return id
+    }
+
+    /// Tags a resource (an image, after a `CreateImage` whose own tags were not applied or whose
+    /// answer was lost).
+    public func createTags(_ id: String, _ tags: [String: String]) async throws(AWSError) {
+        var p: [(String, String)] = [("ResourceId.1", id)]
+        for (i, tag) in tags.sorted(by: { $0.key < $1.key }).enumerated() {
+            p += [("Tag.\(i + 1).Key", tag.key), ("Tag.\(i + 1).Value", tag.value)]
+        }
+        _ = try await call("CreateTags", p)
+    }
+
+    public func deregisterImage(_ id: String) async throws(AWSError) {
+        guard id.hasPrefix("ami-") else { throw AWSError(code: "InvalidParameterValue", message: "not an image id", action: "DeregisterImage") }
+        _ = try await call("DeregisterImage", [("ImageId", id)])
+    }
+
+    public func deleteSnapshot(_ id: String) async throws(AWSError) {
+        guard id.hasPrefix("snap-") else { throw AWSError(code: "InvalidParameterValue", message: "not a snapshot id", action: "DeleteSnapshot") }
+        _ = try await call("DeleteSnapshot", [("SnapshotId", id)])
     }
 }
 
@@ -240,4 +281,7 @@ public struct EC2Image: Sendable, Equatable {
     public var name: String
     public var state: String
     public var created: Date?
+    public var tags: [String: String] = [:]
+    /// The EBS snapshots the image is made of (deleted with it).
+    public var snapshotIDs: [String] = []
 }

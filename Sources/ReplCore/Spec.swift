@@ -112,10 +112,10 @@ public struct ProviderCapabilities: Sendable, Equatable {
         hibernation: false, costExplorer: false, customNetworking: false)
 
     /// EC2, as repl drives it: instances of a type in a region, spot, subnets and security groups;
-    /// no OrbStack machine options, and (for now) no snapshots or file copies.
+    /// snapshots as AMIs; no OrbStack machine options, and (for now) no file copies.
     public static let aws: ProviderCapabilities = {
         var aws = ProviderCapabilities(
-            name: "aws", snapshots: false, tailscaleNative: false, idempotentSpawn: true,
+            name: "aws", snapshots: true, tailscaleNative: false, idempotentSpawn: true,
             spot: true, gpu: false, multiRegion: true, persistentVolumes: false, warmVolumes: false,
             hibernation: false, costExplorer: false, customNetworking: true)
         aws.machineOptions = false

@@ -347,6 +347,35 @@ if section("6") {
     }
 }
 
+// 7. AWS against moto.
+if section("7") {
+    emit("\n## 7. AWS EC2 against moto\n")
+    let n = quick ? 20 : 100
+    emit(
+        "\(n) one-instance runs on `provider: aws` against moto on loopback, without and with every EC2 and S3 call delayed 50 ms (as from a Mac to a region), concurrency 4, until each instance is launched and its run put in S3; then the calls of a converged idle tick (instances and snapshots listed: goal ≤ 2). moto's own time (a Python server on the same two cores) dominates: the ratio is each row's time over the row without delay, and the ideal is what the delay alone would add (three delayed calls per instance: its look-up by name, the launch, the run's put; at concurrency 4). Goal: the delay overlapped, a ratio near 1 + ideal/time.\n"
+    )
+    progress("\(n) runs on aws against moto")
+    // moto's own time per call is in every figure: the row without delay shows it alone.
+    var rows: [String] = []
+    var alone: Double?
+    for delay in [0.0, 0.05] {
+        guard let (time, calls, ideal) = try await awsConvergence(runs: n, delay: delay, concurrency: 4) else { break }
+        // The time with the delay against moto alone: the delayed calls, overlapped.
+        let ratio = alone.map { String(format: "%.2f", time / $0) } ?? "1"
+        alone = alone ?? time
+        rows.append(
+            "| \(n) | \(Int(delay * 1000)) ms | \(String(format: "%.1f", time)) s | \(String(format: "%.1f", ideal)) s | \(ratio) | \(String(format: "%.0f", calls)) |"
+        )
+    }
+    if rows.isEmpty {
+        emit("Skipped: `moto_server` is not on PATH (`pip install 'moto[server]'`).")
+    } else {
+        emit("| runs | delay per call | converged in | ideal added | ratio to no delay | EC2 calls per idle tick |")
+        emit("|---|---|---|---|---|---|")
+        for row in rows { emit(row) }
+    }
+}
+
 emit("\nTotal benchmark time: \(String(format: "%.0f", Date().timeIntervalSince(started))) s.")
 if let output {
     try (report.joined(separator: "\n") + "\n").write(toFile: output, atomically: true, encoding: .utf8)

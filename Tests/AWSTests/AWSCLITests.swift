@@ -60,12 +60,62 @@ extension MotoTests {
             let orb = try await home.repl(["--orbctl", "sim", "apply", "-f", try home.write("hello.yaml", "kind: Run\nname: hi\ncommand: echo hi\n")])
             #expect(orb.status == 2 && orb.stderrText.contains("one provider (and region) per state directory"), "\(orb.stderrText)")
 
+            // doctor checks AWS for such a state directory: where, who, which bucket, what it sees.
+            let doctor = try await home.repl(["doctor"])
+            #expect(doctor.status == 0, "\(doctor.stdoutText)\(doctor.stderrText)")
+            #expect(doctor.stdoutText.contains("aws:           region us-east-1, endpoint \(moto.endpoint.absoluteString)"), "\(doctor.stdoutText)")
+            #expect(doctor.stdoutText.contains("credentials:   AWS_ACCESS_KEY_ID in the environment"))
+            #expect(doctor.stdoutText.contains("machines:      2 owned, 0 orphan"), "\(doctor.stdoutText)")
+            #expect(!doctor.stdoutText.contains("orbctl"), "\(doctor.stdoutText)")
+            let json = try await home.repl(["doctor", "--json"])
+            let report = try #require(try JSONSerialization.jsonObject(with: json.stdout) as? [String: Any])
+            #expect((report["aws"] as? [String: Any])?["bucket"] as? String == "repl-\(report["controlId"] as? String ?? "?")-us-east-1")
+            let unusable = try await home.repl(["doctor"], env: ["AWS_REGION": ""])
+            #expect(
+                unusable.status == 3 && unusable.stdoutText.contains("aws:           UNUSABLE: AWS is not usable: no AWS region"),
+                "\(unusable.stdoutText)")
+
             let deleted = try await home.repl(["delete", "run", "boxes"])
             #expect(deleted.status == 0, "DELETE \(deleted.stdoutText)\(deleted.stderrText)")
             let sweep = try await home.repl(["orphans", "sweep"])
             #expect(sweep.status == 0, "\(sweep.stdoutText)\(sweep.stderrText)")
             let left = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
             #expect(left.isEmpty, "\(left.map(\.name))")
+        }
+
+        /// A crash at every intent point (SIGKILL before and after each EC2 call) leaves no
+        /// duplicate instance: the next apply or sweep adopts what the crashed one made (its
+        /// name tag; its token, where EC2's list lags) and finishes the rest.
+        @Test(arguments: [
+            "after-intent:create", "after-call:create", "after-intent:startRun", "after-call:startRun", "after-intent:delete",
+            "after-call:delete",
+        ])
+        func aCrashAtAnyIntentPointLeavesNoDuplicate(_ point: String) async throws {
+            let moto = try await Moto()
+            let home = try Home(moto)
+            let truth = moto.ec2()
+            let file = try home.write("boxes.yaml", Self.manifest)
+            let live = ["pending", "running"]
+            if point.hasSuffix(":delete") {
+                #expect(try await home.repl(["apply", "-f", file]).status == 0)
+                #expect(try await home.repl(["delete", "run", "boxes"]).status == 0)
+                let crashed = try await home.repl(["orphans", "sweep"], env: ["REPL_TEST_CRASH": point])
+                let again = try await home.repl(["orphans", "sweep"])
+                #expect(again.status == 0, "\(again.stderrText)")
+                #expect(crashed.status == 137 || crashed.status == 0, "\(crashed.stderrText)")
+                let left = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": live])
+                #expect(left.isEmpty, "\(left.map(\.name))")
+            } else {
+                let crashed = try await home.repl(["apply", "-f", file], env: ["REPL_TEST_CRASH": point])
+                #expect(crashed.status == 137, "\(crashed.stdoutText)\(crashed.stderrText)")
+                let again = try await home.repl(["apply", "-f", file])
+                #expect(again.status == 0, "\(again.stdoutText)\(again.stderrText)")
+                let made = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": live])
+                #expect(made.count == 2 && Set(made.compactMap(\.name)).count == 2, "\(made.map(\.name))")
+            }
+            // Never more instances launched than machines wanted, crashed call included.
+            let ever = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"]])
+            #expect(ever.count == 2, "\(ever.map { "\($0.name ?? "?") \($0.state)" })")
         }
 
         /// What cannot be reached as configured stops before anything is recorded (exit 3), and

@@ -57,7 +57,7 @@ extension MotoTests {
                 }
                 let diagnosis = await runner?.diagnose() ?? ""
                 throw MotoError(
-                    "\(diagnosis)\nnot reached in \(Int(limit)) s: \(runs); last tick: \(last.observationError ?? "") \(last.outcomes.map { "\($0.action) \($0.error?.description ?? "ok")" })"
+                    "\(diagnosis)\nnot reached in \(Int(limit)) s: \(runs); last tick: \(last.observationError ?? "") \(last.outcomes.map { "\($0.action) \($0.error?.description ?? "ok")" }) waiting: \(last.plan?.waiting ?? [:])"
                 )
             }
 
@@ -123,6 +123,47 @@ extension MotoTests {
             #expect(all.count == 3, "\(all.map(\.name))")
         }
 
+        /// A snapshot is an AMI of the source's instance, listed as a stopped machine once
+        /// available; a run cloned from it runs on an instance of that AMI, of the source's type;
+        /// deleting the snapshot deregisters the AMI and deletes its EBS snapshots.
+        @Test(.machineCommands) func aSnapshotIsAnAMIAndACloneRunsFromIt() async throws {
+            let w = try await World(runUserData: true)
+            try w.apply(
+                """
+                kind: Run
+                name: src
+                provider: aws
+                spec: {image: \(EC2ClientTests.ami), instanceType: t3.small}
+                ---
+                kind: Snapshot
+                name: snap
+                from: src
+                ---
+                kind: Run
+                name: copy
+                provider: aws
+                from: snap
+                command: echo cloned
+                """)
+            try await w.tick(until: { runs in runs.first { $0.run.manifest.name == "copy" }?.run.instances.first?.phase == .succeeded }, limit: 90)
+            let images = try await w.cloud.truth.describeImages(owners: ["self"], filters: ["tag:Name": ["repl-*"]])
+            #expect(images.count == 1 && images[0].state == "available", "\(images)")
+            let copy = try #require(try w.store.runs().first { $0.run.manifest.name == "copy" }).run
+            let first = try #require(copy.instances.first)
+            let name = MachineName(controlID: w.cid, manifestID: copy.id, instanceID: first.id)
+            let clones = try await w.cloud.instances(name.description)
+            #expect(clones.count == 1 && clones[0].imageID == images.first?.id && clones[0].instanceType == "t3.small", "\(clones)")
+            let log = try await w.cloud.provider.logs(name: name, bootstrap: false, from: 0)
+            #expect(String(decoding: log, as: UTF8.self) == "cloned\n")
+            // The snapshot's machine goes: its AMI and EBS snapshots with it.
+            let snapshotName = try #require(images.first?.tags["Name"])
+            let snapshotMachine = try #require(MachineName(parsing: snapshotName))
+            try await w.cloud.provider.delete(name: snapshotMachine)
+            let after = try await w.cloud.truth.describeImages(owners: ["self"], filters: ["tag:Name": ["repl-*"]])
+            #expect(after.allSatisfy { $0.state == "deregistered" }, "\(after)")
+            #expect(try await w.cloud.provider.state(name: snapshotMachine) == nil)
+        }
+
         /// No capacity opens the breaker: the first tick's two launches meet it, then none is
         /// attempted while it cools down (a new run's neither); once capacity is back and the
         /// cool-down over, the fleet converges with one instance per machine.
@@ -136,7 +177,8 @@ extension MotoTests {
                 _ = await w.controller.tick()
                 launches.append(w.cloud.faults.count("RunInstances") - before)
             }
-            #expect(launches == [2, 0, 0, 0, 0, 0], "\(launches)")
+            // (Two launches at once may both meet it before either fails; never more, and none after.)
+            #expect((1...2).contains(launches[0]) && launches.dropFirst().allSatisfy { $0 == 0 }, "\(launches)")
             #expect(try w.store.breaker().isOpen(at: Date()))
             #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("no capacity") })
             try w.apply(

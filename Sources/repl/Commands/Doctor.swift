@@ -1,3 +1,4 @@
+import AWS
 import ArgumentParser
 import Foundation
 import ReplCore
@@ -20,14 +21,27 @@ struct Doctor: AsyncParsableCommand {
         var orbctlUnusable = false
         // orbctl first, then the store: each reported whatever became of the other.
         var providerError: String?
-        do {
-            _ = try await context.provider()
-            // The emulator where it cannot run machine commands: apply and run refuse (exit 3).
-            try context.requireRunnableEmulator()
-        } catch {
-            providerError = (error as? CLIError)?.description ?? "\(error)"
-            orbctlUnusable = true
-            problems.append("orbctl: \(providerError!)")
+        // A state directory of `provider: aws` runs is checked against AWS, not orbctl.
+        let onAWS = context.hasStore && (try? context.store().provider().name) == "aws"
+        var aws: AWSProvider?
+        if onAWS {
+            do {
+                aws = try await context.engine() as? AWSProvider
+            } catch {
+                providerError = (error as? CLIError)?.description ?? "\(error)"
+                orbctlUnusable = true
+                problems.append("aws: \(providerError!)")
+            }
+        } else {
+            do {
+                _ = try await context.provider()
+                // The emulator where it cannot run machine commands: apply and run refuse (exit 3).
+                try context.requireRunnableEmulator()
+            } catch {
+                providerError = (error as? CLIError)?.description ?? "\(error)"
+                orbctlUnusable = true
+                problems.append("orbctl: \(providerError!)")
+            }
         }
         var store: Store?
         var storeError: String?
@@ -50,12 +64,21 @@ struct Doctor: AsyncParsableCommand {
         let breakerOpen = breaker?.isOpen(at: Date()) == true
         if breakerOpen { problems.append("circuit breaker open until \(breaker!.openUntil!): \(breaker!.message ?? "")") }
         let counts = try await machines(context, store: store, problems: &problems)
-        let caps = (try? await context.provider().capabilities.table) ?? []
+        let caps = (try? await (onAWS ? context.engine() : context.provider()).capabilities.table) ?? []
+        let awsReport: [String: Any]? = aws.map {
+            [
+                "region": $0.ec2.api.signer.region, "endpoint": $0.ec2.api.endpoint.absoluteString, "bucket": $0.channel.bucket,
+                "credentials": Self.credentialSource(context.environment),
+            ]
+        }
         if context.json {
             context.printJSON([
                 "schemaVersion": 1, "repl": Repl.version,
-                "orbctl": ["path": context.orbctlDescription, "version": context.orbctlVersion?.version as Any, "error": providerError as Any]
-                    as [String: Any],
+                "orbctl": onAWS
+                    ? NSNull()
+                    : ["path": context.orbctlDescription, "version": context.orbctlVersion?.version as Any, "error": providerError as Any]
+                        as [String: Any] as Any,
+                "aws": onAWS ? (awsReport ?? ["error": providerError as Any]) as Any : NSNull(),
                 "store": [
                     "path": context.stateDirectory.appendingPathComponent("state.db").path, "schema": Store.schemaVersion,
                     "readOnly": store?.readOnlyReason as Any, "error": storeError as Any,
@@ -76,9 +99,21 @@ struct Doctor: AsyncParsableCommand {
             // What orbctl and the store said is shown, never interpreted by the terminal.
             func line(_ text: String) { print(Console.visible(text)) }
             line("repl:          \(Repl.version)")
-            line(
-                "orbctl:        "
-                    + (providerError.map { "UNUSABLE: \($0)" } ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
+            if let aws {
+                line("aws:           region \(aws.ec2.api.signer.region), endpoint \(aws.ec2.api.endpoint.absoluteString)")
+                line("credentials:   \(Self.credentialSource(context.environment))")
+                line("bucket:        \(aws.channel.bucket) (made at the first create; its objects expire after \(aws.channel.expireAfterDays) days)")
+                line(
+                    "quotas:        EC2 caps running vCPUs per instance family: a VcpuLimitExceeded opens the breaker; ask for more in the Service Quotas console"
+                )
+            } else if onAWS {
+                line("aws:           UNUSABLE: \(providerError ?? "?")")
+            } else {
+                line(
+                    "orbctl:        "
+                        + (providerError.map { "UNUSABLE: \($0)" }
+                            ?? "\(context.orbctlDescription) (version \(context.orbctlVersion?.version ?? "?"))"))
+            }
             line(
                 "state store:   "
                     + (storeError.map { "UNUSABLE: \($0)" }
@@ -86,7 +121,7 @@ struct Doctor: AsyncParsableCommand {
             line("control id:    \(cid.map(\.rawValue) ?? "-")")
             line("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
             if breakerOpen {
-                line("breaker:       OPEN until \(breaker!.openUntil!): \(breaker!.message ?? ""); \(ProviderError.resetAdvice)")
+                line("breaker:       OPEN until \(breaker!.openUntil!): \(breaker!.message ?? "")\(onAWS ? "" : "; \(ProviderError.resetAdvice)")")
             } else {
                 line("breaker:       \(breaker == nil ? "-" : "closed")")
             }
@@ -102,17 +137,29 @@ struct Doctor: AsyncParsableCommand {
                         + ["owned", "orphan", "whitelisted", "foreign", "unmanaged"].map { "\(counts.byClass[$0] ?? 0) \($0)" }.joined(
                             separator: ", "))
             }
-            if !caps.isEmpty { line("provider:      orbstack: " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", ")) }
+            if !caps.isEmpty {
+                line("provider:      \(onAWS ? "aws" : "orbstack"): " + caps.map { "\($0.0) \($0.1 ? "yes" : "no")" }.joined(separator: ", "))
+            }
             line(problems.isEmpty ? "all well" : "needs attention: " + problems.joined(separator: "; "))
         }
         if orbctlUnusable { throw CommandExit(code: 3) }
         if !problems.isEmpty { throw CommandExit(code: 1) }
     }
 
+    /// Where AWS's credentials come from, as AWS's own tools would take them.
+    static func credentialSource(_ environment: [String: String]) -> String {
+        if environment["AWS_ACCESS_KEY_ID"].map({ !$0.isEmpty }) == true {
+            return "AWS_ACCESS_KEY_ID in the environment\(environment["AWS_SESSION_TOKEN"].map { $0.isEmpty ? "" : " (with a session token)" } ?? "")"
+        }
+        let profile = [environment["AWS_PROFILE"], environment["AWS_DEFAULT_PROFILE"]].compactMap { $0 }.first { !$0.isEmpty } ?? "default"
+        return "profile \(profile) (~/.aws/credentials, ~/.aws/config, or its credential_process)"
+    }
+
     /// The machines by class, through a dry-run tick (one `orbctl list`); without a store, only
     /// whether they can be listed.
     func machines(_ context: Context, store: Store?, problems: inout [String]) async throws -> (byClass: [String: Int], error: String?) {
-        guard let provider = try? await context.provider() else { return ([:], nil) }
+        let onAWS = context.hasStore && (try? context.store().provider().name) == "aws"
+        guard let provider = try? await (onAWS ? context.engine() : context.provider()) else { return ([:], nil) }
         guard store != nil, let controller = try? await context.controller(settings: { $0.dryRun = true }) else {
             do {
                 let listed = try await provider.list()
