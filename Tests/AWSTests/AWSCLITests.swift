@@ -5,7 +5,7 @@ import Testing
 
 @testable import AWS
 
-extension MotoTests {
+extension MotoScenarios {
     /// `repl` itself on `provider: aws`, against moto: credentials, region and endpoint from the
     /// environment as AWS's tools read them, and one provider per state directory.
     @Suite struct AWSCLITests {
@@ -42,7 +42,7 @@ extension MotoTests {
             kind: Run
             name: boxes
             provider: aws
-            spec: {image: \(EC2ClientTests.ami), instanceType: t3.small}
+            spec: {image: \(MotoTests.EC2ClientTests.ami), instanceType: t3.small}
             replicas: 2
             """
 

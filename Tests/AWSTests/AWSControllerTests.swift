@@ -6,12 +6,12 @@ import Testing
 
 @testable import AWS
 
-extension MotoTests {
+extension MotoScenarios {
     /// The same controller as OrbStack's, over EC2 (moto with EC2's semantics in front): what
     /// it lists, what it terminates, and its breaker, seen as instances and store rows.
     @Suite struct AWSControllerTests {
         final class World: @unchecked Sendable {
-            let cloud: AWSProviderTests.Cloud
+            let cloud: MotoTests.AWSProviderTests.Cloud
             let store: Store
             let controller: Controller
             let cid: ControlID
@@ -21,7 +21,7 @@ extension MotoTests {
             var runner: InstanceRunner?
 
             init(pendingFor: TimeInterval = 0, invisibleFor: TimeInterval = 0, runUserData: Bool = false) async throws {
-                cloud = try await AWSProviderTests.Cloud(pendingFor: pendingFor, invisibleFor: invisibleFor)
+                cloud = try await MotoTests.AWSProviderTests.Cloud(pendingFor: pendingFor, invisibleFor: invisibleFor)
                 if runUserData {
                     let runner = try InstanceRunner(truth: cloud.truth)
                     runner.attach(to: cloud.semantics)
@@ -65,7 +65,7 @@ extension MotoTests {
             @discardableResult
             func launch(_ name: String) async throws -> EC2Instance {
                 try await cloud.truth.runInstances(
-                    EC2Launch(name: name, imageID: EC2ClientTests.ami, instanceType: "t3.micro", clientToken: "by-hand-\(name)"))
+                    EC2Launch(name: name, imageID: MotoTests.EC2ClientTests.ami, instanceType: "t3.micro", clientToken: "by-hand-\(name)"))
             }
 
             func state(_ name: String) async throws -> [String] {
@@ -103,7 +103,7 @@ extension MotoTests {
                 kind: Run
                 name: hello
                 provider: aws
-                spec: {image: \(EC2ClientTests.ami)}
+                spec: {image: \(MotoTests.EC2ClientTests.ami)}
                 replicas: 3
                 env: {GREETING: hello from EC2}
                 command: echo "$GREETING"; exit 3
@@ -133,7 +133,7 @@ extension MotoTests {
                 kind: Run
                 name: src
                 provider: aws
-                spec: {image: \(EC2ClientTests.ami), instanceType: t3.small}
+                spec: {image: \(MotoTests.EC2ClientTests.ami), instanceType: t3.small}
                 ---
                 kind: Snapshot
                 name: snap
@@ -170,7 +170,7 @@ extension MotoTests {
         @Test func noCapacityOpensTheBreaker() async throws {
             let w = try await World()
             w.cloud.faults.fail("RunInstances", times: 100, status: 500, code: "InsufficientInstanceCapacity", message: "no t3.micro capacity")
-            try w.apply("kind: Run\nname: a\nprovider: aws\nspec: {image: \(EC2ClientTests.ami)}\nreplicas: 2\n")
+            try w.apply("kind: Run\nname: a\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\nreplicas: 2\n")
             var launches: [Int] = []
             for _ in 0..<6 {
                 let before = w.cloud.faults.count("RunInstances")
@@ -182,7 +182,7 @@ extension MotoTests {
             #expect(try w.store.breaker().isOpen(at: Date()))
             #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("no capacity") })
             try w.apply(
-                "kind: Run\nname: a\nprovider: aws\nspec: {image: \(EC2ClientTests.ami)}\nreplicas: 2\n---\nkind: Run\nname: b\nprovider: aws\nspec: {image: \(EC2ClientTests.ami)}\n"
+                "kind: Run\nname: a\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\nreplicas: 2\n---\nkind: Run\nname: b\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\n"
             )
             let before = w.cloud.faults.count("RunInstances")
             _ = await w.controller.tick()

@@ -14,6 +14,11 @@ import Testing
 @Suite(.serialized, .enabled(if: Moto.available, "needs moto_server (pip install 'moto[server]'); .ci/run installs it"))
 enum MotoTests {}
 
+/// The end-to-end scenarios over moto (the controller, the CLI), one at a time too, beside
+/// ``MotoTests``: two moto servers at most run at once.
+@Suite(.serialized, .enabled(if: Moto.available, "needs moto_server (pip install 'moto[server]'); .ci/run installs it"))
+enum MotoScenarios {}
+
 final class Moto: @unchecked Sendable {
     static let executable: String? = {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
