@@ -108,8 +108,15 @@ public struct AWSProvider: Provider {
         guard case .aws(let spec) = spec else { throw ProviderError(.invalid, "aws cannot make \(spec): that is an OrbStack machine") }
         // The second guard after the token: an instance already carrying the name is this one.
         if try await !instances(named: name).isEmpty { return }
-        let image = try await call("find the image \(spec.image)") { () async throws(AWSError) in
-            try await images.ami(for: spec.image, arch: spec.arch, ec2: ec2)
+        let images = self.images, ec2 = self.ec2
+        let image: String
+        do {
+            image = try await call("find the image \(spec.image)") { () async throws(AWSError) in
+                try await images.ami(for: spec.image, arch: spec.arch, ec2: ec2)
+            }
+        } catch  where error.kind == .notFound {
+            // No such image in the region: the instance fails with it, never retried for ever.
+            throw ProviderError(.invalid, error.message)
         }
         try await ensureChannel()
         let userData = Data(agent(name).utf8)

@@ -109,6 +109,13 @@ public struct QueryAPI: Sendable {
         guard let tree = XMLTree.parse(response.body) else {
             throw AWSError(code: "MalformedResponse", message: "the answer is not XML", status: response.status, action: action)
         }
+        // Only the action's own answer counts: a 200 page of something else (a proxy's, a
+        // captive portal's) is never read as, say, an empty list (found by attacking).
+        guard tree.name == "\(action)Response" else {
+            throw AWSError(
+                code: "MalformedResponse", message: "the answer is <\(tree.name.prefix(40))>, not <\(action)Response>", status: response.status,
+                action: action)
+        }
         return tree
     }
 

@@ -111,8 +111,8 @@ public struct S3Client: Sendable {
             var query = [("list-type", "2"), ("prefix", prefix)]
             if let token { query.append(("continuation-token", token)) }
             let response = try await send("GET", bucket: bucket, query: query, action: "ListObjectsV2")
-            guard let tree = XMLTree.parse(response.body) else {
-                throw AWSError(code: "MalformedResponse", message: "the listing is not XML", action: "ListObjectsV2")
+            guard let tree = XMLTree.parse(response.body), tree.name == "ListBucketResult" else {
+                throw AWSError(code: "MalformedResponse", message: "the listing is not S3's", action: "ListObjectsV2")
             }
             for item in tree.all("Contents") {
                 if let key = item.text("Key") { out.append((key, Int(item.text("Size") ?? "") ?? 0)) }

@@ -117,7 +117,7 @@ final class Context: @unchecked Sendable {
             }
         }
         guard bound.name == "aws" else { return try await provider(checkVersion: checkVersion) }
-        let engine = try await aws(region: bound.settings["region"], endpoint: bound.settings["endpoint"])
+        let engine = try await aws(region: bound.settings["region"], endpoint: bound.settings["endpoint"], s3: bound.settings["s3"])
         _engine = engine
         return engine
     }
@@ -127,13 +127,13 @@ final class Context: @unchecked Sendable {
     /// EC2 through the credentials, region and endpoint AWS's own tools would use (the
     /// environment, then `~/.aws`), the store's region and endpoint first. Exit 3 when AWS
     /// cannot be reached as configured, naming what to set.
-    func aws(region: String?, endpoint: String?) async throws -> AWSProvider {
-        let config = AWSConfig(environment: environment, home: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())
+    func aws(region: String?, endpoint: String?, s3: String? = nil) async throws -> AWSProvider {
+        let config = awsConfig
         do {
             let region = try config.region(manifest: region)
             let url = try config.endpoint(manifest: endpoint, region: region)
             // The manifest's endpoint is one for every service (moto's); else S3's own setting.
-            let s3URL = try config.endpoint(manifest: endpoint, region: region, service: "s3")
+            let s3URL = try config.endpoint(manifest: s3 ?? endpoint, region: region, service: "s3")
             let credentials = try await config.credentials()
             let cid = try store().controlID()
             return AWSProvider(
@@ -145,6 +145,25 @@ final class Context: @unchecked Sendable {
             throw CLIError.orbctl("AWS is not usable: \(error.description)")
         } catch let error as StoreError {
             throw CLIError.input(error.description)
+        }
+    }
+
+    var awsConfig: AWSConfig {
+        AWSConfig(environment: environment, home: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())
+    }
+
+    /// Where a run's instances go, as a state directory records it: the region and the EC2 and
+    /// S3 endpoints, resolved from the manifest's values, else the environment and profile.
+    func awsPlace(region: String?, endpoint: String?) throws -> [String: String] {
+        let config = awsConfig
+        do {
+            let region = try config.region(manifest: region)
+            return [
+                "region": region, "endpoint": try config.endpoint(manifest: endpoint, region: region).absoluteString,
+                "s3": try config.endpoint(manifest: endpoint, region: region, service: "s3").absoluteString,
+            ]
+        } catch {
+            throw CLIError.orbctl("AWS is not usable: \(error.description)")
         }
     }
 

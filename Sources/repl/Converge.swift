@@ -30,7 +30,7 @@ struct Converger {
             try refuseOptionsThisOrbStackLacks(set)
         } else {
             // So are AWS's credentials and region.
-            engine = try await context.aws(region: settings["region"], endpoint: settings["endpoint"])
+            engine = try await context.aws(region: settings["region"], endpoint: settings["endpoint"], s3: settings["s3"])
         }
         if !newInstallation { try await refuseOverALostStore(store, engine: engine) }
         if !replaceLongLived { try confirmReplacingLongLived(set, store: store) }
@@ -177,17 +177,18 @@ struct Converger {
             if case .run(let run) = document.manifest { return (run, document.location) } else { return nil }
         }
         guard let (first, firstPlace) = runs.first else { return try store.provider() }
-        var settings: [String: String] = [:]
-        if case .aws(let spec) = first.source {
-            if let region = spec.region { settings["region"] = region }
-            if let endpoint = spec.endpoint { settings["endpoint"] = endpoint }
+        // Where an aws run's instances are, resolved now (the manifest, else the environment
+        // and profile) and recorded: a later command in another region or against another
+        // endpoint would list nothing there and read every machine as gone (found by attacking).
+        func resolved(_ run: RunManifest) throws -> [String: String] {
+            guard run.provider == "aws" else { return [:] }
+            var spec = AWSSpec()
+            if case .aws(let s) = run.source { spec = s }
+            return try context.awsPlace(region: spec.region, endpoint: spec.endpoint)
         }
+        let settings = try resolved(first)
         for (run, place) in runs.dropFirst() {
-            var other: [String: String] = [:]
-            if case .aws(let spec) = run.source {
-                if let region = spec.region { other["region"] = region }
-                if let endpoint = spec.endpoint { other["endpoint"] = endpoint }
-            }
+            let other = try resolved(run)
             if run.provider != first.provider || other != settings {
                 throw CLIError.input(
                     "\(place): run \(run.name) is on \(Self.describe(run.provider, other)), but run \(first.name) (\(firstPlace)) is on \(Self.describe(first.provider, settings)): one provider and region per apply and per state directory; apply them with separate REPL_HOMEs. Nothing was recorded"

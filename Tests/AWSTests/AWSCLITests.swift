@@ -70,9 +70,9 @@ extension MotoScenarios {
             let json = try await home.repl(["doctor", "--json"])
             let report = try #require(try JSONSerialization.jsonObject(with: json.stdout) as? [String: Any])
             #expect((report["aws"] as? [String: Any])?["bucket"] as? String == "repl-\(report["controlId"] as? String ?? "?")-us-east-1")
-            let unusable = try await home.repl(["doctor"], env: ["AWS_REGION": ""])
+            let unusable = try await home.repl(["doctor"], env: ["AWS_SECRET_ACCESS_KEY": ""])
             #expect(
-                unusable.status == 3 && unusable.stdoutText.contains("aws:           UNUSABLE: AWS is not usable: no AWS region"),
+                unusable.status == 3 && unusable.stdoutText.contains("aws:           UNUSABLE: AWS is not usable: AWS_ACCESS_KEY_ID is set without"),
                 "\(unusable.stdoutText)")
 
             let deleted = try await home.repl(["delete", "run", "boxes"])
@@ -116,6 +116,26 @@ extension MotoScenarios {
             // Never more instances launched than machines wanted, crashed call included.
             let ever = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"]])
             #expect(ever.count == 2, "\(ever.map { "\($0.name ?? "?") \($0.state)" })")
+        }
+
+        /// The state directory keeps where its instances are (found by attacking: a sweep with
+        /// another AWS_REGION listed nothing there, failed the runs, and the next one terminated
+        /// their healthy instances): later commands use the recorded region and endpoint, and an
+        /// apply resolving to others is refused.
+        @Test func anotherRegionLaterFailsNothingAndTerminatesNothing() async throws {
+            let moto = try await Moto()
+            let home = try Home(moto)
+            let file = try home.write("boxes.yaml", Self.manifest)
+            #expect(try await home.repl(["apply", "-f", file]).status == 0)
+            let elsewhere = try await home.repl(["orphans", "sweep"], env: ["AWS_REGION": "us-west-2"])
+            #expect(elsewhere.status == 0, "\(elsewhere.stderrText)")
+            #expect(try await home.repl(["orphans", "sweep"]).status == 0)
+            let list = try await home.repl(["run", "list"])
+            #expect(!list.stdoutText.contains("Failed"), "\(list.stdoutText)")
+            let live = try await moto.ec2().describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
+            #expect(live.count == 2, "\(live.map(\.name))")
+            let moved = try await home.repl(["apply", "-f", file], env: ["AWS_REGION": "us-west-2"])
+            #expect(moved.status == 2 && moved.stderrText.contains("region us-east-1"), "\(moved.stderrText)")
         }
 
         /// What cannot be reached as configured stops before anything is recorded (exit 3), and

@@ -186,6 +186,24 @@ extension MotoTests {
             #expect(try await s3.listObjects(bucket, prefix: "machines/m/").map(\.key).sorted() == ["machines/m/launch", "machines/m/status"])
         }
 
+        /// Found by attacking: a 200 answer that is not EC2's (a proxy's or captive portal's page)
+        /// was read as an empty list; an Ubuntu release with no image in the region was retried
+        /// for ever instead of failing the instance.
+        @Test func aForeignAnswerIsNoListAndAMissingImageFailsTheInstance() async throws {
+            let cloud = try await Cloud(pendingFor: 0, invisibleFor: 0)
+            try await cloud.provider.create(name: Self.name, spec: Self.spec)
+            cloud.faults.fail("DescribeInstances", status: 200, code: "Portal", message: "sign in to the Wi-Fi")
+            await #expect(throws: ProviderError.self) { try await cloud.provider.list() }
+            let canonical = AWSProvider(
+                ec2: cloud.moto.ec2(), channel: cloud.provider.channel, images: CanonicalImages(), throttle: Throttle(attempts: 2, base: 0.01))
+            do {
+                try await canonical.create(name: MachineName(parsing: "repl-abc123-1-2")!, spec: .aws(AWSSpec(image: .ubuntu("noble"))))
+                Issue.record("a create with no image came back")
+            } catch {
+                #expect(error.kind == .invalid && !error.isRetryable, "\(error)")
+            }
+        }
+
         /// The token is the machine's own: the same for every retry of a name, another for another
         /// name or attempt, and within EC2's 64 ASCII characters.
         @Test func theTokenIsDerivedFromTheName() {
