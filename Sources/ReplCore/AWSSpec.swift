@@ -153,6 +153,10 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
         guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
             return .failure(FieldProblem("\"\(text.prefix(80))\" is not an http(s) URL"))
         }
+        if url.query != nil || url.fragment != nil || text.contains("?") || text.contains("#") {
+            return .failure(
+                FieldProblem("\"\(text.prefix(80))\" has a query or fragment; give the service's base URL (e.g. http://127.0.0.1:5000)"))
+        }
         return .success(text)
     }
 }

@@ -35,7 +35,13 @@ extension DocumentContext {
             spec.arch = AWSSpec.arch(of: type)
         }
         if let (value, node) = text("image", &self), let image = checked(AWSSpec.image(value), node, key: "spec.image") { spec.image = image }
-        if let (value, node) = text("arch", &self), let arch = checked(AWSSpec.arch(value), node, key: "spec.arch") { spec.arch = arch }
+        if let (value, node) = text("arch", &self), let arch = checked(AWSSpec.arch(value), node, key: "spec.arch") {
+            let typed = AWSSpec.arch(of: spec.instanceType)
+            if typed == "arm64" && arch != typed {
+                error(node, "spec.arch: \(arch), but \(spec.instanceType) is an arm64 (Graviton) type; remove arch or pick another type")
+            }
+            spec.arch = arch
+        }
         if let (value, node) = text("region", &self) { spec.region = checked(AWSSpec.region(value), node, key: "spec.region") }
         if let (value, node) = text("zone", &self) { spec.zone = checked(AWSSpec.zone(value, region: spec.region), node, key: "spec.zone") }
         if let (value, node) = text("subnet", &self) {
@@ -44,6 +50,8 @@ extension DocumentContext {
         if let (value, node) = text("keyName", &self) {
             if value.isEmpty {
                 error(node, "spec.keyName: is empty; give the name of an EC2 key pair or remove the key")
+            } else if value.count > 255 {
+                error(node, "spec.keyName: is \(value.count) characters long; an EC2 key pair name has at most 255")
             } else {
                 spec.keyName = value
             }

@@ -99,6 +99,20 @@ struct AWSManifestTests {
             "kind: Run\nname: a\nprovider: aws\nspec:\n  spot: often\n",
             "run.yaml:5:9: spec.spot: expected true or false, got the text \"often\""
         ),
+        // Found by attacking: a Graviton type with amd64, a key pair name EC2 cannot hold, an
+        // endpoint with a query were all accepted and sent to EC2.
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec: {instanceType: t4g.micro, arch: amd64}\n",
+            "run.yaml:4:39: spec.arch: amd64, but t4g.micro is an arm64 (Graviton) type; remove arch or pick another type"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec: {keyName: \(String(repeating: "k", count: 256))}\n",
+            "run.yaml:4:17: spec.keyName: is 256 characters long; an EC2 key pair name has at most 255"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec: {endpoint: 'http://127.0.0.1:1/x?y#z'}\n",
+            "run.yaml:4:18: spec.endpoint: \"http://127.0.0.1:1/x?y#z\" has a query or fragment; give the service's base URL (e.g. http://127.0.0.1:5000)"
+        ),
         (
             "kind: Run\nname: a\nprovider: aws\nspot: true\n",
             "run.yaml:4:1: spot: belongs under spec: on aws (spec: {spot: true})"
