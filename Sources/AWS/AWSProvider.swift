@@ -292,15 +292,18 @@ public struct AWSProvider: Provider {
         let found = try await call("look up the snapshot \(name)") { () async throws(AWSError) in
             try await ec2.describeImages(owners: ["self"], filters: ["tag:Name": [name.description]])
         }
-        return found.filter { $0.tags["Name"] == name.description && !["deregistered", "failed"].contains($0.state) }
+        return found.filter { $0.tags["Name"] == name.description && !Self.endedImageStates.contains($0.state) }
     }
 
     static func observed(_ image: EC2Image) -> ObservedMachine? {
-        guard let name = image.tags["Name"], !name.isEmpty, !["deregistered", "failed"].contains(image.state) else { return nil }
+        guard let name = image.tags["Name"], !name.isEmpty, !endedImageStates.contains(image.state) else { return nil }
         var machine = ObservedMachine(id: image.id, name: name, state: imageState(image.state), distro: "ami", version: image.name, arch: "")
         machine.launchedAt = image.created
         return machine
     }
+
+    /// An AMI in these states is no snapshot any more (nor ever will be).
+    static let endedImageStates: Set<String> = ["deregistered", "failed"]
 
     /// An AMI as a snapshot machine: available is a stopped machine (ready to clone).
     static func imageState(_ text: String) -> MachineState {

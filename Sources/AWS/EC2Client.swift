@@ -148,11 +148,7 @@ public struct EC2Client: Sendable {
     /// Every instance matching `filters`, following `NextToken` to the last page: a failed
     /// page fails the whole list (a list cut short would make machines look gone).
     public func describeInstances(filters: [String: [String]], pageSize: Int? = nil) async throws(AWSError) -> [EC2Instance] {
-        var parameters: [(String, String)] = []
-        for (i, name) in filters.keys.sorted().enumerated() {
-            parameters.append(("Filter.\(i + 1).Name", name))
-            for (j, value) in filters[name]!.enumerated() { parameters.append(("Filter.\(i + 1).Value.\(j + 1)", value)) }
-        }
+        var parameters = Self.filterParameters(filters)
         if let pageSize { parameters.append(("MaxResults", String(pageSize))) }
         var instances: [EC2Instance] = []
         var token: String?
@@ -217,6 +213,16 @@ public struct EC2Client: Sendable {
         _ = try await call("StartInstances", try Self.named(ids, "StartInstances"))
     }
 
+    /// EC2's `Filter.N.Name` / `Filter.N.Value.M` parameters, in a stable order.
+    static func filterParameters(_ filters: [String: [String]]) -> [(String, String)] {
+        var parameters: [(String, String)] = []
+        for (i, name) in filters.keys.sorted().enumerated() {
+            parameters.append(("Filter.\(i + 1).Name", name))
+            for (j, value) in filters[name]!.enumerated() { parameters.append(("Filter.\(i + 1).Value.\(j + 1)", value)) }
+        }
+        return parameters
+    }
+
     /// `InstanceId.N` parameters; an empty list, or anything not an instance id, is refused
     /// before any call.
     static func named(_ ids: [String], _ action: String) throws(AWSError) -> [(String, String)] {
@@ -230,10 +236,7 @@ public struct EC2Client: Sendable {
     /// id, name and creation date.
     public func describeImages(owners: [String], filters: [String: [String]]) async throws(AWSError) -> [EC2Image] {
         var parameters = owners.enumerated().map { ("Owner.\($0.offset + 1)", $0.element) }
-        for (i, name) in filters.keys.sorted().enumerated() {
-            parameters.append(("Filter.\(i + 1).Name", name))
-            for (j, value) in filters[name]!.enumerated() { parameters.append(("Filter.\(i + 1).Value.\(j + 1)", value)) }
-        }
+        parameters += Self.filterParameters(filters)
         let answer = try await call("DescribeImages", parameters)
         return answer.items("imagesSet").map { item in
             var tags: [String: String] = [:]
