@@ -126,7 +126,7 @@ public struct AWSProvider: Provider {
                 userData: userData, subnetID: spec.subnet, securityGroupIDs: spec.securityGroups, keyName: spec.keyName, zone: spec.zone,
                 spot: spec.spot, tags: ["repl:control": name.controlID.description])
             do {
-                let instance = try await call("launch \(name)", lane: .addressTaking) { () async throws(AWSError) in
+                let instance = try await call("launch \(name)", lane: .addressTaking, scope: spec.capacityScope) { () async throws(AWSError) in
                     try await ec2.runInstances(launch)
                 }
                 // A token already spent on an instance of this name that has ended gives that
@@ -236,6 +236,77 @@ public struct AWSProvider: Provider {
         }
         guard let data, data.count > offset else { return Data() }
         return data.subdata(in: offset..<data.count)
+    }
+
+    /// One listing of every machine's channel objects; a machine's status fetched when its tag
+    /// changed, and its logs from the host's size when they grew, or at once with a final
+    /// status (the agent puts the status last, so logs read after a final status are whole).
+    public func fetchChannel(_ marks: [MachineName: ChannelMark]) async throws(ProviderError) -> [MachineName: ChannelUpdate]? {
+        guard !marks.isEmpty else { return [:] }
+        let channel = self.channel
+        let listed = try await call("list the status channel") { () async throws(AWSError) -> [S3Client.Listed] in
+            do throws(AWSError) {
+                return try await channel.s3.listObjects(channel.bucket, prefix: "machines/")
+            } catch  where error.code == "NoSuchBucket" {
+                return []  // no run was started yet
+            }
+        }
+        var objects: [String: S3Client.Listed] = [:]
+        for object in listed { objects[object.key] = object }
+        let wanted = marks.compactMap { name, mark -> (MachineName, ChannelMark, S3Client.Listed, [String: Int])? in
+            guard let status = objects[InstanceAgent.key(name, "status")],
+                status.etag != mark.statusTag || status.etag.isEmpty
+                    || (objects[InstanceAgent.key(name, "run.log")]?.size ?? 0) != mark.output
+                    || (objects[InstanceAgent.key(name, "bootstrap.log")]?.size ?? 0) != mark.bootstrap
+            else { return nil }
+            let sizes = [
+                "run.log": objects[InstanceAgent.key(name, "run.log")]?.size ?? 0,
+                "bootstrap.log": objects[InstanceAgent.key(name, "bootstrap.log")]?.size ?? 0,
+            ]
+            return (name, mark, status, sizes)
+        }
+        let provider = self
+        return await withTaskGroup(of: (MachineName, ChannelUpdate?).self) { group in
+            for (name, mark, status, sizes) in wanted {
+                group.addTask { (name, try? await provider.fetchChanged(name, mark: mark, status: status, sizes: sizes)) }
+            }
+            var updates: [MachineName: ChannelUpdate] = [:]
+            for await (name, update) in group {
+                if let update { updates[name] = update }
+            }
+            return updates
+        }
+    }
+
+    /// What changed of one machine's channel (``fetchChannel(_:)``).
+    func fetchChanged(_ name: MachineName, mark: ChannelMark, status: S3Client.Listed, sizes: [String: Int]) async throws(ProviderError)
+        -> ChannelUpdate
+    {
+        let channel = self.channel
+        var update = ChannelUpdate()
+        var final = false
+        if status.etag != mark.statusTag || status.etag.isEmpty {
+            let data = try await call("read the status of \(name)") { () async throws(AWSError) in
+                try await channel.s3.getObject(channel.bucket, InstanceAgent.key(name, "status"))
+            }
+            guard let data else { return update }
+            update.status = data
+            update.statusTag = status.etag
+            final = StatusFile.read(String(decoding: data, as: UTF8.self)).result.isFinal
+        }
+        for (file, held) in [("run.log", mark.output), ("bootstrap.log", mark.bootstrap)] {
+            let size = sizes[file] ?? 0
+            guard final || size != held else { continue }
+            // A log only grows; one smaller than the host's copy is read whole and replaces it.
+            let offset = size < held ? 0 : held
+            let data = try await call("read the logs of \(name)") { () async throws(AWSError) in
+                try await channel.s3.getObject(channel.bucket, InstanceAgent.key(name, file), from: offset)
+            }
+            guard let data, offset == 0 || !data.isEmpty else { continue }
+            let piece = ChannelUpdate.Piece(offset: offset, data: data)
+            if file == "run.log" { update.output = piece } else { update.bootstrap = piece }
+        }
+        return update
     }
 
     // MARK: - The channel
@@ -349,11 +420,11 @@ public struct AWSProvider: Provider {
     /// One EC2 call under the controller's limits and through the throttle, its error in the
     /// controller's terms.
     func call<T: Sendable>(
-        _ what: String, lane: CallLane = .light, _ body: @escaping @Sendable () async throws(AWSError) -> T
+        _ what: String, lane: CallLane = .light, scope: String = "", _ body: @escaping @Sendable () async throws(AWSError) -> T
     ) async throws(ProviderError) -> T {
         guard let limits else { return try await Self.attempt(what, throttle, body) }
         let throttle = self.throttle
-        return try await limits.run(lane) { () async throws(ProviderError) -> T in try await Self.attempt(what, throttle, body) }
+        return try await limits.run(lane, scope: scope) { () async throws(ProviderError) -> T in try await Self.attempt(what, throttle, body) }
     }
 
     static func attempt<T>(_ what: String, _ throttle: Throttle, _ body: () async throws(AWSError) -> T) async throws(ProviderError) -> T {

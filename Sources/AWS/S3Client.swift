@@ -93,19 +93,35 @@ public struct S3Client: Sendable {
             "PUT", bucket: bucket, key: key, body: data, headers: [("Content-Type", "application/octet-stream")], action: "PutObject")
     }
 
-    /// The object's bytes, or nil when there is none.
-    public func getObject(_ bucket: String, _ key: String) async throws(AWSError) -> Data? {
+    /// The object's bytes (from byte `offset` on: none when it has no more), or nil when there
+    /// is no such object.
+    public func getObject(_ bucket: String, _ key: String, from offset: Int = 0) async throws(AWSError) -> Data? {
         do {
-            return try await send("GET", bucket: bucket, key: key, action: "GetObject").body
+            let response = try await send(
+                "GET", bucket: bucket, key: key, headers: offset > 0 ? [("Range", "bytes=\(offset)-")] : [], action: "GetObject")
+            // A server that ignores the range answers the whole object (200, not 206).
+            if offset > 0, response.status == 200 {
+                return response.body.count > offset ? response.body.subdata(in: offset..<response.body.count) : Data()
+            }
+            return response.body
         } catch  where error.code == "NoSuchKey" || error.status == 404 && error.code != "NoSuchBucket" {
             return nil
+        } catch  where error.status == 416 {
+            return Data()
         }
     }
 
-    /// Every key under `prefix` with its size, following continuation tokens to the end (a
-    /// failed page fails the listing).
-    public func listObjects(_ bucket: String, prefix: String) async throws(AWSError) -> [(key: String, size: Int)] {
-        var out: [(key: String, size: Int)] = []
+    /// An object as a listing shows it: its key, size and entity tag (which changes with its bytes).
+    public struct Listed: Sendable, Equatable {
+        public var key: String
+        public var size: Int
+        public var etag: String
+    }
+
+    /// Every key under `prefix` with its size and tag, following continuation tokens to the
+    /// end (a failed page fails the listing).
+    public func listObjects(_ bucket: String, prefix: String) async throws(AWSError) -> [Listed] {
+        var out: [Listed] = []
         var token: String?
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix)]
@@ -115,7 +131,9 @@ public struct S3Client: Sendable {
                 throw AWSError(code: "MalformedResponse", message: "the listing is not S3's", action: "ListObjectsV2")
             }
             for item in tree.all("Contents") {
-                if let key = item.text("Key") { out.append((key, Int(item.text("Size") ?? "") ?? 0)) }
+                if let key = item.text("Key") {
+                    out.append(Listed(key: key, size: Int(item.text("Size") ?? "") ?? 0, etag: item.text("ETag") ?? ""))
+                }
             }
             token = tree.text("IsTruncated") == "true" ? tree.text("NextContinuationToken") : nil
         } while token != nil

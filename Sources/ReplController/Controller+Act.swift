@@ -24,8 +24,8 @@ extension Controller {
             if groups[machine] == nil { order.append(machine) }
             groups[machine, default: []].append(action)
         }
-        let admission = Admission(backoffs: try store.backoffs(), breaker: try store.breaker(now: now))
-        gate.load(admission.breaker)
+        let admission = Admission(backoffs: try store.backoffs(), breakers: try store.breakers(now: now))
+        gate.load(admission.breakers)
         let groupsInOrder = order.map { groups[$0]! }
         var runnable: [[Action]] = []
         for (group, verdict) in zip(groupsInOrder, admission.admit(groupsInOrder, now: now)) {
@@ -57,14 +57,17 @@ extension Controller {
     /// it): an exhaustion trips it once per episode; a success closes it only if it began after
     /// the trip.
     func recordForBreaker(_ action: Action, began: Date, error: ProviderError?) throws(StoreError) {
+        let scope = action.capacityScope
         if let error, error.isExhaustion {
-            if let breaker = try gate.exhausted(began: began, message: error.message, store: store) {
+            if let breaker = try gate.exhausted(scope: scope, began: began, message: error.message, store: store) {
                 let what = error.kind == .addressExhausted ? "address pool exhausted" : "no capacity: \(error.message)"
                 let advice = error.kind == .addressExhausted ? ProviderError.resetAdvice : "the breaker retries by itself"
-                store.event("breaker-open", machine: action.machine?.description, "\(what); no creates until \(breaker.openUntil!); \(advice)")
+                store.event(
+                    "breaker-open", machine: action.machine?.description,
+                    "\(what); no creates\(scope.isEmpty ? "" : " of \(scope)") until \(breaker.openUntil!); \(advice)")
             }
-        } else if error == nil, Admission.needsAddress(action), try gate.succeeded(began: began, store: store) {
-            store.event("breaker-closed", machine: action.machine?.description, "a create succeeded; circuit breaker closed")
+        } else if error == nil, Admission.needsAddress(action), try gate.succeeded(scope: scope, began: began, store: store) {
+            store.event("breaker-closed", machine: action.machine?.description, "a create succeeded; \(Admission.name(scope)) closed")
         }
     }
 
@@ -244,19 +247,19 @@ extension Controller {
     }
 }
 
-/// The circuit breaker as the actions of one tick see it, shared by them as they run, and the
-/// gate each orbctl process passes once it holds its permit.
+/// The circuit breakers as the actions of one tick see them (one per capacity scope), shared
+/// by them as they run, and the gate each call to the engine passes once it holds its permit.
 final class BreakerGate: CallGate, @unchecked Sendable {
     private let lock = NSLock()
-    private var breaker = Breaker.closed
-    /// An exhaustion was seen and is not yet recorded: shut at once.
-    private var shut = false
-    /// Why no further action starts this tick (orbctl is not usable), once one found it.
+    private var breakers: [String: Breaker] = [:]
+    /// Scopes where an exhaustion was seen and is not yet recorded: shut at once.
+    private var shut: Set<String> = []
+    /// Why no further action starts this tick (the engine is not usable), once one found it.
     private var ended: String?
 
-    func load(_ breaker: Breaker) {
+    func load(_ breakers: [String: Breaker]) {
         lock.withLock {
-            self.breaker = breaker; shut = false
+            self.breakers = breakers; shut = []
         }
     }
     /// A new tick: whatever ended the last one is asked again.
@@ -265,47 +268,49 @@ final class BreakerGate: CallGate, @unchecked Sendable {
     func endTick(_ why: String) { lock.withLock { ended = ended ?? why } }
     var endedTick: String? { lock.withLock { ended } }
 
-    /// Why an address-taking call must not go now, or nil.
-    func refusal(at now: Date) -> String? {
-        lock.withLock { breaker.isOpen(at: now) || shut ? "circuit breaker open: \(ProviderError.resetAdvice)" : nil }
+    /// Why a call taking capacity in `scope` must not go now, or nil.
+    func refusal(scope: String, at now: Date) -> String? {
+        lock.withLock {
+            (breakers[scope] ?? .closed).isOpen(at: now) || shut.contains(scope)
+                ? "\(Admission.name(scope)) open: \(Admission.advice(scope))" : nil
+        }
     }
-
-    /// Shuts the gate the moment a call meets an exhausted pool (the trip is recorded after).
-    func sawExhaustion() { lock.withLock { shut = true } }
 
     /// A call of an ended tick is not made; an address-taking one waits out an open breaker.
-    func refusal(for lane: CallLane, at now: Date) -> String? {
+    func refusal(for lane: CallLane, scope: String, at now: Date) -> String? {
         if let why = endedTick { return "not attempted this tick: \(why)" }
-        return lane == .addressTaking ? refusal(at: now) : nil
+        return lane == .addressTaking ? refusal(scope: scope, at: now) : nil
     }
 
-    /// An unusable orbctl ends the tick, an exhausted pool shuts the gate, before the failed
+    /// An unusable engine ends the tick, an exhaustion shuts its scope, before the failed
     /// call's permit goes to a call that waits for it.
-    func failed(_ lane: CallLane, _ error: ProviderError) {
+    func failed(_ lane: CallLane, scope: String, _ error: ProviderError) {
         if let why = Admission.endsTheTick(error) { endTick(why) }
-        if error.isExhaustion { sawExhaustion() }
+        if error.isExhaustion { lock.withLock { _ = shut.insert(scope) } }
     }
 
-    /// Trips the breaker, unless this failure belongs to the episode that tripped it (the call
-    /// began before the trip, or while it was open). Returns the breaker when it tripped.
-    func exhausted(began: Date, message: String, store: Store) throws(StoreError) -> Breaker? {
+    /// Trips the breaker of `scope`, unless this failure belongs to the episode that tripped it
+    /// (the call began before the trip, or while it was open). Returns the breaker when it tripped.
+    func exhausted(scope: String, began: Date, message: String, store: Store) throws(StoreError) -> Breaker? {
         lock.lock()
         defer { lock.unlock() }
+        let breaker = breakers[scope] ?? .closed
         if let tripped = breaker.trippedAt, began < tripped { return nil }
         if breaker.isOpen(at: began) { return nil }
-        breaker = Admission.trip(breaker, message: message, now: Date())
-        try store.saveBreaker(breaker)
-        return breaker
+        let next = Admission.trip(breaker, message: message, now: Date())
+        try store.saveBreaker(next, scope: scope)
+        breakers[scope] = next
+        return next
     }
 
-    /// Closes the breaker after a success that began after its trip. Returns whether it closed.
-    func succeeded(began: Date, store: Store) throws(StoreError) -> Bool {
+    /// Closes the breaker of `scope` after a success that began after its trip. Returns whether it closed.
+    func succeeded(scope: String, began: Date, store: Store) throws(StoreError) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard breaker.failures > 0 else { return false }
+        guard let breaker = breakers[scope], breaker.failures > 0 else { return false }
         if let tripped = breaker.trippedAt, began <= tripped { return false }
-        try store.resetBreaker()
-        breaker = .closed
+        try store.resetBreaker(scope: scope)
+        breakers[scope] = nil
         return true
     }
 }

@@ -288,6 +288,7 @@ public final class Controller: @unchecked Sendable {
         var last: [InstanceID: Date]?
         var targets: [(InstanceID, MachineName)] = []
         var maxDurations: [String: TimeInterval] = [:]
+        let mirrored = await mirrorChannel(desired: desired, machines: machines, cid: cid)
         for run in desired.runs {
             for instance in run.instances where run.wants(instance) && !instance.phase.isTerminal {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
@@ -297,7 +298,7 @@ public final class Controller: @unchecked Sendable {
                     // A running machine's own status file is the source of truth: an end the
                     // channel shows (which anything on the Mac could have written) is confirmed
                     // by reading the machine, once, before anything is judged by it.
-                    if status.isFinal, running.contains(name), !settings.dryRun, instance.phase >= .bootstrapping {
+                    if status.isFinal, running.contains(name), !settings.dryRun, !mirrored, instance.phase >= .bootstrapping {
                         targets.append((instance.id, machine))
                         continue
                     }
@@ -327,6 +328,9 @@ public final class Controller: @unchecked Sendable {
                 // Never probe a stopped machine: `orbctl run` would start it.
                 guard running.contains(name) else { continue }
                 let pastDeadline = run.manifest.maxDuration.map { now >= started.adding($0) } ?? false
+                // The mirrored channel was just read whole: a machine without a status there has
+                // none to give yet, but its end is asked for (its final status may be on the way).
+                if mirrored && !pastDeadline { continue }
                 if !pastDeadline {
                     if last == nil { last = try store.lastProbes() }
                     let interval = max(settings.probeInterval, min(60, now.timeIntervalSince(started) / 10))
@@ -353,6 +357,38 @@ public final class Controller: @unchecked Sendable {
             }
         }
         return probes
+    }
+
+    /// For a provider whose machines write their channel elsewhere (EC2's, to S3), brings the
+    /// host's copy up to date for every unfinished instance whose machine is listed: one
+    /// listing, and only what changed. Whether the provider mirrors its channel (a failed
+    /// read is an event, and the copy stays as it was).
+    func mirrorChannel(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> Bool {
+        guard let channel = settings.channel, !settings.dryRun else { return false }
+        let listed = Set(machines.map(\.name))
+        var marks: [MachineName: ChannelMark] = [:]
+        for run in desired.runs {
+            // A status is awaited until the command ends (a machine without one has none to give).
+            for instance in run.instances
+            where run.wants(instance) && (instance.phase < .running || (instance.phase == .running && run.manifest.command != nil)) {
+                let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
+                if listed.contains(machine.description) { marks[machine] = channel.mark(machine.description) }
+            }
+        }
+        guard !marks.isEmpty else { return false }
+        do {
+            guard let updates = try await provider.fetchChannel(marks) else { return false }
+            for (machine, update) in updates {
+                do {
+                    try channel.apply(update, to: machine.description)
+                } catch {
+                    store.event("channel-failed", "\(machine): cannot write the host's copy of its channel: \(error.localizedDescription)")
+                }
+            }
+        } catch {
+            store.event("channel-failed", error.description)
+        }
+        return true
     }
 
     /// Brings `maxDuration` and `hold` changed in place to the running wrappers, through the

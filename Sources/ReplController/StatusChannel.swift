@@ -84,6 +84,47 @@ public struct StatusChannel: Sendable {
         try? Data(limits.utf8).write(to: url, options: .atomic)
     }
 
+    /// What this copy holds of a channel a provider mirrors (``Provider/fetchChannel(_:)``).
+    public func mark(_ machine: String) -> ChannelMark {
+        let tag = Self.isRegularFile(file(machine, "status")) ? Self.head(file(machine, "status.tag"), bytes: 256) : nil
+        return ChannelMark(
+            statusTag: tag.map { String(decoding: $0, as: UTF8.self) }, output: size(logFile(machine, bootstrap: false)),
+            bootstrap: size(logFile(machine, bootstrap: true)))
+    }
+
+    /// Brings this copy up to what the provider's channel holds: the logs first, then the
+    /// status and its tag (a final status here means whole logs here, as on OrbStack). A piece
+    /// that does not continue the copy (another process appended it meanwhile) is left for the
+    /// next read, which starts from the copy's size again.
+    public func apply(_ update: ChannelUpdate, to machine: String) throws {
+        let dir = machineDirectory(machine)
+        if !Platform.isDirectory(dir.path) {
+            try? FileManager.default.removeItem(at: dir)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        }
+        for (piece, url) in [(update.bootstrap, logFile(machine, bootstrap: true)), (update.output, logFile(machine, bootstrap: false))] {
+            guard let piece else { continue }
+            if piece.offset == 0 {
+                try piece.data.write(to: url, options: .atomic)
+            } else if piece.offset == size(url) {
+                let handle = try FileHandle(forWritingTo: url)
+                defer { try? handle.close() }
+                try handle.seekToEnd()
+                try handle.write(contentsOf: piece.data)
+            }
+        }
+        if let status = update.status {
+            try status.write(to: file(machine, "status"), options: .atomic)
+            try Data((update.statusTag ?? "").utf8).write(to: file(machine, "status.tag"), options: .atomic)
+        }
+    }
+
+    /// A regular file's size (0 when it is absent or anything else).
+    func size(_ url: URL) -> Int {
+        guard Self.isRegularFile(url), let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else { return 0 }
+        return (attributes[.size] as? NSNumber)?.intValue ?? 0
+    }
+
     /// Forgets a machine that is gone (its logs were collected first).
     public func remove(_ machine: String) {
         try? FileManager.default.removeItem(at: machineDirectory(machine))

@@ -64,6 +64,12 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
         return parts.joined(separator: " ")
     }
 
+    /// What EC2's capacity is short of when it says so: this instance type where it runs (a
+    /// zone, a subnet's, or wherever EC2 puts it). Each has a circuit breaker of its own.
+    public var capacityScope: String {
+        "\(instanceType) in \(zone ?? subnet.map { "subnet \($0)" } ?? "any zone")"
+    }
+
     /// The keys of the `spec:` mapping.
     public static let keys = ["instanceType", "image", "arch", "region", "zone", "subnet", "securityGroups", "keyName", "spot", "endpoint"]
 

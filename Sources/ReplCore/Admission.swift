@@ -13,7 +13,8 @@ public struct Backoff: Sendable, Equatable {
     }
 }
 
-/// The circuit breaker on address exhaustion.
+/// A circuit breaker on exhausted capacity: OrbStack's address pool, or EC2's capacity for one
+/// instance type in one zone (``Action/capacityScope``).
 public struct Breaker: Sendable, Equatable {
     public var openUntil: Date?
     public var failures: Int
@@ -41,11 +42,17 @@ public struct Breaker: Sendable, Equatable {
 /// the store persists what it decides, and the controller carries it out.
 public struct Admission: Sendable, Equatable {
     public var backoffs: [String: Backoff]
-    public var breaker: Breaker
+    /// The breakers by scope (``Action/capacityScope``); a scope without one is closed.
+    public var breakers: [String: Breaker]
 
-    public init(backoffs: [String: Backoff], breaker: Breaker) {
+    public init(backoffs: [String: Backoff], breakers: [String: Breaker]) {
         self.backoffs = backoffs
-        self.breaker = breaker
+        self.breakers = breakers
+    }
+
+    /// OrbStack's one breaker (scope "").
+    public init(backoffs: [String: Backoff], breaker: Breaker) {
+        self.init(backoffs: backoffs, breakers: ["": breaker])
     }
 
     public enum Verdict: Equatable, Sendable {
@@ -54,22 +61,33 @@ public struct Admission: Sendable, Equatable {
     }
 
     /// The verdict on each group (one machine's actions, in order), in the order given: a
-    /// machine backing off waits; while the breaker is open nothing that takes an address goes,
-    /// and while it is half-open only the first such group does.
+    /// machine backing off waits; while its scope's breaker is open nothing that takes capacity
+    /// there goes, and while it is half-open only the first such group does.
     public func admit(_ groups: [[Action]], now: Date) -> [Verdict] {
-        var tested = false
+        var tested: Set<String> = []
         return groups.map { group in
             if let machine = group.first?.machine, let b = backoffs[machine.description], b.nextAttempt > now {
                 return .defer("retrying after \(Int(b.nextAttempt.timeIntervalSince(now)) + 1) s: \(b.lastError)")
             }
-            guard group.contains(where: Admission.needsAddress) else { return .run }
-            if breaker.isOpen(at: now) { return .defer("circuit breaker open: \(ProviderError.resetAdvice)") }
+            guard let taking = group.first(where: Admission.needsAddress) else { return .run }
+            let scope = taking.capacityScope
+            let breaker = breakers[scope] ?? .closed
+            if breaker.isOpen(at: now) { return .defer("\(Self.name(scope)) open: \(Self.advice(scope))") }
             if breaker.isHalfOpen(at: now) {
-                if tested { return .defer("circuit breaker half-open: one create at a time") }
-                tested = true
+                if tested.contains(scope) { return .defer("\(Self.name(scope)) half-open: one create at a time") }
+                tested.insert(scope)
             }
             return .run
         }
+    }
+
+    /// "circuit breaker", with its scope where it has one.
+    public static func name(_ scope: String) -> String { scope.isEmpty ? "circuit breaker" : "circuit breaker (\(scope))" }
+
+    /// What a person can do about an open breaker of `scope`.
+    public static func advice(_ scope: String) -> String {
+        scope.isEmpty
+            ? ProviderError.resetAdvice : "EC2 has no capacity for it now; it is tried again by itself, or choose another instance type or zone"
     }
 
     /// What a failed action leads to.

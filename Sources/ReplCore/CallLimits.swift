@@ -16,10 +16,10 @@ public enum CallLane: Sendable, Equatable {
 /// and what a failure means before its permit goes to the next call.
 public protocol CallGate: Sendable {
     /// Why a call of `lane` must not go now (the tick has ended; for an address-taking call,
-    /// the breaker is open), or nil. Asked once the call holds its permit.
-    func refusal(for lane: CallLane, at now: Date) -> String?
+    /// the breaker of its capacity `scope` is open), or nil. Asked once the call holds its permit.
+    func refusal(for lane: CallLane, scope: String, at now: Date) -> String?
     /// A call of `lane` failed; told before its permit goes to a call that waits for it.
-    func failed(_ lane: CallLane, _ error: ProviderError)
+    func failed(_ lane: CallLane, scope: String, _ error: ProviderError)
 }
 
 /// At most `permits` calls in flight at once.
@@ -65,18 +65,21 @@ public struct CallLimits: Sendable {
         get async { await heavy.calls + light.calls }
     }
 
-    /// Runs one call of `lane` once it holds a permit and the gate lets it go. A failure is
-    /// shown to the gate before the permit is released.
-    public func run<T: Sendable>(_ lane: CallLane, _ body: () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
+    /// Runs one call of `lane` once it holds a permit and the gate lets it go (an address-taking
+    /// one, by the breaker of its capacity `scope`). A failure is shown to the gate before the
+    /// permit is released.
+    public func run<T: Sendable>(
+        _ lane: CallLane, scope: String = "", _ body: () async throws(ProviderError) -> T
+    ) async throws(ProviderError) -> T {
         let limiter = lane == .light ? light : heavy
         await limiter.acquire()
         do throws(ProviderError) {
-            if let why = gate?.refusal(for: lane, at: Date()) { throw ProviderError(.heldBack, why) }
+            if let why = gate?.refusal(for: lane, scope: scope, at: Date()) { throw ProviderError(.heldBack, why) }
             let value = try await body()
             await limiter.release()
             return value
         } catch {
-            if error.kind != .heldBack { gate?.failed(lane, error) }
+            if error.kind != .heldBack { gate?.failed(lane, scope: scope, error) }
             await limiter.release()
             throw error
         }

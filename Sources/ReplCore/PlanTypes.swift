@@ -52,6 +52,13 @@ public enum Action: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The circuit breaker the action answers to, when it takes capacity: an EC2 create's
+    /// instance type and zone; "" for OrbStack's address pool (and a clone or start anywhere).
+    public var capacityScope: String {
+        if case .create(_, _, _, .aws(let spec)) = self { return spec.capacityScope }
+        return ""
+    }
+
     /// Names of machines that must already exist for the action (a clone's or snapshot's source).
     public var sourceMachine: MachineName? {
         switch self {

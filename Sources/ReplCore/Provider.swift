@@ -41,6 +41,10 @@ public protocol Provider: Sendable {
     func manifestCopy(name: MachineName) async throws(ProviderError) -> String?
     /// Whether the machine was made isolated (nil when the provider cannot say).
     func isolation(name: MachineName) async throws(ProviderError) -> Bool?
+    /// For a provider whose machines write their status channel elsewhere (EC2's, to S3): what
+    /// changed there since the host's copy was marked, read in one listing, only the changed
+    /// objects fetched; nil for a provider whose machines write the host's channel themselves.
+    func fetchChannel(_ marks: [MachineName: ChannelMark]) async throws(ProviderError) -> [MachineName: ChannelUpdate]?
     /// This provider with every call to its engine run under `limits`, applied where it meets
     /// the engine (for OrbStack, each orbctl process), so the limits count real calls.
     func limited(by limits: CallLimits) -> any Provider
@@ -58,6 +62,8 @@ extension Provider {
     }
 
     public func isolation(name: MachineName) async throws(ProviderError) -> Bool? { nil }
+
+    public func fetchChannel(_ marks: [MachineName: ChannelMark]) async throws(ProviderError) -> [MachineName: ChannelUpdate]? { nil }
 
     /// Whether a machine exists, asked of it by name.
     public func exists(name: MachineName) async throws(ProviderError) -> Bool { try await state(name: name) != nil }
@@ -177,5 +183,45 @@ public struct ProviderError: Error, Sendable, Equatable, CustomStringConvertible
         default:
             return message
         }
+    }
+}
+
+/// What the host's copy of a machine's status channel holds, for a provider that mirrors it:
+/// the tag of the status it has (nil: none yet) and the size of each log.
+public struct ChannelMark: Sendable, Equatable {
+    public var statusTag: String?
+    public var output: Int
+    public var bootstrap: Int
+
+    public init(statusTag: String?, output: Int, bootstrap: Int) {
+        self.statusTag = statusTag
+        self.output = output
+        self.bootstrap = bootstrap
+    }
+}
+
+/// What changed in a machine's mirrored channel: a new status (with its tag), and each log's
+/// bytes from an offset (the host's size: appended; 0: the whole log, replacing the host's).
+public struct ChannelUpdate: Sendable, Equatable {
+    public var status: Data?
+    public var statusTag: String?
+    public var output: Piece?
+    public var bootstrap: Piece?
+
+    public struct Piece: Sendable, Equatable {
+        public var offset: Int
+        public var data: Data
+
+        public init(offset: Int, data: Data) {
+            self.offset = offset
+            self.data = data
+        }
+    }
+
+    public init(status: Data? = nil, statusTag: String? = nil, output: Piece? = nil, bootstrap: Piece? = nil) {
+        self.status = status
+        self.statusTag = statusTag
+        self.output = output
+        self.bootstrap = bootstrap
     }
 }

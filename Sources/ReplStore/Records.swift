@@ -32,22 +32,27 @@ struct BackoffRecord: FetchableRecord, PersistableRecord {
     }
 }
 
-/// The circuit breaker: one row, or none when it is closed.
+/// A circuit breaker of one capacity scope: a row while it is tripped, none when it is closed.
 struct BreakerRecord: FetchableRecord, PersistableRecord {
-    static let databaseTableName = "breaker"
+    static let databaseTableName = "breakers"
+    var scope: String
     var breaker: Breaker
 
-    init(_ breaker: Breaker) { self.breaker = breaker }
+    init(scope: String, _ breaker: Breaker) {
+        self.scope = scope
+        self.breaker = breaker
+    }
 
     init(row: Row) throws {
         let c = Store.Cells(row: row, what: "breaker")
+        scope = try c.string("scope")
         breaker = Breaker(
             openUntil: try c.date("open_until"), failures: try c.int("failures"), message: try c.optionalString("message"),
             trippedAt: try c.date("tripped_at"))
     }
 
     func encode(to container: inout PersistenceContainer) {
-        container["id"] = 1
+        container["scope"] = scope
         container["open_until"] = breaker.openUntil?.timeIntervalSince1970
         container["failures"] = breaker.failures
         container["message"] = breaker.message

@@ -51,25 +51,41 @@ extension Store {
         try write { db in try db.execute(sql: "DELETE FROM backoff WHERE machine = ?", arguments: [machine]) }
     }
 
-    /// The breaker; one open until more than an hour ahead (it opens for ten minutes at most:
-    /// a damaged row, or the clock went back) is read as closed, keeping its failure count.
-    public func breaker(now: Date = Date()) throws(StoreError) -> Breaker {
-        var breaker = try read { db in
-            try BreakerRecord.fetchOne(db, sql: "SELECT * FROM breaker WHERE id = 1")?.breaker ?? .closed
-        }
-        if let until = breaker.openUntil, until > now.addingTimeInterval(Store.farAhead) { breaker.openUntil = nil }
-        return breaker
+    /// The breaker of `scope` ("" is OrbStack's address pool); one open until more than an hour
+    /// ahead (it opens for ten minutes at most: a damaged row, or the clock went back) is read as
+    /// closed, keeping its failure count.
+    public func breaker(scope: String = "", now: Date = Date()) throws(StoreError) -> Breaker {
+        try breakers(now: now)[scope] ?? .closed
     }
 
-    /// Records the breaker (``Admission`` trips it).
-    public func saveBreaker(_ breaker: Breaker) throws(StoreError) {
+    /// Every breaker that has tripped and not closed since, by scope (each as ``breaker(scope:now:)`` reads it).
+    public func breakers(now: Date = Date()) throws(StoreError) -> [String: Breaker] {
+        let rows = try read { db in try BreakerRecord.fetchAll(db, sql: "SELECT * FROM breakers ORDER BY scope") }
+        var breakers: [String: Breaker] = [:]
+        for row in rows {
+            var breaker = row.breaker
+            if let until = breaker.openUntil, until > now.addingTimeInterval(Store.farAhead) { breaker.openUntil = nil }
+            breakers[row.scope] = breaker
+        }
+        return breakers
+    }
+
+    /// Records the breaker of `scope` (``Admission`` trips it).
+    public func saveBreaker(_ breaker: Breaker, scope: String = "") throws(StoreError) {
         try write { db in
-            try BreakerRecord(breaker).insert(db, onConflict: .replace)
+            try BreakerRecord(scope: scope, breaker).insert(db, onConflict: .replace)
         }
     }
 
-    public func resetBreaker() throws(StoreError) {
-        try write { db in try db.execute(sql: "DELETE FROM breaker") }
+    /// Closes the breaker of `scope`, or every breaker.
+    public func resetBreaker(scope: String? = nil) throws(StoreError) {
+        try write { db in
+            if let scope {
+                try db.execute(sql: "DELETE FROM breakers WHERE scope = ?", arguments: [scope])
+            } else {
+                try db.execute(sql: "DELETE FROM breakers")
+            }
+        }
     }
 
     public func whitelist(now: Date = Date()) throws(StoreError) -> [(name: String, reason: String, expires: Date?)] {

@@ -105,11 +105,22 @@ public final class Store: @unchecked Sendable {
                     CREATE INDEX runs_live ON runs(id) WHERE archived = 0;
                     """)
         }
+        // v5: a circuit breaker per capacity scope (OrbStack's address pool is "", an EC2
+        // instance type in a zone another), the one breaker kept as scope "".
+        m.registerMigration("v5") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE breakers (
+                      scope TEXT PRIMARY KEY NOT NULL, open_until REAL, failures INTEGER NOT NULL, message TEXT, tripped_at REAL);
+                    INSERT INTO breakers SELECT '', open_until, failures, message, tripped_at FROM breaker;
+                    DROP TABLE breaker;
+                    """)
+        }
         return m
     }
 
     /// The schema version this build writes.
-    public static let schemaVersion = "v4"
+    public static let schemaVersion = "v5"
 
     /// Opens (creating when absent) the store at `directory/state.db`.
     public init(directory: URL, busyTimeout: TimeInterval = 10) throws(StoreError) {

@@ -33,6 +33,7 @@ extension MotoScenarios {
                 var settings = ControllerSettings(logsDirectory: dir.appendingPathComponent("logs"))
                 settings.probeInterval = 0
                 settings.orphanGrace = .zero
+                settings.channelDirectory = dir.appendingPathComponent("machines")
                 controller = Controller(store: store, provider: cloud.provider, settings: settings)
             }
 
@@ -123,6 +124,42 @@ extension MotoScenarios {
             #expect(all.count == 3, "\(all.map(\.name))")
         }
 
+        /// A fleet's statuses are read with one S3 listing per tick: an object is fetched only
+        /// when the listing shows it changed, and the host's copy of the channel (as on OrbStack)
+        /// holds the output, whole, once the status there is final.
+        @Test(.machineCommands) func aRunningFleetIsReadWithOneListingPerTick() async throws {
+            let w = try await World(runUserData: true)
+            try w.apply(
+                """
+                kind: Run
+                name: steady
+                provider: aws
+                spec: {image: \(MotoTests.EC2ClientTests.ami)}
+                replicas: 3
+                command: sleep 8; echo done; exit 3
+                """)
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase == .running } } })
+            // Every agent has put its status `running`; the next ticks find nothing changed.
+            var steady = 0
+            for _ in 0..<3 {
+                try await Task.sleep(nanoseconds: 1_000_000_000)
+                let before = w.cloud.faults.actions.count
+                let report = await w.controller.tick()
+                #expect(report.observationError == nil)
+                let asked = Array(w.cloud.faults.actions[before...])
+                #expect(asked.filter { $0 == "ListObjectsV2" }.count == 1, "\(asked)")
+                if !asked.contains("GetObject") { steady += 1 }
+            }
+            #expect(steady >= 2, "a tick over an unchanged fleet fetched objects")
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase.isTerminal } } })
+            let run = try #require(try w.store.runs().first).run
+            #expect(run.instances.allSatisfy { $0.phase == .failed && $0.exitCode == 3 }, "\(run.instances)")
+            for instance in run.instances {
+                let log = Controller.logFile(w.dir.appendingPathComponent("logs"), run: run.manifest.name, instance: instance.id)
+                #expect((try? String(contentsOf: log, encoding: .utf8)) == "done\n")
+            }
+        }
+
         /// A snapshot is an AMI of the source's instance, listed as a stopped machine once
         /// available; a run cloned from it runs on an instance of that AMI, of the source's type;
         /// deleting the snapshot deregisters the AMI and deletes its EBS snapshots.
@@ -179,7 +216,7 @@ extension MotoScenarios {
             }
             // (Two launches at once may both meet it before either fails; never more, and none after.)
             #expect((1...2).contains(launches[0]) && launches.dropFirst().allSatisfy { $0 == 0 }, "\(launches)")
-            #expect(try w.store.breaker().isOpen(at: Date()))
+            #expect(try w.store.breaker(scope: "t3.micro in any zone").isOpen(at: Date()))
             #expect(try w.store.events().contains { $0.kind == "breaker-open" && $0.message.contains("no capacity") })
             try w.apply(
                 "kind: Run\nname: a\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\nreplicas: 2\n---\nkind: Run\nname: b\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\n"
@@ -188,10 +225,35 @@ extension MotoScenarios {
             _ = await w.controller.tick()
             #expect(w.cloud.faults.count("RunInstances") == before)
             w.cloud.faults.clear()
-            try w.store.saveBreaker(Admission.trip(try w.store.breaker(), message: "cool-down elapsed (test)", now: Date().addingTimeInterval(-3600)))
+            let scope = "t3.micro in any zone"
+            try w.store.saveBreaker(
+                Admission.trip(try w.store.breaker(scope: scope), message: "cool-down elapsed (test)", now: Date().addingTimeInterval(-3600)),
+                scope: scope)
             try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase >= .bootstrapping } } }, limit: 60)
             let all = try await w.cloud.truth.describeInstances(filters: ["tag:Name": ["repl-*"]])
             #expect(all.count == 3, "\(all.map(\.name))")
+        }
+
+        /// EC2's capacity is short per instance type and zone: the breaker that opens is that
+        /// type's, with one launch of it per episode, while runs of another type are launched.
+        @Test func noCapacityForOneTypeHoldsBackOnlyThatType() async throws {
+            let w = try await World()
+            w.cloud.semantics.noCapacityFor = ["m5.large"]
+            let big = "kind: Run\nname: big\nprovider: aws\nspec: {instanceType: m5.large, image: \(MotoTests.EC2ClientTests.ami)}\nreplicas: 2\n"
+            try w.apply(big)
+            for _ in 0..<2 { _ = await w.controller.tick() }
+            #expect((1...2).contains(w.cloud.faults.count("RunInstances")))
+            #expect(try w.store.breaker(scope: "m5.large in any zone").isOpen(at: Date()))
+            #expect(try w.store.breaker().failures == 0)
+            try w.apply(big + "---\nkind: Run\nname: small\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\nreplicas: 2\n")
+            let before = w.cloud.faults.count("RunInstances")
+            try await w.tick(
+                until: { runs in runs.first { $0.run.manifest.name == "small" }?.run.instances.allSatisfy { $0.phase >= .bootstrapping } == true },
+                limit: 60)
+            #expect(w.cloud.faults.count("RunInstances") - before == 2)
+            let launched = try await w.cloud.truth.describeInstances(filters: ["tag:Name": ["repl-*"]])
+            #expect(launched.map(\.instanceType) == ["t3.micro", "t3.micro"], "\(launched.map(\.name))")
+            #expect(try w.store.breaker(scope: "m5.large in any zone").isOpen(at: Date()))
         }
 
         /// A failed list is never "no instances": nothing is terminated and nothing recorded as

@@ -20,6 +20,12 @@ final class EC2Semantics: AWSTransport, @unchecked Sendable {
     var onLaunch: (@Sendable (String, Data?) -> Void)?
     /// Called with the instances a terminate named.
     var onTerminate: (@Sendable ([String]) -> Void)?
+    /// Instance types EC2 has no capacity for: their launches fail `InsufficientInstanceCapacity`.
+    var noCapacityFor: Set<String> {
+        get { lock.withLock { short } }
+        set { lock.withLock { short = newValue } }
+    }
+    private var short: Set<String> = []
 
     init(_ inner: any AWSTransport = URLSessionTransport(), pendingFor: TimeInterval = 2, invisibleFor: TimeInterval = 2) {
         self.inner = inner
@@ -44,6 +50,10 @@ final class EC2Semantics: AWSTransport, @unchecked Sendable {
     }
 
     func runInstances(_ request: HTTPRequest, form: [(String, String)], timeout: TimeInterval) async throws(AWSError) -> HTTPResponse {
+        if let type = form.first(where: { $0.0 == "InstanceType" })?.1, noCapacityFor.contains(type) {
+            return Self.error(
+                500, "InsufficientInstanceCapacity", "We currently do not have sufficient \(type) capacity in the Availability Zone you requested")
+        }
         let token = form.first { $0.0 == "ClientToken" }?.1
         let rest = form.filter { $0.0 != "ClientToken" }.map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")
         if let token, let earlier = lock.withLock({ tokens[token] }) {

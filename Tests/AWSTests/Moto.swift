@@ -148,10 +148,23 @@ final class FaultTransport: AWSTransport, @unchecked Sendable {
 
     func count(_ action: String) -> Int { lock.withLock { actions.filter { $0 == action }.count } }
 
+    /// S3's action of a request (S3 names none in it): path-style, `/bucket` or `/bucket/key`.
+    static func s3Action(_ request: HTTPRequest) -> String {
+        let query = request.url.query ?? ""
+        let isObject = request.url.path.split(separator: "/").count > 1
+        switch request.method {
+        case "GET" where query.contains("list-type=2"): return "ListObjectsV2"
+        case "GET": return isObject ? "GetObject" : "GetBucket"
+        case "PUT" where query.contains("lifecycle"): return "PutBucketLifecycleConfiguration"
+        case "PUT": return isObject ? "PutObject" : "CreateBucket"
+        default: return request.method
+        }
+    }
+
     func send(_ request: HTTPRequest, timeout: TimeInterval) async throws(AWSError) -> HTTPResponse {
         let form = String(decoding: request.body, as: UTF8.self)
         let action =
-            form.split(separator: "&").first { $0.hasPrefix("Action=") }.map { String($0.dropFirst("Action=".count)) } ?? request.method
+            form.split(separator: "&").first { $0.hasPrefix("Action=") }.map { String($0.dropFirst("Action=".count)) } ?? Self.s3Action(request)
         let failure: AWSFailure? = lock.withLock {
             actions.append(action)
             guard var queue = failures[action], !queue.isEmpty else { return nil }

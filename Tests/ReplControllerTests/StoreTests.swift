@@ -66,9 +66,34 @@ struct StoreTests {
         let check = try DatabaseQueue(path: path)
         #expect(
             try check.read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") } == [
-                "v1", "v2", "v3", "v4", "v99",
+                "v1", "v2", "v3", "v4", "v5", "v99",
             ])
         #expect(try check.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'control_id'") } == cid.rawValue)
+    }
+
+    /// A store of the one breaker (v4) keeps it, tripped as it was, as OrbStack's address
+    /// pool's breaker among the per-scope ones (v5).
+    @Test func theOneBreakerOfAnOlderStoreIsKept() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let queue = try DatabaseQueue(path: dir.appendingPathComponent("state.db").path)
+        try Store.migrator.migrate(queue, upTo: "v4")
+        let until = Date().addingTimeInterval(300).timeIntervalSince1970.rounded()
+        try queue.write {
+            try $0.execute(
+                sql: "INSERT INTO breaker (id, open_until, failures, message, tripped_at) VALUES (1, ?, 2, 'pool empty', ?)",
+                arguments: [until, until - 60])
+        }
+        try queue.close()
+        let store = try Store(directory: dir)
+        let breaker = try store.breaker()
+        #expect(breaker.failures == 2 && breaker.message == "pool empty" && breaker.openUntil?.timeIntervalSince1970 == until)
+        #expect(try store.breakers().keys.sorted() == [""])
+        try store.saveBreaker(Admission.trip(.closed, message: "no m5.large", now: Date()), scope: "m5.large in any zone")
+        #expect(try store.breakers().keys.sorted() == ["", "m5.large in any zone"])
+        try store.resetBreaker(scope: "")
+        #expect(try store.breakers().keys.sorted() == ["m5.large in any zone"])
     }
 
     @Test(arguments: ["truncated", "garbage", "empty"])
@@ -246,7 +271,7 @@ struct FirstOpenRaceTests {
 @Suite(.serialized, .machineCommands) struct DamagedSmallTableTests {
     static let damages: [(sql: String, table: String)] = [
         ("INSERT INTO backoff (machine, attempts, next_at, last_error) VALUES ('repl-abcdef-1-1', 'many', 0, 'x')", "backoff"),
-        ("INSERT INTO breaker (id, open_until, failures, message) VALUES (1, 'later', 1, 'x')", "breaker"),
+        ("INSERT INTO breakers (scope, open_until, failures, message) VALUES ('', 'later', 1, 'x')", "breaker"),
         ("INSERT INTO whitelist (name, reason, expires_at) VALUES ('repl-abcdef-1-1', 'x', 'soon')", "whitelist"),
         ("INSERT INTO events (at, kind, machine, run_id, message) VALUES ('noon', 'phase', NULL, NULL, 'x')", "event"),
         ("INSERT INTO intents (machine, action, pid, at) VALUES ('repl-abcdef-1-1', 'create', 'me', 0)", "intent"),
@@ -256,7 +281,7 @@ struct FirstOpenRaceTests {
         ("UPDATE runs SET created_at = -1e19", "run"),
         ("UPDATE runs SET created_at = 1e308", "run"),
         ("INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token) VALUES (1, 'watch', 99999, 1e308, 'T')", "lease"),
-        ("INSERT OR REPLACE INTO breaker (id, open_until, failures, message) VALUES (1, 1e308, 1, 'x')", "breaker"),
+        ("INSERT OR REPLACE INTO breakers (scope, open_until, failures, message) VALUES ('', 1e308, 1, 'x')", "breaker"),
     ]
 
     @Test(arguments: 0..<damages.count)
@@ -293,7 +318,7 @@ struct FirstOpenRaceTests {
 @Suite(.serialized, .machineCommands) struct FarAheadTests {
     @Test(arguments: [
         "INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token, boot, namespace, started) VALUES (1, 'watch', 99999, strftime('%s','now') + 86400, 'T', 'other-boot', 'pid:[1]', '1')",
-        "INSERT OR REPLACE INTO breaker (id, open_until, failures, message) VALUES (1, strftime('%s','now') + 86400, 1, 'x')",
+        "INSERT OR REPLACE INTO breakers (scope, open_until, failures, message) VALUES ('', strftime('%s','now') + 86400, 1, 'x')",
     ])
     func aTimeADayAheadBlocksNothing(_ sql: String) async throws {
         let w = try World()

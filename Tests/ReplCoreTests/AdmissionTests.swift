@@ -51,6 +51,25 @@ struct AdmissionTests {
         if case .defer(let why) = verdicts[0] { #expect(why.hasPrefix("circuit breaker open")) } else { Issue.record("not deferred") }
     }
 
+    /// EC2's capacity is short per instance type and zone: each has its breaker, and
+    /// OrbStack's address pool its own.
+    @Test func eachCapacityScopeHasItsOwnBreaker() {
+        let short = AWSSpec(instanceType: "m5.large", image: .ami("ami-12345678"), zone: "us-east-1a")
+        let elsewhere = AWSSpec(instanceType: "m5.large", image: .ami("ami-12345678"), zone: "us-east-1b")
+        let other = AWSSpec(instanceType: "t3.micro", image: .ami("ami-12345678"), zone: "us-east-1a")
+        func launch(_ m: MachineName, _ s: AWSSpec) -> [Action] { [.create(run: 1, instance: 1, machine: m, spec: .aws(s))] }
+        #expect(short.capacityScope == "m5.large in us-east-1a")
+        let admission = Admission(backoffs: [:], breakers: [short.capacityScope: Admission.trip(.closed, message: "x", now: now)])
+        let verdicts = admission.admit(
+            [launch("repl-ab12cd-1-a", short), launch("repl-ab12cd-1-b", other), launch("repl-ab12cd-1-c", elsewhere), create("repl-ab12cd-1-d")],
+            now: now)
+        #expect(verdicts.map { $0 == .run } == [false, true, true, true])
+        if case .defer(let why) = verdicts[0] { #expect(why.hasPrefix("circuit breaker (m5.large in us-east-1a) open")) }
+        // OrbStack's pool exhausted holds back no EC2 launch.
+        let pool = Admission(backoffs: [:], breaker: Admission.trip(.closed, message: "x", now: now))
+        #expect(pool.admit([launch("repl-ab12cd-1-a", short), create("repl-ab12cd-1-d")], now: now).map { $0 == .run } == [true, false])
+    }
+
     /// Half-open: the first address-taking group goes, the rest wait; a group deferred by its
     /// backoff does not use the one try.
     @Test func aHalfOpenBreakerLetsOneCreateThrough() {

@@ -60,9 +60,12 @@ struct Doctor: AsyncParsableCommand {
         }
         let cid = read("control id") { try store?.controlID() }
         let lease = read("lease") { try store?.leaseHolder() }
-        let breaker = read("circuit breaker") { try store?.breaker() }
+        let breakers = read("circuit breaker") { try store?.breakers() }
+        let breaker = breakers.map { $0[""] ?? .closed }
         let breakerOpen = breaker?.isOpen(at: Date()) == true
-        if breakerOpen { problems.append("circuit breaker open until \(breaker!.openUntil!): \(breaker!.message ?? "")") }
+        // Each open breaker: OrbStack's address pool, or an EC2 instance type in a zone.
+        let open = (breakers ?? [:]).filter { $0.value.isOpen(at: Date()) }.sorted { $0.key < $1.key }
+        for (scope, b) in open { problems.append("\(Admission.name(scope)) open until \(b.openUntil!): \(b.message ?? "")") }
         let counts = try await machines(context, store: store, problems: &problems)
         let caps = (try? await (onAWS ? context.engine() : context.provider()).capabilities.table) ?? []
         let awsReport: [String: Any]? = aws.map {
@@ -91,6 +94,12 @@ struct Doctor: AsyncParsableCommand {
                         "openUntil": $0.openUntil.map(DateFormats.iso8601) as Any,
                     ] as [String: Any]
                 } as Any,
+                "breakers": (breakers ?? [:]).sorted { $0.key < $1.key }.map { scope, b in
+                    [
+                        "scope": scope, "open": b.isOpen(at: Date()), "failures": b.failures, "message": b.message as Any,
+                        "openUntil": b.openUntil.map(DateFormats.iso8601) as Any,
+                    ] as [String: Any]
+                },
                 "machines": counts.byClass, "listError": counts.error as Any,
                 "capabilities": Dictionary(uniqueKeysWithValues: caps.map { ($0.0, $0.1) }),
                 "problems": problems, "ok": problems.isEmpty,
@@ -120,11 +129,12 @@ struct Doctor: AsyncParsableCommand {
                         ?? "\(store!.path) (schema \(Store.schemaVersion))\(store!.readOnlyReason.map { "; cannot be written: \($0)" } ?? "")"))
             line("control id:    \(cid.map(\.rawValue) ?? "-")")
             line("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
-            if breakerOpen {
-                line("breaker:       OPEN until \(breaker!.openUntil!): \(breaker!.message ?? "")\(onAWS ? "" : "; \(ProviderError.resetAdvice)")")
-            } else {
-                line("breaker:       \(breaker == nil ? "-" : "closed")")
+            for (scope, b) in open {
+                line(
+                    "breaker:       OPEN\(scope.isEmpty ? "" : " for \(scope)") until \(b.openUntil!): \(b.message ?? "")"
+                        + (onAWS ? "" : "; \(ProviderError.resetAdvice)"))
             }
+            if open.isEmpty { line("breaker:       \(breaker == nil ? "-" : "closed")") }
             if let e = counts.error {
                 line("machines:      cannot list: \(e)")
             } else if providerError != nil {

@@ -149,7 +149,7 @@ struct WatchLoop {
                     error.map { "\(action) failed: \($0.description)" } ?? "\(action)", kind: "action",
                     ["action": "\(action)", "machine": action.machine as Any, "error": error?.description as Any])
             }
-            for d in report.deferred where Admission.needsAddress(d.action) && d.why.hasPrefix("circuit breaker open") {
+            for d in report.deferred where Admission.needsAddress(d.action) && d.why.hasPrefix("circuit breaker") && d.why.contains(" open: ") {
                 line("waiting: \(d.why)", kind: "breaker", ["why": d.why])
                 break
             }
@@ -202,12 +202,16 @@ struct WatchLoop {
                     name: $0.machine.name, machineClass: $0.machineClass.rawValue, state: $0.machine.state.description,
                     deletesIn: $0.deletableAt.map { $0.timeIntervalSince(now) })
             }
-        let breaker = try store.breaker()
+        let open = try store.breakers(now: now).filter { $0.value.isOpen(at: now) }.sorted { $0.key < $1.key }
+        let breaker = open.first.map { scope, b in
+            scope.isEmpty
+                ? "no creates until \(Self.clock(b.openUntil!)) (OrbStack ran out of machine addresses): \(ProviderError.resetAdvice)"
+                : "no creates of \(scope) until \(Self.clock(b.openUntil!)) (EC2 has no capacity for it)\(open.count > 1 ? "; \(open.count - 1) more" : "")"
+        }
         return WatchSnapshot(
             orbctlVersion: context.orbctlVersion?.version ?? "?", controlID: cid.rawValue, stateDirectory: context.stateDirectory.path,
             ticks: ticks, lastTickMilliseconds: Int(report.duration * 1000), lastTickCalls: report.calls,
-            breaker: breaker.isOpen(at: now)
-                ? "no creates until \(Self.clock(breaker.openUntil!)) (OrbStack ran out of machine addresses): \(ProviderError.resetAdvice)" : nil,
+            breaker: breaker,
             lease: "held by watch (pid \(getpid()))", instances: instances, waiting: waiting,
             events: events.lines + (report.observationError.map { ["cannot list machines: \($0)"] } ?? []))
     }
