@@ -83,9 +83,12 @@ struct DocumentContext {
         let here = location(root)
         let name = self.name(fields["name"], document: root)
         if let name { declared = (kind, name) }
-        let places = ["name", "from"].reduce(into: [String: SourceLocation]()) { places, key in
+        var places = ["name", "from"].reduce(into: [String: SourceLocation]()) { places, key in
             if let field = fields[key] { places[key] = location(field.value) }
         }
+        // Every other key where it stands: a clone's provider is known only across documents,
+        // and what that provider cannot honour is named there.
+        for (key, field) in fields where places[key] == nil { places[key] = location(field.key) }
         switch kind {
         case .snapshot:
             let from = fields["from"].flatMap { f in string(f.value, key: "from").flatMap { checkReference($0, node: f.value, key: "from") } }

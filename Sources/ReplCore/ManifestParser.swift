@@ -77,6 +77,7 @@ public struct ManifestParser: Sendable {
             for (kind, name) in names { declared[kind, default: []].insert(name) }
         }
         diagnostics += crossCheck(documents, declared: declared)
+        if diagnostics.isEmpty { diagnostics += inferCloneProviders(&documents) }
         guard diagnostics.isEmpty else { throw ManifestError(diagnostics) }
         if documents.isEmpty {
             let where_ = SourceLocation(file: sources.first?.name ?? "<input>", line: 1, column: 1)
@@ -149,6 +150,51 @@ public struct ManifestParser: Sendable {
     }
 
     // MARK: - Checks across documents
+
+    /// A run cloned `from:` a snapshot, without a `provider:` of its own, runs on its snapshot's
+    /// provider (an AMI clones onto EC2): found through the snapshot's run in these documents,
+    /// and what that provider cannot honour named where it stands. One whose snapshot is not
+    /// here takes the state directory's provider when applied (``Self/adoptProvider``).
+    func inferCloneProviders(_ documents: inout [LocatedManifest]) -> [ManifestDiagnostic] {
+        var runs: [String: RunManifest] = [:], snapshots: [String: String] = [:]
+        for doc in documents {
+            switch doc.manifest {
+            case .run(let run): runs[run.name] = run
+            case .snapshot(let snap): snapshots[snap.name] = snap.from
+            }
+        }
+        /// The provider of the run a snapshot chain ends at (a run with a spec, or a provider of its own).
+        func provider(ofSnapshot snapshot: String, documents: [LocatedManifest]) -> String? {
+            var snapshot = snapshot
+            for _ in 0...documents.count {
+                guard let from = snapshots[snapshot], let run = runs[from] else { return nil }
+                let doc = documents.first { if case .run(let r) = $0.manifest { return r.name == run.name } else { return false } }
+                guard case .snapshot(let next) = run.source, doc?.fields["provider"] == nil else { return run.provider }
+                snapshot = next
+            }
+            return nil
+        }
+        var diagnostics: [ManifestDiagnostic] = []
+        for (index, doc) in documents.enumerated() {
+            guard case .run(var run) = doc.manifest, case .snapshot(let snapshot) = run.source, doc.fields["provider"] == nil,
+                let inferred = provider(ofSnapshot: snapshot, documents: documents), inferred != run.provider
+            else { continue }
+            diagnostics += Self.adopt(inferred, run: &run, document: doc, why: "snapshot \(snapshot) is of a run on \(inferred)")
+            documents[index].manifest = .run(run)
+        }
+        return diagnostics
+    }
+
+    /// Puts a clone run on `provider`, naming each key it has that the provider cannot honour.
+    public static func adopt(_ provider: String, run: inout RunManifest, document: LocatedManifest, why: String) -> [ManifestDiagnostic] {
+        guard let capabilities = ProviderCapabilities.known.first(where: { $0.name == provider }) else { return [] }
+        run.provider = provider
+        return document.fields.keys.sorted().compactMap { key in
+            capabilities.unsupportedKeyReason(key).map {
+                ManifestDiagnostic(document.location(of: key), "\(key): not supported on \(provider) (\(why)): \($0); remove this key")
+            }
+        }
+    }
 
     func crossCheck(_ documents: [LocatedManifest], declared: [ManifestKind: Set<String>]) -> [ManifestDiagnostic] {
         var diagnostics: [ManifestDiagnostic] = []

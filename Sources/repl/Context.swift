@@ -124,6 +124,10 @@ final class Context: @unchecked Sendable {
 
     private var _engine: (any Provider)?
 
+    /// Makes `engine` this command's provider (a dry run of aws runs on a state directory not
+    /// yet bound to aws).
+    func pin(engine: any Provider) { _engine = engine }
+
     /// EC2 through the credentials, region and endpoint AWS's own tools would use (the
     /// environment, then `~/.aws`), the store's region and endpoint first. Exit 3 when AWS
     /// cannot be reached as configured, naming what to set.

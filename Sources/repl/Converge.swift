@@ -16,7 +16,14 @@ struct Converger {
         replaceLongLived: Bool = true
     ) async throws -> Int32 {
         let store = try context.store()
+        let set = try adoptStoreProvider(set, store: store)
         if dryRun {
+            // The plan is made against the provider these runs would be on (an aws one on a
+            // state directory not yet bound to it: EC2, never orbctl).
+            let (provider, settings) = try bindProvider(set, store: store, checkOnly: true)
+            if provider == "aws", try store.provider().name != "aws" {
+                context.pin(engine: try await context.aws(region: settings["region"], endpoint: settings["endpoint"], s3: settings["s3"]))
+            }
             let controller = try await context.controller { $0.dryRun = true }
             return try await PlanPrinter(context: context).show(set: set, controller: controller)
         }
@@ -167,6 +174,28 @@ struct Converger {
                         + "this Mac has \(installed.version) (update OrbStack, or remove \(need.option))")
             }
         }
+    }
+
+    /// A run cloned `from:` a snapshot that is not among these documents, without a `provider:`
+    /// of its own, runs where the state directory's runs do (its snapshot is one of theirs).
+    func adoptStoreProvider(_ set: ManifestSet, store: Store) throws -> ManifestSet {
+        let bound: String
+        switch Result(catching: { () throws(StoreError) in try store.provider().name }) {
+        case .success(let name): bound = name
+        case .failure(let error): throw CLIError.input(error.description)
+        }
+        var set = set
+        var diagnostics: [ManifestDiagnostic] = []
+        for (index, document) in set.documents.enumerated() {
+            guard case .run(var run) = document.manifest, case .snapshot(let snapshot) = run.source, document.fields["provider"] == nil,
+                run.provider != bound, !set.snapshots.contains(where: { $0.name == snapshot })
+            else { continue }
+            diagnostics += ManifestParser.adopt(
+                bound, run: &run, document: document, why: "snapshot \(snapshot) is of this state directory's runs, on \(bound)")
+            set.documents[index].manifest = .run(run)
+        }
+        if !diagnostics.isEmpty { throw ManifestError(diagnostics) }
+        return set
     }
 
     /// The provider the manifests' runs are on, with the store put on it: one provider (and,

@@ -81,6 +81,40 @@ extension MotoScenarios {
             #expect(sweep.status == 0, "\(sweep.stdoutText)\(sweep.stderrText)")
             let left = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
             #expect(left.isEmpty, "\(left.map(\.name))")
+
+            let later = "kind: Run\nname: later\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n"
+            #expect(try await home.repl(["apply", "-f", try home.write("later.yaml", later)]).status == 0)
+            let none = try await home.repl(["logs", "later"])
+            #expect(none.status == 0 && none.stderrText.contains("no output for later yet"), "\(none.stderrText)")
+
+            // The endpoint no longer answers: AWS cannot be used as configured (3), not "needs
+            // attention" (1); a log that cannot be read is a failure, not "no output".
+            kill(moto.process.processIdentifier, SIGKILL)
+            let silent = try await home.repl(["doctor"])
+            #expect(silent.status == 3 && silent.stdoutText.contains("cannot reach"), "\(silent.status) \(silent.stdoutText)")
+            let unread = try await home.repl(["logs", "later"])
+            #expect(unread.status == 1 && unread.stderrText.contains("cannot be read"), "\(unread.status) \(unread.stderrText)")
+        }
+
+        /// A dry run of aws runs on a fresh state directory plans against EC2 (there is no orbctl
+        /// here) and records nothing; a run cloned from a snapshot the state directory holds runs
+        /// on its provider without saying so.
+        @Test func aDryRunAndACloneAreOnTheStateDirectorysProvider() async throws {
+            let moto = try await Moto()
+            let home = try Home(moto)
+            let truth = moto.ec2()
+            let file = try home.write("boxes.yaml", Self.manifest + "\n---\nkind: Snapshot\nname: gold\nfrom: boxes\n")
+            let plan = try await home.repl(["apply", "--dry-run", "-f", file])
+            #expect(plan.status == 0 && !plan.stderrText.contains("orbctl"), "\(plan.stdoutText)\(plan.stderrText)")
+            #expect(try await truth.describeInstances(filters: ["tag:Name": ["repl-*"]]).isEmpty)
+
+            #expect(try await home.repl(["apply", "-f", file]).status == 0)
+            // Accepted and recorded (its snapshot is taken once the source's run has started,
+            // which needs an agent running in the instance: the controller's scenario has one).
+            let clone = try await home.repl(["apply", "--timeout", "2s", "-f", try home.write("copy.yaml", "kind: Run\nname: copy\nfrom: gold\n")])
+            #expect(clone.status == 1 && clone.stderrText.contains("snapshot gold"), "\(clone.status) \(clone.stdoutText)\(clone.stderrText)")
+            let listed = try await home.repl(["run", "list"])
+            #expect(listed.stdoutText.contains("copy"), "\(listed.stdoutText)")
         }
 
         /// A crash at every intent point (SIGKILL before and after each EC2 call) leaves no

@@ -178,7 +178,6 @@ extension MotoScenarios {
                 ---
                 kind: Run
                 name: copy
-                provider: aws
                 from: snap
                 command: echo cloned
                 """)

@@ -49,6 +49,44 @@ struct AWSManifestTests {
         #expect(spec.arch == "arm64")
     }
 
+    /// A run cloned from a snapshot of an aws run is on aws without saying so (an AMI clones
+    /// onto EC2), through a chain of clones too; what EC2 cannot honour is named where it stands.
+    @Test func aCloneRunsOnItsSnapshotsProvider() throws {
+        let yaml = """
+            kind: Run
+            name: base
+            provider: aws
+            spec: {image: ubuntu:noble}
+            ---
+            kind: Snapshot
+            name: gold
+            from: base
+            ---
+            kind: Run
+            name: copy
+            from: gold
+            ---
+            kind: Snapshot
+            name: silver
+            from: copy
+            ---
+            kind: Run
+            name: copy-of-copy
+            from: silver
+            """
+        let set = try ManifestParser().parse(yaml, file: "run.yaml")
+        #expect(set.runs.map(\.provider) == ["aws", "aws", "aws"])
+        // An OrbStack one stays OrbStack's.
+        let orb = try ManifestParser().parse(
+            "kind: Run\nname: b\n---\nkind: Snapshot\nname: s\nfrom: b\n---\nkind: Run\nname: c\nfrom: s\n", file: "o.yaml")
+        #expect(orb.runs.map(\.provider) == ["orbstack", "orbstack"])
+        #expect(
+            errors(yaml + "\nisolated: true")
+                == [
+                    "run.yaml:21:1: isolated: not supported on aws (snapshot silver is of a run on aws): aws machines have no OrbStack options (isolated, user, userData); each is a whole VM; remove this key"
+                ])
+    }
+
     @Test func defaultsAreATinyUbuntuLTS() throws {
         let run = try run("kind: Run\nname: a\nprovider: aws\ncommand: uname -a\n")
         #expect(run.source == .aws(AWSSpec()))

@@ -32,6 +32,18 @@ struct Doctor: AsyncParsableCommand {
                 orbctlUnusable = true
                 problems.append("aws: \(providerError!)")
             }
+            // EC2 that does not answer, or refuses the credentials, cannot be used as configured
+            // (3), as an orbctl that cannot run; a list that fails otherwise needs attention (1).
+            if let aws {
+                do throws(ProviderError) {
+                    _ = try await aws.list()
+                } catch  where error.kind == .timedOut || error.kind == .denied {
+                    orbctlUnusable = true
+                    problems.append(
+                        "aws: cannot \(error.kind == .denied ? "use the credentials at" : "reach") \(aws.ec2.api.endpoint.absoluteString): \(error.message)"
+                    )
+                } catch {}
+            }
         } else {
             do {
                 _ = try await context.provider()

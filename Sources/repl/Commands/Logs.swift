@@ -136,6 +136,8 @@ struct Logs: AsyncParsableCommand {
                 !instance.phase.isTerminal
                     && !channel.isInUse(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)
             }
+            // Each read judged afresh (a following read may succeed after a failed one).
+            liveError = nil
             let reader: LogReader
             do {
                 reader = try await context.logReader(live: needsMachine)
@@ -197,6 +199,10 @@ struct Logs: AsyncParsableCommand {
         } else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet && tail == nil {
             let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
             Console.err("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n")
+        } else if let liveError, !context.quiet {
+            Console.err("repl: a running machine's log of \(record.run.manifest.name) cannot be read: \(liveError)\n")
         }
+        // What could not be read is a failure (1), after everything that could was printed.
+        if liveError != nil { throw CommandExit(code: 1) }
     }
 }
