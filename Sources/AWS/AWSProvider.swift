@@ -46,6 +46,8 @@ public struct AWSProvider: Provider {
     public let channel: Channel
     public let images: any ImageLookup
     public let throttle: Throttle
+    /// Root devices by image (``rootDevice(of:)``).
+    let roots = LockedValue<[String: String]>([:])
     /// The controller's limits and breaker, each EC2 call one call of its lane (a launch takes
     /// capacity: held back while the breaker is open).
     var limits: CallLimits?
@@ -118,16 +120,22 @@ public struct AWSProvider: Provider {
             // No such image in the region: the instance fails with it, never retried for ever.
             throw ProviderError(.invalid, error.message)
         }
+        // A root disk of its own size is the image's root device's, named as the image names it.
+        var rootDisk: AWSSpec.Volume?
+        if let gib = spec.disk { rootDisk = AWSSpec.Volume(gib: gib, device: try await rootDevice(of: image)) }
         try await ensureChannel()
         let userData = Data(agent(name).utf8)
         for attempt in 1...Self.tokenAttempts {
-            let launch = EC2Launch(
+            var launch = EC2Launch(
                 name: name.description, imageID: image, instanceType: spec.instanceType, clientToken: Self.clientToken(name, attempt: attempt),
                 userData: userData, subnetID: spec.subnet, securityGroupIDs: spec.securityGroups, keyName: spec.keyName, zone: spec.zone,
                 spot: spec.spot, tags: ["repl:control": name.controlID.description])
+            launch.rootDisk = rootDisk
+            launch.volumes = spec.volumes ?? []
+            let asked = launch
             do {
                 let instance = try await call("launch \(name)", lane: .addressTaking, scope: spec.capacityScope) { () async throws(AWSError) in
-                    try await ec2.runInstances(launch)
+                    try await ec2.runInstances(asked)
                 }
                 // A token already spent on an instance of this name that has ended gives that
                 // instance back; the next token makes a new one.
@@ -139,6 +147,20 @@ public struct AWSProvider: Provider {
             }
         }
         throw ProviderError(.failed, "\(name) was launched and ended \(Self.tokenAttempts) times; delete the run and apply it again")
+    }
+
+    /// The device an image's root volume is at, asked once per image and process.
+    func rootDevice(of image: String) async throws(ProviderError) -> String {
+        if let known = roots.withLock({ $0[image] }) { return known }
+        let ec2 = self.ec2
+        let found = try await call("find the root device of \(image)") { () async throws(AWSError) in
+            try await ec2.describeImages(owners: [], filters: ["image-id": [image]]).first
+        }
+        guard let device = found?.rootDevice, !device.isEmpty else {
+            throw ProviderError(.invalid, "image \(image) names no root device, so spec.disk cannot size it; remove spec.disk")
+        }
+        roots.withLock { $0[image] = device }
+        return device
     }
 
     /// An instance of the snapshot's AMI, of the type its source was: made exactly once, as a
@@ -452,6 +474,14 @@ public struct AWSProvider: Provider {
         case .invalid: return ProviderError(.invalid, message)
         }
     }
+}
+
+/// A value any task reads and changes under one lock.
+final class LockedValue<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
 }
 
 /// A flag set once, read by any task.

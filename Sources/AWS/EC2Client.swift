@@ -53,6 +53,10 @@ public struct EC2Launch: Sendable, Equatable {
     public var tags: [String: String]
     /// A `poweroff` inside the instance terminates it (the disks are not billed on).
     public var terminateOnShutdown: Bool
+    /// The root volume (gp3, at the image's root device); nil: the image's own size.
+    public var rootDisk: AWSSpec.Volume?
+    /// More EBS volumes, each deleted with the instance.
+    public var volumes: [AWSSpec.Volume] = []
 
     public init(
         name: String, imageID: String, instanceType: String, clientToken: String, userData: Data? = nil, subnetID: String? = nil,
@@ -174,6 +178,15 @@ public struct EC2Client: Sendable {
             ("ClientToken", launch.clientToken),
             ("TagSpecification.1.ResourceType", "instance"),
         ]
+        // Every volume goes with its instance: none is left behind, billed, by a terminate.
+        let disks = (launch.rootDisk.map { [$0] } ?? []) + launch.volumes
+        for (i, disk) in disks.enumerated() {
+            let n = "BlockDeviceMapping.\(i + 1)"
+            p += [
+                ("\(n).DeviceName", disk.device), ("\(n).Ebs.VolumeSize", String(disk.gib)), ("\(n).Ebs.VolumeType", disk.type),
+                ("\(n).Ebs.DeleteOnTermination", "true"),
+            ]
+        }
         let tags = [("Name", launch.name)] + launch.tags.sorted { $0.key < $1.key }.filter { $0.key != "Name" }
         for (i, tag) in tags.enumerated() {
             p += [("TagSpecification.1.Tag.\(i + 1).Key", tag.0), ("TagSpecification.1.Tag.\(i + 1).Value", tag.1)]
@@ -244,7 +257,7 @@ public struct EC2Client: Sendable {
             return EC2Image(
                 id: item.text("imageId") ?? "", name: item.text("name") ?? "", state: item.text("imageState") ?? "",
                 created: item.text("creationDate").flatMap(DateFormats.parse), tags: tags,
-                snapshotIDs: item.items("blockDeviceMapping").compactMap { $0.text("ebs", "snapshotId") })
+                snapshotIDs: item.items("blockDeviceMapping").compactMap { $0.text("ebs", "snapshotId") }, rootDevice: item.text("rootDeviceName"))
         }
     }
 
@@ -294,4 +307,6 @@ public struct EC2Image: Sendable, Equatable {
     public var tags: [String: String] = [:]
     /// The EBS snapshots the image is made of (deleted with it).
     public var snapshotIDs: [String] = []
+    /// The device its root volume is at (`/dev/sda1` on Ubuntu's).
+    public var rootDevice: String?
 }

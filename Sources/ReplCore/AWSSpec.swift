@@ -23,6 +23,31 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
     public var spot: Bool
     /// The EC2 endpoint (moto: `http://127.0.0.1:5000`); default AWS_ENDPOINT_URL, else AWS's.
     public var endpoint: String?
+    /// The root volume's size in GiB (gp3); nil for the image's own.
+    public var disk: Int?
+    /// More EBS volumes, made with the instance and deleted with it (never left billed).
+    public var volumes: [Volume]?
+
+    /// An EBS volume of an instance: its size, type and device.
+    public struct Volume: Hashable, Sendable, Codable, CustomStringConvertible {
+        public var gib: Int
+        public var type: String
+        public var device: String
+
+        public init(gib: Int, type: String = "gp3", device: String) {
+            self.gib = gib
+            self.type = type
+            self.device = device
+        }
+
+        public var description: String { "\(gib)G \(type) at \(device)" }
+
+        public static let types = ["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"]
+        /// EBS's largest volume (16 TiB; 64 TiB for io2 Block Express is not offered here).
+        public static let maxGiB = 16_384
+        /// The devices volumes are attached at, in order: `/dev/sdf` to `/dev/sdp`.
+        public static let devices = "fghijklmnop".map { "/dev/sd\($0)" }
+    }
 
     public enum Image: Hashable, Sendable, Codable, CustomStringConvertible {
         /// An AMI by id, used as it is.
@@ -41,7 +66,7 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
     public init(
         instanceType: String = AWSSpec.defaultInstanceType, image: Image = .ubuntu("noble"), arch: String? = nil, region: String? = nil,
         zone: String? = nil, subnet: String? = nil, securityGroups: [String] = [], keyName: String? = nil, spot: Bool = false,
-        endpoint: String? = nil
+        endpoint: String? = nil, disk: Int? = nil, volumes: [Volume]? = nil
     ) {
         self.instanceType = instanceType
         self.image = image
@@ -53,6 +78,8 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
         self.keyName = keyName
         self.spot = spot
         self.endpoint = endpoint
+        self.disk = disk
+        self.volumes = volumes
     }
 
     public static let defaultInstanceType = "t3.micro"
@@ -61,6 +88,8 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
         var parts = ["aws", instanceType, image.description]
         if let region { parts.append(region) }
         if spot { parts.append("spot") }
+        if let disk { parts.append("disk \(disk)G") }
+        for volume in volumes ?? [] { parts.append("+\(volume.gib)G \(volume.type)") }
         return parts.joined(separator: " ")
     }
 
@@ -71,7 +100,20 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
     }
 
     /// The keys of the `spec:` mapping.
-    public static let keys = ["instanceType", "image", "arch", "region", "zone", "subnet", "securityGroups", "keyName", "spot", "endpoint"]
+    public static let keys = [
+        "instanceType", "image", "arch", "region", "zone", "subnet", "securityGroups", "keyName", "spot", "endpoint", "disk", "volumes",
+    ]
+
+    /// A volume's size in whole GiB (EBS counts in GiB; a part is rounded up).
+    public static func volumeSize(_ text: String, minimum: Int = 1) -> Result<Int, FieldProblem> {
+        guard let size = ByteSize(parsing: text) else {
+            return .failure(FieldProblem("\"\(text.prefix(40))\" is not a size\(Int64(text) != nil ? " (it has no unit)" : ""); use 30G, 100G or 1T"))
+        }
+        let gib = Int((size.bytes + (1 << 30) - 1) >> 30)
+        guard gib >= minimum else { return .failure(FieldProblem("\(size) is too small; at least \(minimum)G")) }
+        guard gib <= Volume.maxGiB else { return .failure(FieldProblem("\(size) is more than an EBS volume holds (16T)")) }
+        return .success(gib)
+    }
 
     /// Graviton (arm64) families carry a `g` after their generation: t4g, m7g, c7gn, x2gd, g5g.
     public static func arch(of instanceType: String) -> String {

@@ -76,6 +76,83 @@ extension DocumentContext {
                 error(node, "spec.spot: expected true or false, got \(Self.describe(node))")
             }
         }
+        if let node = values["disk"], !Self.isNull(node), let value = size(node, key: "spec.disk", example: "30G") {
+            spec.disk = checked(AWSSpec.volumeSize(value), node, key: "spec.disk")
+        }
+        if let node = values["volumes"], !Self.isNull(node) { spec.volumes = volumes(node) }
         return diagnostics.count == before ? spec : nil
+    }
+
+    /// `volumes:` a list of sizes (`100G`) or of `{size, type, device}`, each device once.
+    mutating func volumes(_ node: Node) -> [AWSSpec.Volume]? {
+        guard case .sequence(let items) = node else {
+            error(node, "spec.volumes: expected a list of volumes such as [100G, {size: 500G, type: st1}], got \(Self.describe(node))")
+            return nil
+        }
+        if items.count > AWSSpec.Volume.devices.count {
+            error(
+                node,
+                "spec.volumes: \(items.count) volumes; at most \(AWSSpec.Volume.devices.count) (\(AWSSpec.Volume.devices.first!) to \(AWSSpec.Volume.devices.last!))"
+            )
+            return nil
+        }
+        var wanted: [(size: Int, type: String, device: String?, node: Node)] = []
+        for item in items {
+            switch item {
+            case .scalar:
+                if let text = size(item, key: "spec.volumes", example: "100G"), let gib = checked(AWSSpec.volumeSize(text), item, key: "spec.volumes")
+                {
+                    wanted.append((gib, "gp3", nil, item))
+                }
+            case .mapping(let mapping):
+                var fields: [String: Node] = [:]
+                for (k, v) in mapping {
+                    guard case .scalar(let key) = k, ["size", "type", "device"].contains(key.string) else {
+                        error(k, "spec.volumes: unknown key \(Self.scalarText(k)); a volume has size, type and device")
+                        continue
+                    }
+                    fields[key.string] = v
+                }
+                guard let sizeNode = fields["size"] else {
+                    error(item, "spec.volumes: a volume needs its size (size: 100G)")
+                    continue
+                }
+                guard let text = size(sizeNode, key: "spec.volumes.size", example: "100G"),
+                    let gib = checked(AWSSpec.volumeSize(text), sizeNode, key: "spec.volumes.size")
+                else { continue }
+                var type = "gp3"
+                if let t = fields["type"], let value = string(t, key: "spec.volumes.type") {
+                    guard AWSSpec.Volume.types.contains(value) else {
+                        error(
+                            t,
+                            "spec.volumes.type: \"\(value.prefix(40))\" is not an EBS volume type (\(AWSSpec.Volume.types.joined(separator: ", ")))")
+                        continue
+                    }
+                    type = value
+                }
+                var device: String?
+                if let d = fields["device"], let value = string(d, key: "spec.volumes.device") {
+                    guard AWSSpec.Volume.devices.contains(value) else {
+                        error(
+                            d,
+                            "spec.volumes.device: \"\(value.prefix(40))\" is not one of \(AWSSpec.Volume.devices.first!) to \(AWSSpec.Volume.devices.last!)"
+                        )
+                        continue
+                    }
+                    device = value
+                }
+                wanted.append((gib, type, device, item))
+            default:
+                error(item, "spec.volumes: expected a size (100G) or {size, type, device}, got \(Self.describe(item))")
+            }
+        }
+        // Each volume its own device: given ones first, the rest the next free, in order.
+        var taken: Set<String> = []
+        for volume in wanted {
+            guard let device = volume.device else { continue }
+            if !taken.insert(device).inserted { error(volume.node, "spec.volumes: \(device) is given to two volumes") }
+        }
+        var free = AWSSpec.Volume.devices.filter { !taken.contains($0) }.makeIterator()
+        return wanted.map { AWSSpec.Volume(gib: $0.size, type: $0.type, device: $0.device ?? free.next()!) }
     }
 }

@@ -152,6 +152,34 @@ final class Context: @unchecked Sendable {
         }
     }
 
+    /// What a scheduled sweep (cron, launchd) of an aws state directory needs of this
+    /// environment to find the same credentials: where they are (the profile, its files), never
+    /// a secret itself, which a crontab or plist would keep in the clear. A warning when this
+    /// command's credentials are keys in the environment, which the sweep will not see.
+    func scheduledEnvironment() -> (variables: [(String, String)], warning: String?) {
+        guard hasStore, (try? store().provider().name) == "aws" else { return ([], nil) }
+        var variables: [(String, String)] = []
+        var unfit: [String] = []
+        for key in ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+            guard let value = environment[key], !value.isEmpty else { continue }
+            // A line break would end the crontab line and start another command there.
+            if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                unfit.append(key)
+            } else {
+                variables.append((key, value))
+            }
+        }
+        if !unfit.isEmpty {
+            return (variables, "\(unfit.joined(separator: ", ")) holds a control character (a line break?) and is left out of the scheduled sweep")
+        }
+        guard environment["AWS_ACCESS_KEY_ID"].map({ !$0.isEmpty }) == true else { return (variables, nil) }
+        let profile = variables.first { $0.0 == "AWS_PROFILE" || $0.0 == "AWS_DEFAULT_PROFILE" }?.1 ?? "default"
+        return (
+            variables,
+            "the scheduled sweep does not get AWS_ACCESS_KEY_ID and its secret (they are never written into a crontab or plist): it uses the profile \(profile) of ~/.aws; put the keys there (aws configure) for it to reach EC2"
+        )
+    }
+
     var awsConfig: AWSConfig {
         AWSConfig(environment: environment, home: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())
     }

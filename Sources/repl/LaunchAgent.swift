@@ -28,14 +28,16 @@ struct LaunchAgent {
     }
 
     /// The plist: `program` is the absolute path of repl; `orbctl`, when known, is recorded
-    /// as `REPL_ORBCTL` (an absolute path, or `sim`).
-    static func plist(program: String, stateDirectory: String, orbctl: String?, home: String) -> String {
+    /// as `REPL_ORBCTL` (an absolute path, or `sim`); `extra` are variables the sweep needs too
+    /// (where an aws state directory's credentials are).
+    static func plist(program: String, stateDirectory: String, orbctl: String?, home: String, extra: [(String, String)] = []) -> String {
         func esc(_ s: String) -> String {
             s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
         }
         let log = esc(stateDirectory + "/sweep.log")
         var environment = [("REPL_HOME", stateDirectory), ("PATH", path(home: home)), ("HOME", home)]
         if let orbctl { environment.append(("REPL_ORBCTL", orbctl)) }
+        environment += extra
         let variables = environment.map { "\t\t<key>\($0.0)</key>\n\t\t<string>\(esc($0.1))</string>" }.joined(separator: "\n")
         return """
             <?xml version="1.0" encoding="UTF-8"?>
@@ -73,11 +75,11 @@ struct LaunchAgent {
 
     /// Writes the plist and (re)loads it: a loaded older version is booted out first, so
     /// installing again picks up a new binary or state directory. Returns lines for the user.
-    func install(program: String, stateDirectory: String, orbctl: String?) async throws -> [String] {
+    func install(program: String, stateDirectory: String, orbctl: String?, extra: [(String, String)] = []) async throws -> [String] {
         guard program.hasPrefix("/") else { throw CLIError.input("cannot find this repl binary's own path (got \(program))") }
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: (plistPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let text = Self.plist(program: program, stateDirectory: stateDirectory, orbctl: orbctl, home: home)
+        let text = Self.plist(program: program, stateDirectory: stateDirectory, orbctl: orbctl, home: home, extra: extra)
         try text.write(toFile: plistPath, atomically: true, encoding: .utf8)
         _ = try await launchctl(["bootout", "\(domain)/\(Self.label)"])  // not loaded yet: nothing to do
         let load = try await launchctl(["bootstrap", domain, plistPath])

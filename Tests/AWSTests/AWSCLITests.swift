@@ -75,6 +75,17 @@ extension MotoScenarios {
                 unusable.status == 3 && unusable.stdoutText.contains("aws:           UNUSABLE: AWS is not usable: AWS_ACCESS_KEY_ID is set without"),
                 "\(unusable.stdoutText)")
 
+            // The scheduled sweep finds the same credentials: where they are, never the secret.
+            let cron = try await home.repl(
+                ["orphans", "sweep", "--print-crontab"], env: ["AWS_PROFILE": "work", "AWS_CONFIG_FILE": "/etc/aws-config"])
+            #expect(cron.status == 0 && cron.stdoutText.contains("AWS_PROFILE='work' AWS_CONFIG_FILE='/etc/aws-config' "), "\(cron.stdoutText)")
+            #expect(!cron.stdoutText.contains(Moto.credentials.secretAccessKey) && !cron.stdoutText.contains("AWS_ACCESS_KEY_ID"))
+            #expect(cron.stderrText.contains("does not get AWS_ACCESS_KEY_ID") && cron.stderrText.contains("profile work"), "\(cron.stderrText)")
+            // A line break in a value would start another crontab line: left out, and said.
+            let broken = try await home.repl(["orphans", "sweep", "--print-crontab"], env: ["AWS_PROFILE": "work\n* * * * * touch /tmp/owned"])
+            #expect(broken.status == 0 && !broken.stdoutText.contains("owned") && broken.stdoutText.split(separator: "\n").count == 1)
+            #expect(broken.stderrText.contains("AWS_PROFILE holds a control character"), "\(broken.stderrText)")
+
             let deleted = try await home.repl(["delete", "run", "boxes"])
             #expect(deleted.status == 0, "DELETE \(deleted.stdoutText)\(deleted.stderrText)")
             let sweep = try await home.repl(["orphans", "sweep"])

@@ -56,6 +56,19 @@ struct AWSConfigTests {
         try home.write(".aws/config", "[profile sso]\ncredential_process = \(script) 'two words'\n")
         let creds = try await home.config(["AWS_PROFILE": "sso"]).credentials()
         #expect(creds == AWSCredentials(accessKeyID: "two words", secretAccessKey: "p", sessionToken: "tok"))
+        // One that leaves a child running (a token cache's refresher) is done when it exits: its
+        // output is a file, not a pipe the child holds open.
+        let pidFile = home.dir.appendingPathComponent("child.pid").path
+        try home.write(
+            "creds.sh",
+            "#!/bin/sh\nsleep 30 &\necho $! > \(pidFile)\necho '{\"Version\": 1, \"AccessKeyId\": \"K\", \"SecretAccessKey\": \"S\"}'\n",
+            executable: true)
+        let started = Date()
+        #expect(try await home.config(["AWS_PROFILE": "sso"]).credentials().accessKeyID == "K")
+        #expect(Date().timeIntervalSince(started) < 10)
+        if let pid = Int32((try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") {
+            kill(pid, SIGKILL)
+        }
         try home.write("creds.sh", "#!/bin/sh\necho 'token expired, run aws sso login' >&2\nexit 1\n", executable: true)
         do {
             _ = try await home.config(["AWS_PROFILE": "sso"]).credentials()

@@ -160,6 +160,62 @@ extension MotoScenarios {
             }
         }
 
+        /// Scaling a run down terminates the instances it no longer wants, and only those.
+        @Test func scalingDownTerminatesOnlyTheInstancesNoLongerWanted() async throws {
+            let w = try await World()
+            let other = "kind: Run\nname: other\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\n"
+            func fleet(_ n: Int) -> String {
+                "kind: Run\nname: fleet\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\nreplicas: \(n)\n---\n" + other
+            }
+            try w.apply(fleet(3))
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase >= .bootstrapping } } })
+            try w.apply(fleet(1))
+            try await w.tick(until: { runs in runs.first { $0.run.manifest.name == "fleet" }?.run.instances.filter { !$0.retired }.count == 1 })
+            for _ in 0..<3 { _ = await w.controller.tick() }
+            let live = try await w.cloud.truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
+            let runs = try w.store.runs()
+            let kept = runs.flatMap { r in
+                r.run.instances.filter { !$0.retired }.map { MachineName(controlID: w.cid, manifestID: r.run.id, instanceID: $0.id).description }
+            }
+            #expect(Set(live.map(\.name)) == Set(kept) && kept.count == 2, "\(live.map(\.name)) vs \(kept)")
+        }
+
+        /// A command past its `maxDuration` is TimedOut and its instance terminated; one that
+        /// ended in time is judged by its exit code however late a tick reads it (a sweep from
+        /// cron once a minute, long after the deadline).
+        @Test(.machineCommands) func aDeadlineEndsARunAndALateReadJudgesByTheExitCode() async throws {
+            let w = try await World(runUserData: true)
+            try w.apply(
+                """
+                kind: Run
+                name: slow
+                provider: aws
+                spec: {image: \(MotoTests.EC2ClientTests.ami)}
+                maxDuration: 4s
+                command: sleep 120
+                ---
+                kind: Run
+                name: quick
+                provider: aws
+                spec: {image: \(MotoTests.EC2ClientTests.ami)}
+                maxDuration: 4s
+                command: echo in time
+                """)
+            // Launched, then left alone well past both deadlines, as between two cron sweeps.
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase >= .bootstrapping } } })
+            try await Task.sleep(nanoseconds: 12_000_000_000)
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase.isTerminal } } }, limit: 90)
+            let runs = Dictionary(uniqueKeysWithValues: try w.store.runs().map { ($0.run.manifest.name, $0.run) })
+            #expect(runs["slow"]?.instances.first?.phase == .timedOut, "\(runs["slow"]?.instances ?? [])")
+            #expect(
+                runs["quick"]?.instances.first?.phase == .succeeded && runs["quick"]?.instances.first?.exitCode == 0,
+                "\(runs["quick"]?.instances ?? [])")
+            try await w.tick(until: { _ in true })
+            for _ in 0..<3 { _ = await w.controller.tick() }
+            let live = try await w.cloud.truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
+            #expect(live.isEmpty, "\(live.map(\.name))")
+        }
+
         /// A snapshot is an AMI of the source's instance, listed as a stopped machine once
         /// available; a run cloned from it runs on an instance of that AMI, of the source's type;
         /// deleting the snapshot deregisters the AMI and deletes its EBS snapshots.

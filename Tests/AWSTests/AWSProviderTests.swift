@@ -71,6 +71,28 @@ extension MotoTests {
             #expect(try await cloud.instances(Self.name.description).count == 1)
         }
 
+        /// EBS volumes are made with the instance, sized and typed as the spec says (the root
+        /// one at the image's root device), and go with it: a terminate leaves none billed.
+        @Test func volumesAreMadeWithTheInstanceAndGoWithIt() async throws {
+            let cloud = try await Cloud(pendingFor: 0, invisibleFor: 0)
+            let spec = AWSSpec(
+                instanceType: "t3.micro", image: .ami(EC2ClientTests.ami), disk: 30,
+                volumes: [AWSSpec.Volume(gib: 100, device: "/dev/sdf"), AWSSpec.Volume(gib: 20, type: "st1", device: "/dev/sdg")])
+            try await cloud.provider.create(name: Self.name, spec: .aws(spec))
+            let id = try #require(try await cloud.instances(Self.name.description).first?.id)
+            func volumes() async throws -> [String] {
+                let answer = try await cloud.truth.call(
+                    "DescribeVolumes", [("Filter.1.Name", "attachment.instance-id"), ("Filter.1.Value.1", id)])
+                return answer.items("volumeSet").map { v in
+                    "\(v.items("attachmentSet").first?.text("device") ?? "?") \(v.text("size") ?? "?") \(v.text("volumeType") ?? "?")"
+                }.sorted()
+            }
+            #expect(try await volumes() == ["/dev/sda1 30 gp3", "/dev/sdf 100 gp3", "/dev/sdg 20 st1"])
+            try await cloud.provider.delete(name: Self.name)
+            let all = try await cloud.truth.call("DescribeVolumes", [])
+            #expect(all.items("volumeSet").isEmpty, "\(all.items("volumeSet").map { $0.text("volumeId") ?? "?" })")
+        }
+
         /// A name whose instance was launched and has ended gets a new one: the spent token gives
         /// the terminated instance back, and the next token launches.
         @Test func aSpentTokenIsSteppedOver() async throws {

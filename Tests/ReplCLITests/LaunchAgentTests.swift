@@ -57,6 +57,11 @@ import Testing
         #expect(plist["StandardOutPath"] as? String == state + "/sweep.log")
         #expect(plist["StartInterval"] as? Int == 60)
         #expect(lines.contains { $0.contains("--uninstall-launchd") })
+        // Where an aws state directory's credentials are goes with it (never a secret: the
+        // caller passes only the profile and its files).
+        _ = try await home.agent().install(
+            program: BuildProducts.repl, stateDirectory: state, orbctl: nil, extra: [("AWS_PROFILE", "work & play")])
+        #expect((try home.plist()["EnvironmentVariables"] as? [String: String])?["AWS_PROFILE"] == "work & play")
     }
 
     @Test func aRelativeProgramIsRefused() async throws {

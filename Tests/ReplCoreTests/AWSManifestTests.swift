@@ -97,6 +97,30 @@ struct AWSManifestTests {
         #expect(ami.source == .aws(AWSSpec(image: .ami("ami-0123456789abcdef0"), endpoint: "http://127.0.0.1:5000")))
     }
 
+    /// EBS volumes are real on EC2: the root disk's size, and more volumes, each on its own
+    /// device and deleted with its instance.
+    @Test func volumesAreReadWithTheirDevices() throws {
+        let run = try run(
+            """
+            kind: Run
+            name: data
+            provider: aws
+            spec:
+              disk: 30G
+              volumes:
+                - 100G
+                - {size: 1.5T, type: st1, device: /dev/sdf}
+                - {size: 500M}
+            """)
+        guard case .aws(let spec) = run.source else { throw ManifestError([]) }
+        #expect(spec.disk == 30)
+        #expect(
+            spec.volumes == [
+                AWSSpec.Volume(gib: 100, device: "/dev/sdg"), AWSSpec.Volume(gib: 1536, type: "st1", device: "/dev/sdf"),
+                AWSSpec.Volume(gib: 1, device: "/dev/sdh"),
+            ])
+    }
+
     @Test func orbstackManifestsAreUnchanged() throws {
         let run = try run("kind: Run\nname: a\nspec: ubuntu:noble:arm64\n")
         #expect(run.provider == "orbstack" && run.source == .spec(Spec(distro: "ubuntu", version: "noble", arch: "arm64")))
@@ -158,6 +182,30 @@ struct AWSManifestTests {
         (
             "kind: Run\nname: a\nprovider: aws\nresources: {cpus: 2}\n",
             "run.yaml:4:1: resources: not supported: aws sizes a machine by its spec.instanceType; remove this key"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  disk: 30\n",
+            "run.yaml:5:9: spec.disk: \"30\" is not a size (it has no unit); use 30G, 100G or 1T"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [17T]\n",
+            "run.yaml:5:13: spec.volumes: 17T is more than an EBS volume holds (16T)"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{size: 1G, type: ssd}]\n",
+            "run.yaml:5:30: spec.volumes.type: \"ssd\" is not an EBS volume type (gp3, gp2, io1, io2, st1, sc1, standard)"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{size: 1G, device: /dev/sdg}, {size: 2G, device: /dev/sdg}]\n",
+            "run.yaml:5:43: spec.volumes: /dev/sdg is given to two volumes"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{type: gp3}]\n",
+            "run.yaml:5:13: spec.volumes: a volume needs its size (size: 100G)"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nvolumes: [10G]\n",
+            "run.yaml:4:1: volumes: belongs under spec: on aws (spec: {volumes: …})"
         ),
         (
             "kind: Run\nname: a\nprovider: aws\nfiles: [{from: ., to: /srv}]\n",

@@ -84,12 +84,13 @@ struct OrphansSweep: AsyncParsableCommand {
     /// The cron line: cron's PATH is /usr/bin:/bin, so it names this binary by its real path and
     /// adds the directories orbctl lives in; the log's directory is made first, or the shell
     /// could not open the log and repl would never run.
-    static func crontabLine(program: String, stateDirectory: String, orbctl: String?) -> String {
+    static func crontabLine(program: String, stateDirectory: String, orbctl: String?, extra: [(String, String)] = []) -> String {
         // cron ends a command at an unescaped `%` (and turns it into a newline), even in quotes.
         func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''").replacingOccurrences(of: "%", with: "\\%") + "'" }
         let orbctlFlag = orbctl.map { " --orbctl \(quoted($0))" } ?? ""
         return "* * * * * mkdir -p \(quoted(stateDirectory)) && PATH=\"$HOME/.orbstack/bin:/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin\" "
-            + "REPL_HOME=\(quoted(stateDirectory)) \(quoted(program))\(orbctlFlag) orphans sweep --quiet >> \(quoted(stateDirectory + "/sweep.log")) 2>&1"
+            + "REPL_HOME=\(quoted(stateDirectory)) " + extra.map { "\($0.0)=\(quoted($0.1)) " }.joined()
+            + "\(quoted(program))\(orbctlFlag) orphans sweep --quiet >> \(quoted(stateDirectory + "/sweep.log")) 2>&1"
     }
 
     func run() async throws {
@@ -99,17 +100,21 @@ struct OrphansSweep: AsyncParsableCommand {
             // sweeping OrbStack with the emulator's store would be wrong) or an absolute path.
             let orbctl = context.orbctlChoice.flatMap { $0 == "sim" || ($0 as NSString).isAbsolutePath ? $0 : nil }
             let program = URL(fileURLWithPath: Platform.executablePath()).resolvingSymlinksInPath().path
-            print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl))
+            let scheduled = context.scheduledEnvironment()
+            if let warning = scheduled.warning { context.warn(warning) }
+            print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl, extra: scheduled.variables))
             return
         }
         if installLaunchd || uninstallLaunchd {
             #if os(macOS)
                 let agent = LaunchAgent(home: context.environment["HOME"] ?? NSHomeDirectory(), uid: getuid())
+                let scheduled = context.scheduledEnvironment()
+                if installLaunchd, let warning = scheduled.warning { context.warn(warning) }
                 let lines =
                     installLaunchd
                     ? try await agent.install(
                         program: Platform.executablePath(), stateDirectory: context.stateDirectory.path,
-                        orbctl: context.resolvedOrbctl())
+                        orbctl: context.resolvedOrbctl(), extra: scheduled.variables)
                     : try await agent.uninstall()
                 for line in lines { context.say(line) }
                 return
