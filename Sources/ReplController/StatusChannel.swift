@@ -154,6 +154,20 @@ public struct LogReader: Sendable {
     ) async throws(ProviderError) -> Data? {
         let collected = Controller.logFile(logsDirectory, run: run, instance: instance, bootstrap: bootstrap)
         if let data = Self.read(collected, from: offset, limit: limit) { return data }
+        // A mirrored channel (EC2's, in S3) is kept current by the controller's ticks; with none
+        // running, a live read brings the host's copy up to date once it has nothing newer.
+        if live, let provider, let channel, provider.capabilities.mirroredChannel,
+            channel.size(channel.logFile(machine.description, bootstrap: bootstrap)) <= offset
+        {
+            let mark = channel.mark(machine.description)
+            if let update = try await provider.fetchChannel([machine: mark])?[machine] {
+                do {
+                    try channel.apply(update, to: machine.description)
+                } catch {
+                    throw ProviderError(.failed, "cannot write the host's copy of \(machine)'s channel: \(error.localizedDescription)")
+                }
+            }
+        }
         if let channel, channel.isInUse(machine.description) {
             return Self.read(channel.logFile(machine.description, bootstrap: bootstrap), from: offset, limit: limit) ?? Data()
         }

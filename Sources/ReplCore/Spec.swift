@@ -103,6 +103,9 @@ public struct ProviderCapabilities: Sendable, Equatable {
     public var machineOptions = true
     /// `files` copied in and `artifacts` copied out.
     public var fileCopies = true
+    /// The machines write their status channel elsewhere (EC2's to S3) and the host's copy is a
+    /// mirror, brought up to date by reading it (``Provider/fetchChannel(_:)``).
+    public var mirroredChannel = false
 
     /// OrbStack, per its provider guide: snapshots by cloning, Tailscale built in,
     /// create is idempotent by name; everything cloud-like is absent.
@@ -120,6 +123,7 @@ public struct ProviderCapabilities: Sendable, Equatable {
             hibernation: false, costExplorer: false, customNetworking: true)
         aws.machineOptions = false
         aws.fileCopies = false
+        aws.mirroredChannel = true
         return aws
     }()
 

@@ -1,5 +1,7 @@
 import Foundation
+import ReplCore
 import ReplPlatform
+import ReplStore
 import ReplTestSupport
 import Testing
 
@@ -93,17 +95,42 @@ extension MotoScenarios {
             let left = try await truth.describeInstances(filters: ["tag:Name": ["repl-*"], "instance-state-name": ["pending", "running"]])
             #expect(left.isEmpty, "\(left.map(\.name))")
 
+            // An open breaker of one instance type is named by doctor (1: needs attention).
+            let store = try Store(directory: home.dir.appendingPathComponent("state"))
+            try store.saveBreaker(Admission.trip(.closed, message: "no m5.large capacity", now: Date()), scope: "m5.large in any zone")
+            let breaker = try await home.repl(["doctor"])
+            #expect(
+                breaker.status == 1 && breaker.stdoutText.contains("breaker:       OPEN for m5.large in any zone until")
+                    && breaker.stdoutText.contains("circuit breaker (m5.large in any zone) open until"), "\(breaker.stdoutText)")
+            try store.resetBreaker()
+
             let later = "kind: Run\nname: later\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n"
             #expect(try await home.repl(["apply", "-f", try home.write("later.yaml", later)]).status == 0)
             let none = try await home.repl(["logs", "later"])
             #expect(none.status == 0 && none.stderrText.contains("no output for later yet"), "\(none.stderrText)")
+            // What the instance's agent puts in S3 is read with no controller running: `logs`, and
+            // `logs -f` until the command's final status (the host's copy is brought up to date).
+            let cid = try store.controlID()
+            let laterRun = try #require(try store.runs().first { $0.run.manifest.name == "later" }).run
+            let machine = MachineName(controlID: cid, manifestID: laterRun.id, instanceID: try #require(laterRun.instances.first).id)
+            let s3 = moto.s3(), bucket = "repl-\(cid)-us-east-1", now = Int(Date().timeIntervalSince1970)
+            try await s3.putObject(bucket, "machines/\(machine)/run.log", Data("hello\n".utf8))
+            try await s3.putObject(bucket, "machines/\(machine)/status", Data("running\nlaunched=\(now)\nstarted=\(now)\n".utf8))
+            let first = try await home.repl(["logs", "later"])
+            #expect(first.status == 0 && first.stdoutText == "hello\n", "\(first.stdoutText)\(first.stderrText)")
+            try await s3.putObject(bucket, "machines/\(machine)/run.log", Data("hello\nworld\n".utf8))
+            try await s3.putObject(bucket, "machines/\(machine)/status", Data("exited 0\nlaunched=\(now)\nstarted=\(now)\nended=\(now)\n".utf8))
+            let followed = try await home.repl(["logs", "-f", "later"])
+            #expect(followed.status == 0 && followed.stdoutText == "hello\nworld\n", "\(followed.stdoutText)\(followed.stderrText)")
+            let quiet = "kind: Run\nname: quiet\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n"
+            #expect(try await home.repl(["apply", "-f", try home.write("quiet.yaml", quiet)]).status == 0)
 
             // The endpoint no longer answers: AWS cannot be used as configured (3), not "needs
             // attention" (1); a log that cannot be read is a failure, not "no output".
             kill(moto.process.processIdentifier, SIGKILL)
             let silent = try await home.repl(["doctor"])
             #expect(silent.status == 3 && silent.stdoutText.contains("cannot reach"), "\(silent.status) \(silent.stdoutText)")
-            let unread = try await home.repl(["logs", "later"])
+            let unread = try await home.repl(["logs", "quiet"])
             #expect(unread.status == 1 && unread.stderrText.contains("cannot be read"), "\(unread.status) \(unread.stderrText)")
         }
 

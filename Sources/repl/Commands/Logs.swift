@@ -99,6 +99,8 @@ struct Logs: AsyncParsableCommand {
             follow = false
         }
         let cid = try context.store().controlID()
+        let bound = (try? context.store().provider().name) ?? "orbstack"
+        let mirrored = ProviderCapabilities.known.first { $0.name == bound }?.mirroredChannel ?? false
         var printed: [InstanceID: Int] = [:]
         var outputs: [InstanceID: Data] = [:]
         var liveError: String?
@@ -131,10 +133,11 @@ struct Logs: AsyncParsableCommand {
                     "repl: no heartbeat from \(silent.joined(separator: ", ")) for over a minute (restarted?); stopped following. A sweep judges it\n"
                 )
             }
-            // The machine itself is asked (orbctl) only for a live instance without the channel.
+            // The machine itself is asked (orbctl) only for a live instance without the channel;
+            // a mirrored channel (EC2's, in S3) is read for every live instance.
             let needsMachine = instances.contains { instance in
                 !instance.phase.isTerminal
-                    && !channel.isInUse(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description)
+                    && (mirrored || !channel.isInUse(MachineName(controlID: cid, manifestID: record.run.id, instanceID: instance.id).description))
             }
             // Each read judged afresh (a following read may succeed after a failed one).
             liveError = nil
