@@ -154,6 +154,8 @@ public struct LogReader: Sendable {
     ) async throws(ProviderError) -> Data? {
         let collected = Controller.logFile(logsDirectory, run: run, instance: instance, bootstrap: bootstrap)
         if let data = Self.read(collected, from: offset, limit: limit) { return data }
+        // A log that is there but cannot be read is not "no output yet" (found by attacking).
+        if let why = Self.unreadable(collected) { throw ProviderError(.failed, "\(collected.path) \(why)") }
         // A mirrored channel (EC2's, in S3) is kept current by the controller's ticks; with none
         // running, a live read brings the host's copy up to date once it has nothing newer.
         if live, let provider, let channel, provider.capabilities.mirroredChannel,
@@ -169,10 +171,21 @@ public struct LogReader: Sendable {
             }
         }
         if let channel, channel.isInUse(machine.description) {
-            return Self.read(channel.logFile(machine.description, bootstrap: bootstrap), from: offset, limit: limit) ?? Data()
+            let file = channel.logFile(machine.description, bootstrap: bootstrap)
+            if let data = Self.read(file, from: offset, limit: limit) { return data }
+            if let why = Self.unreadable(file) { throw ProviderError(.failed, "\(file.path) \(why)") }
+            return Data()
         }
         guard live, let provider else { return nil }
         return try await provider.logs(name: machine, bootstrap: bootstrap, from: offset)
+    }
+
+    /// Why a log that exists cannot be read (not a regular file, or not readable), or nil when
+    /// it is absent or readable.
+    static func unreadable(_ url: URL) -> String? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else { return nil }
+        if attributes[.type] as? FileAttributeType != .typeRegular { return "is not a regular file; it cannot be read as a log" }
+        return FileManager.default.isReadableFile(atPath: url.path) ? nil : "cannot be read (permissions)"
     }
 
     /// A regular file's bytes from `offset` (up to `limit`), read from there, never through a

@@ -133,7 +133,7 @@ public struct Admission: Sendable, Equatable {
     /// The breaker tripped by an exhaustion: no address-taking action for 30 s, doubling with
     /// each trip, at most 10 minutes.
     public static func trip(_ breaker: Breaker, message: String, now: Date) -> Breaker {
-        let failures = breaker.failures + 1
+        let failures = min(max(breaker.failures, 0), 1_000_000) + 1
         return Breaker(
             openUntil: now.addingTimeInterval(min(600, 30 * pow(2.0, Double(failures - 1)))), failures: failures,
             message: message, trippedAt: now)

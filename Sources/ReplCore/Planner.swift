@@ -114,6 +114,12 @@ struct PlanBuilder {
 
     /// Collect the log first when the command ran, then delete.
     mutating func removeMachine(_ run: DesiredRun, _ instance: InstanceState, _ name: MachineName, _ reason: DeleteReason) {
+        // A machine under the instance's name that repl did not make is not the instance's to
+        // remove (found by attacking: scaling to 0 deleted a hand-made one as "retired").
+        if let machine = byName[name.description], instance.startedAt == nil, let conflict = Self.conflict(run, instance, machine) {
+            waiting[name.description] = "\(conflict); left as it is"
+            return
+        }
         if instance.startedAt != nil && !instance.logsCollected {
             actions.append(.collectLogs(run: run.id, instance: instance.id, machine: name))
         }

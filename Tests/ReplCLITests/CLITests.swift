@@ -63,6 +63,13 @@ import Testing
         // logs work after the machine is gone
         let logs = try await Self.run(home, ["logs", "hello"])
         #expect(logs.stdout == "hello\n")
+        // A collected log that cannot be read is a failure, not "no output yet" (found by attacking).
+        let logsDirectory = home.dir.appendingPathComponent("state/logs")
+        let collected = try #require(try FileManager.default.contentsOfDirectory(atPath: logsDirectory.path).first { $0.hasPrefix("hello-") })
+        try FileManager.default.removeItem(at: logsDirectory.appendingPathComponent(collected))
+        try FileManager.default.createDirectory(at: logsDirectory.appendingPathComponent(collected), withIntermediateDirectories: false)
+        let unreadable = try await Self.run(home, ["logs", "hello"])
+        #expect(unreadable.status == 1 && unreadable.stderr.contains("is not a regular file"), "\(unreadable.status) \(unreadable.stderr)")
     }
 
     @Test(.machineCommands)

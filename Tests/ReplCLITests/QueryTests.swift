@@ -228,3 +228,21 @@ import Testing
         #expect(try await names([]) == ["c"])
     }
 }
+
+/// A snapshot a live run still clones from is not deleted under it: the run would wait for ever
+/// (found by attacking). Deleting both together is fine.
+@Suite(.serialized) struct SnapshotInUseTests {
+    @Test(.machineCommands) func aSnapshotARunStillClonesIsNotDeletedAlone() async throws {
+        let home = CLITests.Home()
+        let file = home.dir.appendingPathComponent("clone.yaml")
+        try
+            "kind: Run\nname: base\ncommand: sleep 30\n---\nkind: Snapshot\nname: snap\nfrom: base\n---\nkind: Run\nname: copy\nfrom: snap\nreplicas: 2\n"
+            .write(to: file, atomically: true, encoding: .utf8)
+        _ = try await CLITests.run(home, ["--orbctl", "sim", "apply", "--timeout", "1s", "-f", file.path])
+        let refused = try await CLITests.run(home, ["--orbctl", "sim", "delete", "snapshot", "snap"])
+        #expect(refused.status == 2 && refused.stderr.contains("run copy still clones snapshot snap"), "\(refused.status) \(refused.stderr)")
+        #expect(try await CLITests.run(home, ["snapshot", "list"]).stdout.contains("snap"))
+        let both = try await CLITests.run(home, ["--orbctl", "sim", "delete", "-f", file.path])
+        #expect(both.status == 0, "\(both.stderr)")
+    }
+}

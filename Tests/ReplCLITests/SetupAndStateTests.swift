@@ -73,6 +73,13 @@ import Testing
         // real OrbStack's machines with the emulator's store (found by an attacker).
         let sim = try await CLITests.run(home, ["--orbctl", "sim", "orphans", "sweep", "--print-crontab"])
         #expect(sim.stdout.contains("--orbctl 'sim' orphans sweep"), "\(sim.stdout)")
+        // A line break in a path would end the crontab line and start another command there; a
+        // `\` before a `%` is not one cron can keep (found by attacking): refused, nothing printed.
+        for path in ["nl\n* * * * * touch /tmp/repl-owned #", "back\\%slash"] {
+            env["REPL_HOME"] = home.dir.appendingPathComponent(path).path
+            let refused = try await CLITests.exec(CLITests.repl, ["orphans", "sweep", "--print-crontab"], env: env)
+            #expect(refused.status == 2 && refused.stdout.isEmpty && refused.stderr.contains("cron"), "\(refused.stdout)\(refused.stderr)")
+        }
     }
 
     @Test func runWithoutAUsableOrbctlRecordsNothing() async throws {

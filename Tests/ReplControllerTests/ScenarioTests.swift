@@ -245,6 +245,11 @@ import Testing
         #expect(try w.machines().map(\.name) == [name])
         let marker = try await w.sim(["run", "-m", name, "-u", "root", "sh", "-c", "ls /var/lib/repl /tmp/stolen 2>&1; true"])
         #expect(!marker.stdoutText.contains("launched") && marker.stdoutText.contains("No such file"), "\(marker.stdoutText)")
+        // Nor deleted when its run stops wanting the instance (found by attacking: scaling to
+        // 0, cancelling or deleting the run deleted it as "retired").
+        try w.apply("kind: Run\nname: r\nreplicas: 0\ncommand: echo stolen > /tmp/stolen\n")
+        for _ in 0..<3 { _ = await w.controller.tick() }
+        #expect(try w.machines().map { "\($0.name) \($0.state)" } == ["\(name) running"])
     }
 
     @Test func onlyOneProcessHoldsTheLease() async throws {

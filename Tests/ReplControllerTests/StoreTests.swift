@@ -282,6 +282,8 @@ struct FirstOpenRaceTests {
         ("UPDATE runs SET created_at = 1e308", "run"),
         ("INSERT OR REPLACE INTO lease (id, holder, pid, expires_at, token) VALUES (1, 'watch', 99999, 1e308, 'T')", "lease"),
         ("INSERT OR REPLACE INTO breakers (scope, open_until, failures, message) VALUES ('', 1e308, 1, 'x')", "breaker"),
+        // A count that overflowed the next trip (found by attacking: a crash at the next exhaustion).
+        ("INSERT OR REPLACE INTO breakers (scope, open_until, failures, message) VALUES ('', 1, 9223372036854775807, 'x')", "breaker"),
     ]
 
     @Test(arguments: 0..<damages.count)

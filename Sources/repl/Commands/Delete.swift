@@ -59,6 +59,17 @@ struct Delete: AsyncParsableCommand {
                 "nothing was deleted: no \(missing.joined(separator: ", no ")) (see `repl run list`, `repl snapshot list`; give full names, or #ID for a run)"
             )
         }
+        // A snapshot a live run still needs (an instance not yet cloned from it) would leave that
+        // run waiting for ever (found by attacking): refused unless the run goes too.
+        let leaving = Set(records.map(\.run.manifest.name))
+        for record in try store.runs() where !leaving.contains(record.run.manifest.name) && !record.run.cancelled {
+            guard case .snapshot(let from) = record.run.manifest.source, snapshots.contains(from),
+                record.run.instances.contains(where: { record.run.wants($0) && $0.phase < .bootstrapping })
+            else { continue }
+            throw CLIError.input(
+                "nothing was deleted: run \(record.run.manifest.name) still clones snapshot \(from) (an instance is not made yet); delete the run first, or both together"
+            )
+        }
         var done: [String] = []
         for record in records {
             try store.cancel(run: record.run.id, delete: true)

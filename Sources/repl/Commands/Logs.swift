@@ -200,10 +200,10 @@ struct Logs: AsyncParsableCommand {
             }
             context.printJSON(["run": record.run.manifest.name, "logs": documents])
         } else if printed.values.allSatisfy({ $0 == 0 }) && !context.quiet && tail == nil {
-            let why = liveError.map { "; the running machine's log cannot be read: \($0)" } ?? " yet"
+            let why = liveError.map { "; a log cannot be read: \($0)" } ?? " yet"
             Console.err("repl: no \(bootstrap ? "bootstrap log" : "output") for \(record.run.manifest.name)\(why)\n")
         } else if let liveError, !context.quiet {
-            Console.err("repl: a running machine's log of \(record.run.manifest.name) cannot be read: \(liveError)\n")
+            Console.err("repl: a log of \(record.run.manifest.name) cannot be read: \(liveError)\n")
         }
         // What could not be read is a failure (1), after everything that could was printed.
         if liveError != nil { throw CommandExit(code: 1) }

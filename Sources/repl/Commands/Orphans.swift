@@ -100,6 +100,14 @@ struct OrphansSweep: AsyncParsableCommand {
             // sweeping OrbStack with the emulator's store would be wrong) or an absolute path.
             let orbctl = context.orbctlChoice.flatMap { $0 == "sim" || ($0 as NSString).isAbsolutePath ? $0 : nil }
             let program = URL(fileURLWithPath: Platform.executablePath()).resolvingSymlinksInPath().path
+            // A line break would end the crontab line and start another command; cron drops the
+            // `\` of a `\%`, so a `\` there cannot be kept either (found by attacking).
+            for (what, text) in [("the state directory", context.stateDirectory.path), ("this repl's path", program), ("--orbctl", orbctl ?? "")]
+            where text.contains("\\") || text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw CLIError.input(
+                    "\(what) (\(Console.visible(String(text.prefix(200))))) holds a line break, a control character or a \\, which a crontab line cannot hold as it is; use one without"
+                )
+            }
             let scheduled = context.scheduledEnvironment()
             if let warning = scheduled.warning { context.warn(warning) }
             print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl, extra: scheduled.variables))
