@@ -159,6 +159,11 @@ public struct EC2Client: Sendable {
         var seen: Set<String> = []
         repeat {
             let page = try await call("DescribeInstances", parameters + (token.map { [("NextToken", $0)] } ?? []))
+            // EC2 always says its reservations, an empty set included: an answer without them is
+            // not a list of none (found by attacking: it was read as every machine gone).
+            guard page.child("reservationSet") != nil else {
+                throw AWSError(code: "MalformedResponse", message: "the answer has no reservationSet", action: "DescribeInstances")
+            }
             for reservation in page.items("reservationSet") {
                 instances += reservation.items("instancesSet").map(EC2Instance.init)
             }
@@ -251,6 +256,9 @@ public struct EC2Client: Sendable {
         var parameters = owners.enumerated().map { ("Owner.\($0.offset + 1)", $0.element) }
         parameters += Self.filterParameters(filters)
         let answer = try await call("DescribeImages", parameters)
+        guard answer.child("imagesSet") != nil else {
+            throw AWSError(code: "MalformedResponse", message: "the answer has no imagesSet", action: "DescribeImages")
+        }
         return answer.items("imagesSet").map { item in
             var tags: [String: String] = [:]
             for tag in item.items("tagSet") { if let key = tag.text("key") { tags[key] = tag.text("value") ?? "" } }

@@ -86,12 +86,19 @@ public enum RunWrapper {
             return lines.joined(separator: "\n")
         }
         // The env is set at the top of the command's own script, never in this one: a user's
-        // PATH, R, T0 or SH cannot reach the wrapper's. Each value is decoded byte for byte (the
-        // `x` keeps trailing newlines from `$(…)`), by absolute path (the user's PATH may
-        // already be set by then). Keys are checked by the manifest parser: [A-Za-z_][A-Za-z0-9_]*.
+        // PATH, R, T0 or SH cannot reach the wrapper's. Every value is decoded byte for byte (the
+        // `x` keeps trailing newlines from `$(…)`) into the positional parameters (no name a
+        // key could take) before any is set: a value such as LD_PRELOAD's would otherwise reach
+        // the decoding of the ones after it. Keys are checked by the manifest parser:
+        // [A-Za-z_][A-Za-z0-9_]*.
         var commandScript = ""
-        for key in p.env.keys.sorted() {
-            commandScript += "\(key)=$(printf '%s' '\(b64(p.env[key]!))' | /usr/bin/base64 -d; printf x); \(key)=${\(key)%x}; export \(key)\n"
+        let keys = p.env.keys.sorted()
+        if !keys.isEmpty {
+            commandScript += "set --"
+            for key in keys { commandScript += " \"$(printf '%s' '\(b64(p.env[key]!))' | /usr/bin/base64 -d; printf x)\"" }
+            commandScript += "\n"
+            for (i, key) in keys.enumerated() { commandScript += "\(key)=${\(i + 1)%x}; export \(key)\n" }
+            commandScript += "set --\n"
         }
         commandScript += command
         lines += [

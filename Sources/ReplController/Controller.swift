@@ -360,9 +360,11 @@ public final class Controller: @unchecked Sendable {
     }
 
     /// For a provider whose machines write their channel elsewhere (EC2's, to S3), brings the
-    /// host's copy up to date for every unfinished instance whose machine is listed: one
-    /// listing, and only what changed. Whether the provider mirrors its channel (a failed
-    /// read is an event, and the copy stays as it was).
+    /// host's copy up to date for every unfinished instance: one listing, and only what
+    /// changed. A machine listed or not: one that ended itself (the dead man's switch
+    /// terminates an instance) left its final status and whole output there (found by
+    /// attacking). Whether the provider mirrors its channel (a failed read is an event, and the
+    /// copy stays as it was).
     func mirrorChannel(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> Bool {
         guard let channel = settings.channel, !settings.dryRun else { return false }
         let listed = Set(machines.map(\.name))
@@ -372,7 +374,7 @@ public final class Controller: @unchecked Sendable {
             for instance in run.instances
             where run.wants(instance) && (instance.phase < .running || (instance.phase == .running && run.manifest.command != nil)) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
-                if listed.contains(machine.description) { marks[machine] = channel.mark(machine.description) }
+                if listed.contains(machine.description) || instance.startedAt != nil { marks[machine] = channel.mark(machine.description) }
             }
         }
         guard !marks.isEmpty else { return false }

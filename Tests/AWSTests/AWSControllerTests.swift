@@ -160,6 +160,32 @@ extension MotoScenarios {
             }
         }
 
+        /// An instance that ended itself (the agent's `poweroff` terminates it) before a tick read
+        /// its final status is judged by that status, read from S3, with its whole output: not
+        /// "disappeared" (found by attacking: a cron sweep a minute apart recorded Failed and lost
+        /// the output's tail).
+        @Test func aFinishedInstanceAlreadyGoneIsJudgedByItsStatusInS3() async throws {
+            let w = try await World(pendingFor: 0, invisibleFor: 0)
+            try w.apply("kind: Run\nname: gone\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: echo x\nmaxDuration: 1h\n")
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase >= .bootstrapping } } })
+            let run = try #require(try w.store.runs().first).run
+            let name = MachineName(controlID: w.cid, manifestID: run.id, instanceID: try #require(run.instances.first).id)
+            let s3 = w.cloud.moto.s3(), bucket = w.cloud.provider.channel.bucket, now = Int(Date().timeIntervalSince1970)
+            try await s3.putObject(bucket, InstanceAgent.key(name, "run.log"), Data("first\n".utf8))
+            try await s3.putObject(bucket, InstanceAgent.key(name, "status"), Data("running\nlaunched=\(now)\nstarted=\(now)\n".utf8))
+            _ = await w.controller.tick()
+            try await s3.putObject(bucket, InstanceAgent.key(name, "run.log"), Data("first\nsecond\n".utf8))
+            try await s3.putObject(
+                bucket, InstanceAgent.key(name, "status"), Data("exited 0\nlaunched=\(now)\nstarted=\(now)\nended=\(now + 1)\n".utf8))
+            let ids = try await w.cloud.instances(name.description).map(\.id)
+            try await w.cloud.truth.terminateInstances(ids)
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase.isTerminal && $0.logsCollected } } })
+            let done = try #require(try w.store.runs().first).run.instances[0]
+            #expect(done.phase == .succeeded && done.exitCode == 0, "\(done)")
+            let log = Controller.logFile(w.dir.appendingPathComponent("logs"), run: "gone", instance: done.id)
+            #expect((try? String(contentsOf: log, encoding: .utf8)) == "first\nsecond\n")
+        }
+
         /// Scaling a run down terminates the instances it no longer wants, and only those.
         @Test func scalingDownTerminatesOnlyTheInstancesNoLongerWanted() async throws {
             let w = try await World()

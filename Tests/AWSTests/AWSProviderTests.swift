@@ -216,6 +216,14 @@ extension MotoTests {
             try await cloud.provider.create(name: Self.name, spec: Self.spec)
             cloud.faults.fail("DescribeInstances", status: 200, code: "Portal", message: "sign in to the Wi-Fi")
             await #expect(throws: ProviderError.self) { try await cloud.provider.list() }
+            // EC2's own answer, without its reservations: not a list of none.
+            cloud.faults.answer(
+                "DescribeInstances",
+                body:
+                    "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>x</requestId></DescribeInstancesResponse>"
+            )
+            await #expect(throws: ProviderError.self) { try await cloud.provider.list() }
+            #expect(try await cloud.provider.list().count == 1)
             let canonical = AWSProvider(
                 ec2: cloud.moto.ec2(), channel: cloud.provider.channel, images: CanonicalImages(), throttle: Throttle(attempts: 2, base: 0.01))
             do {

@@ -134,6 +134,15 @@ final class FaultTransport: AWSTransport, @unchecked Sendable {
         var status: Int
         var code: String
         var message: String
+        /// An answer of its own, in place of an error's.
+        var body: String?
+    }
+
+    /// The next `times` calls of `action` answer `body` with `status` (a lying endpoint).
+    func answer(_ action: String, times: Int = 1, status: Int = 200, body: String) {
+        lock.withLock {
+            failures[action, default: []] += Array(repeating: AWSFailure(status: status, code: "", message: "", body: body), count: times)
+        }
     }
 
     init(_ inner: any AWSTransport = URLSessionTransport()) { self.inner = inner }
@@ -172,6 +181,7 @@ final class FaultTransport: AWSTransport, @unchecked Sendable {
             failures[action] = queue
             return first
         }
+        if let failure, let body = failure.body { return HTTPResponse(status: failure.status, body: Data(body.utf8)) }
         if let failure {
             let body =
                 "<?xml version=\"1.0\"?><Response><Errors><Error><Code>\(failure.code)</Code><Message>\(failure.message)</Message></Error></Errors></Response>"

@@ -348,3 +348,23 @@ import Testing
                 """, "\(out.stderr)")
     }
 }
+
+/// The env is the command's alone: no value is set while the wrapper still decodes the others
+/// (found by attacking: an `LD_PRELOAD` in env broke the decoding of the values after it, and
+/// its loader's complaint was the command's first output line).
+@Suite(.serialized) struct EnvIsTheCommandsTests {
+    @Test(.machineCommands) func anEnvThatWouldBreakTheWrapperOnlyReachesTheCommand() async throws {
+        let home = CLITests.Home()
+        let manifest = home.dir.appendingPathComponent("env.yaml")
+        try """
+        kind: Run
+        name: env
+        env: {A: "1", LD_PRELOAD: /nonexistent.so, PATH: /nowhere, Z: "2"}
+        command: /bin/echo "only-this $A$Z $LD_PRELOAD $PATH" 2>/dev/null
+
+        """.write(to: manifest, atomically: true, encoding: .utf8)
+        let out = try await CLITests.exec(CLITests.repl, ["--orbctl", "sim", "apply", "-f", manifest.path, "--wait"], env: home.environment)
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout == "only-this 12 /nonexistent.so /nowhere\n", "\(out.stdout)")
+    }
+}
