@@ -1,4 +1,5 @@
 import Foundation
+import ReplCore
 import ReplPlatform
 
 /// Where a command's AWS credentials, region and endpoint come from, in the order the AWS CLI
@@ -112,6 +113,9 @@ public struct AWSConfig: Sendable {
         } catch {
             throw AWSConfigError("\(file): credential_process \"\(command)\" could not run: \(error)")
         }
+        if result.timedOut {
+            throw AWSConfigError("\(file): credential_process \"\(command)\" did not finish within 60 s (it was ended)")
+        }
         guard result.status == 0 else {
             let said = result.stderrText.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300)
             throw AWSConfigError("\(file): credential_process \"\(command)\" exited \(result.status)\(said.isEmpty ? "" : ": \(said)")")
@@ -123,6 +127,16 @@ public struct AWSConfig: Sendable {
         else {
             throw AWSConfigError(
                 "\(file): credential_process \"\(command)\" did not print {\"Version\": 1, \"AccessKeyId\": …, \"SecretAccessKey\": …}")
+        }
+        // Credentials that have expired are refused here, with the time, not by EC2 later.
+        if let text = object["Expiration"] as? String {
+            guard let expires = DateFormats.parse(text) else {
+                throw AWSConfigError("\(file): credential_process \"\(command)\" gave an Expiration that is not a time: \(text.prefix(60))")
+            }
+            if expires <= Date() {
+                throw AWSConfigError(
+                    "\(file): credential_process \"\(command)\" gave credentials that expired at \(text.prefix(60)); renew them (aws sso login?)")
+            }
         }
         return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: object["SessionToken"] as? String)
     }

@@ -318,3 +318,21 @@ public struct EC2Image: Sendable, Equatable {
     /// The device its root volume is at (`/dev/sda1` on Ubuntu's).
     public var rootDevice: String?
 }
+
+/// STS, for the one thing repl asks of it: which account the credentials are of.
+public struct STSClient: Sendable {
+    public let api: QueryAPI
+
+    public init(endpoint: URL, region: String, credentials: AWSCredentials, transport: any AWSTransport = URLSessionTransport()) {
+        api = QueryAPI(endpoint: endpoint, region: region, service: "sts", version: "2011-06-15", credentials: credentials, transport: transport)
+    }
+
+    /// The account the credentials belong to (`GetCallerIdentity`, which needs no permission).
+    public func account() async throws(AWSError) -> String {
+        let answer = try await api.call("GetCallerIdentity", [])
+        guard let account = answer.text("GetCallerIdentityResult", "Account"), !account.isEmpty else {
+            throw AWSError(code: "MalformedResponse", message: "the answer names no account", action: "GetCallerIdentity")
+        }
+        return account
+    }
+}

@@ -63,6 +63,18 @@ extension Store {
         }
     }
 
+    /// The AWS account this state directory's instances are in, as recorded at its first use
+    /// with aws (nil before).
+    public func awsAccount() throws(StoreError) -> String? {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'aws.account'") }
+    }
+
+    public func recordAWSAccount(_ account: String) throws(StoreError) {
+        try write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('aws.account', ?)", arguments: [account])
+        }
+    }
+
     /// Puts the store on `provider` with `settings`: one provider per store, so that one
     /// provider's list never makes another's machines look gone. A store that has runs or
     /// snapshots left (not archived) of another provider, or of other settings, keeps its own;

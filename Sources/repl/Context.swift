@@ -140,6 +140,8 @@ final class Context: @unchecked Sendable {
             let s3URL = try config.endpoint(manifest: s3 ?? endpoint, region: region, service: "s3")
             let credentials = try await config.credentials()
             let cid = try store().controlID()
+            try await checkAccount(
+                credentials: credentials, region: region, endpoint: try config.endpoint(manifest: endpoint, region: region, service: "sts"))
             return AWSProvider(
                 ec2: EC2Client(endpoint: url, region: region, credentials: credentials),
                 channel: .init(
@@ -179,6 +181,35 @@ final class Context: @unchecked Sendable {
             "the scheduled sweep does not get AWS_ACCESS_KEY_ID and its secret (they are never written into a crontab or plist): it uses the profile \(profile) of ~/.aws; put the keys there (aws configure) for it to reach EC2"
         )
     }
+
+    /// The credentials' account must be the one this state directory's instances are in: under
+    /// another (a sweep from cron with another profile) EC2 lists none of them, and every run
+    /// would be judged gone and its instances later terminated (found by attacking). Recorded at
+    /// the first use of a state directory on aws; one STS call per command.
+    func checkAccount(credentials: AWSCredentials, region: String, endpoint: URL) async throws {
+        let store = try store()
+        guard !accountChecked, (try? store.provider().name) == "aws" || (try? store.awsAccount()) != nil else { return }
+        let account: String
+        do {
+            account = try await STSClient(endpoint: endpoint, region: region, credentials: credentials).account()
+        } catch {
+            let what = error.code == "Transport" ? "cannot reach \(endpoint.absoluteString)" : "STS at \(endpoint.absoluteString) refused"
+            throw CLIError.orbctl("AWS is not usable: \(what) to tell which account the credentials are of: \(error.description)")
+        }
+        switch Result(catching: { () throws(StoreError) in try store.awsAccount() }) {
+        case .success(let recorded?) where recorded != account:
+            throw CLIError.orbctl(
+                "AWS is not usable: the credentials are of account \(account), but this state directory's instances are in account \(recorded) (recorded at its first apply); use that account's credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID), or another state directory"
+            )
+        case .success(nil):
+            if store.readOnlyReason == nil { _ = try? store.recordAWSAccount(account) }
+        case .success: break
+        case .failure(let error): throw CLIError.input(error.description)
+        }
+        accountChecked = true
+    }
+
+    private var accountChecked = false
 
     var awsConfig: AWSConfig {
         AWSConfig(environment: environment, home: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())

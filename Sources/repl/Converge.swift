@@ -432,6 +432,16 @@ struct Converger {
             }
             if wait { context.progress("\(run.manifest.name): \(run.phase.rawValue)") }
         }
+        // Without --wait, apply is done once every command has started: an instance that failed
+        // before it could (an image that does not exist) is a failure (found by attacking: exit 0).
+        if !wait {
+            for run in runs {
+                for instance in run.instances where run.wants(instance) && instance.phase == .failed && instance.startedAt == nil {
+                    context.warn("\(run.label(instance.id)) failed before its command started: \(instance.reason ?? "no reason recorded")")
+                    code = 1
+                }
+            }
+        }
         if context.json { context.printJSON(["schemaVersion": 1, "runs": documents, "exitCode": Int(code)]) }
         return code
     }

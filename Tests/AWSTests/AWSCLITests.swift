@@ -104,6 +104,19 @@ extension MotoScenarios {
                     && breaker.stdoutText.contains("circuit breaker (m5.large in any zone) open until"), "\(breaker.stdoutText)")
             try store.resetBreaker()
 
+            // Credentials of another account see none of these instances: nothing is judged on
+            // them (found by attacking: every run failed, and a later sweep terminated the fleet).
+            let account = try #require(try store.awsAccount())
+            try store.recordAWSAccount("999999999999")
+            let phases = try store.runs().flatMap { $0.run.instances.map(\.phase) }
+            let elsewhere = try await home.repl(["orphans", "sweep"])
+            #expect(
+                elsewhere.status == 3
+                    && elsewhere.stderrText.contains("account \(account), but this state directory's instances are in account 999999999999"),
+                "\(elsewhere.stderrText)")
+            #expect(try store.runs().flatMap { $0.run.instances.map(\.phase) } == phases)
+            try store.recordAWSAccount(account)
+
             let later = "kind: Run\nname: later\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n"
             #expect(try await home.repl(["apply", "-f", try home.write("later.yaml", later)]).status == 0)
             let none = try await home.repl(["logs", "later"])
@@ -153,6 +166,11 @@ extension MotoScenarios {
             #expect(clone.status == 1 && clone.stderrText.contains("snapshot gold"), "\(clone.status) \(clone.stdoutText)\(clone.stderrText)")
             let listed = try await home.repl(["run", "list"])
             #expect(listed.stdoutText.contains("copy"), "\(listed.stdoutText)")
+            // An instance that fails before its command starts (moto has no Ubuntu image) fails the apply.
+            let noImage = try await home.repl(
+                ["apply", "-f", try home.write("noimage.yaml", "kind: Run\nname: noimage\nprovider: aws\nspec: {image: 'ubuntu:noble'}\n")])
+            #expect(
+                noImage.status == 1 && noImage.stderrText.contains("failed before its command started"), "\(noImage.status) \(noImage.stderrText)")
         }
 
         /// A crash at every intent point (SIGKILL before and after each EC2 call) leaves no

@@ -69,6 +69,12 @@ struct AWSConfigTests {
         if let pid = Int32((try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") {
             kill(pid, SIGKILL)
         }
+        // Credentials that expired are refused with the time (found by attacking: used, and refused by EC2 later).
+        try home.write(
+            "creds.sh",
+            "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"K\", \"SecretAccessKey\": \"S\", \"Expiration\": \"2000-01-01T00:00:00Z\"}'\n",
+            executable: true)
+        await #expect(throws: AWSConfigError.self) { try await home.config(["AWS_PROFILE": "sso"]).credentials() }
         try home.write("creds.sh", "#!/bin/sh\necho 'token expired, run aws sso login' >&2\nexit 1\n", executable: true)
         do {
             _ = try await home.config(["AWS_PROFILE": "sso"]).credentials()
