@@ -88,6 +88,12 @@ public struct S3Client: Sendable {
             action: "PutBucketLifecycleConfiguration")
     }
 
+    /// Whether the bucket is there and this account's to use: returns when it is, throws what
+    /// S3 said otherwise (status 404: there is none).
+    public func headBucket(_ bucket: String) async throws(AWSError) {
+        _ = try await send("HEAD", bucket: bucket, action: "HeadBucket")
+    }
+
     public func putObject(_ bucket: String, _ key: String, _ data: Data) async throws(AWSError) {
         _ = try await send(
             "PUT", bucket: bucket, key: key, body: data, headers: [("Content-Type", "application/octet-stream")], action: "PutObject")

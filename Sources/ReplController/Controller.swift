@@ -47,6 +47,8 @@ public struct ControllerSettings: Sendable {
 public struct TickReport: Sendable {
     /// Set when the list could not be trusted: the tick did nothing.
     public var observationError: String?
+    /// The status channel could not be read this tick (EC2's, in S3): no status moved.
+    public var channelError: String?
     public var plan: Plan?
     /// Actions carried out, with their error when they failed.
     public var outcomes: [(action: Action, error: ProviderError?)] = []
@@ -61,7 +63,7 @@ public struct TickReport: Sendable {
 
     public init() {}
 
-    public var failed: Bool { observationError != nil || outcomes.contains { $0.error != nil } }
+    public var failed: Bool { observationError != nil || channelError != nil || outcomes.contains { $0.error != nil } }
     public var didSomething: Bool { !outcomes.isEmpty }
 }
 
@@ -136,7 +138,7 @@ public final class Controller: @unchecked Sendable {
             // a dead one's are resolved against the list (closed, when acting).
             let inFlight = try resolveIntents(observed: machines)
             // 2. Read statuses: from the host channel (no orbctl call), else by probing.
-            let probes = try await readStatuses(desired: desired, machines: machines, cid: cid, now: now)
+            let probes = try await readStatuses(desired: desired, machines: machines, cid: cid, now: now, channelError: &report.channelError)
             // 3. Plan: a pure function.
             let whitelist = Set(try store.whitelist(now: now).map(\.name))
             let planner = PlannerSettings(
@@ -280,15 +282,17 @@ public final class Controller: @unchecked Sendable {
     /// only a running machine without it is probed (`orbctl run`), at most once per interval,
     /// backed off for long commands, and always once its deadline has passed (so that a
     /// command that ended in time is never judged by the clock alone).
-    func readStatuses(desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date) async throws(StoreError) -> [String: ProbeResult]
-    {
+    func readStatuses(
+        desired: DesiredState, machines: [ObservedMachine], cid: ControlID, now: Date, channelError: inout String?
+    ) async throws(StoreError) -> [String: ProbeResult] {
         let running = Set(machines.filter { $0.state == .running }.map(\.name))
         let channel = settings.channel
         var probes: [String: ProbeResult] = [:]
         var last: [InstanceID: Date]?
         var targets: [(InstanceID, MachineName)] = []
         var maxDurations: [String: TimeInterval] = [:]
-        let mirrored = await mirrorChannel(desired: desired, machines: machines, cid: cid)
+        let (mirrored, failure) = await mirrorChannel(desired: desired, machines: machines, cid: cid)
+        channelError = failure
         for run in desired.runs {
             for instance in run.instances where run.wants(instance) && !instance.phase.isTerminal {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
@@ -365,32 +369,27 @@ public final class Controller: @unchecked Sendable {
     /// terminates an instance) left its final status and whole output there (found by
     /// attacking). Whether the provider mirrors its channel (a failed read is an event, and the
     /// copy stays as it was).
-    func mirrorChannel(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> Bool {
-        guard let channel = settings.channel, !settings.dryRun else { return false }
+    func mirrorChannel(desired: DesiredState, machines: [ObservedMachine], cid: ControlID) async -> (Bool, String?) {
+        guard let channel = settings.channel, !settings.dryRun else { return (false, nil) }
         let listed = Set(machines.map(\.name))
-        var marks: [MachineName: ChannelMark] = [:]
+        var marks: Set<MachineName> = []
         for run in desired.runs {
             // A status is awaited until the command ends (a machine without one has none to give).
             for instance in run.instances
             where run.wants(instance) && (instance.phase < .running || (instance.phase == .running && run.manifest.command != nil)) {
                 let machine = MachineName(controlID: cid, manifestID: run.id, instanceID: instance.id)
-                if listed.contains(machine.description) || instance.startedAt != nil { marks[machine] = channel.mark(machine.description) }
+                if listed.contains(machine.description) || instance.startedAt != nil { marks.insert(machine) }
             }
         }
-        guard !marks.isEmpty else { return false }
+        guard !marks.isEmpty else { return (false, nil) }
         do {
-            guard let updates = try await provider.fetchChannel(marks) else { return false }
-            for (machine, update) in updates {
-                do {
-                    try channel.apply(update, to: machine.description)
-                } catch {
-                    store.event("channel-failed", "\(machine): cannot write the host's copy of its channel: \(error.localizedDescription)")
-                }
-            }
+            guard let failed = try await channel.refresh(Array(marks), from: provider) else { return (false, nil) }
+            for (machine, why) in failed { store.event("channel-failed", "\(machine): cannot write the host's copy of its channel: \(why)") }
+            return (true, failed.isEmpty ? nil : "cannot write the host's copy of \(failed.count) channel(s)")
         } catch {
             store.event("channel-failed", error.description)
+            return (true, "the status channel cannot be read: \(error.description)")
         }
-        return true
     }
 
     /// Brings `maxDuration` and `hold` changed in place to the running wrappers, through the

@@ -119,6 +119,20 @@ public struct StatusChannel: Sendable {
         }
     }
 
+    /// For a provider that mirrors its machines' channel (EC2's, in S3): brings this copy of
+    /// `machines`' channels up to date, one listing and only what changed. Nil when the
+    /// provider does not mirror; else each machine whose copy could not be written, with why.
+    public func refresh(_ machines: [MachineName], from provider: any Provider) async throws(ProviderError) -> [MachineName: String]? {
+        guard provider.capabilities.mirroredChannel else { return nil }
+        let marks = Dictionary(machines.map { ($0, mark($0.description)) }, uniquingKeysWith: { a, _ in a })
+        guard !marks.isEmpty, let updates = try await provider.fetchChannel(marks) else { return [:] }
+        var failed: [MachineName: String] = [:]
+        for (machine, update) in updates {
+            do { try apply(update, to: machine.description) } catch { failed[machine] = error.localizedDescription }
+        }
+        return failed
+    }
+
     /// A regular file's size (0 when it is absent or anything else).
     func size(_ url: URL) -> Int {
         guard Self.isRegularFile(url), let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else { return 0 }
@@ -158,17 +172,10 @@ public struct LogReader: Sendable {
         if let why = Self.unreadable(collected) { throw ProviderError(.failed, "\(collected.path) \(why)") }
         // A mirrored channel (EC2's, in S3) is kept current by the controller's ticks; with none
         // running, a live read brings the host's copy up to date once it has nothing newer.
-        if live, let provider, let channel, provider.capabilities.mirroredChannel,
-            channel.size(channel.logFile(machine.description, bootstrap: bootstrap)) <= offset
+        if live, let provider, let channel, channel.size(channel.logFile(machine.description, bootstrap: bootstrap)) <= offset,
+            let why = try await channel.refresh([machine], from: provider)?[machine]
         {
-            let mark = channel.mark(machine.description)
-            if let update = try await provider.fetchChannel([machine: mark])?[machine] {
-                do {
-                    try channel.apply(update, to: machine.description)
-                } catch {
-                    throw ProviderError(.failed, "cannot write the host's copy of \(machine)'s channel: \(error.localizedDescription)")
-                }
-            }
+            throw ProviderError(.failed, "cannot write the host's copy of \(machine)'s channel: \(why)")
         }
         if let channel, channel.isInUse(machine.description) {
             let file = channel.logFile(machine.description, bootstrap: bootstrap)

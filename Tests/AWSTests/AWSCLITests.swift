@@ -135,6 +135,15 @@ extension MotoScenarios {
             try await s3.putObject(bucket, "machines/\(machine)/status", Data("exited 0\nlaunched=\(now)\nstarted=\(now)\nended=\(now)\n".utf8))
             let followed = try await home.repl(["logs", "-f", "later"])
             #expect(followed.status == 0 && followed.stdoutText == "hello\nworld\n", "\(followed.stdoutText)\(followed.stderrText)")
+            // `wait` reads S3 too, with no controller running (found by attacking: it never saw the end).
+            let waitedFile = try home.write(
+                "waited.yaml", "kind: Run\nname: waited\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n")
+            #expect(try await home.repl(["apply", "-f", waitedFile]).status == 0)
+            let waitedRun = try #require(try store.runs().first { $0.run.manifest.name == "waited" }).run
+            let waitedMachine = MachineName(controlID: cid, manifestID: waitedRun.id, instanceID: try #require(waitedRun.instances.first).id)
+            try await s3.putObject(bucket, "machines/\(waitedMachine)/status", Data("exited 0\nlaunched=\(now)\nstarted=\(now)\nended=\(now)\n".utf8))
+            let waited = try await home.repl(["wait", "waited", "--for", "Succeeded", "--timeout", "30s"])
+            #expect(waited.status == 0, "\(waited.stdoutText)\(waited.stderrText)")
             let quiet = "kind: Run\nname: quiet\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n"
             #expect(try await home.repl(["apply", "-f", try home.write("quiet.yaml", quiet)]).status == 0)
 

@@ -186,6 +186,18 @@ extension MotoScenarios {
             #expect((try? String(contentsOf: log, encoding: .utf8)) == "first\nsecond\n")
         }
 
+        /// The S3 channel failing is said and is a failed tick, never "nothing to do" (found by
+        /// attacking: a sweep said all was well while no status could move).
+        @Test func aChannelThatCannotBeReadFailsTheTickAndMovesNothing() async throws {
+            let w = try await World(pendingFor: 0, invisibleFor: 0)
+            try w.apply("kind: Run\nname: c\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\ncommand: sleep 600\n")
+            try await w.tick(until: { runs in runs.allSatisfy { $0.run.instances.allSatisfy { $0.phase >= .bootstrapping } } })
+            w.cloud.faults.fail("ListObjectsV2", times: 20, status: 403, code: "AccessDenied", message: "no")
+            let report = await w.controller.tick()
+            #expect(report.failed && report.channelError?.contains("AccessDenied") == true, "\(report.channelError ?? "nil")")
+            #expect(try w.store.runs().first?.run.instances.first?.phase == .bootstrapping)
+        }
+
         /// Scaling a run down terminates the instances it no longer wants, and only those.
         @Test func scalingDownTerminatesOnlyTheInstancesNoLongerWanted() async throws {
             let w = try await World()

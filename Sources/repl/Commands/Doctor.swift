@@ -43,6 +43,16 @@ struct Doctor: AsyncParsableCommand {
                         "aws: cannot \(error.kind == .denied ? "use the credentials at" : "reach") \(aws.ec2.api.endpoint.absoluteString): \(error.message)"
                     )
                 } catch {}
+                // The status channel: a bucket S3 will not answer for means no status moves.
+                if !orbctlUnusable {
+                    do throws(AWSError) {
+                        try await aws.channel.s3.headBucket(aws.channel.bucket)
+                    } catch  where error.status == 404 {
+                        // Made at the first create.
+                    } catch {
+                        problems.append("bucket \(aws.channel.bucket) (the status channel) cannot be used: \(error.description)")
+                    }
+                }
             }
         } else {
             do {

@@ -150,6 +150,8 @@ struct OrphansSweep: AsyncParsableCommand {
             report = tick
         }
         if let e = report.observationError { throw CLIError.failure("sweep: cannot list machines, nothing was touched: \(e)") }
+        // No status moved this tick: said, and a failure (found by attacking: "Nothing to do", exit 0).
+        if let e = report.channelError { context.warn("sweep: \(e)") }
         let done: [(Action, ProviderError?)] = dryRun ? report.plan!.actions.filter { $0.machine != nil }.map { ($0, nil) } : report.outcomes
         // Orphans (and, with --include-foreign, foreign machines) still in their grace: named with
         // when they go, so that a sweep that deleted nothing says why.
@@ -183,7 +185,7 @@ struct OrphansSweep: AsyncParsableCommand {
             }
             let blocked = report.plan?.blocked ?? []
             for b in blocked { context.say("blocked: \(b.machine): \(b.why)") }
-            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty && blocked.isEmpty && kept.isEmpty {
+            if done.isEmpty && report.deferred.isEmpty && waiting.isEmpty && blocked.isEmpty && kept.isEmpty && report.channelError == nil {
                 context.say("Nothing to do: every machine of ours is wanted, and no orphan is left.")
             }
         }

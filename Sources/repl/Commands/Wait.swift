@@ -36,9 +36,20 @@ struct Wait: AsyncParsableCommand {
         let deadline = Date().addingTimeInterval(limit.seconds)
         var confirmed: Set<String> = [], heard: [String: (status: ProbeResult?, at: Date)] = [:]
         func reaches(_ phase: InstancePhase) -> Bool { wanted == "finished" ? phase.isTerminal : phase.rawValue.lowercased() == wanted }
+        // A mirrored channel (EC2's, in S3) is brought up to date here every 2 s: no controller
+        // need be running (found by attacking: wait never saw an end that was in S3).
+        let bound = (try? context.store().provider().name) ?? "orbstack"
+        let mirrored = ProviderCapabilities.known.first { $0.name == bound }?.mirroredChannel ?? false
+        var mirroredAt = Date.distantPast
         while true {
             guard let current = try context.store().runs().first(where: { $0.run.id == record.run.id }) else {
                 throw CLIError.failure("run \(record.run.manifest.name) is gone")
+            }
+            if mirrored, Date().timeIntervalSince(mirroredAt) >= 2, let provider = try? await context.engine(checkVersion: false) {
+                mirroredAt = Date()
+                let live = current.run.instances.filter { current.run.wants($0) && !$0.phase.isTerminal && $0.startedAt != nil }
+                _ = try? await StatusChannel(directory: context.channelDirectory).refresh(
+                    live.map { MachineName(controlID: cid, manifestID: current.run.id, instanceID: $0.id) }, from: provider)
             }
             // What a machine said holds for a while; then it is asked again (its command may
             // have ended since).
