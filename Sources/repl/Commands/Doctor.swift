@@ -81,7 +81,10 @@ struct Doctor: AsyncParsableCommand {
             }
         }
         let cid = read("control id") { try store?.controlID() }
+        let unreadBefore = problems.count
         let lease = read("lease") { try store?.leaseHolder() }
+        // A lease that cannot be read is not "free" (found by attacking).
+        let leaseUnread = problems.count > unreadBefore
         let breakers = read("circuit breaker") { try store?.breakers() }
         let breaker = breakers.map { $0[""] ?? .closed }
         let breakerOpen = breaker?.isOpen(at: Date()) == true
@@ -150,7 +153,7 @@ struct Doctor: AsyncParsableCommand {
                     + (storeError.map { "UNUSABLE: \($0)" }
                         ?? "\(store!.path) (schema \(Store.schemaVersion))\(store!.readOnlyReason.map { "; cannot be written: \($0)" } ?? "")"))
             line("control id:    \(cid.map(\.rawValue) ?? "-")")
-            line("lease:         \(store == nil ? "-" : lease.map { "held by \($0)" } ?? "free")")
+            line("lease:         \(store == nil ? "-" : leaseUnread ? "cannot be read" : lease.map { "held by \($0)" } ?? "free")")
             for (scope, b) in open {
                 line(
                     "breaker:       OPEN\(scope.isEmpty ? "" : " for \(scope)") until \(b.openUntil!): \(b.message ?? "")"
