@@ -70,6 +70,11 @@ import Testing
         try FileManager.default.createDirectory(at: logsDirectory.appendingPathComponent(collected), withIntermediateDirectories: false)
         let unreadable = try await Self.run(home, ["logs", "hello"])
         #expect(unreadable.status == 1 && unreadable.stderr.contains("is not a regular file"), "\(unreadable.status) \(unreadable.stderr)")
+        // A deleted run keeps its exit code in the list (found by attacking: `-`).
+        #expect(try await Self.run(home, ["--orbctl", "sim", "delete", "run", "hello"]).status == 0)
+        let all = try await Self.run(home, ["run", "list", "--all"])
+        let row = all.stdout.split(separator: "\n").first { $0.contains("hello") }.map(String.init) ?? ""
+        #expect(row.split(separator: " ").contains("0") && row.contains("deleted"), "\(all.stdout)")
     }
 
     @Test(.machineCommands)

@@ -147,7 +147,10 @@ struct RunList: AsyncParsableCommand {
             footnote = footnote || unrecorded
             let r = (run: run, record: record)
             let wanted = r.run.instances.filter { r.run.wants($0) }
-            let codes = wanted.compactMap(\.exitCode).map(String.init).joined(separator: ",")
+            // A cancelled or deleted run keeps the exit codes its instances ended with (found by
+            // attacking: `run list --all` showed `-` where `run status` showed 0).
+            let codes = r.run.instances.filter { !$0.retired && $0.generation == r.run.generation }.compactMap(\.exitCode).map(String.init)
+                .joined(separator: ",")
             return [
                 Base36.encode(r.run.id), r.run.manifest.name, r.run.phase.rawValue + (unrecorded ? "*" : ""),
                 "\(wanted.filter { !$0.phase.isTerminal }.count)/\(r.run.manifest.replicas)",
