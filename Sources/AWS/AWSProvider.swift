@@ -276,16 +276,14 @@ public struct AWSProvider: Provider {
         var objects: [String: S3Client.Listed] = [:]
         for object in listed { objects[object.key] = object }
         let wanted = marks.compactMap { name, mark -> (MachineName, ChannelMark, S3Client.Listed, [String: Int])? in
-            guard let status = objects[InstanceAgent.key(name, "status")],
-                status.etag != mark.statusTag || status.etag.isEmpty
-                    || (objects[InstanceAgent.key(name, "run.log")]?.size ?? 0) != mark.output
-                    || (objects[InstanceAgent.key(name, "bootstrap.log")]?.size ?? 0) != mark.bootstrap
-            else { return nil }
+            guard let status = objects[InstanceAgent.key(name, "status")] else { return nil }
             let sizes = [
                 "run.log": objects[InstanceAgent.key(name, "run.log")]?.size ?? 0,
                 "bootstrap.log": objects[InstanceAgent.key(name, "bootstrap.log")]?.size ?? 0,
             ]
-            return (name, mark, status, sizes)
+            let changed =
+                status.etag != mark.statusTag || status.etag.isEmpty || sizes["run.log"] != mark.output || sizes["bootstrap.log"] != mark.bootstrap
+            return changed ? (name, mark, status, sizes) : nil
         }
         let provider = self
         return await withTaskGroup(of: (MachineName, ChannelUpdate?).self) { group in

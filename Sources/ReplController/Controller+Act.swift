@@ -271,8 +271,7 @@ final class BreakerGate: CallGate, @unchecked Sendable {
     /// Why a call taking capacity in `scope` must not go now, or nil.
     func refusal(scope: String, at now: Date) -> String? {
         lock.withLock {
-            (breakers[scope] ?? .closed).isOpen(at: now) || shut.contains(scope)
-                ? "\(Admission.name(scope)) open: \(Admission.advice(scope))" : nil
+            (breakers[scope] ?? .closed).isOpen(at: now) || shut.contains(scope) ? Admission.openReason(scope) : nil
         }
     }
 

@@ -133,10 +133,11 @@ public struct StatusChannel: Sendable {
         return failed
     }
 
-    /// A regular file's size (0 when it is absent or anything else).
+    /// A regular file's size (0 when it is absent or anything else), read every tick for each
+    /// mirrored machine: `lstat`, not `attributesOfItem` (which reads the user databases).
     func size(_ url: URL) -> Int {
-        guard Self.isRegularFile(url), let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else { return 0 }
-        return (attributes[.size] as? NSNumber)?.intValue ?? 0
+        guard Self.isRegularFile(url) else { return 0 }
+        return Platform.regularFileSize(url.path) ?? 0
     }
 
     /// Forgets a machine that is gone (its logs were collected first).

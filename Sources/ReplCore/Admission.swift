@@ -72,7 +72,7 @@ public struct Admission: Sendable, Equatable {
             guard let taking = group.first(where: Admission.needsAddress) else { return .run }
             let scope = taking.capacityScope
             let breaker = breakers[scope] ?? .closed
-            if breaker.isOpen(at: now) { return .defer("\(Self.name(scope)) open: \(Self.advice(scope))") }
+            if breaker.isOpen(at: now) { return .defer(Self.openReason(scope)) }
             if breaker.isHalfOpen(at: now) {
                 if tested.contains(scope) { return .defer("\(Self.name(scope)) half-open: one create at a time") }
                 tested.insert(scope)
@@ -83,6 +83,9 @@ public struct Admission: Sendable, Equatable {
 
     /// "circuit breaker", with its scope where it has one.
     public static func name(_ scope: String) -> String { scope.isEmpty ? "circuit breaker" : "circuit breaker (\(scope))" }
+
+    /// Why an action taking capacity in `scope` waits: its breaker is open, and what to do.
+    public static func openReason(_ scope: String) -> String { "\(name(scope)) open: \(advice(scope))" }
 
     /// What a person can do about an open breaker of `scope`.
     public static func advice(_ scope: String) -> String {

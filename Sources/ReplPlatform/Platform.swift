@@ -182,6 +182,14 @@ public enum Platform {
         return lstat(path, &st) == 0 && st.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG)
     }
 
+    /// The size of `path` when it is a regular file itself (a link is not followed), with
+    /// `lstat(2)` for the same reason as ``isRegularFile(_:)``; nil otherwise.
+    public static func regularFileSize(_ path: String) -> Int? {
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else { return nil }
+        return Int(st.st_size)
+    }
+
     /// Opens `/dev/null` on any of descriptors 0, 1 and 2 that the caller left closed. Otherwise
     /// the first file this process opens takes that number, and a child handed "standard input"
     /// gets it: an emulated machine's command was given the emulator's own epoll descriptor

@@ -51,6 +51,10 @@ enum Console {
         return out
     }
 
+    /// Whether `text` holds a control character, a line break or tab included (what a crontab
+    /// line cannot carry as it is).
+    static func hasControlCharacter(_ text: String) -> Bool { text.unicodeScalars.contains { $0.properties.generalCategory == .control } }
+
     static func isControl(_ s: Unicode.Scalar) -> Bool {
         (s.value < 0x20 && s != "\n" && s != "\t") || (0x7F...0x9F).contains(s.value) || s.value == 0x2028 || s.value == 0x2029
             // Bidirectional overrides and isolates reorder what follows them on the terminal.

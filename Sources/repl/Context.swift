@@ -124,6 +124,13 @@ final class Context: @unchecked Sendable {
 
     private var _engine: (any Provider)?
 
+    /// Whether this state directory's provider mirrors its machines' status channel (EC2's, in
+    /// S3): the host's copy is then current only as far as someone read it.
+    var mirroredChannel: Bool {
+        let bound = (try? store().provider().name) ?? "orbstack"
+        return ProviderCapabilities.known.first { $0.name == bound }?.mirroredChannel ?? false
+    }
+
     /// Makes `engine` this command's provider (a dry run of aws runs on a state directory not
     /// yet bound to aws).
     func pin(engine: any Provider) { _engine = engine }
@@ -165,7 +172,7 @@ final class Context: @unchecked Sendable {
         for key in ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
             guard let value = environment[key], !value.isEmpty else { continue }
             // A line break would end the crontab line and start another command there.
-            if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            if Console.hasControlCharacter(value) {
                 unfit.append(key)
             } else {
                 variables.append((key, value))

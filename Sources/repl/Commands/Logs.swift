@@ -99,8 +99,7 @@ struct Logs: AsyncParsableCommand {
             follow = false
         }
         let cid = try context.store().controlID()
-        let bound = (try? context.store().provider().name) ?? "orbstack"
-        let mirrored = ProviderCapabilities.known.first { $0.name == bound }?.mirroredChannel ?? false
+        let mirrored = context.mirroredChannel
         var printed: [InstanceID: Int] = [:]
         var outputs: [InstanceID: Data] = [:]
         var liveError: String?

@@ -103,7 +103,7 @@ struct OrphansSweep: AsyncParsableCommand {
             // A line break would end the crontab line and start another command; cron drops the
             // `\` of a `\%`, so a `\` there cannot be kept either (found by attacking).
             for (what, text) in [("the state directory", context.stateDirectory.path), ("this repl's path", program), ("--orbctl", orbctl ?? "")]
-            where text.contains("\\") || text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            where text.contains("\\") || Console.hasControlCharacter(text) {
                 throw CLIError.input(
                     "\(what) (\(Console.visible(String(text.prefix(200))))) holds a line break, a control character or a \\, which a crontab line cannot hold as it is; use one without"
                 )

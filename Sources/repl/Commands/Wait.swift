@@ -38,8 +38,7 @@ struct Wait: AsyncParsableCommand {
         func reaches(_ phase: InstancePhase) -> Bool { wanted == "finished" ? phase.isTerminal : phase.rawValue.lowercased() == wanted }
         // A mirrored channel (EC2's, in S3) is brought up to date here every 2 s: no controller
         // need be running (found by attacking: wait never saw an end that was in S3).
-        let bound = (try? context.store().provider().name) ?? "orbstack"
-        let mirrored = ProviderCapabilities.known.first { $0.name == bound }?.mirroredChannel ?? false
+        let mirrored = context.mirroredChannel
         var mirroredAt = Date.distantPast
         while true {
             guard let current = try context.store().runs().first(where: { $0.run.id == record.run.id }) else {
