@@ -42,7 +42,18 @@ public struct AWSSpec: Hashable, Sendable, Codable, CustomStringConvertible {
 
         public var description: String { "\(gib)G \(type) at \(device)" }
 
-        public static let types = ["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"]
+        /// The EBS types a volume can be made of without more parameters (io1 and io2 need their
+        /// IOPS, which a volume here cannot give: found by attacking, every launch failed).
+        public static let types = ["gp3", "gp2", "st1", "sc1", "standard"]
+
+        /// The sizes EBS makes a volume of `type` in, in GiB.
+        public static func sizes(_ type: String) -> ClosedRange<Int> {
+            switch type {
+            case "st1", "sc1": return 125...16_384
+            case "standard": return 1...1_024
+            default: return 1...16_384
+            }
+        }
         /// EBS's largest volume (16 TiB; 64 TiB for io2 Block Express is not offered here).
         public static let maxGiB = 16_384
         /// The devices volumes are attached at, in order: `/dev/sdf` to `/dev/sdp`.

@@ -141,6 +141,13 @@ extension DocumentContext {
                     }
                     device = value
                 }
+                guard AWSSpec.Volume.sizes(type).contains(gib) else {
+                    let range = AWSSpec.Volume.sizes(type)
+                    error(
+                        sizeNode,
+                        "spec.volumes.size: \(gib)G is not a size EBS makes a \(type) volume in (\(range.lowerBound)G to \(range.upperBound)G)")
+                    continue
+                }
                 wanted.append((gib, type, device, item))
             default:
                 error(item, "spec.volumes: expected a size (100G) or {size, type, device}, got \(Self.describe(item))")

@@ -87,6 +87,9 @@ extension MotoScenarios {
             let broken = try await home.repl(["orphans", "sweep", "--print-crontab"], env: ["AWS_PROFILE": "work\n* * * * * touch /tmp/owned"])
             #expect(broken.status == 0 && !broken.stdoutText.contains("owned") && broken.stdoutText.split(separator: "\n").count == 1)
             #expect(broken.stderrText.contains("AWS_PROFILE holds a control character"), "\(broken.stderrText)")
+            // Nor a `\` before a `%` (found by attacking: cron ends the command at that `%`).
+            let slashed = try await home.repl(["orphans", "sweep", "--print-crontab"], env: ["AWS_PROFILE": "a\\%b"])
+            #expect(slashed.status == 0 && !slashed.stdoutText.contains("AWS_PROFILE") && slashed.stderrText.contains("AWS_PROFILE holds a \\"))
 
             let deleted = try await home.repl(["delete", "run", "boxes"])
             #expect(deleted.status == 0, "DELETE \(deleted.stdoutText)\(deleted.stderrText)")
@@ -106,9 +109,17 @@ extension MotoScenarios {
 
             // Credentials of another account see none of these instances: nothing is judged on
             // them (found by attacking: every run failed, and a later sweep terminated the fleet).
+            let acct = "kind: Run\nname: acct\nprovider: aws\nspec: {image: \(MotoTests.EC2ClientTests.ami)}\n"
+            #expect(try await home.repl(["apply", "-f", try home.write("acct.yaml", acct)]).status == 0)
             let account = try #require(try store.awsAccount())
             try store.recordAWSAccount("999999999999")
             let phases = try store.runs().flatMap { $0.run.instances.map(\.phase) }
+            // Nothing is recorded under them either (found by attacking: delete recorded, then exit 3).
+            let refusedDelete = try await home.repl(["delete", "run", "acct"])
+            #expect(refusedDelete.status == 3, "\(refusedDelete.stderrText)")
+            let refusedCancel = try await home.repl(["run", "cancel", "acct"])
+            #expect(refusedCancel.status == 3, "\(refusedCancel.stderrText)")
+            #expect(try store.runs().first { $0.run.manifest.name == "acct" }?.run.cancelled == false)
             let elsewhere = try await home.repl(["orphans", "sweep"])
             #expect(
                 elsewhere.status == 3

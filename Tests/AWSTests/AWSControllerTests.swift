@@ -196,6 +196,11 @@ extension MotoScenarios {
             let report = await w.controller.tick()
             #expect(report.failed && report.channelError?.contains("AccessDenied") == true, "\(report.channelError ?? "nil")")
             #expect(try w.store.runs().first?.run.instances.first?.phase == .bootstrapping)
+            // A bucket gone is no "no status yet" (found by attacking: exit 0, all well).
+            w.cloud.faults.clear()
+            w.cloud.faults.fail("ListObjectsV2", times: 20, status: 404, code: "NoSuchBucket", message: "gone")
+            let gone = await w.controller.tick()
+            #expect(gone.failed && gone.channelError?.contains("NoSuchBucket") == true, "\(gone.channelError ?? "nil")")
         }
 
         /// Scaling a run down terminates the instances it no longer wants, and only those.

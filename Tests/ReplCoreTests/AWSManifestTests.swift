@@ -193,7 +193,16 @@ struct AWSManifestTests {
         ),
         (
             "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{size: 1G, type: ssd}]\n",
-            "run.yaml:5:30: spec.volumes.type: \"ssd\" is not an EBS volume type (gp3, gp2, io1, io2, st1, sc1, standard)"
+            "run.yaml:5:30: spec.volumes.type: \"ssd\" is not an EBS volume type (gp3, gp2, st1, sc1, standard)"
+        ),
+        // Found by attacking: accepted, and refused by EC2 at every launch.
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{size: 4G, type: io1}]\n",
+            "run.yaml:5:30: spec.volumes.type: \"io1\" is not an EBS volume type (gp3, gp2, st1, sc1, standard)"
+        ),
+        (
+            "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{size: 10G, type: st1}]\n",
+            "run.yaml:5:20: spec.volumes.size: 10G is not a size EBS makes a st1 volume in (125G to 16384G)"
         ),
         (
             "kind: Run\nname: a\nprovider: aws\nspec:\n  volumes: [{size: 1G, device: /dev/sdg}, {size: 2G, device: /dev/sdg}]\n",

@@ -47,8 +47,8 @@ struct Doctor: AsyncParsableCommand {
                 if !orbctlUnusable {
                     do throws(AWSError) {
                         try await aws.channel.s3.headBucket(aws.channel.bucket)
-                    } catch  where error.status == 404 {
-                        // Made at the first create.
+                    } catch  where error.status == 404 && ((try? context.store().runs(includeDeleted: false)) ?? []).isEmpty {
+                        // Made at the first create; with runs recorded it was deleted.
                     } catch {
                         problems.append("bucket \(aws.channel.bucket) (the status channel) cannot be used: \(error.description)")
                     }

@@ -110,7 +110,11 @@ struct OrphansSweep: AsyncParsableCommand {
             }
             let scheduled = context.scheduledEnvironment()
             if let warning = scheduled.warning { context.warn(warning) }
-            print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl, extra: scheduled.variables))
+            // Nor can a `\` (before a `%`, cron drops it): such a value is left out, and said.
+            let unfit = scheduled.variables.filter { $0.1.contains("\\") }.map(\.0)
+            if !unfit.isEmpty { context.warn("\(unfit.joined(separator: ", ")) holds a \\ and is left out of the crontab line") }
+            let extra = scheduled.variables.filter { !unfit.contains($0.0) }
+            print(Self.crontabLine(program: program, stateDirectory: context.stateDirectory.path, orbctl: orbctl, extra: extra))
             return
         }
         if installLaunchd || uninstallLaunchd {
