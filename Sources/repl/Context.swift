@@ -131,6 +131,14 @@ final class Context: @unchecked Sendable {
         return ProviderCapabilities.known.first { $0.name == bound }?.mirroredChannel ?? false
     }
 
+    /// On a state directory of aws runs, EC2 as configured (the account first) before a command
+    /// records anything: credentials of another account would otherwise record a delete or a
+    /// cancel and then stop with exit 3 (found by attacking). OrbStack's is checked where it is
+    /// used, after the store (a read-only store is said first).
+    func requireUsableAWS() async throws {
+        if (try? store().provider().name) == "aws" { _ = try await engine() }
+    }
+
     /// Makes `engine` this command's provider (a dry run of aws runs on a state directory not
     /// yet bound to aws).
     func pin(engine: any Provider) { _engine = engine }

@@ -70,9 +70,7 @@ struct Delete: AsyncParsableCommand {
                 "nothing was deleted: run \(record.run.manifest.name) still clones snapshot \(from) (an instance is not made yet); delete the run first, or both together"
             )
         }
-        // The engine first: one that cannot be used (credentials of another account) stops the
-        // command before anything is recorded (found by attacking: recorded, then exit 3).
-        let controller = try await context.controller()
+        try await context.requireUsableAWS()
         var done: [String] = []
         for record in records {
             try store.cancel(run: record.run.id, delete: true)
@@ -83,7 +81,7 @@ struct Delete: AsyncParsableCommand {
             done.append("snapshot \(name)")
         }
         // One tick now when no other process acts; else the process that does deletes them.
-        if let e = try await Manager(controller: controller, holder: "delete").once().report?.observationError {
+        if let e = try await Manager(controller: try await context.controller(), holder: "delete").once().report?.observationError {
             context.warn("recorded; machines will be deleted by the next tick (\(e))")
         }
         if context.json { context.printJSON(["deleted": done]) } else { for d in done { context.say("\(d): deleted") } }

@@ -327,12 +327,10 @@ struct RunCancel: AsyncParsableCommand {
             }
             return
         }
-        // The engine first: one that cannot be used (credentials of another account) stops the
-        // command before anything is recorded (found by attacking: recorded, then exit 3).
-        let controller = try await context.controller()
+        try await context.requireUsableAWS()
         try context.store().cancel(run: r.run.id)
         // One tick now when no other process acts; else the process that does deletes them.
-        _ = try await Manager(controller: controller, holder: "cancel").once()
+        _ = try await Manager(controller: try await context.controller(), holder: "cancel").once()
         if context.json { context.printJSON(["cancelled": r.run.manifest.name]) } else { context.say("run \(r.run.manifest.name) cancelled") }
     }
 }
